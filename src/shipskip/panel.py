@@ -1,0 +1,31 @@
+"""Panel arithmetic: pure functions over takes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .models import PanelVerdict, Take
+
+
+def round_half_up_pct(part: int, whole: int) -> int:
+    return (200 * part + whole) // (2 * whole)
+
+
+def aggregate(takes: Iterable[Take]) -> PanelVerdict:
+    """Panel ship % is ship / (ship + skip); abstentions sit outside both counts.
+
+    The label follows the majority of seats that spoke: more ships read "Ship", more skips
+    read "Skip", an even split reads "Mixed", and a panel where every seat abstained has
+    "No verdict".
+    """
+    takes = list(takes)
+    ship = sum(1 for t in takes if t.verdict == "ship")
+    skip = sum(1 for t in takes if t.verdict == "skip")
+    abstain = sum(1 for t in takes if t.verdict is None)
+    spoke = ship + skip
+    if spoke == 0:
+        return PanelVerdict(ship=0, skip=0, abstain=abstain, ship_pct=None, label="No verdict")
+    label = "Ship" if ship > skip else "Skip" if skip > ship else "Mixed"
+    return PanelVerdict(
+        ship=ship, skip=skip, abstain=abstain, ship_pct=round_half_up_pct(ship, spoke), label=label
+    )

@@ -1,0 +1,90 @@
+"""One persona's take on one tool, and the providers the panel talks to."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+
+from .embedded import EMBEDDED_MODEL, embedded_server
+from .llm import LLMClient, LLMFailure
+from .models import Take, ToolCard
+from .personas import PromptSet, render_messages
+from .settings import Settings
+
+# One limiter per process, shared by every client, so a big feed cannot flood a provider.
+_LIMITERS: dict[int, threading.BoundedSemaphore] = {}
+
+
+def _limiter(n: int) -> threading.BoundedSemaphore:
+    return _LIMITERS.setdefault(n, threading.BoundedSemaphore(n))
+
+
+@dataclass
+class Panel:
+    prompts: PromptSet
+    clients: dict[str, LLMClient]
+    settings: Settings
+
+    def take(self, persona: str, card: ToolCard, reason: str | None = None) -> Take:
+        """Ask one persona. A persona that keeps failing abstains with the error."""
+        client = self.clients[persona]
+        p = self.prompts.personas[persona]
+        meta = dict(
+            model=client.model,
+            prompt_version=p.version,
+            prompt_hash=self.prompts.prompt_hash(persona),
+            temperature=self.settings.provider_for(persona).temperature or 0.0,
+            reason=reason,
+        )
+        messages = render_messages(self.prompts, persona, card)
+        try:
+            done = client.complete(
+                messages, temperature=meta["temperature"], max_tokens=self.settings.max_tokens
+            )
+        except LLMFailure as exc:
+            return Take.abstention(
+                persona, reason="the model gave no valid take", error=str(exc),
+                attempts=exc.attempts, usage=exc.usage, **meta,
+            )  # fmt: skip
+        return Take.from_reply(
+            persona, done.reply, attempts=done.attempts, usage=done.usage,
+            latency_ms=done.latency_ms, **meta,
+        )  # fmt: skip
+
+
+@contextmanager
+def open_panel(
+    settings: Settings, prompts: PromptSet, personas: list[str] | None = None,
+    model_override: str | None = None,
+) -> Iterator[Panel]:
+    """Build a client per persona; start the embedded server only if some persona needs it."""
+    names = personas or list(prompts.personas)
+    with ExitStack() as stack:
+        embedded_url = None
+        if settings.needs_embedded(names):
+            embedded_url = stack.enter_context(
+                embedded_server(
+                    n_ctx=settings.embedded_ctx,
+                    threads=settings.embedded_threads,
+                    startup_timeout_s=settings.embedded_startup_timeout_s,
+                )
+            )
+        clients = {}
+        for name in names:
+            prov = settings.provider_for(name)
+            local = prov.base_url is None
+            client = LLMClient(
+                base_url=embedded_url if local else prov.base_url,  # type: ignore[arg-type]
+                api_key=prov.api_key,
+                model=model_override or prov.model or (EMBEDDED_MODEL if local else "gpt-4o-mini"),
+                mode=prov.response_format or ("json_object" if local else "json_schema"),
+                timeout_s=settings.timeout_s,
+                max_attempts=settings.max_attempts,
+                max_retry_wait_s=settings.max_retry_wait_s,
+                limiter=_limiter(settings.llm_concurrency),
+            )
+            stack.callback(client.close)
+            clients[name] = client
+        yield Panel(prompts=prompts, clients=clients, settings=settings)

@@ -1,0 +1,89 @@
+"""Configuration, read from the environment (prefix SHIPSKIP_) and an optional .env file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def quiet_prefect() -> None:
+    """Set Prefect's environment before it is imported: no analytics, no colour noise."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_UI_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+
+
+class Provider(BaseModel):
+    """Where one persona's requests go. Unset fields fall back to the panel-wide values."""
+
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    model: str | None = None
+    temperature: float | None = None
+    # llama.cpp's server wants json_object with a schema; hosted providers want json_schema.
+    response_format: Literal["json_schema", "json_object"] | None = None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SHIPSKIP_", env_file=".env", env_nested_delimiter="__", extra="ignore"
+    )
+
+    db_path: Path = Field(default=PROJECT_ROOT / "data" / "shipskip.duckdb")
+    out_dir: Path = Field(default=PROJECT_ROOT / "out")
+    prompts_dir: Path = Field(default=PROJECT_ROOT / "prompts")
+
+    # No base_url means the embedded llama.cpp server with the packaged SmolLM2 model.
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    model: str | None = None
+    temperature: float = 0.4
+    response_format: Literal["json_schema", "json_object"] | None = None
+    max_tokens: int = 220
+    timeout_s: float = 60.0
+    # Attempts per take, counting the first: transient errors and invalid output share it.
+    max_attempts: int = 3
+    max_retry_wait_s: float = 30.0
+    # How many persona calls may be in flight to the provider at once, across tools.
+    llm_concurrency: int = 5
+    personas: dict[str, Provider] = Field(default_factory=dict)
+
+    embedded_ctx: int = 4096
+    embedded_threads: int | None = None
+    embedded_startup_timeout_s: float = 120.0
+
+    def resolved_base_url(self) -> str | None:
+        return self.base_url or os.environ.get("OPENAI_BASE_URL") or None
+
+    def resolved_api_key(self) -> SecretStr | None:
+        if self.api_key is not None:
+            return self.api_key
+        env = os.environ.get("OPENAI_API_KEY")
+        return SecretStr(env) if env else None
+
+    def provider_for(self, persona: str) -> Provider:
+        """Merge the persona's own provider settings over the panel-wide ones."""
+        own = self.personas.get(persona.lower(), Provider())
+        return Provider(
+            base_url=own.base_url or self.resolved_base_url(),
+            api_key=own.api_key or self.resolved_api_key(),
+            model=own.model or self.model,
+            temperature=own.temperature if own.temperature is not None else self.temperature,
+            response_format=own.response_format or self.response_format,
+        )
+
+    def needs_embedded(self, personas: list[str]) -> bool:
+        return any(self.provider_for(p).base_url is None for p in personas)
+
+
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,300 @@
+"""DuckDB storage: numbered migrations, append-only takes, one transaction per review.
+
+Connections are short-lived on purpose: DuckDB lets one process write a file at a time,
+so a review holds the file only while it writes, and readers in other processes get in
+between, after a short retried wait.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import duckdb
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
+
+from .errors import ShipskipError
+from .models import PERSONAS, CommunityVotes, Take, ToolCard, Usage
+
+_WRITE_LOCK = threading.RLock()
+_MIGRATION_RE = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _is_lock_conflict(exc: BaseException) -> bool:
+    return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    found = []
+    for entry in resources.files("shipskip.migrations").iterdir():
+        m = _MIGRATION_RE.match(entry.name)
+        if m:
+            found.append((int(m.group(1)), entry.name, entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+@dataclass(frozen=True)
+class Run:
+    run_id: str
+    slug: str
+    content_hash: str
+    kind: str
+    resumed: bool = False
+
+
+class Store:
+    def __init__(self, path: Path | str, lock_wait_s: float = 30.0) -> None:
+        self.path = Path(path)
+        self.lock_wait_s = lock_wait_s
+        self._migrated = False
+
+    # -- connections -----------------------------------------------------------------
+
+    def _retrying(self) -> Retrying:
+        return Retrying(
+            retry=retry_if_exception(_is_lock_conflict),
+            wait=wait_random_exponential(multiplier=0.05, max=1.0),
+            stop=stop_after_delay(self.lock_wait_s),
+            reraise=True,
+        )
+
+    @contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        if read_only and not self.path.exists():
+            raise ShipskipError(f"{self.path}: no database yet; review a tool first")
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        for attempt in self._retrying():
+            with attempt:
+                con = duckdb.connect(str(self.path), read_only=read_only)
+        try:
+            if not read_only and not self._migrated:
+                self._migrate(con)
+            yield con
+        finally:
+            con.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with _WRITE_LOCK, self.connect() as con:
+            con.begin()
+            try:
+                yield con
+            except BaseException:
+                con.rollback()
+                raise
+            con.commit()
+
+    def _migrate(self, con: duckdb.DuckDBPyConnection) -> None:
+        con.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations "
+            "(version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)"
+        )
+        done = {r[0] for r in con.execute("SELECT version FROM schema_migrations").fetchall()}
+        for version, name, sql in migrations():
+            if version in done:
+                continue
+            con.begin()
+            try:
+                con.execute(sql)
+                con.execute(
+                    "INSERT INTO schema_migrations VALUES (?, ?, ?)", [version, name, _now()]
+                )
+            except BaseException:
+                con.rollback()
+                raise
+            con.commit()
+        self._migrated = True
+
+    def init(self) -> None:
+        with _WRITE_LOCK, self.connect():
+            pass
+
+    def query(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+        with self.connect(read_only=True) as con:
+            cur = con.execute(sql, params or [])
+            cols = [d[0] for d in cur.description or []]
+            return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+
+    # -- reviews ---------------------------------------------------------------------
+
+    def begin_run(
+        self, card: ToolCard, kind: str = "review", reason: str | None = None,
+        flow_run_id: str | None = None,
+    ) -> Run:
+        """Start a run, or pick up an unfinished one for the same tool content."""
+        h = card.content_hash()
+        with self.transaction() as con:
+            row = con.execute(
+                "SELECT run_id FROM runs WHERE slug = ? AND content_hash = ? AND kind = ? "
+                "AND status = 'running' ORDER BY started_at DESC LIMIT 1",
+                [card.slug, h, kind],
+            ).fetchone()
+            if row and kind == "review":
+                return Run(row[0], card.slug, h, kind, resumed=True)
+            run_id = uuid.uuid4().hex
+            con.execute(
+                "INSERT INTO runs (run_id, slug, content_hash, kind, status, reason, flow_run_id,"
+                " started_at) VALUES (?, ?, ?, ?, 'running', ?, ?, ?)",
+                [run_id, card.slug, h, kind, reason, flow_run_id, _now()],
+            )
+        return Run(run_id, card.slug, h, kind)
+
+    def checkpoint(self, run: Run, take: Take) -> None:
+        with self.transaction() as con:
+            con.execute(
+                "INSERT OR REPLACE INTO take_checkpoints VALUES (?, ?, ?, ?)",
+                [run.run_id, take.persona, take.model_dump_json(), _now()],
+            )
+
+    def checkpoints(self, run: Run) -> dict[str, Take]:
+        with _WRITE_LOCK, self.connect() as con:
+            rows = con.execute(
+                "SELECT persona, payload FROM take_checkpoints WHERE run_id = ?", [run.run_id]
+            ).fetchall()
+        return {p: Take.model_validate_json(payload) for p, payload in rows}
+
+    def is_reviewed(self, card: ToolCard) -> bool:
+        """True when a committed review already read this exact card."""
+        if not self.path.exists():
+            return False
+        with _WRITE_LOCK, self.connect() as con:
+            row = con.execute(
+                "SELECT 1 FROM runs WHERE slug = ? AND content_hash = ? AND kind = 'review' "
+                "AND status = 'complete' LIMIT 1",
+                [card.slug, card.content_hash()],
+            ).fetchone()
+        return row is not None
+
+    def commit_review(self, run: Run, card: ToolCard, takes: list[Take]) -> None:
+        """Tool, takes and run status land together or not at all."""
+        from .panel import aggregate
+
+        verdict_takes = takes
+        now = _now()
+        with self.transaction() as con:
+            self._upsert_tool(con, card, now)
+            for take in takes:
+                version = con.execute(
+                    "SELECT coalesce(max(version), 0) + 1 FROM takes WHERE slug = ? AND persona = ?",
+                    [card.slug, take.persona],
+                ).fetchone()[0]
+                self._insert_take(con, run, take, version, now)
+            if run.kind == "rerun":
+                verdict_takes = self._current(con, card.slug)
+            v = aggregate(verdict_takes)
+            con.execute(
+                "UPDATE runs SET status = 'complete', finished_at = ?, label = ?, ship = ?,"
+                " skip = ?, abstain = ?, ship_pct = ? WHERE run_id = ?",
+                [now, v.label, v.ship, v.skip, v.abstain, v.ship_pct, run.run_id],
+            )
+            con.execute("DELETE FROM take_checkpoints WHERE run_id = ?", [run.run_id])
+
+    def _upsert_tool(self, con: duckdb.DuckDBPyConnection, card: ToolCard, now: datetime) -> None:
+        h = card.content_hash()
+        con.execute(
+            "INSERT INTO tools VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (slug) DO UPDATE SET name = excluded.name, tagline = excluded.tagline,"
+            " category = excluded.category, pricing = excluded.pricing,"
+            " entry_tier = excluded.entry_tier, description = excluded.description,"
+            " source = excluded.source, url = excluded.url, launched = excluded.launched,"
+            " content_hash = excluded.content_hash, updated_at = excluded.updated_at",
+            [card.slug, card.name, card.tagline, card.category, card.pricing, card.entry_tier,
+             card.description, card.source, card.url, card.launched, h, now, now],
+        )  # fmt: skip
+        con.execute(
+            "INSERT INTO tool_versions VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            [card.slug, h, card.model_dump_json(), now],
+        )
+
+    def _insert_take(
+        self, con: duckdb.DuckDBPyConnection, run: Run, t: Take, version: int, now: datetime
+    ) -> None:
+        con.execute(
+            "INSERT INTO takes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+            " ?, ?, ?)",
+            [uuid.uuid4().hex, run.run_id, run.slug, run.content_hash, t.persona, version,
+             t.verdict, t.score, t.take, t.abstain_reason, t.error, t.model, t.prompt_version,
+             t.prompt_hash, t.temperature, t.attempts, t.usage.prompt_tokens,
+             t.usage.completion_tokens, t.usage.cached_tokens, t.latency_ms, t.suspicious,
+             t.reason, now],
+        )  # fmt: skip
+
+    # -- reads -----------------------------------------------------------------------
+
+    def _current(self, con: duckdb.DuckDBPyConnection, slug: str) -> list[Take]:
+        cur = con.execute("SELECT * FROM current_takes WHERE slug = ?", [slug])
+        cols = [d[0] for d in cur.description or []]
+        takes = [_take_from_row(dict(zip(cols, r, strict=True))) for r in cur.fetchall()]
+        order = {p: i for i, p in enumerate(PERSONAS)}
+        return sorted(takes, key=lambda t: order.get(t.persona, 99))
+
+    def current_takes(self, slug: str) -> list[Take]:
+        with self.connect(read_only=True) as con:
+            return self._current(con, slug)
+
+    def tool(self, slug: str) -> ToolCard | None:
+        rows = self.query("SELECT * EXCLUDE (content_hash, first_seen, updated_at) FROM tools "
+                          "WHERE slug = ?", [slug])  # fmt: skip
+        return ToolCard.model_validate(rows[0]) if rows else None
+
+    def reviewed_at(self, slug: str) -> datetime | None:
+        rows = self.query("SELECT max(created_at) AS at FROM committed_takes WHERE slug = ?", [slug])
+        return rows[0]["at"] if rows else None
+
+    def history(self, slug: str, persona: str | None = None) -> list[dict[str, Any]]:
+        sql = (
+            "SELECT t.persona, t.version, t.verdict, t.score, t.model, t.prompt_version,"
+            " t.created_at, r.kind, r.reason, t.take, t.abstain_reason,"
+            " t.score - lag(t.score) OVER (PARTITION BY t.persona ORDER BY t.version) AS delta"
+            " FROM committed_takes t JOIN runs r USING (run_id) WHERE t.slug = ?"
+        )
+        params: list[Any] = [slug]
+        if persona:
+            sql += " AND t.persona = ?"
+            params.append(persona)
+        return self.query(sql + " ORDER BY t.persona, t.version", params)
+
+    def add_vote(self, slug: str, vote: str) -> None:
+        with self.transaction() as con:
+            if not con.execute("SELECT 1 FROM tools WHERE slug = ?", [slug]).fetchone():
+                raise ShipskipError(f"no reviewed tool with slug '{slug}'")
+            con.execute("INSERT INTO votes VALUES (?, ?, ?)", [slug, vote, _now()])
+
+    def votes(self, slug: str) -> CommunityVotes:
+        rows = self.query(
+            "SELECT count(*) FILTER (WHERE vote = 'ship') AS ship,"
+            " count(*) FILTER (WHERE vote = 'skip') AS skip FROM votes WHERE slug = ?",
+            [slug],
+        )
+        return CommunityVotes(**rows[0])
+
+
+def _take_from_row(row: dict[str, Any]) -> Take:
+    return Take(
+        persona=row["persona"], verdict=row["verdict"], score=row["score"], take=row["take"],
+        abstain_reason=row["abstain_reason"], error=row["error"], model=row["model"],
+        prompt_version=row["prompt_version"], prompt_hash=row["prompt_hash"],
+        temperature=row["temperature"], attempts=row["attempts"],
+        usage=Usage(prompt_tokens=row["prompt_tokens"],
+                    completion_tokens=row["completion_tokens"],
+                    cached_tokens=row["cached_tokens"]),
+        latency_ms=row["latency_ms"], suspicious=row["suspicious"], reason=row["reason"],
+    )  # fmt: skip
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, default=str)
