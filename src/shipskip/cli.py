@@ -85,9 +85,13 @@ def review(
     _quiet_prefect_loggers()
     for path, card in zip(cards, checked, strict=True):
         with Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-            console=err, transient=True,
-        ) as bar:  # fmt: skip
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            console=err,
+            transient=True,
+        ) as bar:
             job = bar.add_task(f"Panel reviewing {card.name}", total=len(PERSONAS))
 
             def tick(slug: str, take: Take, job: int = job) -> None:
@@ -118,3 +122,63 @@ def show(tool: Annotated[str, typer.Argument(help="Tool slug.")]) -> None:
         _fail(exc)
     console.print(takes_table(card.name, takes))
     console.print(verdict_line(aggregate(takes)), highlight=False)
+
+
+@app.command()
+def compare(
+    tool_a: Annotated[str, typer.Argument(help="First tool slug.")],
+    tool_b: Annotated[str, typer.Argument(help="Second tool slug.")],
+) -> None:
+    """Write out/compare/A-vs-B.html and .md from the stored panels."""
+    from flows.render import render_comparison
+
+    _quiet_prefect_loggers()
+    try:
+        path = render_comparison(tool_a=tool_a, tool_b=tool_b)
+    except ShipskipError as exc:
+        _fail(exc)
+    console.print(f"Wrote {path} (and .md)", highlight=False)
+
+
+@app.command()
+def page(tool: Annotated[str, typer.Argument(help="Tool slug.")]) -> None:
+    """Write the single-tool page out/tools/TOOL.html and .md."""
+    from .publish import write_tool
+
+    try:
+        path, _ = write_tool(_store(), get_settings().out_dir, tool)
+    except ShipskipError as exc:
+        _fail(exc)
+    console.print(f"Wrote {path} (and .md)", highlight=False)
+
+
+@app.command()
+def digest(
+    week: Annotated[str | None, typer.Option(help="ISO week such as 2026-W48; default this week.")] = None,
+) -> None:
+    """Write the weekly digest of the panel's verdicts."""
+    from .publish import current_week, write_digest
+
+    try:
+        path, panels = write_digest(_store(), get_settings().out_dir, week or current_week())
+    except ShipskipError as exc:
+        _fail(exc)
+    console.print(f"Wrote {path} ({len(panels)} tools)", highlight=False)
+
+
+@app.command()
+def vote(
+    tool: Annotated[str, typer.Argument(help="Tool slug.")],
+    choice: Annotated[str, typer.Argument(help="ship or skip")],
+) -> None:
+    """Record a community vote; pages show votes apart from the panel."""
+    choice = choice.strip().lower()
+    if choice not in ("ship", "skip"):
+        _fail(ShipskipError(f"vote must be 'ship' or 'skip', not '{choice}'"))
+    try:
+        store = _store()
+        store.add_vote(tool, choice)
+        votes = store.votes(tool)
+    except ShipskipError as exc:
+        _fail(exc)
+    console.print(f"{tool}: {votes.text}", highlight=False)

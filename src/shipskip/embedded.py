@@ -58,7 +58,7 @@ def embedded_server(
     ]  # fmt: skip
     if threads:
         cmd += ["--n_threads", str(threads)]
-    log = tempfile.NamedTemporaryFile(prefix="shipskip-llama-", suffix=".log", delete=False)
+    log = tempfile.NamedTemporaryFile(prefix="shipskip-llama-", suffix=".log", delete=False)  # noqa: SIM115
     proc = subprocess.Popen(
         cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
     )

@@ -1,0 +1,95 @@
+"""Load panels from the store and write pages under the output folder."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from .errors import ShipskipError
+from .models import SLUG_RE
+from .render import ToolPanel, compare_page, digest_page, tool_page
+from .store import Store
+
+WEEK_RE = re.compile(r"^(\d{4})-W(\d{2})$")
+
+
+def load_panel(store: Store, slug: str) -> ToolPanel:
+    card = store.tool(slug)
+    if card is None:
+        raise ShipskipError(f"no reviewed tool with slug '{slug}'")
+    return ToolPanel(
+        card=card,
+        takes=tuple(store.current_takes(slug)),
+        votes=store.votes(slug),
+        reviewed_at=store.reviewed_at(slug),
+    )
+
+
+def week_bounds(week: str) -> tuple[date, date]:
+    m = WEEK_RE.match(week)
+    if not m:
+        raise ShipskipError(f"week '{week}' must look like 2026-W48")
+    try:
+        start = date.fromisocalendar(int(m.group(1)), int(m.group(2)), 1)
+    except ValueError as exc:
+        raise ShipskipError(f"week '{week}': {exc}") from None
+    return start, start + timedelta(days=7)
+
+
+def current_week() -> str:
+    y, w, _ = datetime.now(UTC).date().isocalendar()
+    return f"{y}-W{w:02d}"
+
+
+def _target(out_dir: Path, sub: str, stem: str) -> Path:
+    # Names come from validated slugs, but check anyway: nothing may land outside out_dir.
+    if not re.fullmatch(r"[a-z0-9-]+|\d{4}-W\d{2}", stem):
+        raise ShipskipError(f"refusing to write a page named '{stem}'")
+    folder = (out_dir / sub).resolve()
+    path = folder / stem
+    if folder not in path.parents:
+        raise ShipskipError(f"refusing to write outside {folder}")
+    folder.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _write(path: Path, html: str, md: str) -> Path:
+    html_path = path.with_suffix(".html")
+    # Write then rename, so a reader never sees half a page.
+    for target, text in ((html_path, html), (path.with_suffix(".md"), md)):
+        tmp = target.with_suffix(target.suffix + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(target)
+    return html_path
+
+
+def write_compare(store: Store, out_dir: Path, a: str, b: str) -> tuple[Path, list[ToolPanel]]:
+    for s in (a, b):
+        if not SLUG_RE.fullmatch(s):
+            raise ShipskipError(f"'{s}' is not a tool slug")
+    if a == b:
+        raise ShipskipError("compare needs two different tools")
+    panels = [load_panel(store, a), load_panel(store, b)]
+    html, md = compare_page(panels[0], panels[1], datetime.now(UTC).date())
+    return _write(_target(out_dir, "compare", f"{a}-vs-{b}"), html, md), panels
+
+
+def write_tool(store: Store, out_dir: Path, slug: str) -> tuple[Path, list[ToolPanel]]:
+    if not SLUG_RE.fullmatch(slug):
+        raise ShipskipError(f"'{slug}' is not a tool slug")
+    panel = load_panel(store, slug)
+    html, md = tool_page(panel, datetime.now(UTC).date())
+    return _write(_target(out_dir, "tools", slug), html, md), [panel]
+
+
+def write_digest(store: Store, out_dir: Path, week: str) -> tuple[Path, list[ToolPanel]]:
+    start, end = week_bounds(week)
+    rows = store.query(
+        "SELECT slug FROM runs WHERE status = 'complete' AND finished_at >= ? AND finished_at < ?"
+        " GROUP BY slug ORDER BY min(finished_at)",
+        [start, end],
+    )
+    panels = [load_panel(store, r["slug"]) for r in rows]
+    html, md = digest_page(week, panels, datetime.now(UTC).date())
+    return _write(_target(out_dir, "digest", week), html, md), panels

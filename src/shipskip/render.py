@@ -1,0 +1,87 @@
+"""Pages from stored panels. Pure: values in, text out. Writing files is `publish`'s job."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime
+from functools import cache
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
+
+from .models import PERSONAS, CommunityVotes, PanelVerdict, Take, ToolCard
+from .panel import aggregate
+
+
+@dataclass(frozen=True)
+class ToolPanel:
+    """Everything a page shows about one tool."""
+
+    card: ToolCard
+    takes: tuple[Take, ...]
+    votes: CommunityVotes
+    reviewed_at: datetime | None
+
+    @property
+    def verdict(self) -> PanelVerdict:
+        return aggregate(self.takes)
+
+    def take(self, persona: str) -> Take | None:
+        return next((t for t in self.takes if t.persona == persona), None)
+
+    @property
+    def models(self) -> list[str]:
+        return sorted({t.model for t in self.takes if t.model})
+
+    @property
+    def flagged(self) -> bool:
+        return any(t.suspicious for t in self.takes)
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|])")
+
+
+def md_escape(text: object) -> str:
+    """Markdown viewers render inline HTML, so untrusted text is escaped there too."""
+    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+
+
+@cache
+def _env() -> Environment:
+    env = Environment(
+        loader=PackageLoader("shipskip", "templates"),
+        undefined=StrictUndefined,
+        autoescape=select_autoescape(["html", "html.j2"], default_for_string=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["md"] = md_escape
+    env.filters["paras"] = lambda text: Markup("").join(
+        Markup("<p>{}</p>").format(p.strip()) for p in str(text).split("\n\n") if p.strip()
+    )
+    env.globals["PERSONAS"] = PERSONAS
+    return env
+
+
+def _render(name: str, **context: object) -> str:
+    return _env().get_template(name).render(**context)
+
+
+def compare_page(a: ToolPanel, b: ToolPanel, generated: date) -> tuple[str, str]:
+    ctx = {"tools": [a, b], "generated": generated, "title": f"{a.card.name} vs {b.card.name}"}
+    return _render("compare.html.j2", **ctx), _render("compare.md.j2", **ctx)
+
+
+def tool_page(t: ToolPanel, generated: date) -> tuple[str, str]:
+    ctx = {"tools": [t], "generated": generated, "title": t.card.name}
+    return _render("tool.html.j2", **ctx), _render("tool.md.j2", **ctx)
+
+
+def digest_page(week: str, panels: list[ToolPanel], generated: date) -> tuple[str, str]:
+    ctx = {"week": week, "tools": panels, "generated": generated, "title": f"Weekly verdicts {week}"}
+    return _render("digest.html.j2", **ctx), _render("digest.md.j2", **ctx)
+
+
+def scorecard_markdown(panels: list[ToolPanel]) -> str:
+    return _render("scorecard.md.j2", tools=panels)
