@@ -23,7 +23,12 @@ from .panel import aggregate  # noqa: E402
 from .settings import get_settings  # noqa: E402
 from .store import Store  # noqa: E402
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="An LLM review panel for AI tools.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="An LLM review panel for AI tools.",
+)
 console = Console()
 err = Console(stderr=True)
 
@@ -68,6 +73,22 @@ def main() -> None:
 def _fail(exc: Exception) -> None:
     err.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
     raise typer.Exit(2)
+
+
+def run() -> None:
+    """Entry point: an unexpected failure prints one line, not a traceback (SHIPSKIP_DEBUG=1 shows it)."""
+    import os
+
+    try:
+        app(standalone_mode=True)
+    except SystemExit:
+        raise
+    except Exception as exc:
+        if os.environ.get("SHIPSKIP_DEBUG"):
+            raise
+        msg = str(exc).splitlines()[0] if str(exc) else ""
+        err.print(f"[red]error:[/] {type(exc).__name__}: {msg}", highlight=False)
+        raise SystemExit(1) from None
 
 
 @app.command()

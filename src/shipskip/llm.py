@@ -110,8 +110,8 @@ class LLMClient:
             timeout=httpx.Timeout(timeout_s, connect=min(10.0, timeout_s)),
         )
 
-    def _response_format(self) -> dict:
-        schema = reply_json_schema()
+    def _response_format(self, lead: str | None) -> dict:
+        schema = reply_json_schema(lead)
         if self.mode == "json_object":
             return {"type": "json_object", "schema": schema}
         return {"type": "json_schema", "json_schema": {"name": "take", "schema": schema}}
@@ -125,7 +125,7 @@ class LLMClient:
             return min(hinted, self.max_retry_wait_s)
         return min(wait_exponential_jitter(initial=0.5, max=8)(rs), self.max_retry_wait_s)
 
-    def _attempt(self, state: _State, temperature: float, max_tokens: int) -> Reply:
+    def _attempt(self, state: _State, temperature: float, max_tokens: int, lead: str | None) -> Reply:
         state.attempts += 1
         with self._limiter:
             resp = self._client.chat.completions.create(
@@ -133,7 +133,7 @@ class LLMClient:
                 messages=state.messages,  # type: ignore[arg-type]
                 temperature=temperature,
                 max_tokens=max_tokens,
-                response_format=self._response_format(),  # type: ignore[arg-type]
+                response_format=self._response_format(lead),  # type: ignore[arg-type]
             )
         if resp.usage is not None:
             details = resp.usage.prompt_tokens_details
@@ -157,8 +157,7 @@ class LLMClient:
             raise InvalidOutput(f"not valid JSON{cut}: {exc.msg}", content) from exc
         except ValidationError as exc:
             problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc'][1:]) or 'reply'}: {e['msg']}"
-                for e in exc.errors()[:3]
+                f"{'.'.join(str(p) for p in e['loc'][1:]) or 'reply'}: {e['msg']}" for e in exc.errors()[:3]
             )
             raise InvalidOutput(f"wrong shape: {problems}", content) from exc
 
@@ -180,7 +179,12 @@ class LLMClient:
         return text.replace(self._secret, "***") if self._secret else text
 
     def complete(
-        self, messages: list[dict[str, str]], *, temperature: float, max_tokens: int
+        self,
+        messages: list[dict[str, str]],
+        *,
+        temperature: float,
+        max_tokens: int,
+        lead: str | None = None,
     ) -> Completion:
         state = _State(messages=list(messages))
         started = time.perf_counter()
@@ -192,7 +196,7 @@ class LLMClient:
             reraise=True,
         )
         try:
-            reply = retrying(self._attempt, state, temperature, max_tokens)
+            reply = retrying(self._attempt, state, temperature, max_tokens, lead)
         except (*TRANSIENT, InvalidOutput, openai.APIError) as exc:
             raise LLMFailure(
                 self.redact(f"{type(exc).__name__}: {exc}".splitlines()[0][:500]),

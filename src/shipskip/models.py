@@ -119,15 +119,15 @@ class ToolCard(BaseModel):
 class ShipReply(BaseModel):
     model_config = ConfigDict(extra="forbid")
     verdict: Literal["ship"]
-    score: Annotated[int, Field(ge=SHIP_THRESHOLD, le=100)]
     take: Annotated[str, Field(min_length=40, max_length=MAX_TAKE_CHARS)]
+    score: Annotated[int, Field(ge=SHIP_THRESHOLD, le=100)]
 
 
 class SkipReply(BaseModel):
     model_config = ConfigDict(extra="forbid")
     verdict: Literal["skip"]
-    score: Annotated[int, Field(ge=0, le=SHIP_THRESHOLD - 1)]
     take: Annotated[str, Field(min_length=40, max_length=MAX_TAKE_CHARS)]
+    score: Annotated[int, Field(ge=0, le=SHIP_THRESHOLD - 1)]
 
 
 class AbstainReply(BaseModel):
@@ -140,8 +140,15 @@ Reply = Annotated[ShipReply | SkipReply | AbstainReply, Field(discriminator="ver
 REPLY_ADAPTER: TypeAdapter[ShipReply | SkipReply | AbstainReply] = TypeAdapter(Reply)
 
 
-def reply_json_schema() -> dict:
-    """A self-contained schema (no $ref) so every grammar converter can take it."""
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 .+-]{0,60}$")
+
+
+def reply_json_schema(lead: str | None = None) -> dict:
+    """A self-contained schema (no $ref) so every grammar converter can take it.
+
+    With `lead` (the tool's name), a take must open with it: small models given worked
+    examples otherwise copy the example's subject instead of judging the tool in front of them.
+    """
     branches = []
     for model in (ShipReply, SkipReply, AbstainReply):
         schema = model.model_json_schema()
@@ -151,6 +158,10 @@ def reply_json_schema() -> dict:
             # Grammar converters drop integer bounds, but every one of them honours an enum.
             if prop.get("type") == "integer" and "minimum" in prop:
                 prop["enum"] = list(range(prop["minimum"], prop["maximum"] + 1))
+        if lead and "take" in schema["properties"] and _PLAIN_NAME.match(lead):
+            take = schema["properties"]["take"]
+            body = f'[^"\\\\]{{{take["minLength"]},{take["maxLength"] - len(lead) - 1}}}'
+            take["pattern"] = "^" + re.escape(lead).replace("\\ ", " ") + " " + body + "$"
         branches.append(schema)
     return {"anyOf": branches}
 
@@ -198,8 +209,8 @@ class Take(BaseModel):
         return cls(persona=persona, verdict=reply.verdict, score=reply.score, take=reply.take, **meta)
 
     @classmethod
-    def abstention(cls, persona: str, reason: str, error: str | None = None, **meta) -> Take:
-        return cls(persona=persona, abstain_reason=reason, error=error, **meta)
+    def abstention(cls, persona: str, why: str, error: str | None = None, **meta) -> Take:
+        return cls(persona=persona, abstain_reason=why, error=error, **meta)
 
 
 class PanelVerdict(BaseModel):

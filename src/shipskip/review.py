@@ -41,11 +41,14 @@ class Panel:
         messages = render_messages(self.prompts, persona, card)
         try:
             done = client.complete(
-                messages, temperature=meta["temperature"], max_tokens=self.settings.max_tokens
+                messages,
+                temperature=meta["temperature"],
+                max_tokens=self.settings.max_tokens,
+                lead=card.name,
             )
         except LLMFailure as exc:
             return Take.abstention(
-                persona, reason="the model gave no valid take", error=str(exc),
+                persona, why="the model gave no valid take", error=str(exc),
                 attempts=exc.attempts, usage=exc.usage, **meta,
             )  # fmt: skip
         return Take.from_reply(
@@ -56,7 +59,9 @@ class Panel:
 
 @contextmanager
 def open_panel(
-    settings: Settings, prompts: PromptSet, personas: list[str] | None = None,
+    settings: Settings,
+    prompts: PromptSet,
+    personas: list[str] | None = None,
     model_override: str | None = None,
 ) -> Iterator[Panel]:
     """Build a client per persona; start the embedded server only if some persona needs it."""

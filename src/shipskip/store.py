@@ -110,9 +110,7 @@ class Store:
             con.begin()
             try:
                 con.execute(sql)
-                con.execute(
-                    "INSERT INTO schema_migrations VALUES (?, ?, ?)", [version, name, _now()]
-                )
+                con.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", [version, name, _now()])
             except BaseException:
                 con.rollback()
                 raise
@@ -132,7 +130,10 @@ class Store:
     # -- reviews ---------------------------------------------------------------------
 
     def begin_run(
-        self, card: ToolCard, kind: str = "review", reason: str | None = None,
+        self,
+        card: ToolCard,
+        kind: str = "review",
+        reason: str | None = None,
         flow_run_id: str | None = None,
     ) -> Run:
         """Start a run, or pick up an unfinished one for the same tool content."""
