@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+from fakeopenai import FakeOpenAI  # noqa: E402
+
+from shipskip.models import Take, ToolCard, Usage  # noqa: E402
+from shipskip.store import Store  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prefect_harness() -> Iterator[None]:
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test gets its own database and output folder, and no stray provider settings."""
+    for var in list(os.environ):
+        if var.startswith("SHIPSKIP_") or var in ("OPENAI_BASE_URL", "OPENAI_API_KEY"):
+            monkeypatch.delenv(var)
+    monkeypatch.setenv("SHIPSKIP_DB_PATH", str(tmp_path / "shipskip.duckdb"))
+    monkeypatch.setenv("SHIPSKIP_OUT_DIR", str(tmp_path / "out"))
+    monkeypatch.setenv("SHIPSKIP_MAX_RETRY_WAIT_S", "2")
+    return tmp_path
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
+    with FakeOpenAI() as server:
+        monkeypatch.setenv("SHIPSKIP_BASE_URL", server.base_url)
+        monkeypatch.setenv("SHIPSKIP_MODEL", "fake-model")
+        yield server
+
+
+@pytest.fixture
+def store(isolated: Path) -> Store:
+    return Store(isolated / "shipskip.duckdb")
+
+
+def make_card(**over: object) -> ToolCard:
+    data = dict(
+        name="Demo Tool",
+        slug="demo-tool",
+        tagline="Does a demo thing",
+        category="Developer Tools",
+        pricing="Free",
+        entry_tier="free",
+        description="Demo Tool is a command-line helper that formats demo data for developers.",
+    )
+    data.update(over)
+    return ToolCard.model_validate(data)
+
+
+def make_take(persona: str, verdict: str | None, score: int | None, text: str = "A take.") -> Take:
+    if verdict is None:
+        return Take.abstention(persona, "outside my lens", model="m", prompt_version="1", prompt_hash="h")
+    return Take(
+        persona=persona, verdict=verdict, score=score, take=text, model="m",
+        prompt_version="1", prompt_hash="h", usage=Usage(prompt_tokens=10, completion_tokens=5),
+    )  # fmt: skip

@@ -1,0 +1,102 @@
+import json
+import time
+
+import pytest
+from fakeopenai import FakeOpenAI, Reply, take_json
+from pydantic import SecretStr
+
+from shipskip.llm import LLMClient, LLMFailure
+from shipskip.models import ShipReply, SkipReply
+
+MSGS = [{"role": "system", "content": "rules"}, {"role": "user", "content": "tool"}]
+
+
+def client(server: FakeOpenAI, mode: str = "json_schema", attempts: int = 3, **kw) -> LLMClient:
+    return LLMClient(
+        base_url=server.base_url, api_key=SecretStr("sk-test-secret"), model="fake-model",
+        mode=mode, max_attempts=attempts, timeout_s=kw.pop("timeout_s", 5), **kw,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def server():
+    with FakeOpenAI() as s:
+        yield s
+
+
+def test_valid_reply_is_parsed_with_usage(server):
+    server.script = [Reply(content=take_json("skip", 35, "Demo is thin and copies the incumbents it names."), usage=(120, 40))]
+    done = client(server).complete(MSGS, temperature=0.2, max_tokens=100)
+    assert isinstance(done.reply, SkipReply) and done.reply.score == 35
+    assert done.attempts == 1
+    assert (done.usage.prompt_tokens, done.usage.completion_tokens) == (120, 40)
+    req = server.requests[0]
+    assert req["response_format"]["type"] == "json_schema"
+    assert req["response_format"]["json_schema"]["schema"]["anyOf"]
+    assert req["_auth"] == "Bearer sk-test-secret"
+
+
+def test_llama_cpp_mode_sends_json_object_with_schema(server):
+    client(server, mode="json_object").complete(MSGS, temperature=0.2, max_tokens=100, lead="Demo")
+    rf = server.requests[0]["response_format"]
+    assert rf["type"] == "json_object" and "anyOf" in rf["schema"]
+    assert rf["schema"]["anyOf"][0]["properties"]["take"]["pattern"].startswith("^Demo ")
+
+
+def test_invalid_json_then_valid_feeds_the_error_back(server):
+    server.script = [
+        Reply(content='{"verdict": "ship", "score": 8', finish_reason="length", usage=(100, 50)),
+        Reply(content=take_json("ship", 81), usage=(180, 30)),
+    ]
+    done = client(server).complete(MSGS, temperature=0.2, max_tokens=100)
+    assert isinstance(done.reply, ShipReply) and done.attempts == 2
+    assert done.usage.prompt_tokens == 280 and done.usage.completion_tokens == 80
+    retry = server.requests[1]["messages"]
+    assert retry[-2] == {"role": "assistant", "content": '{"verdict": "ship", "score": 8'}
+    assert "rejected" in retry[-1]["content"] and "cut off" in retry[-1]["content"]
+
+
+def test_wrong_shape_names_the_problem(server):
+    server.script = [Reply(content=json.dumps({"verdict": "ship", "score": 20, "take": "x" * 50}))]
+    done = client(server).complete(MSGS, temperature=0.2, max_tokens=100)
+    assert done.attempts == 2
+    assert "score" in server.requests[1]["messages"][-1]["content"]
+
+
+def test_429_honours_retry_after(server):
+    server.script = [Reply(status=429, headers={"retry-after": "1"})]
+    started = time.monotonic()
+    done = client(server).complete(MSGS, temperature=0.2, max_tokens=100)
+    assert time.monotonic() - started >= 1.0
+    assert done.attempts == 2 and len(server.requests) == 2
+
+
+def test_persistent_500_fails_after_max_attempts_with_spent_tokens(server):
+    server.default = Reply(status=500)
+    server.script = [Reply(content="not json at all", usage=(90, 10))]
+    with pytest.raises(LLMFailure) as e:
+        client(server, attempts=3).complete(MSGS, temperature=0.2, max_tokens=100)
+    assert e.value.attempts == 3 and len(server.requests) == 3
+    assert e.value.usage.prompt_tokens == 90
+    assert "sk-test-secret" not in str(e.value)
+
+
+def test_timeout_is_retried(server):
+    server.script = [Reply(content=take_json(), delay_s=2.0)]
+    done = client(server, timeout_s=0.5).complete(MSGS, temperature=0.2, max_tokens=100)
+    assert done.attempts == 2
+
+
+def test_refusal_and_empty_content_are_invalid_output(server):
+    server.script = [Reply(content=None, refusal="I can't help with that"), Reply(content="")]
+    with pytest.raises(LLMFailure) as e:
+        client(server, attempts=2).complete(MSGS, temperature=0.2, max_tokens=100)
+    assert "empty" in str(e.value)
+    assert "refused" in server.requests[1]["messages"][-1]["content"]
+
+
+def test_client_errors_are_not_retried(server):
+    server.default = Reply(status=401)
+    with pytest.raises(LLMFailure):
+        client(server).complete(MSGS, temperature=0.2, max_tokens=100)
+    assert len(server.requests) == 1
