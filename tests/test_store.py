@@ -1,0 +1,71 @@
+import duckdb
+import pytest
+from conftest import make_card, make_take
+
+from shipskip.store import Store, migrations
+
+PERSONAS = ["builder", "skeptic", "futurist", "creator", "founder"]
+
+
+def five(verdicts=("ship", "ship", "skip", "ship", None)):
+    return [make_take(p, v, None if v is None else (80 if v == "ship" else 30)) for p, v in zip(PERSONAS, verdicts, strict=True)]
+
+
+def test_migrations_are_numbered_and_recorded(store):
+    store.init()
+    store.init()  # idempotent
+    rows = store.query("SELECT version, name FROM schema_migrations ORDER BY version")
+    assert [r["version"] for r in rows] == [m[0] for m in migrations()]
+    assert rows[0]["name"] == "001_init.sql"
+
+
+def test_a_review_commits_takes_and_verdict_together(store):
+    card = make_card()
+    run = store.begin_run(card)
+    store.commit_review(run, card, five())
+    rows = store.query("SELECT persona, version, verdict, score, model, prompt_hash FROM takes")
+    assert len(rows) == 5 and all(r["version"] == 1 for r in rows)
+    r = store.query("SELECT status, label, ship, skip, abstain, ship_pct FROM runs")[0]
+    assert (r["status"], r["label"], r["ship"], r["skip"], r["abstain"], r["ship_pct"]) == ("complete", "Ship", 3, 1, 1, 75)
+    assert store.is_reviewed(card)
+    view = store.query("SELECT label, ship_pct FROM panel_verdicts WHERE slug = 'demo-tool'")[0]
+    assert (view["label"], view["ship_pct"]) == ("Ship", 75)
+
+
+def test_failed_commit_leaves_nothing_half_written(store, monkeypatch):
+    card = make_card()
+    run = store.begin_run(card)
+    takes = five()
+    takes[3] = takes[3].model_copy(update={"score": 10})  # a ship at 10 breaks the CHECK rule
+    with pytest.raises(duckdb.ConstraintException):
+        store.commit_review(run, card, takes)
+    assert store.query("SELECT count(*) AS n FROM takes")[0]["n"] == 0
+    assert store.query("SELECT count(*) AS n FROM tools")[0]["n"] == 0
+    assert store.query("SELECT status FROM runs")[0]["status"] == "running"
+    assert not store.is_reviewed(card)
+
+
+def test_checkpoints_let_an_interrupted_run_resume(store):
+    card = make_card()
+    run = store.begin_run(card)
+    for t in five()[:2]:
+        store.checkpoint(run, t)
+    again = store.begin_run(card)
+    assert again.run_id == run.run_id and again.resumed
+    assert sorted(store.checkpoints(again)) == ["builder", "skeptic"]
+    # Readers see no take of an unfinished review.
+    assert store.query("SELECT count(*) AS n FROM current_takes")[0]["n"] == 0
+    store.commit_review(again, card, five())
+    assert store.query("SELECT count(*) AS n FROM take_checkpoints")[0]["n"] == 0
+
+
+def test_read_only_connection_refuses_writes(store):
+    store.init()
+    with store.connect(read_only=True) as con, pytest.raises(duckdb.Error):
+        con.execute("CREATE TABLE x (a INT)")
+
+
+def test_database_file_lives_where_settings_say(isolated):
+    s = Store(isolated / "nested" / "db.duckdb")
+    s.init()
+    assert (isolated / "nested" / "db.duckdb").is_file()
