@@ -30,10 +30,22 @@ def test_sample_cards_all_load():
 def test_yaml_json_and_markdown_cards(tmp_path):
     y = load_card(write(tmp_path, "a.yaml", GOOD))
     assert y.category == "Models" and y.entry_tier == "free"
-    j = load_card(write(tmp_path, "a.json", '{"name": "J", "slug": "j", "tagline": "t", "category": "c",'
-                        ' "pricing": "p", "entry_tier": "paid", "description": "' + "d" * 30 + '"}'))
+    j = load_card(
+        write(
+            tmp_path,
+            "a.json",
+            '{"name": "J", "slug": "j", "tagline": "t", "category": "c",'
+            ' "pricing": "p", "entry_tier": "paid", "description": "' + "d" * 30 + '"}',
+        )
+    )
     assert j.slug == "j"
-    md = "---\n" + GOOD.replace("description: Demo Tool is a command-line helper that formats demo data for developers.\n", "") + "---\nThe body becomes the description of this tool.\n"
+    md = (
+        "---\n"
+        + GOOD.replace(
+            "description: Demo Tool is a command-line helper that formats demo data for developers.\n", ""
+        )
+        + "---\nThe body becomes the description of this tool.\n"
+    )
     assert load_card(write(tmp_path, "a.md", md)).description.startswith("The body becomes")
 
 
@@ -51,8 +63,12 @@ def test_yaml_json_and_markdown_cards(tmp_path):
         ("tag.yaml", GOOD + "x: !!python/object/apply:os.system ['true']\n", "file"),
         ("list.yaml", "- a\n- b\n", "(root)"),
         ("huge.yaml", GOOD.replace("description: Demo", "description: " + "x" * 300_000 + " Demo"), "file"),
-        ("big-desc.json", '{"name": "J", "slug": "j", "tagline": "t", "category": "c", "pricing": "p",'
-         ' "entry_tier": "paid", "description": "' + "d" * 30_000 + '"}', "description"),
+        (
+            "big-desc.json",
+            '{"name": "J", "slug": "j", "tagline": "t", "category": "c", "pricing": "p",'
+            ' "entry_tier": "paid", "description": "' + "d" * 30_000 + '"}',
+            "description",
+        ),
     ],
 )
 def test_bad_cards_get_one_line_naming_file_and_field(tmp_path, name, content, field):

@@ -25,7 +25,11 @@ def server():
 
 
 def test_valid_reply_is_parsed_with_usage(server):
-    server.script = [Reply(content=take_json("skip", 35, "Demo is thin and copies the incumbents it names."), usage=(120, 40))]
+    server.script = [
+        Reply(
+            content=take_json("skip", 35, "Demo is thin and copies the incumbents it names."), usage=(120, 40)
+        )
+    ]
     done = client(server).complete(MSGS, temperature=0.2, max_tokens=100)
     assert isinstance(done.reply, SkipReply) and done.reply.score == 35
     assert done.attempts == 1

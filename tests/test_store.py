@@ -8,7 +8,10 @@ PERSONAS = ["builder", "skeptic", "futurist", "creator", "founder"]
 
 
 def five(verdicts=("ship", "ship", "skip", "ship", None)):
-    return [make_take(p, v, None if v is None else (80 if v == "ship" else 30)) for p, v in zip(PERSONAS, verdicts, strict=True)]
+    return [
+        make_take(p, v, None if v is None else (80 if v == "ship" else 30))
+        for p, v in zip(PERSONAS, verdicts, strict=True)
+    ]
 
 
 def test_migrations_are_numbered_and_recorded(store):
@@ -26,7 +29,14 @@ def test_a_review_commits_takes_and_verdict_together(store):
     rows = store.query("SELECT persona, version, verdict, score, model, prompt_hash FROM takes")
     assert len(rows) == 5 and all(r["version"] == 1 for r in rows)
     r = store.query("SELECT status, label, ship, skip, abstain, ship_pct FROM runs")[0]
-    assert (r["status"], r["label"], r["ship"], r["skip"], r["abstain"], r["ship_pct"]) == ("complete", "Ship", 3, 1, 1, 75)
+    assert (r["status"], r["label"], r["ship"], r["skip"], r["abstain"], r["ship_pct"]) == (
+        "complete",
+        "Ship",
+        3,
+        1,
+        1,
+        75,
+    )
     assert store.is_reviewed(card)
     view = store.query("SELECT label, ship_pct FROM panel_verdicts WHERE slug = 'demo-tool'")[0]
     assert (view["label"], view["ship_pct"]) == ("Ship", 75)

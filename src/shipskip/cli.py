@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
@@ -71,7 +72,7 @@ def main() -> None:
 
 
 def _fail(exc: Exception) -> None:
-    err.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
+    err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -87,7 +88,7 @@ def run() -> None:
         if os.environ.get("SHIPSKIP_DEBUG"):
             raise
         msg = str(exc).splitlines()[0] if str(exc) else ""
-        err.print(f"[red]error:[/] {type(exc).__name__}: {msg}", highlight=False)
+        err.print(f"[red]error:[/] {type(exc).__name__}: {escape(msg)}", highlight=False, soft_wrap=True)
         raise SystemExit(1) from None
 
 

@@ -21,4 +21,4 @@ def describe_validation_error(exc: ValidationError) -> tuple[str, str]:
     """The first problem in a pydantic error, as (dotted field, message)."""
     err = exc.errors()[0]
     field = ".".join(str(p) for p in err["loc"]) or "(root)"
-    return field, err["msg"]
+    return field, err["msg"].removeprefix("Value error, ")

@@ -1,0 +1,3 @@
+from shipskip.cli import run
+
+run()

@@ -1,0 +1,117 @@
+import html
+import re
+import subprocess
+
+import pytest
+from conftest import make_card, make_take
+
+from shipskip.models import CommunityVotes
+from shipskip.publish import write_compare, write_digest, write_tool
+from shipskip.render import ToolPanel, compare_page
+
+PERSONAS = ["builder", "skeptic", "futurist", "creator", "founder"]
+
+
+def seed(store, slug, name, verdicts, scores, texts=None, **card):
+    c = make_card(slug=slug, name=name, **card)
+    run = store.begin_run(c)
+    takes = [
+        make_take(p, v, s, (texts or {}).get(p, f"{name} take by {p} with enough words to read."))
+        for p, v, s in zip(PERSONAS, verdicts, scores, strict=True)
+    ]
+    store.commit_review(run, c, takes)
+    return c
+
+
+@pytest.fixture
+def pair(store):
+    seed(store, "claw-code", "Claw Code", ["ship", "skip", "ship", "ship", None], [80, 45, 80, 80, None],
+         category="Developer Tools", pricing="Open Source (MIT)", entry_tier="paid")  # fmt: skip
+    seed(store, "smollm3", "SmolLM3", ["ship", "ship", "ship", None, "skip"], [87, 78, 82, None, 52],
+         category="AI Models", pricing="Free (Apache 2.0)")  # fmt: skip
+    return store
+
+
+def text_of(page: str) -> str:
+    return html.unescape(re.sub(r"<[^>]+>", " ", page))
+
+
+def test_compare_page_shows_the_seed_pages_content(pair, isolated):
+    path, _ = write_compare(pair, isolated / "out", "claw-code", "smollm3")
+    assert path == (isolated / "out" / "compare" / "claw-code-vs-smollm3.html").resolve()
+    page = path.read_text()
+    text = " ".join(text_of(page).split())
+    assert "Claw Code vs SmolLM3" in text
+    assert text.count("Ship · 3 ship / 1 skip") == 2
+    assert "75%" in text and "Panel ship" in text
+    assert "No community votes yet" in text
+    assert "Open Source (MIT)" in text and "Free (Apache 2.0)" in text
+    assert "80/100 · ship" in text and "45/100 · skip" in text and "52/100 · skip" in text
+    assert text.count("No panel take") == 2
+    assert "Models" in text and "Developer Tools" in text
+    assert "SmolLM2" not in text and "model m" in text  # the model that spoke
+    # Self-contained: no external fetches of any kind.
+    assert not re.search(r"(src|href)=\"(https?:)?//", page) and "<script" not in page
+    md = path.with_suffix(".md").read_text()
+    assert "| Panel verdict | Ship · 3 ship / 1 skip | Ship · 3 ship / 1 skip |" in md
+
+
+def test_untrusted_html_renders_as_text(store, isolated):
+    evil = "<script>alert('x')</script> and <img src=x onerror=alert(1)> in the description."
+    seed(store, "evil", "Evil <b>Tool</b>", ["ship"] * 5, [90] * 5,
+         texts={"builder": "Evil <script>steal()</script> take."}, description=evil)  # fmt: skip
+    path, _ = write_tool(store, isolated / "out", "evil")
+    page = path.read_text()
+    assert "<script>" not in page and "<img" not in page and "<b>Tool" not in page
+    assert "&lt;script&gt;alert(" in page and "&lt;script&gt;steal()" in page
+    md = path.with_suffix(".md").read_text()
+    assert "<script>" not in md
+
+
+def test_abstaining_persona_renders_no_panel_take_and_pct_over_the_rest(store, isolated):
+    seed(store, "three", "Three", ["ship", "ship", "skip", None, None], [70, 70, 20, None, None])
+    path, panels = write_tool(store, isolated / "out", "three")
+    text = text_of(path.read_text())
+    assert panels[0].verdict.ship_pct == 67
+    assert "67%" in text and text.count("No panel take") == 2
+
+
+def test_votes_show_apart_from_the_panel(pair, isolated):
+    pair.add_vote("smollm3", "skip")
+    path, panels = write_compare(pair, isolated / "out", "claw-code", "smollm3")
+    assert panels[1].votes == CommunityVotes(ship=0, skip=1)
+    assert "0% Ship (0 / 1)" in text_of(path.read_text())
+    assert panels[1].verdict.line == "Ship · 3 ship / 1 skip"  # votes do not move the panel
+
+
+def test_digest_lists_the_weeks_verdicts(pair, isolated):
+    from shipskip.publish import current_week
+
+    path, panels = write_digest(pair, isolated / "out", current_week())
+    assert [p.card.slug for p in panels] == ["claw-code", "smollm3"]
+    empty, none = write_digest(pair, isolated / "out", "2020-W01")
+    assert none == [] and "no tools" in empty.read_text()
+
+
+def test_render_is_pure_and_rejects_nothing_it_is_given(store):
+    c = make_card()
+    t = ToolPanel(card=c, takes=(), votes=CommunityVotes(), reviewed_at=None)
+    html_text, md = compare_page(t, t, __import__("datetime").date(2026, 11, 24))
+    assert "No verdict" in html_text and "not yet" in md
+
+
+def test_page_opens_in_headless_chromium(pair, isolated):
+    path, _ = write_compare(pair, isolated / "out", "claw-code", "smollm3")
+    shot = isolated / "out" / "compare.png"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={isolated / 'chrome'}"]  # fmt: skip
+    dom = subprocess.run(["chromium", *flags, "--dump-dom", path.as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout  # fmt: skip
+    assert 'id="scorecard"' in dom and "87/100 · ship" in dom
+    subprocess.run(["chromium", *flags, "--window-size=420,2400", f"--screenshot={shot}", path.as_uri()],
+                   capture_output=True, timeout=120)  # fmt: skip
+    assert shot.is_file() and shot.stat().st_size > 10_000
+    # Keep a copy where a person can look at it after the run.
+    keep = isolated.parent / "compare-phone.png"
+    keep.write_bytes(shot.read_bytes())
