@@ -1,0 +1,79 @@
+"""Time a review with the embedded model, against the same five requests sent straight to llama.cpp.
+
+Usage: .venv/bin/python bench/review_bench.py [--rounds N]
+Prints seconds per review through shipskip (prompt rendering, client, validation, the Prefect
+flow and DuckDB writes) and through a bare HTTP loop, and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "ERROR")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--card", default=str(ROOT / "data" / "tools" / "smollm3.yaml"))
+    args = ap.parse_args()
+
+    import httpx
+
+    from shipskip.cards import load_card
+    from shipskip.embedded import EMBEDDED_MODEL, embedded_server
+    from shipskip.models import reply_json_schema
+    from shipskip.personas import load_prompts, render_messages
+    from shipskip.settings import Settings
+
+    card = load_card(Path(args.card))
+    prompts = load_prompts(ROOT / "prompts")
+    settings = Settings()
+    requests = [
+        {
+            "model": EMBEDDED_MODEL,
+            "messages": render_messages(prompts, p, card),
+            "temperature": settings.temperature,
+            "max_tokens": settings.max_tokens,
+            "response_format": {"type": "json_object", "schema": reply_json_schema(card.name)},
+        }
+        for p in prompts.personas
+    ]
+
+    direct = []
+    with embedded_server() as base_url, httpx.Client(timeout=120) as http:
+        for _ in range(args.rounds):
+            t = time.perf_counter()
+            for body in requests:
+                http.post(f"{base_url}/chat/completions", json=body).raise_for_status()
+            direct.append(time.perf_counter() - t)
+
+    from flows.review import review_tool
+
+    through = []
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["SHIPSKIP_DB_PATH"] = str(Path(tmp) / "bench.duckdb")
+        review_tool(card_path=args.card, force=True)  # warm-up: Prefect's first flow run starts its server
+        for _ in range(args.rounds):
+            t = time.perf_counter()
+            review_tool(card_path=args.card, force=True)
+            through.append(time.perf_counter() - t)
+
+    d, s = statistics.median(direct), statistics.median(through)
+    print(f"card: {card.slug}  rounds: {args.rounds}  cpus: {os.cpu_count()}")
+    print(f"direct to llama.cpp (5 requests, server already up): {d:6.2f} s per review")
+    print(f"through shipskip (flow, server start/stop, DuckDB):  {s:6.2f} s per review")
+    print(f"ratio shipskip / direct: {s / d:.2f}x")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
