@@ -20,8 +20,10 @@ from shipskip.store import Run, Store
 
 
 @task(cache_policy=NONE, task_run_name="{persona}")
-def persona_take(panel: Panel, store: Store, run: Run, persona: str, card: ToolCard) -> Take:
-    take = panel.take(persona, card)
+def persona_take(
+    panel: Panel, store: Store, run: Run, persona: str, card: ToolCard, reason: str | None = None
+) -> Take:
+    take = panel.take(persona, card, reason)
     store.checkpoint(run, take)
     progress.emit(card.slug, take)
     return take

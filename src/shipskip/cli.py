@@ -204,3 +204,91 @@ def vote(
     except ShipskipError as exc:
         _fail(exc)
     console.print(f"{tool}: {votes.text}", highlight=False)
+
+
+@app.command()
+def ingest(
+    source: Annotated[str, typer.Argument(help="Folder of cards, .jsonl file, feed file or URL.")],
+) -> None:
+    """Review every new or changed tool in a source, once (what the scheduled run does)."""
+    from flows.scheduled import review_new_tools
+
+    _quiet_prefect_loggers()
+    try:
+        report = review_new_tools(source=source)
+    except ShipskipError as exc:
+        _fail(exc)
+    console.print(
+        f"reviewed {len(report['reviewed'])}, unchanged {len(report['unchanged'])}, "
+        f"refused {len(report['refused'])}",
+        highlight=False,
+    )
+    for line in report["refused"]:
+        err.print(f"  refused: {escape(line)}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def rerun(
+    tool: Annotated[str, typer.Argument(help="Tool slug.")],
+    persona: Annotated[str, typer.Argument(help="builder, skeptic, futurist, creator or founder.")],
+    reason: Annotated[str, typer.Option(help="Why the take is being redone (kept with it).")],
+    model: Annotated[str | None, typer.Option(help="Model for this take.")] = None,
+    prompt_version: Annotated[str | None, typer.Option(help="Persona prompt version.")] = None,
+) -> None:
+    """Run one persona again on one tool; the old take stays as history."""
+    from flows.scheduled import rerun_persona
+
+    if not reason.strip():
+        _fail(ShipskipError("--reason must say why"))
+    _quiet_prefect_loggers()
+    try:
+        rerun_persona(
+            tool=tool, persona=persona.lower(), reason=reason, model=model, prompt_version=prompt_version
+        )
+        takes = _store().current_takes(tool)
+    except ShipskipError as exc:
+        _fail(exc)
+    console.print(takes_table(tool, takes))
+    console.print(verdict_line(aggregate(takes)), highlight=False)
+
+
+@app.command()
+def history(
+    tool: Annotated[str, typer.Argument(help="Tool slug.")],
+    persona: Annotated[str | None, typer.Argument(help="Only this persona.")] = None,
+) -> None:
+    """List every version of each take, with score changes and reasons."""
+    try:
+        rows = _store().history(tool, persona.lower() if persona else None)
+    except ShipskipError as exc:
+        _fail(exc)
+    if not rows:
+        _fail(ShipskipError(f"no takes stored for '{tool}'"))
+    table = Table(title=f"History of {tool}", title_justify="left")
+    for col in ("Persona", "v", "Score", "Change", "Verdict", "Model", "Prompt", "When", "Why"):
+        table.add_column(col)
+    for r in rows:
+        delta = "" if r["delta"] is None else f"{r['delta']:+d}"
+        table.add_row(
+            r["persona"].title(), str(r["version"]), "-" if r["score"] is None else str(r["score"]), delta,
+            r["verdict"] or "abstain", r["model"], r["prompt_version"], str(r["created_at"])[:16],
+            r["reason"] or r["kind"],
+        )  # fmt: skip
+    console.print(table)
+
+
+@app.command()
+def serve(
+    source: Annotated[str, typer.Option(help="Where new tools come from.")] = "data/inbox",
+    cron: Annotated[str, typer.Option(help="Cron schedule, UTC.")] = "0 6 * * *",
+) -> None:
+    """Run the daily scheduled review on this machine (Ctrl-C stops it)."""
+    from prefect import serve as prefect_serve
+    from prefect.schedules import Cron
+
+    from flows.scheduled import review_new_tools
+
+    deployment = review_new_tools.to_deployment(
+        name="daily-new-tools", schedule=Cron(cron, timezone="UTC"), parameters={"source": source}
+    )
+    prefect_serve(deployment)

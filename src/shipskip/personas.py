@@ -75,15 +75,25 @@ def load_persona(path: Path) -> Persona:
     except ValidationError as exc:
         field, msg = describe_validation_error(exc)
         raise InputError(path, field, msg) from exc
-    if persona.name != path.stem:
+    if persona.name != path.stem.split("@")[0]:
         raise InputError(path, "name", f"must match the file name '{path.stem}'")
     return persona.model_copy(update={"source_text": text})
 
 
-def load_prompts(prompts_dir: Path) -> PromptSet:
+def load_prompts(prompts_dir: Path, versions: dict[str, str | None] | None = None) -> PromptSet:
+    """The current persona files, or for a persona in `versions`, its archived `name@V.yaml`."""
     personas = {}
     for name in PERSONAS:
-        personas[name] = load_persona(prompts_dir / "personas" / f"{name}.yaml")
+        wanted = (versions or {}).get(name)
+        persona = load_persona(prompts_dir / "personas" / f"{name}.yaml")
+        if wanted and wanted != persona.version:
+            path = prompts_dir / "personas" / f"{name}@{wanted}.yaml"
+            if not re.fullmatch(r"[0-9A-Za-z._-]{1,20}", wanted) or not path.is_file():
+                raise InputError(path, "version", f"no prompt version '{wanted}' for {name}")
+            persona = load_persona(path)
+            if persona.version != wanted:
+                raise InputError(path, "version", f"says '{persona.version}', expected '{wanted}'")
+        personas[name] = persona
     templates = {}
     for name in TEMPLATE_FILES:
         path = prompts_dir / name

@@ -194,13 +194,16 @@ class Store:
                     [card.slug, take.persona],
                 ).fetchone()[0]
                 self._insert_take(con, run, take, version, now)
+            con.execute(
+                "UPDATE runs SET status = 'complete', finished_at = ? WHERE run_id = ?", [now, run.run_id]
+            )
+            # A rerun changes one seat; the verdict it records is the whole panel's after it.
             if run.kind == "rerun":
                 verdict_takes = self._current(con, card.slug)
             v = aggregate(verdict_takes)
             con.execute(
-                "UPDATE runs SET status = 'complete', finished_at = ?, label = ?, ship = ?,"
-                " skip = ?, abstain = ?, ship_pct = ? WHERE run_id = ?",
-                [now, v.label, v.ship, v.skip, v.abstain, v.ship_pct, run.run_id],
+                "UPDATE runs SET label = ?, ship = ?, skip = ?, abstain = ?, ship_pct = ? WHERE run_id = ?",
+                [v.label, v.ship, v.skip, v.abstain, v.ship_pct, run.run_id],
             )
             con.execute("DELETE FROM take_checkpoints WHERE run_id = ?", [run.run_id])
 

@@ -1,0 +1,69 @@
+import shutil
+
+import yaml
+from conftest import ROOT
+from fakeopenai import Reply, persona_of, take_json
+
+from flows.scheduled import rerun_persona, review_new_tools
+from shipskip.store import Store
+
+
+def inbox(tmp_path, *names):
+    d = tmp_path / "inbox"
+    d.mkdir(exist_ok=True)
+    for n in names:
+        shutil.copy(ROOT / "data" / "tools" / n, d / n)
+    return d
+
+
+def test_new_tools_are_reviewed_once_and_again_when_changed(fake, tmp_path):
+    d = inbox(tmp_path, "smollm3.yaml", "pagerduck.yaml")
+    (d / "bad.yaml").write_text("name: Bad\n")
+    first = review_new_tools(source=str(d))
+    assert sorted(first["reviewed"]) == ["pagerduck", "smollm3"] and len(first["refused"]) == 1
+    assert len(fake.requests) == 10
+    second = review_new_tools(source=str(d))
+    assert second["reviewed"] == [] and sorted(second["unchanged"]) == ["pagerduck", "smollm3"]
+    assert len(fake.requests) == 10
+    card = d / "smollm3.yaml"
+    card.write_text(card.read_text().replace("consumer GPU", "consumer GPU or a phone"))
+    third = review_new_tools(source=str(d))
+    assert third["reviewed"] == ["smollm3"] and len(fake.requests) == 15
+    store = Store(tmp_path / "shipskip.duckdb")
+    hashes = store.query("SELECT count(DISTINCT content_hash) AS n FROM tool_versions WHERE slug = 'smollm3'")
+    assert hashes[0]["n"] == 2
+
+
+def test_rerun_keeps_history_and_can_flip_the_verdict(fake, tmp_path):
+    fake.default = lambda req: Reply(
+        content=take_json("skip" if persona_of(req) in ("skeptic", "futurist") else "ship",
+                          30 if persona_of(req) in ("skeptic", "futurist") else 75, lead="SmolLM3")
+    ) if persona_of(req) != "founder" else Reply(content=take_json("abstain"))
+    review_new_tools(source=str(inbox(tmp_path, "smollm3.yaml")))
+    store = Store(tmp_path / "shipskip.duckdb")
+    from shipskip.panel import aggregate
+
+    assert aggregate(store.current_takes("smollm3")).line == "Mixed · 2 ship / 2 skip"
+    fake.script = [Reply(content=take_json("ship", 88, "flips after a second look at the licence.", lead="SmolLM3"))]
+    out = rerun_persona(tool="smollm3", persona="skeptic", reason="new evidence", model="other-model")
+    assert out["score"] == 88 and fake.requests[-1]["model"] == "other-model"
+    assert aggregate(store.current_takes("smollm3")).line == "Ship · 3 ship / 1 skip"
+    hist = store.history("smollm3", "skeptic")
+    assert [(h["version"], h["score"], h["delta"]) for h in hist] == [(1, 30, None), (2, 88, 58)]
+    assert hist[1]["reason"] == "new evidence" and hist[1]["model"] == "other-model"
+    run = store.query("SELECT label, ship, skip FROM runs WHERE kind = 'rerun'")[0]
+    assert (run["label"], run["ship"], run["skip"]) == ("Ship", 3, 1)
+
+
+def test_deployments_in_prefect_yaml_load():
+    import importlib
+
+    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    names = {d["name"] for d in spec["deployments"]}
+    assert names == {"daily-new-tools", "review-tool", "rerun-persona", "render-comparison"}
+    for dep in spec["deployments"]:
+        module, func = dep["entrypoint"].split(":")
+        fl = getattr(importlib.import_module(module.removesuffix(".py").replace("/", ".")), func)
+        fl.validate_parameters(dep.get("parameters", {}))
+    daily = next(d for d in spec["deployments"] if d["name"] == "daily-new-tools")
+    assert daily["schedules"][0]["timezone"] == "UTC"

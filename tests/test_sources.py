@@ -1,0 +1,57 @@
+import json
+
+import pytest
+from conftest import ROOT
+
+from shipskip.errors import ShipskipError
+from shipskip.sources import read_source, slugify
+
+GOOD = dict(name="Alpha", slug="alpha", tagline="t", category="Agents", pricing="Free", entry_tier="free",
+            description="Alpha is an agent framework with a plugin system and local models.")
+
+
+def test_folder_with_a_bad_card_among_good_ones(tmp_path):
+    for p in ("smollm3.yaml", "claw-code.yaml", "quillnote.md"):
+        (tmp_path / p).write_text((ROOT / "data" / "tools" / p).read_text())
+    (tmp_path / "broken.yaml").write_text("name: Broken\nslug: ../up\n")
+    (tmp_path / "notes.txt").write_text("ignored")
+    entries = read_source(str(tmp_path))
+    good = [e.card.slug for e in entries if e.card]
+    bad = [e.error for e in entries if e.error]
+    assert sorted(good) == ["claw-code", "quillnote", "smollm3"]
+    assert len(bad) == 1 and "broken.yaml" in bad[0] and "slug" in bad[0]
+
+
+def test_jsonl_with_bad_lines_and_a_duplicate_slug(tmp_path):
+    f = tmp_path / "new.jsonl"
+    lines = [json.dumps(GOOD), "{not json", json.dumps({**GOOD, "entry_tier": "maybe"}),
+             json.dumps({**GOOD, "name": "Alpha again"}), json.dumps({**GOOD, "slug": "beta", "name": "Beta"})]
+    f.write_text("\n".join(lines) + "\n")
+    entries = read_source(str(f))
+    assert [e.card.slug for e in entries if e.card] == ["alpha", "beta"]
+    errors = [e.error for e in entries if e.error]
+    assert any(":2:" in e and "JSON" in e for e in errors)
+    assert any(":3:" in e and "entry_tier" in e for e in errors)
+    assert any(":4:" in e and "twice" in e for e in errors)
+
+
+def test_rss_feed_file(tmp_path):
+    feed = tmp_path / "launches.xml"
+    feed.write_text("""<?xml version="1.0"?><rss version="2.0"><channel><title>Launches</title>
+<item><title>Gamma Notes</title><link>https://example.com/gamma</link><category>Writing</category>
+<description>&lt;p&gt;Gamma Notes turns voice memos into drafts. It runs on any model.&lt;/p&gt;</description></item>
+<item><title></title><description>No title here at all, so this entry cannot become a card.</description></item>
+</channel></rss>""")
+    entries = read_source(str(feed))
+    card = entries[0].card
+    assert card.slug == "gamma-notes" and card.category == "Writing" and "<p>" not in card.description
+    assert entries[1].card is None and "name" in entries[1].error
+
+
+def test_unknown_source_kind_is_refused(tmp_path):
+    with pytest.raises(ShipskipError):
+        read_source(str(tmp_path / "x.csv"))
+
+
+def test_slugify():
+    assert slugify("Claw Code!") == "claw-code" and slugify("../../etc") == "etc"
