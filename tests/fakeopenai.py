@@ -38,7 +38,7 @@ class FakeOpenAI:
     def __init__(self, default: Any = None) -> None:
         self.script: list[Reply] = []
         self.requests: list[dict] = []
-        self.default = default or (lambda req: Reply(content=take_json(lead=_lead(req))))
+        self.default = default or (lambda req: Reply(content=take_json(lead=lead_of(req))))
         self._lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
@@ -131,7 +131,7 @@ class FakeOpenAI:
         return Handler
 
 
-def _lead(req: dict) -> str:
+def lead_of(req: dict) -> str:
     """The tool name the schema asks a take to open with, so default replies validate."""
     try:
         pattern = req["response_format"].get("schema") or req["response_format"]["json_schema"]["schema"]

@@ -2,7 +2,7 @@ import shutil
 
 import yaml
 from conftest import ROOT
-from fakeopenai import Reply, persona_of, take_json
+from fakeopenai import Reply, lead_of, persona_of, take_json
 
 from flows.scheduled import rerun_persona, review_new_tools
 from shipskip.store import Store
@@ -67,3 +67,25 @@ def test_deployments_in_prefect_yaml_load():
         fl.validate_parameters(dep.get("parameters", {}))
     daily = next(d for d in spec["deployments"] if d["name"] == "daily-new-tools")
     assert daily["schedules"][0]["timezone"] == "UTC"
+
+
+def test_llm_concurrency_bounds_calls_in_flight(fake, tmp_path, monkeypatch):
+    import threading
+    import time
+
+    monkeypatch.setenv("SHIPSKIP_LLM_CONCURRENCY", "2")
+    lock, state = threading.Lock(), {"now": 0, "peak": 0}
+
+    def slow(req):
+        with lock:
+            state["now"] += 1
+            state["peak"] = max(state["peak"], state["now"])
+        time.sleep(0.3)
+        with lock:
+            state["now"] -= 1
+        return Reply(content=take_json(lead=lead_of(req)))
+
+    fake.default = slow
+    review_new_tools(source=str(inbox(tmp_path, "smollm3.yaml", "pagerduck.yaml")))
+    assert len(fake.requests) == 10
+    assert state["peak"] == 2
