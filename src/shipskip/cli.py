@@ -292,3 +292,94 @@ def serve(
         name="daily-new-tools", schedule=Cron(cron, timezone="UTC"), parameters={"source": source}
     )
     prefect_serve(deployment)
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="One SELECT query over the tables and views.")],
+    format: Annotated[str, typer.Option("--format", help="table, csv, json or parquet.")] = "table",
+    out: Annotated[Path | None, typer.Option(help="Output file for csv, json or parquet.")] = None,
+    limit: Annotated[int, typer.Option(help="Rows shown in table format.")] = 50,
+) -> None:
+    """Run a read-only query; prints a table or writes csv/json/parquet to a file."""
+    from .analytics import run_sql, write_result
+
+    try:
+        if format == "table":
+            res = run_sql(_store(), query)
+        else:
+            target = out or Path(f"query.{format}")
+            write_result(_store(), query, format, target)
+    except ShipskipError as exc:
+        _fail(exc)
+    if format != "table":
+        console.print(f"Wrote {target}", highlight=False)
+        return
+    table = Table(show_lines=False)
+    for c in res.columns:
+        table.add_column(c, overflow="fold")
+    for row in res.rows[:limit]:
+        table.add_row(*("" if v is None else str(v) for v in row))
+    console.print(table)
+    more = f" (showing {limit})" if len(res.rows) > limit else ""
+    console.print(f"{len(res.rows)} rows{more}", highlight=False)
+
+
+@app.command()
+def trends(
+    persona: Annotated[str | None, typer.Option(help="Only this persona.")] = None,
+    category: Annotated[str | None, typer.Option(help="Only this category.")] = None,
+    since: Annotated[str | None, typer.Option(help="Only takes from this date (YYYY-MM-DD).")] = None,
+) -> None:
+    """Write out/trends.html (inline SVG charts) and print a summary per persona."""
+    from datetime import UTC, date, datetime
+
+    from .analytics import trend_points, trend_summary
+    from .render import trends_page
+
+    try:
+        start = date.fromisoformat(since) if since else None
+    except ValueError:
+        _fail(ShipskipError(f"--since '{since}' must be a date such as 2026-01-31"))
+    try:
+        store = _store()
+        store.init()
+        points = trend_points(store, persona, category, start)
+    except ShipskipError as exc:
+        _fail(exc)
+    summary = trend_summary(points)
+    filters = ", ".join(
+        f"{k}: {v}" for k, v in (("persona", persona), ("category", category), ("since", since)) if v
+    )
+    page = trends_page(
+        points, summary, filters or "All personas, categories and dates.", datetime.now(UTC).date()
+    )
+    out_dir = get_settings().out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "trends.html").write_text(page, encoding="utf-8")
+    if not summary:
+        console.print("No scored takes match these filters yet.")
+    else:
+        table = Table(title="Score trends", title_justify="left")
+        for col in ("Persona", "Weeks", "Scored", "Mean", "First wk", "Last wk", "Ship rate"):
+            table.add_column(col)
+        for s in summary:
+            table.add_row(
+                s["persona"].title(), str(s["weeks"]), str(s["scored"]), str(s["mean_score"]),
+                str(s["first_week_mean"]), str(s["last_week_mean"]), f"{s['ship_rate']:.0%}",
+            )  # fmt: skip
+        console.print(table)
+    console.print(f"Wrote {out_dir / 'trends.html'}", highlight=False)
+
+
+@app.command()
+def export(to: Annotated[Path, typer.Option("--to", help="Folder for the Parquet files.")]) -> None:
+    """Write each table as a Parquet file, for use in other tools."""
+    from .analytics import export as export_tables
+
+    try:
+        paths = export_tables(_store(), to)
+    except ShipskipError as exc:
+        _fail(exc)
+    for p in paths:
+        console.print(f"Wrote {p}", highlight=False)

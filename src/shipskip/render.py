@@ -85,3 +85,24 @@ def digest_page(week: str, panels: list[ToolPanel], generated: date) -> tuple[st
 
 def scorecard_markdown(panels: list[ToolPanel]) -> str:
     return _render("scorecard.md.j2", tools=panels)
+
+
+def trends_page(points: list, summary: list[dict], filters: str, generated: date) -> str:
+    from .analytics import line_chart
+
+    scores: dict[str, list] = {}
+    rates: dict[str, list] = {}
+    for p in points:
+        if p.mean_score is not None:
+            scores.setdefault(p.persona, []).append((p.week, float(p.mean_score)))
+        if p.ship_rate is not None:
+            rates.setdefault(p.persona, []).append((p.week, float(p.ship_rate) * 100))
+    return _render(
+        "trends.html.j2",
+        title="Score trends",
+        generated=generated,
+        filters=filters,
+        summary=summary,
+        score_chart=line_chart(scores, 100, "Mean score per week"),
+        rate_chart=line_chart(rates, 100, "Ship rate per week (%)"),
+    )

@@ -7,7 +7,6 @@ between, after a short retried wait.
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 import uuid
@@ -237,6 +236,17 @@ class Store:
              t.reason, now],
         )  # fmt: skip
 
+    def load_parquet(self, table: str, path: Path) -> int:
+        """Bulk-load rows (an export, or generated data) through DuckDB's Parquet reader."""
+        from .analytics import EXPORT_TABLES
+
+        if table not in EXPORT_TABLES:
+            raise ShipskipError(f"cannot load into '{table}'")
+        with self.transaction() as con:
+            before = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM read_parquet(?)", [str(path)])
+            return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] - before
+
     # -- reads -----------------------------------------------------------------------
 
     def _current(self, con: duckdb.DuckDBPyConnection, slug: str) -> list[Take]:
@@ -298,7 +308,3 @@ def _take_from_row(row: dict[str, Any]) -> Take:
                     cached_tokens=row["cached_tokens"]),
         latency_ms=row["latency_ms"], suspicious=row["suspicious"], reason=row["reason"],
     )  # fmt: skip
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, default=str)

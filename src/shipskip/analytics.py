@@ -1,0 +1,187 @@
+"""Analyst queries: read-only SQL, score trends with inline SVG charts, and Parquet export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import duckdb
+from markupsafe import Markup, escape
+
+from .errors import ShipskipError
+from .store import Store
+
+EXPORT_TABLES = ("tools", "tool_versions", "runs", "takes", "votes", "model_prices")
+PERSONA_COLOURS = {
+    "builder": "#1f77b4", "skeptic": "#d62728", "futurist": "#9467bd",
+    "creator": "#2ca02c", "founder": "#ff7f0e",
+}  # fmt: skip
+
+
+def check_read_only(sql: str) -> str:
+    """Exactly one SELECT (WITH, VALUES and the like parse as SELECT); anything else is refused."""
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise ShipskipError(f"query: {str(exc).splitlines()[0]}") from None
+    if len(statements) != 1:
+        raise ShipskipError(f"query: give exactly one statement, not {len(statements)}")
+    kind = statements[0].type
+    if kind != duckdb.StatementType.SELECT:
+        raise ShipskipError(f"query: only SELECT queries are allowed here, not {kind.name}")
+    return sql
+
+
+@dataclass
+class Result:
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+
+
+def run_sql(store: Store, sql: str) -> Result:
+    check_read_only(sql)
+    with store.connect(read_only=True) as con:
+        try:
+            rel = con.sql(sql)
+            return Result(columns=list(rel.columns), rows=rel.fetchall())
+        except duckdb.Error as exc:
+            raise ShipskipError(f"query: {str(exc).splitlines()[0]}") from None
+
+
+def write_result(store: Store, sql: str, fmt: str, out: Path) -> Path:
+    """csv and json from fetched rows; parquet through DuckDB's own writer."""
+    check_read_only(sql)
+    if fmt == "parquet":
+        with store.connect(read_only=True) as con:
+            try:
+                con.sql(sql).write_parquet(str(out))
+            except duckdb.Error as exc:
+                raise ShipskipError(f"query: {str(exc).splitlines()[0]}") from None
+        return out
+    res = run_sql(store, sql)
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(res.columns)
+        w.writerows(res.rows)
+        out.write_text(buf.getvalue(), encoding="utf-8")
+    elif fmt == "json":
+        records = [dict(zip(res.columns, r, strict=True)) for r in res.rows]
+        out.write_text(json.dumps(records, default=str, indent=1), encoding="utf-8")
+    else:
+        raise ShipskipError(f"format '{fmt}' must be csv, json or parquet")
+    return out
+
+
+def export(store: Store, folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    with store.connect(read_only=True) as con:
+        for table in EXPORT_TABLES:
+            path = folder / f"{table}.parquet"
+            con.table(table).write_parquet(str(path))
+            written.append(path)
+    return written
+
+
+# -- trends ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrendPoint:
+    persona: str
+    week: date
+    scored: int
+    mean_score: float | None
+    ship_rate: float | None
+
+
+def trend_points(
+    store: Store, persona: str | None = None, category: str | None = None, since: date | None = None
+) -> list[TrendPoint]:
+    sql = (
+        "SELECT persona, week, count(score) AS scored, avg(score) AS mean_score,"
+        " count(*) FILTER (WHERE verdict = 'ship') / nullif(count(verdict), 0) AS ship_rate"
+        " FROM takes_enriched WHERE true"
+    )
+    params: list[Any] = []
+    if persona:
+        sql += " AND persona = ?"
+        params.append(persona.lower())
+    if category:
+        sql += " AND lower(category) = lower(?)"
+        params.append(category)
+    if since:
+        sql += " AND created_at >= ?"
+        params.append(since)
+    rows = store.query(sql + " GROUP BY persona, week ORDER BY persona, week", params)
+    return [TrendPoint(**r) for r in rows]
+
+
+def line_chart(
+    series: dict[str, list[tuple[date, float]]], y_max: float, title: str, fmt: str = "{:.0f}"
+) -> Markup:
+    """A small self-contained SVG line chart; one line per persona."""
+    w, h, left, right, top, bottom = 640, 240, 44, 110, 24, 28
+    weeks = sorted({d for pts in series.values() for d, _ in pts})
+    if not weeks:
+        return Markup('<p class="empty">No scored takes in this range yet.</p>')
+    span = max((weeks[-1] - weeks[0]).days, 1)
+
+    def x(d: date) -> float:
+        return left + (w - left - right) * ((d - weeks[0]).days / span if len(weeks) > 1 else 0.5)
+
+    def y(v: float) -> float:
+        return top + (h - top - bottom) * (1 - v / y_max)
+
+    parts = [
+        f'<svg viewBox="0 0 {w} {h}" role="img" aria-label="{escape(title)}" '
+        'xmlns="http://www.w3.org/2000/svg" style="max-width:100%;height:auto">',
+        f'<text x="{left}" y="14" font-size="13" font-weight="600">{escape(title)}</text>',
+    ]
+    for frac in (0, 0.5, 1):
+        yy = y(y_max * frac)
+        parts.append(f'<line x1="{left}" x2="{w - right}" y1="{yy:.1f}" y2="{yy:.1f}" stroke="#ddd"/>')
+        parts.append(
+            f'<text x="{left - 6}" y="{yy + 4:.1f}" font-size="11" text-anchor="end">'
+            f"{escape(fmt.format(y_max * frac))}</text>"
+        )
+    parts.append(f'<text x="{left}" y="{h - 8}" font-size="11">{weeks[0].isoformat()}</text>')
+    parts.append(
+        f'<text x="{w - right}" y="{h - 8}" font-size="11" text-anchor="end">{weeks[-1].isoformat()}</text>'
+    )
+    for i, (name, pts) in enumerate(sorted(series.items())):
+        colour = PERSONA_COLOURS.get(name, "#555")
+        coords = " ".join(f"{x(d):.1f},{y(v):.1f}" for d, v in sorted(pts))
+        parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{coords}"/>')
+        for d, v in pts:
+            parts.append(f'<circle cx="{x(d):.1f}" cy="{y(v):.1f}" r="2.5" fill="{colour}"/>')
+        parts.append(
+            f'<text x="{w - right + 8}" y="{top + 14 * i + 10}" font-size="12" fill="{colour}">'
+            f"{escape(name.title())}</text>"
+        )
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def trend_summary(points: list[TrendPoint]) -> list[dict[str, Any]]:
+    """Per persona: weeks seen, overall mean, first and last weekly mean, and ship rate."""
+    out = []
+    for persona in sorted({p.persona for p in points}):
+        pts = [p for p in points if p.persona == persona and p.mean_score is not None]
+        if not pts:
+            continue
+        total = sum(p.scored for p in pts)
+        mean = sum(p.mean_score * p.scored for p in pts) / total  # type: ignore[operator]
+        rate = sum((p.ship_rate or 0) * p.scored for p in pts) / total
+        out.append({
+            "persona": persona, "weeks": len(pts), "scored": total, "mean_score": round(mean, 1),
+            "first_week_mean": round(pts[0].mean_score, 1), "last_week_mean": round(pts[-1].mean_score, 1),
+            "ship_rate": round(rate, 3),
+        })  # fmt: skip
+    return out

@@ -1,0 +1,141 @@
+"""Each view on a small fixture whose answers were worked out by hand."""
+
+from datetime import date, datetime
+
+import duckdb
+import pytest
+from conftest import make_card, make_take
+
+from shipskip.analytics import check_read_only, export, run_sql, trend_points, trend_summary, write_result
+from shipskip.errors import ShipskipError
+from shipskip.render import trends_page
+
+P = ["builder", "skeptic", "futurist", "creator", "founder"]
+
+
+def review(store, card, scores, when):
+    run = store.begin_run(card)
+    takes = []
+    for p, s in zip(P, scores, strict=True):
+        v = None if s is None else ("ship" if s >= 60 else "skip")
+        takes.append(make_take(p, v, s, f"{card.name} by {p}").model_copy(update={"model": "gpt-x"}))
+    store.commit_review(run, card, takes)
+    with store.transaction() as con:
+        con.execute("UPDATE takes SET created_at = ? WHERE run_id = ?", [when, run.run_id])
+    return run
+
+
+@pytest.fixture
+def fx(store):
+    # alpha (Models, week of 2026-11-02): 80 70 40 90 abstain
+    # beta (Video, week of 2026-11-09): 50 30 60 20 55
+    review(store, make_card(slug="alpha", name="Alpha", category="AI Models"), [80, 70, 40, 90, None],
+           datetime(2026, 11, 3, 12))  # fmt: skip
+    review(store, make_card(slug="beta", name="Beta", category="Video"), [50, 30, 60, 20, 55],
+           datetime(2026, 11, 10, 12))  # fmt: skip
+    # An editor reruns alpha's skeptic on another model: 70 -> 35.
+    run = store.begin_run(store.tool("alpha"), kind="rerun", reason="second look")
+    t = make_take("skeptic", "skip", 35, "Alpha again").model_copy(update={"model": "gpt-y"})
+    store.commit_review(run, store.tool("alpha"), [t])
+    with store.transaction() as con:
+        con.execute("UPDATE takes SET created_at = ? WHERE run_id = ?", [datetime(2026, 11, 11, 9), run.run_id])
+        con.execute("INSERT INTO model_prices VALUES ('gpt-x', 1.0, 2.0)")
+    return store
+
+
+def q(store, sql):
+    return store.query(sql)
+
+
+def test_current_takes_and_panel_verdicts(fx):
+    cur = {(r["slug"], r["persona"]): r["score"] for r in q(fx, "SELECT * FROM current_takes")}
+    assert len(cur) == 10 and cur[("alpha", "skeptic")] == 35
+    v = {r["slug"]: r for r in q(fx, "SELECT * FROM panel_verdicts")}
+    # alpha now: ship 80, skip 35, skip 40, ship 90, abstain -> 2/2 Mixed 50%
+    assert (v["alpha"]["label"], v["alpha"]["ship_pct"], v["alpha"]["abstain"]) == ("Mixed", 50, 1)
+    # beta: skip 50, skip 30, ship 60, skip 20, skip 55 -> 1/4 Skip 20%
+    assert (v["beta"]["label"], v["beta"]["ship_pct"]) == ("Skip", 20)
+
+
+def test_persona_weekly_and_category(fx):
+    rows = {(r["persona"], str(r["week"])): r for r in q(fx, "SELECT * FROM persona_weekly")}
+    # Skeptic: week of 11-02 has alpha's v1 (70); week of 11-09 has beta (30) and alpha's v2 (35).
+    assert rows[("skeptic", "2026-11-02")]["mean_score"] == 70
+    assert rows[("skeptic", "2026-11-09")]["mean_score"] == 32.5
+    assert rows[("skeptic", "2026-11-09")]["ship_rate"] == 0
+    assert rows[("founder", "2026-11-02")]["scored"] == 0 and rows[("founder", "2026-11-02")]["ship_rate"] is None
+    cat = {(r["persona"], r["category"]): r for r in q(fx, "SELECT * FROM persona_category")}
+    assert cat[("skeptic", "Models")]["mean_score"] == 52.5  # (70 + 35) / 2
+    assert cat[("futurist", "Video")]["ship_rate"] == 1.0
+
+
+def test_score_distribution_and_disagreement(fx):
+    dist = {(r["persona"], r["bucket"]): r["takes"] for r in q(fx, "SELECT * FROM score_distribution")}
+    assert dist[("creator", 90)] == 1 and dist[("creator", 20)] == 1 and dist[("skeptic", 30)] == 2
+    d = {r["slug"]: r for r in q(fx, "SELECT * FROM persona_disagreement")}
+    assert (d["alpha"]["spread"], d["alpha"]["highest"], d["alpha"]["lowest"]) == (55, "creator", "skeptic")
+    assert d["beta"]["spread"] == 40 and d["beta"]["scored"] == 5
+
+
+def test_take_changes(fx):
+    rows = q(fx, "SELECT * FROM take_changes")
+    assert len(rows) == 1
+    r = rows[0]
+    assert (r["prev_score"], r["score"], r["delta"]) == (70, 35, -35)
+    assert (r["prev_verdict"], r["verdict"], r["prev_model"], r["model"]) == ("ship", "skip", "gpt-x", "gpt-y")
+    assert r["reason"] == "second look" and r["kind"] == "rerun"
+
+
+def test_costs_per_run_and_model(fx):
+    runs = q(fx, "SELECT * FROM run_costs ORDER BY started_at")
+    # Each scored take has 10 prompt and 5 completion tokens (the abstention none); gpt-x costs
+    # $1 and $2 per million: alpha's run is 4 * (10 * 1 + 5 * 2) / 1e6.
+    assert runs[0]["prompt_tokens"] == 40 and runs[0]["cost_usd"] == pytest.approx(4 * 20 / 1e6)
+    assert runs[1]["prompt_tokens"] == 50
+    assert runs[2]["kind"] == "rerun" and runs[2]["cost_usd"] is None  # gpt-y has no price
+    models = {r["model"]: r for r in q(fx, "SELECT * FROM model_costs")}
+    assert models["gpt-x"]["takes"] == 10 and models["gpt-y"]["takes"] == 1
+
+
+def test_sql_is_read_only(fx, tmp_path):
+    assert run_sql(fx, "SELECT count(*) FROM takes").rows == [(11,)]
+    for bad in ["DELETE FROM takes", "SELECT 1; DROP TABLE takes", "COPY takes TO 'x.csv'",
+                "ATTACH 'other.db'", "CREATE TABLE x (a INT)", "UPDATE takes SET score = 1"]:
+        with pytest.raises(ShipskipError):
+            check_read_only(bad)
+    assert run_sql(fx, "SELECT count(*) FROM takes").rows == [(11,)]
+    with fx.connect(read_only=True) as con, pytest.raises(duckdb.Error):
+        con.execute("DELETE FROM takes")
+
+
+def test_sql_formats_and_export(fx, tmp_path):
+    write_result(fx, "SELECT slug, label FROM panel_verdicts ORDER BY slug", "csv", tmp_path / "v.csv")
+    assert (tmp_path / "v.csv").read_text().splitlines() == ["slug,label", "alpha,Mixed", "beta,Skip"]
+    write_result(fx, "SELECT * FROM current_takes", "parquet", tmp_path / "c.parquet")
+    assert duckdb.execute(f"SELECT count(*) FROM '{tmp_path / 'c.parquet'}'").fetchone()[0] == 10
+    paths = export(fx, tmp_path / "exp")
+    assert {p.stem for p in paths} >= {"takes", "runs", "tools"}
+    assert duckdb.execute(f"SELECT count(*) FROM '{tmp_path / 'exp' / 'takes.parquet'}'").fetchone()[0] == 11
+
+
+def test_trends_with_data_and_empty(fx, store):
+    pts = trend_points(fx, persona="skeptic")
+    assert [(str(p.week), p.mean_score) for p in pts] == [("2026-11-02", 70), ("2026-11-09", 32.5)]
+    s = trend_summary(pts)[0]
+    assert (s["weeks"], s["scored"], s["mean_score"], s["ship_rate"]) == (2, 3, 45.0, round(1 / 3, 3))
+    assert trend_points(fx, category="video", since=date(2026, 11, 10))[0].persona == "builder"
+    html = trends_page(trend_points(fx), trend_summary(trend_points(fx)), "all", date(2026, 11, 24))
+    assert html.count("<svg") == 2 and "<polyline" in html and "http://" not in html.replace(
+        'xmlns="http://www.w3.org/2000/svg"', "")
+    empty = trends_page([], [], "all", date(2026, 11, 24))
+    assert 'id="empty"' in empty and "<svg" not in empty
+
+
+def test_trends_command_on_an_empty_database(isolated):
+    from typer.testing import CliRunner
+
+    from shipskip.cli import app
+
+    res = CliRunner().invoke(app, ["trends"])
+    assert res.exit_code == 0 and "No scored takes" in res.output
+    assert (isolated / "out" / "trends.html").is_file()
