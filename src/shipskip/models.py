@@ -197,6 +197,7 @@ class Take(BaseModel):
     latency_ms: int = 0
     suspicious: bool = False
     reason: str | None = None
+    clean_score: int | None = None
 
     @property
     def abstained(self) -> bool:

@@ -8,6 +8,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
 from .embedded import EMBEDDED_MODEL, embedded_server
+from .injection import score_jumped, without_suspicious
 from .llm import LLMClient, LLMFailure
 from .models import Take, ToolCard
 from .personas import PromptSet, render_messages
@@ -28,7 +29,27 @@ class Panel:
     settings: Settings
 
     def take(self, persona: str, card: ToolCard, reason: str | None = None) -> Take:
-        """Ask one persona. A persona that keeps failing abstains with the error."""
+        """Ask one persona. A persona that keeps failing abstains with the error.
+
+        When the card holds text aimed at the panel, the persona is asked again without it;
+        a score that moves by FLAG_DELTA or a verdict that flips marks the take suspicious.
+        """
+        take = self._ask(persona, card, reason)
+        clean = without_suspicious(card)
+        if clean is None or take.error:
+            return take
+        check = self._ask(persona, clean, reason)
+        return take.model_copy(
+            update={
+                "clean_score": check.score,
+                "suspicious": bool(check.error)
+                or score_jumped(take.score, check.score, take.verdict, check.verdict),
+                "attempts": take.attempts + check.attempts,
+                "usage": take.usage + check.usage,
+            }
+        )
+
+    def _ask(self, persona: str, card: ToolCard, reason: str | None) -> Take:
         client = self.clients[persona]
         p = self.prompts.personas[persona]
         meta = dict(

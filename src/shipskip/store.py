@@ -24,7 +24,9 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
 from .errors import ShipskipError
 from .models import PERSONAS, CommunityVotes, Take, ToolCard, Usage
 
-_WRITE_LOCK = threading.RLock()
+# DuckDB refuses a read-only and a read-write connection to one file in the same process,
+# so every connection in this process takes turns; each is held only for one short step.
+_LOCK = threading.RLock()
 _MIGRATION_RE = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 
 
@@ -76,19 +78,20 @@ class Store:
             raise ShipskipError(f"{self.path}: no database yet; review a tool first")
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        for attempt in self._retrying():
-            with attempt:
-                con = duckdb.connect(str(self.path), read_only=read_only)
-        try:
-            if not read_only and not self._migrated:
-                self._migrate(con)
-            yield con
-        finally:
-            con.close()
+        with _LOCK:
+            for attempt in self._retrying():
+                with attempt:
+                    con = duckdb.connect(str(self.path), read_only=read_only)
+            try:
+                if not read_only and not self._migrated:
+                    self._migrate(con)
+                yield con
+            finally:
+                con.close()
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        with _WRITE_LOCK, self.connect() as con:
+        with self.connect() as con:
             con.begin()
             try:
                 yield con
@@ -117,7 +120,7 @@ class Store:
         self._migrated = True
 
     def init(self) -> None:
-        with _WRITE_LOCK, self.connect():
+        with self.connect():
             pass
 
     def query(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
@@ -161,7 +164,7 @@ class Store:
             )
 
     def checkpoints(self, run: Run) -> dict[str, Take]:
-        with _WRITE_LOCK, self.connect() as con:
+        with self.connect() as con:
             rows = con.execute(
                 "SELECT persona, payload FROM take_checkpoints WHERE run_id = ?", [run.run_id]
             ).fetchall()
@@ -171,7 +174,7 @@ class Store:
         """True when a committed review already read this exact card."""
         if not self.path.exists():
             return False
-        with _WRITE_LOCK, self.connect() as con:
+        with self.connect() as con:
             row = con.execute(
                 "SELECT 1 FROM runs WHERE slug = ? AND content_hash = ? AND kind = 'review' "
                 "AND status = 'complete' LIMIT 1",
@@ -228,12 +231,12 @@ class Store:
     ) -> None:
         con.execute(
             "INSERT INTO takes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-            " ?, ?, ?)",
+            " ?, ?, ?, ?)",
             [uuid.uuid4().hex, run.run_id, run.slug, run.content_hash, t.persona, version,
              t.verdict, t.score, t.take, t.abstain_reason, t.error, t.model, t.prompt_version,
              t.prompt_hash, t.temperature, t.attempts, t.usage.prompt_tokens,
              t.usage.completion_tokens, t.usage.cached_tokens, t.latency_ms, t.suspicious,
-             t.reason, now],
+             t.reason, now, t.clean_score],
         )  # fmt: skip
 
     def load_parquet(self, table: str, path: Path) -> int:
@@ -307,4 +310,5 @@ def _take_from_row(row: dict[str, Any]) -> Take:
                     completion_tokens=row["completion_tokens"],
                     cached_tokens=row["cached_tokens"]),
         latency_ms=row["latency_ms"], suspicious=row["suspicious"], reason=row["reason"],
+        clean_score=row["clean_score"],
     )  # fmt: skip
