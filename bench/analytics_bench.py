@@ -84,7 +84,9 @@ def main() -> None:
         t = time.perf_counter()
         loaded = {name: store.load_parquet(name, folder / f"{name}.parquet")
                   for name in ("tools", "tool_versions", "runs", "takes")}  # fmt: skip
-        print(f"bulk load ({loaded['takes']:,} takes, {loaded['tools']:,} tools): {time.perf_counter() - t:7.2f} s")
+        print(
+            f"bulk load ({loaded['takes']:,} takes, {loaded['tools']:,} tools): {time.perf_counter() - t:7.2f} s"
+        )
         size = (folder / "bench.duckdb").stat().st_size
         print(f"database file:               {size / 1e6:7.1f} MB")
         with store.connect(read_only=True) as con:
@@ -95,8 +97,10 @@ def main() -> None:
         t = time.perf_counter()
         points = trend_points(store)
         page = trends_page(points, trend_summary(points), "all", date(2026, 11, 24))
-        print(f"trends report:               {time.perf_counter() - t:7.3f} s  ({len(points)} points, "
-              f"{len(page) / 1e3:.0f} kB)")
+        print(
+            f"trends report:               {time.perf_counter() - t:7.3f} s  ({len(points)} points, "
+            f"{len(page) / 1e3:.0f} kB)"
+        )
         t = time.perf_counter()
         trend_points(store, persona="skeptic", category="Video", since=date(2026, 1, 1))
         print(f"trends, filtered:            {time.perf_counter() - t:7.3f} s")

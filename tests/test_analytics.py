@@ -38,7 +38,9 @@ def fx(store):
     t = make_take("skeptic", "skip", 35, "Alpha again").model_copy(update={"model": "gpt-y"})
     store.commit_review(run, store.tool("alpha"), [t])
     with store.transaction() as con:
-        con.execute("UPDATE takes SET created_at = ? WHERE run_id = ?", [datetime(2026, 11, 11, 9), run.run_id])
+        con.execute(
+            "UPDATE takes SET created_at = ? WHERE run_id = ?", [datetime(2026, 11, 11, 9), run.run_id]
+        )
         con.execute("INSERT INTO model_prices VALUES ('gpt-x', 1.0, 2.0)")
     return store
 
@@ -63,7 +65,10 @@ def test_persona_weekly_and_category(fx):
     assert rows[("skeptic", "2026-11-02")]["mean_score"] == 70
     assert rows[("skeptic", "2026-11-09")]["mean_score"] == 32.5
     assert rows[("skeptic", "2026-11-09")]["ship_rate"] == 0
-    assert rows[("founder", "2026-11-02")]["scored"] == 0 and rows[("founder", "2026-11-02")]["ship_rate"] is None
+    assert (
+        rows[("founder", "2026-11-02")]["scored"] == 0
+        and rows[("founder", "2026-11-02")]["ship_rate"] is None
+    )
     cat = {(r["persona"], r["category"]): r for r in q(fx, "SELECT * FROM persona_category")}
     assert cat[("skeptic", "Models")]["mean_score"] == 52.5  # (70 + 35) / 2
     assert cat[("futurist", "Video")]["ship_rate"] == 1.0
@@ -82,7 +87,12 @@ def test_take_changes(fx):
     assert len(rows) == 1
     r = rows[0]
     assert (r["prev_score"], r["score"], r["delta"]) == (70, 35, -35)
-    assert (r["prev_verdict"], r["verdict"], r["prev_model"], r["model"]) == ("ship", "skip", "gpt-x", "gpt-y")
+    assert (r["prev_verdict"], r["verdict"], r["prev_model"], r["model"]) == (
+        "ship",
+        "skip",
+        "gpt-x",
+        "gpt-y",
+    )
     assert r["reason"] == "second look" and r["kind"] == "rerun"
 
 
@@ -99,8 +109,14 @@ def test_costs_per_run_and_model(fx):
 
 def test_sql_is_read_only(fx, tmp_path):
     assert run_sql(fx, "SELECT count(*) FROM takes").rows == [(11,)]
-    for bad in ["DELETE FROM takes", "SELECT 1; DROP TABLE takes", "COPY takes TO 'x.csv'",
-                "ATTACH 'other.db'", "CREATE TABLE x (a INT)", "UPDATE takes SET score = 1"]:
+    for bad in [
+        "DELETE FROM takes",
+        "SELECT 1; DROP TABLE takes",
+        "COPY takes TO 'x.csv'",
+        "ATTACH 'other.db'",
+        "CREATE TABLE x (a INT)",
+        "UPDATE takes SET score = 1",
+    ]:
         with pytest.raises(ShipskipError):
             check_read_only(bad)
     assert run_sql(fx, "SELECT count(*) FROM takes").rows == [(11,)]
@@ -125,8 +141,11 @@ def test_trends_with_data_and_empty(fx, store):
     assert (s["weeks"], s["scored"], s["mean_score"], s["ship_rate"]) == (2, 3, 45.0, round(1 / 3, 3))
     assert trend_points(fx, category="video", since=date(2026, 11, 10))[0].persona == "builder"
     html = trends_page(trend_points(fx), trend_summary(trend_points(fx)), "all", date(2026, 11, 24))
-    assert html.count("<svg") == 2 and "<polyline" in html and "http://" not in html.replace(
-        'xmlns="http://www.w3.org/2000/svg"', "")
+    assert (
+        html.count("<svg") == 2
+        and "<polyline" in html
+        and "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    )
     empty = trends_page([], [], "all", date(2026, 11, 24))
     assert 'id="empty"' in empty and "<svg" not in empty
 

@@ -35,16 +35,25 @@ def test_new_tools_are_reviewed_once_and_again_when_changed(fake, tmp_path):
 
 
 def test_rerun_keeps_history_and_can_flip_the_verdict(fake, tmp_path):
-    fake.default = lambda req: Reply(
-        content=take_json("skip" if persona_of(req) in ("skeptic", "futurist") else "ship",
-                          30 if persona_of(req) in ("skeptic", "futurist") else 75, lead="SmolLM3")
-    ) if persona_of(req) != "founder" else Reply(content=take_json("abstain"))
+    fake.default = lambda req: (
+        Reply(
+            content=take_json(
+                "skip" if persona_of(req) in ("skeptic", "futurist") else "ship",
+                30 if persona_of(req) in ("skeptic", "futurist") else 75,
+                lead="SmolLM3",
+            )
+        )
+        if persona_of(req) != "founder"
+        else Reply(content=take_json("abstain"))
+    )
     review_new_tools(source=str(inbox(tmp_path, "smollm3.yaml")))
     store = Store(tmp_path / "shipskip.duckdb")
     from shipskip.panel import aggregate
 
     assert aggregate(store.current_takes("smollm3")).line == "Mixed · 2 ship / 2 skip"
-    fake.script = [Reply(content=take_json("ship", 88, "flips after a second look at the licence.", lead="SmolLM3"))]
+    fake.script = [
+        Reply(content=take_json("ship", 88, "flips after a second look at the licence.", lead="SmolLM3"))
+    ]
     out = rerun_persona(tool="smollm3", persona="skeptic", reason="new evidence", model="other-model")
     assert out["score"] == 88 and fake.requests[-1]["model"] == "other-model"
     assert aggregate(store.current_takes("smollm3")).line == "Ship · 3 ship / 1 skip"

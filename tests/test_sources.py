@@ -6,8 +6,15 @@ from conftest import ROOT
 from shipskip.errors import ShipskipError
 from shipskip.sources import read_source, slugify
 
-GOOD = dict(name="Alpha", slug="alpha", tagline="t", category="Agents", pricing="Free", entry_tier="free",
-            description="Alpha is an agent framework with a plugin system and local models.")
+GOOD = dict(
+    name="Alpha",
+    slug="alpha",
+    tagline="t",
+    category="Agents",
+    pricing="Free",
+    entry_tier="free",
+    description="Alpha is an agent framework with a plugin system and local models.",
+)
 
 
 def test_folder_with_a_bad_card_among_good_ones(tmp_path):
@@ -24,8 +31,13 @@ def test_folder_with_a_bad_card_among_good_ones(tmp_path):
 
 def test_jsonl_with_bad_lines_and_a_duplicate_slug(tmp_path):
     f = tmp_path / "new.jsonl"
-    lines = [json.dumps(GOOD), "{not json", json.dumps({**GOOD, "entry_tier": "maybe"}),
-             json.dumps({**GOOD, "name": "Alpha again"}), json.dumps({**GOOD, "slug": "beta", "name": "Beta"})]
+    lines = [
+        json.dumps(GOOD),
+        "{not json",
+        json.dumps({**GOOD, "entry_tier": "maybe"}),
+        json.dumps({**GOOD, "name": "Alpha again"}),
+        json.dumps({**GOOD, "slug": "beta", "name": "Beta"}),
+    ]
     f.write_text("\n".join(lines) + "\n")
     entries = read_source(str(f))
     assert [e.card.slug for e in entries if e.card] == ["alpha", "beta"]

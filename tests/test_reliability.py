@@ -1,0 +1,286 @@
+"""Faults, crashes, concurrent readers, secrets and bad input: nothing lost, nothing leaked."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+from conftest import ROOT
+from fakeopenai import Reply, lead_of, take_json
+from reliability_helpers import logged_requests, start_fake_process, write_cards
+
+from flows.scheduled import review_new_tools
+from shipskip.store import Store
+
+FAULTS = [
+    "429",
+    "500",
+    "503",
+    "slow",
+    "reset",
+    "truncated",
+    "wrong_shape",
+    "out_of_range",
+    "empty",
+    "refusal",
+]
+
+
+def faulty(seed: int, rate: float, timeout_s: float):
+    rng = random.Random(seed)
+    log: list[dict] = []
+
+    def answer(req):
+        lead = lead_of(req)
+        good = take_json(rng.choice(["ship", "skip"]), 0, lead=lead)
+        data = json.loads(good)
+        data["score"] = rng.randint(60, 100) if data["verdict"] == "ship" else rng.randint(0, 59)
+        good = json.dumps(data)
+        if rng.random() >= rate:
+            log.append({"kind": "ok", "tokens": 100})
+            return Reply(content=good, usage=(100, 30))
+        kind = rng.choice(FAULTS)
+        counted = kind in ("truncated", "wrong_shape", "out_of_range", "empty", "refusal")
+        log.append({"kind": kind, "tokens": 100 if counted else 0})
+        return {
+            "429": Reply(status=429, headers={"retry-after": "0.2"}),
+            "500": Reply(status=500),
+            "503": Reply(status=503),
+            "slow": Reply(content=good, delay_s=timeout_s + 0.5),
+            "reset": Reply(reset=True),
+            "truncated": Reply(content=good[: len(good) // 2], finish_reason="length"),
+            "wrong_shape": Reply(content=json.dumps({"rating": 5, "comment": "nice"})),
+            "out_of_range": Reply(content=good.replace(f'"score": {data["score"]}', '"score": 140')),
+            "empty": Reply(content=""),
+            "refusal": Reply(content=None, refusal="I can't review this."),
+        }[kind]
+
+    return answer, log
+
+
+def test_thirty_percent_faults_twenty_tools_nothing_lost(fake, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SHIPSKIP_TIMEOUT_S", "1")
+    answer, log = faulty(seed=7, rate=0.3, timeout_s=1)
+    fake.default = answer
+    write_cards(tmp_path / "inbox", 20)
+    report = review_new_tools(source=str(tmp_path / "inbox"))
+    assert len(report["reviewed"]) == 20 and report["refused"] == []
+
+    store = Store(tmp_path / "shipskip.duckdb")
+    runs = store.query("SELECT status, count(*) AS n FROM runs GROUP BY status")
+    assert runs == [{"status": "complete", "n": 20}]
+    takes = store.query("SELECT * FROM takes")
+    assert len(takes) == 100
+    for t in takes:
+        if t["verdict"] is None:
+            assert t["error"] and t["attempts"] == 3
+        else:
+            assert (t["verdict"] == "ship") == (t["score"] >= 60) and 0 <= t["score"] <= 100
+            assert t["take"].startswith(t["slug"].replace("tool-", "Tool "))
+    # Every request the server saw is an attempt counted on some take.
+    assert sum(t["attempts"] for t in takes) == len(fake.requests) == len(log)
+    delivered = sum(e["tokens"] for e in log)
+    assert sum(t["prompt_tokens"] for t in takes) == delivered
+    faults = Counter(e["kind"] for e in log if e["kind"] != "ok")
+    assert set(faults) == set(FAULTS), "every fault kind should have been injected at least once"
+    abstained = sum(1 for t in takes if t["verdict"] is None)
+    with capsys.disabled():
+        print(
+            f"\n[faults] requests={len(log)} faults={sum(faults.values())} {dict(faults)} "
+            f"runs_completed=20 takes_stored={len(takes)} abstained_after_retries={abstained} "
+            f"retries={len(log) - 100} takes_lost=0"
+        )
+
+
+def _ingest(folder, base_url, db, extra_env=None):
+    env = {**os.environ, "SHIPSKIP_BASE_URL": base_url, "SHIPSKIP_DB_PATH": str(db),
+           "SHIPSKIP_MODEL": "fake-model", **(extra_env or {})}  # fmt: skip
+    env.pop("PREFECT_API_URL", None)
+    return subprocess.Popen([sys.executable, "-m", "shipskip", "ingest", str(folder)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def test_sigkill_mid_run_loses_nothing_and_resumes_without_repeats(tmp_path):
+    write_cards(tmp_path / "inbox", 6)
+    log = tmp_path / "requests.jsonl"
+    server, url = start_fake_process(0.4, log)
+    db = tmp_path / "crash.duckdb"
+    try:
+        writer = _ingest(tmp_path / "inbox", url, db, {"SHIPSKIP_LLM_CONCURRENCY": "2"})
+        deadline = time.monotonic() + 120
+        while len(logged_requests(log)) < 13 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(timeout=30)
+        assert writer.returncode == -signal.SIGKILL
+
+        store = Store(db)
+        complete = store.query("SELECT run_id FROM runs WHERE status = 'complete'")
+        per_run = store.query("SELECT run_id, count(*) AS n FROM takes GROUP BY run_id")
+        assert all(r["n"] == 5 for r in per_run), "a committed review always has all five takes"
+        assert len(per_run) == len(complete)
+        saved = {(r["slug"], r["persona"]) for r in store.query(
+            "SELECT r.slug, c.persona FROM take_checkpoints c JOIN runs r USING (run_id)")}  # fmt: skip
+        saved |= {(r["slug"], r["persona"]) for r in store.query("SELECT slug, persona FROM takes")}
+        asked_before = len(logged_requests(log))
+
+        again = _ingest(tmp_path / "inbox", url, db)
+        out, err = again.communicate(timeout=300)
+        assert again.returncode == 0, err
+        assert "Traceback" not in out + err
+    finally:
+        server.kill()
+    store = Store(db)
+    assert store.query("SELECT count(*) AS n FROM takes")[0]["n"] == 30
+    assert store.query("SELECT count(*) AS n FROM take_checkpoints")[0]["n"] == 0
+    later = logged_requests(log)[asked_before:]
+    repeated = {(r["tool"].lower().replace(" ", "-"), r["persona"]) for r in later} & saved
+    assert not repeated, f"takes stored before the kill were asked again: {repeated}"
+    print(
+        f"\n[crash] asked_before_kill={asked_before} stored_before_kill={len(saved)} "
+        f"asked_after={len(later)} repeated=0 takes_final=30"
+    )
+
+
+READER = r"""
+import json, sys, time
+sys.path.insert(0, sys.argv[3])
+from shipskip.store import Store
+store, until = Store(sys.argv[1]), time.monotonic() + float(sys.argv[2])
+stats = {"queries": 0, "failures": 0, "partial": 0, "went_back": 0, "last": 0}
+while time.monotonic() < until:
+    try:
+        partial = store.query("SELECT count(*) AS n FROM (SELECT run_id FROM committed_takes "
+                              "GROUP BY run_id HAVING count(*) <> 5)")[0]["n"]
+        n = store.query("SELECT count(*) AS n FROM current_takes")[0]["n"]
+        store.query("SELECT * FROM persona_weekly")
+        stats["queries"] += 3
+        stats["partial"] += partial
+        stats["went_back"] += n < stats["last"]
+        stats["last"] = n
+    except Exception as exc:
+        if "no database yet" in str(exc):
+            time.sleep(0.05); continue
+        stats["failures"] += 1
+        stats["error"] = repr(exc)[:300]
+print(json.dumps(stats))
+"""
+
+
+def test_writer_and_analyst_reader_for_sixty_seconds(tmp_path):
+    n_tools = 40
+    write_cards(tmp_path / "inbox", n_tools)
+    log = tmp_path / "requests.jsonl"
+    server, url = start_fake_process(1.4, log)
+    db = tmp_path / "busy.duckdb"
+    try:
+        writer = _ingest(tmp_path / "inbox", url, db)
+        reader = subprocess.Popen([sys.executable, "-c", READER, str(db), "60", str(ROOT / "src")],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        r_out, r_err = reader.communicate(timeout=200)
+        w_out, w_err = writer.communicate(timeout=300)
+    finally:
+        server.kill()
+    assert writer.returncode == 0, w_err
+    stats = json.loads(r_out.strip().splitlines()[-1])
+    assert stats["failures"] == 0, stats
+    assert stats["partial"] == 0 and stats["went_back"] == 0
+    assert stats["queries"] > 100
+    assert Store(db).query("SELECT count(*) AS n FROM takes")[0]["n"] == 5 * n_tools
+    print(
+        f"\n[concurrency] reader_queries={stats['queries']} failures=0 partial_reviews_seen=0 "
+        f"writes={n_tools} reviews takes={5 * n_tools} lost=0"
+    )
+
+
+SECRET = "sk-shipskip-TOPSECRET-0123456789"
+
+
+def test_api_key_never_reaches_db_logs_artifacts_or_pages(fake, isolated, monkeypatch, capsys, caplog):
+    import asyncio
+
+    from flows.render import render_comparison
+    from flows.review import review_tool
+
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    calls = {"n": 0}
+
+    def answer(req):
+        assert req["_auth"] == f"Bearer {SECRET}"  # the key does reach the provider
+        calls["n"] += 1
+        if calls["n"] <= 3:  # a hostile provider that echoes the key back in its error
+            return Reply(status=401, body=json.dumps({"error": {"message": f"Incorrect API key: {SECRET}"}}))
+        return Reply(content=take_json("ship", 77, lead=lead_of(req)))
+
+    fake.default = answer
+    review_tool(card_path=str(ROOT / "data" / "tools" / "claw-code.yaml"))
+    review_tool(card_path=str(ROOT / "data" / "tools" / "smollm3.yaml"))
+    render_comparison(tool_a="claw-code", tool_b="smollm3")
+
+    store = Store(isolated / "shipskip.duckdb")
+    errors = store.query("SELECT error FROM takes WHERE error IS NOT NULL")
+    assert errors and all("***" in e["error"] for e in errors)
+
+    from prefect.client.orchestration import get_client
+
+    async def artifacts():
+        async with get_client() as client:
+            return await client.read_artifacts()
+
+    arts = asyncio.run(artifacts())
+    assert any(a.key == "scorecard-claw-code-vs-smollm3" for a in arts)
+    haystacks = {f"artifact {a.key}": str(a.data) for a in arts}
+    for path in (isolated).rglob("*"):
+        if path.is_file():
+            haystacks[str(path)] = path.read_bytes().decode("latin-1")
+    out = capsys.readouterr()
+    haystacks["stdout"], haystacks["stderr"] = out.out, out.err
+    haystacks["logs"] = "\n".join(r.getMessage() for r in caplog.records)
+    assert any("duckdb" in k for k in haystacks) and any(k.endswith(".html") for k in haystacks)
+    leaked = [k for k, v in haystacks.items() if SECRET in v or SECRET[10:] in v]
+    assert leaked == []
+
+
+def test_bad_input_changes_nothing_already_stored(fake, isolated, tmp_path):
+    good = tmp_path / "good"
+    write_cards(good, 2)
+    review_new_tools(source=str(good))
+    store = Store(isolated / "shipskip.duckdb")
+    snapshot = lambda: store.query("SELECT take_id, slug, score, version FROM takes ORDER BY take_id")  # noqa: E731
+    before = snapshot()
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    base = json.loads((good / "tool-000.json").read_text())
+    (bad / "a-empty.json").write_text(json.dumps({**base, "name": ""}))
+    (bad / "b-missing.json").write_text(json.dumps({k: v for k, v in base.items() if k != "description"}))
+    (bad / "c-huge.json").write_text(json.dumps({**base, "description": "x" * 10_000_000}))
+    (bad / "d-binary.yaml").write_bytes(b"\x89PNG\x00\x00binary")
+    (bad / "e-latin1.yaml").write_bytes("name: Caf\xe9\n".encode("latin-1"))
+    (bad / "f-bomb.yaml").write_text('a: &a ["l","l"]\nb: &b [*a,*a]\nc: &c [*b,*b]\nd: [*c,*c]\n')
+    (bad / "g-tag.yaml").write_text("name: !!python/object/apply:os.system ['echo pwned']\n")
+    (bad / "h-traversal.json").write_text(json.dumps({**base, "slug": "../../etc/passwd"}))
+    (bad / "i-dupe.json").write_text(json.dumps({**base, "description": base["description"] + " Changed."}))
+    (bad / "j-dupe.json").write_text(json.dumps({**base, "description": base["description"] + " Again."}))
+    (bad / "k-html.json").write_text(json.dumps({**base, "slug": "html-name", "name": "<b>Bold\x07</b>"}))
+    report = review_new_tools(source=str(bad))
+    refused = report["refused"]
+    for name, field in [("a-empty", "name"), ("b-missing", "description"), ("c-huge", "file"),
+                        ("d-binary", "file"), ("e-latin1", "file"), ("f-bomb", "file"), ("g-tag", "file"),
+                        ("h-traversal", "slug"), ("j-dupe", "slug")]:  # fmt: skip
+        line = next((r for r in refused if name in r), None)
+        assert line is not None and field in line and "\n" not in line, (name, refused)
+    # The changed card is a new version of tool-000 and the HTML name is stored as plain text;
+    # nothing that was there before changed.
+    assert sorted(report["reviewed"]) == ["html-name", "tool-000"]
+    after = {r["take_id"]: r for r in snapshot()}
+    assert all(after[r["take_id"]] == r for r in before)
+    assert not (ROOT.parent / "etc").exists()
+    name = store.query("SELECT name FROM tools WHERE slug = 'html-name'")[0]["name"]
+    assert name == "<b>Bold </b>"
