@@ -198,6 +198,10 @@ class Take(BaseModel):
     suspicious: bool = False
     reason: str | None = None
     clean_score: int | None = None
+    grounded: bool | None = None
+    samples: int = 1
+    score_spread: int | None = None
+    verdict_flips: float = 0.0
 
     @property
     def abstained(self) -> bool:

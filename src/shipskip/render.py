@@ -35,6 +35,12 @@ class ToolPanel:
         return sorted({t.model for t in self.takes if t.model})
 
     @property
+    def contested(self) -> bool:
+        from .quality import is_contested
+
+        return is_contested(self.takes)
+
+    @property
     def flagged(self) -> bool:
         return any(t.suspicious for t in self.takes)
 

@@ -12,6 +12,7 @@ from .injection import score_jumped, without_suspicious
 from .llm import LLMClient, LLMFailure
 from .models import Take, ToolCard
 from .personas import PromptSet, render_messages
+from .quality import consensus, is_grounded
 from .settings import Settings
 
 # One limiter per process, shared by every client, so a big feed cannot flood a provider.
@@ -31,10 +32,16 @@ class Panel:
     def take(self, persona: str, card: ToolCard, reason: str | None = None) -> Take:
         """Ask one persona. A persona that keeps failing abstains with the error.
 
+        With SHIPSKIP_SAMPLES=k above 1, k takes are drawn and the median-score one is kept,
+        with the spread and the share of draws whose verdict differed.
         When the card holds text aimed at the panel, the persona is asked again without it;
         a score that moves by FLAG_DELTA or a verdict that flips marks the take suspicious.
         """
-        take = self._ask(persona, card, reason)
+        k = max(1, self.settings.samples)
+        draws = [self._ask(persona, card, reason) for _ in range(k)]
+        take = consensus(draws) if k > 1 else draws[0]
+        if take.take:
+            take = take.model_copy(update={"grounded": is_grounded(take.take, card)})
         clean = without_suspicious(card)
         if clean is None or take.error:
             return take

@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     # Attempts per take, counting the first: transient errors and invalid output share it.
     max_attempts: int = 3
     max_retry_wait_s: float = 30.0
+    # Takes drawn per persona; above 1 the median score is kept (self-consistency).
+    samples: int = Field(default=1, ge=1, le=15)
     # How many persona calls may be in flight to the provider at once, across tools.
     llm_concurrency: int = 5
     personas: dict[str, Provider] = Field(default_factory=dict)

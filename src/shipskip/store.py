@@ -231,12 +231,12 @@ class Store:
     ) -> None:
         con.execute(
             "INSERT INTO takes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-            " ?, ?, ?, ?)",
+            " ?, ?, ?, ?, ?, ?, ?, ?)",
             [uuid.uuid4().hex, run.run_id, run.slug, run.content_hash, t.persona, version,
              t.verdict, t.score, t.take, t.abstain_reason, t.error, t.model, t.prompt_version,
              t.prompt_hash, t.temperature, t.attempts, t.usage.prompt_tokens,
              t.usage.completion_tokens, t.usage.cached_tokens, t.latency_ms, t.suspicious,
-             t.reason, now, t.clean_score],
+             t.reason, now, t.clean_score, t.grounded, t.samples, t.score_spread, t.verdict_flips],
         )  # fmt: skip
 
     def load_parquet(self, table: str, path: Path) -> int:
@@ -310,5 +310,6 @@ def _take_from_row(row: dict[str, Any]) -> Take:
                     completion_tokens=row["completion_tokens"],
                     cached_tokens=row["cached_tokens"]),
         latency_ms=row["latency_ms"], suspicious=row["suspicious"], reason=row["reason"],
-        clean_score=row["clean_score"],
+        clean_score=row["clean_score"], grounded=row["grounded"], samples=row["samples"],
+        score_spread=row["score_spread"], verdict_flips=row["verdict_flips"],
     )  # fmt: skip
