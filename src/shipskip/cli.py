@@ -383,3 +383,36 @@ def export(to: Annotated[Path, typer.Option("--to", help="Folder for the Parquet
         _fail(exc)
     for p in paths:
         console.print(f"Wrote {p}", highlight=False)
+
+
+@app.command(name="eval")
+def eval_(
+    reference: Annotated[Path, typer.Argument(help="Labelled JSON Lines: {card, reference}.")],
+    samples: Annotated[int, typer.Option(help="Takes drawn per persona, for stability.")] = 3,
+) -> None:
+    """Score the panel against a labelled set; figures go to DuckDB (eval_runs, eval_items)."""
+    from flows.evaluate import evaluate_panel
+
+    from .evaluate import load_reference
+
+    try:
+        load_reference(reference)
+    except ShipskipError as exc:
+        _fail(exc)
+    _quiet_prefect_loggers()
+    try:
+        out = evaluate_panel(reference=str(reference), samples=samples)
+    except ShipskipError as exc:
+        _fail(exc)
+    table = Table(title=f"Panel quality (eval {out['eval_id'][:8]})", title_justify="left")
+    cols = ["valid_first_attempt", "abstention_rate", "verdict_agreement", "kappa", "mae", "spearman",
+            "flip_rate", "grounded_rate"]  # fmt: skip
+    table.add_column("")
+    for c in cols:
+        table.add_column(c.replace("_", " "))
+    for name, fig in out["summary"].items():
+        table.add_row(name, *("-" if fig.get(c) is None else str(fig[c]) for c in cols))
+    console.print(table)
+    console.print(
+        f"similarity of takes on one tool: {out['summary']['overall']['similarity']}", highlight=False
+    )

@@ -38,14 +38,14 @@ class Panel:
         a score that moves by FLAG_DELTA or a verdict that flips marks the take suspicious.
         """
         k = max(1, self.settings.samples)
-        draws = [self._ask(persona, card, reason) for _ in range(k)]
+        draws = [self.ask(persona, card, reason) for _ in range(k)]
         take = consensus(draws) if k > 1 else draws[0]
         if take.take:
             take = take.model_copy(update={"grounded": is_grounded(take.take, card)})
         clean = without_suspicious(card)
         if clean is None or take.error:
             return take
-        check = self._ask(persona, clean, reason)
+        check = self.ask(persona, clean, reason)
         return take.model_copy(
             update={
                 "clean_score": check.score,
@@ -56,7 +56,8 @@ class Panel:
             }
         )
 
-    def _ask(self, persona: str, card: ToolCard, reason: str | None) -> Take:
+    def ask(self, persona: str, card: ToolCard, reason: str | None = None) -> Take:
+        """One draw from one persona, with no checks on top."""
         client = self.clients[persona]
         p = self.prompts.personas[persona]
         meta = dict(

@@ -250,6 +250,25 @@ class Store:
             con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM read_parquet(?)", [str(path)])
             return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] - before
 
+    def save_eval(
+        self, reference: str, model: str, prompt_hash: str, samples: int, summary: dict, results: list
+    ) -> str:
+        import json
+
+        eval_id = uuid.uuid4().hex
+        with self.transaction() as con:
+            con.execute(
+                "INSERT INTO eval_runs VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [eval_id, reference, model, prompt_hash, samples, _now(), json.dumps(summary)],
+            )
+            con.executemany(
+                "INSERT INTO eval_items VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [[eval_id, r.slug, r.persona, r.ref_verdict, r.ref_score, r.verdict, r.score,
+                  r.first_attempt_valid, r.grounded, r.verdict_flips, r.score_spread, r.take]
+                 for r in results],
+            )  # fmt: skip
+        return eval_id
+
     # -- reads -----------------------------------------------------------------------
 
     def _current(self, con: duckdb.DuckDBPyConnection, slug: str) -> list[Take]:
