@@ -93,3 +93,19 @@ def write_digest(store: Store, out_dir: Path, week: str) -> tuple[Path, list[Too
     panels = [load_panel(store, r["slug"]) for r in rows]
     html, md = digest_page(week, panels, datetime.now(UTC).date())
     return _write(_target(out_dir, "digest", week), html, md), panels
+
+
+def compare_both_orders(store: Store, a: str, b: str) -> tuple[str, str]:
+    """The comparison page rendered A-vs-B and B-vs-A, for the order check."""
+    pa, pb = load_panel(store, a), load_panel(store, b)
+    today = datetime.now(UTC).date()
+    return compare_page(pa, pb, today)[1], compare_page(pb, pa, today)[1]
+
+
+def verdicts_by_tool(markdown: str) -> dict[str, str]:
+    """Tool name to panel-verdict cell, read back off a rendered comparison (Markdown)."""
+    lines = markdown.splitlines()
+    names = [c.strip() for c in lines[2].strip("|").split("|")][1:]
+    row = next(ln for ln in lines if ln.startswith("| Panel verdict |"))
+    cells = [c.strip() for c in row.strip("|").split("|")][1:]
+    return dict(zip(names, cells, strict=True))

@@ -1,0 +1,96 @@
+import json
+
+import pytest
+from conftest import ROOT
+from fakeopenai import Reply, lead_of, persona_of, take_json
+
+from flows.evaluate import evaluate_panel
+from shipskip.errors import InputError
+from shipskip.evaluate import load_reference
+from shipskip.store import Store
+
+
+def test_shipped_reference_set_loads():
+    items = load_reference(ROOT / "data" / "reference" / "panel.jsonl")
+    assert len(items) >= 8
+    assert all(len(i.reference) >= 3 for i in items)
+
+
+def test_bad_reference_line_names_line_and_field(tmp_path):
+    good = (ROOT / "data" / "reference" / "panel.jsonl").read_text().splitlines()[0]
+    bad = json.loads(good)
+    bad["reference"]["builder"] = {"verdict": "maybe"}
+    f = tmp_path / "ref.jsonl"
+    f.write_text(good + "\n" + json.dumps(bad) + "\n")
+    with pytest.raises(InputError) as e:
+        load_reference(f)
+    assert ":2:" in str(e.value) and "builder" in str(e.value)
+
+
+def test_eval_reports_agreement_and_stability_and_stores_them(fake, isolated, tmp_path):
+    lines = (ROOT / "data" / "reference" / "panel.jsonl").read_text().splitlines()[:3]
+    ref = tmp_path / "ref.jsonl"
+    ref.write_text("\n".join(lines) + "\n")
+    refs = [json.loads(ln) for ln in lines]
+    by_name = {r["card"]["name"]: r["reference"] for r in refs}
+    draws = {}
+
+    def answer(req):
+        # Echo the reference exactly, except the skeptic, whose verdict alternates between draws.
+        persona, name = persona_of(req), lead_of(req)
+        label = by_name[name].get(persona, {"verdict": "ship", "score": 70})
+        if persona == "skeptic":
+            draws[name] = draws.get(name, 0) + 1
+            return Reply(
+                content=take_json(
+                    "ship" if draws[name] % 2 else "skip", 70 if draws[name] % 2 else 30, lead=name
+                )
+            )
+        if label["verdict"] == "abstain":
+            return Reply(content=take_json("abstain"))
+        return Reply(content=take_json(label["verdict"], label["score"], lead=name))
+
+    fake.default = answer
+    out = evaluate_panel(reference=str(ref), samples=3)
+    s = out["summary"]
+    assert s["builder"]["verdict_agreement"] == 1.0 and s["builder"]["mae"] == 0
+    assert s["builder"]["flip_rate"] == 0 and s["skeptic"]["flip_rate"] == round(1 / 3, 3)
+    assert s["overall"]["valid_first_attempt"] == 1.0
+    assert len(fake.requests) == 3 * 5 * 3
+    store = Store(isolated / "shipskip.duckdb")
+    assert store.query("SELECT count(*) AS n FROM eval_items")[0]["n"] == 15
+    stored = json.loads(store.query("SELECT summary FROM eval_runs")[0]["summary"])
+    assert stored == json.loads(json.dumps(s))
+
+
+def test_self_consistency_setting_draws_k_takes(fake, isolated, monkeypatch):
+    from flows.review import review_tool
+
+    monkeypatch.setenv("SHIPSKIP_SAMPLES", "3")
+    seen: dict[str, int] = {}
+
+    def answer(req):
+        # Each persona's draws score 80, 40, 65 in turn (personas run concurrently).
+        p = persona_of(req)
+        seen[p] = seen.get(p, 0) + 1
+        score = [80, 40, 65][(seen[p] - 1) % 3]
+        return Reply(content=take_json("ship" if score >= 60 else "skip", score, lead=lead_of(req)))
+
+    fake.default = answer
+    out = review_tool(card_path=str(ROOT / "data" / "tools" / "smollm3.yaml"))
+    assert len(fake.requests) == 15
+    t = out.takes[0]
+    assert (t.samples, t.score, t.score_spread, t.verdict_flips) == (3, 65, 40, round(1 / 3, 3))
+
+
+def test_comparison_order_check_passes_for_stored_panels(fake, isolated):
+    from flows.render import render_comparison
+    from flows.review import review_tool
+    from shipskip.publish import compare_both_orders, verdicts_by_tool
+
+    review_tool(card_path=str(ROOT / "data" / "tools" / "smollm3.yaml"))
+    review_tool(card_path=str(ROOT / "data" / "tools" / "claw-code.yaml"))
+    store = Store(isolated / "shipskip.duckdb")
+    ab, ba = (verdicts_by_tool(p) for p in compare_both_orders(store, "claw-code", "smollm3"))
+    assert ab == ba == {"Claw Code": "Ship · 5 ship / 0 skip", "SmolLM3": "Ship · 5 ship / 0 skip"}
+    assert render_comparison(tool_a="smollm3", tool_b="claw-code").endswith("smollm3-vs-claw-code.html")
