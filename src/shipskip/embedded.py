@@ -43,9 +43,17 @@ def free_port() -> int:
 
 @contextmanager
 def embedded_server(
-    *, n_ctx: int = 4096, threads: int | None = None, startup_timeout_s: float = 120.0
+    *,
+    n_ctx: int = 4096,
+    threads: int | None = None,
+    startup_timeout_s: float = 120.0,
+    log_path: Path | None = None,
 ) -> Iterator[str]:
-    """Start the server, yield its base URL once it answers, and always stop it."""
+    """Start the server, yield its base URL once it answers, and always stop it.
+
+    With `log_path`, the server runs verbose and its log is kept there (the cache benchmark
+    reads llama.cpp's prefix-match lines from it); otherwise the log is a temporary file.
+    """
     port = free_port()
     cmd = [
         sys.executable, "-m", "llama_cpp.server",
@@ -54,11 +62,14 @@ def embedded_server(
         "--host", "127.0.0.1",
         "--port", str(port),
         "--n_ctx", str(n_ctx),
-        "--verbose", "False",
+        "--verbose", str(log_path is not None),
     ]  # fmt: skip
     if threads:
         cmd += ["--n_threads", str(threads)]
-    log = tempfile.NamedTemporaryFile(prefix="shipskip-llama-", suffix=".log", delete=False)  # noqa: SIM115
+    if log_path is not None:
+        log = open(log_path, "wb")  # noqa: SIM115
+    else:
+        log = tempfile.NamedTemporaryFile(prefix="shipskip-llama-", suffix=".log", delete=False)  # noqa: SIM115
     proc = subprocess.Popen(
         cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
     )
@@ -81,7 +92,8 @@ def embedded_server(
     finally:
         _stop(proc)
         log.close()
-        os.unlink(log.name)
+        if log_path is None:
+            os.unlink(log.name)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
