@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -76,6 +78,15 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(2)
 
 
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """A ShipskipError inside becomes one line on stderr and exit status 2."""
+    try:
+        yield
+    except ShipskipError as exc:
+        _fail(exc)
+
+
 def run() -> None:
     """Entry point: an unexpected failure prints one line, not a traceback (SHIPSKIP_DEBUG=1 shows it)."""
     import os
@@ -98,10 +109,8 @@ def review(
     force: Annotated[bool, typer.Option(help="Review again even if this card was reviewed.")] = False,
 ) -> None:
     """Run the panel on one or more tool cards and print each panel."""
-    try:
+    with user_errors():
         checked = [load_card(p) for p in cards]
-    except ShipskipError as exc:
-        _fail(exc)
     from flows.review import review_tool
 
     _quiet_prefect_loggers()
@@ -121,11 +130,8 @@ def review(
                 bar.console.print(f"  {take.persona.title()}: {label}", highlight=False)
                 bar.advance(job)
 
-            try:
-                with signals.listening(tick):
-                    out = review_tool(card_path=str(path), force=force)
-            except ShipskipError as exc:
-                _fail(exc)
+            with user_errors(), signals.listening(tick):
+                out = review_tool(card_path=str(path), force=force)
         note = " (already reviewed; --force to review again)" if out.skipped else ""
         console.print(takes_table(f"{out.name}{note}", out.takes))
         console.print(verdict_line(out.verdict), highlight=False)
@@ -134,14 +140,12 @@ def review(
 @app.command()
 def show(tool: Annotated[str, typer.Argument(help="Tool slug.")]) -> None:
     """Print the stored panel for a tool."""
-    try:
+    with user_errors():
         store = _store()
         card = store.tool(tool)
         if card is None:
             raise ShipskipError(f"no reviewed tool with slug '{tool}'")
         takes = store.current_takes(tool)
-    except ShipskipError as exc:
-        _fail(exc)
     console.print(takes_table(card.name, takes))
     console.print(verdict_line(aggregate(takes)), highlight=False)
 
@@ -155,10 +159,8 @@ def compare(
     from flows.render import render_comparison
 
     _quiet_prefect_loggers()
-    try:
+    with user_errors():
         path = render_comparison(tool_a=tool_a, tool_b=tool_b)
-    except ShipskipError as exc:
-        _fail(exc)
     console.print(f"Wrote {path} (and .md)", highlight=False)
 
 
@@ -167,10 +169,8 @@ def page(tool: Annotated[str, typer.Argument(help="Tool slug.")]) -> None:
     """Write the single-tool page out/tools/TOOL.html and .md."""
     from .publish import write_tool
 
-    try:
+    with user_errors():
         path, _ = write_tool(_store(), get_settings().out_dir, tool)
-    except ShipskipError as exc:
-        _fail(exc)
     console.print(f"Wrote {path} (and .md)", highlight=False)
 
 
@@ -181,10 +181,8 @@ def digest(
     """Write the weekly digest of the panel's verdicts."""
     from .publish import current_week, write_digest
 
-    try:
+    with user_errors():
         path, panels = write_digest(_store(), get_settings().out_dir, week or current_week())
-    except ShipskipError as exc:
-        _fail(exc)
     console.print(f"Wrote {path} ({len(panels)} tools)", highlight=False)
 
 
@@ -197,12 +195,10 @@ def vote(
     choice = choice.strip().lower()
     if choice not in ("ship", "skip"):
         _fail(ShipskipError(f"vote must be 'ship' or 'skip', not '{choice}'"))
-    try:
+    with user_errors():
         store = _store()
         store.add_vote(tool, choice)
         votes = store.votes(tool)
-    except ShipskipError as exc:
-        _fail(exc)
     console.print(f"{tool}: {votes.text}", highlight=False)
 
 
@@ -214,10 +210,8 @@ def ingest(
     from flows.scheduled import review_new_tools
 
     _quiet_prefect_loggers()
-    try:
+    with user_errors():
         report = review_new_tools(source=source)
-    except ShipskipError as exc:
-        _fail(exc)
     console.print(
         f"reviewed {len(report['reviewed'])}, unchanged {len(report['unchanged'])}, "
         f"refused {len(report['refused'])}",
@@ -241,13 +235,11 @@ def rerun(
     if not reason.strip():
         _fail(ShipskipError("--reason must say why"))
     _quiet_prefect_loggers()
-    try:
+    with user_errors():
         rerun_persona(
             tool=tool, persona=persona.lower(), reason=reason, model=model, prompt_version=prompt_version
         )
         takes = _store().current_takes(tool)
-    except ShipskipError as exc:
-        _fail(exc)
     console.print(takes_table(tool, takes))
     console.print(verdict_line(aggregate(takes)), highlight=False)
 
@@ -258,10 +250,8 @@ def history(
     persona: Annotated[str | None, typer.Argument(help="Only this persona.")] = None,
 ) -> None:
     """List every version of each take, with score changes and reasons."""
-    try:
+    with user_errors():
         rows = _store().history(tool, persona.lower() if persona else None)
-    except ShipskipError as exc:
-        _fail(exc)
     if not rows:
         _fail(ShipskipError(f"no takes stored for '{tool}'"))
     table = Table(title=f"History of {tool}", title_justify="left")
@@ -304,14 +294,12 @@ def sql(
     """Run a read-only query; prints a table or writes csv/json/parquet to a file."""
     from .analytics import run_sql, write_result
 
-    try:
+    with user_errors():
         if format == "table":
             res = run_sql(_store(), query)
         else:
             target = out or Path(f"query.{format}")
             write_result(_store(), query, format, target)
-    except ShipskipError as exc:
-        _fail(exc)
     if format != "table":
         console.print(f"Wrote {target}", highlight=False)
         return
@@ -341,12 +329,10 @@ def trends(
         start = date.fromisoformat(since) if since else None
     except ValueError:
         _fail(ShipskipError(f"--since '{since}' must be a date such as 2026-01-31"))
-    try:
+    with user_errors():
         store = _store()
         store.init()
         points = trend_points(store, persona, category, start)
-    except ShipskipError as exc:
-        _fail(exc)
     summary = trend_summary(points)
     filters = ", ".join(
         f"{k}: {v}" for k, v in (("persona", persona), ("category", category), ("since", since)) if v
@@ -377,10 +363,8 @@ def export(to: Annotated[Path, typer.Option("--to", help="Folder for the Parquet
     """Write each table as a Parquet file, for use in other tools."""
     from .analytics import export as export_tables
 
-    try:
+    with user_errors():
         paths = export_tables(_store(), to)
-    except ShipskipError as exc:
-        _fail(exc)
     for p in paths:
         console.print(f"Wrote {p}", highlight=False)
 
@@ -395,15 +379,11 @@ def eval_(
 
     from .evaluate import load_reference
 
-    try:
+    with user_errors():
         load_reference(reference)
-    except ShipskipError as exc:
-        _fail(exc)
     _quiet_prefect_loggers()
-    try:
+    with user_errors():
         out = evaluate_panel(reference=str(reference), samples=samples)
-    except ShipskipError as exc:
-        _fail(exc)
     table = Table(title=f"Panel quality (eval {out['eval_id'][:8]})", title_justify="left")
     cols = ["valid_first_attempt", "abstention_rate", "verdict_agreement", "kappa", "mae", "spearman",
             "flip_rate", "grounded_rate"]  # fmt: skip
