@@ -46,3 +46,26 @@ def test_unknown_tool_is_a_clear_error(fake):
     runner.invoke(app, ["review", CARD])
     res = runner.invoke(app, ["compare", "claw-code", "nope"])
     assert res.exit_code == 2 and "nope" in res.output
+
+
+def test_ingest_rerun_history_sql_and_export(fake, isolated, tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "smollm3.yaml").write_text((ROOT / "data" / "tools" / "smollm3.yaml").read_text())
+    (inbox / "bad.yaml").write_text("name: Bad\n")
+    res = runner.invoke(app, ["ingest", str(inbox)])
+    assert res.exit_code == 0 and "reviewed 1, unchanged 0, refused 1" in res.output
+    res = runner.invoke(app, ["rerun", "smollm3", "skeptic", "--reason", "new model", "--model", "m2"])
+    assert res.exit_code == 0, res.output
+    hist = runner.invoke(app, ["history", "smollm3", "skeptic"])
+    assert hist.exit_code == 0 and "new" in hist.output and "m2" in hist.output and "+" in hist.output
+    res = runner.invoke(app, ["rerun", "smollm3", "skeptic", "--reason", "x", "--prompt-version", "9"])
+    assert res.exit_code == 2 and "skeptic@9.yaml" in res.output
+    res = runner.invoke(app, ["sql", "SELECT persona, version FROM takes WHERE persona = 'skeptic' ORDER BY 2"])
+    assert res.exit_code == 0 and "2 rows" in res.output
+    res = runner.invoke(app, ["sql", "DROP TABLE takes"])
+    assert res.exit_code == 2 and "only SELECT" in res.output
+    res = runner.invoke(app, ["sql", "SELECT * FROM takes", "--format", "json", "--out", str(tmp_path / "t.json")])
+    assert res.exit_code == 0 and (tmp_path / "t.json").read_text().startswith("[")
+    res = runner.invoke(app, ["export", "--to", str(tmp_path / "exp")])
+    assert res.exit_code == 0 and (tmp_path / "exp" / "takes.parquet").is_file()
