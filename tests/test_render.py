@@ -115,3 +115,13 @@ def test_page_opens_in_headless_chromium(pair, isolated):
     # Keep a copy where a person can look at it after the run.
     keep = isolated.parent / "compare-phone.png"
     keep.write_bytes(shot.read_bytes())
+
+
+def test_ungrounded_and_sampled_takes_are_marked(store, isolated):
+    c = seed(store, "marks", "Marks", ["ship"] * 5, [70] * 5)
+    run = store.begin_run(c, kind="rerun", reason="k=3")
+    t = make_take("builder", "ship", 75, "Marks is lovely.").model_copy(
+        update={"grounded": False, "samples": 3, "score_spread": 12})
+    store.commit_review(run, c, [t])
+    text = text_of(write_tool(store, isolated / "out", "marks")[0].read_text())
+    assert text.count("ungrounded") == 1 and "median of 3, spread 12" in text
