@@ -6,8 +6,9 @@ from pathlib import Path
 
 from prefect import flow
 
-from shipskip.evaluate import judge_item, load_reference, summarise, tool_similarity
+from shipskip.evaluate import judge_item, load_reference, summarise
 from shipskip.personas import load_prompts
+from shipskip.quality import panel_similarity
 from shipskip.review import open_panel
 from shipskip.settings import get_settings
 from shipskip.store import Store
@@ -27,7 +28,7 @@ def evaluate_panel(reference: str, samples: int = 3) -> dict:
                 result, take = judge_item(item, persona, draws)
                 results.append(result)
                 takes.append(take)
-            sim = tool_similarity(takes, item.card)
+            sim = panel_similarity(takes, item.card)
             if sim is not None:
                 similarities.append(sim)
         model = ", ".join(sorted({c.model for c in panel.clients.values()}))

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .cards import parse_card
 from .errors import InputError, ShipskipError, describe_validation_error
 from .models import PERSONAS, Take, ToolCard
-from .quality import cohen_kappa, consensus, is_grounded, panel_similarity, spearman
+from .quality import cohen_kappa, consensus, is_grounded, spearman
 
 
 class Label(BaseModel):
@@ -118,7 +118,3 @@ def summarise(results: list[ItemResult], similarities: list[float]) -> dict:
         if rows:
             out[p] = figures(rows)
     return out
-
-
-def tool_similarity(takes: list[Take], card: ToolCard) -> float | None:
-    return panel_similarity(takes, card)

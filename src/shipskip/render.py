@@ -10,8 +10,10 @@ from functools import cache
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
+from .analytics import TrendPoint, line_chart
 from .models import PERSONAS, CommunityVotes, PanelVerdict, Take, ToolCard
 from .panel import aggregate
+from .quality import is_contested
 
 
 @dataclass(frozen=True)
@@ -36,8 +38,6 @@ class ToolPanel:
 
     @property
     def contested(self) -> bool:
-        from .quality import is_contested
-
         return is_contested(self.takes)
 
     @property
@@ -93,9 +93,7 @@ def scorecard_markdown(panels: list[ToolPanel]) -> str:
     return _render("scorecard.md.j2", tools=panels)
 
 
-def trends_page(points: list, summary: list[dict], filters: str, generated: date) -> str:
-    from .analytics import line_chart
-
+def trends_page(points: list[TrendPoint], summary: list[dict], filters: str, generated: date) -> str:
     scores: dict[str, list] = {}
     rates: dict[str, list] = {}
     for p in points:

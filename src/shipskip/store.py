@@ -7,6 +7,7 @@ between, after a short retried wait.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import uuid
@@ -23,6 +24,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
 
 from .errors import ShipskipError
 from .models import PERSONAS, CommunityVotes, Take, ToolCard, Usage
+from .panel import aggregate
 
 # DuckDB refuses a read-only and a read-write connection to one file in the same process,
 # so every connection in this process takes turns; each is held only for one short step.
@@ -184,8 +186,6 @@ class Store:
 
     def commit_review(self, run: Run, card: ToolCard, takes: list[Take]) -> None:
         """Tool, takes and run status land together or not at all."""
-        from .panel import aggregate
-
         verdict_takes = takes
         now = _now()
         with self.transaction() as con:
@@ -253,8 +253,6 @@ class Store:
     def save_eval(
         self, reference: str, model: str, prompt_hash: str, samples: int, summary: dict, results: list
     ) -> str:
-        import json
-
         eval_id = uuid.uuid4().hex
         with self.transaction() as con:
             con.execute(
