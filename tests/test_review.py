@@ -79,3 +79,19 @@ def test_end_to_end_with_the_real_embedded_model(isolated):
     assert out.verdict.ship + out.verdict.skip == len(spoke)
     left = subprocess.run(["pgrep", "-f", "llama_cpp.server"], capture_output=True, text=True).stdout
     assert left.strip() == "", "the embedded server must be stopped after the review"
+
+
+def test_a_persona_can_use_its_own_provider_and_model(fake, isolated, monkeypatch):
+    from fakeopenai import FakeOpenAI
+
+    with FakeOpenAI() as other:
+        monkeypatch.setenv("SHIPSKIP_PERSONAS__SKEPTIC__BASE_URL", other.base_url)
+        monkeypatch.setenv("SHIPSKIP_PERSONAS__SKEPTIC__MODEL", "skeptic-model")
+        monkeypatch.setenv("SHIPSKIP_PERSONAS__SKEPTIC__RESPONSE_FORMAT", "json_object")
+        review_tool(card_path=CARD)
+    assert len(fake.requests) == 4 and len(other.requests) == 1
+    assert other.requests[0]["model"] == "skeptic-model"
+    assert other.requests[0]["response_format"]["type"] == "json_object"
+    assert {r["response_format"]["type"] for r in fake.requests} == {"json_schema"}
+    models = {r["persona"]: r["model"] for r in stored(isolated).query("SELECT persona, model FROM takes")}
+    assert models["skeptic"] == "skeptic-model" and models["builder"] == "fake-model"

@@ -67,3 +67,25 @@ def test_unknown_source_kind_is_refused(tmp_path):
 
 def test_slugify():
     assert slugify("Claw Code!") == "claw-code" and slugify("../../etc") == "etc"
+
+
+def test_atom_feed_over_http(tmp_path):
+    import threading
+    from functools import partial
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    (tmp_path / "feed.atom").write_text("""<?xml version="1.0" encoding="utf-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom"><title>New tools</title>
+<entry><title>Delta Draw</title><link href="https://example.com/delta"/><category term="Design"/>
+<summary>Delta Draw turns napkin sketches into diagrams with any model you choose.</summary></entry>
+</feed>""")
+    handler = partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *a: None
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        entries = read_source(f"http://127.0.0.1:{server.server_address[1]}/feed.atom")
+    finally:
+        server.shutdown()
+    assert [e.card.slug for e in entries] == ["delta-draw"]
+    assert entries[0].card.category == "Design" and entries[0].card.source == "New tools"
