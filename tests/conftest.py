@@ -74,3 +74,11 @@ def make_take(persona: str, verdict: str | None, score: int | None, text: str = 
         persona=persona, verdict=verdict, score=score, take=text, model="m",
         prompt_version="1", prompt_hash="h", usage=Usage(prompt_tokens=10, completion_tokens=5),
     )  # fmt: skip
+
+
+@pytest.fixture
+def holistic(fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> FakeOpenAI:
+    """The fake provider with the holistic scoring path (one JSON reply per seat), for tests
+    of mechanics that script whole replies: dedupe, resume, faults, concurrency."""
+    monkeypatch.setenv("SHIPSKIP_SCORING", "holistic")
+    return fake

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,6 +24,9 @@ class Reply:
     finish_reason: str = "stop"
     refusal: str | None = None
     usage: tuple[int, int] = (100, 30)
+    # Alternatives at the first answer token as (token, probability), sent as top_logprobs
+    # when the request asks for log-probabilities.
+    logprobs: list[tuple[str, float]] | None = None
 
 
 def take_json(verdict: str = "ship", score: int = 80, take: str | None = None, lead: str = "") -> str:
@@ -38,7 +42,7 @@ class FakeOpenAI:
     def __init__(self, default: Any = None) -> None:
         self.script: list[Reply] = []
         self.requests: list[dict] = []
-        self.default = default or (lambda req: Reply(content=take_json(lead=lead_of(req))))
+        self.default = default or standard_answer
         self._lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
@@ -107,6 +111,7 @@ class FakeOpenAI:
                                         "content": reply.content,
                                         "refusal": reply.refusal,
                                     },
+                                    "logprobs": _logprobs(reply, req),
                                 }
                             ],
                             "usage": {
@@ -134,6 +139,57 @@ class FakeOpenAI:
         return Handler
 
 
+def _logprobs(reply: Reply, req: dict) -> dict | None:
+    if not reply.logprobs or not req.get("logprobs"):
+        return None
+    top = [
+        {"token": tok, "logprob": math.log(p) if p > 0 else -100.0, "bytes": None}
+        for tok, p in reply.logprobs[: req.get("top_logprobs") or 1]
+    ]
+    return {"content": [{**top[0], "top_logprobs": top}], "refusal": None}
+
+
+def yes(p: float = 0.7) -> Reply:
+    """A Yes/No answer whose first token is Yes with probability p (sampled: the likelier one)."""
+    return Reply(content="Yes" if p >= 0.5 else "No", logprobs=[("Yes", p), ("No", 1 - p)], usage=(100, 1))
+
+
+def is_question(req: dict) -> bool:
+    return req["messages"][-1]["content"].rstrip().endswith("Answer Yes or No.")
+
+
+def is_take_request(req: dict) -> bool:
+    rf = req.get("response_format") or {}
+    schema = rf.get("schema") or (rf.get("json_schema") or {}).get("schema") or {}
+    return set(schema.get("properties", {})) == {"take"}
+
+
+def question_of(req: dict) -> str:
+    """The checklist question in a Yes/No request."""
+    line = req["messages"][-1]["content"].rstrip().splitlines()[-2]
+    return line.split(": ", 1)[1] if ": " in line else line
+
+
+def tool_of(req: dict) -> str:
+    for line in req["messages"][-1]["content"].splitlines():
+        if line.startswith("name: "):
+            return line[len("name: ") :]
+    return ""
+
+
+def take_text(req: dict, text: str = "names a concrete fact from the card and judges it from my own angle.") -> Reply:
+    return Reply(content=json.dumps({"take": f"{tool_of(req)} {text}".strip()}))
+
+
+def standard_answer(req: dict) -> Reply:
+    """Yes at 0.7 to every question, a plain take, or a holistic ship 80."""
+    if is_question(req):
+        return yes(0.7)
+    if is_take_request(req):
+        return take_text(req)
+    return Reply(content=take_json(lead=lead_of(req)))
+
+
 def lead_of(req: dict) -> str:
     """The tool name the schema asks a take to open with, so default replies validate."""
     try:
@@ -147,6 +203,6 @@ def lead_of(req: dict) -> str:
 def persona_of(req: dict) -> str:
     user = req["messages"][1]["content"]
     for name in ("Builder", "Skeptic", "Futurist", "Creator", "Founder"):
-        if f"You are the {name}" in user:
+        if f"You are the {name}" in user or f"The {name} asks" in user:
             return name.lower()
     return "?"

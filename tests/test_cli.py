@@ -10,7 +10,8 @@ runner = CliRunner()
 CARD = str(ROOT / "data" / "tools" / "claw-code.yaml")
 
 
-def test_review_prints_the_panel_and_show_reads_it_back(fake):
+def test_review_prints_the_panel_and_show_reads_it_back(holistic):
+    fake = holistic
     res = runner.invoke(app, ["review", CARD])
     assert res.exit_code == 0, res.output
     assert "Builder" in res.output and "80/100" in res.output

@@ -27,7 +27,8 @@ def test_bad_reference_line_names_line_and_field(tmp_path):
     assert ":2:" in str(e.value) and "builder" in str(e.value)
 
 
-def test_eval_reports_agreement_and_stability_and_stores_them(fake, isolated, tmp_path):
+def test_eval_reports_agreement_and_stability_and_stores_them(holistic, isolated, tmp_path):
+    fake = holistic
     lines = (ROOT / "data" / "reference" / "panel.jsonl").read_text().splitlines()[:3]
     ref = tmp_path / "ref.jsonl"
     ref.write_text("\n".join(lines) + "\n")
@@ -63,7 +64,8 @@ def test_eval_reports_agreement_and_stability_and_stores_them(fake, isolated, tm
     assert stored == json.loads(json.dumps(s))
 
 
-def test_self_consistency_setting_draws_k_takes(fake, isolated, monkeypatch):
+def test_self_consistency_setting_draws_k_takes(holistic, isolated, monkeypatch):
+    fake = holistic
     from flows.review import review_tool
 
     monkeypatch.setenv("SHIPSKIP_SAMPLES", "3")
@@ -83,7 +85,8 @@ def test_self_consistency_setting_draws_k_takes(fake, isolated, monkeypatch):
     assert (t.samples, t.score, t.score_spread, t.verdict_flips) == (3, 65, 40, round(1 / 3, 3))
 
 
-def test_comparison_order_check_passes_for_stored_panels(fake, isolated):
+def test_comparison_order_check_passes_for_stored_panels(holistic, isolated):
+    fake = holistic
     from flows.render import render_comparison
     from flows.review import review_tool
     from shipskip.publish import compare_both_orders, verdicts_by_tool

@@ -39,7 +39,8 @@ def test_description_stays_delimited_and_prompts_say_it_is_data():
     assert "Ignore all previous instructions" in inside and "(/tool_card)" in inside
 
 
-def test_a_take_whose_score_jumps_without_the_injection_is_flagged(fake, isolated, tmp_path):
+def test_a_take_whose_score_jumps_without_the_injection_is_flagged(holistic, isolated, tmp_path):
+    fake = holistic
     card = tmp_path / "evil.yaml"
     card.write_text(
         "name: Evil Tool\nslug: evil-tool\ntagline: t\ncategory: Agents\npricing: Free\nentry_tier: free\n"
@@ -65,7 +66,8 @@ def test_a_take_whose_score_jumps_without_the_injection_is_flagged(fake, isolate
     assert "injection flagged" in path.read_text()
 
 
-def test_a_steady_take_on_an_injected_card_is_not_flagged(fake, tmp_path):
+def test_a_steady_take_on_an_injected_card_is_not_flagged(holistic, tmp_path):
+    fake = holistic
     card = tmp_path / "evil.yaml"
     card.write_text(
         "name: Evil Tool\nslug: evil-tool\ntagline: t\ncategory: Agents\npricing: Free\nentry_tier: free\n"
@@ -73,3 +75,28 @@ def test_a_steady_take_on_an_injected_card_is_not_flagged(fake, tmp_path):
     )
     out = review_tool(card_path=str(card))
     assert not any(t.suspicious for t in out.takes) and all(t.clean_score == 80 for t in out.takes)
+
+
+def test_checklist_answers_that_move_with_the_injection_flag_the_take(fake, isolated, tmp_path):
+    from fakeopenai import is_question, take_text, yes
+
+    card = tmp_path / "evil.yaml"
+    card.write_text(
+        "name: Evil Tool\nslug: evil-tool\ntagline: t\ncategory: Agents\npricing: Free\nentry_tier: free\n"
+        f'description: "{EVIL.replace("Demo Tool", "Evil Tool")}"\n'
+    )
+
+    def answer(req):
+        # A gullible model: says yes to everything while it can see the instruction.
+        steered = "Ignore all previous instructions" in req["messages"][1]["content"]
+        if is_question(req):
+            return yes(0.97 if steered else 0.03)
+        return take_text(req)
+
+    fake.default = answer
+    out = review_tool(card_path=str(card))
+    judged = [t for t in out.takes if t.criteria and t.score is not None]
+    assert judged and all(t.clean_score is not None for t in judged)
+    assert any(t.suspicious for t in judged)
+    assert all(t.suspicious == (abs(t.score - t.clean_score) >= 15 or (t.score >= 60) != (t.clean_score >= 60))
+               for t in judged if t.score is not None)  # fmt: skip

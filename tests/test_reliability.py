@@ -64,7 +64,8 @@ def faulty(seed: int, rate: float, timeout_s: float):
     return answer, log
 
 
-def test_thirty_percent_faults_twenty_tools_nothing_lost(fake, tmp_path, monkeypatch, capsys):
+def test_thirty_percent_faults_twenty_tools_nothing_lost(holistic, tmp_path, monkeypatch, capsys):
+    fake = holistic
     monkeypatch.setenv("SHIPSKIP_TIMEOUT_S", "1")
     answer, log = faulty(seed=7, rate=0.3, timeout_s=1)
     fake.default = answer
@@ -100,7 +101,7 @@ def test_thirty_percent_faults_twenty_tools_nothing_lost(fake, tmp_path, monkeyp
 
 def _ingest(folder, base_url, db, extra_env=None):
     env = {**os.environ, "SHIPSKIP_BASE_URL": base_url, "SHIPSKIP_DB_PATH": str(db),
-           "SHIPSKIP_MODEL": "fake-model", **(extra_env or {})}  # fmt: skip
+           "SHIPSKIP_MODEL": "fake-model", "SHIPSKIP_SCORING": "holistic", **(extra_env or {})}  # fmt: skip
     env.pop("PREFECT_API_URL", None)
     return subprocess.Popen([sys.executable, "-m", "shipskip", "ingest", str(folder)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
@@ -202,7 +203,8 @@ def test_writer_and_analyst_reader_for_sixty_seconds(tmp_path):
 SECRET = "sk-shipskip-TOPSECRET-0123456789"
 
 
-def test_api_key_never_reaches_db_logs_artifacts_or_pages(fake, isolated, monkeypatch, capsys, caplog):
+def test_api_key_never_reaches_db_logs_artifacts_or_pages(holistic, isolated, monkeypatch, capsys, caplog):
+    fake = holistic
     import asyncio
 
     from flows.render import render_comparison

@@ -100,6 +100,7 @@ def test_render_is_pure_and_rejects_nothing_it_is_given(store):
     assert "No verdict" in html_text and "not yet" in md
 
 
+@pytest.mark.slow
 def test_page_opens_in_headless_chromium(pair, isolated):
     path, _ = write_compare(pair, isolated / "out", "claw-code", "smollm3")
     shot = isolated / "out" / "compare.png"

@@ -1,5 +1,6 @@
 """The review_tool flow, run for real by Prefect, against the fake server and the real model."""
 
+import pytest
 from conftest import ROOT, make_take
 from fakeopenai import Reply, persona_of, take_json
 
@@ -18,15 +19,19 @@ def test_review_stores_five_takes_in_one_run(fake, isolated):
     out = review_tool(card_path=CARD)
     assert len(out.takes) == 5 and not out.skipped
     rows = stored(isolated).query(
-        "SELECT persona, score, verdict, model, prompt_version, prompt_hash, prompt_tokens, run_id FROM takes"
+        "SELECT persona, score, verdict, model, prompt_version, prompt_hash, prompt_tokens, attempts, run_id"
+        " FROM takes"
     )
     assert sorted(r["persona"] for r in rows) == ["builder", "creator", "founder", "futurist", "skeptic"]
     assert len({r["run_id"] for r in rows}) == 1
-    assert all(r["model"] == "fake-model" and r["prompt_hash"] and r["prompt_tokens"] == 100 for r in rows)
-    assert len(fake.requests) == 5
+    # Tokens and attempts add up over every call a take made (one per question, one for the text).
+    assert all(r["model"] == "fake-model" and r["prompt_hash"] and r["prompt_tokens"] == 100 * r["attempts"]
+               for r in rows)  # fmt: skip
+    assert sum(r["attempts"] for r in rows) == len(fake.requests)
 
 
-def test_same_card_is_not_reviewed_twice_unless_forced(fake, isolated):
+def test_same_card_is_not_reviewed_twice_unless_forced(holistic, isolated):
+    fake = holistic
     review_tool(card_path=CARD)
     again = review_tool(card_path=CARD)
     assert again.skipped and len(fake.requests) == 5
@@ -36,7 +41,8 @@ def test_same_card_is_not_reviewed_twice_unless_forced(fake, isolated):
     assert [v["version"] for v in versions] == [1, 2]
 
 
-def test_a_persona_that_keeps_failing_abstains_and_the_rest_count(fake, isolated):
+def test_a_persona_that_keeps_failing_abstains_and_the_rest_count(holistic, isolated):
+    fake = holistic
     def answer(req):
         if persona_of(req) == "skeptic":
             return Reply(content="{not json")
@@ -49,7 +55,8 @@ def test_a_persona_that_keeps_failing_abstains_and_the_rest_count(fake, isolated
     assert row["verdict"] is None and "JSON" in row["error"] and row["attempts"] == 3
 
 
-def test_an_interrupted_review_does_not_ask_again_for_stored_takes(fake, isolated):
+def test_an_interrupted_review_does_not_ask_again_for_stored_takes(holistic, isolated):
+    fake = holistic
     store = stored(isolated)
     card = load_card(ROOT / "data" / "tools" / "claw-code.yaml")
     run = store.begin_run(card)
@@ -62,26 +69,50 @@ def test_an_interrupted_review_does_not_ask_again_for_stored_takes(fake, isolate
     assert builder.score == 12
 
 
+def own_children() -> list[str]:
+    """Command lines of this test process's own child processes (not the machine's)."""
+    import os
+    from pathlib import Path
+
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == os.getpid():
+                out.append((stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
+@pytest.mark.slow
 def test_end_to_end_with_the_real_embedded_model(isolated):
-    """No base URL: shipskip starts llama.cpp's server with SmolLM2-135M and stops it."""
-    import subprocess
+    """No base URL: shipskip starts llama.cpp's server with SmolLM2-135M, grades the checklist
+    from real log-probabilities, writes each take, and stops the server."""
+    import json
 
     out = review_tool(card_path=str(ROOT / "data" / "tools" / "smollm3.yaml"))
-    rows = stored(isolated).query("SELECT persona, verdict, score, take, model, attempts FROM current_takes")
+    rows = stored(isolated).query(
+        "SELECT persona, verdict, score, take, model, scoring, criteria FROM current_takes"
+    )
     assert len(rows) == 5
     spoke = [r for r in rows if r["verdict"] is not None]
     assert spoke, "the real model should produce at least one valid take"
     for r in spoke:
         assert 0 <= r["score"] <= 100
         assert (r["verdict"] == "ship") == (r["score"] >= 60)
-        assert r["take"].startswith("SmolLM3")
-        assert r["model"] == "SmolLM2-135M-Instruct"
+        assert r["model"] == "SmolLM2-135M-Instruct" and r["scoring"] == "checklist"
+        crit = json.loads(r["criteria"])
+        assert crit and all(c["source"] == "logprobs" and 0 <= c["p_yes"] <= 1 for c in crit)
+        # Real probabilities, not a sampled 0 or 1.
+        assert any(0 < c["p_yes"] < 1 for c in crit)
+        assert len(r["take"]) >= 40
     assert out.verdict.ship + out.verdict.skip == len(spoke)
-    left = subprocess.run(["pgrep", "-f", "llama_cpp.server"], capture_output=True, text=True).stdout
-    assert left.strip() == "", "the embedded server must be stopped after the review"
+    assert not [c for c in own_children() if "llama_cpp.server" in c], "the embedded server must be stopped"
 
 
-def test_a_persona_can_use_its_own_provider_and_model(fake, isolated, monkeypatch):
+def test_a_persona_can_use_its_own_provider_and_model(holistic, isolated, monkeypatch):
+    fake = holistic
     from fakeopenai import FakeOpenAI
 
     with FakeOpenAI() as other:
@@ -95,3 +126,134 @@ def test_a_persona_can_use_its_own_provider_and_model(fake, isolated, monkeypatc
     assert {r["response_format"]["type"] for r in fake.requests} == {"json_schema"}
     models = {r["persona"]: r["model"] for r in stored(isolated).query("SELECT persona, model FROM takes")}
     assert models["skeptic"] == "skeptic-model" and models["builder"] == "fake-model"
+
+
+# -- checklist grading against a fake provider -------------------------------------------
+
+
+def graded_answers(p_for_question, take_for=None):
+    """A fake that answers each Yes/No question with P(yes) from `p_for_question(question)`."""
+    from fakeopenai import is_question, is_take_request, question_of, take_text, yes
+
+    def answer(req):
+        if is_question(req):
+            return yes(p_for_question(question_of(req)))
+        if is_take_request(req):
+            return take_for(req) if take_for else take_text(req, "is MIT licensed and runs from my terminal, so it earns its place.")
+        raise AssertionError("the checklist path sends no holistic request")
+
+    return answer
+
+
+def test_checklist_score_is_the_weighted_sum_of_logprob_answers(fake, isolated):
+    from shipskip.checklist import score_from
+    from shipskip.personas import load_prompts
+
+    fake.default = graded_answers(lambda q: 0.9 if "licence" in q else 0.2)
+    out = review_tool(card_path=CARD)
+    prompts = load_prompts(ROOT / "prompts")
+    rows = stored(isolated).query("SELECT persona, score, verdict, scoring, criteria, take FROM current_takes")
+    assert len(rows) == 5
+    import json
+
+    from shipskip.models import Criterion, verdict_for
+
+    for r in rows:
+        take = next(t for t in out.takes if t.persona == r["persona"])
+        if take.abstained:
+            continue
+        crit = [Criterion(**c) for c in json.loads(r["criteria"])]
+        assert {c.source for c in crit} == {"logprobs"}
+        assert len(crit) == len(prompts.personas[r["persona"]].checklist.items)
+        assert r["score"] == score_from(prompts.personas[r["persona"]].checklist, crit)
+        assert r["verdict"] == verdict_for(r["score"]) and r["scoring"] == "checklist"
+        assert r["take"].startswith("Claw Code")
+    builder = next(t for t in out.takes if t.persona == "builder")
+    assert "open licence" in builder.why.split("; not met")[0]
+    # One request per question (and relevance), then one take per seat that spoke.
+    questions = sum(len(p.checklist.items) + (p.checklist.relevance is not None) for p in prompts.personas.values())
+    spoke = sum(not t.abstained for t in out.takes)
+    # A seat cut off by its relevance answer is not asked the rest.
+    skipped = sum(len(prompts.personas[t.persona].checklist.items) for t in out.takes if not t.criteria)
+    assert len(fake.requests) == questions - skipped + spoke
+    assert all(r["max_tokens"] == 1 and r["logprobs"] for r in fake.requests if "Answer Yes or No." in r["messages"][-1]["content"])
+
+
+def test_checklist_falls_back_to_sampled_answers_without_logprobs(fake, isolated):
+    from fakeopenai import Reply, is_question, is_take_request, take_text
+
+    def answer(req):
+        if is_question(req):
+            return Reply(content="Yes." if "open" in req["messages"][-1]["content"].splitlines()[-2] else "No")
+        assert is_take_request(req)
+        return take_text(req, "names the MIT licence and the terminal loop as what I would build on.")
+
+    fake.default = answer
+    review_tool(card_path=CARD)
+    import json
+
+    rows = stored(isolated).query("SELECT persona, criteria FROM current_takes WHERE criteria IS NOT NULL")
+    crit = [c for r in rows for c in json.loads(r["criteria"])]
+    assert crit and {c["source"] for c in crit} == {"sampled"}
+    assert {c["p_yes"] for c in crit} <= {0.0, 1.0} and 1.0 in {c["p_yes"] for c in crit}
+
+
+def test_a_provider_that_refuses_logprobs_is_asked_plainly(fake, isolated):
+    from fakeopenai import Reply, is_question, take_text
+
+    def answer(req):
+        if is_question(req):
+            if req.get("logprobs"):
+                return Reply(status=400, body='{"error": {"message": "logprobs is not supported for this model"}}')
+            return Reply(content="Yes")
+        return take_text(req)
+
+    fake.default = answer
+    out = review_tool(card_path=CARD)
+    assert all(not t.abstained for t in out.takes if t.persona in ("skeptic", "futurist"))
+    assert any(not r.get("logprobs") for r in fake.requests)
+
+
+def test_relevance_no_abstains_without_asking_the_rest(fake, isolated, tmp_path, monkeypatch):
+    import shutil
+
+    from shipskip.personas import load_prompts, write_calibration
+
+    prompts_dir = tmp_path / "prompts"
+    shutil.copytree(ROOT / "prompts", prompts_dir)
+    founder = load_prompts(prompts_dir).personas["founder"].checklist
+    cut = founder.calibration.model_copy(update={"abstain_below": 0.5})
+    write_calibration(prompts_dir / "personas" / "founder.yaml", cut)
+    monkeypatch.setenv("SHIPSKIP_PROMPTS_DIR", str(prompts_dir))
+    fake.default = graded_answers(lambda q: 0.01 if q == founder.relevance.question else 0.6)
+    out = review_tool(card_path=CARD)
+    take = next(t for t in out.takes if t.persona == "founder")
+    assert take.abstained and take.abstain_reason == founder.relevance.abstain_reason
+    asked = [r for r in fake.requests if "The Founder asks" in r["messages"][-1]["content"]]
+    assert len(asked) == 1
+
+
+def test_a_take_that_argues_against_its_verdict_is_asked_again_then_abstains(fake, isolated):
+    from fakeopenai import Reply, tool_of
+
+    def contrary(req):
+        # Whatever the verdict in the prompt, the take keeps arguing for the other one.
+        ships = "Your verdict is SHIP" in req["messages"][1]["content"]
+        stance = "is not worth it and I would skip it for now." if ships else "is a must-have and I would ship it today."
+        return Reply(content=json.dumps({"take": f"{tool_of(req)} {stance}"}))
+
+    import json
+
+    fake.default = graded_answers(lambda q: 0.99, take_for=contrary)
+    out = review_tool(card_path=CARD)
+    from shipskip.personas import load_prompts
+
+    outside = {p.checklist.relevance.abstain_reason for p in load_prompts(ROOT / "prompts").personas.values()
+               if p.checklist.relevance}  # fmt: skip
+    judged = [t for t in out.takes if t.abstain_reason not in outside]
+    assert judged
+    for t in judged:
+        assert t.abstained and "fits its verdict" in t.abstain_reason
+        assert "argues for" in (t.error or "") and t.criteria
+    takes = [r for r in fake.requests if "Write your take" in r["messages"][1]["content"]]
+    assert any("rejected" in r["messages"][-1]["content"] for r in takes)

@@ -16,7 +16,8 @@ def inbox(tmp_path, *names):
     return d
 
 
-def test_new_tools_are_reviewed_once_and_again_when_changed(fake, tmp_path):
+def test_new_tools_are_reviewed_once_and_again_when_changed(holistic, tmp_path):
+    fake = holistic
     d = inbox(tmp_path, "smollm3.yaml", "pagerduck.yaml")
     (d / "bad.yaml").write_text("name: Bad\n")
     first = review_new_tools(source=str(d))
@@ -34,7 +35,8 @@ def test_new_tools_are_reviewed_once_and_again_when_changed(fake, tmp_path):
     assert hashes[0]["n"] == 2
 
 
-def test_rerun_keeps_history_and_can_flip_the_verdict(fake, tmp_path):
+def test_rerun_keeps_history_and_can_flip_the_verdict(holistic, tmp_path):
+    fake = holistic
     fake.default = lambda req: (
         Reply(
             content=take_json(
@@ -78,7 +80,8 @@ def test_deployments_in_prefect_yaml_load():
     assert daily["schedules"][0]["timezone"] == "UTC"
 
 
-def test_llm_concurrency_bounds_calls_in_flight(fake, tmp_path, monkeypatch):
+def test_llm_concurrency_bounds_calls_in_flight(holistic, tmp_path, monkeypatch):
+    fake = holistic
     import threading
     import time
 
@@ -98,3 +101,19 @@ def test_llm_concurrency_bounds_calls_in_flight(fake, tmp_path, monkeypatch):
     review_new_tools(source=str(inbox(tmp_path, "smollm3.yaml", "pagerduck.yaml")))
     assert len(fake.requests) == 10
     assert state["peak"] == 2
+
+
+def test_checklist_rerun_keeps_the_old_take_and_stores_new_criteria(fake, tmp_path):
+    from fakeopenai import is_question, take_text, yes
+
+    fake.default = lambda req: yes(0.3) if is_question(req) else take_text(req)
+    review_new_tools(source=str(inbox(tmp_path, "smollm3.yaml")))
+    store = Store(tmp_path / "shipskip.duckdb")
+    before = next(t for t in store.current_takes("smollm3") if t.persona == "skeptic")
+    fake.default = lambda req: yes(0.9) if is_question(req) else take_text(req)
+    rerun_persona(tool="smollm3", persona="skeptic", reason="prompt v3")
+    after = next(t for t in store.current_takes("smollm3") if t.persona == "skeptic")
+    assert after.criteria and all(c.p_yes == 0.9 for c in after.criteria)
+    assert before.criteria and all(c.p_yes == 0.3 for c in before.criteria)
+    hist = store.history("smollm3", "skeptic")
+    assert [h["version"] for h in hist] == [1, 2] and hist[1]["reason"] == "prompt v3"

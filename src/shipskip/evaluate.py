@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import json
 import statistics
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .calibrate import Observation, Prediction, fit, out_of_fold, predict
 from .cards import parse_card
+from .checklist import take_problem
 from .errors import InputError, ShipskipError, describe_validation_error
-from .models import PERSONAS, Take, ToolCard
+from .models import PERSONAS, Criterion, Take, ToolCard
+from .personas import PromptSet, load_prompts, write_calibration
 from .quality import cohen_kappa, consensus, is_grounded, spearman
+from .review import Panel, Spend, open_panel
+from .settings import Settings
+from .store import Store
 
 
 class Label(BaseModel):
@@ -65,6 +74,8 @@ class ItemResult(BaseModel):
     verdict_flips: float
     score_spread: int | None
     take: str | None
+    relevance: float | None = None
+    criteria: list[Criterion] = []
 
 
 def judge_item(item: RefItem, persona: str, draws: list[Take]) -> tuple[ItemResult, Take]:
@@ -118,3 +129,212 @@ def summarise(results: list[ItemResult], similarities: list[float]) -> dict:
         if rows:
             out[p] = figures(rows)
     return out
+
+
+# -- checklist evaluation: answers once, weights fitted and judged out-of-fold ------------
+
+
+def observations(results: list[ItemResult], persona: str) -> list[Observation]:
+    return [
+        Observation(
+            slug=r.slug,
+            answers={c.id: c.p_yes for c in r.criteria},
+            relevance=r.relevance,
+            ref_verdict=r.ref_verdict or "abstain",
+            ref_score=r.ref_score,
+        )
+        for r in results
+        if r.persona == persona and r.ref_verdict
+    ]
+
+
+def with_predictions(
+    results: list[ItemResult], predictions: dict[tuple[str, str], Prediction]
+) -> list[ItemResult]:
+    """The results with verdict and score replaced by (out-of-fold) predictions."""
+    out = []
+    for r in results:
+        pred = predictions.get((r.slug, r.persona))
+        if pred is not None:
+            r = r.model_copy(update={"verdict": pred.verdict, "score": pred.score})
+        out.append(r)
+    return out
+
+
+def _f1(truth: list[bool], guess: list[bool]) -> float | None:
+    tp = sum(t and g for t, g in zip(truth, guess, strict=True))
+    fp = sum(g and not t for t, g in zip(truth, guess, strict=True))
+    fn = sum(t and not g for t, g in zip(truth, guess, strict=True))
+    return round(2 * tp / (2 * tp + fp + fn), 3) if (tp + fp + fn) else None
+
+
+def panel_figures(results: list[ItemResult]) -> dict:
+    """The issue's targets: panel ranking, Ship vs not-Ship, per-seat agreement, abstention, spread."""
+    from .panel import aggregate
+
+    def takes(rows: list[ItemResult], ref: bool) -> list[Take]:
+        out = []
+        for r in rows:
+            v = r.ref_verdict if ref else r.verdict
+            out.append(Take(persona=r.persona, verdict=v if v in ("ship", "skip") else None, score=None))
+        return out
+
+    slugs = list(dict.fromkeys(r.slug for r in results))
+    ref_pct, got_pct, ref_ship, got_ship = [], [], [], []
+    for slug in slugs:
+        rows = [r for r in results if r.slug == slug]
+        ref_v, got_v = aggregate(takes(rows, True)), aggregate(takes(rows, False))
+        ref_pct.append(ref_v.ship_pct if ref_v.ship_pct is not None else 50)
+        got_pct.append(got_v.ship_pct if got_v.ship_pct is not None else 50)
+        ref_ship.append(ref_v.label == "Ship")
+        got_ship.append(got_v.label == "Ship")
+    pos = [g for r, g in zip(ref_ship, got_ship, strict=True) if r]
+    neg = [not g for r, g in zip(ref_ship, got_ship, strict=True) if not r]
+    balanced = round((sum(pos) / len(pos) + sum(neg) / len(neg)) / 2, 3) if pos and neg else None
+    scores = [r.score for r in results if r.score is not None]
+    top_share = round(max(Counter(scores).values()) / len(scores), 3) if scores else None
+    labelled = [r for r in results if r.ref_verdict]
+    return {
+        "tools": len(slugs),
+        "panel_ship_pct_spearman": spearman(ref_pct, got_pct),
+        "ship_balanced_accuracy": balanced,
+        "panels_ship": f"{sum(got_ship)}/{len(slugs)}",
+        "reference_panels_ship": f"{sum(ref_ship)}/{len(slugs)}",
+        "abstention_f1": _f1(
+            [r.ref_verdict == "abstain" for r in labelled], [r.verdict == "abstain" for r in labelled]
+        ),
+        "top_score_share": top_share,
+        "score_sd": round(statistics.pstdev(scores), 1) if len(scores) > 1 else None,
+    }
+
+
+def seat_figures(results: list[ItemResult]) -> dict:
+    """Agreement and kappa (ship / skip / abstain) and score error, per persona."""
+    out = {}
+    for p in PERSONAS:
+        rows = [r for r in results if r.persona == p and r.ref_verdict]
+        if not rows:
+            continue
+        refs, got = [r.ref_verdict or "" for r in rows], [r.verdict or "abstain" for r in rows]
+        scored = [r for r in rows if r.ref_score is not None and r.score is not None]
+        out[p] = {
+            "n": len(rows),
+            "verdict_agreement": round(sum(a == b for a, b in zip(refs, got, strict=True)) / len(rows), 3),
+            "kappa": cohen_kappa(refs, got),
+            "mae": round(statistics.fmean(abs(r.score - r.ref_score) for r in scored), 1)  # type: ignore[operator]
+            if scored else None,
+            "abstained": f"{sum(g == 'abstain' for g in got)} (ref {sum(r == 'abstain' for r in refs)})",
+        }  # fmt: skip
+    return out
+
+
+def collect_answers(
+    panel: Panel, items: list[RefItem], on_item: Callable[[str], None] | None = None
+) -> list[ItemResult]:
+    """Every persona's relevance and checklist answers on every labelled card (no take yet)."""
+    results = []
+    for item in items:
+        for persona in panel.prompts.personas:
+            spend = Spend()
+            rel = panel.prompts.personas[persona].checklist.relevance
+            p_rel = panel.answer(persona, item.card, rel.question, spend)[0] if rel else None
+            criteria = panel.criteria(persona, item.card, spend)
+            ref = item.reference.get(persona)  # type: ignore[call-overload]
+            results.append(
+                ItemResult(
+                    slug=item.card.slug, persona=persona,
+                    ref_verdict=ref.verdict if ref else None, ref_score=ref.score if ref else None,
+                    verdict=None, score=None, first_attempt_valid=spend.attempts == len(criteria) + bool(rel),
+                    grounded=None, verdict_flips=0.0, score_spread=None, take=None,
+                    relevance=p_rel, criteria=criteria,
+                )
+            )  # fmt: skip
+        if on_item:
+            on_item(item.card.slug)
+    return results
+
+
+def checklist_predictions(
+    prompts: PromptSet, results: list[ItemResult], oof: bool
+) -> dict[tuple[str, str], Prediction]:
+    """Predictions per (tool, persona): out-of-fold refits, or the persona files' own weights."""
+    out = {}
+    for persona, p in prompts.personas.items():
+        obs = observations(results, persona)
+        preds = out_of_fold(p.checklist, obs) if oof else [predict(p.checklist, o) for o in obs]
+        out.update({(pr.slug, persona): pr for pr in preds})
+    return out
+
+
+def check_takes(
+    panel: Panel, items: list[RefItem], results: list[ItemResult], limit: int
+) -> tuple[list[ItemResult], dict]:
+    """Write takes for the first `limit` tools at their predicted verdicts; count what stood."""
+    cards = {i.card.slug: i.card for i in items[:limit]}
+    out, written, failed, agree = [], 0, 0, 0
+    for r in results:
+        if r.slug in cards and r.verdict in ("ship", "skip") and r.score is not None:
+            spend = Spend()
+            text = panel.write(r.persona, cards[r.slug], r.verdict, r.score, r.criteria, spend)
+            if text is None:
+                failed += 1
+            else:
+                written += 1
+                # Checked again here, independently of the retry loop that produced it.
+                p = panel.prompts.personas[r.persona]
+                agree += take_problem(text, r.verdict, p, "") is None
+                r = r.model_copy(update={"take": text, "grounded": is_grounded(text, cards[r.slug])})
+        out.append(r)
+    asked = written + failed
+    return out, {
+        "takes_asked": asked,
+        "takes_written": written,
+        "takes_failed_checks": failed,
+        "takes_consistent": round(agree / written, 3) if written else None,
+        "grounded_rate": round(sum(bool(r.grounded) for r in out if r.take) / written, 3)
+        if written
+        else None,
+    }
+
+
+def run_checklist_eval(
+    settings: Settings,
+    reference: Path,
+    *,
+    answers_from: str | None = None,
+    takes: int = 0,
+    write_weights: bool = False,
+    command: str = "",
+    on_item: Callable[[str], None] | None = None,
+) -> dict:
+    """Ask the checklist on every labelled card (or reuse a stored evaluation's answers), then
+    judge the weights out-of-fold; with `write_weights`, fit on everything and write them."""
+    items = load_reference(reference)
+    prompts = load_prompts(settings.prompts_dir)
+    store = Store(settings.db_path)
+    if answers_from:
+        wanted = {(i.card.slug, p) for i in items for p in prompts.personas}
+        results = [ItemResult.model_validate(r) for r in store.eval_items(answers_from)]
+        results = [r for r in results if (r.slug, r.persona) in wanted]
+        model = f"answers of eval {answers_from}"
+    else:
+        with open_panel(settings, prompts) as panel:
+            results = collect_answers(panel, items, on_item)
+            model = ", ".join(sorted({c.model for c in panel.clients.values()}))
+    oof = with_predictions(results, checklist_predictions(prompts, results, oof=True))
+    files = with_predictions(results, checklist_predictions(prompts, results, oof=False))
+    summary: dict = {
+        "out_of_fold": {**panel_figures(oof), "seats": seat_figures(oof)},
+        "persona_files": {**panel_figures(files), "seats": seat_figures(files)},
+    }
+    if takes:
+        with open_panel(settings, prompts) as panel:
+            oof, summary["takes"] = check_takes(panel, items, oof, takes)
+    prompt_hash = ",".join(prompts.prompt_hash(p) for p in prompts.personas)
+    eval_id = store.save_eval(str(reference), model, prompt_hash, 1, summary, oof)
+    if write_weights:
+        today = datetime.now(UTC).date().isoformat()
+        for persona, p in prompts.personas.items():
+            cal = fit(p.checklist, observations(results, persona), command=command, fitted_on=today)
+            write_calibration(settings.prompts_dir / "personas" / f"{persona}.yaml", cal)
+    return {"eval_id": eval_id, "summary": summary}

@@ -7,10 +7,12 @@ so that Retry-After is honoured and invalid output can be fed back to the model.
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 import httpx
 import openai
@@ -23,10 +25,19 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from .models import REPLY_ADAPTER, AbstainReply, ShipReply, SkipReply, Usage, reply_json_schema
+from .models import (
+    MAX_TAKE_CHARS,
+    REPLY_ADAPTER,
+    AbstainReply,
+    ShipReply,
+    SkipReply,
+    Usage,
+    reply_json_schema,
+)
 
 ResponseMode = Literal["json_schema", "json_object"]
 Reply = ShipReply | SkipReply | AbstainReply
+T = TypeVar("T")
 
 TRANSIENT = (
     openai.RateLimitError,
@@ -54,7 +65,7 @@ class LLMFailure(Exception):
 
 @dataclass
 class Completion:
-    reply: Reply
+    reply: Any
     usage: Usage
     attempts: int
     latency_ms: int
@@ -66,8 +77,50 @@ class _State:
     """What one take's attempts share: the feedback so far and the tokens spent."""
 
     messages: list[dict[str, str]]
+    model: str = ""
     usage: Usage = field(default_factory=Usage)
     attempts: int = 0
+    # Feed invalid output back to the model? Not for one-token answers.
+    reask: bool = True
+
+
+@dataclass
+class Answer:
+    """A Yes/No answer: P(yes), and whether it came from log-probabilities or the sampled text."""
+
+    p_yes: float
+    source: str
+    usage: Usage
+    attempts: int
+    model: str
+
+
+# How many alternatives to ask for at the answer token: enough to find both Yes and No.
+TOP_LOGPROBS = 10
+_YES = frozenset({"yes", "y", "true"})
+_NO = frozenset({"no", "n", "false"})
+
+
+def _word(token: str) -> str:
+    return token.strip().strip(".,!:;\"'*").lower()
+
+
+def _parse_yes_no(choice: Any) -> tuple[float, str]:
+    """(P(yes), source) from one choice; P(yes) is renormalised over the yes and no tokens."""
+    content = getattr(choice, "logprobs", None)
+    first = content.content[0] if content and content.content else None
+    if first is not None and first.top_logprobs:
+        p_yes = sum(math.exp(t.logprob) for t in first.top_logprobs if _word(t.token) in _YES)
+        p_no = sum(math.exp(t.logprob) for t in first.top_logprobs if _word(t.token) in _NO)
+        if p_yes + p_no > 0:
+            return round(p_yes / (p_yes + p_no), 4), "logprobs"
+    text = (choice.message.content or "").strip()
+    word = _word(text.split()[0]) if text.split() else ""
+    if word in _YES:
+        return 1.0, "sampled"
+    if word in _NO:
+        return 0.0, "sampled"
+    raise InvalidOutput(f"expected Yes or No, got {text[:40]!r}", text)
 
 
 def _retry_after_seconds(exc: BaseException) -> float | None:
@@ -102,6 +155,7 @@ class LLMClient:
         self.max_attempts, self.max_retry_wait_s = max_attempts, max_retry_wait_s
         self._secret = api_key.get_secret_value() if api_key else ""
         self._limiter = limiter or threading.BoundedSemaphore(64)
+        self._logprobs = True
         self._client = openai.OpenAI(
             base_url=base_url,
             # Local servers need no key, but the SDK insists on a non-empty one.
@@ -125,15 +179,14 @@ class LLMClient:
             return min(hinted, self.max_retry_wait_s)
         return min(wait_exponential_jitter(initial=0.5, max=8)(rs), self.max_retry_wait_s)
 
-    def _attempt(self, state: _State, temperature: float, max_tokens: int, lead: str | None) -> Reply:
+    def _request(self, state: _State, parse: Callable[[Any], T], **kwargs: Any) -> T:
+        """One attempt: send the conversation so far, count the tokens, parse or raise."""
         state.attempts += 1
         with self._limiter:
             resp = self._client.chat.completions.create(
                 model=self.model,
                 messages=state.messages,  # type: ignore[arg-type]
-                temperature=temperature,
-                max_tokens=max_tokens,
-                response_format=self._response_format(lead),  # type: ignore[arg-type]
+                **kwargs,
             )
         if resp.usage is not None:
             details = resp.usage.prompt_tokens_details
@@ -142,18 +195,22 @@ class LLMClient:
                 completion_tokens=resp.usage.completion_tokens or 0,
                 cached_tokens=(details.cached_tokens or 0) if details else 0,
             )
+        if resp.model:
+            state.model = resp.model
         if not resp.choices:
             raise InvalidOutput("the reply had no choices", "")
-        message = resp.choices[0].message
-        if getattr(message, "refusal", None):
-            raise InvalidOutput(f"the model refused: {message.refusal}", "")
-        content = (message.content or "").strip()
+        if getattr(resp.choices[0].message, "refusal", None):
+            raise InvalidOutput(f"the model refused: {resp.choices[0].message.refusal}", "")
+        return parse(resp.choices[0])
+
+    def _parse_reply(self, choice: Any) -> Reply:
+        content = (choice.message.content or "").strip()
         if not content:
             raise InvalidOutput("the reply was empty", "")
         try:
             return REPLY_ADAPTER.validate_python(json.loads(content))
         except json.JSONDecodeError as exc:
-            cut = " (cut off at max_tokens)" if resp.choices[0].finish_reason == "length" else ""
+            cut = " (cut off at max_tokens)" if choice.finish_reason == "length" else ""
             raise InvalidOutput(f"not valid JSON{cut}: {exc.msg}", content) from exc
         except ValidationError as exc:
             problems = "; ".join(
@@ -163,7 +220,7 @@ class LLMClient:
 
     def _feedback(self, state: _State, rs: RetryCallState) -> None:
         exc = rs.outcome.exception() if rs.outcome else None
-        if isinstance(exc, InvalidOutput):
+        if isinstance(exc, InvalidOutput) and state.reask:
             # Show the model its own answer and what was wrong with it, once per failure.
             state.messages = [
                 *state.messages,
@@ -171,12 +228,30 @@ class LLMClient:
                 {
                     "role": "user",
                     "content": f"That answer was rejected: {exc}. "
-                    "Reply again with one JSON object that follows the rules.",
+                    "Reply again in the format asked for, following the rules.",
                 },
             ]
 
     def redact(self, text: str) -> str:
         return text.replace(self._secret, "***") if self._secret else text
+
+    def _run(self, state: _State, attempt: Callable[[], T]) -> T:
+        """Retry transient errors and invalid output; after the last attempt raise LLMFailure."""
+        retrying = Retrying(
+            stop=stop_after_attempt(self.max_attempts),
+            wait=self._wait,
+            retry=retry_if_exception_type((*TRANSIENT, InvalidOutput)),
+            before_sleep=lambda rs: self._feedback(state, rs),
+            reraise=True,
+        )
+        try:
+            return retrying(attempt)
+        except (*TRANSIENT, InvalidOutput, openai.APIError) as exc:
+            raise LLMFailure(
+                self.redact(f"{type(exc).__name__}: {exc}".splitlines()[0][:500]),
+                state.attempts,
+                state.usage,
+            ) from None
 
     def complete(
         self,
@@ -186,30 +261,102 @@ class LLMClient:
         max_tokens: int,
         lead: str | None = None,
     ) -> Completion:
-        state = _State(messages=list(messages))
+        """The holistic reply: verdict, score and take in one JSON object."""
+        state = _State(messages=list(messages), model=self.model)
         started = time.perf_counter()
-        retrying = Retrying(
-            stop=stop_after_attempt(self.max_attempts),
-            wait=self._wait,
-            retry=retry_if_exception_type((*TRANSIENT, InvalidOutput)),
-            before_sleep=lambda rs: self._feedback(state, rs),
-            reraise=True,
-        )
-        try:
-            reply = retrying(self._attempt, state, temperature, max_tokens, lead)
-        except (*TRANSIENT, InvalidOutput, openai.APIError) as exc:
-            raise LLMFailure(
-                self.redact(f"{type(exc).__name__}: {exc}".splitlines()[0][:500]),
-                state.attempts,
-                state.usage,
-            ) from None
+        reply = self._run(
+            state,
+            lambda: self._request(
+                state, self._parse_reply, temperature=temperature, max_tokens=max_tokens,
+                response_format=self._response_format(lead),
+            ),
+        )  # fmt: skip
         return Completion(
             reply=reply,
             usage=state.usage,
             attempts=state.attempts,
             latency_ms=int((time.perf_counter() - started) * 1000),
-            model=self.model,
+            model=state.model,
         )
+
+    def yes_probability(self, messages: list[dict[str, str]], max_tokens: int = 1) -> Answer:
+        """P(yes) for a Yes/No question, from the first token's log-probabilities.
+
+        Where the provider returns no log-probabilities (or refuses the parameter), the sampled
+        answer stands in: 1.0 for yes, 0.0 for no. Anything else is invalid output, retried
+        without feedback, since a one-token answer has no room to explain itself.
+        """
+        state = _State(messages=list(messages), model=self.model, reask=False)
+
+        def send() -> tuple[float, str]:
+            extra: dict[str, Any] = {"logprobs": True, "top_logprobs": TOP_LOGPROBS} if self._logprobs else {}
+            try:
+                return self._request(
+                    state, _parse_yes_no, temperature=0.0, max_tokens=max_tokens, **extra
+                )
+            except openai.BadRequestError as exc:
+                if self._logprobs and "logprob" in str(exc).lower():
+                    self._logprobs = False  # this provider does not offer them; ask plainly from now on
+                    raise InvalidOutput("the provider refused logprobs", "") from exc
+                raise
+
+        p, source = self._run(state, send)
+        return Answer(p_yes=p, source=source, usage=state.usage, attempts=state.attempts, model=state.model)
+
+    def write_take(
+        self,
+        messages: list[dict[str, str]],
+        check: Callable[[str], str | None],
+        *,
+        temperature: float,
+        max_tokens: int,
+    ) -> Completion:
+        """A take as {"take": ...}; `check` names what is wrong with it, and the model is asked again."""
+        state = _State(messages=list(messages), model=self.model)
+        started = time.perf_counter()
+
+        def parse(choice: Any) -> str:
+            content = (choice.message.content or "").strip()
+            try:
+                data = json.loads(content)
+                text = data["take"] if isinstance(data, dict) else None
+            except json.JSONDecodeError as exc:
+                cut = " (cut off at max_tokens)" if choice.finish_reason == "length" else ""
+                raise InvalidOutput(f"not valid JSON{cut}: {exc.msg}", content) from exc
+            except KeyError:
+                text = None
+            if not isinstance(text, str):
+                raise InvalidOutput('wrong shape: expected {"take": "..."}', content)
+            problem = check(text)
+            if problem:
+                raise InvalidOutput(problem, content)
+            return text
+
+        text = self._run(
+            state,
+            lambda: self._request(
+                state, parse, temperature=temperature, max_tokens=max_tokens,
+                response_format=self._take_format(),
+            ),
+        )  # fmt: skip
+        return Completion(
+            reply=text,
+            usage=state.usage,
+            attempts=state.attempts,
+            latency_ms=int((time.perf_counter() - started) * 1000),
+            model=state.model,
+        )
+
+    def _take_format(self) -> dict:
+        schema = {
+            "type": "object",
+            "properties": {"take": {"type": "string", "minLength": 40, "maxLength": MAX_TAKE_CHARS}},
+            "required": ["take"],
+            "additionalProperties": False,
+        }
+        if self.mode == "json_object":
+            return {"type": "json_object", "schema": schema}
+        return {"type": "json_schema", "json_schema": {"name": "take", "schema": schema, "strict": True}}
 
     def close(self) -> None:
         self._client.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import unicodedata
 from datetime import date
 from typing import Annotated, Literal
 
@@ -14,6 +15,11 @@ PERSONAS: tuple[str, ...] = ("builder", "skeptic", "futurist", "creator", "found
 
 # The stated rule tying score to verdict: a take ships at 60 or above, and skips below.
 SHIP_THRESHOLD = 60
+
+
+def verdict_for(score: int) -> Literal["ship", "skip"]:
+    """The one verdict rule: the verdict follows the score."""
+    return "ship" if score >= SHIP_THRESHOLD else "skip"
 
 MAX_DESCRIPTION_CHARS = 20_000
 MAX_TAKE_CHARS = 400
@@ -50,6 +56,19 @@ CATEGORY_ALIASES: dict[str, str] = {
 def normalise_category(raw: str) -> str:
     key = " ".join(raw.strip().split()).lower()
     return CATEGORY_ALIASES.get(key, " ".join(w[:1].upper() + w[1:] for w in key.split()))
+
+
+# Escape sequences a terminal would act on: CSI (colours, clear screen), OSC (window title,
+# links) and the other two-byte escapes.
+_ESCAPE_RE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]?")
+
+
+def clean_text(value: str) -> str:
+    """Model output made safe to store and print: escapes, control, zero-width and bidi characters out."""
+    value = _ESCAPE_RE.sub("", value)
+    value = "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in value
+                    if unicodedata.category(ch) != "Cf")  # fmt: skip
+    return " ".join(value.split())
 
 
 def _clean_line(value: str) -> str:
@@ -179,6 +198,25 @@ class Usage(BaseModel):
         )
 
 
+class Criterion(BaseModel):
+    """One checklist question as asked about one tool: the model's P(yes) and what it weighs."""
+
+    id: str
+    label: str
+    weight: float
+    p_yes: float | None = None
+    # 'logprobs' when P(yes) came from token log-probabilities, 'sampled' when only the
+    # answer text was available (1.0 or 0.0), 'failed' when every attempt failed.
+    source: Literal["logprobs", "sampled", "failed"] = "logprobs"
+    # The model's average P(yes) to this question on the reference set: a small model says
+    # "yes" at its own rate, so a criterion counts as met when the answer leans yes beyond it.
+    baseline: float = 0.5
+
+    @property
+    def met(self) -> bool | None:
+        return None if self.p_yes is None else self.p_yes >= self.baseline
+
+
 class Take(BaseModel):
     """One persona's take on one tool, or its abstention, with how it was produced."""
 
@@ -202,16 +240,39 @@ class Take(BaseModel):
     samples: int = 1
     score_spread: int | None = None
     verdict_flips: float = 0.0
+    # How the score was made: 'checklist' (weighted yes/no criteria) or 'holistic' (one score).
+    scoring: Literal["checklist", "holistic"] = "holistic"
+    relevance: float | None = None
+    criteria: list[Criterion] = Field(default_factory=list)
 
     @property
     def abstained(self) -> bool:
         return self.verdict is None
 
+    @property
+    def met(self) -> list[Criterion]:
+        return [c for c in self.criteria if c.met]
+
+    @property
+    def missed(self) -> list[Criterion]:
+        return [c for c in self.criteria if c.met is False]
+
+    @property
+    def why(self) -> str:
+        """The criteria behind the score in one line, for the CLI and the pages."""
+        if not self.criteria:
+            return ""
+        met = ", ".join(c.label for c in self.met) or "none"
+        missed = ", ".join(c.label for c in self.missed) or "none"
+        return f"met: {met}; not met: {missed}"
+
     @classmethod
     def from_reply(cls, persona: str, reply: ShipReply | SkipReply | AbstainReply, **meta) -> Take:
         if isinstance(reply, AbstainReply):
             return cls(persona=persona, abstain_reason=reply.reason, **meta)
-        return cls(persona=persona, verdict=reply.verdict, score=reply.score, take=reply.take, **meta)
+        return cls(
+            persona=persona, verdict=reply.verdict, score=reply.score, take=clean_text(reply.take), **meta
+        )
 
     @classmethod
     def abstention(cls, persona: str, why: str, error: str | None = None, **meta) -> Take:

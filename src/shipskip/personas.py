@@ -7,7 +7,7 @@ import json
 import re
 from functools import cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import yaml
 from jinja2 import DictLoader, Environment, StrictUndefined
@@ -30,6 +30,90 @@ class Example(BaseModel):
         REPLY_ADAPTER.validate_python(self.reply)
 
 
+Question = Annotated[str, Field(min_length=10, max_length=240)]
+Label = Annotated[str, Field(min_length=3, max_length=60)]
+
+
+class Item(BaseModel):
+    """One yes/no question in a persona's checklist.
+
+    `counts` is the lens: whether a "yes" speaks for the tool or against it. Calibration fits
+    how much each answer weighs but never flips that direction.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    id: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{1,40}$")]
+    question: Question
+    label: Label
+    counts: Literal["for", "against"]
+
+    @property
+    def sign(self) -> int:
+        return 1 if self.counts == "for" else -1
+
+
+class Relevance(BaseModel):
+    """The question whose "no" makes the persona abstain with "No panel take"."""
+
+    model_config = ConfigDict(extra="forbid")
+    question: Question
+    abstain_reason: Line
+
+
+class Calibration(BaseModel):
+    """Weights fitted on the labelled reference set (`shipskip eval REF --write-weights`).
+
+    score = base + sum(weight[i] * P(yes)[i]) + yes_rate_weight * mean(P(yes)), clamped to
+    0-100; the verdict follows the score. The yes-rate term takes out how readily the model
+    says yes about this card at all (a small model's answers share a large per-card bias), so
+    the item weights measure what each answer adds beyond it.
+    The persona abstains when abstain_base + sum(abstain_weights[f] * x[f]) > 0, over the
+    relevance answer, the items and the yes-rate; with no abstain weights it never abstains
+    (unless its relevance answer is below abstain_below).
+    `means` is each question's average P(yes) on the reference set, used for a question whose
+    every attempt failed, so a lost answer counts as neutral.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    command: str = ""
+    fitted_on: str = ""
+    base: float = 50.0
+    weights: dict[str, float] = Field(default_factory=dict)
+    yes_rate_weight: float = 0.0
+    means: dict[str, float] = Field(default_factory=dict)
+    abstain_below: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    abstain_base: float = 0.0
+    abstain_weights: dict[str, float] = Field(default_factory=dict)
+
+
+class Checklist(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    relevance: Relevance | None = None
+    items: Annotated[list[Item], Field(min_length=6, max_length=12)]
+    calibration: Calibration = Field(default_factory=Calibration)
+
+    def model_post_init(self, _: object) -> None:
+        ids = [i.id for i in self.items]
+        if len(set(ids)) != len(ids):
+            raise ValueError("item ids must be unique")
+        for item in self.items:
+            w = self.calibration.weights.get(item.id)
+            if w is not None and w * item.sign < 0:
+                raise ValueError(f"calibration weight for '{item.id}' has the wrong sign for counts")
+        unknown = (set(self.calibration.weights) - set(ids)) | (
+            set(self.calibration.abstain_weights) - {*ids, "relevance", "yes_rate"}
+        )
+        if unknown:
+            raise ValueError(f"calibration names unknown items: {', '.join(sorted(unknown))}")
+
+    def weight(self, item: Item) -> float:
+        # Before calibration every "yes" moves the score by ten points in the lens's direction.
+        return self.calibration.weights.get(item.id, 10.0 * item.sign)
+
+    def mean(self, item: Item) -> float:
+        return self.calibration.means.get(item.id, 0.5)
+
+
 class Persona(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -42,6 +126,7 @@ class Persona(BaseModel):
     tired_of: Annotated[list[Line], Field(min_length=1, max_length=8)]
     abstain_when: Line | None = None
     examples: Annotated[list[Example], Field(min_length=1, max_length=4)]
+    checklist: Checklist
     source_text: str = Field(default="", exclude=True, repr=False)
 
 
@@ -59,7 +144,7 @@ class PromptSet(BaseModel):
         return h.hexdigest()[:16]
 
 
-TEMPLATE_FILES = ("panel.system.j2", "review.user.j2")
+TEMPLATE_FILES = ("panel.system.j2", "card.j2", "review.user.j2", "question.user.j2", "take.user.j2")
 
 
 def load_persona(path: Path) -> Persona:
@@ -131,13 +216,41 @@ def _tojson_compact(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
 
 
-def render_messages(prompts: PromptSet, persona: str, card: ToolCard) -> list[dict[str, str]]:
+def _messages(prompts: PromptSet, template: str, **context: object) -> list[dict[str, str]]:
     """Shared part first (rules, then the delimited card) so providers can cache the prefix."""
     env = _env(tuple(sorted(prompts.templates.items())))
-    p = prompts.personas[persona]
     system = env.get_template("panel.system.j2").render().strip()
-    user = env.get_template("review.user.j2").render(card=card, persona=p).strip()
+    user = env.get_template(template).render(**context).strip()
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def render_messages(prompts: PromptSet, persona: str, card: ToolCard) -> list[dict[str, str]]:
+    """The holistic prompt: one reply with verdict, score and take."""
+    return _messages(prompts, "review.user.j2", card=card, persona=prompts.personas[persona])
+
+
+def question_messages(
+    prompts: PromptSet, persona: str, card: ToolCard, question: str
+) -> list[dict[str, str]]:
+    """One checklist question, asked after the shared card prefix, answered Yes or No."""
+    p = prompts.personas[persona]
+    return _messages(prompts, "question.user.j2", card=card, persona=p, question=question)
+
+
+def take_messages(
+    prompts: PromptSet,
+    persona: str,
+    card: ToolCard,
+    verdict: str,
+    score: int,
+    met: list[str],
+    missed: list[str],
+) -> list[dict[str, str]]:
+    """The take is written last, told the verdict, the score and the criteria behind them."""
+    p = prompts.personas[persona]
+    return _messages(
+        prompts, "take.user.j2", card=card, persona=p, verdict=verdict, score=score, met=met, missed=missed
+    )
 
 
 def shared_prefix(prompts: PromptSet, card: ToolCard) -> str:
@@ -148,3 +261,37 @@ def shared_prefix(prompts: PromptSet, card: ToolCard) -> str:
         while not t.startswith(prefix):
             prefix = prefix[:-1]
     return prefix
+
+
+def write_calibration(path: Path, calibration: Calibration) -> None:
+    """Replace the `calibration:` block at the end of a persona file, keeping the rest as written."""
+    text = path.read_text(encoding="utf-8")
+    marker = "\n  calibration:\n"
+    if marker in text:
+        text = text[: text.index(marker) + 1]
+    c = calibration
+    lines = [
+        "  calibration:",
+        f"    # Fitted by: {c.command}" if c.command else "",
+        f"    command: {json.dumps(c.command)}",
+        f"    fitted_on: {json.dumps(c.fitted_on)}",
+        f"    base: {c.base}",
+        f"    yes_rate_weight: {c.yes_rate_weight}",
+        f"    abstain_below: {c.abstain_below}",
+        f"    abstain_base: {c.abstain_base}",
+        "    abstain_weights:" + ("" if c.abstain_weights else " {}"),
+        *(f"      {k}: {v}" for k, v in c.abstain_weights.items()),
+        "    weights:" + ("" if c.weights else " {}"),
+        *(f"      {k}: {v}" for k, v in c.weights.items()),
+        "    means:" + ("" if c.means else " {}"),
+        *(f"      {k}: {v}" for k, v in c.means.items()),
+    ]
+    text = text.rstrip("\n") + "\n" + "\n".join(x for x in lines if x) + "\n"
+    try:  # never leave a persona file that does not load
+        Persona.model_validate(yaml.safe_load(text))
+    except ValidationError as exc:
+        field, msg = describe_validation_error(exc)
+        raise InputError(path, field, msg) from None
+    tmp = path.with_suffix(".yaml.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from .embedded import EMBEDDED_MODEL, embedded_server
+from .checklist import abstains, below_relevance, score_from, take_problem
+from .embedded import embedded_model_name, embedded_server
 from .injection import score_jumped, without_suspicious
 from .llm import LLMClient, LLMFailure
-from .models import Take, ToolCard
-from .personas import PromptSet, render_messages
+from .models import Criterion, Take, ToolCard, Usage, clean_text, verdict_for
+from .personas import PromptSet, question_messages, render_messages, take_messages
 from .quality import consensus, is_grounded
 from .settings import Settings
 
@@ -24,12 +26,150 @@ def _limiter(n: int) -> threading.BoundedSemaphore:
 
 
 @dataclass
+class Spend:
+    """What one take cost across its calls, and which models answered."""
+
+    usage: Usage = field(default_factory=Usage)
+    attempts: int = 0
+    models: set[str] = field(default_factory=set)
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, usage: Usage, attempts: int, model: str | None = None, error: str | None = None) -> None:
+        self.usage, self.attempts = self.usage + usage, self.attempts + attempts
+        if model:
+            self.models.add(model)
+        if error:
+            self.errors.append(error)
+
+
+@dataclass
 class Panel:
     prompts: PromptSet
     clients: dict[str, LLMClient]
     settings: Settings
 
     def take(self, persona: str, card: ToolCard, reason: str | None = None) -> Take:
+        if self.settings.scoring == "checklist":
+            return self.graded(persona, card, reason)
+        return self.holistic(persona, card, reason)
+
+    def _meta(self, persona: str, reason: str | None) -> dict:
+        client = self.clients[persona]
+        return dict(
+            model=client.model,
+            prompt_version=self.prompts.personas[persona].version,
+            prompt_hash=self.prompts.prompt_hash(persona),
+            temperature=self.settings.provider_for(persona).temperature or 0.0,
+            reason=reason,
+            scoring=self.settings.scoring,
+        )
+
+    def answer(self, persona: str, card: ToolCard, question: str, spend: Spend) -> tuple[float | None, str]:
+        """P(yes) to one question about one card, and where it came from; None when it failed."""
+        try:
+            a = self.clients[persona].yes_probability(
+                question_messages(self.prompts, persona, card, question),
+                max_tokens=self.settings.checklist_max_tokens,
+            )
+        except LLMFailure as exc:
+            spend.add(exc.usage, exc.attempts, error=str(exc))
+            return None, "failed"
+        spend.add(a.usage, a.attempts, model=a.model)
+        return a.p_yes, a.source
+
+    def criteria(self, persona: str, card: ToolCard, spend: Spend) -> list[Criterion]:
+        """Every checklist question of one persona, each asked on its own."""
+        checklist = self.prompts.personas[persona].checklist
+        out = []
+        for item in checklist.items:
+            p_yes, source = self.answer(persona, card, item.question, spend)
+            out.append(
+                Criterion(
+                    id=item.id, label=item.label, weight=round(checklist.weight(item), 2),
+                    p_yes=p_yes, source=source, baseline=checklist.mean(item),  # type: ignore[arg-type]
+                )
+            )  # fmt: skip
+        return out
+
+    def graded(self, persona: str, card: ToolCard, reason: str | None = None) -> Take:
+        """Checklist grading: relevance, then each question on its own, then the take.
+
+        Every question is asked after the same rules-and-card prefix, so the provider's prefix
+        cache serves it; the score is the calibrated weighted sum of P(yes), the verdict follows
+        the score, and the take is written last, told both, so its text agrees with them.
+        When the card holds text aimed at the panel, the score is computed again without it;
+        a move of FLAG_DELTA or a flipped verdict marks the take suspicious.
+        """
+        meta = self._meta(persona, reason)
+        p = self.prompts.personas[persona]
+        spend = Spend()
+        started = time.perf_counter()
+        rel = p.checklist.relevance
+        p_rel = self.answer(persona, card, rel.question, spend)[0] if rel is not None else None
+
+        def done(**fields: object) -> Take:
+            return Take(
+                persona=persona, attempts=spend.attempts, usage=spend.usage, relevance=p_rel,
+                latency_ms=int((time.perf_counter() - started) * 1000),
+                **{**meta, "model": ", ".join(sorted(spend.models)) or meta["model"], **fields},
+            )  # fmt: skip
+
+        no_answer = "the model gave no valid answer"
+        if rel is not None and p_rel is None:
+            return done(abstain_reason=no_answer, error=spend.errors[-1])
+        outside = rel.abstain_reason if rel else "outside my lens"
+        if below_relevance(p.checklist, p_rel):
+            return done(abstain_reason=outside)
+        criteria = self.criteria(persona, card, spend)
+        if sum(c.p_yes is None for c in criteria) * 2 > len(criteria):
+            return done(abstain_reason=no_answer, error=spend.errors[-1], criteria=criteria)
+        if abstains(p.checklist, p_rel, criteria):
+            return done(abstain_reason=outside, criteria=criteria)
+        score = score_from(p.checklist, criteria)
+        verdict = verdict_for(score)
+        check: dict = {}
+        clean = without_suspicious(card)
+        if clean is not None:
+            clean_score = score_from(p.checklist, self.criteria(persona, clean, spend))
+            check = {
+                "clean_score": clean_score,
+                "suspicious": score_jumped(score, clean_score, verdict, verdict_for(clean_score)),
+            }
+        text = self.write(persona, card, verdict, score, criteria, spend)
+        if text is None:
+            return done(
+                abstain_reason="the model could not write a take that fits its verdict",
+                error=spend.errors[-1], criteria=criteria, **check,
+            )  # fmt: skip
+        return done(
+            verdict=verdict, score=score, take=text, criteria=criteria,
+            grounded=is_grounded(text, card), **check,
+        )  # fmt: skip
+
+    def write(
+        self, persona: str, card: ToolCard, verdict: str, score: int, criteria: list[Criterion], spend: Spend
+    ) -> str | None:
+        """The take, written after the verdict and checked in code; None when every attempt failed."""
+        p = self.prompts.personas[persona]
+        messages = take_messages(
+            self.prompts, persona, card, verdict, score,
+            [c.label for c in criteria if c.met], [c.label for c in criteria if c.met is False],
+        )  # fmt: skip
+        instructions = messages[0]["content"] + "\n" + messages[1]["content"].split("</tool_card>")[-1]
+        try:
+            written = self.clients[persona].write_take(
+                messages,
+                lambda text: take_problem(text, verdict, p, instructions),
+                temperature=self._meta(persona, None)["temperature"],
+                max_tokens=self.settings.max_tokens,
+            )
+        except LLMFailure as exc:
+            spend.add(exc.usage, exc.attempts, error=str(exc))
+            return None
+        spend.add(written.usage, written.attempts, model=written.model)
+        return clean_text(written.reply)
+
+    def holistic(self, persona: str, card: ToolCard, reason: str | None = None) -> Take:
         """Ask one persona. A persona that keeps failing abstains with the error.
 
         With SHIPSKIP_SAMPLES=k above 1, k takes are drawn and the median-score one is kept,
@@ -57,16 +197,9 @@ class Panel:
         )
 
     def ask(self, persona: str, card: ToolCard, reason: str | None = None) -> Take:
-        """One draw from one persona, with no checks on top."""
+        """One holistic draw from one persona, with no checks on top."""
         client = self.clients[persona]
-        p = self.prompts.personas[persona]
-        meta = dict(
-            model=client.model,
-            prompt_version=p.version,
-            prompt_hash=self.prompts.prompt_hash(persona),
-            temperature=self.settings.provider_for(persona).temperature or 0.0,
-            reason=reason,
-        )
+        meta = self._meta(persona, reason)
         messages = render_messages(self.prompts, persona, card)
         try:
             done = client.complete(
@@ -80,6 +213,7 @@ class Panel:
                 persona, why="the model gave no valid take", error=str(exc),
                 attempts=exc.attempts, usage=exc.usage, **meta,
             )  # fmt: skip
+        meta["model"] = done.model
         return Take.from_reply(
             persona, done.reply, attempts=done.attempts, usage=done.usage,
             latency_ms=done.latency_ms, **meta,
@@ -103,6 +237,7 @@ def open_panel(
                     n_ctx=settings.embedded_ctx,
                     threads=settings.embedded_threads,
                     startup_timeout_s=settings.embedded_startup_timeout_s,
+                    model_file=settings.embedded_model_path,
                 )
             )
         clients = {}
@@ -112,7 +247,9 @@ def open_panel(
             client = LLMClient(
                 base_url=embedded_url if local else prov.base_url,  # type: ignore[arg-type]
                 api_key=prov.api_key,
-                model=model_override or prov.model or (EMBEDDED_MODEL if local else "gpt-4o-mini"),
+                model=model_override
+                or prov.model
+                or (embedded_model_name(settings.embedded_model_path) if local else "gpt-4o-mini"),
                 mode=prov.response_format or ("json_object" if local else "json_schema"),
                 timeout_s=settings.timeout_s,
                 max_attempts=settings.max_attempts,

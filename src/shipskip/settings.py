@@ -53,12 +53,19 @@ class Settings(BaseSettings):
     # Attempts per take, counting the first: transient errors and invalid output share it.
     max_attempts: int = 3
     max_retry_wait_s: float = 30.0
+    # 'checklist': yes/no questions per persona, weighted (the default); 'holistic': one
+    # reply with verdict, score and take, read as a probability-weighted score where possible.
+    scoring: Literal["checklist", "holistic"] = "checklist"
+    # Tokens allowed for a Yes/No answer; 1 where the provider allows it.
+    checklist_max_tokens: int = Field(default=1, ge=1, le=16)
     # Takes drawn per persona; above 1 the median score is kept (self-consistency).
     samples: int = Field(default=1, ge=1, le=15)
     # How many persona calls may be in flight to the provider at once, across tools.
     llm_concurrency: int = 5
     personas: dict[str, Provider] = Field(default_factory=dict)
 
+    # Any GGUF file to serve instead of the packaged SmolLM2-135M-Instruct.
+    embedded_model_path: Path | None = None
     embedded_ctx: int = 4096
     embedded_threads: int | None = None
     embedded_startup_timeout_s: float = 120.0

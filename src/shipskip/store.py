@@ -229,15 +229,16 @@ class Store:
     def _insert_take(
         self, con: duckdb.DuckDBPyConnection, run: Run, t: Take, version: int, now: datetime
     ) -> None:
-        con.execute(
-            "INSERT INTO takes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-            " ?, ?, ?, ?, ?, ?, ?, ?)",
-            [uuid.uuid4().hex, run.run_id, run.slug, run.content_hash, t.persona, version,
-             t.verdict, t.score, t.take, t.abstain_reason, t.error, t.model, t.prompt_version,
-             t.prompt_hash, t.temperature, t.attempts, t.usage.prompt_tokens,
-             t.usage.completion_tokens, t.usage.cached_tokens, t.latency_ms, t.suspicious,
-             t.reason, now, t.clean_score, t.grounded, t.samples, t.score_spread, t.verdict_flips],
-        )  # fmt: skip
+        row = {
+            "take_id": uuid.uuid4().hex, "run_id": run.run_id, "slug": run.slug,
+            "content_hash": run.content_hash, "version": version, "created_at": now,
+            "prompt_tokens": t.usage.prompt_tokens, "completion_tokens": t.usage.completion_tokens,
+            "cached_tokens": t.usage.cached_tokens,
+            "criteria": json.dumps([c.model_dump() for c in t.criteria]) if t.criteria else None,
+            **t.model_dump(include=_TAKE_COLUMNS),
+        }  # fmt: skip
+        cols = ", ".join(row)
+        con.execute(f"INSERT INTO takes ({cols}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
 
     def load_parquet(self, table: str, path: Path) -> int:
         """Bulk-load rows (an export, or generated data) through DuckDB's Parquet reader."""
@@ -259,13 +260,27 @@ class Store:
                 "INSERT INTO eval_runs VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [eval_id, reference, model, prompt_hash, samples, _now(), json.dumps(summary)],
             )
-            con.executemany(
-                "INSERT INTO eval_items VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [[eval_id, r.slug, r.persona, r.ref_verdict, r.ref_score, r.verdict, r.score,
-                  r.first_attempt_valid, r.grounded, r.verdict_flips, r.score_spread, r.take]
-                 for r in results],
-            )  # fmt: skip
+            for r in results:
+                row = {"eval_id": eval_id, **r.model_dump(exclude={"criteria"})}
+                row["criteria"] = json.dumps([c.model_dump() for c in r.criteria]) if r.criteria else None
+                con.execute(
+                    f"INSERT INTO eval_items ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                    list(row.values()),
+                )
         return eval_id
+
+    def eval_items(self, eval_id: str) -> list[dict[str, Any]]:
+        """The stored rows of one evaluation (a prefix of its id is enough), criteria parsed."""
+        rows = self.query(
+            "SELECT * EXCLUDE (eval_id) FROM eval_items WHERE eval_id = "
+            "(SELECT min(eval_id) FROM eval_runs WHERE starts_with(eval_id, ?))",
+            [eval_id],
+        )
+        if not rows:
+            raise ShipskipError(f"no stored evaluation '{eval_id}'")
+        for r in rows:
+            r["criteria"] = json.loads(r["criteria"]) if r["criteria"] else []
+        return rows
 
     # -- reads -----------------------------------------------------------------------
 
@@ -317,16 +332,23 @@ class Store:
         return CommunityVotes(**rows[0])
 
 
+# Take fields stored in a column of the same name.
+_TAKE_COLUMNS = {
+    "persona", "verdict", "score", "take", "abstain_reason", "error", "model", "prompt_version",
+    "prompt_hash", "temperature", "attempts", "latency_ms", "suspicious", "reason", "clean_score",
+    "grounded", "samples", "score_spread", "verdict_flips", "scoring", "relevance",
+}  # fmt: skip
+
+
 def _take_from_row(row: dict[str, Any]) -> Take:
-    return Take(
-        persona=row["persona"], verdict=row["verdict"], score=row["score"], take=row["take"],
-        abstain_reason=row["abstain_reason"], error=row["error"], model=row["model"],
-        prompt_version=row["prompt_version"], prompt_hash=row["prompt_hash"],
-        temperature=row["temperature"], attempts=row["attempts"],
-        usage=Usage(prompt_tokens=row["prompt_tokens"],
-                    completion_tokens=row["completion_tokens"],
-                    cached_tokens=row["cached_tokens"]),
-        latency_ms=row["latency_ms"], suspicious=row["suspicious"], reason=row["reason"],
-        clean_score=row["clean_score"], grounded=row["grounded"], samples=row["samples"],
-        score_spread=row["score_spread"], verdict_flips=row["verdict_flips"],
-    )  # fmt: skip
+    return Take.model_validate(
+        {
+            **{k: row[k] for k in _TAKE_COLUMNS},
+            "usage": Usage(
+                prompt_tokens=row["prompt_tokens"],
+                completion_tokens=row["completion_tokens"],
+                cached_tokens=row["cached_tokens"],
+            ),
+            "criteria": json.loads(row["criteria"]) if row["criteria"] else [],
+        }
+    )

@@ -1,0 +1,95 @@
+"""Checklist grading: from P(yes) per question to a score, and checks on the take. Pure functions."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+
+from .models import Criterion
+from .personas import Checklist, Persona
+
+
+def features(checklist: Checklist, criteria: Sequence[Criterion], p_relevant: float | None) -> dict[str, float]:
+    """What the calibrated formulas read: each item's P(yes) (a failed one at its reference
+    mean), the mean of them all ('yes_rate') and the relevance answer."""
+    by_id = {c.id: c.p_yes for c in criteria}
+    x = {}
+    for item in checklist.items:
+        p = by_id.get(item.id)
+        x[item.id] = p if p is not None else checklist.mean(item)
+    x["yes_rate"] = sum(x.values()) / len(checklist.items)
+    x["relevance"] = 1.0 if p_relevant is None else p_relevant
+    return x
+
+
+def score_from(checklist: Checklist, criteria: Sequence[Criterion]) -> int:
+    """base + sum(weight * P(yes)) + yes_rate_weight * yes_rate, clamped to 0-100."""
+    x = features(checklist, criteria, None)
+    total = checklist.calibration.base + checklist.calibration.yes_rate_weight * x["yes_rate"]
+    total += sum(checklist.weight(item) * x[item.id] for item in checklist.items)
+    return max(0, min(100, round(total)))
+
+
+def below_relevance(checklist: Checklist, p_relevant: float | None) -> bool:
+    """A clear "no" to the relevance question: abstain without asking the rest."""
+    if checklist.relevance is None or p_relevant is None:
+        return False
+    return p_relevant < checklist.calibration.abstain_below
+
+
+def abstains(checklist: Checklist, p_relevant: float | None, criteria: Sequence[Criterion]) -> bool:
+    """The relevance cut-off, then the fitted abstention formula over relevance and items."""
+    if below_relevance(checklist, p_relevant):
+        return True
+    cal = checklist.calibration
+    if checklist.relevance is None or not cal.abstain_weights:
+        return False
+    x = features(checklist, criteria, p_relevant)
+    return cal.abstain_base + sum(w * x[k] for k, w in cal.abstain_weights.items()) > 0
+
+
+# Phrases that argue for the opposite verdict. A take that uses them contradicts its own
+# verdict; they are matched on normalised text, so odd spacing or case does not hide them.
+_ARGUES_SKIP = re.compile(
+    r"\b(i(?:'d| would)? skip|skip it|i(?:'d| would)? pass on|not worth (?:it|adopting|using|the)|"
+    r"i (?:can ?not|can't|won't|would not|wouldn't) (?:recommend|ship|use|adopt)|avoid it|stay away)\b"
+)
+_ARGUES_SHIP = re.compile(
+    r"\b(i(?:'d| would)? ship|ship it|must[- ]have|highly recommend|i recommend|worth adopting|"
+    r"i(?:'d| would)? (?:adopt|use) it (?:now|today))\b"
+)
+# Lines of our own prompt that a take must never repeat.
+_ECHO = re.compile(
+    r"(you are the \w+|tool_card|answer yes or no|answer as one json|json object|first person|"
+    r"your checklist|your verdict is|do not repeat these|the rules|review panel|\byes: |\bno: )"
+)
+_WORD = re.compile(r"[a-z0-9']+")
+
+
+def normalise(text: str) -> str:
+    """NFKC, format characters (zero-width, bidi) removed, lower case, spaces folded."""
+    text = unicodedata.normalize("NFKC", text)
+    text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
+    return " ".join(text.lower().split())
+
+
+def _shared_run(text: str, source: str, n: int = 8) -> bool:
+    words, src = _WORD.findall(text), _WORD.findall(source)
+    grams = {tuple(src[i : i + n]) for i in range(len(src) - n + 1)}
+    return any(tuple(words[i : i + n]) in grams for i in range(len(words) - n + 1))
+
+
+def take_problem(text: str, verdict: str, persona: Persona, prompt_text: str) -> str | None:
+    """Why a take cannot stand, or None. `prompt_text` is the instruction part of its prompt."""
+    t = normalise(text)
+    if len(t) < 40:
+        return "the take is too short: write 2 or 3 sentences"
+    if _ECHO.search(t) or _shared_run(t, normalise(persona.role)) or _shared_run(t, normalise(prompt_text)):
+        return "the take repeats the instructions instead of judging the tool"
+    if verdict == "ship" and _ARGUES_SKIP.search(t):
+        return "the take argues for skipping, but the verdict is ship"
+    if verdict == "skip" and _ARGUES_SHIP.search(t):
+        return "the take argues for shipping, but the verdict is skip"
+    return None
+

@@ -1,0 +1,145 @@
+"""Checklist grading and calibration: pure functions, no model."""
+
+import shutil
+
+import pytest
+from conftest import ROOT
+
+from shipskip.calibrate import Observation, fit, out_of_fold, predict
+from shipskip.checklist import abstains, below_relevance, normalise, score_from, take_problem
+from shipskip.errors import InputError
+from shipskip.models import Criterion, verdict_for
+from shipskip.personas import Calibration, load_prompts, write_calibration
+
+
+@pytest.fixture
+def prompts():
+    return load_prompts(ROOT / "prompts")
+
+
+def with_calibration(checklist, **cal):
+    return checklist.model_copy(update={"calibration": Calibration(**cal)})
+
+
+def test_every_persona_has_a_checklist_of_six_to_twelve_signed_questions(prompts):
+    for p in prompts.personas.values():
+        items = p.checklist.items
+        assert 6 <= len(items) <= 12
+        assert {i.counts for i in items} == {"for", "against"}, p.name
+        for i in items:
+            assert i.sign * p.checklist.weight(i) >= 0, (p.name, i.id)
+    # Score and abstention weights are data, and the lenses that abstain have a relevance question.
+    assert prompts.personas["founder"].checklist.relevance is not None
+    assert prompts.personas["creator"].checklist.relevance is not None
+
+
+def test_score_is_base_plus_weighted_p_yes_and_the_verdict_follows(prompts):
+    cl = prompts.personas["skeptic"].checklist
+    ids = [i.id for i in cl.items]
+    cl = with_calibration(cl, base=40, weights={ids[0]: 30, ids[3]: -20}, means={ids[0]: 0.5})
+    crit = [Criterion(id=i, label=i, weight=0, p_yes=0.0) for i in ids]
+    assert score_from(cl, crit) == 40
+    crit[0] = Criterion(id=ids[0], label="a", weight=30, p_yes=0.9)
+    assert score_from(cl, crit) == 67 and verdict_for(67) == "ship"
+    crit[3] = Criterion(id=ids[3], label="b", weight=-20, p_yes=1.0)
+    assert score_from(cl, crit) == 47 and verdict_for(47) == "skip"
+    # A question whose every attempt failed counts at its reference mean, not as a "no".
+    crit[0] = Criterion(id=ids[0], label="a", weight=30, p_yes=None, source="failed")
+    assert score_from(cl, crit) == round(40 + 30 * 0.5 - 20)
+    big = with_calibration(cl, base=95, weights={ids[0]: 30})
+    assert score_from(big, [Criterion(id=ids[0], label="a", weight=30, p_yes=1.0)]) == 100
+
+
+def test_relevance_cut_off_and_the_fitted_abstention_formula(prompts):
+    cl = with_calibration(prompts.personas["founder"].checklist, abstain_below=0.4)
+    assert below_relevance(cl, 0.39) and not below_relevance(cl, 0.4)
+    assert not below_relevance(prompts.personas["skeptic"].checklist, None)
+    crit = [Criterion(id=i.id, label=i.id, weight=0, p_yes=0.5) for i in cl.items]
+    model = with_calibration(cl, abstain_below=0.0, abstain_base=1.0, abstain_weights={"relevance": -2.0})
+    assert abstains(model, 0.3, crit) and not abstains(model, 0.8, crit)
+    # A persona with no relevance question never abstains, whatever its formula says.
+    assert not abstains(prompts.personas["skeptic"].checklist, None, crit)
+
+
+@pytest.mark.parametrize(
+    "text, verdict, problem",
+    [
+        ("Demo Tool is MIT licensed and runs from my terminal in a minute, which is all I ask.", "ship", None),
+        ("You are the Builder: a working developer who installs things on a Tuesday afternoon.", "ship", "repeats"),
+        ("Demo Tool is open but I would skip it until the docs catch up with the claims.", "ship", "skipping"),
+        ("Demo Tool is open but I\u200b would\u200b skip it until the docs catch up with it.", "ship", "skipping"),
+        ("Demo Tool is a must-have for anyone who formats demo data every single day.", "skip", "shipping"),
+        ("Too short.", "skip", "short"),
+        ("Demo Tool: answer yes or no, then write your verdict as one JSON object here.", "skip", "repeats"),
+    ],
+)
+def test_take_problems_are_caught_on_normalised_text(prompts, text, verdict, problem):
+    got = take_problem(text, verdict, prompts.personas["builder"], "Write your take in two sentences.")
+    assert (got is None) if problem is None else (problem in got)
+
+
+def test_normalise_removes_zero_width_and_bidi_and_folds_width():
+    assert normalise("Ｉgnore\u200b\u202e previous") == "ignore previous"
+
+
+def obs(slug, a, b, verdict, score=None, rel=0.9):
+    return Observation(slug=slug, answers={"x": a, "y": b}, relevance=rel, ref_verdict=verdict, ref_score=score)
+
+
+@pytest.fixture
+def two_item(prompts):
+    cl = prompts.personas["founder"].checklist
+    items = [cl.items[0].model_copy(update={"id": "x"}), cl.items[-1].model_copy(update={"id": "y"})]
+    assert items[0].counts == "for" and items[1].counts == "against"
+    return cl.model_copy(update={"items": items})
+
+
+def test_fit_keeps_each_weight_on_its_lens_side_and_separates_the_labels(two_item):
+    data = [obs(f"s{i}", 0.7 + i / 100, 0.5, "ship", 75) for i in range(8)]
+    data += [obs(f"k{i}", 0.3 + i / 100, 0.5, "skip", 40) for i in range(8)]
+    # 'y' counts against, but here it rises with ship: the fit must not turn it into a plus.
+    data = [Observation(o.slug, {"x": o.answers["x"], "y": o.answers["x"]}, 0.9, o.ref_verdict, o.ref_score)
+            for o in data]  # fmt: skip
+    cal = fit(two_item, data)
+    assert cal.weights["x"] > 0 and cal.weights["y"] <= 0
+    fitted = two_item.model_copy(update={"calibration": cal})
+    preds = [predict(fitted, o) for o in data]
+    assert all(p.verdict == o.ref_verdict for p, o in zip(preds, data, strict=True))
+    assert len({p.score for p in preds}) > 4
+
+
+def test_abstention_is_fitted_and_never_abstains_without_examples(two_item):
+    data = [obs(f"a{i}", 0.5, 0.5, "abstain", rel=0.2 + i / 100) for i in range(4)]
+    data += [obs(f"s{i}", 0.6, 0.5, "ship", 70, rel=0.6 + i / 100) for i in range(4)]
+    data += [obs(f"k{i}", 0.4, 0.5, "skip", 40, rel=0.6 + i / 100) for i in range(4)]
+    fitted = two_item.model_copy(update={"calibration": fit(two_item, data)})
+    assert [predict(fitted, o).verdict == "abstain" for o in data] == [o.ref_verdict == "abstain" for o in data]
+    # A low relevance answer never argues for speaking: its weight pushes towards abstaining.
+    assert fitted.calibration.abstain_weights.get("relevance", 0) <= 0
+    none = fit(two_item, data[4:])
+    assert none.abstain_weights == {}
+
+
+def test_out_of_fold_never_sees_the_tool_it_predicts(two_item):
+    # Each tool's label is the opposite of what its answers say in the rest of the set, so a
+    # fit that saw the held-out tool could get it right; out of fold it cannot.
+    data = [obs(f"s{i}", 0.8, 0.5, "ship", 80) for i in range(6)] + [obs(f"k{i}", 0.2, 0.5, "skip", 30) for i in range(6)]
+    odd = obs("odd", 0.8, 0.5, "skip", 30)
+    preds = out_of_fold(two_item, [*data, odd])
+    assert len(preds) == 13 and preds[-1].slug == "odd" and preds[-1].verdict == "ship"
+
+
+def test_write_calibration_round_trips_and_refuses_a_wrong_sign(tmp_path, prompts):
+    copy = tmp_path / "prompts"
+    shutil.copytree(ROOT / "prompts", copy)
+    path = copy / "personas" / "builder.yaml"
+    items = prompts.personas["builder"].checklist.items
+    w = {i.id: 3.0 * i.sign for i in items}
+    write_calibration(path, Calibration(command="shipskip eval x --write-weights", base=41.5, weights=w))
+    again = load_prompts(copy).personas["builder"].checklist.calibration
+    assert again.weights == w and again.base == 41.5 and again.command.startswith("shipskip eval")
+    text = path.read_text()
+    assert text.count("calibration:") == 1 and "role:" in text
+    with pytest.raises(InputError):
+        bad = {**w, items[0].id: -5.0 * items[0].sign}
+        write_calibration(path, Calibration(weights=bad))
