@@ -126,3 +126,35 @@ def test_ungrounded_and_sampled_takes_are_marked(store, isolated):
     store.commit_review(run, c, [t])
     text = text_of(write_tool(store, isolated / "out", "marks")[0].read_text())
     assert text.count("ungrounded") == 1 and "median of 3, spread 12" in text
+
+
+def test_pages_and_show_explain_a_checklist_score_by_its_criteria(store, isolated):
+    from typer.testing import CliRunner
+
+    from shipskip.cli import app
+    from shipskip.models import Criterion
+
+    c = make_card(slug="gridcast", name="Gridcast")
+    run = store.begin_run(c)
+    graded = make_take("builder", "ship", 72, "Gridcast ships an MIT CLI I could run before lunch.").model_copy(
+        update={
+            "scoring": "checklist",
+            "criteria": [
+                Criterion(id="open_licence", label="open licence", weight=12.0, p_yes=0.81, baseline=0.4),
+                Criterion(id="paywall", label="<b>pay</b> first", weight=-8.0, p_yes=0.2, baseline=0.4),
+            ],
+        }
+    )
+    others = [make_take(p, None, None) for p in PERSONAS[1:]]
+    store.commit_review(run, c, [graded, *others])
+    path, _ = write_tool(store, isolated / "out", "gridcast")
+    page = path.read_text()
+    assert "Met:</b> open licence" in page and "Not met:</b> &lt;b&gt;pay&lt;/b&gt; first" in page
+    md = path.with_suffix(".md").read_text()
+    assert "met: open licence; not met: \\<b\\>pay\\</b\\> first" in md
+    stored = store.current_takes("gridcast")[0]
+    assert stored.criteria[0].p_yes == 0.81 and stored.scoring == "checklist"
+    shown = CliRunner().invoke(app, ["show", "gridcast"], terminal_width=200)
+    assert shown.exit_code == 0 and "met: open licence; not met: <b>pay</b> first" in shown.output
+    rows = store.query("SELECT criterion, met FROM take_criteria WHERE slug = 'gridcast' ORDER BY criterion")
+    assert rows == [{"criterion": "open_licence", "met": True}, {"criterion": "paywall", "met": False}]

@@ -64,7 +64,8 @@ def takes_table(title: str, takes: list[Take]) -> Table:
         else:
             first = (t.take or "").strip().splitlines()[0] if t.take else ""
             flag = " [yellow](flagged)[/]" if t.suspicious else ""
-            table.add_row(name.title(), f"{t.score}/100", t.verdict or "", first + flag)
+            why = f"\n[dim]{escape(t.why)}[/]" if t.why else ""
+            table.add_row(name.title(), f"{t.score}/100", t.verdict or "", escape(first) + flag + why)
     return table
 
 
