@@ -1,8 +1,10 @@
-"""Time a review with the embedded model, against the same five requests sent straight to llama.cpp.
+"""Time a review with the embedded model: holistic and checklist scoring through shipskip, and
+the five holistic requests sent straight to llama.cpp.
 
 Usage: .venv/bin/python bench/review_bench.py [--rounds N]
 Prints seconds per review through shipskip (prompt rendering, client, validation, the Prefect
-flow and DuckDB writes) and through a bare HTTP loop, and their ratio.
+flow and DuckDB writes) for each scoring mode, the bare HTTP loop, and the ratios. The
+checklist asks one Yes/No question per criterion (max_tokens 1) and then writes each take.
 """
 
 from __future__ import annotations
@@ -58,20 +60,25 @@ def main() -> None:
 
     from flows.review import review_tool
 
-    through = []
+    through: dict[str, list[float]] = {"holistic": [], "checklist": []}
+    calls: dict[str, int] = {}
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["SHIPSKIP_DB_PATH"] = str(Path(tmp) / "bench.duckdb")
         review_tool(card_path=args.card, force=True)  # warm-up: Prefect's first flow run starts its server
-        for _ in range(args.rounds):
-            t = time.perf_counter()
-            review_tool(card_path=args.card, force=True)
-            through.append(time.perf_counter() - t)
+        for mode in through:
+            os.environ["SHIPSKIP_SCORING"] = mode
+            for _ in range(args.rounds):
+                t = time.perf_counter()
+                out = review_tool(card_path=args.card, force=True)
+                through[mode].append(time.perf_counter() - t)
+            calls[mode] = sum(t.attempts for t in out.takes)
 
-    d, s = statistics.median(direct), statistics.median(through)
+    d = statistics.median(direct)
+    h, c = statistics.median(through["holistic"]), statistics.median(through["checklist"])
     print(f"card: {card.slug}  rounds: {args.rounds}  cpus: {os.cpu_count()}")
-    print(f"direct to llama.cpp (5 requests, server already up): {d:6.2f} s per review")
-    print(f"through shipskip (flow, server start/stop, DuckDB):  {s:6.2f} s per review")
-    print(f"ratio shipskip / direct: {s / d:.2f}x")
+    print(f"direct to llama.cpp (5 holistic requests, server already up): {d:6.2f} s per review")
+    print(f"holistic through shipskip ({calls['holistic']} calls):  {h:6.2f} s per review  ({h / d:.2f}x direct)")
+    print(f"checklist through shipskip ({calls['checklist']} calls): {c:6.2f} s per review  ({c / h:.2f}x holistic)")
     sys.stdout.flush()
 
 

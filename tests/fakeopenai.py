@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -177,8 +178,18 @@ def tool_of(req: dict) -> str:
     return ""
 
 
+def _unpattern(raw: str) -> str:
+    """The literal opening of a take pattern: '^I ship Gemini 2[.]5 because it [^...' -> 'I ship Gemini 2.5 because it'."""
+    return re.sub(r"\[(.)\]", r"\1", raw[1:].split(" [^", 1)[0])
+
+
 def take_text(req: dict, text: str = "names a concrete fact from the card and judges it from my own angle.") -> Reply:
-    return Reply(content=json.dumps({"take": f"{tool_of(req)} {text}".strip()}))
+    """A take that opens as the request's pattern asks (or with the tool's name)."""
+    rf = req.get("response_format") or {}
+    schema = rf.get("schema") or (rf.get("json_schema") or {}).get("schema") or {}
+    pattern = schema.get("properties", {}).get("take", {}).get("pattern")
+    opening = _unpattern(pattern) if pattern else tool_of(req)
+    return Reply(content=json.dumps({"take": f"{opening} {text}".strip()}))
 
 
 def standard_answer(req: dict) -> Reply:
@@ -197,7 +208,7 @@ def lead_of(req: dict) -> str:
         raw = pattern["anyOf"][0]["properties"]["take"].get("pattern", "")
     except (KeyError, TypeError):
         return ""
-    return raw[1:].split(" [^", 1)[0].replace("\\", "") if raw else ""
+    return _unpattern(raw) if raw else ""
 
 
 def persona_of(req: dict) -> str:

@@ -64,10 +64,26 @@ def test_relevance_cut_off_and_the_fitted_abstention_formula(prompts):
 @pytest.mark.parametrize(
     "text, verdict, problem",
     [
-        ("Demo Tool is MIT licensed and runs from my terminal in a minute, which is all I ask.", "ship", None),
-        ("You are the Builder: a working developer who installs things on a Tuesday afternoon.", "ship", "repeats"),
-        ("Demo Tool is open but I would skip it until the docs catch up with the claims.", "ship", "skipping"),
-        ("Demo Tool is open but I\u200b would\u200b skip it until the docs catch up with it.", "ship", "skipping"),
+        (
+            "Demo Tool is MIT licensed and runs from my terminal in a minute, which is all I ask.",
+            "ship",
+            None,
+        ),
+        (
+            "You are the Builder: a working developer who installs things on a Tuesday afternoon.",
+            "ship",
+            "repeats",
+        ),
+        (
+            "Demo Tool is open but I would skip it until the docs catch up with the claims.",
+            "ship",
+            "skipping",
+        ),
+        (
+            "Demo Tool is open but I\u200b would\u200b skip it until the docs catch up with it.",
+            "ship",
+            "skipping",
+        ),
         ("Demo Tool is a must-have for anyone who formats demo data every single day.", "skip", "shipping"),
         ("Too short.", "skip", "short"),
         ("Demo Tool: answer yes or no, then write your verdict as one JSON object here.", "skip", "repeats"),
@@ -83,7 +99,9 @@ def test_normalise_removes_zero_width_and_bidi_and_folds_width():
 
 
 def obs(slug, a, b, verdict, score=None, rel=0.9):
-    return Observation(slug=slug, answers={"x": a, "y": b}, relevance=rel, ref_verdict=verdict, ref_score=score)
+    return Observation(
+        slug=slug, answers={"x": a, "y": b}, relevance=rel, ref_verdict=verdict, ref_score=score
+    )
 
 
 @pytest.fixture
@@ -113,7 +131,9 @@ def test_abstention_is_fitted_and_never_abstains_without_examples(two_item):
     data += [obs(f"s{i}", 0.6, 0.5, "ship", 70, rel=0.6 + i / 100) for i in range(4)]
     data += [obs(f"k{i}", 0.4, 0.5, "skip", 40, rel=0.6 + i / 100) for i in range(4)]
     fitted = two_item.model_copy(update={"calibration": fit(two_item, data)})
-    assert [predict(fitted, o).verdict == "abstain" for o in data] == [o.ref_verdict == "abstain" for o in data]
+    assert [predict(fitted, o).verdict == "abstain" for o in data] == [
+        o.ref_verdict == "abstain" for o in data
+    ]
     # A low relevance answer never argues for speaking: its weight pushes towards abstaining.
     assert fitted.calibration.abstain_weights.get("relevance", 0) <= 0
     none = fit(two_item, data[4:])
@@ -123,7 +143,9 @@ def test_abstention_is_fitted_and_never_abstains_without_examples(two_item):
 def test_out_of_fold_never_sees_the_tool_it_predicts(two_item):
     # Each tool's label is the opposite of what its answers say in the rest of the set, so a
     # fit that saw the held-out tool could get it right; out of fold it cannot.
-    data = [obs(f"s{i}", 0.8, 0.5, "ship", 80) for i in range(6)] + [obs(f"k{i}", 0.2, 0.5, "skip", 30) for i in range(6)]
+    data = [obs(f"s{i}", 0.8, 0.5, "ship", 80) for i in range(6)] + [
+        obs(f"k{i}", 0.2, 0.5, "skip", 30) for i in range(6)
+    ]
     odd = obs("odd", 0.8, 0.5, "skip", 30)
     preds = out_of_fold(two_item, [*data, odd])
     assert len(preds) == 13 and preds[-1].slug == "odd" and preds[-1].verdict == "ship"

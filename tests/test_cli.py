@@ -11,7 +11,6 @@ CARD = str(ROOT / "data" / "tools" / "claw-code.yaml")
 
 
 def test_review_prints_the_panel_and_show_reads_it_back(holistic):
-    fake = holistic
     res = runner.invoke(app, ["review", CARD])
     assert res.exit_code == 0, res.output
     assert "Builder" in res.output and "80/100" in res.output
@@ -62,11 +61,15 @@ def test_ingest_rerun_history_sql_and_export(fake, isolated, tmp_path):
     assert hist.exit_code == 0 and "new" in hist.output and "m2" in hist.output and "+" in hist.output
     res = runner.invoke(app, ["rerun", "smollm3", "skeptic", "--reason", "x", "--prompt-version", "9"])
     assert res.exit_code == 2 and "skeptic@9.yaml" in res.output
-    res = runner.invoke(app, ["sql", "SELECT persona, version FROM takes WHERE persona = 'skeptic' ORDER BY 2"])
+    res = runner.invoke(
+        app, ["sql", "SELECT persona, version FROM takes WHERE persona = 'skeptic' ORDER BY 2"]
+    )
     assert res.exit_code == 0 and "2 rows" in res.output
     res = runner.invoke(app, ["sql", "DROP TABLE takes"])
     assert res.exit_code == 2 and "only SELECT" in res.output
-    res = runner.invoke(app, ["sql", "SELECT * FROM takes", "--format", "json", "--out", str(tmp_path / "t.json")])
+    res = runner.invoke(
+        app, ["sql", "SELECT * FROM takes", "--format", "json", "--out", str(tmp_path / "t.json")]
+    )
     assert res.exit_code == 0 and (tmp_path / "t.json").read_text().startswith("[")
     res = runner.invoke(app, ["export", "--to", str(tmp_path / "exp")])
     assert res.exit_code == 0 and (tmp_path / "exp" / "takes.parquet").is_file()

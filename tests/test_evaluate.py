@@ -86,7 +86,6 @@ def test_self_consistency_setting_draws_k_takes(holistic, isolated, monkeypatch)
 
 
 def test_comparison_order_check_passes_for_stored_panels(holistic, isolated):
-    fake = holistic
     from flows.render import render_comparison
     from flows.review import review_tool
     from shipskip.publish import compare_both_orders, verdicts_by_tool

@@ -67,7 +67,6 @@ def test_a_take_whose_score_jumps_without_the_injection_is_flagged(holistic, iso
 
 
 def test_a_steady_take_on_an_injected_card_is_not_flagged(holistic, tmp_path):
-    fake = holistic
     card = tmp_path / "evil.yaml"
     card.write_text(
         "name: Evil Tool\nslug: evil-tool\ntagline: t\ncategory: Agents\npricing: Free\nentry_tier: free\n"

@@ -104,3 +104,51 @@ def test_client_errors_are_not_retried(server):
     with pytest.raises(LLMFailure):
         client(server).complete(MSGS, temperature=0.2, max_tokens=100)
     assert len(server.requests) == 1
+
+
+def _choice(tokens):
+    """A chat completion choice whose content tokens carry top log-probabilities."""
+    import math
+    from types import SimpleNamespace as NS
+
+    content = [
+        NS(token=tok, logprob=0.0, top_logprobs=[NS(token=a, logprob=math.log(p)) for a, p in alts])
+        for tok, alts in tokens
+    ]
+    return NS(logprobs=NS(content=content))
+
+
+def test_holistic_score_is_read_as_a_probability_weighted_expectation():
+    from shipskip.llm import expected_score
+
+    toks = [('{"verdict": "ship", "score": ', []), ("7", [("7", 0.5), ("8", 0.3), ("6", 0.2)]), ("4", []),
+            (', "take": "x"}', [])]  # fmt: skip
+    assert expected_score(_choice(toks)) == pytest.approx(10 * (7 * 0.5 + 8 * 0.3 + 6 * 0.2) + 4)
+    assert expected_score(_choice([('{"score": 5', [])])) is None
+    from types import SimpleNamespace as NS
+
+    assert expected_score(NS(logprobs=None)) is None
+
+
+def test_yes_probability_reads_logprobs_and_falls_back_to_the_sampled_word(server):
+    from fakeopenai import yes
+
+    server.script = [yes(0.8), Reply(content="No."), Reply(content="Perhaps"), yes(0.3)]
+    c = client(server)
+    a = c.yes_probability(MSGS)
+    assert a.p_yes == pytest.approx(0.8) and a.source == "logprobs"
+    assert server.requests[0]["max_tokens"] == 1 and server.requests[0]["top_logprobs"] >= 2
+    b = c.yes_probability(MSGS)
+    assert (b.p_yes, b.source) == (0.0, "sampled")
+    # Neither yes nor no: asked again, not fed back (a one-token answer cannot explain itself).
+    d = c.yes_probability(MSGS)
+    assert d.attempts == 2 and d.p_yes == pytest.approx(0.3)
+    assert server.requests[3]["messages"] == MSGS
+
+
+def test_error_text_masks_the_key_before_it_is_cut(server):
+    secret = "sk-test-secret"
+    server.default = Reply(status=401, body=json.dumps({"error": {"message": "x" * 430 + secret}}))
+    with pytest.raises(LLMFailure) as e:
+        client(server).complete(MSGS, temperature=0.2, max_tokens=100)
+    assert "sk-test" not in str(e.value) and "-secret" not in str(e.value)

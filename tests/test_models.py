@@ -54,3 +54,19 @@ def test_community_votes_text():
     assert CommunityVotes().text == "No community votes yet"
     assert CommunityVotes(ship=0, skip=1).text == "0% Ship (0 / 1)"
     assert CommunityVotes(ship=2, skip=1).text == "67% Ship (2 / 3)"
+
+
+def test_untrusted_names_become_literal_patterns_or_none():
+    import re
+
+    from shipskip.models import pattern_literal, reply_json_schema
+
+    assert pattern_literal("Gemini 2.5 Flash") == "Gemini 2[.]5 Flash"
+    assert re.fullmatch(pattern_literal("C++ (Beta)! v1.0-rc"), "C++ (Beta)! v1.0-rc")
+    for hostile in ['a"b', "a\\b", "x]y", "caf\u00e9", "line\nbreak"]:
+        assert pattern_literal(hostile) is None
+    pattern = reply_json_schema("Vercel AI SDK 5.0")["anyOf"][0]["properties"]["take"]["pattern"]
+    assert "\\." not in pattern and re.match(pattern, "Vercel AI SDK 5.0 " + "x" * 50)
+    # The free part refuses quotes, backslashes, newlines and other control characters.
+    for bad in ['he said "no" about it, with enough words here', "a\nnew line and more words to fill it"]:
+        assert not re.match(pattern, "Vercel AI SDK 5.0 " + bad)

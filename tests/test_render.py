@@ -122,7 +122,8 @@ def test_ungrounded_and_sampled_takes_are_marked(store, isolated):
     c = seed(store, "marks", "Marks", ["ship"] * 5, [70] * 5)
     run = store.begin_run(c, kind="rerun", reason="k=3")
     t = make_take("builder", "ship", 75, "Marks is lovely.").model_copy(
-        update={"grounded": False, "samples": 3, "score_spread": 12})
+        update={"grounded": False, "samples": 3, "score_spread": 12}
+    )
     store.commit_review(run, c, [t])
     text = text_of(write_tool(store, isolated / "out", "marks")[0].read_text())
     assert text.count("ungrounded") == 1 and "median of 3, spread 12" in text
@@ -136,7 +137,9 @@ def test_pages_and_show_explain_a_checklist_score_by_its_criteria(store, isolate
 
     c = make_card(slug="gridcast", name="Gridcast")
     run = store.begin_run(c)
-    graded = make_take("builder", "ship", 72, "Gridcast ships an MIT CLI I could run before lunch.").model_copy(
+    graded = make_take(
+        "builder", "ship", 72, "Gridcast ships an MIT CLI I could run before lunch."
+    ).model_copy(
         update={
             "scoring": "checklist",
             "criteria": [

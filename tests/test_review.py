@@ -43,6 +43,7 @@ def test_same_card_is_not_reviewed_twice_unless_forced(holistic, isolated):
 
 def test_a_persona_that_keeps_failing_abstains_and_the_rest_count(holistic, isolated):
     fake = holistic
+
     def answer(req):
         if persona_of(req) == "skeptic":
             return Reply(content="{not json")
@@ -139,7 +140,11 @@ def graded_answers(p_for_question, take_for=None):
         if is_question(req):
             return yes(p_for_question(question_of(req)))
         if is_take_request(req):
-            return take_for(req) if take_for else take_text(req, "is MIT licensed and runs from my terminal, so it earns its place.")
+            return (
+                take_for(req)
+                if take_for
+                else take_text(req, "is MIT licensed and runs from my terminal, so it earns its place.")
+            )
         raise AssertionError("the checklist path sends no holistic request")
 
     return answer
@@ -152,7 +157,9 @@ def test_checklist_score_is_the_weighted_sum_of_logprob_answers(fake, isolated):
     fake.default = graded_answers(lambda q: 0.9 if "licence" in q else 0.2)
     out = review_tool(card_path=CARD)
     prompts = load_prompts(ROOT / "prompts")
-    rows = stored(isolated).query("SELECT persona, score, verdict, scoring, criteria, take FROM current_takes")
+    rows = stored(isolated).query(
+        "SELECT persona, score, verdict, scoring, criteria, take FROM current_takes"
+    )
     assert len(rows) == 5
     import json
 
@@ -167,16 +174,22 @@ def test_checklist_score_is_the_weighted_sum_of_logprob_answers(fake, isolated):
         assert len(crit) == len(prompts.personas[r["persona"]].checklist.items)
         assert r["score"] == score_from(prompts.personas[r["persona"]].checklist, crit)
         assert r["verdict"] == verdict_for(r["score"]) and r["scoring"] == "checklist"
-        assert r["take"].startswith("Claw Code")
+        assert r["take"].startswith(f"I {r['verdict']} Claw Code because it")
     builder = next(t for t in out.takes if t.persona == "builder")
     assert "open licence" in builder.why.split("; not met")[0]
     # One request per question (and relevance), then one take per seat that spoke.
-    questions = sum(len(p.checklist.items) + (p.checklist.relevance is not None) for p in prompts.personas.values())
+    questions = sum(
+        len(p.checklist.items) + (p.checklist.relevance is not None) for p in prompts.personas.values()
+    )
     spoke = sum(not t.abstained for t in out.takes)
     # A seat cut off by its relevance answer is not asked the rest.
     skipped = sum(len(prompts.personas[t.persona].checklist.items) for t in out.takes if not t.criteria)
     assert len(fake.requests) == questions - skipped + spoke
-    assert all(r["max_tokens"] == 1 and r["logprobs"] for r in fake.requests if "Answer Yes or No." in r["messages"][-1]["content"])
+    assert all(
+        r["max_tokens"] == 1 and r["logprobs"]
+        for r in fake.requests
+        if "Answer Yes or No." in r["messages"][-1]["content"]
+    )
 
 
 def test_checklist_falls_back_to_sampled_answers_without_logprobs(fake, isolated):
@@ -184,7 +197,9 @@ def test_checklist_falls_back_to_sampled_answers_without_logprobs(fake, isolated
 
     def answer(req):
         if is_question(req):
-            return Reply(content="Yes." if "open" in req["messages"][-1]["content"].splitlines()[-2] else "No")
+            return Reply(
+                content="Yes." if "open" in req["messages"][-1]["content"].splitlines()[-2] else "No"
+            )
         assert is_take_request(req)
         return take_text(req, "names the MIT licence and the terminal loop as what I would build on.")
 
@@ -204,7 +219,9 @@ def test_a_provider_that_refuses_logprobs_is_asked_plainly(fake, isolated):
     def answer(req):
         if is_question(req):
             if req.get("logprobs"):
-                return Reply(status=400, body='{"error": {"message": "logprobs is not supported for this model"}}')
+                return Reply(
+                    status=400, body='{"error": {"message": "logprobs is not supported for this model"}}'
+                )
             return Reply(content="Yes")
         return take_text(req)
 
@@ -238,8 +255,12 @@ def test_a_take_that_argues_against_its_verdict_is_asked_again_then_abstains(fak
 
     def contrary(req):
         # Whatever the verdict in the prompt, the take keeps arguing for the other one.
-        ships = "Your verdict is SHIP" in req["messages"][1]["content"]
-        stance = "is not worth it and I would skip it for now." if ships else "is a must-have and I would ship it today."
+        ships = " is ship (" in req["messages"][1]["content"]
+        stance = (
+            "is not worth it and I would skip it for now."
+            if ships
+            else "is a must-have and I would ship it today."
+        )
         return Reply(content=json.dumps({"take": f"{tool_of(req)} {stance}"}))
 
     import json
@@ -255,5 +276,32 @@ def test_a_take_that_argues_against_its_verdict_is_asked_again_then_abstains(fak
     for t in judged:
         assert t.abstained and "fits its verdict" in t.abstain_reason
         assert "argues for" in (t.error or "") and t.criteria
-    takes = [r for r in fake.requests if "Write your take" in r["messages"][1]["content"]]
+    from fakeopenai import is_take_request
+
+    takes = [r for r in fake.requests if is_take_request(r)]
     assert any("rejected" in r["messages"][-1]["content"] for r in takes)
+
+
+@pytest.mark.slow
+def test_names_with_dots_and_brackets_make_grammars_the_real_server_accepts():
+    """A tool name once spliced into a pattern as 'Gemini 2\\.5' crashed llama.cpp's server."""
+    from shipskip.embedded import embedded_server
+    from shipskip.llm import LLMClient
+
+    from shipskip.llm import LLMFailure
+
+    names = ["Gemini 2.5 Flash", "C++ (Beta)! v1.0", 'Say "hi" \\ now']
+    with embedded_server(n_ctx=1024) as url:
+        client = LLMClient(base_url=url, api_key=None, model="m", mode="json_object", max_attempts=1)
+        for name in names:
+            msgs = [{"role": "user", "content": f"Judge {name} in one JSON object."}]
+            for call in (
+                lambda: client.complete(msgs, temperature=0.0, max_tokens=40, lead=name),
+                lambda: client.write_take(msgs, lambda t: None, temperature=0.0, max_tokens=40,
+                                          opening=f"I ship {name} because it"),  # fmt: skip
+            ):
+                try:
+                    call()
+                except LLMFailure as exc:  # cut off at 40 tokens is fine; a dead server is not
+                    assert "Connection" not in str(exc), exc
+        assert client.yes_probability([{"role": "user", "content": "Is water wet?"}]).source == "logprobs"

@@ -58,7 +58,9 @@ def _features(checklist: Checklist, obs: Sequence[Observation]) -> tuple[list[st
     return names, np.array(rows, dtype=float).reshape(len(obs), len(names))
 
 
-def _logistic(z: np.ndarray, y: np.ndarray, weights: np.ndarray, free: np.ndarray) -> tuple[np.ndarray, float]:
+def _logistic(
+    z: np.ndarray, y: np.ndarray, weights: np.ndarray, free: np.ndarray
+) -> tuple[np.ndarray, float]:
     """Coefficients and an intercept by projected gradient descent; coefficients not marked
     `free` are held at zero or above (the lens's direction)."""
     n, k = z.shape
@@ -116,7 +118,9 @@ def _fit_abstention(names: list[str], x: np.ndarray, abstained: np.ndarray) -> t
     return round(base, 4), {n: round(float(c), 4) for n, c in zip(names, coef, strict=True) if abs(c) > 1e-4}
 
 
-def fit(checklist: Checklist, obs: Sequence[Observation], command: str = "", fitted_on: str = "") -> Calibration:
+def fit(
+    checklist: Checklist, obs: Sequence[Observation], command: str = "", fitted_on: str = ""
+) -> Calibration:
     """Weights, base, yes-rate weight and abstention model from labelled observations."""
     items = checklist.items
     k = len(items)

@@ -10,7 +10,9 @@ from .models import Criterion
 from .personas import Checklist, Persona
 
 
-def features(checklist: Checklist, criteria: Sequence[Criterion], p_relevant: float | None) -> dict[str, float]:
+def features(
+    checklist: Checklist, criteria: Sequence[Criterion], p_relevant: float | None
+) -> dict[str, float]:
     """What the calibrated formulas read: each item's P(yes) (a failed one at its reference
     mean), the mean of them all ('yes_rate') and the relevance answer."""
     by_id = {c.id: c.p_yes for c in criteria}
@@ -92,4 +94,3 @@ def take_problem(text: str, verdict: str, persona: Persona, prompt_text: str) ->
     if verdict == "skip" and _ARGUES_SHIP.search(t):
         return "the take argues for shipping, but the verdict is skip"
     return None
-

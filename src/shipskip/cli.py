@@ -422,29 +422,32 @@ def print_eval(out: dict) -> None:
         ("out_of_fold", "out-of-fold (leave one tool out)"),
         ("persona_files", "weights in the persona files (in-sample)"),
     ):
-        fig = s[key]
-        console.print(f"[bold]{title}[/] · eval {out['eval_id'][:8]}", highlight=False)
-        table = Table(title_justify="left")
-        for c in ("seat", "n", "agreement", "kappa", "mae", "abstained"):
-            table.add_column(c)
-        for name, f in fig["seats"].items():
-            table.add_row(
-                name, str(f["n"]), str(f["verdict_agreement"]), str(f["kappa"]), str(f["mae"]), f["abstained"]
-            )
-        console.print(table)
-        console.print(
-            "  ".join(f"{k.replace('_', ' ')}: {v}" for k, v in fig.items() if k != "seats"), highlight=False
-        )
+        print_figures(f"{title} · eval {out['eval_id'][:8]}", s[key])
     if "takes" in s:
         console.print("takes: " + "  ".join(f"{k.replace('_', ' ')}: {v}" for k, v in s["takes"].items()))
 
 
-def _eval_holistic(reference: Path, samples: int) -> None:
-    from flows.evaluate import evaluate_panel
+def print_figures(title: str, fig: dict) -> None:
+    """Per-seat agreement and the panel-level figures, as `shipskip eval` reports them."""
+    console.print(f"[bold]{title}[/]", highlight=False)
+    table = Table(title_justify="left")
+    for c in ("seat", "n", "agreement", "kappa", "mae", "abstained"):
+        table.add_column(c)
+    for name, f in fig["seats"].items():
+        table.add_row(
+            name, str(f["n"]), str(f["verdict_agreement"]), str(f["kappa"]), str(f["mae"]), f["abstained"]
+        )
+    console.print(table)
+    console.print(
+        "  ".join(f"{k.replace('_', ' ')}: {v}" for k, v in fig.items() if k != "seats"), highlight=False
+    )
 
-    _quiet_prefect_loggers()
+
+def _eval_holistic(reference: Path, samples: int) -> None:
+    from .evaluate import run_holistic_eval
+
     with user_errors():
-        out = evaluate_panel(reference=str(reference), samples=samples)
+        out = run_holistic_eval(get_settings(), reference, samples)
     table = Table(title=f"Panel quality (eval {out['eval_id'][:8]})", title_justify="left")
     cols = ["valid_first_attempt", "abstention_rate", "verdict_agreement", "kappa", "mae", "spearman",
             "flip_rate", "grounded_rate"]  # fmt: skip
@@ -452,8 +455,10 @@ def _eval_holistic(reference: Path, samples: int) -> None:
     for c in cols:
         table.add_column(c.replace("_", " "))
     for name, fig in out["summary"].items():
-        table.add_row(name, *("-" if fig.get(c) is None else str(fig[c]) for c in cols))
+        if name != "targets":
+            table.add_row(name, *("-" if fig.get(c) is None else str(fig[c]) for c in cols))
     console.print(table)
     console.print(
         f"similarity of takes on one tool: {out['summary']['overall']['similarity']}", highlight=False
     )
+    print_figures("the same figures as the checklist's", out["summary"]["targets"])

@@ -18,7 +18,7 @@ from .checklist import take_problem
 from .errors import InputError, ShipskipError, describe_validation_error
 from .models import PERSONAS, Criterion, Take, ToolCard
 from .personas import PromptSet, load_prompts, write_calibration
-from .quality import cohen_kappa, consensus, is_grounded, spearman
+from .quality import cohen_kappa, consensus, is_grounded, panel_similarity, spearman
 from .review import Panel, Spend, open_panel
 from .settings import Settings
 from .store import Store
@@ -337,4 +337,28 @@ def run_checklist_eval(
         for persona, p in prompts.personas.items():
             cal = fit(p.checklist, observations(results, persona), command=command, fitted_on=today)
             write_calibration(settings.prompts_dir / "personas" / f"{persona}.yaml", cal)
+    return {"eval_id": eval_id, "summary": summary}
+
+
+def run_holistic_eval(settings: Settings, reference: Path, samples: int = 3) -> dict:
+    """The holistic prompt on every labelled card, `samples` draws per seat (median kept)."""
+    items = load_reference(reference)
+    prompts = load_prompts(settings.prompts_dir)
+    results, similarities = [], []
+    with open_panel(settings, prompts) as panel:
+        for item in items:
+            takes = []
+            for persona in prompts.personas:
+                draws = [panel.ask(persona, item.card) for _ in range(samples)]
+                result, take = judge_item(item, persona, draws)
+                results.append(result)
+                takes.append(take)
+            sim = panel_similarity(takes, item.card)
+            if sim is not None:
+                similarities.append(sim)
+        model = ", ".join(sorted({c.model for c in panel.clients.values()}))
+    summary = summarise(results, similarities)
+    summary["targets"] = {**panel_figures(results), "seats": seat_figures(results)}
+    prompt_hash = ",".join(prompts.prompt_hash(p) for p in prompts.personas)
+    eval_id = Store(settings.db_path).save_eval(str(reference), model, prompt_hash, samples, summary, results)
     return {"eval_id": eval_id, "summary": summary}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -28,11 +29,14 @@ from tenacity import (
 from .models import (
     MAX_TAKE_CHARS,
     REPLY_ADAPTER,
+    SHIP_THRESHOLD,
     AbstainReply,
     ShipReply,
     SkipReply,
     Usage,
+    pattern_literal,
     reply_json_schema,
+    take_body,
 )
 
 ResponseMode = Literal["json_schema", "json_object"]
@@ -103,6 +107,40 @@ _NO = frozenset({"no", "n", "false"})
 
 def _word(token: str) -> str:
     return token.strip().strip(".,!:;\"'*").lower()
+
+
+_SCORE_KEY = re.compile(r'"score"\s*:\s*$')
+
+
+def expected_score(choice: Any) -> float | None:
+    """The score's leading digit as an expectation over its top alternatives, the rest as sampled.
+
+    Reads the tokens of the reply in order; at the first digit after `"score":`, every digit
+    among the top log-probabilities is weighed by its probability. None without log-probabilities.
+    """
+    lp = getattr(choice, "logprobs", None)
+    tokens = lp.content if lp and lp.content else None
+    if not tokens:
+        return None
+    text = ""
+    for k, tok in enumerate(tokens):
+        if _SCORE_KEY.search(text) and tok.token.strip().isdigit():
+            digits = tok.token.strip()
+            rest = ""
+            for nxt in tokens[k + 1 :]:
+                if not nxt.token.isdigit():
+                    break
+                rest += nxt.token
+            width = len(digits) + len(rest)
+            alts = [(a.token.strip(), math.exp(a.logprob)) for a in tok.top_logprobs or []]
+            alts = [(d, p) for d, p in alts if d.isdigit() and len(d) == len(digits)]
+            if width > 3 or not alts:
+                return None
+            total = sum(p for _, p in alts)
+            scale = 10 ** len(rest)
+            return sum(int(d) * scale * p for d, p in alts) / total + (int(rest) if rest else 0)
+        text += tok.token
+    return None
 
 
 def _parse_yes_no(choice: Any) -> tuple[float, str]:
@@ -208,7 +246,14 @@ class LLMClient:
         if not content:
             raise InvalidOutput("the reply was empty", "")
         try:
-            return REPLY_ADAPTER.validate_python(json.loads(content))
+            reply = REPLY_ADAPTER.validate_python(json.loads(content))
+            if not isinstance(reply, AbstainReply):
+                expected = expected_score(choice)
+                if expected is not None:
+                    # G-Eval: the probability-weighted score, kept inside its verdict's range.
+                    low, high = (SHIP_THRESHOLD, 100) if reply.verdict == "ship" else (0, SHIP_THRESHOLD - 1)
+                    reply = reply.model_copy(update={"score": max(low, min(high, round(expected)))})
+            return reply
         except json.JSONDecodeError as exc:
             cut = " (cut off at max_tokens)" if choice.finish_reason == "length" else ""
             raise InvalidOutput(f"not valid JSON{cut}: {exc.msg}", content) from exc
@@ -247,8 +292,9 @@ class LLMClient:
         try:
             return retrying(attempt)
         except (*TRANSIENT, InvalidOutput, openai.APIError) as exc:
+            # Mask the key before cutting: a cut could leave part of it that no longer matches.
             raise LLMFailure(
-                self.redact(f"{type(exc).__name__}: {exc}".splitlines()[0][:500]),
+                self.redact(f"{type(exc).__name__}: {exc}").splitlines()[0][:500],
                 state.attempts,
                 state.usage,
             ) from None
@@ -268,7 +314,7 @@ class LLMClient:
             state,
             lambda: self._request(
                 state, self._parse_reply, temperature=temperature, max_tokens=max_tokens,
-                response_format=self._response_format(lead),
+                response_format=self._response_format(lead), **self._logprob_args(),
             ),
         )  # fmt: skip
         return Completion(
@@ -278,6 +324,9 @@ class LLMClient:
             latency_ms=int((time.perf_counter() - started) * 1000),
             model=state.model,
         )
+
+    def _logprob_args(self) -> dict[str, Any]:
+        return {"logprobs": True, "top_logprobs": TOP_LOGPROBS} if self._logprobs else {}
 
     def yes_probability(self, messages: list[dict[str, str]], max_tokens: int = 1) -> Answer:
         """P(yes) for a Yes/No question, from the first token's log-probabilities.
@@ -289,11 +338,9 @@ class LLMClient:
         state = _State(messages=list(messages), model=self.model, reask=False)
 
         def send() -> tuple[float, str]:
-            extra: dict[str, Any] = {"logprobs": True, "top_logprobs": TOP_LOGPROBS} if self._logprobs else {}
+            extra = self._logprob_args()
             try:
-                return self._request(
-                    state, _parse_yes_no, temperature=0.0, max_tokens=max_tokens, **extra
-                )
+                return self._request(state, _parse_yes_no, temperature=0.0, max_tokens=max_tokens, **extra)
             except openai.BadRequestError as exc:
                 if self._logprobs and "logprob" in str(exc).lower():
                     self._logprobs = False  # this provider does not offer them; ask plainly from now on
@@ -310,6 +357,7 @@ class LLMClient:
         *,
         temperature: float,
         max_tokens: int,
+        opening: str | None = None,
     ) -> Completion:
         """A take as {"take": ...}; `check` names what is wrong with it, and the model is asked again."""
         state = _State(messages=list(messages), model=self.model)
@@ -336,7 +384,7 @@ class LLMClient:
             state,
             lambda: self._request(
                 state, parse, temperature=temperature, max_tokens=max_tokens,
-                response_format=self._take_format(),
+                response_format=self._take_format(opening),
             ),
         )  # fmt: skip
         return Completion(
@@ -347,10 +395,15 @@ class LLMClient:
             model=state.model,
         )
 
-    def _take_format(self) -> dict:
+    def _take_format(self, opening: str | None) -> dict:
+        """A take of 40 to MAX_TAKE_CHARS characters; with `opening`, it must start with those words."""
+        take: dict[str, Any] = {"type": "string", "minLength": 40, "maxLength": MAX_TAKE_CHARS}
+        literal = pattern_literal(opening) if opening else None
+        if opening and literal:
+            take["pattern"] = "^" + literal + " " + take_body(20, MAX_TAKE_CHARS - len(opening) - 1)
         schema = {
             "type": "object",
-            "properties": {"take": {"type": "string", "minLength": 40, "maxLength": MAX_TAKE_CHARS}},
+            "properties": {"take": take},
             "required": ["take"],
             "additionalProperties": False,
         }

@@ -21,6 +21,7 @@ def verdict_for(score: int) -> Literal["ship", "skip"]:
     """The one verdict rule: the verdict follows the score."""
     return "ship" if score >= SHIP_THRESHOLD else "skip"
 
+
 MAX_DESCRIPTION_CHARS = 20_000
 MAX_TAKE_CHARS = 400
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
@@ -159,7 +160,25 @@ Reply = Annotated[ShipReply | SkipReply | AbstainReply, Field(discriminator="ver
 REPLY_ADAPTER: TypeAdapter[ShipReply | SkipReply | AbstainReply] = TypeAdapter(Reply)
 
 
-_PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 .+-]{0,60}$")
+# Characters a name may carry into a grammar pattern; anything else (quotes, backslashes,
+# brackets, non-ASCII) and the pattern is left out rather than risk an invalid grammar.
+_PATTERN_SAFE = re.compile(r"^[A-Za-z0-9 .,:;!?'&()+*/@#%=_-]{1,80}$")
+
+
+def take_body(low: int, high: int) -> str:
+    """The free part of a take: printable characters only (no quote, backslash or control
+    character, so no newline can break the JSON string)."""
+    return f'[^"\\\\\\x00-\\x1f]{{{max(0, low)},{max(low, high)}}}$'
+
+
+def pattern_literal(text: str) -> str | None:
+    """`text` as a regular expression matching it literally, in the subset every grammar
+    converter reads: letters, digits and spaces as themselves, each other character alone in a
+    class ([.] rather than \\. whose escape llama.cpp's grammar parser rejects). None when the
+    text holds a character that cannot be written so."""
+    if not _PATTERN_SAFE.match(text):
+        return None
+    return "".join(ch if ch.isalnum() or ch == " " else ("[-]" if ch == "-" else f"[{ch}]") for ch in text)
 
 
 def reply_json_schema(lead: str | None = None) -> dict:
@@ -177,10 +196,11 @@ def reply_json_schema(lead: str | None = None) -> dict:
             # Grammar converters drop integer bounds, but every one of them honours an enum.
             if prop.get("type") == "integer" and "minimum" in prop:
                 prop["enum"] = list(range(prop["minimum"], prop["maximum"] + 1))
-        if lead and "take" in schema["properties"] and _PLAIN_NAME.match(lead):
+        literal = pattern_literal(lead) if lead else None
+        if literal and "take" in schema["properties"]:
             take = schema["properties"]["take"]
-            body = f'[^"\\\\]{{{take["minLength"]},{take["maxLength"] - len(lead) - 1}}}'
-            take["pattern"] = "^" + re.escape(lead).replace("\\ ", " ") + " " + body + "$"
+            room = take["maxLength"] - len(lead or "") - 1
+            take["pattern"] = "^" + literal + " " + take_body(take["minLength"], room)
         branches.append(schema)
     return {"anyOf": branches}
 

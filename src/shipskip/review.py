@@ -12,7 +12,7 @@ from .checklist import abstains, below_relevance, score_from, take_problem
 from .embedded import embedded_model_name, embedded_server
 from .injection import score_jumped, without_suspicious
 from .llm import LLMClient, LLMFailure
-from .models import Criterion, Take, ToolCard, Usage, clean_text, verdict_for
+from .models import Criterion, Take, ToolCard, Usage, clean_text, pattern_literal, verdict_for
 from .personas import PromptSet, question_messages, render_messages, take_messages
 from .quality import consensus, is_grounded
 from .settings import Settings
@@ -23,6 +23,11 @@ _LIMITERS: dict[int, threading.BoundedSemaphore] = {}
 
 def _limiter(n: int) -> threading.BoundedSemaphore:
     return _LIMITERS.setdefault(n, threading.BoundedSemaphore(n))
+
+
+def take_opening(verdict: str, name: str) -> str:
+    """The words a take must open with, so its stance is its verdict's by construction."""
+    return f"I {verdict} {name} because it" if pattern_literal(name) else f"I {verdict} this tool because it"
 
 
 @dataclass
@@ -162,6 +167,7 @@ class Panel:
                 lambda text: take_problem(text, verdict, p, instructions),
                 temperature=self._meta(persona, None)["temperature"],
                 max_tokens=self.settings.max_tokens,
+                opening=take_opening(verdict, card.name),
             )
         except LLMFailure as exc:
             spend.add(exc.usage, exc.attempts, error=str(exc))

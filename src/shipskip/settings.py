@@ -66,7 +66,7 @@ class Settings(BaseSettings):
 
     # Any GGUF file to serve instead of the packaged SmolLM2-135M-Instruct.
     embedded_model_path: Path | None = None
-    embedded_ctx: int = 4096
+    embedded_ctx: int = 2048
     embedded_threads: int | None = None
     embedded_startup_timeout_s: float = 120.0
 
