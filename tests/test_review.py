@@ -286,9 +286,7 @@ def test_a_take_that_argues_against_its_verdict_is_asked_again_then_abstains(fak
 def test_names_with_dots_and_brackets_make_grammars_the_real_server_accepts():
     """A tool name once spliced into a pattern as 'Gemini 2\\.5' crashed llama.cpp's server."""
     from shipskip.embedded import embedded_server
-    from shipskip.llm import LLMClient
-
-    from shipskip.llm import LLMFailure
+    from shipskip.llm import LLMClient, LLMFailure
 
     names = ["Gemini 2.5 Flash", "C++ (Beta)! v1.0", 'Say "hi" \\ now']
     with embedded_server(n_ctx=1024) as url:
