@@ -294,9 +294,10 @@ def test_names_with_dots_and_brackets_make_grammars_the_real_server_accepts():
         for name in names:
             msgs = [{"role": "user", "content": f"Judge {name} in one JSON object."}]
             for call in (
-                lambda: client.complete(msgs, temperature=0.0, max_tokens=40, lead=name),
-                lambda: client.write_take(msgs, lambda t: None, temperature=0.0, max_tokens=40,
-                                          opening=f"I ship {name} because it"),  # fmt: skip
+                lambda msgs=msgs, name=name: client.complete(msgs, temperature=0.0, max_tokens=40, lead=name),
+                lambda msgs=msgs, name=name: client.write_take(
+                    msgs, lambda t: None, temperature=0.0, max_tokens=40, opening=f"I ship {name} because it"
+                ),
             ):
                 try:
                     call()
