@@ -9,6 +9,7 @@ from conftest import make_card, make_take
 from shipskip.analytics import check_read_only, export, run_sql, trend_points, trend_summary, write_result
 from shipskip.errors import ShipskipError
 from shipskip.render import trends_page
+from shipskip.store import Store
 
 P = ["builder", "skeptic", "futurist", "creator", "founder"]
 
@@ -158,3 +159,36 @@ def test_trends_command_on_an_empty_database(isolated):
     res = CliRunner().invoke(app, ["trends"])
     assert res.exit_code == 0 and "No scored takes" in res.output
     assert (isolated / "out" / "trends.html").is_file()
+
+
+def test_sql_runs_in_a_sandbox_without_files_network_or_extensions(fx, tmp_path, monkeypatch):
+    secret_file = tmp_path / "secret.txt"
+    secret_file.write_text("key=sk-do-not-read\n")
+    for query in [
+        f"SELECT * FROM read_csv('{secret_file}')",
+        "SELECT * FROM read_text('/proc/self/environ')",
+        "SELECT * FROM read_csv('https://example.invalid/x.csv')",
+        "SELECT current_setting('enable_external_access') AS v, * FROM read_text('/etc/hostname')",
+    ]:
+        with pytest.raises(ShipskipError) as e:
+            run_sql(fx, query)
+        assert "sk-do-not-read" not in str(e.value)
+    # Parquet output may write its own file, and nothing else.
+    write_result(fx, "SELECT 1 AS a", "parquet", tmp_path / "ok.parquet")
+    with pytest.raises(ShipskipError):
+        write_result(fx, f"SELECT * FROM read_csv('{secret_file}')", "parquet", tmp_path / "x.parquet")
+
+
+def test_sql_out_stays_under_the_working_directory(fake, isolated, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from shipskip.cli import app
+
+    fx_store = Store(isolated / "shipskip.duckdb")
+    fx_store.init()
+    monkeypatch.chdir(tmp_path)
+    outside = tmp_path.parent / "elsewhere.csv"
+    res = CliRunner().invoke(app, ["sql", "SELECT 1 AS a", "--format", "csv", "--out", str(outside)])
+    assert res.exit_code == 2 and not outside.exists() and "--out" in res.output
+    ok = CliRunner().invoke(app, ["sql", "SELECT 1 AS a", "--format", "csv", "--out", "here.csv"])
+    assert ok.exit_code == 0 and (tmp_path / "here.csv").read_text().startswith("a")

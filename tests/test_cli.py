@@ -48,7 +48,7 @@ def test_unknown_tool_is_a_clear_error(fake):
     assert res.exit_code == 2 and "nope" in res.output
 
 
-def test_ingest_rerun_history_sql_and_export(fake, isolated, tmp_path):
+def test_ingest_rerun_history_sql_and_export(fake, isolated, tmp_path, monkeypatch):
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     (inbox / "smollm3.yaml").write_text((ROOT / "data" / "tools" / "smollm3.yaml").read_text())
@@ -67,6 +67,8 @@ def test_ingest_rerun_history_sql_and_export(fake, isolated, tmp_path):
     assert res.exit_code == 0 and "2 rows" in res.output
     res = runner.invoke(app, ["sql", "DROP TABLE takes"])
     assert res.exit_code == 2 and "only SELECT" in res.output
+
+    monkeypatch.chdir(tmp_path)  # --out writes only under the working directory
     res = runner.invoke(
         app, ["sql", "SELECT * FROM takes", "--format", "json", "--out", str(tmp_path / "t.json")]
     )

@@ -45,7 +45,7 @@ class Result:
 
 def run_sql(store: Store, sql: str) -> Result:
     check_read_only(sql)
-    with store.connect(read_only=True) as con:
+    with store.sandbox() as con:
         try:
             rel = con.sql(sql)
             return Result(columns=list(rel.columns), rows=rel.fetchall())
@@ -57,7 +57,7 @@ def write_result(store: Store, sql: str, fmt: str, out: Path) -> Path:
     """csv and json from fetched rows; parquet through DuckDB's own writer."""
     check_read_only(sql)
     if fmt == "parquet":
-        with store.connect(read_only=True) as con:
+        with store.sandbox([str(out.resolve())]) as con:
             try:
                 con.sql(sql).write_parquet(str(out))
             except duckdb.Error as exc:

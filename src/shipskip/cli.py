@@ -300,6 +300,11 @@ def sql(
             res = run_sql(_store(), query)
         else:
             target = out or Path(f"query.{format}")
+            # A query's output lands only under the working directory or the output folder.
+            where = target.resolve()
+            roots = [Path.cwd().resolve(), get_settings().out_dir.resolve()]
+            if not any(where == r or r in where.parents for r in roots):
+                raise ShipskipError(f"--out {target}: write under the working directory or {roots[1]}")
             write_result(_store(), query, format, target)
     if format != "table":
         console.print(f"Wrote {target}", highlight=False)

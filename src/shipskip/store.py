@@ -92,6 +92,22 @@ class Store:
                 con.close()
 
     @contextmanager
+    def sandbox(self, allowed_paths: list[str] | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-only connection for queries typed by a person: no file but `allowed_paths`,
+        no network, no extension installed or loaded behind its back, and settings locked."""
+        with self.connect(read_only=True) as con:
+            if allowed_paths:
+                con.execute("SET allowed_paths = ?", [allowed_paths])
+            for setting in (
+                "SET enable_external_access = false",
+                "SET autoinstall_known_extensions = false",
+                "SET autoload_known_extensions = false",
+                "SET lock_configuration = true",
+            ):
+                con.execute(setting)
+            yield con
+
+    @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
         with self.connect() as con:
             con.begin()
