@@ -21,7 +21,7 @@ quiet_prefect()
 from . import progress as signals  # noqa: E402
 from .cards import load_card  # noqa: E402
 from .errors import ShipskipError  # noqa: E402
-from .models import PERSONAS, PanelVerdict, Take  # noqa: E402
+from .models import PERSONAS, PanelVerdict, Take, clean_text  # noqa: E402
 from .panel import aggregate  # noqa: E402
 from .settings import get_settings  # noqa: E402
 from .store import Store  # noqa: E402
@@ -62,7 +62,8 @@ def takes_table(title: str, takes: list[Take]) -> Table:
         if t is None or t.abstained:
             table.add_row(name.title(), "-", "-", "No panel take")
         else:
-            first = (t.take or "").strip().splitlines()[0] if t.take else ""
+            # Stored text is cleaned on the way in; cleaned again here for takes stored before that.
+            first = clean_text(t.take) if t.take else ""
             flag = " [yellow](flagged)[/]" if t.suspicious else ""
             why = f"\n[dim]{escape(t.why)}[/]" if t.why else ""
             table.add_row(name.title(), f"{t.score}/100", t.verdict or "", escape(first) + flag + why)

@@ -37,7 +37,7 @@ def suspicious_sentences(text: str) -> list[str]:
 def without_suspicious(card: ToolCard) -> ToolCard | None:
     """The card with steering sentences removed, or None when there are none."""
     fields = {}
-    for name in ("name", "tagline", "pricing", "description"):
+    for name in ("name", "tagline", "category", "pricing", "description"):
         value = getattr(card, name)
         spans = suspicious_sentences(value)
         for span in spans:

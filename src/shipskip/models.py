@@ -72,9 +72,16 @@ def clean_text(value: str) -> str:
     return " ".join(value.split())
 
 
+def normalise_untrusted(value: str) -> str:
+    """NFKC (full-width and look-alike forms folded), zero-width and bidi controls removed, so
+    what the injection scan reads is what the model reads."""
+    value = unicodedata.normalize("NFKC", value)
+    return "".join(ch for ch in value if unicodedata.category(ch) != "Cf")
+
+
 def _clean_line(value: str) -> str:
-    """One-line text fields: control characters out, whitespace collapsed."""
-    return " ".join(_CONTROL_RE.sub(" ", value).split())
+    """One-line text fields: normalised, control characters out, whitespace collapsed."""
+    return " ".join(_CONTROL_RE.sub(" ", normalise_untrusted(value)).split())
 
 
 class ToolCard(BaseModel):
@@ -114,7 +121,7 @@ class ToolCard(BaseModel):
     @field_validator("description")
     @classmethod
     def _description(cls, v: str) -> str:
-        v = _CONTROL_RE.sub(" ", v).strip()
+        v = _CONTROL_RE.sub(" ", normalise_untrusted(v)).strip()
         if len(v) < 20:
             raise ValueError("must hold at least 20 characters of text")
         return v
@@ -154,6 +161,14 @@ class AbstainReply(BaseModel):
     model_config = ConfigDict(extra="forbid")
     verdict: Literal["abstain"]
     reason: Annotated[str, Field(min_length=3, max_length=300)]
+
+    @field_validator("reason")
+    @classmethod
+    def _says_something(cls, v: str) -> str:
+        # "...", "10.2" or a lone symbol is not a reason a reader can use.
+        if len(re.findall(r"[^\W\d_]{2,}", v)) < 2:
+            raise ValueError("must give the reason in words")
+        return clean_text(v)
 
 
 Reply = Annotated[ShipReply | SkipReply | AbstainReply, Field(discriminator="verdict")]
