@@ -28,6 +28,7 @@ class Reply:
     # Alternatives at the first answer token as (token, probability), sent as top_logprobs
     # when the request asks for log-probabilities.
     logprobs: list[tuple[str, float]] | None = None
+    model: str | None = None  # the model the reply says answered; the requested one by default
 
 
 def take_json(verdict: str = "ship", score: int = 80, take: str | None = None, lead: str = "") -> str:
@@ -102,7 +103,7 @@ class FakeOpenAI:
                             "id": "chatcmpl-fake",
                             "object": "chat.completion",
                             "created": int(time.time()),
-                            "model": req.get("model", "fake"),
+                            "model": reply.model or req.get("model", "fake"),
                             "choices": [
                                 {
                                     "index": 0,

@@ -304,3 +304,17 @@ def test_names_with_dots_and_brackets_make_grammars_the_real_server_accepts():
                 except LLMFailure as exc:  # cut off at 40 tokens is fine; a dead server is not
                     assert "Connection" not in str(exc), exc
         assert client.yes_probability([{"role": "user", "content": "Is water wet?"}]).source == "logprobs"
+
+
+def test_the_model_recorded_is_the_one_the_provider_reports(fake, isolated):
+    from fakeopenai import standard_answer
+
+    def answer(req):
+        reply = standard_answer(req)
+        reply.model = "served-model-v2"
+        return reply
+
+    fake.default = answer
+    review_tool(card_path=CARD)
+    models = {r["model"] for r in stored(isolated).query("SELECT model FROM takes")}
+    assert models == {"served-model-v2"}
