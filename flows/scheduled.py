@@ -7,6 +7,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.review import persona_take, review_card
 from shipskip.errors import ShipskipError
+from shipskip.llm import ProviderRejected
 from shipskip.personas import load_prompts
 from shipskip.review import open_panel
 from shipskip.settings import get_settings
@@ -27,6 +28,8 @@ def review_new_tools(source: str) -> dict[str, list[str]]:
             continue
         try:
             out = review_card(entry.card, store)
+        except ProviderRejected:
+            raise  # the provider refuses every tool alike: stop, and mark nothing reviewed
         except ShipskipError as exc:
             logger.warning("skipped %s: %s", entry.where, exc)
             report["refused"].append(str(exc))

@@ -75,3 +75,24 @@ def test_ingest_rerun_history_sql_and_export(fake, isolated, tmp_path, monkeypat
     assert res.exit_code == 0 and (tmp_path / "t.json").read_text().startswith("[")
     res = runner.invoke(app, ["export", "--to", str(tmp_path / "exp")])
     assert res.exit_code == 0 and (tmp_path / "exp" / "takes.parquet").is_file()
+
+
+def test_a_rejected_key_fails_the_run_and_marks_nothing_reviewed(fake, isolated):
+    import json as _json
+
+    from fakeopenai import Reply
+
+    from shipskip.store import Store
+
+    fake.default = Reply(status=401, body=_json.dumps({"error": {"message": "Incorrect API key"}}))
+    res = runner.invoke(app, ["review", CARD])
+    assert res.exit_code == 2 and "refused the request (401" in res.output
+    assert "Traceback" not in res.output
+    store = Store(isolated / "shipskip.duckdb")
+    assert store.query("SELECT count(*) AS n FROM runs WHERE status = 'complete'")[0]["n"] == 0
+    assert store.query("SELECT count(*) AS n FROM takes")[0]["n"] == 0
+    inbox = isolated / "inbox"
+    inbox.mkdir()
+    (inbox / "claw-code.yaml").write_text(open(CARD).read())
+    res = runner.invoke(app, ["ingest", str(inbox)])
+    assert res.exit_code == 2 and "401" in res.output

@@ -100,9 +100,21 @@ def test_refusal_and_empty_content_are_invalid_output(server):
 
 
 def test_client_errors_are_not_retried(server):
-    server.default = Reply(status=401)
+    server.default = Reply(status=400)
     with pytest.raises(LLMFailure):
         client(server).complete(MSGS, temperature=0.2, max_tokens=100)
+    assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize("status", [401, 403, 404])
+def test_a_provider_that_refuses_us_stops_with_one_masked_line(server, status):
+    from shipskip.llm import ProviderRejected
+
+    server.default = Reply(status=status, body=json.dumps({"error": {"message": "bad key sk-test-secret"}}))
+    with pytest.raises(ProviderRejected) as e:
+        client(server).yes_probability(MSGS)
+    msg = str(e.value)
+    assert str(status) in msg and "sk-test-secret" not in msg and "***" in msg and "\n" not in msg
     assert len(server.requests) == 1
 
 

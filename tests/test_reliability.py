@@ -217,7 +217,7 @@ def test_api_key_never_reaches_db_logs_artifacts_or_pages(holistic, isolated, mo
         assert req["_auth"] == f"Bearer {SECRET}"  # the key does reach the provider
         calls["n"] += 1
         if calls["n"] <= 3:  # a hostile provider that echoes the key back in its error
-            return Reply(status=401, body=json.dumps({"error": {"message": f"Incorrect API key: {SECRET}"}}))
+            return Reply(status=400, body=json.dumps({"error": {"message": f"Bad request for key {SECRET}"}}))
         return Reply(content=take_json("ship", 77, lead=lead_of(req)))
 
     fake.default = answer

@@ -26,6 +26,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from .errors import ShipskipError
 from .models import (
     MAX_TAKE_CHARS,
     REPLY_ADAPTER,
@@ -65,6 +66,15 @@ class LLMFailure(Exception):
     def __init__(self, message: str, attempts: int, usage: Usage) -> None:
         super().__init__(message)
         self.attempts, self.usage = attempts, usage
+
+
+class ProviderRejected(ShipskipError):
+    """The provider refused us, not this request: a bad key, no access, or no such model or
+    endpoint. Asking again, or asking about another tool, cannot help, so the run stops."""
+
+
+# Status codes that mean the configuration is wrong rather than the request.
+FATAL = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError)
 
 
 @dataclass
@@ -226,6 +236,9 @@ class LLMClient:
                 messages=state.messages,  # type: ignore[arg-type]
                 **kwargs,
             )
+        if not hasattr(resp, "choices"):
+            # A 200 whose body is not a chat completion (an HTML page, plain text).
+            raise InvalidOutput("the reply was not a chat completion", str(resp)[:200])
         if resp.usage is not None:
             details = resp.usage.prompt_tokens_details
             state.usage = state.usage + Usage(
@@ -291,6 +304,12 @@ class LLMClient:
         )
         try:
             return retrying(attempt)
+        except FATAL as exc:
+            what = self.redact(f"{exc.status_code} {type(exc).__name__}: {exc.message}").splitlines()[0][:300]
+            raise ProviderRejected(
+                f"the provider at {self._client.base_url} refused the request ({what}); "
+                "check the base URL, the API key and the model name"
+            ) from None
         except (*TRANSIENT, InvalidOutput, openai.APIError) as exc:
             # Mask the key before cutting: a cut could leave part of it that no longer matches.
             raise LLMFailure(
