@@ -1,3 +1,4 @@
+import shutil
 import subprocess
 import sys
 
@@ -93,6 +94,6 @@ def test_a_rejected_key_fails_the_run_and_marks_nothing_reviewed(fake, isolated)
     assert store.query("SELECT count(*) AS n FROM takes")[0]["n"] == 0
     inbox = isolated / "inbox"
     inbox.mkdir()
-    (inbox / "claw-code.yaml").write_text(open(CARD).read())
+    shutil.copy(CARD, inbox / "claw-code.yaml")
     res = runner.invoke(app, ["ingest", str(inbox)])
     assert res.exit_code == 2 and "401" in res.output
