@@ -243,8 +243,7 @@ class Criterion(BaseModel):
     # 'logprobs' when P(yes) came from token log-probabilities, 'sampled' when only the
     # answer text was available (1.0 or 0.0), 'failed' when every attempt failed.
     source: Literal["logprobs", "sampled", "failed"] = "logprobs"
-    # The model's average P(yes) to this question on the reference set: a small model says
-    # "yes" at its own rate, so a criterion counts as met when the answer leans yes beyond it.
+    # Met means P(yes) at or above this: the take's mean answer (see Panel.criteria).
     baseline: float = 0.5
 
     @property

@@ -83,18 +83,23 @@ class Panel:
         return a.p_yes, a.source
 
     def criteria(self, persona: str, card: ToolCard, spend: Spend) -> list[Criterion]:
-        """Every checklist question of one persona, each asked on its own."""
+        """Every checklist question of one persona, each asked on its own.
+
+        A criterion counts as met when its P(yes) is above this take's own mean answer: a small
+        model says yes to everything about one card at nearly the same rate, so what it means
+        is which answers lean yes more than the rest (for a model that answers 0 or 1, this is
+        simply yes)."""
         checklist = self.prompts.personas[persona].checklist
-        out = []
-        for item in checklist.items:
-            p_yes, source = self.answer(persona, card, item.question, spend)
-            out.append(
-                Criterion(
-                    id=item.id, label=item.label, weight=round(checklist.weight(item), 2),
-                    p_yes=p_yes, source=source, baseline=checklist.mean(item),  # type: ignore[arg-type]
-                )
-            )  # fmt: skip
-        return out
+        answers = [(item, *self.answer(persona, card, item.question, spend)) for item in checklist.items]
+        given = [p for _, p, _ in answers if p is not None]
+        baseline = round(sum(given) / len(given), 4) if given else 0.5
+        return [
+            Criterion(
+                id=item.id, label=item.label, weight=round(checklist.weight(item), 2),
+                p_yes=p_yes, source=source, baseline=baseline,  # type: ignore[arg-type]
+            )
+            for item, p_yes, source in answers
+        ]  # fmt: skip
 
     def graded(self, persona: str, card: ToolCard, reason: str | None = None) -> Take:
         """Checklist grading: relevance, then each question on its own, then the take.
