@@ -19,9 +19,15 @@ from shipskip.store import Store
 def review_new_tools(source: str) -> dict[str, list[str]]:
     """Review each new or changed tool once; report bad entries and go on with the rest."""
     logger = get_run_logger()
-    store = Store(get_settings().db_path)
-    report: dict[str, list[str]] = {"reviewed": [], "unchanged": [], "refused": []}
+    settings = get_settings()
+    store = Store(settings.db_path)
+    report: dict[str, list[str]] = {"reviewed": [], "unchanged": [], "refused": [], "deferred": []}
     for entry in read_source(source):
+        # Bounded runs: what is left waits for the next run (unchanged cards cost nothing).
+        full = len(report["reviewed"]) >= settings.max_new_per_run
+        if entry.card is not None and full and not store.is_reviewed(entry.card):
+            report["deferred"].append(entry.card.slug)
+            continue
         if entry.card is None:
             logger.warning("skipped %s", entry.error)
             report["refused"].append(entry.error or entry.where)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -83,6 +84,11 @@ class FakeOpenAI:
                 self._send(200, json.dumps({"object": "list", "data": [{"id": "fake"}]}), {})
 
             def do_POST(self) -> None:
+                # A client that gave up on this request needs no answer.
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self._post()
+
+            def _post(self) -> None:
                 length = int(self.headers.get("content-length", 0))
                 req = json.loads(self.rfile.read(length) or b"{}")
                 req["_auth"] = self.headers.get("authorization", "")

@@ -88,7 +88,8 @@ def test_a_rejected_key_fails_the_run_and_marks_nothing_reviewed(fake, isolated)
     fake.default = Reply(status=401, body=_json.dumps({"error": {"message": "Incorrect API key"}}))
     res = runner.invoke(app, ["review", CARD])
     assert res.exit_code == 2 and "refused the request (401" in res.output
-    assert "Traceback" not in res.output
+    # No traceback from shipskip itself (the fake server's threads may log a reset connection).
+    assert not any("src/shipskip" in ln or "flows/" in ln for ln in res.output.splitlines())
     store = Store(isolated / "shipskip.duckdb")
     assert store.query("SELECT count(*) AS n FROM runs WHERE status = 'complete'")[0]["n"] == 0
     assert store.query("SELECT count(*) AS n FROM takes")[0]["n"] == 0

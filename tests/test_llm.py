@@ -160,7 +160,7 @@ def test_yes_probability_reads_logprobs_and_falls_back_to_the_sampled_word(serve
 
 def test_error_text_masks_the_key_before_it_is_cut(server):
     secret = "sk-test-secret"
-    server.default = Reply(status=401, body=json.dumps({"error": {"message": "x" * 430 + secret}}))
+    server.default = Reply(status=400, body=json.dumps({"error": {"message": "x" * 430 + secret}}))
     with pytest.raises(LLMFailure) as e:
         client(server).complete(MSGS, temperature=0.2, max_tokens=100)
     assert "sk-test" not in str(e.value) and "-secret" not in str(e.value)

@@ -117,3 +117,15 @@ def test_checklist_rerun_keeps_the_old_take_and_stores_new_criteria(fake, tmp_pa
     assert before.criteria and all(c.p_yes == 0.3 for c in before.criteria)
     hist = store.history("smollm3", "skeptic")
     assert [h["version"] for h in hist] == [1, 2] and hist[1]["reason"] == "prompt v3"
+
+
+def test_an_ingest_reviews_at_most_the_cap_and_leaves_the_rest_for_the_next_run(
+    holistic, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("SHIPSKIP_MAX_NEW_PER_RUN", "1")
+    d = inbox(tmp_path, "smollm3.yaml", "pagerduck.yaml")
+    first = review_new_tools(source=str(d))
+    assert len(first["reviewed"]) == 1 and len(first["deferred"]) == 1
+    second = review_new_tools(source=str(d))
+    assert second["reviewed"] == first["deferred"] and second["deferred"] == []
+    assert sorted(second["unchanged"]) == first["reviewed"]

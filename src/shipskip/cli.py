@@ -216,7 +216,12 @@ def ingest(
         report = review_new_tools(source=source)
     console.print(
         f"reviewed {len(report['reviewed'])}, unchanged {len(report['unchanged'])}, "
-        f"refused {len(report['refused'])}",
+        f"refused {len(report['refused'])}"
+        + (
+            f", left {len(report['deferred'])} for the next run (SHIPSKIP_MAX_NEW_PER_RUN)"
+            if report.get("deferred")
+            else ""
+        ),
         highlight=False,
     )
     for line in report["refused"]:

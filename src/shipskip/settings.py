@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     checklist_max_tokens: int = Field(default=1, ge=1, le=16)
     # Takes drawn per persona; above 1 the median score is kept (self-consistency).
     samples: int = Field(default=1, ge=1, le=15)
+    # New or changed tools one ingest reviews at most; the rest wait for the next run.
+    max_new_per_run: int = Field(default=200, ge=1)
     # How many persona calls may be in flight to the provider at once, across tools.
     llm_concurrency: int = 5
     personas: dict[str, Provider] = Field(default_factory=dict)
