@@ -40,13 +40,18 @@ def test_description_stays_delimited_and_prompts_say_it_is_data():
     assert "Ignore all previous instructions" in inside and "(/tool_card)" in inside
 
 
-def test_a_take_whose_score_jumps_without_the_injection_is_flagged(holistic, isolated, tmp_path):
-    fake = holistic
+def evil_card(tmp_path):
     card = tmp_path / "evil.yaml"
     card.write_text(
         "name: Evil Tool\nslug: evil-tool\ntagline: t\ncategory: Agents\npricing: Free\nentry_tier: free\n"
         f'description: "{EVIL.replace("Demo Tool", "Evil Tool")}"\n'
     )
+    return card
+
+
+def test_a_take_whose_score_jumps_without_the_injection_is_flagged(holistic, isolated, tmp_path):
+    fake = holistic
+    card = evil_card(tmp_path)
 
     def answer(req):
         # A gullible model: gives 100 when it sees the instruction, 40 when it does not.
@@ -80,11 +85,7 @@ def test_a_steady_take_on_an_injected_card_is_not_flagged(holistic, tmp_path):
 def test_checklist_answers_that_move_with_the_injection_flag_the_take(fake, isolated, tmp_path):
     from fakeopenai import is_question, take_text, yes
 
-    card = tmp_path / "evil.yaml"
-    card.write_text(
-        "name: Evil Tool\nslug: evil-tool\ntagline: t\ncategory: Agents\npricing: Free\nentry_tier: free\n"
-        f'description: "{EVIL.replace("Demo Tool", "Evil Tool")}"\n'
-    )
+    card = evil_card(tmp_path)
 
     def answer(req):
         # A gullible model: says yes to everything while it can see the instruction.

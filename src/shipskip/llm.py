@@ -97,6 +97,15 @@ class _State:
     # Feed invalid output back to the model? Not for one-token answers.
     reask: bool = True
 
+    def completion(self, reply: Any, started: float) -> Completion:
+        return Completion(
+            reply=reply,
+            usage=self.usage,
+            attempts=self.attempts,
+            latency_ms=int((time.perf_counter() - started) * 1000),
+            model=self.model,
+        )
+
 
 @dataclass
 class Answer:
@@ -336,13 +345,7 @@ class LLMClient:
                 response_format=self._response_format(lead), **self._logprob_args(),
             ),
         )  # fmt: skip
-        return Completion(
-            reply=reply,
-            usage=state.usage,
-            attempts=state.attempts,
-            latency_ms=int((time.perf_counter() - started) * 1000),
-            model=state.model,
-        )
+        return state.completion(reply, started)
 
     def _logprob_args(self) -> dict[str, Any]:
         return {"logprobs": True, "top_logprobs": TOP_LOGPROBS} if self._logprobs else {}
@@ -406,13 +409,7 @@ class LLMClient:
                 response_format=self._take_format(opening),
             ),
         )  # fmt: skip
-        return Completion(
-            reply=text,
-            usage=state.usage,
-            attempts=state.attempts,
-            latency_ms=int((time.perf_counter() - started) * 1000),
-            model=state.model,
-        )
+        return state.completion(text, started)
 
     def _take_format(self, opening: str | None) -> dict:
         """A take of 40 to MAX_TAKE_CHARS characters; with `opening`, it must start with those words."""
