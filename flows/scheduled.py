@@ -60,5 +60,9 @@ def rerun_persona(
     run = store.begin_run(card, kind="rerun", reason=reason)
     with open_panel(settings, prompts, [persona], model_override=model) as panel:
         take = persona_take.submit(panel, store, run, persona, card, reason).result()
+    if take.error:
+        # A failure is not a take: the good current one stays, and the editor hears why.
+        store.abandon_run(run)
+        raise ShipskipError(f"rerun of {persona} on {tool} failed, the current take is kept: {take.error}")
     store.commit_review(run, card, [take])
     return {"tool": tool, "persona": persona, "verdict": take.verdict, "score": take.score}

@@ -129,3 +129,23 @@ def test_an_ingest_reviews_at_most_the_cap_and_leaves_the_rest_for_the_next_run(
     second = review_new_tools(source=str(d))
     assert second["reviewed"] == first["deferred"] and second["deferred"] == []
     assert sorted(second["unchanged"]) == first["reviewed"]
+
+
+def test_a_failed_rerun_keeps_the_good_take_and_fails(fake, tmp_path, monkeypatch):
+    import pytest
+    from fakeopenai import is_question, take_text, yes
+
+    from shipskip.errors import ShipskipError
+
+    fake.default = lambda req: yes(0.6) if is_question(req) else take_text(req)
+    review_new_tools(source=str(inbox(tmp_path, "smollm3.yaml")))
+    store = Store(tmp_path / "shipskip.duckdb")
+    before = next(t for t in store.current_takes("smollm3") if t.persona == "skeptic")
+    fake.default = Reply(status=503)
+    monkeypatch.setenv("SHIPSKIP_MAX_ATTEMPTS", "1")
+    with pytest.raises(ShipskipError, match="current take is kept"):
+        rerun_persona(tool="smollm3", persona="skeptic", reason="try again")
+    after = next(t for t in store.current_takes("smollm3") if t.persona == "skeptic")
+    assert after == before
+    assert store.query("SELECT count(*) AS n FROM runs WHERE status = 'running'")[0]["n"] == 0
+    assert [h["version"] for h in store.history("smollm3", "skeptic")] == [1]

@@ -188,6 +188,12 @@ class Store:
             ).fetchall()
         return {p: Take.model_validate_json(payload) for p, payload in rows}
 
+    def abandon_run(self, run: Run) -> None:
+        """Forget a run that produced nothing worth keeping (its checkpoints go with it)."""
+        with self.transaction() as con:
+            con.execute("DELETE FROM take_checkpoints WHERE run_id = ?", [run.run_id])
+            con.execute("DELETE FROM runs WHERE run_id = ? AND status = 'running'", [run.run_id])
+
     def is_reviewed(self, card: ToolCard) -> bool:
         """True when a committed review already read this exact card."""
         if not self.path.exists():
