@@ -164,3 +164,11 @@ def test_error_text_masks_the_key_before_it_is_cut(server):
     with pytest.raises(LLMFailure) as e:
         client(server).complete(MSGS, temperature=0.2, max_tokens=100)
     assert "sk-test" not in str(e.value) and "-secret" not in str(e.value)
+
+
+@pytest.mark.parametrize("body", ["<html><body>Welcome to nginx</body></html>", '"just a string"', "[]"])
+def test_a_200_that_is_not_a_chat_completion_is_invalid_output_for_that_call(server, body):
+    server.default = Reply(body=body)
+    with pytest.raises(LLMFailure) as e:
+        client(server, attempts=2).yes_probability(MSGS)
+    assert e.value.attempts == 2 and len(server.requests) == 2

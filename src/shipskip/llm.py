@@ -240,11 +240,15 @@ class LLMClient:
         """One attempt: send the conversation so far, count the tokens, parse or raise."""
         state.attempts += 1
         with self._limiter:
-            resp = self._client.chat.completions.create(
-                model=self.model,
-                messages=state.messages,  # type: ignore[arg-type]
-                **kwargs,
-            )
+            try:
+                resp = self._client.chat.completions.create(
+                    model=self.model,
+                    messages=state.messages,  # type: ignore[arg-type]
+                    **kwargs,
+                )
+            except json.JSONDecodeError as exc:
+                # A 200 whose body is not JSON at all (an HTML page from a proxy, say).
+                raise InvalidOutput("the reply was not JSON", exc.doc[:200]) from None
         if not hasattr(resp, "choices"):
             # A 200 whose body is not a chat completion (an HTML page, plain text).
             raise InvalidOutput("the reply was not a chat completion", str(resp)[:200])
