@@ -43,7 +43,9 @@ def review_card(card: ToolCard, store: Store, force: bool = False) -> ReviewOutc
     if not force and store.is_reviewed(card):
         return ReviewOutcome.from_store(store, card, skipped=True)
     prompts = load_prompts(settings.prompts_dir)
-    run = store.begin_run(card, flow_run_id=flow_run.id)
+    run = store.begin_run(card, flow_run_id=flow_run.id, unless_reviewed=not force)
+    if run is None:  # another process finished this exact card meanwhile
+        return ReviewOutcome.from_store(store, card, skipped=True)
     takes = store.checkpoints(run)
     todo = [p for p in prompts.personas if p not in takes]
     if todo:

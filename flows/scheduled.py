@@ -12,7 +12,7 @@ from shipskip.personas import load_prompts
 from shipskip.review import open_panel
 from shipskip.settings import get_settings
 from shipskip.sources import read_source
-from shipskip.store import Store
+from shipskip.store import Store, ToolBusy
 
 
 @flow(name="review-new-tools", task_runner=ThreadPoolTaskRunner(max_workers=5))
@@ -21,7 +21,9 @@ def review_new_tools(source: str) -> dict[str, list[str]]:
     logger = get_run_logger()
     settings = get_settings()
     store = Store(settings.db_path)
-    report: dict[str, list[str]] = {"reviewed": [], "unchanged": [], "refused": [], "deferred": []}
+    report: dict[str, list[str]] = {
+        "reviewed": [], "unchanged": [], "refused": [], "deferred": [], "busy": []
+    }  # fmt: skip
     for entry in read_source(source):
         # Bounded runs: what is left waits for the next run (unchanged cards cost nothing).
         full = len(report["reviewed"]) >= settings.max_new_per_run
@@ -36,6 +38,10 @@ def review_new_tools(source: str) -> dict[str, list[str]]:
             out = review_card(entry.card, store)
         except ProviderRejected:
             raise  # the provider refuses every tool alike: stop, and mark nothing reviewed
+        except ToolBusy as exc:
+            logger.info("left %s: %s", entry.card.slug, exc)
+            report["busy"].append(entry.card.slug)
+            continue
         except ShipskipError as exc:
             logger.warning("skipped %s: %s", entry.where, exc)
             report["refused"].append(str(exc))
@@ -58,6 +64,7 @@ def rerun_persona(
     if persona not in prompts.personas:
         raise ShipskipError(f"unknown persona '{persona}'")
     run = store.begin_run(card, kind="rerun", reason=reason)
+    assert run is not None  # only a review can find its card already done
     with open_panel(settings, prompts, [persona], model_override=model) as panel:
         take = persona_take.submit(panel, store, run, persona, card, reason).result()
     if take.error:

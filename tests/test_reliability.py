@@ -149,6 +149,28 @@ def test_sigkill_mid_run_loses_nothing_and_resumes_without_repeats(tmp_path):
     )
 
 
+def test_two_ingests_of_one_inbox_review_each_tool_once(tmp_path):
+    n_tools = 6
+    write_cards(tmp_path / "inbox", n_tools)
+    log = tmp_path / "requests.jsonl"
+    server, url = start_fake_process(0.3, log)
+    db = tmp_path / "twice.duckdb"
+    try:
+        first = _ingest(tmp_path / "inbox", url, db)
+        time.sleep(1.0)
+        second = _ingest(tmp_path / "inbox", url, db)
+        outs = [p.communicate(timeout=300) for p in (first, second)]
+    finally:
+        server.kill()
+    assert first.returncode == 0 and second.returncode == 0, outs
+    store = Store(db)
+    assert store.query("SELECT count(*) AS n FROM takes")[0]["n"] == 5 * n_tools
+    assert store.query("SELECT max(version) AS v FROM takes")[0]["v"] == 1
+    assert store.query("SELECT count(*) AS n FROM runs WHERE status <> 'complete'")[0]["n"] == 0
+    assert len(logged_requests(log)) == 5 * n_tools, "every seat of every tool asked exactly once"
+    print(f"\n[two-ingests] tools={n_tools} requests={len(logged_requests(log))} takes=30 doubled=0")
+
+
 READER = r"""
 import json, sys, time
 sys.path.insert(0, sys.argv[3])

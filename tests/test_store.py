@@ -79,3 +79,35 @@ def test_database_file_lives_where_settings_say(isolated):
     s = Store(isolated / "nested" / "db.duckdb")
     s.init()
     assert (isolated / "nested" / "db.duckdb").is_file()
+
+
+def test_a_tool_has_one_writer_at_a_time(store):
+    import subprocess
+    import sys
+    from datetime import timedelta
+
+    import pytest
+
+    from shipskip.store import LEASE_S, ToolBusy
+
+    card = make_card()
+    run = store.begin_run(card)
+    with store.transaction() as con:  # as if another machine held it and was alive just now
+        con.execute("UPDATE runs SET owner = 'otherhost:123', heartbeat_at = now()::TIMESTAMP")
+    with pytest.raises(ToolBusy, match="otherhost:123"):
+        store.begin_run(card)
+    with pytest.raises(ToolBusy):
+        store.begin_run(card, kind="rerun", reason="x")
+    with store.transaction() as con:  # silent for longer than the lease: taken over
+        con.execute("UPDATE runs SET heartbeat_at = heartbeat_at - ?", [timedelta(seconds=LEASE_S + 1)])
+    again = store.begin_run(card)
+    assert again.run_id == run.run_id and again.resumed
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    import socket
+
+    with store.transaction() as con:  # a dead process on this machine: taken over at once
+        con.execute("UPDATE runs SET owner = ?, heartbeat_at = now()::TIMESTAMP",
+                    [f"{socket.gethostname()}:{gone.stdout.strip()}"])  # fmt: skip
+    assert store.begin_run(card).run_id == run.run_id
+    store.commit_review(run, card, [make_take(p, "ship", 70) for p in PERSONAS])
+    assert store.begin_run(card, unless_reviewed=True) is None

@@ -8,7 +8,9 @@ between, after a short retried wait.
 from __future__ import annotations
 
 import json
+import os
 import re
+import socket
 import threading
 import uuid
 from collections.abc import Iterator
@@ -30,6 +32,29 @@ from .panel import aggregate
 # so every connection in this process takes turns; each is held only for one short step.
 _LOCK = threading.RLock()
 _MIGRATION_RE = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+
+
+# Who holds a run: this process on this machine.
+OWNER = f"{socket.gethostname()}:{os.getpid()}"
+# A run with no sign of life for this long is taken to be abandoned.
+LEASE_S = 900
+
+
+class ToolBusy(ShipskipError):
+    """Another live process is reviewing this tool right now."""
+
+
+def _alive(owner: str, heartbeat: datetime | None, now: datetime) -> bool:
+    host, _, pid = owner.rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return heartbeat is not None and (now - heartbeat).total_seconds() < LEASE_S
 
 
 def _now() -> datetime:
@@ -155,22 +180,49 @@ class Store:
         kind: str = "review",
         reason: str | None = None,
         flow_run_id: str | None = None,
-    ) -> Run:
-        """Start a run, or pick up an unfinished one for the same tool content."""
+        unless_reviewed: bool = False,
+    ) -> Run | None:
+        """Take the tool's lease and start a run, or pick up an unfinished one for the same content.
+
+        Only one process writes a tool at a time: a running run held by another live process
+        raises ToolBusy. A run whose holder is gone (a dead process on this machine, or no sign
+        of life for LEASE_S) is taken over. With `unless_reviewed`, returns None when a finished
+        review already read this content, checked under the same lock, so two processes that
+        both saw the tool as new do not both review it.
+        """
         h = card.content_hash()
+        now = _now()
         with self.transaction() as con:
-            row = con.execute(
-                "SELECT run_id FROM runs WHERE slug = ? AND content_hash = ? AND kind = ? "
-                "AND status = 'running' ORDER BY started_at DESC LIMIT 1",
-                [card.slug, h, kind],
-            ).fetchone()
-            if row and kind == "review":
-                return Run(row[0], card.slug, h, kind, resumed=True)
+            if (
+                unless_reviewed
+                and con.execute(
+                    "SELECT 1 FROM runs WHERE slug = ? AND content_hash = ? AND kind = 'review'"
+                    " AND status = 'complete' LIMIT 1",
+                    [card.slug, h],
+                ).fetchone()
+            ):
+                return None
+            running = con.execute(
+                "SELECT run_id, content_hash, kind, owner, heartbeat_at FROM runs"
+                " WHERE slug = ? AND status = 'running' ORDER BY started_at DESC",
+                [card.slug],
+            ).fetchall()
+            for *_, owner, beat in running:
+                if owner and owner != OWNER and _alive(owner, beat, now):
+                    raise ToolBusy(
+                        f"'{card.slug}' is being reviewed by process {owner} (last seen {beat:%H:%M:%S})"
+                    )
+            mine = next((r for r in running if r[1] == h and r[2] == kind == "review"), None)
+            if mine:
+                con.execute(
+                    "UPDATE runs SET owner = ?, heartbeat_at = ? WHERE run_id = ?", [OWNER, now, mine[0]]
+                )
+                return Run(mine[0], card.slug, h, kind, resumed=True)
             run_id = uuid.uuid4().hex
             con.execute(
                 "INSERT INTO runs (run_id, slug, content_hash, kind, status, reason, flow_run_id,"
-                " started_at) VALUES (?, ?, ?, ?, 'running', ?, ?, ?)",
-                [run_id, card.slug, h, kind, reason, flow_run_id, _now()],
+                " started_at, owner, heartbeat_at) VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?, ?)",
+                [run_id, card.slug, h, kind, reason, flow_run_id, now, OWNER, now],
             )
         return Run(run_id, card.slug, h, kind)
 
@@ -180,6 +232,7 @@ class Store:
                 "INSERT OR REPLACE INTO take_checkpoints VALUES (?, ?, ?, ?)",
                 [run.run_id, take.persona, take.model_dump_json(), _now()],
             )
+            con.execute("UPDATE runs SET heartbeat_at = ? WHERE run_id = ?", [_now(), run.run_id])
 
     def checkpoints(self, run: Run) -> dict[str, Take]:
         with self.connect() as con:
