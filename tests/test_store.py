@@ -111,3 +111,29 @@ def test_a_tool_has_one_writer_at_a_time(store):
     assert store.begin_run(card).run_id == run.run_id
     store.commit_review(run, card, [make_take(p, "ship", 70) for p in PERSONAS])
     assert store.begin_run(card, unless_reviewed=True) is None
+
+
+def test_a_writer_that_cannot_get_the_database_names_the_holder(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    import pytest
+
+    from shipskip.errors import ShipskipError
+
+    db = tmp_path / "held.duckdb"
+    Store(db).init()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import duckdb, time; c = duckdb.connect({str(db)!r}); print('held', flush=True); time.sleep(30)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        started = time.monotonic()
+        with pytest.raises(ShipskipError) as e:
+            Store(db, lock_wait_s=1.5).add_vote("x", "ship")
+        assert f"process {holder.pid}" in str(e.value) and "\n" not in str(e.value)
+        assert time.monotonic() - started < 15
+    finally:
+        holder.kill()

@@ -106,9 +106,19 @@ class Store:
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         with _LOCK:
-            for attempt in self._retrying():
-                with attempt:
-                    con = duckdb.connect(str(self.path), read_only=read_only)
+            try:
+                for attempt in self._retrying():
+                    with attempt:
+                        con = duckdb.connect(str(self.path), read_only=read_only)
+            except duckdb.IOException as exc:
+                if not _is_lock_conflict(exc):
+                    raise
+                # DuckDB's message names the process holding the file; pass it on in one line.
+                holder = re.search(r"PID (\d+)", str(exc))
+                who = f"process {holder.group(1)}" if holder else "another process"
+                raise ShipskipError(
+                    f"{self.path}: {who} held the database for over {self.lock_wait_s:.0f} s; try again"
+                ) from None
             try:
                 if not read_only and not self._migrated:
                     self._migrate(con)
