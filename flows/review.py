@@ -16,7 +16,7 @@ from shipskip.outcome import ReviewOutcome
 from shipskip.personas import load_prompts
 from shipskip.review import Panel, open_panel
 from shipskip.settings import get_settings
-from shipskip.store import Run, Store
+from shipskip.store import Run, Store, check_identity
 
 
 @task(cache_policy=NONE, task_run_name="{persona}")
@@ -40,6 +40,7 @@ def review_tool(card_path: str, force: bool = False, db_path: str | None = None)
 def review_card(card: ToolCard, store: Store, force: bool = False) -> ReviewOutcome:
     """The body shared by review_tool and review_new_tools: resume, ask the rest, commit."""
     settings = get_settings()
+    check_identity(store, card)
     if not force and store.is_reviewed(card):
         return ReviewOutcome.from_store(store, card, skipped=True)
     prompts = load_prompts(settings.prompts_dir)

@@ -149,3 +149,18 @@ def test_a_failed_rerun_keeps_the_good_take_and_fails(fake, tmp_path, monkeypatc
     assert after == before
     assert store.query("SELECT count(*) AS n FROM runs WHERE status = 'running'")[0]["n"] == 0
     assert [h["version"] for h in store.history("smollm3", "skeptic")] == [1]
+
+
+def test_a_card_with_another_tools_slug_is_refused_not_merged(holistic, tmp_path):
+    d = inbox(tmp_path, "smollm3.yaml")
+    review_new_tools(source=str(d))
+    store = Store(tmp_path / "shipskip.duckdb")
+    before = store.query("SELECT count(*) AS n FROM takes")[0]["n"]
+    impostor = yaml.safe_load((d / "smollm3.yaml").read_text())
+    impostor["name"] = "Totally Different Model"
+    (d / "smollm3.yaml").write_text(yaml.safe_dump(impostor))
+    report = review_new_tools(source=str(d))
+    assert report["reviewed"] == [] and len(report["refused"]) == 1
+    assert "already belongs to 'SmolLM3'" in report["refused"][0]
+    assert store.tool("smollm3").name == "SmolLM3"
+    assert store.query("SELECT count(*) AS n FROM takes")[0]["n"] == before

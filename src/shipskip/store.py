@@ -425,6 +425,19 @@ _TAKE_COLUMNS = {
 }  # fmt: skip
 
 
+def check_identity(store: Store, card: ToolCard) -> None:
+    """A slug names one tool for good: a card with another tool's slug (another name, or
+    another URL where both have one) is refused, never merged into that tool's history."""
+    known = store.tool(card.slug) if store.path.exists() else None
+    if known is None:
+        return
+    other_name = " ".join(known.name.casefold().split()) != " ".join(card.name.casefold().split())
+    other_url = bool(known.url and card.url and known.url.rstrip("/") != card.url.rstrip("/"))
+    if other_name or other_url:
+        what = f"'{known.name}'" + (f" ({known.url})" if other_url else "")
+        raise ShipskipError(f"slug '{card.slug}' already belongs to {what}; give '{card.name}' its own slug")
+
+
 def _take_from_row(row: dict[str, Any]) -> Take:
     return Take.model_validate(
         {
