@@ -172,3 +172,21 @@ def test_a_200_that_is_not_a_chat_completion_is_invalid_output_for_that_call(ser
     with pytest.raises(LLMFailure) as e:
         client(server, attempts=2).yes_probability(MSGS)
     assert e.value.attempts == 2 and len(server.requests) == 2
+
+
+def test_a_provider_that_refuses_logprobs_still_gets_holistic_and_yes_no_calls(server):
+    def answer(req):
+        if req.get("logprobs"):
+            return Reply(status=400, body=json.dumps({"error": {"message": "logprobs are not supported"}}))
+        if req.get("max_tokens") == 1:
+            return Reply(content="No")
+        return Reply(content=take_json("ship", 72))
+
+    server.default = answer
+    c = client(server, attempts=1)
+    done = c.complete(MSGS, temperature=0.2, max_tokens=100)
+    assert done.reply.score == 72 and done.attempts == 2
+    # Remembered: later calls ask plainly straight away.
+    a = c.yes_probability(MSGS)
+    assert (a.p_yes, a.source, a.attempts) == (0.0, "sampled", 1)
+    assert [bool(r.get("logprobs")) for r in server.requests] == [True, False, False]

@@ -236,8 +236,24 @@ class LLMClient:
             return min(hinted, self.max_retry_wait_s)
         return min(wait_exponential_jitter(initial=0.5, max=8)(rs), self.max_retry_wait_s)
 
-    def _request(self, state: _State, parse: Callable[[Any], T], **kwargs: Any) -> T:
-        """One attempt: send the conversation so far, count the tokens, parse or raise."""
+    def _request(
+        self, state: _State, parse: Callable[[Any], T], *, logprobs: bool = False, **kwargs: Any
+    ) -> T:
+        """One attempt: send the conversation so far, count the tokens, parse or raise.
+
+        With `logprobs`, top log-probabilities are asked for; a provider that refuses the
+        parameter is asked again at once without it, and plainly from then on.
+        """
+        if logprobs and self._logprobs:
+            try:
+                return self._send(state, parse, logprobs=True, top_logprobs=TOP_LOGPROBS, **kwargs)
+            except openai.BadRequestError as exc:
+                if "logprob" not in str(exc).lower():
+                    raise
+                self._logprobs = False
+        return self._send(state, parse, **kwargs)
+
+    def _send(self, state: _State, parse: Callable[[Any], T], **kwargs: Any) -> T:
         state.attempts += 1
         with self._limiter:
             try:
@@ -346,13 +362,10 @@ class LLMClient:
             state,
             lambda: self._request(
                 state, self._parse_reply, temperature=temperature, max_tokens=max_tokens,
-                response_format=self._response_format(lead), **self._logprob_args(),
+                response_format=self._response_format(lead), logprobs=True,
             ),
         )  # fmt: skip
         return state.completion(reply, started)
-
-    def _logprob_args(self) -> dict[str, Any]:
-        return {"logprobs": True, "top_logprobs": TOP_LOGPROBS} if self._logprobs else {}
 
     def yes_probability(self, messages: list[dict[str, str]], max_tokens: int = 1) -> Answer:
         """P(yes) for a Yes/No question, from the first token's log-probabilities.
@@ -363,17 +376,12 @@ class LLMClient:
         """
         state = _State(messages=list(messages), model=self.model, reask=False)
 
-        def send() -> tuple[float, str]:
-            extra = self._logprob_args()
-            try:
-                return self._request(state, _parse_yes_no, temperature=0.0, max_tokens=max_tokens, **extra)
-            except openai.BadRequestError as exc:
-                if self._logprobs and "logprob" in str(exc).lower():
-                    self._logprobs = False  # this provider does not offer them; ask plainly from now on
-                    raise InvalidOutput("the provider refused logprobs", "") from exc
-                raise
-
-        p, source = self._run(state, send)
+        p, source = self._run(
+            state,
+            lambda: self._request(
+                state, _parse_yes_no, logprobs=True, temperature=0.0, max_tokens=max_tokens
+            ),
+        )
         return Answer(p_yes=p, source=source, usage=state.usage, attempts=state.attempts, model=state.model)
 
     def write_take(
