@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Sequence
 
-from .models import Criterion
+from .models import Criterion, normalise_untrusted
 from .personas import Checklist, Persona
 
 
@@ -70,10 +69,8 @@ _WORD = re.compile(r"[a-z0-9']+")
 
 
 def normalise(text: str) -> str:
-    """NFKC, format characters (zero-width, bidi) removed, lower case, spaces folded."""
-    text = unicodedata.normalize("NFKC", text)
-    text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
-    return " ".join(text.lower().split())
+    """As the injection scan reads text (NFKC, zero-width and bidi out), lower case, spaces folded."""
+    return " ".join(normalise_untrusted(text).lower().split())
 
 
 def _shared_run(text: str, source: str, n: int = 8) -> bool:

@@ -170,7 +170,7 @@ class Panel:
             written = self.clients[persona].write_take(
                 messages,
                 lambda text: take_problem(text, verdict, p, instructions),
-                temperature=self._meta(persona, None)["temperature"],
+                temperature=self.settings.provider_for(persona).temperature or 0.0,
                 max_tokens=self.settings.max_tokens,
                 opening=take_opening(verdict, card.name),
             )
