@@ -89,3 +89,40 @@ def test_atom_feed_over_http(tmp_path):
         server.shutdown()
     assert [e.card.slug for e in entries] == ["delta-draw"]
     assert entries[0].card.category == "Design" and entries[0].card.source == "New tools"
+
+
+def test_hostile_entries_cost_that_entry_only_and_a_bom_is_accepted(tmp_path):
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    bom = b"\xef\xbb\xbf"
+    (folder / "good.json").write_bytes(bom + json.dumps(GOOD).encode())
+    (folder / "digits.yaml").write_text("name: X\nslug: x\nscore: " + "9" * 5000 + "\n")
+    (folder / "deep.yaml").write_text("name: X\nslug: y\nextra: " + "[" * 5000 + "]" * 5000 + "\n")
+    (folder / "deep.json").write_text('{"name": "Z", "x": ' + "[" * 100000 + "]" * 100000 + "}")
+    entries = {e.where.rsplit("/", 1)[-1]: e for e in read_source(str(folder))}
+    assert entries["good.json"].card is not None and entries["good.json"].card.slug == "alpha"
+    assert "digits" in entries["digits.yaml"].error and "file" in entries["digits.yaml"].error
+    assert "nested deeper" in entries["deep.yaml"].error
+    assert "nested deeper" in entries["deep.json"].error
+
+    f = tmp_path / "new.jsonl"
+    lines = [
+        bom + json.dumps(GOOD).encode(),
+        b'{"name": "a", "x": ' + b"9" * 5000 + b"}",
+        b'{"x": ' + b"[" * 100000 + b"]" * 100000 + b"}",
+        b"\xff\xfe not utf-8",
+        json.dumps({**GOOD, "slug": "beta", "name": "Beta"}).encode(),
+    ]
+    f.write_bytes(b"\n".join(lines) + b"\n")
+    entries = read_source(str(f))
+    assert [e.card.slug for e in entries if e.card] == ["alpha", "beta"]
+    errors = [e.error for e in entries if e.error]
+    assert [e.split(":")[1] for e in errors] == ["2", "3", "4"]
+    assert "digits" in errors[0] and "nested deeper" in errors[1] and "UTF-8" in errors[2]
+
+
+def test_a_single_bad_card_file_is_one_refused_entry(tmp_path):
+    f = tmp_path / "deep.yaml"
+    f.write_text("name: X\nslug: x\nextra: " + "{a: " * 3000 + "}" * 3000 + "\n")
+    (entry,) = read_source(str(f))
+    assert entry.card is None and entry.error.startswith(str(f))

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import html
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import feedparser
 
-from .cards import CARD_SUFFIXES, load_card, parse_card
+from .cards import CARD_SUFFIXES, MAX_CARD_BYTES, load_card, load_json, parse_card
 from .errors import ShipskipError
 from .models import ToolCard
 
@@ -32,30 +31,37 @@ def _strip_html(text: str) -> str:
     return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", text)).split())
 
 
+def _from_file(path: Path) -> Entry:
+    try:
+        return Entry(str(path), card=load_card(path))
+    except ShipskipError as exc:
+        return Entry(str(path), error=str(exc))
+
+
 def _from_folder(folder: Path) -> list[Entry]:
-    out = []
-    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in CARD_SUFFIXES):
-        try:
-            out.append(Entry(str(path), card=load_card(path)))
-        except ShipskipError as exc:
-            out.append(Entry(str(path), error=str(exc)))
-    return out
+    return [_from_file(p) for p in sorted(folder.iterdir()) if p.suffix.lower() in CARD_SUFFIXES]
 
 
 def _from_jsonl(path: Path) -> list[Entry]:
     out = []
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
+        raw = path.read_bytes()
+    except OSError as exc:
         raise ShipskipError(f"{path}: file: unreadable ({type(exc).__name__})") from None
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
+    for n, line_bytes in enumerate(raw.removeprefix(b"\xef\xbb\xbf").splitlines(), 1):
+        if not line_bytes.strip():
             continue
         where = f"{path}:{n}"
         try:
-            out.append(Entry(where, card=parse_card(json.loads(line), where)))
-        except json.JSONDecodeError as exc:
-            out.append(Entry(where, error=f"{where}: (line): invalid JSON: {exc.msg}"))
+            # Each line is decoded and parsed on its own, so one bad line costs that line only.
+            if len(line_bytes) > MAX_CARD_BYTES:
+                size = len(line_bytes)
+                raise ShipskipError(f"{where}: (line): is {size} bytes; the limit is {MAX_CARD_BYTES}")
+            try:
+                line = line_bytes.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ShipskipError(f"{where}: (line): is not UTF-8 (byte {exc.start})") from None
+            out.append(Entry(where, card=parse_card(load_json(line, where, field="(line)"), where)))
         except ShipskipError as exc:
             out.append(Entry(where, error=str(exc)))
     return out
@@ -101,7 +107,7 @@ def read_source(source: str) -> list[Entry]:
     elif path.suffix.lower() in (".xml", ".rss", ".atom"):
         entries = _from_feed(str(path))
     elif path.suffix.lower() in CARD_SUFFIXES:
-        entries = [Entry(str(path), card=load_card(path))]
+        entries = [_from_file(path)]
     else:
         raise ShipskipError(f"{source}: source: not a folder, .jsonl, feed file or URL")
     seen: set[str] = set()
