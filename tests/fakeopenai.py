@@ -22,6 +22,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     body: str | None = None  # raw body, overriding everything else
     delay_s: float = 0.0
+    trickle_s: float = 0.0  # send the body one byte at a time, this many seconds apart
     reset: bool = False  # close the connection without answering
     finish_reason: str = "stop"
     refusal: str | None = None
@@ -129,9 +130,9 @@ class FakeOpenAI:
                             },
                         }
                     )
-                self._send(reply.status, body, reply.headers)
+                self._send(reply.status, body, reply.headers, reply.trickle_s)
 
-            def _send(self, status: int, body: str, headers: dict[str, str]) -> None:
+            def _send(self, status: int, body: str, headers: dict[str, str], trickle_s: float = 0.0) -> None:
                 data = body.encode()
                 self.send_response(status)
                 self.send_header("content-type", "application/json")
@@ -140,7 +141,12 @@ class FakeOpenAI:
                     self.send_header(k, v)
                 try:
                     self.end_headers()
-                    self.wfile.write(data)
+                    if not trickle_s:
+                        self.wfile.write(data)
+                    for i in range(len(data) if trickle_s else 0):
+                        self.wfile.write(data[i : i + 1])
+                        self.wfile.flush()
+                        time.sleep(trickle_s)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (a scripted timeout): nothing to answer
 

@@ -190,3 +190,12 @@ def test_a_provider_that_refuses_logprobs_still_gets_holistic_and_yes_no_calls(s
     a = c.yes_probability(MSGS)
     assert (a.p_yes, a.source, a.attempts) == (0.0, "sampled", 1)
     assert [bool(r.get("logprobs")) for r in server.requests] == [True, False, False]
+
+
+def test_a_trickled_body_meets_the_total_deadline(server):
+    # One byte every 0.3 s stays under a 1 s read timeout forever; the deadline is per call.
+    server.script = [Reply(content=take_json(), trickle_s=0.3)]
+    started = time.monotonic()
+    done = client(server, timeout_s=1.0).complete(MSGS, temperature=0.2, max_tokens=100)
+    assert done.attempts == 2
+    assert time.monotonic() - started < 5

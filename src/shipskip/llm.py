@@ -15,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-import httpx
+# openai 3 speaks HTTP through httpx2; its transport and exceptions must come from there.
+import httpx2 as httpx
 import openai
 from pydantic import SecretStr, ValidationError
 from tenacity import (
@@ -193,6 +194,41 @@ def _retry_after_seconds(exc: BaseException) -> float | None:
         return None
 
 
+class _DeadlineStream(httpx.SyncByteStream):
+    def __init__(self, inner: httpx.SyncByteStream, request: httpx.Request, deadline: float, total_s: float):
+        self._inner, self._request, self._deadline, self._total_s = inner, request, deadline, total_s
+
+    def __iter__(self) -> Any:
+        for chunk in self._inner:
+            if time.monotonic() > self._deadline:
+                raise httpx.ReadTimeout(f"no whole reply within {self._total_s:g} s", request=self._request)
+            yield chunk
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class DeadlineTransport(httpx.BaseTransport):
+    """Gives each request a total deadline.
+
+    httpx's timeouts apply to each read, so a body trickled one byte per second under the
+    read timeout would never time out; this transport stops it once the whole call is late.
+    """
+
+    def __init__(self, total_s: float) -> None:
+        self._inner, self._total_s = httpx.HTTPTransport(), total_s
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        deadline = time.monotonic() + self._total_s
+        response = self._inner.handle_request(request)
+        assert isinstance(response.stream, httpx.SyncByteStream)
+        response.stream = _DeadlineStream(response.stream, request, deadline, self._total_s)
+        return response
+
+    def close(self) -> None:
+        self._inner.close()
+
+
 class LLMClient:
     """One provider, one model. `complete` returns a validated reply or raises LLMFailure."""
 
@@ -219,6 +255,7 @@ class LLMClient:
             api_key=self._secret or "no-key",
             max_retries=0,
             timeout=httpx.Timeout(timeout_s, connect=min(10.0, timeout_s)),
+            http_client=openai.DefaultHttpxClient(transport=DeadlineTransport(timeout_s)),
         )
 
     def _response_format(self, lead: str | None) -> dict:
