@@ -69,7 +69,7 @@ def rerun_persona(
         take = persona_take.submit(panel, store, run, persona, card, reason).result()
     if take.error:
         # A failure is not a take: the good current one stays, and the editor hears why.
-        store.abandon_run(run)
+        store.fail_rerun(run, take, reason)
         raise ShipskipError(f"rerun of {persona} on {tool} failed, the current take is kept: {take.error}")
     store.commit_review(run, card, [take])
     return {"tool": tool, "persona": persona, "verdict": take.verdict, "score": take.score}

@@ -148,7 +148,28 @@ def test_a_failed_rerun_keeps_the_good_take_and_fails(fake, tmp_path, monkeypatc
     after = next(t for t in store.current_takes("smollm3") if t.persona == "skeptic")
     assert after == before
     assert store.query("SELECT count(*) AS n FROM runs WHERE status = 'running'")[0]["n"] == 0
-    assert [h["version"] for h in store.history("smollm3", "skeptic")] == [1]
+    history = store.history("smollm3", "skeptic")
+    assert [(h["version"], h["status"]) for h in history] == [(1, "complete"), (None, "failed")]
+    assert history[1]["reason"] == "try again" and "503" in history[1]["error"]
+    # The next successful rerun is version 2, and its change is measured from version 1.
+    fake.default = lambda req: yes(0.9) if is_question(req) else take_text(req)
+    monkeypatch.setenv("SHIPSKIP_MAX_ATTEMPTS", "3")
+    rerun_persona(tool="smollm3", persona="skeptic", reason="second try")
+    history = store.history("smollm3", "skeptic")
+    assert [h["version"] for h in history] == [1, None, 2]
+    assert history[2]["delta"] == history[2]["score"] - history[0]["score"]
+
+
+def test_a_run_stores_each_persona_once(holistic, tmp_path):
+    import duckdb
+    import pytest
+
+    review_new_tools(source=str(inbox(tmp_path, "smollm3.yaml")))
+    store = Store(tmp_path / "shipskip.duckdb")
+    copy = "INSERT INTO takes SELECT * REPLACE ('another-id' AS take_id, 99 AS version) FROM takes LIMIT 1"
+    with pytest.raises(duckdb.ConstraintException), store.transaction() as con:
+        con.execute(copy)
+    assert store.query("SELECT count(*) AS n FROM takes")[0]["n"] == 5
 
 
 def test_a_card_with_another_tools_slug_is_refused_not_merged(holistic, tmp_path):

@@ -16,7 +16,7 @@ from markupsafe import Markup, escape
 from .errors import ShipskipError
 from .store import Store
 
-EXPORT_TABLES = ("tools", "tool_versions", "runs", "takes", "votes", "model_prices")
+EXPORT_TABLES = ("tools", "tool_versions", "runs", "takes", "failed_reruns", "votes", "model_prices")
 PERSONA_COLOURS = {
     "builder": "#1f77b4", "skeptic": "#d62728", "futurist": "#9467bd",
     "creator": "#2ca02c", "founder": "#ff7f0e",

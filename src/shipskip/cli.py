@@ -265,11 +265,18 @@ def history(
     for col in ("Persona", "v", "Score", "Change", "Verdict", "Model", "Prompt", "When", "Why"):
         table.add_column(col)
     for r in rows:
-        delta = "" if r["delta"] is None else f"{r['delta']:+d}"
+        delta = "" if r["delta"] is None or r["score"] is None else f"{r['delta']:+d}"
+        failed = r["status"] == "failed"
+        why = r["reason"] or r["kind"]
+        if failed:
+            why = f"{why}; failed, not kept: {r['error']}"
+        elif r["verdict"] is None:
+            why = f"{why}; abstained: {r['abstain_reason'] or r['error'] or 'no reason'}"
         table.add_row(
-            r["persona"].title(), str(r["version"]), "-" if r["score"] is None else str(r["score"]), delta,
-            r["verdict"] or "abstain", r["model"], r["prompt_version"], str(r["created_at"])[:16],
-            r["reason"] or r["kind"],
+            r["persona"].title(), "-" if failed else str(r["version"]),
+            "-" if r["score"] is None else str(r["score"]), delta,
+            "failed" if failed else r["verdict"] or "abstain", r["model"], r["prompt_version"],
+            str(r["created_at"])[:16], clean_text(why),
         )  # fmt: skip
     console.print(table)
 

@@ -251,9 +251,23 @@ class Store:
             ).fetchall()
         return {p: Take.model_validate_json(payload) for p, payload in rows}
 
-    def abandon_run(self, run: Run) -> None:
-        """Forget a run that produced nothing worth keeping (its checkpoints go with it)."""
+    def fail_rerun(self, run: Run, take: Take, reason: str | None) -> None:
+        """Record a rerun whose persona failed, and end its run; the current take is untouched."""
+        now = _now()
+        row = {
+            "run_id": run.run_id, "slug": run.slug, "persona": take.persona, "reason": reason,
+            "error": take.error or "no take", "model": take.model, "prompt_version": take.prompt_version,
+            "prompt_hash": take.prompt_hash, "attempts": take.attempts,
+            "prompt_tokens": take.usage.prompt_tokens, "completion_tokens": take.usage.completion_tokens,
+            "created_at": now,
+        }  # fmt: skip
         with self.transaction() as con:
+            started = con.execute("SELECT started_at FROM runs WHERE run_id = ?", [run.run_id]).fetchone()
+            row["started_at"] = started[0] if started else now
+            cols = ", ".join(row)
+            con.execute(
+                f"INSERT INTO failed_reruns ({cols}) VALUES ({', '.join('?' * len(row))})", list(row.values())
+            )
             con.execute("DELETE FROM take_checkpoints WHERE run_id = ?", [run.run_id])
             con.execute("DELETE FROM runs WHERE run_id = ? AND status = 'running'", [run.run_id])
 
@@ -390,17 +404,27 @@ class Store:
         return rows[0]["at"] if rows else None
 
     def history(self, slug: str, persona: str | None = None) -> list[dict[str, Any]]:
+        """Every committed take and every failed rerun of a tool, oldest first per persona.
+
+        A failed rerun has no version, verdict or score; `status` says 'failed' and `error` why.
+        """
+        where = "slug = ?" + (" AND persona = ?" if persona else "")
+        params: list[Any] = [slug, persona] * 2 if persona else [slug, slug]
         sql = (
-            "SELECT t.persona, t.version, t.verdict, t.score, t.model, t.prompt_version,"
-            " t.created_at, r.kind, r.reason, t.take, t.abstain_reason,"
-            " t.score - lag(t.score) OVER (PARTITION BY t.persona ORDER BY t.version) AS delta"
-            " FROM committed_takes t JOIN runs r USING (run_id) WHERE t.slug = ?"
+            "SELECT persona, version, verdict, score, model, prompt_version, created_at, kind, reason,"
+            " take, abstain_reason, error, status,"
+            " score - lag(score IGNORE NULLS) OVER (PARTITION BY persona ORDER BY created_at) AS delta"
+            " FROM ("
+            "  SELECT t.persona, t.version, t.verdict, t.score, t.model, t.prompt_version, t.created_at,"
+            "  r.kind, r.reason, t.take, t.abstain_reason, t.error, 'complete' AS status"
+            f"  FROM committed_takes t JOIN runs r USING (run_id) WHERE t.{where}"
+            "  UNION ALL"
+            "  SELECT persona, NULL, NULL, NULL, model, prompt_version, created_at,"
+            "  'rerun', reason, NULL, NULL, error, 'failed'"
+            f"  FROM failed_reruns WHERE {where}"
+            ")"
         )
-        params: list[Any] = [slug]
-        if persona:
-            sql += " AND t.persona = ?"
-            params.append(persona)
-        return self.query(sql + " ORDER BY t.persona, t.version", params)
+        return self.query(sql + " ORDER BY persona, created_at", params)
 
     def add_vote(self, slug: str, vote: str) -> None:
         with self.transaction() as con:
