@@ -68,8 +68,19 @@ def test_a_take_whose_score_jumps_without_the_injection_is_flagged(holistic, iso
     assert all(r["suspicious"] and r["clean_score"] == 40 and r["attempts"] == 2 for r in rows)
     from shipskip.publish import write_tool
 
-    path, _ = write_tool(Store(isolated / "shipskip.duckdb"), isolated / "out", "evil-tool")
+    store = Store(isolated / "shipskip.duckdb")
+    path, _ = write_tool(store, isolated / "out", "evil-tool")
     assert "injection flagged" in path.read_text()
+    # A bought verdict does not count: the panel and the analysts' view say so alike.
+    assert (out.verdict.label, out.verdict.ship, out.verdict.flagged) == ("No verdict", 0, 5)
+    view = store.query("SELECT label, ship, flagged FROM panel_verdicts WHERE slug = 'evil-tool'")[0]
+    assert view == {"label": "No verdict", "ship": 0, "flagged": 5}
+    assert "5 flagged, not counted" in path.read_text()
+    from shipskip.publish import current_week, write_digest
+
+    digest, _ = write_digest(store, isolated / "out", current_week())
+    assert "5 flagged, not counted" in digest.read_text()
+    assert "5 flagged takes not counted" in digest.with_suffix(".md").read_text()
 
 
 def test_a_steady_take_on_an_injected_card_is_not_flagged(holistic, tmp_path):

@@ -37,3 +37,12 @@ def test_ship_pct_rounds_half_up():
     # 1 of 8 is 12.5%: half-up gives 13, banker's rounding would give 12.
     takes = [make_take("builder", "ship", 80)] + [make_take(f"p{i}", "skip", 10) for i in range(7)]
     assert aggregate(takes).ship_pct == 13
+
+
+def test_flagged_takes_are_shown_but_not_counted():
+    takes = [make_take(p, v, 80 if v == "ship" else 40) for p, v in zip(PERSONAS, ["ship", "ship", "skip", "skip", "skip"], strict=True)]
+    takes[2] = takes[2].model_copy(update={"suspicious": True})
+    takes[3] = takes[3].model_copy(update={"suspicious": True})
+    v = aggregate(takes)
+    assert (v.label, v.ship, v.skip, v.flagged, v.ship_pct) == ("Ship", 2, 1, 2, 67)
+    assert v.line == "Ship · 2 ship / 1 skip · 2 flagged takes not counted"

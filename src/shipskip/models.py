@@ -319,11 +319,18 @@ class PanelVerdict(BaseModel):
     abstain: int
     ship_pct: int | None
     label: Literal["Ship", "Skip", "Mixed", "No verdict"]
+    flagged: int = 0  # takes flagged for prompt injection, left out of ship and skip
 
     @property
     def line(self) -> str:
         """The verdict as the pages print it, e.g. 'Ship · 3 ship / 1 skip'."""
-        return f"{self.label} · {self.ship} ship / {self.skip} skip"
+        return f"{self.label} · {self.ship} ship / {self.skip} skip{self.flagged_note}"
+
+    @property
+    def flagged_note(self) -> str:
+        if not self.flagged:
+            return ""
+        return f" · {self.flagged} flagged take{'s' if self.flagged > 1 else ''} not counted"
 
     @property
     def pct_text(self) -> str:

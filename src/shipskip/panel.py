@@ -16,16 +16,22 @@ def aggregate(takes: Iterable[Take]) -> PanelVerdict:
 
     The label follows the majority of seats that spoke: more ships read "Ship", more skips
     read "Skip", an even split reads "Mixed", and a panel where every seat abstained has
-    "No verdict".
+    "No verdict". A take flagged for prompt injection is shown but not counted: the card may
+    have bought its verdict.
     """
     takes = list(takes)
-    ship = sum(1 for t in takes if t.verdict == "ship")
-    skip = sum(1 for t in takes if t.verdict == "skip")
+    counted = [t for t in takes if not t.suspicious]
+    ship = sum(1 for t in counted if t.verdict == "ship")
+    skip = sum(1 for t in counted if t.verdict == "skip")
     abstain = sum(1 for t in takes if t.verdict is None)
+    flagged = sum(1 for t in takes if t.suspicious and t.verdict is not None)
     spoke = ship + skip
     if spoke == 0:
-        return PanelVerdict(ship=0, skip=0, abstain=abstain, ship_pct=None, label="No verdict")
+        return PanelVerdict(
+            ship=0, skip=0, abstain=abstain, ship_pct=None, label="No verdict", flagged=flagged
+        )
     label = "Ship" if ship > skip else "Skip" if skip > ship else "Mixed"
     return PanelVerdict(
-        ship=ship, skip=skip, abstain=abstain, ship_pct=round_half_up_pct(ship, spoke), label=label
-    )
+        ship=ship, skip=skip, abstain=abstain, ship_pct=round_half_up_pct(ship, spoke), label=label,
+        flagged=flagged,
+    )  # fmt: skip
