@@ -13,7 +13,7 @@ from collections import Counter
 
 from conftest import ROOT
 from fakeopenai import Reply, lead_of, take_json
-from reliability_helpers import logged_requests, start_fake_process, write_cards
+from reliability_helpers import alive, descendants, logged_requests, start_fake_process, write_cards
 
 from flows.scheduled import review_new_tools
 from shipskip.store import Store
@@ -117,9 +117,16 @@ def test_sigkill_mid_run_loses_nothing_and_resumes_without_repeats(tmp_path):
         deadline = time.monotonic() + 120
         while len(logged_requests(log)) < 13 and time.monotonic() < deadline:
             time.sleep(0.05)
+        children = descendants(writer.pid)
+        assert any("uvicorn" in c for c in children.values()), children  # its temporary Prefect API
         writer.send_signal(signal.SIGKILL)
-        writer.wait(timeout=30)
+        # Nothing it started keeps its stdout open: a pipe reading it ends.
+        writer.communicate(timeout=30)
         assert writer.returncode == -signal.SIGKILL
+        deadline = time.monotonic() + 10
+        while alive(list(children)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not alive(list(children)), {p: children[p] for p in alive(list(children))}
 
         store = Store(db)
         complete = store.query("SELECT run_id FROM runs WHERE status = 'complete'")

@@ -318,3 +318,38 @@ def test_the_model_recorded_is_the_one_the_provider_reports(fake, isolated):
     review_tool(card_path=CARD)
     models = {r["model"] for r in stored(isolated).query("SELECT model FROM takes")}
     assert models == {"served-model-v2"}
+
+
+@pytest.mark.slow
+def test_a_killed_review_leaves_no_model_server_behind(isolated):
+    """SIGKILL while the embedded llama.cpp server runs: the server, the temporary Prefect API
+    and their logs go with shipskip, and a pipe reading shipskip's output ends."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from reliability_helpers import alive, descendants
+
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env["TMPDIR"] = str(isolated)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shipskip", "review", str(ROOT / "data" / "tools" / "smollm3.yaml")],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    deadline = time.monotonic() + 180
+    children: dict[int, str] = {}
+    while time.monotonic() < deadline and not any("llama_cpp.server" in c for c in children.values()):
+        time.sleep(0.5)
+        children = descendants(proc.pid)
+    assert any("llama_cpp.server" in c for c in children.values()), "the model server never started"
+    time.sleep(3)  # let it load the model and take requests
+    children = descendants(proc.pid)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    deadline = time.monotonic() + 10
+    while alive(list(children)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(list(children)), {p: children[p] for p in alive(list(children))}
+    assert not [p for p in isolated.iterdir() if p.name.startswith("shipskip-")], "temporary files left"

@@ -22,6 +22,7 @@ from . import progress as signals  # noqa: E402
 from .cards import load_card  # noqa: E402
 from .errors import ShipskipError  # noqa: E402
 from .models import PERSONAS, PanelVerdict, Take, clean_text  # noqa: E402
+from .orchestration import prefect_api  # noqa: E402
 from .panel import aggregate  # noqa: E402
 from .settings import get_settings  # noqa: E402
 from .store import Store  # noqa: E402
@@ -132,7 +133,7 @@ def review(
                 bar.console.print(f"  {take.persona.title()}: {label}", highlight=False)
                 bar.advance(job)
 
-            with user_errors(), signals.listening(tick):
+            with user_errors(), prefect_api(), signals.listening(tick):
                 out = review_tool(card_path=str(path), force=force)
         note = " (already reviewed; --force to review again)" if out.skipped else ""
         console.print(takes_table(f"{out.name}{note}", out.takes))
@@ -158,12 +159,17 @@ def compare(
     tool_b: Annotated[str, typer.Argument(help="Second tool slug.")],
 ) -> None:
     """Write out/compare/A-vs-B.html and .md from the stored panels."""
-    from flows.render import render_comparison
+    from .publish import compare_both_orders, verdicts_by_tool, write_compare
+    from .quality import order_independent
 
-    _quiet_prefect_loggers()
+    # Rendering needs no orchestration: no Prefect server is started for it.
     with user_errors():
-        path = render_comparison(tool_a=tool_a, tool_b=tool_b)
+        store = _store()
+        path, _ = write_compare(store, get_settings().out_dir, tool_a, tool_b)
+        pages = compare_both_orders(store, tool_a, tool_b)
     console.print(f"Wrote {path} (and .md)", highlight=False)
+    if not order_independent(*(verdicts_by_tool(p) for p in pages)):
+        err.print("warning: the verdicts depend on the order of the comparison", highlight=False)
 
 
 @app.command()
@@ -212,7 +218,7 @@ def ingest(
     from flows.scheduled import review_new_tools
 
     _quiet_prefect_loggers()
-    with user_errors():
+    with user_errors(), prefect_api():
         report = review_new_tools(source=source)
     console.print(
         f"reviewed {len(report['reviewed'])}, unchanged {len(report['unchanged'])}, "
@@ -242,7 +248,7 @@ def rerun(
     if not reason.strip():
         _fail(ShipskipError("--reason must say why"))
     _quiet_prefect_loggers()
-    with user_errors():
+    with user_errors(), prefect_api():
         rerun_persona(
             tool=tool, persona=persona.lower(), reason=reason, model=model, prompt_version=prompt_version
         )

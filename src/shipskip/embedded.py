@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import importlib.metadata
-import os
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -16,6 +14,7 @@ from pathlib import Path
 
 import httpx
 
+from . import lifeline
 from .errors import ShipskipError
 
 EMBEDDED_MODEL = "SmolLM2-135M-Instruct"
@@ -63,8 +62,7 @@ def embedded_server(
     if model_file is not None and not Path(model_file).is_file():
         raise ShipskipError(f"SHIPSKIP_EMBEDDED_MODEL_PATH: no such file: {model_file}")
     port = free_port()
-    cmd = [
-        sys.executable, "-m", "llama_cpp.server",
+    cmd = lifeline.command("llama_cpp.server", [
         "--model", str(model_file or model_path()),
         "--model_alias", embedded_model_name(model_file),
         # Checklist answers are read from token log-probabilities, which llama-cpp-python
@@ -74,13 +72,14 @@ def embedded_server(
         "--port", str(port),
         "--n_ctx", str(n_ctx),
         "--verbose", str(log_path is not None),
-    ]  # fmt: skip
+    ])  # fmt: skip
     if threads:
         cmd += ["--n_threads", str(threads)]
     if log_path is not None:
-        log = open(log_path, "wb")  # noqa: SIM115
+        log = open(log_path, "w+b")  # noqa: SIM115
     else:
-        log = tempfile.NamedTemporaryFile(prefix="shipskip-llama-", suffix=".log", delete=False)  # noqa: SIM115
+        # Unnamed: nothing is left on disk however this process ends.
+        log = tempfile.TemporaryFile(prefix="shipskip-llama-", suffix=".log")  # noqa: SIM115
     proc = subprocess.Popen(
         cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
     )
@@ -89,7 +88,8 @@ def embedded_server(
         deadline = time.monotonic() + startup_timeout_s
         while True:
             if proc.poll() is not None:
-                tail = Path(log.name).read_text(errors="replace").strip().splitlines()[-3:]
+                log.seek(0)
+                tail = log.read().decode(errors="replace").strip().splitlines()[-3:]
                 raise ShipskipError(f"the embedded llama.cpp server exited: {' | '.join(tail)}")
             try:
                 if httpx.get(f"{base_url}/models", timeout=2).status_code == 200:
@@ -103,8 +103,6 @@ def embedded_server(
     finally:
         _stop(proc)
         log.close()
-        if log_path is None:
-            os.unlink(log.name)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
