@@ -26,12 +26,13 @@ def write_cards(folder: Path, n: int) -> list[str]:
     return slugs
 
 
-def start_fake_process(delay_s: float, log: Path) -> tuple[subprocess.Popen, str]:
+def start_fake_process(delay_s: float, log: Path, fault_rate: float = 0.0) -> tuple[subprocess.Popen, str]:
     """The fake server in a child process, so a killed review cannot take it down."""
     port_file = log.with_suffix(".port")
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "fake_server_main.py"), str(delay_s), str(log), str(port_file)],
-    )
+        [sys.executable, str(ROOT / "tests" / "fake_server_main.py"), str(delay_s), str(log), str(port_file),
+         str(fault_rate)],
+    )  # fmt: skip
     deadline = time.monotonic() + 30
     while not port_file.exists() or not port_file.read_text().strip():
         if time.monotonic() > deadline:

@@ -315,3 +315,21 @@ def test_bad_input_changes_nothing_already_stored(fake, isolated, tmp_path):
     assert not (ROOT.parent / "etc").exists()
     name = store.query("SELECT name FROM tools WHERE slug = 'html-name'")[0]["name"]
     assert name == "<b>Bold </b>"
+
+
+def test_a_short_soak_of_everything_at_once_loses_and_doubles_nothing(tmp_path):
+    """bench/soak.py for 20 s (docs/reliability.md has the 120 s figures): two ingest loops,
+    reruns, votes and analyst queries at once, 10% provider faults, one ingest SIGKILLed."""
+    result = tmp_path / "soak.json"
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "soak.py"), "--seconds", "20", "--json", str(result),
+         "--work", str(tmp_path / "soak")],
+        capture_output=True, text=True, timeout=400,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    figures = json.loads(result.read_text())
+    for must_be_zero in ("duplicate reviews", "duplicate takes", "cards never reviewed", "lost votes",
+                         "failed votes", "runs left unfinished", "orphan processes", "files holding key bytes"):  # fmt: skip
+        assert figures[must_be_zero] == 0, must_be_zero
+    assert figures["tools reviewed"] >= 8 and figures["process runs"].get("vote ok", 0) > 0
+    print("\n[soak]", {k: v for k, v in figures.items() if k != "work"})

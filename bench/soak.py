@@ -1,0 +1,230 @@
+"""Soak: everything at once against a faulty provider, then count what went wrong.
+
+Two ingest loops over one inbox that keeps growing, a rerun loop, a vote loop and an analyst
+loop run as separate `shipskip` processes for --seconds, against the fake OpenAI server on
+loopback with --fault-rate of its replies broken (503, reset, broken JSON, an HTML page, a 500
+that echoes the API key). One ingest is SIGKILLed midway. A last ingest then plays the next
+scheduled run. Printed: duplicate reviews, lost votes, unfinished runs, orphan processes and
+key bytes found anywhere (all must be 0), and how much work got through.
+
+Usage: .venv/bin/python bench/soak.py [--seconds 120] [--fault-rate 0.1] [--json out.json]
+Exit status 1 when any of the must-be-zero figures is not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "ERROR")
+
+from reliability_helpers import alive, descendants, start_fake_process, write_cards  # noqa: E402
+
+
+class Soak:
+    def __init__(self, work: Path, env: dict[str, str], until: float) -> None:
+        self.work, self.env, self.until = work, env, until
+        self.lock = threading.Lock()
+        self.procs: list[subprocess.Popen] = []
+        self.seen: dict[int, str] = {}  # every process below a shipskip we started
+        self.counts: dict[str, int] = {}
+        self.logs = work / "logs"
+        self.logs.mkdir()
+
+    def bump(self, what: str, n: int = 1) -> None:
+        with self.lock:
+            self.counts[what] = self.counts.get(what, 0) + n
+
+    def run(self, name: str, *args: str) -> subprocess.Popen:
+        n = len(self.procs)
+        out = open(self.logs / f"{n:04d}-{name}.out", "w")  # noqa: SIM115
+        env = self.env
+        if name == "ingest":
+            # Ingests start their own temporary Prefect API, as a command run by hand does, so a
+            # killed one has a child server that must not outlive it.
+            env = {k: v for k, v in env.items() if k != "PREFECT_API_URL"}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "shipskip", *args], env=env, stdout=out, stderr=subprocess.STDOUT,
+            cwd=self.work,
+        )  # fmt: skip
+        with self.lock:
+            self.procs.append(proc)
+        return proc
+
+    def loop(self, name: str, args_for: Callable[[int], list[str] | None], pause_s: float = 0.0) -> None:
+        i = 0
+        while time.monotonic() < self.until:
+            args = args_for(i)
+            i += 1
+            if args is None:
+                time.sleep(0.5)
+                continue
+            rc = self.run(name, *args).wait()
+            self.bump(f"{name} ok" if rc == 0 else f"{name} exit {rc}")
+            time.sleep(pause_s)
+
+    def watch(self, done: threading.Event) -> None:
+        while not done.is_set():
+            for p in list(self.procs):
+                if p.poll() is None:
+                    found = descendants(p.pid)
+                    with self.lock:
+                        self.seen.update(found)
+            time.sleep(0.5)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=120)
+    ap.add_argument("--fault-rate", type=float, default=0.1)
+    ap.add_argument("--delay", type=float, default=0.05, help="provider latency per request, seconds")
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--work", type=Path, help="folder for the run's files (default: a new temp folder)")
+    args = ap.parse_args()
+
+    from shipskip.orchestration import prefect_api
+    from shipskip.store import Store
+
+    work = args.work or Path(tempfile.mkdtemp(prefix="shipskip-soak-"))
+    work.mkdir(parents=True, exist_ok=True)
+    inbox = work / "inbox"
+    write_cards(inbox, 8)
+    key = "sk-soak-" + secrets.token_hex(16)
+    server, url = start_fake_process(args.delay, work / "requests.jsonl", args.fault_rate)
+    db = work / "soak.duckdb"
+    with prefect_api():
+        from prefect.settings import PREFECT_API_URL
+
+        env = {
+            **os.environ, "SHIPSKIP_BASE_URL": url, "SHIPSKIP_DB_PATH": str(db), "SHIPSKIP_MODEL": "fake-model",
+            "OPENAI_API_KEY": key, "SHIPSKIP_OUT_DIR": str(work / "out"), "SHIPSKIP_MAX_RETRY_WAIT_S": "1",
+            "SHIPSKIP_TIMEOUT_S": "10", "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+        }  # fmt: skip
+        started = time.monotonic()
+        soak = Soak(work, env, started + args.seconds)
+        store = Store(db)
+
+        def reviewed(slug: str) -> bool:
+            try:
+                return bool(store.query("SELECT 1 FROM tools WHERE slug = ?", [slug]))
+            except Exception:
+                return False
+
+        def feed() -> None:
+            n = 8
+            while time.monotonic() < soak.until:
+                time.sleep(3)
+                write_cards(inbox, n + 1)  # adds the next card; rewrites the others unchanged
+                n += 1
+            soak.bump("cards", n)
+
+        def killer() -> None:
+            time.sleep(args.seconds / 2)
+            with soak.lock:
+                ingests = [p for p in soak.procs if p.args[3] == "ingest" and p.poll() is None]
+            if ingests:
+                ingests[0].send_signal(signal.SIGKILL)
+                soak.bump("ingests killed")
+
+        loops = [
+            threading.Thread(target=soak.loop, args=("ingest", lambda i: ["ingest", str(inbox)])),
+            threading.Thread(target=soak.loop, args=("ingest", lambda i: ["ingest", str(inbox)], 0.7)),
+            threading.Thread(target=soak.loop, args=("rerun", lambda i: (
+                ["rerun", "tool-000", "skeptic", "--reason", f"soak {i}"] if reviewed("tool-000") else None
+            ))),  # fmt: skip
+            threading.Thread(target=soak.loop, args=("vote", lambda i: (
+                ["vote", "tool-001", "ship" if i % 3 else "skip"] if reviewed("tool-001") else None
+            ))),  # fmt: skip
+            threading.Thread(target=soak.loop, args=("sql", lambda i: [
+                "sql", "SELECT label, count(*) AS n FROM panel_verdicts GROUP BY label"
+            ] if reviewed("tool-000") else None)),  # fmt: skip
+            threading.Thread(target=feed),
+            threading.Thread(target=killer),
+        ]
+        done = threading.Event()
+        watcher = threading.Thread(target=soak.watch, args=(done,), daemon=True)
+        for t in loops:
+            t.start()
+        watcher.start()
+        for t in loops:
+            t.join()
+        # The next scheduled run finishes what the killed ingest left.
+        rc = soak.run("ingest-final", "ingest", str(inbox)).wait()
+        soak.bump("final ingest exit", rc)
+        done.set()
+        watcher.join()
+        elapsed = time.monotonic() - started
+    server.kill()
+    server.wait()
+
+    time.sleep(2)
+    orphans = alive(list(soak.seen))
+    cards = sorted(p.stem for p in inbox.glob("*.json"))
+    q = store.query
+    figures = {
+        "seconds": round(elapsed, 1),
+        "fault rate": args.fault_rate,
+        "requests to the provider": len((work / "requests.jsonl").read_text().splitlines()),
+        "cards in the inbox": len(cards),
+        "tools reviewed": q("SELECT count(DISTINCT slug) AS n FROM runs WHERE kind = 'review'"
+                            " AND status = 'complete'")[0]["n"],  # fmt: skip
+        "takes stored": q("SELECT count(*) AS n FROM takes")[0]["n"],
+        "reruns kept": q("SELECT count(*) AS n FROM runs WHERE kind = 'rerun'")[0]["n"],
+        "reruns failed (kept in history)": q("SELECT count(*) AS n FROM failed_reruns")[0]["n"],
+        "process runs": dict(sorted(soak.counts.items())),
+        "child processes seen": len(soak.seen),
+        # Must all be 0:
+        "duplicate reviews": q("SELECT count(*) AS n FROM (SELECT slug, content_hash FROM runs"
+                               " WHERE kind = 'review' GROUP BY ALL HAVING count(*) > 1)")[0]["n"],  # fmt: skip
+        "duplicate takes": q("SELECT count(*) AS n FROM (SELECT run_id, persona FROM takes"
+                             " GROUP BY ALL HAVING count(*) > 1)")[0]["n"],  # fmt: skip
+        "cards never reviewed": len(set(cards) - {r["slug"] for r in q("SELECT slug FROM tools")}),
+        "reviews missing a seat": q("SELECT count(*) AS n FROM (SELECT run_id FROM takes JOIN runs"
+                                    " USING (run_id) WHERE kind = 'review' GROUP BY run_id"
+                                    " HAVING count(*) <> 5)")[0]["n"],  # fmt: skip
+        "lost votes": soak.counts.get("vote ok", 0) - q("SELECT count(*) AS n FROM votes")[0]["n"],
+        "failed votes": sum(v for k, v in soak.counts.items() if k.startswith("vote exit")),
+        "failed analyst queries": sum(v for k, v in soak.counts.items() if k.startswith("sql exit")),
+        "runs left unfinished": q("SELECT count(*) AS n FROM runs WHERE status <> 'complete'")[0]["n"],
+        "orphan processes": len(orphans),
+        "files holding key bytes": _files_with(work, key.encode()),
+    }
+    must_be_zero = [
+        "duplicate reviews", "duplicate takes", "cards never reviewed", "reviews missing a seat",
+        "lost votes", "failed votes", "failed analyst queries", "runs left unfinished",
+        "orphan processes", "files holding key bytes",
+    ]  # fmt: skip
+    width = max(len(k) for k in figures)
+    for k, v in figures.items():
+        print(f"{k:<{width}}  {v}")
+    if args.json:
+        args.json.write_text(json.dumps({**figures, "work": str(work)}, indent=2))
+    bad = [k for k in must_be_zero if figures[k]]
+    if bad:
+        print(f"FAILED: {', '.join(bad)}; see {work}")
+        sys.exit(1)
+
+
+def _files_with(folder: Path, needle: bytes) -> int:
+    hits = 0
+    for path in folder.rglob("*"):
+        if path.is_file() and needle in path.read_bytes():
+            hits += 1
+    return hits
+
+
+if __name__ == "__main__":
+    main()
