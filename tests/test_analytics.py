@@ -192,3 +192,13 @@ def test_sql_out_stays_under_the_working_directory(fake, isolated, tmp_path, mon
     assert res.exit_code == 2 and not outside.exists() and "--out" in res.output
     ok = CliRunner().invoke(app, ["sql", "SELECT 1 AS a", "--format", "csv", "--out", "here.csv"])
     assert ok.exit_code == 0 and (tmp_path / "here.csv").read_text().startswith("a")
+
+
+def test_sql_fetches_only_up_to_the_limit(fx):
+    from shipskip.analytics import run_sql
+
+    # A billion rows: fetching them all would not finish; the first 50 come at once.
+    res = run_sql(fx, "SELECT range AS n FROM range(1000000000)", limit=50)
+    assert len(res.rows) == 50 and res.more and res.columns == ["n"]
+    small = run_sql(fx, "SELECT 1 AS one", limit=50)
+    assert small.rows == [(1,)] and not small.more

@@ -62,6 +62,8 @@ def test_yaml_json_and_markdown_cards(tmp_path):
         ("bomb.yaml", 'a: &a ["x","x"]\nb: &b [*a,*a]\nc: [*b,*b]\n', "file"),
         ("tag.yaml", GOOD + "x: !!python/object/apply:os.system ['true']\n", "file"),
         ("list.yaml", "- a\n- b\n", "(root)"),
+        ("js-url.yaml", GOOD + "url: javascript:alert(1)\n", "url"),
+        ("file-url.yaml", GOOD + "url: file:///etc/passwd\n", "url"),
         ("huge.yaml", GOOD.replace("description: Demo", "description: " + "x" * 300_000 + " Demo"), "file"),
         (
             "big-desc.json",

@@ -41,14 +41,21 @@ def check_read_only(sql: str) -> str:
 class Result:
     columns: list[str]
     rows: list[tuple[Any, ...]]
+    more: bool = False  # rows beyond the limit exist and were not fetched
 
 
-def run_sql(store: Store, sql: str) -> Result:
+def run_sql(store: Store, sql: str, limit: int | None = None) -> Result:
+    """Rows of a read-only query; with `limit`, at most that many are fetched (a huge result is
+    never pulled into memory to show its first rows)."""
     check_read_only(sql)
     with store.sandbox() as con:
         try:
-            rel = con.sql(sql)
-            return Result(columns=list(rel.columns), rows=rel.fetchall())
+            cur = con.execute(sql)
+            columns = [d[0] for d in cur.description or []]
+            if limit is None:
+                return Result(columns=columns, rows=cur.fetchall())
+            rows = cur.fetchmany(limit + 1)
+            return Result(columns=columns, rows=rows[:limit], more=len(rows) > limit)
         except duckdb.Error as exc:
             raise ShipskipError(f"query: {str(exc).splitlines()[0]}") from None
 

@@ -316,7 +316,7 @@ def sql(
 
     with user_errors():
         if format == "table":
-            res = run_sql(_store(), query)
+            res = run_sql(_store(), query, limit=limit)
         else:
             target = out or Path(f"query.{format}")
             # A query's output lands only under the working directory or the output folder.
@@ -331,11 +331,11 @@ def sql(
     table = Table(show_lines=False)
     for c in res.columns:
         table.add_column(c, overflow="fold")
-    for row in res.rows[:limit]:
+    for row in res.rows:
         table.add_row(*("" if v is None else str(v) for v in row))
     console.print(table)
-    more = f" (showing {limit})" if len(res.rows) > limit else ""
-    console.print(f"{len(res.rows)} rows{more}", highlight=False)
+    more = f"; more rows left out (--limit {limit})" if res.more else ""
+    console.print(f"{len(res.rows)} rows shown{more}", highlight=False)
 
 
 @app.command()

@@ -113,6 +113,14 @@ class ToolCard(BaseModel):
     def _one_line(cls, v: str) -> str:
         return _clean_line(v)
 
+    @field_validator("url")
+    @classmethod
+    def _web_address(cls, v: str) -> str:
+        # Pages link to it: a javascript:, data: or file: address must never become a link.
+        if v and not re.fullmatch(r"https?://[^\s/?#]+[^\s]*", v, re.IGNORECASE):
+            raise ValueError("must be an http:// or https:// address")
+        return v
+
     @field_validator("category")
     @classmethod
     def _category(cls, v: str) -> str:
