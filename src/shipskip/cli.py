@@ -159,16 +159,13 @@ def compare(
     tool_b: Annotated[str, typer.Argument(help="Second tool slug.")],
 ) -> None:
     """Write out/compare/A-vs-B.html and .md from the stored panels."""
-    from .publish import compare_both_orders, verdicts_by_tool, write_compare
-    from .quality import order_independent
+    from .usecases import compare as write_comparison
 
     # Rendering needs no orchestration: no Prefect server is started for it.
     with user_errors():
-        store = _store()
-        path, _ = write_compare(store, get_settings().out_dir, tool_a, tool_b)
-        pages = compare_both_orders(store, tool_a, tool_b)
-    console.print(f"Wrote {path} (and .md)", highlight=False)
-    if not order_independent(*(verdicts_by_tool(p) for p in pages)):
+        done = write_comparison(_store(), get_settings(), tool_a, tool_b)
+    console.print(f"Wrote {done.path} (and .md)", highlight=False)
+    if not done.order_independent:
         err.print("warning: the verdicts depend on the order of the comparison", highlight=False)
 
 

@@ -251,6 +251,12 @@ class Store:
             ).fetchall()
         return {p: Take.model_validate_json(payload) for p, payload in rows}
 
+    def abandon_run(self, run: Run) -> None:
+        """Forget a run that produced nothing worth keeping (its checkpoints go with it)."""
+        with self.transaction() as con:
+            con.execute("DELETE FROM take_checkpoints WHERE run_id = ?", [run.run_id])
+            con.execute("DELETE FROM runs WHERE run_id = ? AND status = 'running'", [run.run_id])
+
     def fail_rerun(self, run: Run, take: Take, reason: str | None) -> None:
         """Record a rerun whose persona failed, and end its run; the current take is untouched."""
         now = _now()
