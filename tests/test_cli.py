@@ -98,3 +98,22 @@ def test_a_rejected_key_fails_the_run_and_marks_nothing_reviewed(fake, isolated)
     shutil.copy(CARD, inbox / "claw-code.yaml")
     res = runner.invoke(app, ["ingest", str(inbox)])
     assert res.exit_code == 2 and "401" in res.output
+
+
+def test_a_base_url_that_is_not_an_openai_api_stops_the_run(fake, isolated, monkeypatch):
+    from fakeopenai import Reply
+
+    from shipskip.store import Store
+
+    # A web server that answers every path with 200 and an HTML page.
+    fake.default = Reply(body="<html><body>Welcome to nginx!</body></html>")
+    monkeypatch.setenv("SHIPSKIP_MAX_ATTEMPTS", "2")
+    inbox = isolated / "inbox"
+    inbox.mkdir()
+    shutil.copy(CARD, inbox / "claw-code.yaml")
+    res = runner.invoke(app, ["ingest", str(inbox)])
+    assert res.exit_code == 2 and "no seat got a valid reply" in res.output
+    assert len([ln for ln in res.output.splitlines() if ln.strip()]) == 1
+    store = Store(isolated / "shipskip.duckdb")
+    assert store.query("SELECT count(*) AS n FROM runs")[0]["n"] == 0
+    assert store.query("SELECT count(*) AS n FROM takes")[0]["n"] == 0
