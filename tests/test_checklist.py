@@ -6,7 +6,15 @@ import pytest
 from conftest import ROOT
 
 from shipskip.calibrate import Observation, fit, out_of_fold, predict
-from shipskip.checklist import abstains, below_relevance, normalise, score_from, take_problem
+from shipskip.checklist import (
+    abstains,
+    below_relevance,
+    card_facts,
+    features,
+    normalise,
+    score_from,
+    take_problem,
+)
 from shipskip.errors import InputError
 from shipskip.models import Criterion, verdict_for
 from shipskip.personas import Calibration, load_prompts, write_calibration
@@ -24,7 +32,8 @@ def with_calibration(checklist, **cal):
 def test_every_persona_has_a_checklist_of_six_to_twelve_signed_questions(prompts):
     for p in prompts.personas.values():
         items = p.checklist.items
-        assert 6 <= len(items) <= 12
+        questions = [i for i in items if i.question]
+        assert 6 <= len(questions) <= 12 and len(items) - len(questions) <= 5
         assert {i.counts for i in items} == {"for", "against"}, p.name
         for i in items:
             assert i.sign * p.checklist.weight(i) >= 0, (p.name, i.id)
@@ -165,3 +174,43 @@ def test_write_calibration_round_trips_and_refuses_a_wrong_sign(tmp_path, prompt
     with pytest.raises(InputError):
         bad = {**w, items[0].id: -5.0 * items[0].sign}
         write_calibration(path, Calibration(weights=bad))
+
+
+def test_card_facts_are_read_by_rule_and_kept_out_of_the_yes_rate(prompts):
+    from conftest import make_card
+
+    builder = prompts.personas["builder"].checklist
+    facts = [i for i in builder.items if i.from_card]
+    assert facts and all(i.question is None for i in facts)
+    open_card = make_card(pricing="Free (Apache 2.0)", description="Runs locally from the command line, offline.")
+    closed = make_card(entry_tier="paid", pricing="$20 per month", description="A hosted assistant behind a waitlist.")
+    asked = [Criterion(id=i.id, label=i.label, weight=1.0, p_yes=0.9) for i in builder.items if i.question]
+    got = {c.id: c for c in card_facts(builder, open_card, asked)}
+    assert [c.id for c in card_facts(builder, open_card, asked)] == [i.id for i in builder.items]
+    assert got["says_open_source"].p_yes == 1.0 and got["says_open_source"].source == "card"
+    assert got["waitlist_or_device"].p_yes == 0.0
+    other = {c.id: c.p_yes for c in card_facts(builder, closed, asked)}
+    assert other["says_open_source"] == 0.0 and other["waitlist_or_device"] == 1.0
+    # The yes-rate measures the model's answers only.
+    assert features(builder, list(got.values()), None)["yes_rate"] == pytest.approx(0.9)
+
+
+@pytest.mark.parametrize(
+    "item, problem",
+    [
+        ({"id": "both", "label": "both kinds", "counts": "for", "question": "Is it open source at all?",
+          "from_card": {"fields": ["pricing"], "pattern": "open"}}, "not both"),
+        ({"id": "neither", "label": "neither kind", "counts": "for"}, "not both"),
+        ({"id": "badrx", "label": "bad pattern", "counts": "for",
+          "from_card": {"fields": ["pricing"], "pattern": "(open"}}, "regular expression"),
+        ({"id": "badfield", "label": "bad field", "counts": "for",
+          "from_card": {"fields": ["secret"], "pattern": "open"}}, "fields"),
+    ],
+)
+def test_a_checklist_item_is_a_question_or_a_card_fact(item, problem):
+    from pydantic import ValidationError
+
+    from shipskip.personas import Item
+
+    with pytest.raises(ValidationError, match=problem):
+        Item.model_validate(item)

@@ -96,3 +96,20 @@ def test_comparison_order_check_passes_for_stored_panels(holistic, isolated):
     ab, ba = (verdicts_by_tool(p) for p in compare_both_orders(store, "claw-code", "smollm3"))
     assert ab == ba == {"Claw Code": "Ship · 5 ship / 0 skip", "SmolLM3": "Ship · 5 ship / 0 skip"}
     assert render_comparison(tool_a="smollm3", tool_b="claw-code").endswith("smollm3-vs-claw-code.html")
+
+
+def test_the_committed_model_answers_refit_offline_with_card_facts_read_afresh(isolated, tmp_path):
+    """`shipskip eval REF --answers data/reference/answers-smollm2-135m.jsonl` needs no model."""
+    from shipskip.evaluate import run_checklist_eval
+    from shipskip.settings import get_settings
+
+    ref = tmp_path / "ref.jsonl"
+    ref.write_text("".join((ROOT / "data" / "reference" / "panel.jsonl").read_text().splitlines(True)[:12]))
+    answers = ROOT / "data" / "reference" / "answers-smollm2-135m.jsonl"
+    out = run_checklist_eval(get_settings(), ref, answers_from=str(answers))
+    oof = out["summary"]["out_of_fold"]
+    assert oof["tools"] == 12 and set(oof["seats"]) == {"builder", "skeptic", "futurist", "creator", "founder"}
+    rows = Store(isolated / "shipskip.duckdb").eval_items(out["eval_id"])
+    assert len(rows) == 60
+    sources = {c["source"] for r in rows for c in r["criteria"]}
+    assert sources == {"logprobs", "card"}

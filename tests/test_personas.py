@@ -48,11 +48,11 @@ def test_prompt_hash_changes_with_the_persona_file(tmp_path, prompts):
     copy = tmp_path / "prompts"
     shutil.copytree(ROOT / "prompts", copy)
     f = copy / "personas" / "skeptic.yaml"
-    f.write_text(f.read_text().replace('version: "3"', 'version: "4"'))
+    f.write_text(f.read_text().replace('version: "4"', 'version: "5"'))
     changed = load_prompts(copy)
     assert changed.prompt_hash("skeptic") != prompts.prompt_hash("skeptic")
     assert changed.prompt_hash("builder") == prompts.prompt_hash("builder")
-    assert changed.personas["skeptic"].version == "4"
+    assert changed.personas["skeptic"].version == "5"
 
 
 def test_template_variables_are_strict(tmp_path):

@@ -170,7 +170,8 @@ def test_checklist_score_is_the_weighted_sum_of_logprob_answers(fake, isolated):
         if take.abstained:
             continue
         crit = [Criterion(**c) for c in json.loads(r["criteria"])]
-        assert {c.source for c in crit} == {"logprobs"}
+        # Questions are answered from log-probabilities, facts from the card, none asked twice.
+        assert {c.source for c in crit} == {"logprobs", "card"}
         assert len(crit) == len(prompts.personas[r["persona"]].checklist.items)
         assert r["score"] == score_from(prompts.personas[r["persona"]].checklist, crit)
         assert r["verdict"] == verdict_for(r["score"]) and r["scoring"] == "checklist"
@@ -178,12 +179,13 @@ def test_checklist_score_is_the_weighted_sum_of_logprob_answers(fake, isolated):
     builder = next(t for t in out.takes if t.persona == "builder")
     assert "open licence" in builder.why.split("; not met")[0]
     # One request per question (and relevance), then one take per seat that spoke.
-    questions = sum(
-        len(p.checklist.items) + (p.checklist.relevance is not None) for p in prompts.personas.values()
-    )
+    def asked(persona):
+        return sum(i.question is not None for i in prompts.personas[persona].checklist.items)
+
+    questions = sum(asked(n) + (p.checklist.relevance is not None) for n, p in prompts.personas.items())
     spoke = sum(not t.abstained for t in out.takes)
     # A seat cut off by its relevance answer is not asked the rest.
-    skipped = sum(len(prompts.personas[t.persona].checklist.items) for t in out.takes if not t.criteria)
+    skipped = sum(asked(t.persona) for t in out.takes if not t.criteria)
     assert len(fake.requests) == questions - skipped + spoke
     assert all(
         r["max_tokens"] == 1 and r["logprobs"]
@@ -209,7 +211,7 @@ def test_checklist_falls_back_to_sampled_answers_without_logprobs(fake, isolated
 
     rows = stored(isolated).query("SELECT persona, criteria FROM current_takes WHERE criteria IS NOT NULL")
     crit = [c for r in rows for c in json.loads(r["criteria"])]
-    assert crit and {c["source"] for c in crit} == {"sampled"}
+    assert crit and {c["source"] for c in crit} == {"sampled", "card"}
     assert {c["p_yes"] for c in crit} <= {0.0, 1.0} and 1.0 in {c["p_yes"] for c in crit}
 
 

@@ -5,21 +5,43 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from .models import Criterion, normalise_untrusted
+from .models import Criterion, ToolCard, normalise_untrusted
 from .personas import Checklist, Persona
+
+
+def card_facts(checklist: Checklist, card: ToolCard, criteria: Sequence[Criterion]) -> list[Criterion]:
+    """The criteria with every `from_card` item answered from the card (1.0 or 0.0), in checklist
+    order. Facts are always read afresh, so stored model answers can be re-scored with them."""
+    by_id = {c.id: c for c in criteria}
+    out = []
+    for item in checklist.items:
+        if item.from_card is None:
+            if item.id in by_id:
+                out.append(by_id[item.id])
+            continue
+        out.append(
+            Criterion(
+                id=item.id, label=item.label, weight=round(checklist.weight(item), 2),
+                p_yes=1.0 if item.from_card.holds(card) else 0.0, source="card", baseline=0.5,
+            )
+        )  # fmt: skip
+    return out
 
 
 def features(
     checklist: Checklist, criteria: Sequence[Criterion], p_relevant: float | None
 ) -> dict[str, float]:
     """What the calibrated formulas read: each item's P(yes) (a failed one at its reference
-    mean), the mean of them all ('yes_rate') and the relevance answer."""
+    mean), the mean of the model's answers ('yes_rate') and the relevance answer."""
     by_id = {c.id: c.p_yes for c in criteria}
     x = {}
     for item in checklist.items:
         p = by_id.get(item.id)
         x[item.id] = p if p is not None else checklist.mean(item)
-    x["yes_rate"] = sum(x.values()) / len(checklist.items)
+    # How readily the model says yes about this card at all: over the questions only, since
+    # facts read from the card carry no model bias.
+    asked = [x[item.id] for item in checklist.items if item.question is not None]
+    x["yes_rate"] = sum(asked) / len(asked) if asked else 0.5
     x["relevance"] = 1.0 if p_relevant is None else p_relevant
     return x
 

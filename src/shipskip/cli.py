@@ -399,7 +399,7 @@ def eval_(
     ] = None,
     samples: Annotated[int, typer.Option(help="Holistic only: takes drawn per persona, for stability.")] = 3,
     answers: Annotated[
-        str | None, typer.Option(help="Checklist: reuse the answers of a stored eval (id or prefix).")
+        str | None, typer.Option(help="Checklist: reuse stored answers (eval id or prefix, or .jsonl file).")
     ] = None,
     takes: Annotated[
         int, typer.Option(help="Checklist: write takes for the first N tools and check them.")

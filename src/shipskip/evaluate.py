@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .calibrate import Observation, Prediction, fit, out_of_fold, predict
 from .cards import parse_card
-from .checklist import take_problem
+from .checklist import card_facts, take_problem
 from .errors import InputError, ShipskipError, describe_validation_error
 from .models import PERSONAS, Criterion, Take, ToolCard
 from .personas import PromptSet, load_prompts, write_calibration
@@ -239,12 +239,14 @@ def collect_answers(
             rel = panel.prompts.personas[persona].checklist.relevance
             p_rel = panel.answer(persona, item.card, rel.question, spend)[0] if rel else None
             criteria = panel.criteria(persona, item.card, spend)
+            asked = sum(c.source != "card" for c in criteria)
             ref = item.reference.get(persona)  # type: ignore[call-overload]
             results.append(
                 ItemResult(
                     slug=item.card.slug, persona=persona,
                     ref_verdict=ref.verdict if ref else None, ref_score=ref.score if ref else None,
-                    verdict=None, score=None, first_attempt_valid=spend.attempts == len(criteria) + bool(rel),
+                    verdict=None, score=None,
+                    first_attempt_valid=spend.attempts == asked + bool(rel),
                     grounded=None, verdict_flips=0.0, score_spread=None, take=None,
                     relevance=p_rel, criteria=criteria,
                 )
@@ -297,6 +299,25 @@ def check_takes(
     }
 
 
+def _stored_answers(store: Store, answers_from: str) -> list[ItemResult]:
+    """Answers of a stored eval, by id (or prefix), or from a JSON Lines file of them (the
+    embedded model's answers on the reference set ship in data/reference/)."""
+    path = Path(answers_from)
+    if path.suffix == ".jsonl" and path.is_file():
+        rows = []
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(ItemResult.model_validate({
+                        "verdict": None, "score": None, "grounded": None, "verdict_flips": 0.0,
+                        "score_spread": None, "take": None, **json.loads(line),
+                    }))  # fmt: skip
+                except (json.JSONDecodeError, ValidationError) as exc:
+                    raise InputError(path, f"line {n}", str(exc).splitlines()[0]) from None
+        return rows
+    return [ItemResult.model_validate(r) for r in store.eval_items(answers_from)]
+
+
 def run_checklist_eval(
     settings: Settings,
     reference: Path,
@@ -314,8 +335,17 @@ def run_checklist_eval(
     store = Store(settings.db_path)
     if answers_from:
         wanted = {(i.card.slug, p) for i in items for p in prompts.personas}
-        results = [ItemResult.model_validate(r) for r in store.eval_items(answers_from)]
+        results = _stored_answers(store, answers_from)
         results = [r for r in results if (r.slug, r.persona) in wanted]
+        # Facts read from the card are rules of the persona files as they are now, so they are
+        # read afresh rather than taken from the stored answers.
+        cards = {i.card.slug: i.card for i in items}
+        results = [
+            r.model_copy(update={
+                "criteria": card_facts(prompts.personas[r.persona].checklist, cards[r.slug], r.criteria)
+            })
+            for r in results
+        ]  # fmt: skip
         model = f"answers of eval {answers_from}"
     else:
         with open_panel(settings, prompts) as panel:

@@ -249,8 +249,9 @@ class Criterion(BaseModel):
     weight: float
     p_yes: float | None = None
     # 'logprobs' when P(yes) came from token log-probabilities, 'sampled' when only the
-    # answer text was available (1.0 or 0.0), 'failed' when every attempt failed.
-    source: Literal["logprobs", "sampled", "failed"] = "logprobs"
+    # answer text was available (1.0 or 0.0), 'card' when read from the card by a rule
+    # (1.0 or 0.0), 'failed' when every attempt failed.
+    source: Literal["logprobs", "sampled", "card", "failed"] = "logprobs"
     # Met means P(yes) at or above this: the take's mean answer (see Panel.criteria).
     baseline: float = 0.5
 

@@ -34,8 +34,38 @@ Question = Annotated[str, Field(min_length=10, max_length=240)]
 Label = Annotated[str, Field(min_length=3, max_length=60)]
 
 
+CardField = Literal["name", "tagline", "category", "pricing", "entry_tier", "description"]
+
+
+class CardFact(BaseModel):
+    """A yes/no item read from the card's own words rather than asked of the model: "yes" when
+    the pattern occurs (case-insensitive) in any of the fields, as normalised when the card
+    was read. For facts a card states outright (its entry tier, its licence, a price), a
+    rule is cheaper than a question and, on a small model, far more reliable."""
+
+    model_config = ConfigDict(extra="forbid")
+    fields: Annotated[list[CardField], Field(min_length=1)]
+    pattern: Annotated[str, Field(min_length=2, max_length=400)]
+
+    def model_post_init(self, _: object) -> None:
+        try:
+            re.compile(self.pattern)
+        except re.error as exc:
+            raise ValueError(f"pattern is not a valid regular expression: {exc}") from None
+
+    def holds(self, card: ToolCard) -> bool:
+        rx = _compiled(self.pattern)
+        return any(rx.search(str(getattr(card, f))) for f in self.fields)
+
+
+@cache
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern, re.IGNORECASE)
+
+
 class Item(BaseModel):
-    """One yes/no question in a persona's checklist.
+    """One yes/no item in a persona's checklist: a question for the model, or a fact read
+    from the card (`from_card`).
 
     `counts` is the lens: whether a "yes" speaks for the tool or against it. Calibration fits
     how much each answer weighs but never flips that direction.
@@ -43,9 +73,14 @@ class Item(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     id: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{1,40}$")]
-    question: Question
+    question: Question | None = None
+    from_card: CardFact | None = None
     label: Label
     counts: Literal["for", "against"]
+
+    def model_post_init(self, _: object) -> None:
+        if (self.question is None) == (self.from_card is None):
+            raise ValueError(f"item '{self.id}' needs either a question or from_card, not both")
 
     @property
     def sign(self) -> int:
@@ -89,7 +124,7 @@ class Calibration(BaseModel):
 class Checklist(BaseModel):
     model_config = ConfigDict(extra="forbid")
     relevance: Relevance | None = None
-    items: Annotated[list[Item], Field(min_length=6, max_length=12)]
+    items: Annotated[list[Item], Field(min_length=6, max_length=16)]
     calibration: Calibration = Field(default_factory=Calibration)
 
     def model_post_init(self, _: object) -> None:

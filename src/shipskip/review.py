@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
-from .checklist import abstains, below_relevance, score_from, take_problem
+from .checklist import abstains, below_relevance, card_facts, score_from, take_problem
 from .embedded import embedded_model_name, embedded_server
 from .injection import score_jumped, without_suspicious
 from .llm import LLMClient, LLMFailure
@@ -90,16 +90,22 @@ class Panel:
         is which answers lean yes more than the rest (for a model that answers 0 or 1, this is
         simply yes)."""
         checklist = self.prompts.personas[persona].checklist
-        answers = [(item, *self.answer(persona, card, item.question, spend)) for item in checklist.items]
-        given = [p for _, p, _ in answers if p is not None]
+        answers = [
+            (item, *self.answer(persona, card, item.question, spend))
+            if item.question
+            else (item, None, "card")
+            for item in checklist.items
+        ]  # fmt: skip
+        given = [p for _, p, source in answers if p is not None and source != "card"]
         baseline = round(sum(given) / len(given), 4) if given else 0.5
-        return [
+        asked = [
             Criterion(
                 id=item.id, label=item.label, weight=round(checklist.weight(item), 2),
                 p_yes=p_yes, source=source, baseline=baseline,  # type: ignore[arg-type]
             )
             for item, p_yes, source in answers
         ]  # fmt: skip
+        return card_facts(checklist, card, asked)
 
     def graded(self, persona: str, card: ToolCard, reason: str | None = None) -> Take:
         """Checklist grading: relevance, then each question on its own, then the take.
