@@ -117,3 +117,19 @@ def test_a_base_url_that_is_not_an_openai_api_stops_the_run(fake, isolated, monk
     store = Store(isolated / "shipskip.duckdb")
     assert store.query("SELECT count(*) AS n FROM runs")[0]["n"] == 0
     assert store.query("SELECT count(*) AS n FROM takes")[0]["n"] == 0
+
+
+def test_a_review_of_several_cards_prints_no_prefect_errors(fake, isolated):
+    """Run as a user runs it: its own temporary Prefect API, drained before it stops."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    cards = [str(ROOT / "data" / "tools" / n) for n in ("smollm3.yaml", "claw-code.yaml")]
+    run = subprocess.run([sys.executable, "-m", "shipskip", "review", *cards], env=env,
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.count("panel ship") == 2
+    for noise in ("ERROR", "EventsWorker", "Traceback"):
+        assert noise not in run.stdout + run.stderr

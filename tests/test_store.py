@@ -137,3 +137,22 @@ def test_a_writer_that_cannot_get_the_database_names_the_holder(tmp_path):
         assert time.monotonic() - started < 15
     finally:
         holder.kill()
+
+
+def test_a_reader_brings_an_older_database_up_to_date(tmp_path):
+    import duckdb
+
+    from shipskip.store import migrations
+
+    path = tmp_path / "old.duckdb"
+    older = [m for m in migrations() if m[0] <= 7]
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
+                    " applied_at TIMESTAMP NOT NULL)")
+        for version, name, sql in older:
+            con.execute(sql)
+            con.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [version, name])
+    # An analyst's first query reads a column a later migration added.
+    assert Store(path).query("SELECT count(*) AS n, max(flagged) AS f FROM panel_verdicts")[0]["n"] == 0
+    versions = [r["version"] for r in Store(path).query("SELECT version FROM schema_migrations ORDER BY 1")]
+    assert versions == [m[0] for m in migrations()]

@@ -14,9 +14,8 @@ import duckdb
 from markupsafe import Markup, escape
 
 from .errors import ShipskipError
-from .store import Store
+from .store import EXPORT_TABLES, Store
 
-EXPORT_TABLES = ("tools", "tool_versions", "runs", "takes", "failed_reruns", "votes", "model_prices")
 PERSONA_COLOURS = {
     "builder": "#1f77b4", "skeptic": "#d62728", "futurist": "#9467bd",
     "creator": "#2ca02c", "founder": "#ff7f0e",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
@@ -21,8 +21,9 @@ quiet_prefect()
 from . import progress as signals  # noqa: E402
 from .cards import load_card  # noqa: E402
 from .errors import ShipskipError  # noqa: E402
-from .models import PERSONAS, PanelVerdict, Take, clean_text  # noqa: E402
+from .models import PERSONAS, PanelVerdict, Take, ToolCard, clean_text  # noqa: E402
 from .orchestration import prefect_api  # noqa: E402
+from .outcome import ReviewOutcome  # noqa: E402
 from .panel import aggregate  # noqa: E402
 from .settings import get_settings  # noqa: E402
 from .store import Store  # noqa: E402
@@ -117,27 +118,32 @@ def review(
     from flows.review import review_tool
 
     _quiet_prefect_loggers()
-    for path, card in zip(cards, checked, strict=True):
-        with Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            console=err,
-            transient=True,
-        ) as bar:
-            job = bar.add_task(f"Panel reviewing {card.name}", total=len(PERSONAS))
+    with prefect_api():
+        for path, card in zip(cards, checked, strict=True):
+            _review_one(path, card, force, review_tool)
 
-            def tick(slug: str, take: Take, job: int = job) -> None:
-                label = "abstained" if take.abstained else f"{take.score}/100 {take.verdict}"
-                bar.console.print(f"  {take.persona.title()}: {label}", highlight=False)
-                bar.advance(job)
 
-            with user_errors(), prefect_api(), signals.listening(tick):
-                out = review_tool(card_path=str(path), force=force)
-        note = " (already reviewed; --force to review again)" if out.skipped else ""
-        console.print(takes_table(f"{out.name}{note}", out.takes))
-        console.print(verdict_line(out.verdict), highlight=False)
+def _review_one(path: Path, card: ToolCard, force: bool, review_tool: Callable[..., ReviewOutcome]) -> None:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        console=err,
+        transient=True,
+    ) as bar:
+        job = bar.add_task(f"Panel reviewing {card.name}", total=len(PERSONAS))
+
+        def tick(slug: str, take: Take) -> None:
+            label = "abstained" if take.abstained else f"{take.score}/100 {take.verdict}"
+            bar.console.print(f"  {take.persona.title()}: {label}", highlight=False)
+            bar.advance(job)
+
+        with user_errors(), signals.listening(tick):
+            out = review_tool(card_path=str(path), force=force)
+    note = " (already reviewed; --force to review again)" if out.skipped else ""
+    console.print(takes_table(f"{out.name}{note}", out.takes))
+    console.print(verdict_line(out.verdict), highlight=False)
 
 
 @app.command()

@@ -8,6 +8,7 @@ run a flow start it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import tempfile
@@ -62,7 +63,10 @@ def prefect_api() -> Iterator[None]:
                     raise ShipskipError("the temporary Prefect server did not answer in time")
                 time.sleep(0.1)
             with temporary_settings(updates={PREFECT_API_URL: api}):
-                yield
+                try:
+                    yield
+                finally:
+                    _drain()
         finally:
             proc.terminate()
             try:
@@ -70,6 +74,17 @@ def prefect_api() -> Iterator[None]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def _drain() -> None:
+    """Send Prefect's queued events and logs while the server still listens; afterwards they
+    would fail, each with an error line on the console."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        with contextlib.suppress(RuntimeError):  # never started
+            worker.drain_all(timeout=10)
 
 
 def _healthy(api: str) -> bool:

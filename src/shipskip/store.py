@@ -31,6 +31,8 @@ from .panel import aggregate
 # DuckDB refuses a read-only and a read-write connection to one file in the same process,
 # so every connection in this process takes turns; each is held only for one short step.
 _LOCK = threading.RLock()
+# Tables an export writes and an import may load (views are exported by analytics).
+EXPORT_TABLES = ("tools", "tool_versions", "runs", "takes", "failed_reruns", "votes", "model_prices")
 _MIGRATION_RE = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 
 
@@ -105,6 +107,8 @@ class Store:
             raise ShipskipError(f"{self.path}: no database yet; review a tool first")
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        elif not self._migrated:
+            self._catch_up()
         with _LOCK:
             try:
                 for attempt in self._retrying():
@@ -171,6 +175,23 @@ class Store:
                 raise
             con.commit()
         self._migrated = True
+
+    def _catch_up(self) -> None:
+        """A reader of a database written by an older shipskip brings its schema up to date first
+        (briefly as a writer), so views and columns it reads exist."""
+        wanted = {version for version, _, _ in migrations()}
+        try:
+            with _LOCK, duckdb.connect(str(self.path), read_only=True) as con:
+                done = {r[0] for r in con.execute("SELECT version FROM schema_migrations").fetchall()}
+        except duckdb.IOException:
+            return  # a writer holds it: it migrates; the read retries as usual
+        except duckdb.CatalogException:
+            done = set()  # a database from before migrations were recorded
+        if wanted <= done:
+            self._migrated = True
+            return
+        with self.connect():
+            pass
 
     def init(self) -> None:
         with self.connect():
@@ -347,7 +368,6 @@ class Store:
 
     def load_parquet(self, table: str, path: Path) -> int:
         """Bulk-load rows (an export, or generated data) through DuckDB's Parquet reader."""
-        from .analytics import EXPORT_TABLES
 
         if table not in EXPORT_TABLES:
             raise ShipskipError(f"cannot load into '{table}'")
