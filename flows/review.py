@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 from prefect.runtime import flow_run
+from prefect.states import Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import Field
 
 from shipskip import usecases
 from shipskip.cards import load_card
-from shipskip.models import Take, ToolCard
+from shipskip.models import Take, ToolCard, clean_text
 from shipskip.outcome import ReviewOutcome
+from shipskip.render import ToolPanel, review_markdown
 from shipskip.review import Panel
 from shipskip.settings import get_settings
 from shipskip.store import Run, Store
@@ -27,8 +32,17 @@ SEATS = 5
 @task(cache_policy=NONE, task_run_name="{persona}")
 def persona_take(
     panel: Panel, store: Store, run: Run, persona: str, card: ToolCard, reason: str | None = None
-) -> Take:
-    return usecases.ask_seat(panel, store, run, persona, card, reason)
+) -> Take | State:
+    take = usecases.ask_seat(panel, store, run, persona, card, reason)
+    said = "abstained" if take.abstained else f"{take.verdict} {take.score}"
+    get_run_logger().info(
+        "%s · %s: %s · model %s · %d attempts · %d+%d tokens", card.slug, persona, said,
+        clean_text(take.model), take.attempts, take.usage.prompt_tokens, take.usage.completion_tokens,
+    )  # fmt: skip
+    if take.error:
+        # Failed in Prefect, with the attempts; the abstention is still this seat's take.
+        return Failed(message=f"{persona} failed after {take.attempts} attempts: {take.error}", data=take)
+    return take
 
 
 def ask_as_tasks(
@@ -36,13 +50,35 @@ def ask_as_tasks(
 ) -> dict[str, Take]:
     """Each seat as a Prefect task, so the flow run shows one task per persona."""
     futures = [persona_take.submit(panel, store, run, p, card, reason) for p in personas]
-    return {t.persona: t for t in (f.result() for f in futures)}
+    takes = {}
+    for f in futures:
+        f.wait()
+        got = f.state.result(raise_on_failure=False)
+        if isinstance(got, BaseException):
+            raise got  # the task itself broke (a refused key, say): not a seat's failure
+        takes[got.persona] = got
+    return takes
+
+
+def publish_review(out: ReviewOutcome, store: Store, what: str, reason: str | None = None) -> None:
+    card = store.tool(out.slug)
+    if card is None or out.skipped:
+        return
+    panel = ToolPanel(card, tuple(out.takes), store.votes(out.slug), store.reviewed_at(out.slug))
+    markdown = review_markdown(panel, what, reason)
+    create_markdown_artifact(key=f"review-{out.slug}", markdown=markdown, description=f"{what}: {card.name}")
 
 
 @flow(name="review-tool", task_runner=ThreadPoolTaskRunner(max_workers=SEATS), log_prints=False)
-def review_tool(card_path: str, force: bool = False, db_path: str | None = None) -> ReviewOutcome:
-    """Review one tool card file (YAML, JSON or Markdown) and store the five takes."""
+def review_tool(
+    card_path: Annotated[str, Field(description="Path to a tool card: YAML, JSON or Markdown.")],
+    force: Annotated[bool, Field(description="Review again even if this exact card was reviewed.")] = False,
+    db_path: Annotated[str | None, Field(description="DuckDB file; default SHIPSKIP_DB_PATH.")] = None,
+) -> ReviewOutcome:
+    """Review one tool card and store the five takes."""
     settings = get_settings()
     store = Store(db_path or settings.db_path)
     card = load_card(Path(card_path))
-    return usecases.review_card(card, store, settings, force=force, ask=ask_as_tasks, flow_run_id=flow_run.id)
+    out = usecases.review_card(card, store, settings, force=force, ask=ask_as_tasks, flow_run_id=flow_run.id)
+    publish_review(out, store, "panel review")
+    return out

@@ -2,39 +2,58 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import Field
 
-from flows.review import SEATS, ask_as_tasks
+from flows.review import SEATS, ask_as_tasks, publish_review
 from shipskip import usecases
-from shipskip.models import ToolCard
+from shipskip.models import PersonaName, ToolCard
 from shipskip.outcome import ReviewOutcome
 from shipskip.settings import get_settings
 from shipskip.store import Store
 
 
-@flow(name="review-new-tools", task_runner=ThreadPoolTaskRunner(max_workers=SEATS))
-def review_new_tools(source: str) -> dict[str, list[str]]:
-    """Review each new or changed tool of a source once; report bad entries and go on."""
-    logger = get_run_logger()
+@flow(name="ingest-tool", flow_run_name="{card.slug}", task_runner=ThreadPoolTaskRunner(max_workers=SEATS))
+def ingest_tool(card: ToolCard) -> ReviewOutcome:
+    """One tool of an ingest, as its own subflow run: its five seats are its tasks."""
     settings = get_settings()
     store = Store(settings.db_path)
+    out = usecases.review_card(card, store, settings, ask=ask_as_tasks, flow_run_id=flow_run.id)
+    publish_review(out, store, "panel review")
+    return out
 
-    def review(card: ToolCard) -> ReviewOutcome:
-        return usecases.review_card(card, store, settings, ask=ask_as_tasks, flow_run_id=flow_run.id)
 
-    return usecases.ingest(source, store, settings, review=review, warn=logger.warning).as_dict()
+@flow(name="review-new-tools")
+def review_new_tools(
+    source: Annotated[str, Field(description="Folder of cards, .jsonl file, or RSS/Atom feed file or URL.")],
+) -> dict[str, list[str]]:
+    """Review each new or changed tool of a source once; report bad entries and go on."""
+    settings = get_settings()
+    report = usecases.ingest(
+        source, Store(settings.db_path), settings, review=ingest_tool, warn=get_run_logger().warning
+    )
+    return report.as_dict()
 
 
 @flow(name="rerun-persona", task_runner=ThreadPoolTaskRunner(max_workers=1))
 def rerun_persona(
-    tool: str, persona: str, reason: str, model: str | None = None, prompt_version: str | None = None
+    tool: Annotated[str, Field(description="Slug of a reviewed tool.")],
+    persona: Annotated[PersonaName, Field(description="The seat to ask again.")],
+    reason: Annotated[str, Field(min_length=3, description="Why it is asked again; kept with the take.")],
+    model: Annotated[str | None, Field(description="Another model for this take.")] = None,
+    prompt_version: Annotated[str | None, Field(description="An archived persona prompt version.")] = None,
 ) -> dict:
     """One persona again on one tool; the new take becomes current, the old one stays as history."""
     settings = get_settings()
+    store = Store(settings.db_path)
     take = usecases.rerun(
-        tool, persona, reason, Store(settings.db_path), settings,
-        model=model, prompt_version=prompt_version, ask=ask_as_tasks,
-    )  # fmt: skip
+        tool, persona, reason, store, settings, model=model, prompt_version=prompt_version, ask=ask_as_tasks
+    )
+    card = store.tool(tool)
+    assert card is not None
+    publish_review(ReviewOutcome.from_store(store, card, skipped=False), store, f"{persona} rerun", reason)
     return {"tool": tool, "persona": persona, "verdict": take.verdict, "score": take.score}

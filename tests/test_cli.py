@@ -2,6 +2,7 @@ import shutil
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT
 from typer.testing import CliRunner
 
@@ -60,8 +61,10 @@ def test_ingest_rerun_history_sql_and_export(fake, isolated, tmp_path, monkeypat
     assert res.exit_code == 0, res.output
     hist = runner.invoke(app, ["history", "smollm3", "skeptic"])
     assert hist.exit_code == 0 and "new" in hist.output and "m2" in hist.output and "+" in hist.output
-    res = runner.invoke(app, ["rerun", "smollm3", "skeptic", "--reason", "x", "--prompt-version", "9"])
+    res = runner.invoke(app, ["rerun", "smollm3", "skeptic", "--reason", "why not", "--prompt-version", "9"])
     assert res.exit_code == 2 and "skeptic@9.yaml" in res.output
+    res = runner.invoke(app, ["rerun", "smollm3", "critic", "--reason", "why not"])
+    assert res.exit_code == 2 and "'critic' is not one of builder" in res.output
     res = runner.invoke(
         app, ["sql", "SELECT persona, version FROM takes WHERE persona = 'skeptic' ORDER BY 2"]
     )
@@ -133,3 +136,43 @@ def test_a_review_of_several_cards_prints_no_prefect_errors(fake, isolated):
     assert run.stdout.count("panel ship") == 2
     for noise in ("ERROR", "EventsWorker", "Traceback"):
         assert noise not in run.stdout + run.stderr
+
+
+def test_an_installed_wheel_reviews_a_card_outside_the_checkout(fake, tmp_path):
+    """The wheel carries its prompts; data and pages land under the working directory."""
+    import os
+    import subprocess
+    import sys
+
+    wheels = tmp_path / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(ROOT)],
+                   check=True, capture_output=True, timeout=300)  # fmt: skip
+    target = tmp_path / "site"
+    (wheel,) = wheels.glob("shipskip-*.whl")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True, timeout=300)  # fmt: skip
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    shutil.copy(CARD, work / "card.yaml")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPSKIP_DB") and k != "SHIPSKIP_OUT_DIR"}
+    env.pop("PREFECT_API_URL", None)
+    env["PYTHONPATH"] = str(target)
+    code = "import shipskip, sys; assert shipskip.__file__.startswith(sys.argv[1]), shipskip.__file__"
+    subprocess.run([sys.executable, "-c", code, str(target)], env=env, cwd=work, check=True, timeout=60)
+    run = subprocess.run([sys.executable, "-m", "shipskip", "review", "card.yaml"], env=env, cwd=work,
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert (work / "data" / "shipskip.duckdb").is_file() and "panel ship" in run.stdout
+    compare = subprocess.run([sys.executable, "-m", "shipskip", "page", "claw-code"], env=env, cwd=work,
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert compare.returncode == 0 and (work / "out" / "tools" / "claw-code.html").is_file()
+
+
+def test_the_rerun_flow_refuses_a_persona_that_is_not_one(fake, isolated):
+    """The flow's typed parameters: Prefect refuses `persona=critic` at submission."""
+    from prefect.exceptions import ParameterTypeError
+
+    from flows.scheduled import rerun_persona
+
+    with pytest.raises(ParameterTypeError, match="persona"):
+        rerun_persona(tool="smollm3", persona="critic", reason="why not")

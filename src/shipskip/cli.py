@@ -89,6 +89,13 @@ def user_errors() -> Iterator[None]:
         yield
     except ShipskipError as exc:
         _fail(exc)
+    except Exception as exc:
+        # A flow parameter Prefect refused (a persona that is not one, a reason too short)
+        # is the user's input, said in one line.
+        if type(exc).__name__ != "ParameterTypeError":
+            raise
+        problems = "; ".join(ln.strip(" -") for ln in str(exc).splitlines()[1:]) or str(exc)
+        _fail(ShipskipError(f"invalid input: {problems}"))
 
 
 def run() -> None:
@@ -248,8 +255,11 @@ def rerun(
     """Run one persona again on one tool; the old take stays as history."""
     from flows.scheduled import rerun_persona
 
-    if not reason.strip():
-        _fail(ShipskipError("--reason must say why"))
+    # Checked here too, so a typo fails at once rather than after a Prefect server starts.
+    if len(reason.strip()) < 3:
+        _fail(ShipskipError("--reason must say why (3 characters or more)"))
+    if persona.lower() not in PERSONAS:
+        _fail(ShipskipError(f"persona: '{persona}' is not one of {', '.join(PERSONAS)}"))
     _quiet_prefect_loggers()
     with user_errors(), prefect_api():
         rerun_persona(
@@ -301,9 +311,12 @@ def serve(
 
     from flows.scheduled import review_new_tools
 
+    # Its own name, so it never replaces the `daily-new-tools` deployment of prefect.yaml; one
+    # run at a time, as there.
     deployment = review_new_tools.to_deployment(
-        name="daily-new-tools", schedule=Cron(cron, timezone="UTC"), parameters={"source": source}
-    )
+        name="served-daily-new-tools", schedule=Cron(cron, timezone="UTC"), parameters={"source": source},
+        concurrency_limit=1,
+    )  # fmt: skip
     prefect_serve(deployment)
 
 

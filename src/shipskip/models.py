@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 PERSONAS: tuple[str, ...] = ("builder", "skeptic", "futurist", "creator", "founder")
+# The same names as a type, so a flow parameter offers them as choices and refuses others.
+PersonaName = Literal[PERSONAS]  # type: ignore[valid-type]
 
 # The stated rule tying score to verdict: a take ships at 60 or above, and skips below.
 SHIP_THRESHOLD = 60

@@ -93,6 +93,15 @@ def scorecard_markdown(panels: list[ToolPanel]) -> str:
     return _render("scorecard.md.j2", tools=panels)
 
 
+def review_markdown(panel: ToolPanel, what: str, reason: str | None = None) -> str:
+    """A review or rerun as an orchestrator artifact: what was done, the verdict, the scorecard."""
+    v = panel.verdict
+    head = [f"# {md_escape(panel.card.name)}: {what}", "", f"**{v.line}** · {v.pct_text} panel ship"]
+    if reason:
+        head += ["", f"Reason: {md_escape(reason)}"]
+    return "\n".join(head) + "\n\n" + scorecard_markdown([panel])
+
+
 def trends_page(points: list[TrendPoint], summary: list[dict], filters: str, generated: date) -> str:
     scores: dict[str, list] = {}
     rates: dict[str, list] = {}

@@ -12,6 +12,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
+def default_prompts_dir() -> Path:
+    """The checkout's prompts/ when running from one; the copy inside an installed wheel otherwise."""
+    checkout = PROJECT_ROOT / "prompts"
+    return checkout if (checkout / "personas").is_dir() else Path(__file__).resolve().parent / "prompts"
+
+
 def quiet_prefect() -> None:
     """Set Prefect's environment before it is imported: no analytics, no colour noise."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -38,9 +44,11 @@ class Settings(BaseSettings):
         env_prefix="SHIPSKIP_", env_file=".env", env_nested_delimiter="__", extra="ignore"
     )
 
-    db_path: Path = Field(default=PROJECT_ROOT / "data" / "shipskip.duckdb")
-    out_dir: Path = Field(default=PROJECT_ROOT / "out")
-    prompts_dir: Path = Field(default=PROJECT_ROOT / "prompts")
+    # Data and pages live under the working directory (a deployment's, or the shell's), never
+    # beside wherever the package happens to be installed.
+    db_path: Path = Field(default=Path("data") / "shipskip.duckdb")
+    out_dir: Path = Field(default=Path("out"))
+    prompts_dir: Path = Field(default_factory=default_prompts_dir)
 
     # No base_url means the embedded llama.cpp server with the packaged SmolLM2 model.
     base_url: str | None = None
