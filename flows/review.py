@@ -75,7 +75,13 @@ def review_tool(
     force: Annotated[bool, Field(description="Review again even if this exact card was reviewed.")] = False,
     db_path: Annotated[str | None, Field(description="DuckDB file; default SHIPSKIP_DB_PATH.")] = None,
 ) -> ReviewOutcome:
-    """Review one tool card and store the five takes."""
+    """Review one tool card and store the five takes.
+
+    Args:
+        card_path: Path to a tool card: YAML, JSON or Markdown with front matter.
+        force: Review again even if this exact card was reviewed.
+        db_path: DuckDB file; SHIPSKIP_DB_PATH by default.
+    """
     settings = get_settings()
     store = Store(db_path or settings.db_path)
     card = load_card(Path(card_path))

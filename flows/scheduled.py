@@ -31,7 +31,11 @@ def ingest_tool(card: ToolCard) -> ReviewOutcome:
 def review_new_tools(
     source: Annotated[str, Field(description="Folder of cards, .jsonl file, or RSS/Atom feed file or URL.")],
 ) -> dict[str, list[str]]:
-    """Review each new or changed tool of a source once; report bad entries and go on."""
+    """Review each new or changed tool of a source once; report bad entries and go on.
+
+    Args:
+        source: Folder of cards, .jsonl file, or RSS/Atom feed file or URL.
+    """
     settings = get_settings()
     report = usecases.ingest(
         source, Store(settings.db_path), settings, review=ingest_tool, warn=get_run_logger().warning
@@ -47,7 +51,15 @@ def rerun_persona(
     model: Annotated[str | None, Field(description="Another model for this take.")] = None,
     prompt_version: Annotated[str | None, Field(description="An archived persona prompt version.")] = None,
 ) -> dict:
-    """One persona again on one tool; the new take becomes current, the old one stays as history."""
+    """One persona again on one tool; the new take becomes current, the old one stays as history.
+
+    Args:
+        tool: Slug of a reviewed tool.
+        persona: The seat to ask again.
+        reason: Why it is asked again; kept with the take and shown on pages.
+        model: Another model for this take.
+        prompt_version: An archived persona prompt version (prompts/personas/NAME@V.yaml).
+    """
     settings = get_settings()
     store = Store(settings.db_path)
     take = usecases.rerun(
