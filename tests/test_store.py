@@ -156,3 +156,26 @@ def test_a_reader_brings_an_older_database_up_to_date(tmp_path):
     assert Store(path).query("SELECT count(*) AS n, max(flagged) AS f FROM panel_verdicts")[0]["n"] == 0
     versions = [r["version"] for r in Store(path).query("SELECT version FROM schema_migrations ORDER BY 1")]
     assert versions == [m[0] for m in migrations()]
+
+
+def test_the_sql_view_applies_the_same_verdict_rule_as_aggregate(store):
+    """The verdict rule lives in panel.aggregate; panel_verdicts restates it for analysts.
+    Every combination of five seats (ship / skip / abstain, some flagged) must agree."""
+    import itertools
+
+    from shipskip.panel import aggregate
+
+    combos = list(itertools.product(["ship", "skip", None], repeat=5))[::3]  # 81 panels
+    expected = {}
+    for i, verdicts in enumerate(combos):
+        card = make_card(slug=f"t{i}", name=f"T{i}")
+        takes = five(verdicts)
+        if i % 4 == 0 and verdicts[1] is not None:
+            takes[1] = takes[1].model_copy(update={"suspicious": True})
+        run = store.begin_run(card)
+        store.commit_review(run, card, takes)
+        v = aggregate(takes)
+        expected[card.slug] = (v.label, v.ship, v.skip, v.abstain, v.ship_pct, v.flagged)
+    rows = store.query("SELECT slug, label, ship, skip, abstain, ship_pct, flagged FROM panel_verdicts")
+    got = {r["slug"]: (r["label"], r["ship"], r["skip"], r["abstain"], r["ship_pct"], r["flagged"]) for r in rows}
+    assert got == expected
