@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
@@ -34,15 +34,19 @@ def persona_take(
     panel: Panel, store: Store, run: Run, persona: str, card: ToolCard, reason: str | None = None
 ) -> Take | State:
     take = usecases.ask_seat(panel, store, run, persona, card, reason)
-    said = "abstained" if take.abstained else f"{take.verdict} {take.score}"
-    get_run_logger().info(
-        "%s · %s: %s · model %s · %d attempts · %d+%d tokens", card.slug, persona, said,
-        clean_text(take.model), take.attempts, take.usage.prompt_tokens, take.usage.completion_tokens,
-    )  # fmt: skip
+    log_take(get_run_logger(), card.slug, take)
     if take.error:
         # Failed in Prefect, with the attempts; the abstention is still this seat's take.
         return Failed(message=f"{persona} failed after {take.attempts} attempts: {take.error}", data=take)
     return take
+
+
+def log_take(logger: Any, slug: str, take: Take) -> None:
+    said = "abstained" if take.abstained else f"{take.verdict} {take.score}"
+    logger.info(
+        "%s · %s: %s · model %s · %d attempts · %d+%d tokens", slug, take.persona, said,
+        clean_text(take.model), take.attempts, take.usage.prompt_tokens, take.usage.completion_tokens,
+    )  # fmt: skip
 
 
 def ask_as_tasks(

@@ -9,22 +9,12 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
-from flows.review import SEATS, ask_as_tasks, publish_review
+from flows.review import ask_as_tasks, log_take, publish_review
 from shipskip import usecases
-from shipskip.models import PersonaName, ToolCard
+from shipskip.models import PersonaName
 from shipskip.outcome import ReviewOutcome
 from shipskip.settings import get_settings
 from shipskip.store import Store
-
-
-@flow(name="ingest-tool", flow_run_name="{card.slug}", task_runner=ThreadPoolTaskRunner(max_workers=SEATS))
-def ingest_tool(card: ToolCard) -> ReviewOutcome:
-    """One tool of an ingest, as its own subflow run: its five seats are its tasks."""
-    settings = get_settings()
-    store = Store(settings.db_path)
-    out = usecases.review_card(card, store, settings, ask=ask_as_tasks, flow_run_id=flow_run.id)
-    publish_review(out, store, "panel review")
-    return out
 
 
 @flow(name="review-new-tools")
@@ -33,12 +23,23 @@ def review_new_tools(
 ) -> dict[str, list[str]]:
     """Review each new or changed tool of a source once; report bad entries and go on.
 
+    Tools are reviewed concurrently inside this one flow run (SHIPSKIP_LLM_CONCURRENCY bounds
+    the calls in flight); each reviewed tool logs its takes and leaves a `review-SLUG` artifact.
+
     Args:
         source: Folder of cards, .jsonl file, or RSS/Atom feed file or URL.
     """
     settings = get_settings()
+    store = Store(settings.db_path)
+    logger = get_run_logger()
+
+    def reviewed(out: ReviewOutcome) -> None:
+        for take in out.takes:
+            log_take(logger, out.slug, take)
+        publish_review(out, store, "panel review")
+
     report = usecases.ingest(
-        source, Store(settings.db_path), settings, review=ingest_tool, warn=get_run_logger().warning
+        source, store, settings, warn=logger.warning, on_review=reviewed, flow_run_id=flow_run.id
     )
     return report.as_dict()
 

@@ -18,6 +18,13 @@ class ReviewOutcome(BaseModel):
     verdict: PanelVerdict
 
     @classmethod
+    def of(cls, card: ToolCard, takes: list[Take], resumed: int = 0) -> ReviewOutcome:
+        return cls(
+            slug=card.slug, name=card.name, skipped=False, resumed=resumed,
+            takes=takes, verdict=aggregate(takes),
+        )  # fmt: skip
+
+    @classmethod
     def from_store(cls, store: Store, card: ToolCard, skipped: bool, resumed: int = 0) -> ReviewOutcome:
         takes = store.current_takes(card.slug)
         return cls(

@@ -272,6 +272,11 @@ class Store:
             ).fetchall()
         return {p: Take.model_validate_json(payload) for p, payload in rows}
 
+    def release_run(self, run: Run) -> None:
+        """Give up a running run's lease (its checkpoints stay), so the next run resumes it at once."""
+        with self.transaction() as con:
+            con.execute("UPDATE runs SET owner = NULL WHERE run_id = ? AND status = 'running'", [run.run_id])
+
     def abandon_run(self, run: Run) -> None:
         """Forget a run that produced nothing worth keeping (its checkpoints go with it)."""
         with self.transaction() as con:

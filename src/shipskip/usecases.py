@@ -9,7 +9,8 @@ threads here, Prefect tasks in a flow.
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,21 +67,28 @@ def review_card(
     force: bool = False,
     ask: AskSeats = ask_in_threads,
     flow_run_id: str | None = None,
+    panel: Panel | None = None,
 ) -> ReviewOutcome:
     """Review one card: skip it if this content was reviewed, resume an interrupted run, ask the
-    seats still missing, and commit the five takes together."""
+    seats still missing, and commit the five takes together. With `panel`, its clients (and
+    its model server) are used; otherwise a panel is opened for this card alone."""
     check_identity(store, card)
-    if not force and store.is_reviewed(card):
-        return ReviewOutcome.from_store(store, card, skipped=True)
-    prompts = load_prompts(settings.prompts_dir)
+    prompts = panel.prompts if panel else load_prompts(settings.prompts_dir)
+    # Whether this exact card was reviewed is checked inside begin_run, under the same lock
+    # that starts the run, so two processes cannot both find it new.
     run = store.begin_run(card, flow_run_id=flow_run_id, unless_reviewed=not force)
-    if run is None:  # another process finished this exact card meanwhile
+    if run is None:
         return ReviewOutcome.from_store(store, card, skipped=True)
-    takes = store.checkpoints(run)
+    takes = store.checkpoints(run) if run.resumed else {}
     todo = [p for p in prompts.personas if p not in takes]
     if todo:
-        with open_panel(settings, prompts, todo) as panel:
-            takes.update(ask(panel, store, run, todo, card, None))
+        try:
+            with ExitStack() as stack:
+                seats = panel or stack.enter_context(open_panel(settings, prompts, todo))
+                takes.update(ask(seats, store, run, todo, card, None))
+        except BaseException:
+            store.release_run(run)  # keep its checkpoints; let the next run take it at once
+            raise
     ordered = [takes[p] for p in prompts.personas]
     error = _no_seat_answered([takes[p] for p in todo])
     if error and len(todo) == len(ordered):
@@ -88,7 +96,8 @@ def review_card(
         store.abandon_run(run)
         raise ProviderRejected(f"no seat got a valid reply, so nothing was stored: {error}")
     store.commit_review(run, card, ordered)
-    return ReviewOutcome.from_store(store, card, skipped=False, resumed=len(ordered) - len(todo))
+    # A review's takes are the current ones now: no need to read them back.
+    return ReviewOutcome.of(card, ordered, resumed=len(ordered) - len(todo))
 
 
 @dataclass
@@ -103,39 +112,74 @@ class IngestReport:
         return dict(self.__dict__)
 
 
+def tools_in_flight(settings: Settings, seats: int) -> int:
+    """Tools reviewed at once: enough for their seats to fill the calls-in-flight setting
+    (SHIPSKIP_LLM_CONCURRENCY), which the clients' shared limiter enforces call by call."""
+    return max(1, -(-settings.llm_concurrency // max(1, seats)))
+
+
 def ingest(
     source: str,
     store: Store,
     settings: Settings,
     *,
-    review: Callable[[ToolCard], ReviewOutcome] | None = None,
     warn: Callable[[str], None] = lambda line: None,
+    on_review: Callable[[ReviewOutcome], None] = lambda out: None,
+    flow_run_id: str | None = None,
 ) -> IngestReport:
-    """Review each new or changed tool of a source once; a bad entry costs that entry only."""
-    review = review or (lambda card: review_card(card, store, settings))
+    """Review each new or changed tool of a source once; a bad entry costs that entry only.
+
+    New tools are reviewed concurrently, and one panel (one model server) serves them all.
+    """
     report = IngestReport()
+    todo: list[ToolCard] = []
     for entry in read_source(source):
         if entry.card is None:
             warn(f"skipped {entry.error}")
             report.refused.append(entry.error or entry.where)
-            continue
-        # Bounded runs: what is left waits for the next run (unchanged cards cost nothing).
-        if len(report.reviewed) >= settings.max_new_per_run and not store.is_reviewed(entry.card):
+        elif store.is_reviewed(entry.card):
+            report.unchanged.append(entry.card.slug)
+        elif len(todo) >= settings.max_new_per_run:
+            # Bounded runs: what is left waits for the next run.
             report.deferred.append(entry.card.slug)
-            continue
+        else:
+            todo.append(entry.card)
+    if not todo:
+        return report
+    prompts = load_prompts(settings.prompts_dir)
+    with open_panel(settings, prompts) as panel, ThreadPoolExecutor(
+        max_workers=tools_in_flight(settings, len(prompts.personas))
+    ) as pool:
+        futures = {
+            pool.submit(review_card, card, store, settings, panel=panel, flow_run_id=flow_run_id): card
+            for card in todo
+        }
         try:
-            out = review(entry.card)
+            for future in as_completed(futures):
+                card = futures[future]
+                try:
+                    out = future.result()
+                except ToolBusy as exc:
+                    warn(f"left {card.slug}: {exc}")
+                    report.busy.append(card.slug)
+                    continue
+                except ProviderRejected:
+                    raise
+                except ShipskipError as exc:
+                    warn(f"skipped {card.slug}: {exc}")
+                    report.refused.append(str(exc))
+                    continue
+                (report.unchanged if out.skipped else report.reviewed).append(card.slug)
+                on_review(out)
         except ProviderRejected:
-            raise  # the provider refuses every tool alike: stop, and mark nothing reviewed
-        except ToolBusy as exc:
-            warn(f"left {entry.card.slug}: {exc}")
-            report.busy.append(entry.card.slug)
-            continue
-        except ShipskipError as exc:
-            warn(f"skipped {entry.where}: {exc}")
-            report.refused.append(str(exc))
-            continue
-        (report.unchanged if out.skipped else report.reviewed).append(entry.card.slug)
+            # The provider refuses every tool alike: stop, and mark nothing more reviewed.
+            for f in futures:
+                f.cancel()
+            raise
+    # Reports list tools in source order, whatever order they finished in.
+    order = {c.slug: i for i, c in enumerate(todo)}
+    for name in ("reviewed", "busy"):
+        getattr(report, name).sort(key=lambda slug: order.get(slug, 0))
     return report
 
 

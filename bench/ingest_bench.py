@@ -1,0 +1,86 @@
+"""How busy an ingest keeps the provider, and what it costs per tool.
+
+A fake OpenAI-compatible server answers on loopback after a fixed latency, in its own process;
+`shipskip ingest` reviews N new tools against it, as a user runs it (its own temporary Prefect
+API included). Printed:
+- requests/s while busy (first to last request) against the provider's capacity, which is
+  concurrency / latency;
+- per-tool overhead at zero latency: (wall for N tools - wall for 1 tool) / (N - 1);
+- wall times.
+
+Usage: .venv/bin/python bench/ingest_bench.py [--tools 200] [--latency 0.2] [--concurrency 16]
+                                              [--scoring holistic|checklist]
+Targets (issue 13): >= 90% of capacity while busy; <= 0.25 s overhead per tool.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from reliability_helpers import logged_requests, start_fake_process, write_cards  # noqa: E402
+
+
+def ingest(n: int, latency: float, concurrency: int, scoring: str, work: Path) -> tuple[float, list[dict]]:
+    run = work / f"n{n}-l{latency}"
+    run.mkdir()
+    write_cards(run / "inbox", n)
+    log = run / "requests.jsonl"
+    server, url = start_fake_process(latency, log)
+    env = {
+        **os.environ, "SHIPSKIP_BASE_URL": url, "SHIPSKIP_MODEL": "fake-model", "SHIPSKIP_SCORING": scoring,
+        "SHIPSKIP_DB_PATH": str(run / "bench.duckdb"), "SHIPSKIP_LLM_CONCURRENCY": str(concurrency),
+        "SHIPSKIP_MAX_NEW_PER_RUN": str(max(n, 1)),
+    }  # fmt: skip
+    env.pop("PREFECT_API_URL", None)
+    try:
+        started = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "shipskip", "ingest", str(run / "inbox")], env=env,
+                              capture_output=True, text=True, timeout=3600)  # fmt: skip
+        wall = time.perf_counter() - started
+    finally:
+        server.kill()
+        server.wait()
+    if done.returncode != 0:
+        raise SystemExit(f"ingest failed: {done.stderr[-2000:]}")
+    return wall, logged_requests(log)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tools", type=int, default=200)
+    ap.add_argument("--latency", type=float, default=0.2)
+    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--scoring", choices=["holistic", "checklist"], default="holistic")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="shipskip-ingest-bench-"))
+
+    wall, reqs = ingest(args.tools, args.latency, args.concurrency, args.scoring, work)
+    times = sorted(r["t"] for r in reqs)
+    busy = times[-1] - times[0] if len(times) > 1 else float("nan")
+    rate = (len(times) - 1) / busy if busy else float("nan")
+    capacity = args.concurrency / args.latency if args.latency else float("inf")
+    wall_n, _ = ingest(args.tools, 0.0, args.concurrency, args.scoring, work)
+    wall_1, _ = ingest(1, 0.0, args.concurrency, args.scoring, work)
+    overhead = (wall_n - wall_1) / (args.tools - 1) if args.tools > 1 else float("nan")
+    per_tool = len(reqs) / args.tools
+
+    print(f"machine: {os.cpu_count()} cores; scoring {args.scoring}, {per_tool:.0f} requests per tool")
+    print(f"{args.tools} tools at {args.latency * 1000:.0f} ms latency, concurrency {args.concurrency}:")
+    print(f"  wall {wall:.1f} s, {len(reqs)} requests, busy {busy:.1f} s")
+    print(f"  requests/s while busy {rate:.1f} of capacity {capacity:.0f} ({100 * rate / capacity:.0f}%)")
+    print("zero latency:")
+    print(f"  wall for {args.tools} tools {wall_n:.1f} s, for 1 tool {wall_1:.1f} s")
+    print(f"  overhead per tool {overhead:.3f} s, per take {overhead / 5 * 1000:.0f} ms")
+
+
+if __name__ == "__main__":
+    main()
