@@ -146,7 +146,8 @@ def main() -> None:
                 ["rerun", "tool-000", "skeptic", "--reason", f"soak {i}"] if reviewed("tool-000") else None
             ))),  # fmt: skip
             threading.Thread(target=soak.loop, args=("vote", lambda i: (
-                ["vote", "tool-001", "ship" if i % 3 else "skip"] if reviewed("tool-001") else None
+                ["vote", "tool-001", "ship" if i % 3 else "skip", "--voter", f"voter-{i}"]
+                if reviewed("tool-001") else None
             ))),  # fmt: skip
             threading.Thread(target=soak.loop, args=("sql", lambda i: [
                 "sql", "SELECT label, count(*) AS n FROM panel_verdicts GROUP BY label"

@@ -24,10 +24,16 @@ def test_review_prints_the_panel_and_show_reads_it_back(holistic):
 def test_compare_vote_page_and_digest_write_files(fake, isolated):
     runner.invoke(app, ["review", CARD, str(ROOT / "data" / "tools" / "smollm3.yaml")])
     assert runner.invoke(app, ["vote", "smollm3", "ship"]).exit_code == 0
+    # One vote per voter: voting again changes it; another voter adds one.
+    again = runner.invoke(app, ["vote", "smollm3", "SKIP"])
+    assert again.exit_code == 0 and "changed to skip" in again.output and "0% Ship (0 / 1 voter)" in again.output
+    assert runner.invoke(app, ["vote", "smollm3", "ship", "--voter", "ana"]).exit_code == 0
+    assert runner.invoke(app, ["vote", "smollm3", "maybe"]).exit_code == 2
+    assert runner.invoke(app, ["vote", "smollm3", "ship", "--voter", "a b"]).exit_code == 2
     res = runner.invoke(app, ["compare", "claw-code", "smollm3"])
     assert res.exit_code == 0, res.output
     page = isolated / "out" / "compare" / "claw-code-vs-smollm3.html"
-    assert page.is_file() and "100% Ship (1 / 1)" in page.read_text()
+    assert page.is_file() and "50% Ship (1 / 2 voters)" in page.read_text()
     assert runner.invoke(app, ["page", "smollm3"]).exit_code == 0
     assert (isolated / "out" / "tools" / "smollm3.md").is_file()
     assert runner.invoke(app, ["digest"]).exit_code == 0

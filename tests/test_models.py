@@ -52,8 +52,8 @@ def test_control_characters_are_removed_from_names():
 
 def test_community_votes_text():
     assert CommunityVotes().text == "No community votes yet"
-    assert CommunityVotes(ship=0, skip=1).text == "0% Ship (0 / 1)"
-    assert CommunityVotes(ship=2, skip=1).text == "67% Ship (2 / 3)"
+    assert CommunityVotes(ship=0, skip=1).text == "0% Ship (0 / 1 voter)"
+    assert CommunityVotes(ship=2, skip=1).text == "67% Ship (2 / 3 voters)"
 
 
 def test_untrusted_names_become_literal_patterns_or_none():

@@ -77,10 +77,10 @@ def test_abstaining_persona_renders_no_panel_take_and_pct_over_the_rest(store, i
 
 
 def test_votes_show_apart_from_the_panel(pair, isolated):
-    pair.add_vote("smollm3", "skip")
+    pair.add_vote("smollm3", "skip", "ana")
     path, panels = write_compare(pair, isolated / "out", "claw-code", "smollm3")
     assert panels[1].votes == CommunityVotes(ship=0, skip=1)
-    assert "0% Ship (0 / 1)" in text_of(path.read_text())
+    assert "0% Ship (0 / 1 voter)" in text_of(path.read_text())
     assert panels[1].verdict.line == "Ship · 3 ship / 1 skip"  # votes do not move the panel
 
 

@@ -132,7 +132,7 @@ def test_a_writer_that_cannot_get_the_database_names_the_holder(tmp_path):
         assert holder.stdout.readline().strip() == "held"
         started = time.monotonic()
         with pytest.raises(ShipskipError) as e:
-            Store(db, lock_wait_s=1.5).add_vote("x", "ship")
+            Store(db, lock_wait_s=1.5).add_vote("x", "ship", "ana")
         assert f"process {holder.pid}" in str(e.value) and "\n" not in str(e.value)
         assert time.monotonic() - started < 15
     finally:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -27,6 +29,12 @@ from .outcome import ReviewOutcome  # noqa: E402
 from .panel import aggregate  # noqa: E402
 from .settings import get_settings  # noqa: E402
 from .store import Store  # noqa: E402
+
+
+class VoteChoice(StrEnum):
+    ship = "ship"
+    skip = "skip"
+
 
 app = typer.Typer(
     add_completion=False,
@@ -207,17 +215,23 @@ def digest(
 @app.command()
 def vote(
     tool: Annotated[str, typer.Argument(help="Tool slug.")],
-    choice: Annotated[str, typer.Argument(help="ship or skip")],
+    choice: Annotated[VoteChoice, typer.Argument(help="Your vote.", case_sensitive=False)],
+    voter: Annotated[
+        str | None, typer.Option(help="Who votes; one vote each, changeable. Default: your OS user name.")
+    ] = None,
 ) -> None:
-    """Record a community vote; pages show votes apart from the panel."""
-    choice = choice.strip().lower()
-    if choice not in ("ship", "skip"):
-        _fail(ShipskipError(f"vote must be 'ship' or 'skip', not '{choice}'"))
+    """Record or change your community vote; pages show votes apart from the panel."""
+    import getpass
+
+    who = (voter or getpass.getuser()).strip()
+    if not re.fullmatch(r"[\w.@+-]{1,64}", who):
+        _fail(ShipskipError(f"--voter: '{clean_text(who)[:64]}' must be 1-64 letters, digits or . @ + - _"))
     with user_errors():
         store = _store()
-        store.add_vote(tool, choice)
+        changed = store.add_vote(tool, choice.value, who)
         votes = store.votes(tool)
-    console.print(f"{tool}: {votes.text}", highlight=False)
+    verb = "changed to" if changed else "recorded:"
+    console.print(f"{tool}: {who}'s vote {verb} {choice.value}. {votes.text}", highlight=False)
 
 
 @app.command()

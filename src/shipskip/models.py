@@ -358,4 +358,4 @@ class CommunityVotes(BaseModel):
         if total == 0:
             return "No community votes yet"
         pct = (200 * self.ship + total) // (2 * total)
-        return f"{pct}% Ship ({self.ship} / {total})"
+        return f"{pct}% Ship ({self.ship} / {total} voter{'s' if total != 1 else ''})"

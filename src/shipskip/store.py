@@ -457,11 +457,26 @@ class Store:
         )
         return self.query(sql + " ORDER BY persona, created_at", params)
 
-    def add_vote(self, slug: str, vote: str) -> None:
+    def add_vote(self, slug: str, vote: str, voter: str) -> bool:
+        """Record or change `voter`'s vote on a tool; True when it changed an earlier vote."""
+        now = _now()
         with self.transaction() as con:
             if not con.execute("SELECT 1 FROM tools WHERE slug = ?", [slug]).fetchone():
                 raise ShipskipError(f"no reviewed tool with slug '{slug}'")
-            con.execute("INSERT INTO votes VALUES (?, ?, ?)", [slug, vote, _now()])
+            earlier = con.execute(
+                "SELECT vote FROM votes WHERE slug = ? AND voter = ?", [slug, voter]
+            ).fetchone()
+            if earlier:
+                con.execute(
+                    "UPDATE votes SET vote = ?, updated_at = ? WHERE slug = ? AND voter = ?",
+                    [vote, now, slug, voter],
+                )
+            else:
+                con.execute(
+                    "INSERT INTO votes (slug, vote, created_at, voter, updated_at) VALUES (?, ?, ?, ?, ?)",
+                    [slug, vote, now, voter, now],
+                )
+        return earlier is not None
 
     def votes(self, slug: str) -> CommunityVotes:
         rows = self.query(
