@@ -69,19 +69,22 @@ def write_result(store: Store, sql: str, fmt: str, out: Path) -> Path:
             except duckdb.Error as exc:
                 raise ShipskipError(f"query: {str(exc).splitlines()[0]}") from None
         return out
-    res = run_sql(store, sql)
+    out.write_text(format_result(run_sql(store, sql), fmt), encoding="utf-8")
+    return out
+
+
+def format_result(res: Result, fmt: str) -> str:
+    """A result as CSV (with a header row) or as a JSON list of objects."""
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf)
         w.writerow(res.columns)
         w.writerows(res.rows)
-        out.write_text(buf.getvalue(), encoding="utf-8")
-    elif fmt == "json":
+        return buf.getvalue()
+    if fmt == "json":
         records = [dict(zip(res.columns, r, strict=True)) for r in res.rows]
-        out.write_text(json.dumps(records, default=str, indent=1), encoding="utf-8")
-    else:
-        raise ShipskipError(f"format '{fmt}' must be csv, json or parquet")
-    return out
+        return json.dumps(records, default=str, indent=1) + "\n"
+    raise ShipskipError(f"format '{fmt}' must be csv, json or parquet")
 
 
 def export(store: Store, folder: Path) -> list[Path]:

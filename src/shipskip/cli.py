@@ -31,6 +31,13 @@ from .settings import get_settings  # noqa: E402
 from .store import Store  # noqa: E402
 
 
+class OutputFormat(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+    parquet = "parquet"
+
+
 class VoteChoice(StrEnum):
     ship = "ship"
     skip = "skip"
@@ -80,8 +87,20 @@ def takes_table(title: str, takes: list[Take]) -> Table:
     return table
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        console.print(f"shipskip {version('shipskip')}", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
-def main() -> None:
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
     """Review newly launched AI tools with a five-persona panel."""
 
 
@@ -337,33 +356,44 @@ def serve(
 @app.command()
 def sql(
     query: Annotated[str, typer.Argument(help="One SELECT query over the tables and views.")],
-    format: Annotated[str, typer.Option("--format", help="table, csv, json or parquet.")] = "table",
-    out: Annotated[Path | None, typer.Option(help="Output file for csv, json or parquet.")] = None,
+    format: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
+    out: Annotated[
+        Path | None, typer.Option(help="Write to this file (parquet needs one); csv and json print if unset.")
+    ] = None,
     limit: Annotated[int, typer.Option(help="Rows shown in table format.")] = 50,
 ) -> None:
-    """Run a read-only query; prints a table or writes csv/json/parquet to a file."""
-    from .analytics import run_sql, write_result
+    """Run a read-only query: a table, CSV or JSON on stdout (pipe it), or a file with --out."""
+    import sys
 
+    from .analytics import format_result, run_sql, write_result
+
+    fmt = format.value
     with user_errors():
-        if format == "table":
-            res = run_sql(_store(), query, limit=limit)
+        if fmt == "parquet" and out is None:
+            raise ShipskipError("--format parquet needs --out FILE")
+        if out is None:
+            res = run_sql(_store(), query, limit=limit if fmt == "table" else None)
         else:
-            target = out or Path(f"query.{format}")
             # A query's output lands only under the working directory or the output folder.
-            where = target.resolve()
+            where = out.resolve()
             roots = [Path.cwd().resolve(), get_settings().out_dir.resolve()]
             if not any(where == r or r in where.parents for r in roots):
-                raise ShipskipError(f"--out {target}: write under the working directory or {roots[1]}")
-            write_result(_store(), query, format, target)
-    if format != "table":
-        console.print(f"Wrote {target}", highlight=False)
+                raise ShipskipError(f"--out {out}: write under the working directory or {roots[1]}")
+            write_result(_store(), query, fmt, out)
+    if out is not None:
+        err.print(f"Wrote {out}", highlight=False)
         return
+    if fmt != "table":
+        sys.stdout.write(format_result(res, fmt))
+        return
+    # Wide results scroll sideways rather than being cut into fragments.
+    wide = Console(width=max(console.width, 24 * len(res.columns))) if len(res.columns) > 6 else console
     table = Table(show_lines=False)
     for c in res.columns:
-        table.add_column(c, overflow="fold")
+        table.add_column(c, overflow="fold", min_width=min(12, len(c)))
     for row in res.rows:
-        table.add_row(*("" if v is None else str(v) for v in row))
-    console.print(table)
+        table.add_row(*(clean_text("" if v is None else str(v)) for v in row))
+    wide.print(table)
     more = f"; more rows left out (--limit {limit})" if res.more else ""
     console.print(f"{len(res.rows)} rows shown{more}", highlight=False)
 
