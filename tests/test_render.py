@@ -161,3 +161,41 @@ def test_pages_and_show_explain_a_checklist_score_by_its_criteria(store, isolate
     assert shown.exit_code == 0 and "met: open licence; not met: <b>pay</b> first" in shown.output
     rows = store.query("SELECT criterion, met FROM take_criteria WHERE slug = 'gridcast' ORDER BY criterion")
     assert rows == [{"criterion": "open_licence", "met": True}, {"criterion": "paywall", "met": False}]
+
+
+def test_pages_show_reruns_links_meta_and_the_demo_model(pair, isolated):
+    from shipskip.models import Take, Usage
+
+    store = pair
+    card = store.tool("claw-code").model_copy(update={"url": "https://example.com/claw?x=<b>"})
+    run = store.begin_run(card, kind="rerun", reason="licence clarified")
+    newer = Take(persona="skeptic", verdict="ship", score=68, take="Claw Code now states its licence plainly.",
+                 model="SmolLM2-135M-Instruct", prompt_version="4", prompt_hash="h", usage=Usage())  # fmt: skip
+    store.commit_review(run, card, [newer])
+    path, _ = write_compare(store, isolated / "out", "claw-code", "smollm3")
+    page = path.read_text()
+    text = " ".join(text_of(page).split())
+    # The rerun, its reason and the take it replaced.
+    assert "Skeptic updated" in text and "licence clarified (was 45, skip)" in text
+    assert "Earlier take" in text and "Claw Code take by skeptic" in text
+    # Links: the tool's own site (http/https only, encoded), and the tool pages it links to.
+    assert 'href="https://example.com/claw?x=%3Cb%3E"' in page
+    assert 'href="../tools/claw-code.html"' in page and (isolated / "out" / "tools" / "claw-code.html").is_file()
+    assert '<meta name="description"' in page and 'property="og:title"' in page
+    assert "embedded demo model" in text
+    md = path.with_suffix(".md").read_text()
+    assert "licence clarified (was 45, skip)" in md and "embedded demo model" in md
+    tool_md = (isolated / "out" / "tools" / "claw-code.md").read_text()
+    assert "Claw Code verdict: Ship" in tool_md and "What it is" in tool_md
+    assert "<https://example.com/claw?x=%3Cb%3E>" in tool_md
+
+
+def test_a_non_web_address_never_becomes_a_link(store, isolated):
+    card = make_card(slug="evil", name="Evil")
+    run = store.begin_run(card)
+    store.commit_review(run, card, [make_take(p, "ship", 70) for p in PERSONAS])
+    # A row written before URLs were checked: the page still refuses to link it.
+    with store.transaction() as con:
+        con.execute("UPDATE tools SET url = 'javascript:alert(1)' WHERE slug = 'evil'")
+    path, _ = write_tool(store, isolated / "out", "evil")
+    assert "javascript:" not in path.read_text() and "javascript:" not in path.with_suffix(".md").read_text()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .errors import ShipskipError
 from .models import SLUG_RE
-from .render import ToolPanel, compare_page, digest_page, tool_page
+from .render import ToolPanel, Update, compare_page, digest_page, tool_page
 from .store import Store
 
 WEEK_RE = re.compile(r"^(\d{4})-W(\d{2})$")
@@ -23,7 +23,24 @@ def load_panel(store: Store, slug: str) -> ToolPanel:
         takes=tuple(store.current_takes(slug)),
         votes=store.votes(slug),
         reviewed_at=store.reviewed_at(slug),
+        updates=tuple(_updates(store, slug)),
     )
+
+
+def _updates(store: Store, slug: str) -> list[Update]:
+    """For each seat whose current take is not its first, the change and the take it replaced."""
+    by_persona: dict[str, list[dict]] = {}
+    for row in store.history(slug):
+        if row["status"] == "complete":
+            by_persona.setdefault(row["persona"], []).append(row)
+    out = []
+    for persona, rows in by_persona.items():
+        if len(rows) < 2:
+            continue
+        now, before = rows[-1], rows[-2]
+        out.append(Update(persona, now["created_at"], now["reason"], before["score"], before["verdict"],
+                          before["take"] or before["abstain_reason"]))  # fmt: skip
+    return out
 
 
 def week_bounds(week: str) -> tuple[date, date]:
@@ -72,15 +89,21 @@ def write_compare(store: Store, out_dir: Path, a: str, b: str) -> tuple[Path, li
         raise ShipskipError("compare needs two different tools")
     panels = [load_panel(store, a), load_panel(store, b)]
     html, md = compare_page(panels[0], panels[1], datetime.now(UTC).date())
+    for panel in panels:  # the pages a comparison links to
+        _write_tool_page(out_dir, panel)
     return _write(_target(out_dir, "compare", f"{a}-vs-{b}"), html, md), panels
+
+
+def _write_tool_page(out_dir: Path, panel: ToolPanel) -> Path:
+    html, md = tool_page(panel, datetime.now(UTC).date())
+    return _write(_target(out_dir, "tools", panel.card.slug), html, md)
 
 
 def write_tool(store: Store, out_dir: Path, slug: str) -> tuple[Path, list[ToolPanel]]:
     if not SLUG_RE.fullmatch(slug):
         raise ShipskipError(f"'{slug}' is not a tool slug")
     panel = load_panel(store, slug)
-    html, md = tool_page(panel, datetime.now(UTC).date())
-    return _write(_target(out_dir, "tools", slug), html, md), [panel]
+    return _write_tool_page(out_dir, panel), [panel]
 
 
 def write_digest(store: Store, out_dir: Path, week: str) -> tuple[Path, list[ToolPanel]]:
@@ -91,6 +114,8 @@ def write_digest(store: Store, out_dir: Path, week: str) -> tuple[Path, list[Too
         [start, end],
     )
     panels = [load_panel(store, r["slug"]) for r in rows]
+    for panel in panels:  # the pages the digest links to
+        _write_tool_page(out_dir, panel)
     html, md = digest_page(week, panels, datetime.now(UTC).date())
     return _write(_target(out_dir, "digest", week), html, md), panels
 

@@ -6,14 +6,32 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import cache
+from urllib.parse import quote
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
 from .analytics import TrendPoint, line_chart
+from .embedded import EMBEDDED_MODEL
 from .models import PERSONAS, CommunityVotes, PanelVerdict, Take, ToolCard
 from .panel import aggregate
 from .quality import is_contested
+
+
+@dataclass(frozen=True)
+class Update:
+    """A seat's current take replaced an earlier one: when, why, and what it said before."""
+
+    persona: str
+    at: datetime
+    reason: str | None
+    was_score: int | None
+    was_verdict: str | None
+    was_take: str | None
+
+    @property
+    def was(self) -> str:
+        return "no take" if self.was_score is None else f"was {self.was_score}, {self.was_verdict}"
 
 
 @dataclass(frozen=True)
@@ -24,6 +42,27 @@ class ToolPanel:
     takes: tuple[Take, ...]
     votes: CommunityVotes
     reviewed_at: datetime | None
+    updates: tuple[Update, ...] = ()
+
+    def update(self, persona: str) -> Update | None:
+        return next((u for u in self.updates if u.persona == persona), None)
+
+    @property
+    def link(self) -> str | None:
+        """The tool's own address, only when it is a web address (never javascript: or file:)."""
+        url = self.card.url
+        if not re.match(r"https?://[^\s/?#]+", url, re.IGNORECASE):
+            return None
+        # Characters that could end the link early in Markdown or an attribute are encoded.
+        return quote(url, safe=":/?#[]@!$&()*+,;=%-._~")
+
+    @property
+    def share(self) -> str:
+        return f"{self.card.name} verdict: {self.verdict.line}"
+
+    @property
+    def demo(self) -> bool:
+        return any(EMBEDDED_MODEL in m for m in self.models)
 
     @property
     def verdict(self) -> PanelVerdict:
@@ -74,18 +113,29 @@ def _render(name: str, **context: object) -> str:
     return _env().get_template(name).render(**context)
 
 
+def _meta(panels: list[ToolPanel]) -> dict[str, object]:
+    return {
+        "description": "; ".join(p.share for p in panels)[:300],
+        "demo": any(p.demo for p in panels),
+    }
+
+
 def compare_page(a: ToolPanel, b: ToolPanel, generated: date) -> tuple[str, str]:
-    ctx = {"tools": [a, b], "generated": generated, "title": f"{a.card.name} vs {b.card.name}"}
+    title = f"{a.card.name} vs {b.card.name}"
+    ctx = {"tools": [a, b], "generated": generated, "title": title, **_meta([a, b])}
     return _render("compare.html.j2", **ctx), _render("compare.md.j2", **ctx)
 
 
 def tool_page(t: ToolPanel, generated: date) -> tuple[str, str]:
-    ctx = {"tools": [t], "generated": generated, "title": t.card.name}
+    ctx = {"tools": [t], "generated": generated, "title": t.card.name, **_meta([t])}
     return _render("tool.html.j2", **ctx), _render("tool.md.j2", **ctx)
 
 
 def digest_page(week: str, panels: list[ToolPanel], generated: date) -> tuple[str, str]:
-    ctx = {"week": week, "tools": panels, "generated": generated, "title": f"Weekly verdicts {week}"}
+    ctx = {
+        "week": week, "tools": panels, "generated": generated, "title": f"Weekly verdicts {week}",
+        **_meta(panels), "description": f"The panel's verdicts on {len(panels)} AI tools, week {week}",
+    }  # fmt: skip
     return _render("digest.html.j2", **ctx), _render("digest.md.j2", **ctx)
 
 

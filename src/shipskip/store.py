@@ -428,7 +428,13 @@ class Store:
     def tool(self, slug: str) -> ToolCard | None:
         rows = self.query("SELECT * EXCLUDE (content_hash, first_seen, updated_at) FROM tools "
                           "WHERE slug = ?", [slug])  # fmt: skip
-        return ToolCard.model_validate(rows[0]) if rows else None
+        if not rows:
+            return None
+        row = rows[0]
+        # A row stored before card URLs were checked may hold another scheme: drop it, keep the tool.
+        if row["url"] and not re.match(r"https?://", row["url"], re.IGNORECASE):
+            row["url"] = ""
+        return ToolCard.model_validate(row)
 
     def reviewed_at(self, slug: str) -> datetime | None:
         rows = self.query("SELECT max(created_at) AS at FROM committed_takes WHERE slug = ?", [slug])
