@@ -4,7 +4,7 @@ from datetime import date, datetime
 
 import duckdb
 import pytest
-from conftest import make_card, make_take
+from conftest import ROOT, make_card, make_take
 
 from shipskip.analytics import check_read_only, export, run_sql, trend_points, trend_summary, write_result
 from shipskip.errors import ShipskipError
@@ -131,7 +131,9 @@ def test_sql_formats_and_export(fx, tmp_path):
     write_result(fx, "SELECT * FROM current_takes", "parquet", tmp_path / "c.parquet")
     assert duckdb.execute(f"SELECT count(*) FROM '{tmp_path / 'c.parquet'}'").fetchone()[0] == 10
     paths = export(fx, tmp_path / "exp")
-    assert {p.stem for p in paths} >= {"takes", "runs", "tools"}
+    assert {p.stem for p in paths} >= {"takes", "runs", "tools", "panel_verdicts", "persona_weekly", "eval_items"}
+    verdicts = tmp_path / "exp" / "views" / "panel_verdicts.parquet"
+    assert duckdb.execute(f"SELECT count(*) FROM '{verdicts}'").fetchone()[0] == 2
     assert duckdb.execute(f"SELECT count(*) FROM '{tmp_path / 'exp' / 'takes.parquet'}'").fetchone()[0] == 11
 
 
@@ -202,3 +204,23 @@ def test_sql_fetches_only_up_to_the_limit(fx):
     assert len(res.rows) == 50 and res.more and res.columns == ["n"]
     small = run_sql(fx, "SELECT 1 AS one", limit=50)
     assert small.rows == [(1,)] and not small.more
+
+
+def test_the_cookbook_in_docs_analytics_runs_as_written(fx):
+    """Every example query under 'Example queries' in docs/analytics.md runs on a real store."""
+    from shipskip.analytics import run_sql
+
+    text = (ROOT / "docs" / "analytics.md").read_text()
+    section = text.split("## Example queries", 1)[1].split("\n## ", 1)[0]
+    queries, block = [], []
+    for line in section.splitlines() + [""]:
+        if line.startswith("    "):
+            block.append(line.strip())
+        elif block:
+            queries.append(" ".join(block))
+            block = []
+    queries = [q for q in queries if q.upper().startswith(("SELECT", "WITH"))]
+    assert len(queries) >= 4
+    for q in queries:
+        res = run_sql(fx, q.rstrip(";"))
+        assert res.columns, q

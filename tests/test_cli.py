@@ -122,7 +122,9 @@ def test_a_base_url_that_is_not_an_openai_api_stops_the_run(fake, isolated, monk
     shutil.copy(CARD, inbox / "claw-code.yaml")
     res = runner.invoke(app, ["ingest", str(inbox)])
     assert res.exit_code == 2 and "no seat got a valid reply" in res.output
-    assert len([ln for ln in res.output.splitlines() if ln.strip()]) == 1
+    # One line says why (the lines before it are the seats' progress).
+    assert len([ln for ln in res.output.splitlines() if ln.startswith("error:")]) == 1
+    assert "Traceback" not in res.output
     store = Store(isolated / "shipskip.duckdb")
     assert store.query("SELECT count(*) AS n FROM runs")[0]["n"] == 0
     assert store.query("SELECT count(*) AS n FROM takes")[0]["n"] == 0
@@ -182,3 +184,12 @@ def test_the_rerun_flow_refuses_a_persona_that_is_not_one(fake, isolated):
 
     with pytest.raises(ParameterTypeError, match="persona"):
         rerun_persona(tool="smollm3", persona="critic", reason="why not")
+
+
+def test_sql_markdown_and_wide_results_as_records(fake, isolated):
+    runner.invoke(app, ["review", CARD])
+    md = runner.invoke(app, ["sql", "SELECT persona, verdict FROM current_takes ORDER BY 1", "--format", "markdown"])
+    assert md.exit_code == 0 and md.stdout.splitlines()[0] == "| persona | verdict |" and len(md.stdout.splitlines()) == 7
+    wide = runner.invoke(app, ["sql", "SELECT * FROM current_takes ORDER BY persona", "--limit", "2"])
+    assert wide.exit_code == 0 and "-[ record 1 ]-" in wide.stdout and "-[ record 3 ]-" not in wide.stdout
+    assert "prompt_hash" in wide.stdout and "2 rows shown; more rows left out" in wide.stdout

@@ -84,17 +84,35 @@ def format_result(res: Result, fmt: str) -> str:
     if fmt == "json":
         records = [dict(zip(res.columns, r, strict=True)) for r in res.rows]
         return json.dumps(records, default=str, indent=1) + "\n"
-    raise ShipskipError(f"format '{fmt}' must be csv, json or parquet")
+    if fmt == "markdown":
+        def cell(v: object) -> str:
+            return "" if v is None else " ".join(str(v).split()).replace("|", "\\|")
+
+        lines = ["| " + " | ".join(res.columns) + " |", "|" + "---|" * len(res.columns)]
+        lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in res.rows]
+        return "\n".join(lines) + "\n"
+    raise ShipskipError(f"format '{fmt}' must be csv, json, markdown or parquet")
+
+
+# Views analysts read, and the evaluation tables, exported beside the tables (views/ and eval/).
+EXPORT_VIEWS = (
+    "committed_takes", "current_takes", "panel_verdicts", "takes_enriched", "persona_weekly",
+    "persona_category", "persona_model_weekly", "score_distribution", "persona_disagreement",
+    "take_changes", "take_criteria", "run_costs", "model_costs",
+)  # fmt: skip
+EXPORT_EVAL = ("eval_runs", "eval_items")
 
 
 def export(store: Store, folder: Path) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
+    """One Parquet file per table, per analysts' view (views/) and per evaluation table (eval/)."""
     written = []
     with store.connect(read_only=True) as con:
-        for table in EXPORT_TABLES:
-            path = folder / f"{table}.parquet"
-            con.table(table).write_parquet(str(path))
-            written.append(path)
+        for sub, names in (("", EXPORT_TABLES), ("views", EXPORT_VIEWS), ("eval", EXPORT_EVAL)):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+            for name in names:
+                path = folder / sub / f"{name}.parquet"
+                con.table(name).write_parquet(str(path))
+                written.append(path)
     return written
 
 

@@ -30,11 +30,15 @@ from .panel import aggregate  # noqa: E402
 from .settings import get_settings  # noqa: E402
 from .store import Store  # noqa: E402
 
+# More columns than this print as vertical records rather than a table cut into slivers.
+WIDE_COLUMNS = 8
+
 
 class OutputFormat(StrEnum):
     table = "table"
     csv = "csv"
     json = "json"
+    markdown = "markdown"
     parquet = "parquet"
 
 
@@ -261,20 +265,30 @@ def ingest(
     from flows.scheduled import review_new_tools
 
     _quiet_prefect_loggers()
-    with user_errors(), prefect_api():
-        report = review_new_tools(source=source)
-    console.print(
-        f"reviewed {len(report['reviewed'])}, unchanged {len(report['unchanged'])}, "
-        f"refused {len(report['refused'])}"
-        + (
-            f", left {len(report['deferred'])} for the next run (SHIPSKIP_MAX_NEW_PER_RUN)"
-            if report.get("deferred")
-            else ""
-        ),
-        highlight=False,
-    )
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), console=err, transient=True
+    ) as bar:
+        job = bar.add_task(f"Ingesting {source}", total=None)
+        done: dict[str, int] = {}
+
+        def tick(slug: str, take: Take) -> None:
+            done[slug] = done.get(slug, 0) + 1
+            label = "abstained" if take.abstained else f"{take.score}/100 {take.verdict}"
+            bar.console.print(f"  {slug} · {take.persona.title()}: {label}", highlight=False)
+            tools = sum(1 for n in done.values() if n >= len(PERSONAS))
+            bar.update(job, description=f"Ingesting {source}: {sum(done.values())} takes, {tools} tools done")
+
+        with user_errors(), prefect_api(), signals.listening(tick):
+            report = review_new_tools(source=source)
+    parts = [f"reviewed {len(report['reviewed'])}", f"unchanged {len(report['unchanged'])}",
+             f"refused {len(report['refused'])}"]  # fmt: skip
+    if report.get("busy"):
+        parts.append(f"busy elsewhere {len(report['busy'])} (left for the process reviewing them)")
+    if report.get("deferred"):
+        parts.append(f"left {len(report['deferred'])} for the next run (SHIPSKIP_MAX_NEW_PER_RUN)")
+    console.print(", ".join(parts), highlight=False)
     for line in report["refused"]:
-        err.print(f"  refused: {escape(line)}", highlight=False, soft_wrap=True)
+        err.print(f"  refused: {escape(clean_text(line))}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -386,14 +400,21 @@ def sql(
     if fmt != "table":
         sys.stdout.write(format_result(res, fmt))
         return
-    # Wide results scroll sideways rather than being cut into fragments.
-    wide = Console(width=max(console.width, 24 * len(res.columns))) if len(res.columns) > 6 else console
-    table = Table(show_lines=False)
-    for c in res.columns:
-        table.add_column(c, overflow="fold", min_width=min(12, len(c)))
-    for row in res.rows:
-        table.add_row(*(clean_text("" if v is None else str(v)) for v in row))
-    wide.print(table)
+    if len(res.columns) > WIDE_COLUMNS:
+        # Too wide for a table at terminal width: one record at a time, a field per line.
+        for n, row in enumerate(res.rows, 1):
+            console.print(f"[bold]-[ record {n} ]-[/]", highlight=False)
+            width = max(len(c) for c in res.columns)
+            for c, v in zip(res.columns, row, strict=True):
+                value = escape(clean_text("" if v is None else str(v)))
+                console.print(f"{c:<{width}} | {value}", highlight=False)
+    else:
+        table = Table(show_lines=False)
+        for c in res.columns:
+            table.add_column(c, overflow="fold")
+        for row in res.rows:
+            table.add_row(*(escape(clean_text("" if v is None else str(v))) for v in row))
+        console.print(table)
     more = f"; more rows left out (--limit {limit})" if res.more else ""
     console.print(f"{len(res.rows)} rows shown{more}", highlight=False)
 

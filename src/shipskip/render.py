@@ -163,6 +163,8 @@ def trends_page(points: list[TrendPoint], summary: list[dict], filters: str, gen
     return _render(
         "trends.html.j2",
         title="Score trends",
+        description="The panel's scores and ship rate per persona and week",
+        demo=False,
         generated=generated,
         filters=filters,
         summary=summary,
