@@ -62,7 +62,7 @@ def test_untrusted_html_renders_as_text(store, isolated):
          texts={"builder": "Evil <script>steal()</script> take."}, description=evil)  # fmt: skip
     path, _ = write_tool(store, isolated / "out", "evil")
     page = path.read_text()
-    assert "<script>" not in page and "<img" not in page and "<b>Tool" not in page
+    assert "<script>" not in page and "<img src=x" not in page and "<b>Tool" not in page
     assert "&lt;script&gt;alert(" in page and "&lt;script&gt;steal()" in page
     md = path.with_suffix(".md").read_text()
     assert "<script>" not in md
@@ -199,3 +199,22 @@ def test_a_non_web_address_never_becomes_a_link(store, isolated):
         con.execute("UPDATE tools SET url = 'javascript:alert(1)' WHERE slug = 'evil'")
     path, _ = write_tool(store, isolated / "out", "evil")
     assert "javascript:" not in path.read_text() and "javascript:" not in path.with_suffix(".md").read_text()
+
+
+def test_tool_pages_have_similar_tools_a_badge_and_its_snippet(store, isolated):
+    import xml.etree.ElementTree as ET
+
+    seed(store, "alpha", "Alpha <b>", ["ship", "ship", "skip", "ship", None], [80, 70, 40, 75, None], category="Agents")
+    seed(store, "beta", "Beta", ["skip", "skip", "skip", "ship", None], [30, 20, 40, 75, None], category="Agents")
+    seed(store, "gamma", "Gamma", ["ship"] * 5, [80] * 5, category="Video")
+    path, _ = write_tool(store, isolated / "out", "alpha")
+    page = path.read_text()
+    assert 'href="beta.html"' in page and "Gamma" not in page  # same category only
+    assert 'href="../compare/alpha-vs-beta.html"' in page
+    assert (isolated / "out" / "compare" / "alpha-vs-beta.html").is_file()
+    badge = (isolated / "out" / "badges" / "alpha.svg").read_text()
+    root = ET.fromstring(badge)  # well-formed, the name escaped
+    texts = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]
+    assert texts == ["Alpha <b>", "Ship · 75%"]
+    assert "&lt;img src=&#34;badges/alpha.svg&#34;" in page or "&lt;img src=&quot;badges/alpha.svg&quot;" in page
+    assert "data:image/svg+xml;base64," in page

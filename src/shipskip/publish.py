@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .errors import ShipskipError
 from .models import SLUG_RE
-from .render import ToolPanel, Update, compare_page, digest_page, tool_page
+from .render import ToolPanel, Update, badge_svg, compare_page, digest_page, tool_page
 from .store import Store
 
 WEEK_RE = re.compile(r"^(\d{4})-W(\d{2})$")
@@ -90,12 +90,22 @@ def write_compare(store: Store, out_dir: Path, a: str, b: str) -> tuple[Path, li
     panels = [load_panel(store, a), load_panel(store, b)]
     html, md = compare_page(panels[0], panels[1], datetime.now(UTC).date())
     for panel in panels:  # the pages a comparison links to
-        _write_tool_page(out_dir, panel)
+        _write_tool_page(store, out_dir, panel)
     return _write(_target(out_dir, "compare", f"{a}-vs-{b}"), html, md), panels
 
 
-def _write_tool_page(out_dir: Path, panel: ToolPanel) -> Path:
-    html, md = tool_page(panel, datetime.now(UTC).date())
+def _write_tool_page(store: Store, out_dir: Path, panel: ToolPanel) -> Path:
+    """A tool's page, its badge, and the comparisons its "similar tools" block links to."""
+    today = datetime.now(UTC).date()
+    similar = tuple(load_panel(store, s) for s in store.similar(panel.card.slug, panel.card.category))
+    for other in similar:
+        html, md = compare_page(panel, other, today)
+        _write(_target(out_dir, "compare", f"{panel.card.slug}-vs-{other.card.slug}"), html, md)
+    badge = _target(out_dir, "badges", panel.card.slug).with_suffix(".svg")
+    tmp = badge.with_suffix(".svg.tmp")
+    tmp.write_text(badge_svg(panel), encoding="utf-8")
+    tmp.replace(badge)
+    html, md = tool_page(panel, today, similar)
     return _write(_target(out_dir, "tools", panel.card.slug), html, md)
 
 
@@ -103,7 +113,7 @@ def write_tool(store: Store, out_dir: Path, slug: str) -> tuple[Path, list[ToolP
     if not SLUG_RE.fullmatch(slug):
         raise ShipskipError(f"'{slug}' is not a tool slug")
     panel = load_panel(store, slug)
-    return _write_tool_page(out_dir, panel), [panel]
+    return _write_tool_page(store, out_dir, panel), [panel]
 
 
 def write_digest(store: Store, out_dir: Path, week: str) -> tuple[Path, list[ToolPanel]]:
@@ -115,7 +125,7 @@ def write_digest(store: Store, out_dir: Path, week: str) -> tuple[Path, list[Too
     )
     panels = [load_panel(store, r["slug"]) for r in rows]
     for panel in panels:  # the pages the digest links to
-        _write_tool_page(out_dir, panel)
+        _write_tool_page(store, out_dir, panel)
     html, md = digest_page(week, panels, datetime.now(UTC).date())
     return _write(_target(out_dir, "digest", week), html, md), panels
 

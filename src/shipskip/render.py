@@ -97,7 +97,7 @@ def _env() -> Environment:
     env = Environment(
         loader=PackageLoader("shipskip", "templates"),
         undefined=StrictUndefined,
-        autoescape=select_autoescape(["html", "html.j2"], default_for_string=True),
+        autoescape=select_autoescape(["html", "html.j2", "svg.j2"], default_for_string=True),
         trim_blocks=True,
         lstrip_blocks=True,
     )
@@ -109,8 +109,8 @@ def _env() -> Environment:
     return env
 
 
-def _render(name: str, **context: object) -> str:
-    return _env().get_template(name).render(**context)
+def _render(template: str, **context: object) -> str:
+    return _env().get_template(template).render(**context)
 
 
 def _meta(panels: list[ToolPanel]) -> dict[str, object]:
@@ -126,8 +126,31 @@ def compare_page(a: ToolPanel, b: ToolPanel, generated: date) -> tuple[str, str]
     return _render("compare.html.j2", **ctx), _render("compare.md.j2", **ctx)
 
 
-def tool_page(t: ToolPanel, generated: date) -> tuple[str, str]:
-    ctx = {"tools": [t], "generated": generated, "title": t.card.name, **_meta([t])}
+_BADGE_COLOURS = {"Ship": "#12805c", "Skip": "#b3261e", "Mixed": "#8a6d00", "No verdict": "#5d6470"}
+
+
+def badge_svg(t: ToolPanel) -> str:
+    """A static verdict badge: the tool's name, Ship/Mixed/Skip and the panel's ship %."""
+    v = t.verdict
+    name = t.card.name if len(t.card.name) <= 28 else t.card.name[:27] + "…"
+    right = f"{v.label} · {v.pct_text}"
+    lw, rw = 12 + 7 * len(name), 12 + 7 * len(right)
+    return _render(
+        "badge.svg.j2", name=name, right=right, lw=lw, rw=rw, colour=_BADGE_COLOURS[v.label],
+        label=f"{t.card.name}: shipskip panel {v.label}, {v.pct_text} ship",
+    )  # fmt: skip
+
+
+def tool_page(t: ToolPanel, generated: date, similar: tuple[ToolPanel, ...] = ()) -> tuple[str, str]:
+    import base64
+
+    badge = badge_svg(t)
+    ctx = {
+        "tools": [t], "generated": generated, "title": t.card.name, **_meta([t]), "similar": similar,
+        "badge_data": "data:image/svg+xml;base64," + base64.b64encode(badge.encode()).decode(),
+        "badge_snippet": f'<a href="tools/{t.card.slug}.html"><img src="badges/{t.card.slug}.svg" '
+        f'alt="{t.share}"></a>',
+    }  # fmt: skip
     return _render("tool.html.j2", **ctx), _render("tool.md.j2", **ctx)
 
 

@@ -436,6 +436,14 @@ class Store:
             row["url"] = ""
         return ToolCard.model_validate(row)
 
+    def similar(self, slug: str, category: str, limit: int = 5) -> list[str]:
+        """Other reviewed tools in the same (normalised) category, most recently updated first."""
+        rows = self.query(
+            "SELECT slug FROM tools WHERE category = ? AND slug <> ? ORDER BY updated_at DESC, slug LIMIT ?",
+            [category, slug, limit],
+        )
+        return [r["slug"] for r in rows]
+
     def reviewed_at(self, slug: str) -> datetime | None:
         rows = self.query("SELECT max(created_at) AS at FROM committed_takes WHERE slug = ?", [slug])
         return rows[0]["at"] if rows else None
