@@ -3,7 +3,7 @@ import re
 import subprocess
 
 import pytest
-from conftest import make_card, make_take
+from conftest import ROOT, make_card, make_take
 
 from shipskip.models import CommunityVotes
 from shipskip.publish import write_compare, write_digest, write_tool
@@ -218,3 +218,17 @@ def test_tool_pages_have_similar_tools_a_badge_and_its_snippet(store, isolated):
     assert texts == ["Alpha <b>", "Ship · 75%"]
     assert "&lt;img src=&#34;badges/alpha.svg&#34;" in page or "&lt;img src=&quot;badges/alpha.svg&quot;" in page
     assert "data:image/svg+xml;base64," in page
+
+
+def test_a_reviewer_page_shows_the_lens_and_the_record(pair, isolated):
+    from shipskip.publish import write_reviewer
+
+    path = write_reviewer(pair, isolated / "out", ROOT / "prompts", "skeptic")
+    text = " ".join(text_of(path.read_text()).split())
+    assert "The Skeptic" in text and "What tires it" in text
+    assert "45/100 · skip" in text and "78/100 · ship" in text
+    assert "Developer Tools" in text and "0%" in text and "100%" in text  # ship rate per category
+    assert 'href="../tools/claw-code.html"' in path.read_text()
+    assert "| Claw Code | 45/100 · skip |" in path.with_suffix(".md").read_text()
+    with pytest.raises(Exception, match="critic"):
+        write_reviewer(pair, isolated / "out", ROOT / "prompts", "critic")

@@ -224,6 +224,19 @@ def page(tool: Annotated[str, typer.Argument(help="Tool slug.")]) -> None:
 
 
 @app.command()
+def reviewer(
+    persona: Annotated[str, typer.Argument(help="builder, skeptic, futurist, creator or founder.")],
+) -> None:
+    """Write a reviewer's page out/reviewers/PERSONA.html and .md: lens, record, ship rate by category."""
+    from .publish import write_reviewer
+
+    with user_errors():
+        settings = get_settings()
+        path = write_reviewer(_store(), settings.out_dir, settings.prompts_dir, persona.lower())
+    console.print(f"Wrote {path} (and .md)", highlight=False)
+
+
+@app.command()
 def digest(
     week: Annotated[str | None, typer.Option(help="ISO week such as 2026-W48; default this week.")] = None,
 ) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .errors import ShipskipError
 from .models import SLUG_RE
-from .render import ToolPanel, Update, badge_svg, compare_page, digest_page, tool_page
+from .render import ToolPanel, Update, badge_svg, compare_page, digest_page, reviewer_page, tool_page
 from .store import Store
 
 WEEK_RE = re.compile(r"^(\d{4})-W(\d{2})$")
@@ -114,6 +114,17 @@ def write_tool(store: Store, out_dir: Path, slug: str) -> tuple[Path, list[ToolP
         raise ShipskipError(f"'{slug}' is not a tool slug")
     panel = load_panel(store, slug)
     return _write_tool_page(store, out_dir, panel), [panel]
+
+
+def write_reviewer(store: Store, out_dir: Path, prompts_dir: Path, persona: str) -> Path:
+    from .personas import load_prompts
+
+    prompts = load_prompts(prompts_dir)
+    if persona not in prompts.personas:
+        raise ShipskipError(f"persona: '{persona}' is not one of {', '.join(prompts.personas)}")
+    takes, categories = store.reviewer_record(persona) if store.path.exists() else ([], [])
+    html, md = reviewer_page(prompts.personas[persona], takes, categories, datetime.now(UTC).date())
+    return _write(_target(out_dir, "reviewers", persona), html, md)
 
 
 def write_digest(store: Store, out_dir: Path, week: str) -> tuple[Path, list[ToolPanel]]:

@@ -154,6 +154,20 @@ def tool_page(t: ToolPanel, generated: date, similar: tuple[ToolPanel, ...] = ()
     return _render("tool.html.j2", **ctx), _render("tool.md.j2", **ctx)
 
 
+def reviewer_page(
+    persona: object, takes: list[dict], categories: list[dict], generated: date
+) -> tuple[str, str]:
+    """A reviewer's page: its lens, what it rewards and what tires it, its recent verdicts and
+    its ship rate per category. `persona` is the persona file as loaded (shipskip.personas)."""
+    title = f"The {persona.title}"  # type: ignore[attr-defined]
+    ctx = {
+        "p": persona, "takes": takes, "categories": categories, "generated": generated, "title": title,
+        "description": f"{title} on the shipskip panel: {persona.role}",  # type: ignore[attr-defined]
+        "demo": any(EMBEDDED_MODEL in str(t.get("model", "")) for t in takes),
+    }  # fmt: skip
+    return _render("reviewer.html.j2", **ctx), _render("reviewer.md.j2", **ctx)
+
+
 def digest_page(week: str, panels: list[ToolPanel], generated: date) -> tuple[str, str]:
     ctx = {
         "week": week, "tools": panels, "generated": generated, "title": f"Weekly verdicts {week}",

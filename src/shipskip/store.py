@@ -444,6 +444,21 @@ class Store:
         )
         return [r["slug"] for r in rows]
 
+    def reviewer_record(self, persona: str, recent: int = 20) -> tuple[list[dict], list[dict]]:
+        """A persona's latest current takes (tool, verdict, score, when) and its figures per category."""
+        takes = self.query(
+            "SELECT t.slug, tools.name, tools.category, t.verdict, t.score, t.created_at, t.suspicious"
+            " FROM current_takes t JOIN tools USING (slug) WHERE t.persona = ?"
+            " ORDER BY t.created_at DESC, t.slug LIMIT ?",
+            [persona, recent],
+        )
+        categories = self.query(
+            "SELECT category, takes, scored, mean_score, ship_rate FROM persona_category"
+            " WHERE persona = ? ORDER BY takes DESC, category",
+            [persona],
+        )
+        return takes, categories
+
     def reviewed_at(self, slug: str) -> datetime | None:
         rows = self.query("SELECT max(created_at) AS at FROM committed_takes WHERE slug = ?", [slug])
         return rows[0]["at"] if rows else None
