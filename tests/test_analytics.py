@@ -224,3 +224,23 @@ def test_the_cookbook_in_docs_analytics_runs_as_written(fx):
     for q in queries:
         res = run_sql(fx, q.rstrip(";"))
         assert res.columns, q
+
+
+def test_trends_marks_the_partial_week_shows_n_and_writes_where_asked(fx, isolated, monkeypatch):
+    from typer.testing import CliRunner
+
+    from shipskip.cli import app
+
+    monkeypatch.chdir(isolated)
+    res = CliRunner().invoke(app, ["trends", "--out", "reports/t.html"])
+    assert res.exit_code == 0, res.output
+    page = (isolated / "reports" / "t.html").read_text()
+    assert 'id="weekly"' in page and "Scored takes (n)" in page
+    assert "partial week" not in page  # the fixture's weeks are over
+    review(fx, make_card(slug="gamma", name="Gamma", category="Video"), [60, 60, 60, 60, 60], datetime.now())
+    assert CliRunner().invoke(app, ["trends", "--out", "reports/t.html"]).exit_code == 0
+    assert "partial week" in (isolated / "reports" / "t.html").read_text()
+    assert not (isolated / "out" / "trends.html").exists()
+    assert CliRunner().invoke(app, ["trends", "--out", "/tmp/elsewhere.html"]).exit_code == 2
+    nobody = CliRunner().invoke(app, ["trends", "--persona", "nobody"])
+    assert nobody.exit_code == 2 and "'nobody' is not one of builder" in nobody.output

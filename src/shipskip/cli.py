@@ -437,8 +437,9 @@ def trends(
     persona: Annotated[str | None, typer.Option(help="Only this persona.")] = None,
     category: Annotated[str | None, typer.Option(help="Only this category.")] = None,
     since: Annotated[str | None, typer.Option(help="Only takes from this date (YYYY-MM-DD).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Page to write (default out/trends.html).")] = None,
 ) -> None:
-    """Write out/trends.html (inline SVG charts) and print a summary per persona."""
+    """Write a trends page (inline SVG charts, takes per week) and print a summary per persona."""
     from datetime import UTC, date, datetime
 
     from .analytics import trend_points, trend_summary
@@ -448,6 +449,13 @@ def trends(
         start = date.fromisoformat(since) if since else None
     except ValueError:
         _fail(ShipskipError(f"--since '{since}' must be a date such as 2026-01-31"))
+    if persona and persona.lower() not in PERSONAS:
+        _fail(ShipskipError(f"--persona: '{persona}' is not one of {', '.join(PERSONAS)}"))
+    target = out or get_settings().out_dir / "trends.html"
+    where = target.resolve()
+    roots = [Path.cwd().resolve(), get_settings().out_dir.resolve()]
+    if target.suffix != ".html" or not any(r in where.parents for r in roots):
+        _fail(ShipskipError(f"--out {target}: an .html file under the working directory or {roots[1]}"))
     with user_errors():
         store = _store()
         store.init()
@@ -459,9 +467,9 @@ def trends(
     page = trends_page(
         points, summary, filters or "All personas, categories and dates.", datetime.now(UTC).date()
     )
-    out_dir = get_settings().out_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "trends.html").write_text(page, encoding="utf-8")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(page, encoding="utf-8")
+    err.print(f"Wrote {target}", highlight=False)
     if not summary:
         console.print("No scored takes match these filters yet.")
     else:
@@ -474,7 +482,6 @@ def trends(
                 str(s["first_week_mean"]), str(s["last_week_mean"]), f"{s['ship_rate']:.0%}",
             )  # fmt: skip
         console.print(table)
-    console.print(f"Wrote {out_dir / 'trends.html'}", highlight=False)
 
 
 @app.command()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from functools import cache
 from urllib.parse import quote
 
@@ -197,8 +197,17 @@ def trends_page(points: list[TrendPoint], summary: list[dict], filters: str, gen
             scores.setdefault(p.persona, []).append((p.week, float(p.mean_score)))
         if p.ship_rate is not None:
             rates.setdefault(p.persona, []).append((p.week, float(p.ship_rate) * 100))
+    # The current ISO week is still filling up: its figures are marked, not compared as equals.
+    this_week = generated - timedelta(days=generated.weekday())
+    weekly = [
+        {"persona": p.persona, "week": p.week, "scored": p.scored, "partial": p.week >= this_week,
+         "mean": None if p.mean_score is None else round(float(p.mean_score), 1),
+         "ship": None if p.ship_rate is None else round(float(p.ship_rate) * 100)}
+        for p in sorted(points, key=lambda p: (p.week, p.persona), reverse=True)
+    ]  # fmt: skip
     return _render(
         "trends.html.j2",
+        weekly=weekly,
         title="Score trends",
         description="The panel's scores and ship rate per persona and week",
         demo=False,
