@@ -1,6 +1,7 @@
 import html
 import re
 import subprocess
+from datetime import date
 
 import pytest
 from conftest import ROOT, make_card, make_take
@@ -116,6 +117,27 @@ def test_page_opens_in_headless_chromium(pair, isolated):
     # Keep a copy where a person can look at it after the run.
     keep = isolated.parent / "compare-phone.png"
     keep.write_bytes(shot.read_bytes())
+
+    # The history block after a rerun, and the trends page, at phone width.
+    from shipskip.analytics import trend_points, trend_summary
+    from shipskip.render import trends_page
+
+    card = pair.tool("claw-code")
+    run = pair.begin_run(card, kind="rerun", reason="licence clarified")
+    pair.commit_review(run, card, [make_take("skeptic", "ship", 66, "Claw Code now states its licence.")])
+    tool, _ = write_tool(pair, isolated / "out", "claw-code")
+    points = trend_points(pair)
+    trends = isolated / "out" / "trends.html"
+    trends.write_text(trends_page(points, trend_summary(points), "all", date.today()))
+    for name, page, expect in (("history", tool, "Skeptic updated"), ("trends", trends, 'id="weekly"')):
+        dom = subprocess.run(["chromium", *flags, "--dump-dom", page.as_uri()],
+                             capture_output=True, text=True, timeout=120).stdout  # fmt: skip
+        assert expect in dom, name
+        shot = isolated / "out" / f"{name}.png"
+        subprocess.run(["chromium", *flags, "--window-size=390,1800", f"--screenshot={shot}", page.as_uri()],
+                       capture_output=True, timeout=120)  # fmt: skip
+        assert shot.is_file() and shot.stat().st_size > 10_000, name
+        (isolated.parent / f"{name}-phone.png").write_bytes(shot.read_bytes())
 
 
 def test_ungrounded_and_sampled_takes_are_marked(store, isolated):
