@@ -150,6 +150,45 @@ def trend_points(
     return [TrendPoint(**r) for r in rows]
 
 
+def score_distribution(store: Store, persona: str | None = None) -> dict[str, list[int]]:
+    """Per persona, its current takes counted in ten buckets of ten points (90 holds 90-100)."""
+    sql = "SELECT persona, bucket, takes FROM score_distribution"
+    params: list[Any] = []
+    if persona:
+        sql += " WHERE persona = ?"
+        params.append(persona.lower())
+    out: dict[str, list[int]] = {}
+    for r in store.query(sql, params):
+        out.setdefault(r["persona"], [0] * 10)[int(r["bucket"]) // 10] = int(r["takes"])
+    return dict(sorted(out.items()))
+
+
+def histogram(counts: list[int], title: str, colour: str) -> Markup:
+    """A small self-contained SVG bar chart of scores in ten buckets, labelled 0 to 90."""
+    w, h, left, bottom, top = 300, 140, 28, 22, 22
+    peak = max(counts) or 1
+    bar = (w - left - 8) / len(counts)
+    parts = [
+        f'<svg viewBox="0 0 {w} {h}" role="img" aria-label="{escape(title)}" '
+        'xmlns="http://www.w3.org/2000/svg" style="max-width:100%;height:auto">',
+        f'<text x="{left}" y="14" font-size="12" font-weight="600">{escape(title)}</text>',
+    ]
+    for i, n in enumerate(counts):
+        bh = (h - top - bottom) * n / peak
+        x, mid, top_y = left + i * bar, left + i * bar + bar / 2, h - bottom - bh
+        high = i * 10 + 9 if i < 9 else 100
+        parts.append(
+            f'<rect x="{x + 1:.1f}" y="{top_y:.1f}" width="{bar - 2:.1f}" height="{bh:.1f}" '
+            f'fill="{colour}"><title>{i * 10}-{high}: {n}</title></rect>'
+        )
+        parts.append(f'<text x="{mid:.1f}" y="{h - 6}" font-size="10" text-anchor="middle">{i * 10}</text>')
+        if n:
+            label = f'<text x="{mid:.1f}" y="{top_y - 3:.1f}" font-size="9" text-anchor="middle">'
+            parts.append(f"{label}{n}</text>")
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
 def line_chart(
     series: dict[str, list[tuple[date, float]]], y_max: float, title: str, fmt: str = "{:.0f}"
 ) -> Markup:

@@ -442,7 +442,7 @@ def trends(
     """Write a trends page (inline SVG charts, takes per week) and print a summary per persona."""
     from datetime import UTC, date, datetime
 
-    from .analytics import trend_points, trend_summary
+    from .analytics import score_distribution, trend_points, trend_summary
     from .render import trends_page
 
     try:
@@ -460,12 +460,14 @@ def trends(
         store = _store()
         store.init()
         points = trend_points(store, persona, category, start)
+        distribution = score_distribution(store, persona)
     summary = trend_summary(points)
     filters = ", ".join(
         f"{k}: {v}" for k, v in (("persona", persona), ("category", category), ("since", since)) if v
     )
     page = trends_page(
-        points, summary, filters or "All personas, categories and dates.", datetime.now(UTC).date()
+        points, summary, filters or "All personas, categories and dates.", datetime.now(UTC).date(),
+        distribution,
     )
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(page, encoding="utf-8")

@@ -11,7 +11,7 @@ from urllib.parse import quote
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from .analytics import TrendPoint, line_chart
+from .analytics import PERSONA_COLOURS, TrendPoint, histogram, line_chart
 from .embedded import EMBEDDED_MODEL
 from .models import PERSONAS, CommunityVotes, PanelVerdict, Take, ToolCard
 from .panel import aggregate
@@ -189,7 +189,10 @@ def review_markdown(panel: ToolPanel, what: str, reason: str | None = None) -> s
     return "\n".join(head) + "\n\n" + scorecard_markdown([panel])
 
 
-def trends_page(points: list[TrendPoint], summary: list[dict], filters: str, generated: date) -> str:
+def trends_page(
+    points: list[TrendPoint], summary: list[dict], filters: str, generated: date,
+    distribution: dict[str, list[int]] | None = None,
+) -> str:
     scores: dict[str, list] = {}
     rates: dict[str, list] = {}
     for p in points:
@@ -205,9 +208,14 @@ def trends_page(points: list[TrendPoint], summary: list[dict], filters: str, gen
          "ship": None if p.ship_rate is None else round(float(p.ship_rate) * 100)}
         for p in sorted(points, key=lambda p: (p.week, p.persona), reverse=True)
     ]  # fmt: skip
+    histograms = [
+        histogram(counts, f"{name.title()}: current scores", PERSONA_COLOURS.get(name, "#555"))
+        for name, counts in (distribution or {}).items()
+    ]
     return _render(
         "trends.html.j2",
         weekly=weekly,
+        histograms=histograms,
         title="Score trends",
         description="The panel's scores and ship rate per persona and week",
         demo=False,
