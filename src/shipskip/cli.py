@@ -108,6 +108,20 @@ def main(
     """Review newly launched AI tools with a five-persona panel."""
 
 
+def _check_out(path: Path) -> None:
+    """Files a command writes where asked land only under the working directory or the output
+    folder, so a typed path cannot overwrite anything elsewhere."""
+    where = path.resolve()
+    roots = [Path.cwd().resolve(), get_settings().out_dir.resolve()]
+    if not any(where == r or r in where.parents for r in roots):
+        raise ShipskipError(f"--out {path}: write under the working directory or {roots[1]}")
+
+
+def _check_persona(name: str) -> None:
+    if name.lower() not in PERSONAS:
+        _fail(ShipskipError(f"persona: '{name}' is not one of {', '.join(PERSONAS)}"))
+
+
 def _fail(exc: Exception) -> None:
     err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
@@ -318,8 +332,7 @@ def rerun(
     # Checked here too, so a typo fails at once rather than after a Prefect server starts.
     if len(reason.strip()) < 3:
         _fail(ShipskipError("--reason must say why (3 characters or more)"))
-    if persona.lower() not in PERSONAS:
-        _fail(ShipskipError(f"persona: '{persona}' is not one of {', '.join(PERSONAS)}"))
+    _check_persona(persona)
     _quiet_prefect_loggers()
     with user_errors(), prefect_api():
         rerun_persona(
@@ -401,11 +414,7 @@ def sql(
         if out is None:
             res = run_sql(_store(), query, limit=limit if fmt == "table" else None)
         else:
-            # A query's output lands only under the working directory or the output folder.
-            where = out.resolve()
-            roots = [Path.cwd().resolve(), get_settings().out_dir.resolve()]
-            if not any(where == r or r in where.parents for r in roots):
-                raise ShipskipError(f"--out {out}: write under the working directory or {roots[1]}")
+            _check_out(out)
             write_result(_store(), query, fmt, out)
     if out is not None:
         err.print(f"Wrote {out}", highlight=False)
@@ -449,14 +458,13 @@ def trends(
         start = date.fromisoformat(since) if since else None
     except ValueError:
         _fail(ShipskipError(f"--since '{since}' must be a date such as 2026-01-31"))
-    if persona and persona.lower() not in PERSONAS:
-        _fail(ShipskipError(f"--persona: '{persona}' is not one of {', '.join(PERSONAS)}"))
+    if persona:
+        _check_persona(persona)
     target = out or get_settings().out_dir / "trends.html"
-    where = target.resolve()
-    roots = [Path.cwd().resolve(), get_settings().out_dir.resolve()]
-    if target.suffix != ".html" or not any(r in where.parents for r in roots):
-        _fail(ShipskipError(f"--out {target}: an .html file under the working directory or {roots[1]}"))
     with user_errors():
+        if target.suffix != ".html":
+            raise ShipskipError(f"--out {target}: the trends page is an .html file")
+        _check_out(target)
         store = _store()
         store.init()
         points = trend_points(store, persona, category, start)

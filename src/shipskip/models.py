@@ -15,6 +15,14 @@ PERSONAS: tuple[str, ...] = ("builder", "skeptic", "futurist", "creator", "found
 # The same names as a type, so a flow parameter offers them as choices and refuses others.
 PersonaName = Literal[PERSONAS]  # type: ignore[valid-type]
 
+_WEB_ADDRESS = re.compile(r"https?://[^\s/?#]+[^\s]*", re.IGNORECASE)
+
+
+def is_web_address(url: str) -> bool:
+    """http(s) with a host and no whitespace: the only addresses shipskip stores, links or follows."""
+    return bool(_WEB_ADDRESS.fullmatch(url))
+
+
 # The stated rule tying score to verdict: a take ships at 60 or above, and skips below.
 SHIP_THRESHOLD = 60
 
@@ -119,7 +127,7 @@ class ToolCard(BaseModel):
     @classmethod
     def _web_address(cls, v: str) -> str:
         # Pages link to it: a javascript:, data: or file: address must never become a link.
-        if v and not re.fullmatch(r"https?://[^\s/?#]+[^\s]*", v, re.IGNORECASE):
+        if v and not is_web_address(v):
             raise ValueError("must be an http:// or https:// address")
         return v
 

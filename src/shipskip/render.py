@@ -13,7 +13,7 @@ from markupsafe import Markup
 
 from .analytics import PERSONA_COLOURS, TrendPoint, histogram, line_chart
 from .embedded import EMBEDDED_MODEL
-from .models import PERSONAS, CommunityVotes, PanelVerdict, Take, ToolCard
+from .models import PERSONAS, CommunityVotes, PanelVerdict, Take, ToolCard, is_web_address
 from .panel import aggregate
 from .quality import is_contested
 
@@ -51,7 +51,7 @@ class ToolPanel:
     def link(self) -> str | None:
         """The tool's own address, only when it is a web address (never javascript: or file:)."""
         url = self.card.url
-        if not re.match(r"https?://[^\s/?#]+", url, re.IGNORECASE):
+        if not is_web_address(url):
             return None
         # Characters that could end the link early in Markdown or an attribute are encoded.
         return quote(url, safe=":/?#[]@!$&()*+,;=%-._~")

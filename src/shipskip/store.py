@@ -25,7 +25,7 @@ import duckdb
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
 from .errors import ShipskipError
-from .models import PERSONAS, CommunityVotes, Take, ToolCard, Usage
+from .models import PERSONAS, CommunityVotes, Take, ToolCard, Usage, is_web_address
 from .panel import aggregate
 
 # DuckDB refuses a read-only and a read-write connection to one file in the same process,
@@ -432,7 +432,7 @@ class Store:
             return None
         row = rows[0]
         # A row stored before card URLs were checked may hold another scheme: drop it, keep the tool.
-        if row["url"] and not re.match(r"https?://", row["url"], re.IGNORECASE):
+        if row["url"] and not is_web_address(row["url"]):
             row["url"] = ""
         return ToolCard.model_validate(row)
 
