@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 import importlib.metadata
-import signal
 import socket
-import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-import httpx
 
 from . import lifeline
 from .errors import ShipskipError
@@ -62,7 +56,7 @@ def embedded_server(
     if model_file is not None and not Path(model_file).is_file():
         raise ShipskipError(f"SHIPSKIP_EMBEDDED_MODEL_PATH: no such file: {model_file}")
     port = free_port()
-    cmd = lifeline.command("llama_cpp.server", [
+    args = [
         "--model", str(model_file or model_path()),
         "--model_alias", embedded_model_name(model_file),
         # Checklist answers are read from token log-probabilities, which llama-cpp-python
@@ -72,45 +66,12 @@ def embedded_server(
         "--port", str(port),
         "--n_ctx", str(n_ctx),
         "--verbose", str(log_path is not None),
-    ])  # fmt: skip
+    ]  # fmt: skip
     if threads:
-        cmd += ["--n_threads", str(threads)]
-    if log_path is not None:
-        log = open(log_path, "w+b")  # noqa: SIM115
-    else:
-        # Unnamed: nothing is left on disk however this process ends.
-        log = tempfile.TemporaryFile(prefix="shipskip-llama-", suffix=".log")  # noqa: SIM115
-    proc = subprocess.Popen(
-        cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-    )
+        args += ["--n_threads", str(threads)]
     base_url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + startup_timeout_s
-        while True:
-            if proc.poll() is not None:
-                log.seek(0)
-                tail = log.read().decode(errors="replace").strip().splitlines()[-3:]
-                raise ShipskipError(f"the embedded llama.cpp server exited: {' | '.join(tail)}")
-            try:
-                if httpx.get(f"{base_url}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise ShipskipError("the embedded llama.cpp server did not answer in time")
-            time.sleep(0.25)
+    with lifeline.serve(
+        "llama_cpp.server", args, f"{base_url}/models", "the embedded llama.cpp server",
+        startup_s=startup_timeout_s, log_path=log_path,
+    ):  # fmt: skip
         yield base_url
-    finally:
-        _stop(proc)
-        log.close()
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)

@@ -11,9 +11,18 @@ from __future__ import annotations
 import os
 import runpy
 import signal
+import subprocess
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from .errors import ShipskipError
 
 POLL_S = 0.5
 
@@ -21,6 +30,59 @@ POLL_S = 0.5
 def command(module: str, args: list[str]) -> list[str]:
     """The argv that runs `python -m module args...` tied to this process's life."""
     return [sys.executable, "-m", "shipskip.lifeline", str(os.getpid()), module, *args]
+
+
+@contextmanager
+def serve(
+    module: str,
+    args: list[str],
+    health_url: str,
+    what: str,
+    *,
+    startup_s: float,
+    env: dict[str, str] | None = None,
+    log_path: Path | None = None,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run `python -m module args` as our child, wait until `health_url` answers 200, and always
+    stop it. Its output goes to `log_path`, or to an unnamed temporary file that nothing can
+    leave behind; the last lines are quoted if it exits before it answers."""
+    log = open(log_path, "w+b") if log_path else tempfile.TemporaryFile(prefix="shipskip-")  # noqa: SIM115
+    proc = subprocess.Popen(
+        command(module, args), env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + startup_s
+        while not _answers(health_url):
+            if proc.poll() is not None:
+                log.seek(0)
+                tail = log.read().decode(errors="replace").strip().splitlines()[-3:]
+                raise ShipskipError(f"{what} exited: {' | '.join(tail)}")
+            if time.monotonic() > deadline:
+                raise ShipskipError(f"{what} did not answer in time")
+            time.sleep(0.1)
+        yield proc
+    finally:
+        _stop(proc)
+        log.close()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
 
 
 def _watch(parent: int) -> None:

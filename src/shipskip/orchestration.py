@@ -10,17 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import httpx
-
 from . import lifeline
 from .embedded import free_port
-from .errors import ShipskipError
 
 STARTUP_S = 90.0
 
@@ -46,34 +40,14 @@ def prefect_api() -> Iterator[None]:
         "--factory", "prefect.server.api.server:create_app",
         "--host", "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on",
     ]  # fmt: skip
-    with tempfile.TemporaryFile(prefix="shipskip-prefect-") as log:
-        proc = subprocess.Popen(
-            lifeline.command("uvicorn", args), env=env, stdin=subprocess.DEVNULL, stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        api = f"http://127.0.0.1:{port}/api"
+    api = f"http://127.0.0.1:{port}/api"
+    with lifeline.serve(
+        "uvicorn", args, f"{api}/health", "the temporary Prefect server", startup_s=STARTUP_S, env=env
+    ), temporary_settings(updates={PREFECT_API_URL: api}):
         try:
-            deadline = time.monotonic() + STARTUP_S
-            while not _healthy(api):
-                if proc.poll() is not None:
-                    log.seek(0)
-                    tail = log.read().decode(errors="replace").strip().splitlines()[-2:]
-                    raise ShipskipError(f"the temporary Prefect server exited: {' | '.join(tail)}")
-                if time.monotonic() > deadline:
-                    raise ShipskipError("the temporary Prefect server did not answer in time")
-                time.sleep(0.1)
-            with temporary_settings(updates={PREFECT_API_URL: api}):
-                try:
-                    yield
-                finally:
-                    _drain()
+            yield
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            _drain()
 
 
 def _drain() -> None:
@@ -85,10 +59,3 @@ def _drain() -> None:
     for worker in (APILogWorker, EventsWorker):
         with contextlib.suppress(RuntimeError):  # never started
             worker.drain_all(timeout=10)
-
-
-def _healthy(api: str) -> bool:
-    try:
-        return httpx.get(f"{api}/health", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
