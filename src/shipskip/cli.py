@@ -42,6 +42,10 @@ class OutputFormat(StrEnum):
     parquet = "parquet"
 
 
+# The seats as a choice, from the one persona list: help lists them, typos fail at once.
+PersonaChoice = StrEnum("PersonaChoice", {name: name for name in PERSONAS})  # type: ignore[misc]
+
+
 class VoteChoice(StrEnum):
     ship = "ship"
     skip = "skip"
@@ -115,11 +119,6 @@ def _check_out(path: Path) -> None:
     roots = [Path.cwd().resolve(), get_settings().out_dir.resolve()]
     if not any(where == r or r in where.parents for r in roots):
         raise ShipskipError(f"--out {path}: write under the working directory or {roots[1]}")
-
-
-def _check_persona(name: str) -> None:
-    if name.lower() not in PERSONAS:
-        _fail(ShipskipError(f"persona: '{name}' is not one of {', '.join(PERSONAS)}"))
 
 
 def _fail(exc: Exception) -> None:
@@ -239,14 +238,14 @@ def page(tool: Annotated[str, typer.Argument(help="Tool slug.")]) -> None:
 
 @app.command()
 def reviewer(
-    persona: Annotated[str, typer.Argument(help="builder, skeptic, futurist, creator or founder.")],
+    persona: Annotated[PersonaChoice, typer.Argument(help="The seat.", case_sensitive=False)],
 ) -> None:
     """Write a reviewer's page out/reviewers/PERSONA.html and .md: lens, record, ship rate by category."""
     from .publish import write_reviewer
 
     with user_errors():
         settings = get_settings()
-        path = write_reviewer(_store(), settings.out_dir, settings.prompts_dir, persona.lower())
+        path = write_reviewer(_store(), settings.out_dir, settings.prompts_dir, persona.value)
     console.print(f"Wrote {path} (and .md)", highlight=False)
 
 
@@ -321,7 +320,7 @@ def ingest(
 @app.command()
 def rerun(
     tool: Annotated[str, typer.Argument(help="Tool slug.")],
-    persona: Annotated[str, typer.Argument(help="builder, skeptic, futurist, creator or founder.")],
+    persona: Annotated[PersonaChoice, typer.Argument(help="The seat to ask again.", case_sensitive=False)],
     reason: Annotated[str, typer.Option(help="Why the take is being redone (kept with it).")],
     model: Annotated[str | None, typer.Option(help="Model for this take.")] = None,
     prompt_version: Annotated[str | None, typer.Option(help="Persona prompt version.")] = None,
@@ -332,11 +331,10 @@ def rerun(
     # Checked here too, so a typo fails at once rather than after a Prefect server starts.
     if len(reason.strip()) < 3:
         _fail(ShipskipError("--reason must say why (3 characters or more)"))
-    _check_persona(persona)
     _quiet_prefect_loggers()
     with user_errors(), prefect_api():
         rerun_persona(
-            tool=tool, persona=persona.lower(), reason=reason, model=model, prompt_version=prompt_version
+            tool=tool, persona=persona.value, reason=reason, model=model, prompt_version=prompt_version
         )
         takes = _store().current_takes(tool)
     console.print(takes_table(tool, takes))
@@ -443,7 +441,9 @@ def sql(
 
 @app.command()
 def trends(
-    persona: Annotated[str | None, typer.Option(help="Only this persona.")] = None,
+    persona: Annotated[
+        PersonaChoice | None, typer.Option(help="Only this persona.", case_sensitive=False)
+    ] = None,
     category: Annotated[str | None, typer.Option(help="Only this category.")] = None,
     since: Annotated[str | None, typer.Option(help="Only takes from this date (YYYY-MM-DD).")] = None,
     out: Annotated[Path | None, typer.Option(help="Page to write (default out/trends.html).")] = None,
@@ -458,8 +458,7 @@ def trends(
         start = date.fromisoformat(since) if since else None
     except ValueError:
         _fail(ShipskipError(f"--since '{since}' must be a date such as 2026-01-31"))
-    if persona:
-        _check_persona(persona)
+    seat = persona.value if persona else None
     target = out or get_settings().out_dir / "trends.html"
     with user_errors():
         if target.suffix != ".html":
@@ -467,11 +466,11 @@ def trends(
         _check_out(target)
         store = _store()
         store.init()
-        points = trend_points(store, persona, category, start)
-        distribution = score_distribution(store, persona)
+        points = trend_points(store, seat, category, start)
+        distribution = score_distribution(store, seat)
     summary = trend_summary(points)
     filters = ", ".join(
-        f"{k}: {v}" for k, v in (("persona", persona), ("category", category), ("since", since)) if v
+        f"{k}: {v}" for k, v in (("persona", seat), ("category", category), ("since", since)) if v
     )
     page = trends_page(
         points, summary, filters or "All personas, categories and dates.", datetime.now(UTC).date(),
