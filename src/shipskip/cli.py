@@ -332,10 +332,18 @@ def rerun(
     if len(reason.strip()) < 3:
         _fail(ShipskipError("--reason must say why (3 characters or more)"))
     _quiet_prefect_loggers()
-    with user_errors(), prefect_api():
-        rerun_persona(
-            tool=tool, persona=persona.value, reason=reason, model=model, prompt_version=prompt_version
-        )
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=err, transient=True) as bar:
+        bar.add_task(f"Asking the {persona.value.title()} about {tool} again", total=None)
+
+        def tick(slug: str, take: Take) -> None:
+            label = "abstained" if take.abstained else f"{take.score}/100 {take.verdict}"
+            bar.console.print(f"  {take.persona.title()}: {label}", highlight=False)
+
+        with user_errors(), prefect_api(), signals.listening(tick):
+            rerun_persona(
+                tool=tool, persona=persona.value, reason=reason, model=model, prompt_version=prompt_version
+            )
+    with user_errors():
         takes = _store().current_takes(tool)
     console.print(takes_table(tool, takes))
     console.print(verdict_line(aggregate(takes)), highlight=False)
