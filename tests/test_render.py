@@ -254,3 +254,19 @@ def test_a_reviewer_page_shows_the_lens_and_the_record(pair, isolated):
     assert "| Claw Code | 45/100 · skip |" in path.with_suffix(".md").read_text()
     with pytest.raises(Exception, match="critic"):
         write_reviewer(pair, isolated / "out", ROOT / "prompts", "critic")
+
+
+def test_compare_with_the_demo_model_note_still_reads_back_its_verdicts(store, isolated):
+    """The demo note sits above the decision table; the order check must still find it."""
+    from typer.testing import CliRunner
+
+    from shipskip.cli import app
+
+    for slug, name in (("one", "One"), ("two", "Two")):
+        card = make_card(slug=slug, name=name)
+        takes = [make_take(p, "ship", 70).model_copy(update={"model": "SmolLM2-135M-Instruct"}) for p in PERSONAS]
+        store.commit_review(store.begin_run(card), card, takes)
+    res = CliRunner().invoke(app, ["compare", "one", "two"])
+    assert res.exit_code == 0, res.output
+    md = (isolated / "out" / "compare" / "one-vs-two.md").read_text()
+    assert "embedded demo model" in md and "warning" not in res.output

@@ -151,7 +151,9 @@ def compare_both_orders(store: Store, a: str, b: str) -> tuple[str, str]:
 def verdicts_by_tool(markdown: str) -> dict[str, str]:
     """Tool name to panel-verdict cell, read back off a rendered comparison (Markdown)."""
     lines = markdown.splitlines()
-    names = [c.strip() for c in lines[2].strip("|").split("|")][1:]
+    # The decision table's header row: an empty first cell, then the two tool names.
+    header = next(ln for ln in lines if ln.startswith("| | "))
+    names = [c.strip() for c in header.strip("|").split("|")][1:]
     row = next(ln for ln in lines if ln.startswith("| Panel verdict |"))
     cells = [c.strip() for c in row.strip("|").split("|")][1:]
     return dict(zip(names, cells, strict=True))
