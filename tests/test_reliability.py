@@ -99,6 +99,14 @@ def test_thirty_percent_faults_twenty_tools_nothing_lost(holistic, tmp_path, mon
         )
 
 
+def _inbox_and_fake(tmp_path, n_tools, delay_s):
+    """n generated cards in tmp_path/inbox, and the fake provider in its own process."""
+    write_cards(tmp_path / "inbox", n_tools)
+    log = tmp_path / "requests.jsonl"
+    server, url = start_fake_process(delay_s, log)
+    return tmp_path / "inbox", log, server, url
+
+
 def _ingest(folder, base_url, db, extra_env=None):
     env = {**os.environ, "SHIPSKIP_BASE_URL": base_url, "SHIPSKIP_DB_PATH": str(db),
            "SHIPSKIP_MODEL": "fake-model", "SHIPSKIP_SCORING": "holistic", **(extra_env or {})}  # fmt: skip
@@ -108,12 +116,10 @@ def _ingest(folder, base_url, db, extra_env=None):
 
 
 def test_sigkill_mid_run_loses_nothing_and_resumes_without_repeats(tmp_path):
-    write_cards(tmp_path / "inbox", 6)
-    log = tmp_path / "requests.jsonl"
-    server, url = start_fake_process(0.4, log)
+    inbox, log, server, url = _inbox_and_fake(tmp_path, 6, 0.4)
     db = tmp_path / "crash.duckdb"
     try:
-        writer = _ingest(tmp_path / "inbox", url, db, {"SHIPSKIP_LLM_CONCURRENCY": "2"})
+        writer = _ingest(inbox, url, db, {"SHIPSKIP_LLM_CONCURRENCY": "2"})
         deadline = time.monotonic() + 120
         while len(logged_requests(log)) < 13 and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -138,7 +144,7 @@ def test_sigkill_mid_run_loses_nothing_and_resumes_without_repeats(tmp_path):
         saved |= {(r["slug"], r["persona"]) for r in store.query("SELECT slug, persona FROM takes")}
         asked_before = len(logged_requests(log))
 
-        again = _ingest(tmp_path / "inbox", url, db)
+        again = _ingest(inbox, url, db)
         out, err = again.communicate(timeout=300)
         assert again.returncode == 0, err
         assert "Traceback" not in out + err
@@ -158,14 +164,12 @@ def test_sigkill_mid_run_loses_nothing_and_resumes_without_repeats(tmp_path):
 
 def test_two_ingests_of_one_inbox_review_each_tool_once(tmp_path):
     n_tools = 6
-    write_cards(tmp_path / "inbox", n_tools)
-    log = tmp_path / "requests.jsonl"
-    server, url = start_fake_process(0.3, log)
+    inbox, log, server, url = _inbox_and_fake(tmp_path, n_tools, 0.3)
     db = tmp_path / "twice.duckdb"
     try:
-        first = _ingest(tmp_path / "inbox", url, db)
+        first = _ingest(inbox, url, db)
         time.sleep(1.0)
-        second = _ingest(tmp_path / "inbox", url, db)
+        second = _ingest(inbox, url, db)
         outs = [p.communicate(timeout=300) for p in (first, second)]
     finally:
         server.kill()
@@ -205,12 +209,10 @@ print(json.dumps(stats))
 
 def test_writer_and_analyst_reader_for_sixty_seconds(tmp_path):
     n_tools = 40
-    write_cards(tmp_path / "inbox", n_tools)
-    log = tmp_path / "requests.jsonl"
-    server, url = start_fake_process(1.4, log)
+    inbox, log, server, url = _inbox_and_fake(tmp_path, n_tools, 1.4)
     db = tmp_path / "busy.duckdb"
     try:
-        writer = _ingest(tmp_path / "inbox", url, db)
+        writer = _ingest(inbox, url, db)
         reader = subprocess.Popen([sys.executable, "-c", READER, str(db), "60", str(ROOT / "src")],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
         r_out, r_err = reader.communicate(timeout=200)
