@@ -11,8 +11,8 @@ from pydantic import Field
 
 from flows.review import ask_as_tasks, log_take, publish_review
 from shipskip import usecases
-from shipskip.models import PersonaName
 from shipskip.outcome import ReviewOutcome
+from shipskip.roster import PersonaName
 from shipskip.settings import get_settings
 from shipskip.store import Store
 

@@ -1,4 +1,6 @@
+import os
 import shutil
+import subprocess
 
 import pytest
 from conftest import ROOT, make_card
@@ -6,6 +8,7 @@ from jinja2 import UndefinedError
 
 from shipskip.errors import InputError
 from shipskip.personas import fence, load_prompts, render_messages, shared_prefix
+from shipskip.roster import discover
 
 
 @pytest.fixture
@@ -71,3 +74,51 @@ def test_bad_persona_file_names_file_and_field(tmp_path):
     with pytest.raises(InputError) as e:
         load_prompts(copy)
     assert "founder.yaml" in str(e.value) and "asks" in str(e.value)
+
+
+def _with_seats(tmp_path, add: dict[str, str], drop: tuple[str, ...] = ()):
+    copy = tmp_path / "prompts"
+    shutil.copytree(ROOT / "prompts", copy)
+    for name in drop:
+        (copy / "personas" / f"{name}.yaml").unlink()
+    founder = (copy / "personas" / "founder.yaml").read_text()
+    for name, header in add.items():
+        body = founder.replace("name: founder", f"name: {name}").replace("order: 5\n", header)
+        (copy / "personas" / f"{name}.yaml").write_text(body)
+    return copy
+
+
+def test_the_seats_are_the_persona_files_in_their_stated_order(tmp_path):
+    copy = _with_seats(tmp_path, {"investor": "order: 0\n"}, drop=("creator",))
+    (copy / "personas" / "skeptic@3.yaml").write_text("an archived version is not a seat")
+    assert list(load_prompts(copy).personas) == ["investor", "builder", "skeptic", "futurist", "founder"]
+    seats = discover(copy)
+    assert [s.name for s in seats][:2] == ["investor", "builder"]
+    assert seats[0].colour == "#ff7f0e"  # copied from the founder's file
+
+
+def test_the_cli_offers_the_discovered_seats(tmp_path):
+    copy = _with_seats(tmp_path, {"investor": "order: 6\n"})
+    env = {**os.environ, "SHIPSKIP_PROMPTS_DIR": str(copy), "COLUMNS": "200", "NO_COLOR": "1"}
+    shown = subprocess.run(
+        [str(ROOT / ".venv/bin/shipskip"), "rerun", "--help"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "founder" in shown and "investor" in shown
+    refused = subprocess.run(
+        [str(ROOT / ".venv/bin/shipskip"), "reviewer", "investor"], capture_output=True, text=True,
+        env={k: v for k, v in env.items() if k != "SHIPSKIP_PROMPTS_DIR"},
+    )  # fmt: skip
+    assert refused.returncode == 2 and "investor" in refused.stderr
+
+
+def test_a_seat_without_order_or_a_bad_colour_is_named(tmp_path):
+    copy = _with_seats(tmp_path, {"investor": 'order: 7\ncolour: "red"\n'})
+    f = copy / "personas" / "investor.yaml"
+    f.write_text(f.read_text().replace('colour: "#ff7f0e"\n', "", 1))
+    with pytest.raises(InputError) as e:
+        load_prompts(copy)
+    assert "investor.yaml" in str(e.value) and "colour" in str(e.value)

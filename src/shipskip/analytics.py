@@ -14,12 +14,8 @@ import duckdb
 from markupsafe import Markup, escape
 
 from .errors import ShipskipError
+from .roster import COLOURS, FALLBACK_COLOUR
 from .store import EXPORT_TABLES, Store
-
-PERSONA_COLOURS = {
-    "builder": "#1f77b4", "skeptic": "#d62728", "futurist": "#9467bd",
-    "creator": "#2ca02c", "founder": "#ff7f0e",
-}  # fmt: skip
 
 
 def check_read_only(sql: str) -> str:
@@ -222,7 +218,7 @@ def line_chart(
         f'<text x="{w - right}" y="{h - 8}" font-size="11" text-anchor="end">{weeks[-1].isoformat()}</text>'
     )
     for i, (name, pts) in enumerate(sorted(series.items())):
-        colour = PERSONA_COLOURS.get(name, "#555")
+        colour = COLOURS.get(name, FALLBACK_COLOUR)
         coords = " ".join(f"{x(d):.1f},{y(v):.1f}" for d, v in sorted(pts))
         parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{coords}"/>')
         for d, v in pts:

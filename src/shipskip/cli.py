@@ -23,10 +23,11 @@ quiet_prefect()
 from . import progress as signals  # noqa: E402
 from .cards import load_card  # noqa: E402
 from .errors import ShipskipError  # noqa: E402
-from .models import PERSONAS, PanelVerdict, Take, ToolCard, clean_text  # noqa: E402
+from .models import PanelVerdict, Take, ToolCard, clean_text  # noqa: E402
 from .orchestration import prefect_api  # noqa: E402
 from .outcome import ReviewOutcome  # noqa: E402
 from .panel import aggregate  # noqa: E402
+from .roster import PERSONAS  # noqa: E402
 from .settings import get_settings  # noqa: E402
 from .store import Store  # noqa: E402
 

@@ -16,10 +16,11 @@ from .calibrate import Observation, Prediction, fit, out_of_fold, predict
 from .cards import parse_card
 from .checklist import card_facts, take_problem
 from .errors import InputError, ShipskipError, describe_validation_error
-from .models import PERSONAS, Criterion, Take, ToolCard
+from .models import Criterion, Take, ToolCard
 from .personas import PromptSet, load_prompts, write_calibration
 from .quality import cohen_kappa, consensus, is_grounded, panel_similarity, spearman
 from .review import Panel, Spend, open_panel
+from .roster import PERSONAS
 from .settings import Settings
 from .store import Store
 

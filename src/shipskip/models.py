@@ -11,10 +11,6 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
-PERSONAS: tuple[str, ...] = ("builder", "skeptic", "futurist", "creator", "founder")
-# The same names as a type, so a flow parameter offers them as choices and refuses others.
-PersonaName = Literal[PERSONAS]  # type: ignore[valid-type]
-
 _WEB_ADDRESS = re.compile(r"https?://[^\s/?#]+[^\s]*", re.IGNORECASE)
 
 

@@ -14,7 +14,8 @@ from jinja2 import DictLoader, Environment, StrictUndefined
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import InputError, describe_validation_error
-from .models import PERSONAS, REPLY_ADAPTER, ToolCard
+from .models import REPLY_ADAPTER, ToolCard
+from .roster import discover
 
 Line = Annotated[str, Field(min_length=3, max_length=300)]
 
@@ -154,6 +155,9 @@ class Persona(BaseModel):
 
     name: Annotated[str, Field(pattern=r"^[a-z]+$")]
     title: Annotated[str, Field(min_length=3, max_length=40)]
+    # Where the seat sits (pages, tables, the panel's order) and its colour in charts.
+    order: Annotated[int, Field(ge=0, le=999)]
+    colour: Annotated[str, Field(pattern=r"^#[0-9a-fA-F]{6}$")]
     version: Annotated[str, Field(pattern=r"^[0-9A-Za-z._-]{1,20}$")]
     role: Line
     asks: Annotated[list[Line], Field(min_length=2, max_length=8)]
@@ -203,7 +207,10 @@ def load_persona(path: Path) -> Persona:
 def load_prompts(prompts_dir: Path, versions: dict[str, str | None] | None = None) -> PromptSet:
     """The current persona files, or for a persona in `versions`, its archived `name@V.yaml`."""
     personas = {}
-    for name in PERSONAS:
+    seats = discover(prompts_dir)
+    if not seats:
+        raise InputError(prompts_dir / "personas", "file", "no persona files (NAME.yaml)")
+    for name in (s.name for s in seats):
         wanted = (versions or {}).get(name)
         persona = load_persona(prompts_dir / "personas" / f"{name}.yaml")
         if wanted and wanted != persona.version:

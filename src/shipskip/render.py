@@ -11,11 +11,12 @@ from urllib.parse import quote
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from .analytics import PERSONA_COLOURS, TrendPoint, histogram, line_chart
+from .analytics import TrendPoint, histogram, line_chart
 from .embedded import EMBEDDED_MODEL
-from .models import PERSONAS, CommunityVotes, PanelVerdict, Take, ToolCard, is_web_address
+from .models import CommunityVotes, PanelVerdict, Take, ToolCard, is_web_address
 from .panel import aggregate
 from .quality import is_contested
+from .roster import COLOURS, FALLBACK_COLOUR, PERSONAS
 
 
 @dataclass(frozen=True)
@@ -209,7 +210,7 @@ def trends_page(
         for p in sorted(points, key=lambda p: (p.week, p.persona), reverse=True)
     ]  # fmt: skip
     histograms = [
-        histogram(counts, f"{name.title()}: current scores", PERSONA_COLOURS.get(name, "#555"))
+        histogram(counts, f"{name.title()}: current scores", COLOURS.get(name, FALLBACK_COLOUR))
         for name, counts in (distribution or {}).items()
     ]
     return _render(

@@ -25,8 +25,9 @@ import duckdb
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
 from .errors import ShipskipError
-from .models import PERSONAS, CommunityVotes, Take, ToolCard, Usage, is_web_address
+from .models import CommunityVotes, Take, ToolCard, Usage, is_web_address
 from .panel import aggregate
+from .roster import PERSONAS
 
 # DuckDB refuses a read-only and a read-write connection to one file in the same process,
 # so every connection in this process takes turns; each is held only for one short step.

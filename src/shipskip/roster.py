@@ -1,0 +1,74 @@
+"""The panel's seats, discovered from the persona files: who sits, in what order, in what colour.
+
+`prompts/personas/NAME.yaml` is the one source for the persona list. Adding a file adds a seat
+everywhere (CLI choices, flow parameters, pages, evaluation); `order:` places it and
+`colour:` draws it in charts. Archived versions (`NAME@V.yaml`) are not seats.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+from .settings import default_prompts_dir
+
+_NAME = re.compile(r"^[a-z]+$")
+_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
+FALLBACK_COLOUR = "#555555"
+
+
+@dataclass(frozen=True)
+class Seat:
+    name: str
+    title: str
+    order: int
+    colour: str
+
+
+def persona_files(prompts_dir: Path) -> list[Path]:
+    """The current persona files (not archived versions), by file name."""
+    folder = prompts_dir / "personas"
+    return sorted(p for p in folder.glob("*.yaml") if "@" not in p.stem and _NAME.match(p.stem))
+
+
+def discover(prompts_dir: Path) -> tuple[Seat, ...]:
+    """Seats in their stated order (ties by name). A file too broken to read still gives a seat
+    under its file name, so the full check (`personas.load_prompts`) can name its fault."""
+    seats = []
+    for path in persona_files(prompts_dir):
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            data = None
+        data = data if isinstance(data, dict) else {}
+        order = data.get("order")
+        colour = data.get("colour")
+        title = data.get("title")
+        seats.append(
+            Seat(
+                name=path.stem,
+                title=title if isinstance(title, str) else path.stem.title(),
+                order=order if isinstance(order, int) and not isinstance(order, bool) else 1000,
+                colour=colour if isinstance(colour, str) and _COLOUR.match(colour) else FALLBACK_COLOUR,
+            )
+        )
+    return tuple(sorted(seats, key=lambda s: (s.order, s.name)))
+
+
+def _prompts_dir() -> Path:
+    # Read before settings are parsed (types and CLI choices are made at import), so only the
+    # environment variable is honoured here; the full settings point at the same folder.
+    override = os.environ.get("SHIPSKIP_PROMPTS_DIR")
+    return Path(override) if override else default_prompts_dir()
+
+
+SEATS: tuple[Seat, ...] = discover(_prompts_dir())
+PERSONAS: tuple[str, ...] = tuple(s.name for s in SEATS)
+# The same names as a type, so a flow parameter offers them as choices and refuses others.
+PersonaName = Literal[PERSONAS]  # type: ignore[valid-type]
+COLOURS: dict[str, str] = {s.name: s.colour for s in SEATS}
