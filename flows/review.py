@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
-from prefect.runtime import flow_run
+from prefect.runtime import flow_run, task_run
 from prefect.states import Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
@@ -16,28 +16,31 @@ from pydantic import Field
 from shipskip import usecases
 from shipskip.cards import load_card
 from shipskip.models import Take, ToolCard, clean_text
+from shipskip.orchestration import global_limits
 from shipskip.outcome import ReviewOutcome
 from shipskip.render import ToolPanel, review_markdown
 from shipskip.review import Panel
 from shipskip.settings import get_settings
 from shipskip.store import Run, Store
 
-# Seats of one tool in flight at once; the limit across tools is SHIPSKIP_LLM_CONCURRENCY,
-# held by the clients' shared limiter.
-SEATS = 5
+# A seat whose provider failed every attempt is asked once more after a pause (Prefect shows
+# it AwaitingRetry, then Retrying); failing again, it ends Failed, its abstention kept.
+SEAT_RETRIES = 1
 
 
 # The panel and store are live objects (a client pool, a database path and lock): nothing to
 # cache on, so no cache policy.
-@task(cache_policy=NONE, task_run_name="{persona}")
+@task(cache_policy=NONE, task_run_name="{persona}", retries=SEAT_RETRIES, retry_delay_seconds=2)
 def persona_take(
     panel: Panel, store: Store, run: Run, persona: str, card: ToolCard, reason: str | None = None
 ) -> Take | State:
     take = usecases.ask_seat(panel, store, run, persona, card, reason)
     log_take(get_run_logger(), card.slug, take)
     if take.error:
-        # Failed in Prefect, with the attempts; the abstention is still this seat's take.
-        return Failed(message=f"{persona} failed after {take.attempts} attempts: {take.error}", data=take)
+        tries = f"try {task_run.run_count} of {SEAT_RETRIES + 1}"
+        return Failed(
+            message=f"{persona} failed after {take.attempts} attempts ({tries}): {take.error}", data=take
+        )
     return take
 
 
@@ -73,7 +76,8 @@ def publish_review(out: ReviewOutcome, store: Store, what: str, reason: str | No
     create_markdown_artifact(key=f"review-{out.slug}", markdown=markdown, description=f"{what}: {card.name}")
 
 
-@flow(name="review-tool", task_runner=ThreadPoolTaskRunner(max_workers=SEATS), log_prints=False)
+# Threads for the seats; how many ask at once is SHIPSKIP_LLM_CONCURRENCY, held by the panel.
+@flow(name="review-tool", task_runner=ThreadPoolTaskRunner(), log_prints=False)
 def review_tool(
     card_path: Annotated[str, Field(description="Path to a tool card: YAML, JSON or Markdown.")],
     force: Annotated[bool, Field(description="Review again even if this exact card was reviewed.")] = False,
@@ -87,8 +91,11 @@ def review_tool(
         db_path: DuckDB file; SHIPSKIP_DB_PATH by default.
     """
     settings = get_settings()
-    store = Store(db_path or settings.db_path)
+    slots = global_limits(settings)
+    store = Store(db_path or settings.db_path, writer=slots.write)
     card = load_card(Path(card_path))
-    out = usecases.review_card(card, store, settings, force=force, ask=ask_as_tasks, flow_run_id=flow_run.id)
+    out = usecases.review_card(
+        card, store, settings, force=force, ask=ask_as_tasks, flow_run_id=flow_run.id, seat_slot=slots.seat
+    )
     publish_review(out, store, "panel review")
     return out

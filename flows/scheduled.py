@@ -11,6 +11,7 @@ from pydantic import Field
 
 from flows.review import ask_as_tasks, log_take, publish_review
 from shipskip import usecases
+from shipskip.orchestration import global_limits
 from shipskip.outcome import ReviewOutcome
 from shipskip.roster import PersonaName
 from shipskip.settings import get_settings
@@ -30,7 +31,8 @@ def review_new_tools(
         source: Folder of cards, .jsonl file, or RSS/Atom feed file or URL.
     """
     settings = get_settings()
-    store = Store(settings.db_path)
+    slots = global_limits(settings)
+    store = Store(settings.db_path, writer=slots.write)
     logger = get_run_logger()
 
     def reviewed(out: ReviewOutcome) -> None:
@@ -39,12 +41,13 @@ def review_new_tools(
         publish_review(out, store, "panel review")
 
     report = usecases.ingest(
-        source, store, settings, warn=logger.warning, on_review=reviewed, flow_run_id=flow_run.id
-    )
+        source, store, settings, warn=logger.warning, on_review=reviewed, flow_run_id=flow_run.id,
+        seat_slot=slots.seat,
+    )  # fmt: skip
     return report.as_dict()
 
 
-@flow(name="rerun-persona", task_runner=ThreadPoolTaskRunner(max_workers=1))
+@flow(name="rerun-persona", task_runner=ThreadPoolTaskRunner())
 def rerun_persona(
     tool: Annotated[str, Field(description="Slug of a reviewed tool.")],
     persona: Annotated[PersonaName, Field(description="The seat to ask again.")],
@@ -62,10 +65,12 @@ def rerun_persona(
         prompt_version: An archived persona prompt version (prompts/personas/NAME@V.yaml).
     """
     settings = get_settings()
-    store = Store(settings.db_path)
+    slots = global_limits(settings)
+    store = Store(settings.db_path, writer=slots.write)
     take = usecases.rerun(
-        tool, persona, reason, store, settings, model=model, prompt_version=prompt_version, ask=ask_as_tasks
-    )
+        tool, persona, reason, store, settings, model=model, prompt_version=prompt_version, ask=ask_as_tasks,
+        seat_slot=slots.seat,
+    )  # fmt: skip
     card = store.tool(tool)
     assert card is not None
     publish_review(ReviewOutcome.from_store(store, card, skipped=False), store, f"{persona} rerun", reason)

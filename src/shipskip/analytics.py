@@ -81,6 +81,7 @@ def format_result(res: Result, fmt: str) -> str:
         records = [dict(zip(res.columns, r, strict=True)) for r in res.rows]
         return json.dumps(records, default=str, indent=1) + "\n"
     if fmt == "markdown":
+
         def cell(v: object) -> str:
             return "" if v is None else " ".join(str(v).split()).replace("|", "\\|")
 

@@ -292,9 +292,7 @@ def ingest(
     from flows.scheduled import review_new_tools
 
     _quiet_prefect_loggers()
-    with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), console=err, transient=True
-    ) as bar:
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=err, transient=True) as bar:
         job = bar.add_task(f"Ingesting {source}", total=None)
         done: dict[str, int] = {}
 
@@ -482,7 +480,10 @@ def trends(
         f"{k}: {v}" for k, v in (("persona", seat), ("category", category), ("since", since)) if v
     )
     page = trends_page(
-        points, summary, filters or "All personas, categories and dates.", datetime.now(UTC).date(),
+        points,
+        summary,
+        filters or "All personas, categories and dates.",
+        datetime.now(UTC).date(),
         distribution,
     )
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -191,7 +191,10 @@ def review_markdown(panel: ToolPanel, what: str, reason: str | None = None) -> s
 
 
 def trends_page(
-    points: list[TrendPoint], summary: list[dict], filters: str, generated: date,
+    points: list[TrendPoint],
+    summary: list[dict],
+    filters: str,
+    generated: date,
     distribution: dict[str, list[int]] | None = None,
 ) -> str:
     scores: dict[str, list] = {}

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
+from typing import Any
 
 from .checklist import abstains, below_relevance, card_facts, score_from, take_problem
 from .embedded import embedded_model_name, embedded_server
@@ -17,12 +18,9 @@ from .personas import PromptSet, question_messages, render_messages, take_messag
 from .quality import consensus, is_grounded
 from .settings import Settings
 
-# One limiter per process, shared by every client, so a big feed cannot flood a provider.
-_LIMITERS: dict[int, threading.BoundedSemaphore] = {}
-
-
-def _limiter(n: int) -> threading.BoundedSemaphore:
-    return _LIMITERS.setdefault(n, threading.BoundedSemaphore(n))
+# A slot to hold while a seat is asked: Prefect's global concurrency limit in a flow on a
+# shared server, so every worker counts against one SHIPSKIP_LLM_CONCURRENCY.
+SlotFactory = Callable[[], AbstractContextManager[Any]]
 
 
 def take_opening(verdict: str, name: str) -> str:
@@ -52,11 +50,15 @@ class Panel:
     prompts: PromptSet
     clients: dict[str, LLMClient]
     settings: Settings
+    seat_slot: SlotFactory = nullcontext
 
     def take(self, persona: str, card: ToolCard, reason: str | None = None) -> Take:
-        if self.settings.scoring == "checklist":
-            return self.graded(persona, card, reason)
-        return self.holistic(persona, card, reason)
+        # A seat asks one question at a time, so seats in flight bound calls in flight; a slot
+        # per seat rather than per call keeps the cross-process limit to one round trip a take.
+        with self.seat_slot():
+            if self.settings.scoring == "checklist":
+                return self.graded(persona, card, reason)
+            return self.holistic(persona, card, reason)
 
     def _meta(self, persona: str, reason: str | None) -> dict:
         client = self.clients[persona]
@@ -243,9 +245,14 @@ def open_panel(
     prompts: PromptSet,
     personas: list[str] | None = None,
     model_override: str | None = None,
+    seat_slot: SlotFactory | None = None,
 ) -> Iterator[Panel]:
-    """Build a client per persona; start the embedded server only if some persona needs it."""
+    """Build a client per persona; start the embedded server only if some persona needs it.
+
+    The panel's clients share one bound on calls in flight, SHIPSKIP_LLM_CONCURRENCY, however
+    many tools the panel serves at once; `seat_slot` adds a bound shared across processes."""
     names = personas or list(prompts.personas)
+    in_flight = threading.BoundedSemaphore(max(1, settings.llm_concurrency))
     with ExitStack() as stack:
         embedded_url = None
         if settings.needs_embedded(names):
@@ -271,8 +278,8 @@ def open_panel(
                 timeout_s=settings.timeout_s,
                 max_attempts=settings.max_attempts,
                 max_retry_wait_s=settings.max_retry_wait_s,
-                limiter=_limiter(settings.llm_concurrency),
+                limiter=in_flight,
             )
             stack.callback(client.close)
             clients[name] = client
-        yield Panel(prompts=prompts, clients=clients, settings=settings)
+        yield Panel(prompts=prompts, clients=clients, settings=settings, seat_slot=seat_slot or nullcontext)

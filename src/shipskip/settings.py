@@ -70,8 +70,10 @@ class Settings(BaseSettings):
     samples: int = Field(default=1, ge=1, le=15)
     # New or changed tools one ingest reviews at most; the rest wait for the next run.
     max_new_per_run: int = Field(default=200, ge=1)
-    # How many persona calls may be in flight to the provider at once, across tools.
-    llm_concurrency: int = 5
+    # How many calls may be in flight to the provider at once, across tools: the one
+    # concurrency setting. In a flow on a shared Prefect server it is also the size of the
+    # global concurrency limit every worker counts against.
+    llm_concurrency: int = Field(default=5, ge=1, le=1024)
     personas: dict[str, Provider] = Field(default_factory=dict)
 
     # Any GGUF file to serve instead of the packaged SmolLM2-135M-Instruct.

@@ -9,8 +9,9 @@ threads here, Prefect tasks in a flow.
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from contextlib import ExitStack
+from contextvars import copy_context
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from .outcome import ReviewOutcome
 from .personas import load_prompts
 from .publish import compare_both_orders, verdicts_by_tool, write_compare
 from .quality import order_independent
-from .review import Panel, open_panel
+from .review import Panel, SlotFactory, open_panel
 from .settings import Settings
 from .sources import read_source
 from .store import Run, Store, ToolBusy, check_identity
@@ -42,13 +43,19 @@ def ask_seat(panel: Panel, store: Store, run: Run, persona: str, card: ToolCard,
 AskSeats = Callable[[Panel, Store, Run, list[str], ToolCard, "str | None"], dict[str, Take]]
 
 
+def _submit(pool: ThreadPoolExecutor, fn: Callable[..., object], *args: object, **kwargs: object) -> Future:
+    # Each job runs in a copy of the caller's context, so a flow's settings (its Prefect API)
+    # and logger reach the worker threads as they do Prefect's own task runner.
+    return pool.submit(copy_context().run, fn, *args, **kwargs)
+
+
 def ask_in_threads(
     panel: Panel, store: Store, run: Run, personas: list[str], card: ToolCard, reason: str | None
 ) -> dict[str, Take]:
-    # The provider-wide limit on calls in flight is the clients' shared limiter; this pool
-    # only has to be wide enough never to be the narrower bound.
+    # The limit on calls in flight is the panel's (SHIPSKIP_LLM_CONCURRENCY); this pool only
+    # has to be wide enough never to be the narrower bound.
     with ThreadPoolExecutor(max_workers=max(1, len(personas))) as pool:
-        futures = [pool.submit(ask_seat, panel, store, run, p, card, reason) for p in personas]
+        futures = [_submit(pool, ask_seat, panel, store, run, p, card, reason) for p in personas]
         return {t.persona: t for t in (f.result() for f in futures)}
 
 
@@ -68,6 +75,7 @@ def review_card(
     ask: AskSeats = ask_in_threads,
     flow_run_id: str | None = None,
     panel: Panel | None = None,
+    seat_slot: SlotFactory | None = None,
 ) -> ReviewOutcome:
     """Review one card: skip it if this content was reviewed, resume an interrupted run, ask the
     seats still missing, and commit the five takes together. With `panel`, its clients (and
@@ -84,7 +92,7 @@ def review_card(
     if todo:
         try:
             with ExitStack() as stack:
-                seats = panel or stack.enter_context(open_panel(settings, prompts, todo))
+                seats = panel or stack.enter_context(open_panel(settings, prompts, todo, seat_slot=seat_slot))
                 takes.update(ask(seats, store, run, todo, card, None))
         except BaseException:
             store.release_run(run)  # keep its checkpoints; let the next run take it at once
@@ -114,7 +122,7 @@ class IngestReport:
 
 def tools_in_flight(settings: Settings, seats: int) -> int:
     """Tools reviewed at once: enough for their seats to fill the calls-in-flight setting
-    (SHIPSKIP_LLM_CONCURRENCY), which the clients' shared limiter enforces call by call."""
+    (SHIPSKIP_LLM_CONCURRENCY), which the panel's clients enforce call by call."""
     return max(1, -(-settings.llm_concurrency // max(1, seats)))
 
 
@@ -126,6 +134,7 @@ def ingest(
     warn: Callable[[str], None] = lambda line: None,
     on_review: Callable[[ReviewOutcome], None] = lambda out: None,
     flow_run_id: str | None = None,
+    seat_slot: SlotFactory | None = None,
 ) -> IngestReport:
     """Review each new or changed tool of a source once; a bad entry costs that entry only.
 
@@ -147,11 +156,12 @@ def ingest(
     if not todo:
         return report
     prompts = load_prompts(settings.prompts_dir)
-    with open_panel(settings, prompts) as panel, ThreadPoolExecutor(
-        max_workers=tools_in_flight(settings, len(prompts.personas))
-    ) as pool:
+    with (
+        open_panel(settings, prompts, seat_slot=seat_slot) as panel,
+        ThreadPoolExecutor(max_workers=tools_in_flight(settings, len(prompts.personas))) as pool,
+    ):
         futures = {
-            pool.submit(review_card, card, store, settings, panel=panel, flow_run_id=flow_run_id): card
+            _submit(pool, review_card, card, store, settings, panel=panel, flow_run_id=flow_run_id): card
             for card in todo
         }
         try:
@@ -193,6 +203,7 @@ def rerun(
     model: str | None = None,
     prompt_version: str | None = None,
     ask: AskSeats = ask_in_threads,
+    seat_slot: SlotFactory | None = None,
 ) -> Take:
     """One persona again on one tool: the new take becomes current, the old one stays as history.
     A failure keeps the current take, is recorded in history, and raises."""
@@ -204,7 +215,7 @@ def rerun(
         raise ShipskipError(f"unknown persona '{persona}' (one of {', '.join(prompts.personas)})")
     run = store.begin_run(card, kind="rerun", reason=reason)
     assert run is not None  # only a review can find its card already done
-    with open_panel(settings, prompts, [persona], model_override=model) as panel:
+    with open_panel(settings, prompts, [persona], model_override=model, seat_slot=seat_slot) as panel:
         take = ask(panel, store, run, [persona], card, reason)[persona]
     if take.error:
         store.fail_rerun(run, take, reason)
@@ -228,4 +239,3 @@ def compare(store: Store, settings: Settings, tool_a: str, tool_b: str) -> Compa
     path, panels = write_compare(store, settings.out_dir, tool_a, tool_b)
     stable = order_independent(*(verdicts_by_tool(p) for p in compare_both_orders(store, tool_a, tool_b)))
     return Comparison(path, scorecard_markdown(panels), stable, (panels[0].card.name, panels[1].card.name))
-
