@@ -16,7 +16,7 @@ from pydantic import Field
 from shipskip import usecases
 from shipskip.cards import load_card
 from shipskip.models import Take, ToolCard, clean_text
-from shipskip.orchestration import global_limits
+from shipskip.orchestration import seat_limit
 from shipskip.outcome import ReviewOutcome
 from shipskip.render import ToolPanel, review_markdown
 from shipskip.review import Panel
@@ -37,10 +37,10 @@ def persona_take(
     take = usecases.ask_seat(panel, store, run, persona, card, reason)
     log_take(get_run_logger(), card.slug, take)
     if take.error:
-        tries = f"try {task_run.run_count} of {SEAT_RETRIES + 1}"
-        return Failed(
-            message=f"{persona} failed after {take.attempts} attempts ({tries}): {take.error}", data=take
-        )
+        tries = f"{take.attempts} attempts, try {task_run.run_count} of {SEAT_RETRIES + 1}"
+        # The take (an abstention with the error) is checkpointed already; the state carries
+        # only the message, so Prefect's log line stays one line.
+        return Failed(message=f"{persona} failed after {tries}: {take.error}")
     return take
 
 
@@ -56,14 +56,17 @@ def ask_as_tasks(
     panel: Panel, store: Store, run: Run, personas: list[str], card: ToolCard, reason: str | None
 ) -> dict[str, Take]:
     """Each seat as a Prefect task, so the flow run shows one task per persona."""
-    futures = [persona_take.submit(panel, store, run, p, card, reason) for p in personas]
+    futures = {p: persona_take.submit(panel, store, run, p, card, reason) for p in personas}
     takes = {}
-    for f in futures:
+    for persona, f in futures.items():
         f.wait()
+        if f.state.is_failed() and (f.state.message or "").startswith(f"{persona} failed after"):
+            takes[persona] = store.checkpoints(run)[persona]  # the seat's own failure, kept as its take
+            continue
         got = f.state.result(raise_on_failure=False)
         if isinstance(got, BaseException):
             raise got  # the task itself broke (a refused key, say): not a seat's failure
-        takes[got.persona] = got
+        takes[persona] = got
     return takes
 
 
@@ -91,11 +94,11 @@ def review_tool(
         db_path: DuckDB file; SHIPSKIP_DB_PATH by default.
     """
     settings = get_settings()
-    slots = global_limits(settings)
-    store = Store(db_path or settings.db_path, writer=slots.write)
+    seat_slot = seat_limit(settings)
+    store = Store(db_path or settings.db_path)
     card = load_card(Path(card_path))
     out = usecases.review_card(
-        card, store, settings, force=force, ask=ask_as_tasks, flow_run_id=flow_run.id, seat_slot=slots.seat
+        card, store, settings, force=force, ask=ask_as_tasks, flow_run_id=flow_run.id, seat_slot=seat_slot
     )
     publish_review(out, store, "panel review")
     return out

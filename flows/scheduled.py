@@ -11,7 +11,7 @@ from pydantic import Field
 
 from flows.review import ask_as_tasks, log_take, publish_review
 from shipskip import usecases
-from shipskip.orchestration import global_limits
+from shipskip.orchestration import seat_limit
 from shipskip.outcome import ReviewOutcome
 from shipskip.roster import PersonaName
 from shipskip.settings import get_settings
@@ -31,8 +31,8 @@ def review_new_tools(
         source: Folder of cards, .jsonl file, or RSS/Atom feed file or URL.
     """
     settings = get_settings()
-    slots = global_limits(settings)
-    store = Store(settings.db_path, writer=slots.write)
+    seat_slot = seat_limit(settings)
+    store = Store(settings.db_path)
     logger = get_run_logger()
 
     def reviewed(out: ReviewOutcome) -> None:
@@ -42,7 +42,7 @@ def review_new_tools(
 
     report = usecases.ingest(
         source, store, settings, warn=logger.warning, on_review=reviewed, flow_run_id=flow_run.id,
-        seat_slot=slots.seat,
+        seat_slot=seat_slot,
     )  # fmt: skip
     return report.as_dict()
 
@@ -65,11 +65,11 @@ def rerun_persona(
         prompt_version: An archived persona prompt version (prompts/personas/NAME@V.yaml).
     """
     settings = get_settings()
-    slots = global_limits(settings)
-    store = Store(settings.db_path, writer=slots.write)
+    seat_slot = seat_limit(settings)
+    store = Store(settings.db_path)
     take = usecases.rerun(
         tool, persona, reason, store, settings, model=model, prompt_version=prompt_version, ask=ask_as_tasks,
-        seat_slot=slots.seat,
+        seat_slot=seat_slot,
     )  # fmt: skip
     card = store.tool(tool)
     assert card is not None

@@ -11,8 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from contextlib import contextmanager
 from functools import partial
 
 from . import lifeline
@@ -21,9 +20,8 @@ from .review import SlotFactory
 from .settings import Settings
 
 STARTUP_S = 90.0
-# Prefect global concurrency limits: calls in flight to the provider, and database writers.
+# The Prefect global concurrency limit on calls in flight to the provider.
 LLM_LIMIT = "shipskip-llm-calls"
-DB_WRITER_LIMIT = "shipskip-db-writer"
 # Temporary APIs this process started for itself: no other process counts against them.
 _PRIVATE_APIS: set[str] = set()
 
@@ -74,14 +72,6 @@ def _drain() -> None:
             worker.drain_all(timeout=10)
 
 
-@dataclass(frozen=True)
-class Slots:
-    """What a flow holds while it asks a seat and while it writes the database."""
-
-    seat: SlotFactory = nullcontext
-    write: SlotFactory = nullcontext
-
-
 def shared_api() -> bool:
     """A Prefect server other processes may use too (a deployment's, a test harness's)."""
     from prefect.settings import PREFECT_API_URL
@@ -90,25 +80,24 @@ def shared_api() -> bool:
     return bool(url) and url not in _PRIVATE_APIS
 
 
-def global_limits(settings: Settings) -> Slots:
-    """SHIPSKIP_LLM_CONCURRENCY as Prefect's global concurrency limit on calls in flight, and a
-    limit of one database writer, created or resized on the server at each flow start.
+def seat_limit(settings: Settings) -> SlotFactory | None:
+    """SHIPSKIP_LLM_CONCURRENCY as Prefect's global concurrency limit on calls in flight, created
+    or resized on the server at each flow start; what a seat holds while it is asked.
 
-    On a temporary API of our own nothing else counts against them, and the panel's in-process
-    bound already holds, so no round trip is paid there."""
+    A seat asks one question at a time, so seats in flight bound calls in flight; a slot per
+    seat, not per call, keeps the cost to one acquire and release a take (0.1-0.4 s on the
+    test harness, about 2 s more when a seat must wait for a slot: Prefect polls).
+    On a temporary API of our own nothing else counts against the limit and the panel's
+    in-process bound already holds, so none is used there."""
     if not shared_api():
-        return Slots()
+        return None
     from prefect.client.orchestration import get_client
     from prefect.concurrency.sync import concurrency
     from prefect.exceptions import ObjectAlreadyExists
 
     with get_client(sync_client=True) as client:
-        for name, limit in ((LLM_LIMIT, settings.llm_concurrency), (DB_WRITER_LIMIT, 1)):
-            try:
-                client.upsert_global_concurrency_limit_by_name(name, limit)
-            except ObjectAlreadyExists:  # another worker created it between read and create
-                client.upsert_global_concurrency_limit_by_name(name, limit)
-    return Slots(
-        seat=partial(concurrency, LLM_LIMIT, occupy=1, strict=True),
-        write=partial(concurrency, DB_WRITER_LIMIT, occupy=1, strict=True),
-    )
+        try:
+            client.upsert_global_concurrency_limit_by_name(LLM_LIMIT, settings.llm_concurrency)
+        except ObjectAlreadyExists:  # another worker created it between its read and create
+            client.upsert_global_concurrency_limit_by_name(LLM_LIMIT, settings.llm_concurrency)
+    return partial(concurrency, LLM_LIMIT, occupy=1, strict=True)

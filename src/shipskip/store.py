@@ -13,8 +13,8 @@ import re
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -87,17 +87,9 @@ class Run:
 
 
 class Store:
-    def __init__(
-        self,
-        path: Path | str,
-        lock_wait_s: float = 30.0,
-        writer: Callable[[], AbstractContextManager[Any]] = nullcontext,
-    ) -> None:
+    def __init__(self, path: Path | str, lock_wait_s: float = 30.0) -> None:
         self.path = Path(path)
         self.lock_wait_s = lock_wait_s
-        # Held around every write: in flows on a shared Prefect server, the one-writer global
-        # concurrency limit, so writers queue there instead of spinning on the file lock.
-        self.writer = writer
         self._migrated = False
 
     # -- connections -----------------------------------------------------------------
@@ -118,7 +110,7 @@ class Store:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         elif not self._migrated:
             self._catch_up()
-        with nullcontext() if read_only else self.writer(), _LOCK:
+        with _LOCK:
             try:
                 for attempt in self._retrying():
                     with attempt:

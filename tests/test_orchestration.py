@@ -1,0 +1,74 @@
+"""Prefect as Prefect: a failing seat is Retrying then Failed; workers share one limit on calls."""
+
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+
+from conftest import ROOT
+from fakeopenai import FakeOpenAI, standard_answer
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.settings import PREFECT_API_URL
+from reliability_helpers import write_cards
+
+from flows.review import review_tool
+from shipskip.orchestration import LLM_LIMIT
+
+CARD = str(ROOT / "data" / "tools" / "smollm3.yaml")
+
+
+def test_a_seat_whose_provider_keeps_failing_is_retrying_then_failed(fake, monkeypatch):
+    monkeypatch.setenv("SHIPSKIP_PERSONAS__SKEPTIC__BASE_URL", "http://127.0.0.1:9/v1")  # nothing listens
+    monkeypatch.setenv("SHIPSKIP_MAX_ATTEMPTS", "2")
+    monkeypatch.setenv("SHIPSKIP_MAX_RETRY_WAIT_S", "0.1")
+    state = review_tool(card_path=CARD, return_state=True)
+    out = state.result()
+    assert [t.persona for t in out.takes if t.error] == ["skeptic"]
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+        )
+        by_name = {r.name: r for r in runs}
+        skeptic = by_name["skeptic"]
+        assert skeptic.state.is_failed() and skeptic.run_count == 2
+        assert re.fullmatch(
+            r"skeptic failed after \d+ attempts, try 2 of 2: APIConnectionError.*", skeptic.state.message
+        )
+        names = [s.name for s in client.read_task_run_states(skeptic.id)]
+    assert "AwaitingRetry" in names and "Retrying" in names and names[-1] == "Failed"
+    assert all(by_name[p].state.is_completed() for p in ("builder", "futurist", "creator", "founder"))
+
+
+def test_two_workers_count_against_one_global_limit_on_calls(tmp_path):
+    lock, seen = threading.Lock(), {"now": 0, "peak": 0}
+
+    def slow(req):
+        with lock:
+            seen["now"] += 1
+            seen["peak"] = max(seen["peak"], seen["now"])
+        time.sleep(0.05)
+        with lock:
+            seen["now"] -= 1
+        return standard_answer(req)
+
+    with FakeOpenAI(default=slow) as fake:
+        procs = []
+        for i in range(2):
+            inbox = tmp_path / f"inbox{i}"
+            write_cards(inbox, 1)
+            env = {
+                **os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "SHIPSKIP_BASE_URL": fake.base_url,
+                "SHIPSKIP_MODEL": "fake", "SHIPSKIP_LLM_CONCURRENCY": "2",
+                "SHIPSKIP_DB_PATH": str(tmp_path / f"worker{i}.duckdb"),
+            }  # fmt: skip
+            procs.append(subprocess.Popen([sys.executable, "-m", "shipskip", "ingest", str(inbox)], env=env,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))  # fmt: skip
+        results = [p.communicate(timeout=240) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], results
+    # Each worker alone would allow 2 calls in flight; together they still had at most 2.
+    assert len(fake.requests) > 50 and seen["peak"] == 2
+    with get_client(sync_client=True) as client:
+        assert client.read_global_concurrency_limit_by_name(LLM_LIMIT).limit == 2
