@@ -12,7 +12,7 @@ import time
 from collections import Counter
 
 from conftest import ROOT
-from fakeopenai import Reply, lead_of, take_json
+from fakeopenai import Reply, lead_of, persona_of, take_json
 from reliability_helpers import alive, descendants, logged_requests, start_fake_process, write_cards
 
 from flows.scheduled import review_new_tools
@@ -242,12 +242,9 @@ def test_api_key_never_reaches_db_logs_artifacts_or_pages(holistic, isolated, mo
     from flows.review import review_tool
 
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
-    calls = {"n": 0}
-
     def answer(req):
         assert req["_auth"] == f"Bearer {SECRET}"  # the key does reach the provider
-        calls["n"] += 1
-        if calls["n"] <= 3:  # a hostile provider that echoes the key back in its error
+        if persona_of(req) == "skeptic":  # a hostile provider that echoes the key back in its error
             return Reply(status=400, body=json.dumps({"error": {"message": f"Bad request for key {SECRET}"}}))
         return Reply(content=take_json("ship", 77, lead=lead_of(req)))
 
