@@ -16,12 +16,18 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 from fakeopenai import FakeOpenAI  # noqa: E402
 
+from shipskip import usecases  # noqa: E402
+from shipskip.cards import load_card  # noqa: E402
 from shipskip.models import Take, ToolCard, Usage  # noqa: E402
+from shipskip.outcome import ReviewOutcome  # noqa: E402
+from shipskip.settings import get_settings  # noqa: E402
 from shipskip.store import Store  # noqa: E402
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="session")
 def prefect_harness() -> Iterator[None]:
+    """A real Prefect API for the tests that run flows (13 s to start on 2 cores), so only
+    modules that use it pay for it: `pytestmark = pytest.mark.usefixtures("prefect_harness")`."""
     from prefect.testing.utilities import prefect_test_harness
 
     with prefect_test_harness(server_startup_timeout=120):
@@ -36,7 +42,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             monkeypatch.delenv(var)
     monkeypatch.setenv("SHIPSKIP_DB_PATH", str(tmp_path / "shipskip.duckdb"))
     monkeypatch.setenv("SHIPSKIP_OUT_DIR", str(tmp_path / "out"))
-    monkeypatch.setenv("SHIPSKIP_MAX_RETRY_WAIT_S", "2")
+    monkeypatch.setenv("SHIPSKIP_MAX_RETRY_WAIT_S", "0.2")
     return tmp_path
 
 
@@ -82,3 +88,28 @@ def holistic(fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> FakeOpenAI:
     of mechanics that script whole replies: dedupe, resume, faults, concurrency."""
     monkeypatch.setenv("SHIPSKIP_SCORING", "holistic")
     return fake
+
+
+# The use cases as the flows call them, without Prefect: most behaviour is the library's and
+# is tested here in a second; flow-only behaviour (task states, artifacts, parameter checks,
+# global limits) is tested through the flows in the slow tier.
+
+
+def review(card_path: str | Path, force: bool = False) -> ReviewOutcome:
+    settings = get_settings()
+    return usecases.review_card(load_card(Path(card_path)), Store(settings.db_path), settings, force=force)
+
+
+def ingest(source: str | Path) -> dict[str, list[str]]:
+    settings = get_settings()
+    return usecases.ingest(str(source), Store(settings.db_path), settings).as_dict()
+
+
+def rerun(tool: str, persona: str, reason: str, **options: str | None) -> Take:
+    settings = get_settings()
+    return usecases.rerun(tool, persona, reason, Store(settings.db_path), settings, **options)  # type: ignore[arg-type]
+
+
+def compare(tool_a: str, tool_b: str) -> str:
+    settings = get_settings()
+    return str(usecases.compare(Store(settings.db_path), settings, tool_a, tool_b).path)

@@ -50,7 +50,8 @@ class FakeOpenAI:
         self._lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # A short poll interval: shutdown() waits for it, once per test.
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True)
 
     @property
     def base_url(self) -> str:
@@ -196,7 +197,9 @@ def _unpattern(raw: str) -> str:
     return re.sub(r"\[(.)\]", r"\1", raw[1:].split(" [^", 1)[0])
 
 
-def take_text(req: dict, text: str = "names a concrete fact from the card and judges it from my own angle.") -> Reply:
+def take_text(
+    req: dict, text: str = "names a concrete fact from the card and judges it from my own angle."
+) -> Reply:
     """A take that opens as the request's pattern asks (or with the tool's name)."""
     rf = req.get("response_format") or {}
     schema = rf.get("schema") or (rf.get("json_schema") or {}).get("schema") or {}

@@ -131,7 +131,14 @@ def test_sql_formats_and_export(fx, tmp_path):
     write_result(fx, "SELECT * FROM current_takes", "parquet", tmp_path / "c.parquet")
     assert duckdb.execute(f"SELECT count(*) FROM '{tmp_path / 'c.parquet'}'").fetchone()[0] == 10
     paths = export(fx, tmp_path / "exp")
-    assert {p.stem for p in paths} >= {"takes", "runs", "tools", "panel_verdicts", "persona_weekly", "eval_items"}
+    assert {p.stem for p in paths} >= {
+        "takes",
+        "runs",
+        "tools",
+        "panel_verdicts",
+        "persona_weekly",
+        "eval_items",
+    }
     verdicts = tmp_path / "exp" / "views" / "panel_verdicts.parquet"
     assert duckdb.execute(f"SELECT count(*) FROM '{verdicts}'").fetchone()[0] == 2
     assert duckdb.execute(f"SELECT count(*) FROM '{tmp_path / 'exp' / 'takes.parquet'}'").fetchone()[0] == 11

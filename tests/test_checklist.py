@@ -182,8 +182,12 @@ def test_card_facts_are_read_by_rule_and_kept_out_of_the_yes_rate(prompts):
     builder = prompts.personas["builder"].checklist
     facts = [i for i in builder.items if i.from_card]
     assert facts and all(i.question is None for i in facts)
-    open_card = make_card(pricing="Free (Apache 2.0)", description="Runs locally from the command line, offline.")
-    closed = make_card(entry_tier="paid", pricing="$20 per month", description="A hosted assistant behind a waitlist.")
+    open_card = make_card(
+        pricing="Free (Apache 2.0)", description="Runs locally from the command line, offline."
+    )
+    closed = make_card(
+        entry_tier="paid", pricing="$20 per month", description="A hosted assistant behind a waitlist."
+    )
     asked = [Criterion(id=i.id, label=i.label, weight=1.0, p_yes=0.9) for i in builder.items if i.question]
     got = {c.id: c for c in card_facts(builder, open_card, asked)}
     assert [c.id for c in card_facts(builder, open_card, asked)] == [i.id for i in builder.items]
@@ -198,13 +202,35 @@ def test_card_facts_are_read_by_rule_and_kept_out_of_the_yes_rate(prompts):
 @pytest.mark.parametrize(
     "item, problem",
     [
-        ({"id": "both", "label": "both kinds", "counts": "for", "question": "Is it open source at all?",
-          "from_card": {"fields": ["pricing"], "pattern": "open"}}, "not both"),
+        (
+            {
+                "id": "both",
+                "label": "both kinds",
+                "counts": "for",
+                "question": "Is it open source at all?",
+                "from_card": {"fields": ["pricing"], "pattern": "open"},
+            },
+            "not both",
+        ),
         ({"id": "neither", "label": "neither kind", "counts": "for"}, "not both"),
-        ({"id": "badrx", "label": "bad pattern", "counts": "for",
-          "from_card": {"fields": ["pricing"], "pattern": "(open"}}, "regular expression"),
-        ({"id": "badfield", "label": "bad field", "counts": "for",
-          "from_card": {"fields": ["secret"], "pattern": "open"}}, "fields"),
+        (
+            {
+                "id": "badrx",
+                "label": "bad pattern",
+                "counts": "for",
+                "from_card": {"fields": ["pricing"], "pattern": "(open"},
+            },
+            "regular expression",
+        ),
+        (
+            {
+                "id": "badfield",
+                "label": "bad field",
+                "counts": "for",
+                "from_card": {"fields": ["secret"], "pattern": "open"},
+            },
+            "fields",
+        ),
     ],
 )
 def test_a_checklist_item_is_a_question_or_a_card_fact(item, problem):

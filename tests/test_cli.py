@@ -8,6 +8,9 @@ from typer.testing import CliRunner
 
 from shipskip.cli import app
 
+# Commands that run flows, through the CLI or as subprocesses: seconds each, so the slow tier.
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
+
 runner = CliRunner()
 CARD = str(ROOT / "data" / "tools" / "claw-code.yaml")
 
@@ -26,7 +29,9 @@ def test_compare_vote_page_and_digest_write_files(fake, isolated):
     assert runner.invoke(app, ["vote", "smollm3", "ship"]).exit_code == 0
     # One vote per voter: voting again changes it; another voter adds one.
     again = runner.invoke(app, ["vote", "smollm3", "SKIP"])
-    assert again.exit_code == 0 and "changed to skip" in again.output and "0% Ship (0 / 1 voter)" in again.output
+    assert (
+        again.exit_code == 0 and "changed to skip" in again.output and "0% Ship (0 / 1 voter)" in again.output
+    )
     assert runner.invoke(app, ["vote", "smollm3", "ship", "--voter", "ana"]).exit_code == 0
     assert runner.invoke(app, ["vote", "smollm3", "maybe"]).exit_code == 2
     assert runner.invoke(app, ["vote", "smollm3", "ship", "--voter", "a b"]).exit_code == 2
@@ -188,8 +193,14 @@ def test_the_rerun_flow_refuses_a_persona_that_is_not_one(fake, isolated):
 
 def test_sql_markdown_and_wide_results_as_records(fake, isolated):
     runner.invoke(app, ["review", CARD])
-    md = runner.invoke(app, ["sql", "SELECT persona, verdict FROM current_takes ORDER BY 1", "--format", "markdown"])
-    assert md.exit_code == 0 and md.stdout.splitlines()[0] == "| persona | verdict |" and len(md.stdout.splitlines()) == 7
+    md = runner.invoke(
+        app, ["sql", "SELECT persona, verdict FROM current_takes ORDER BY 1", "--format", "markdown"]
+    )
+    assert (
+        md.exit_code == 0
+        and md.stdout.splitlines()[0] == "| persona | verdict |"
+        and len(md.stdout.splitlines()) == 7
+    )
     wide = runner.invoke(app, ["sql", "SELECT * FROM current_takes ORDER BY persona", "--limit", "2"])
     assert wide.exit_code == 0 and "-[ record 1 ]-" in wide.stdout and "-[ record 3 ]-" not in wide.stdout
     assert "prompt_hash" in wide.stdout and "2 rows shown; more rows left out" in wide.stdout

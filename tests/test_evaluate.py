@@ -1,12 +1,12 @@
 import json
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, compare, review
 from fakeopenai import Reply, lead_of, persona_of, take_json
 
-from flows.evaluate import evaluate_panel
 from shipskip.errors import InputError
-from shipskip.evaluate import load_reference
+from shipskip.evaluate import load_reference, run_holistic_eval
+from shipskip.settings import get_settings
 from shipskip.store import Store
 
 
@@ -52,7 +52,7 @@ def test_eval_reports_agreement_and_stability_and_stores_them(holistic, isolated
         return Reply(content=take_json(label["verdict"], label["score"], lead=name))
 
     fake.default = answer
-    out = evaluate_panel(reference=str(ref), samples=3)
+    out = run_holistic_eval(get_settings(), ref, 3)
     s = out["summary"]
     assert s["builder"]["verdict_agreement"] == 1.0 and s["builder"]["mae"] == 0
     assert s["builder"]["flip_rate"] == 0 and s["skeptic"]["flip_rate"] == round(1 / 3, 3)
@@ -66,8 +66,6 @@ def test_eval_reports_agreement_and_stability_and_stores_them(holistic, isolated
 
 def test_self_consistency_setting_draws_k_takes(holistic, isolated, monkeypatch):
     fake = holistic
-    from flows.review import review_tool
-
     monkeypatch.setenv("SHIPSKIP_SAMPLES", "3")
     seen: dict[str, int] = {}
 
@@ -79,23 +77,21 @@ def test_self_consistency_setting_draws_k_takes(holistic, isolated, monkeypatch)
         return Reply(content=take_json("ship" if score >= 60 else "skip", score, lead=lead_of(req)))
 
     fake.default = answer
-    out = review_tool(card_path=str(ROOT / "data" / "tools" / "smollm3.yaml"))
+    out = review(str(ROOT / "data" / "tools" / "smollm3.yaml"))
     assert len(fake.requests) == 15
     t = out.takes[0]
     assert (t.samples, t.score, t.score_spread, t.verdict_flips) == (3, 65, 40, round(1 / 3, 3))
 
 
 def test_comparison_order_check_passes_for_stored_panels(holistic, isolated):
-    from flows.render import render_comparison
-    from flows.review import review_tool
     from shipskip.publish import compare_both_orders, verdicts_by_tool
 
-    review_tool(card_path=str(ROOT / "data" / "tools" / "smollm3.yaml"))
-    review_tool(card_path=str(ROOT / "data" / "tools" / "claw-code.yaml"))
+    review(str(ROOT / "data" / "tools" / "smollm3.yaml"))
+    review(str(ROOT / "data" / "tools" / "claw-code.yaml"))
     store = Store(isolated / "shipskip.duckdb")
     ab, ba = (verdicts_by_tool(p) for p in compare_both_orders(store, "claw-code", "smollm3"))
     assert ab == ba == {"Claw Code": "Ship · 5 ship / 0 skip", "SmolLM3": "Ship · 5 ship / 0 skip"}
-    assert render_comparison(tool_a="smollm3", tool_b="claw-code").endswith("smollm3-vs-claw-code.html")
+    assert compare("smollm3", "claw-code").endswith("smollm3-vs-claw-code.html")
 
 
 def test_the_committed_model_answers_refit_offline_with_card_facts_read_afresh(isolated, tmp_path):
@@ -108,7 +104,13 @@ def test_the_committed_model_answers_refit_offline_with_card_facts_read_afresh(i
     answers = ROOT / "data" / "reference" / "answers-smollm2-135m.jsonl"
     out = run_checklist_eval(get_settings(), ref, answers_from=str(answers))
     oof = out["summary"]["out_of_fold"]
-    assert oof["tools"] == 12 and set(oof["seats"]) == {"builder", "skeptic", "futurist", "creator", "founder"}
+    assert oof["tools"] == 12 and set(oof["seats"]) == {
+        "builder",
+        "skeptic",
+        "futurist",
+        "creator",
+        "founder",
+    }
     rows = Store(isolated / "shipskip.duckdb").eval_items(out["eval_id"])
     assert len(rows) == 60
     sources = {c["source"] for r in rows for c in r["criteria"]}

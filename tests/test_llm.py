@@ -14,7 +14,8 @@ MSGS = [{"role": "system", "content": "rules"}, {"role": "user", "content": "too
 def client(server: FakeOpenAI, mode: str = "json_schema", attempts: int = 3, **kw) -> LLMClient:
     return LLMClient(
         base_url=server.base_url, api_key=SecretStr("sk-test-secret"), model="fake-model",
-        mode=mode, max_attempts=attempts, timeout_s=kw.pop("timeout_s", 5), **kw,
+        mode=mode, max_attempts=attempts, timeout_s=kw.pop("timeout_s", 5),
+        max_retry_wait_s=kw.pop("max_retry_wait_s", 0.05), **kw,  # back-off is tested on its own
     )  # fmt: skip
 
 
@@ -70,7 +71,7 @@ def test_wrong_shape_names_the_problem(server):
 def test_429_honours_retry_after(server):
     server.script = [Reply(status=429, headers={"retry-after": "1"})]
     started = time.monotonic()
-    done = client(server).complete(MSGS, temperature=0.2, max_tokens=100)
+    done = client(server, max_retry_wait_s=5).complete(MSGS, temperature=0.2, max_tokens=100)
     assert time.monotonic() - started >= 1.0
     assert done.attempts == 2 and len(server.requests) == 2
 

@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 
+import pytest
 from conftest import ROOT
 from fakeopenai import FakeOpenAI, standard_answer
 from prefect.client.orchestration import get_client
@@ -18,6 +19,9 @@ from flows.review import review_tool
 from shipskip.orchestration import LLM_LIMIT
 
 CARD = str(ROOT / "data" / "tools" / "smollm3.yaml")
+
+# Flows on a real Prefect API (the test harness) and worker processes: the slow tier.
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
 
 def test_a_seat_whose_provider_keeps_failing_is_retrying_then_failed(fake, monkeypatch):
@@ -72,3 +76,27 @@ def test_two_workers_count_against_one_global_limit_on_calls(tmp_path):
     assert len(fake.requests) > 50 and seen["peak"] == 2
     with get_client(sync_client=True) as client:
         assert client.read_global_concurrency_limit_by_name(LLM_LIMIT).limit == 2
+
+
+def test_flows_wrap_the_use_cases_with_a_task_per_seat_artifacts_and_a_line_per_take(fake, caplog):
+    import logging
+
+    from flows.scheduled import rerun_persona
+
+    caplog.set_level(logging.INFO, logger="prefect")
+    state = review_tool(card_path=CARD, return_state=True)
+    assert len(state.result().takes) == 5
+    rerun_persona(tool="smollm3", persona="founder", reason="pricing page went live")
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+        )
+        artifacts = {a.key: a for a in client.read_artifacts() if a.key == "review-smollm3"}
+    assert sorted(r.name for r in runs) == ["builder", "creator", "founder", "futurist", "skeptic"]
+    assert all(r.state.is_completed() for r in runs)
+    # The latest artifact under the key is the rerun's, with its reason and the scorecard.
+    markdown = artifacts["review-smollm3"].data
+    assert "pricing page went live" in markdown and "Founder" in markdown
+    lines = [r.getMessage() for r in caplog.records if "smollm3 · " in r.getMessage()]
+    assert {ln.split(" · ")[1].split(":")[0] for ln in lines} >= {"builder", "skeptic", "founder"}
+    assert all("model fake-model" in ln and "tokens" in ln for ln in lines)

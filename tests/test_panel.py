@@ -40,7 +40,10 @@ def test_ship_pct_rounds_half_up():
 
 
 def test_flagged_takes_are_shown_but_not_counted():
-    takes = [make_take(p, v, 80 if v == "ship" else 40) for p, v in zip(PERSONAS, ["ship", "ship", "skip", "skip", "skip"], strict=True)]
+    takes = [
+        make_take(p, v, 80 if v == "ship" else 40)
+        for p, v in zip(PERSONAS, ["ship", "ship", "skip", "skip", "skip"], strict=True)
+    ]
     takes[2] = takes[2].model_copy(update={"suspicious": True})
     takes[3] = takes[3].model_copy(update={"suspicious": True})
     v = aggregate(takes)

@@ -11,12 +11,16 @@ import sys
 import time
 from collections import Counter
 
+import pytest
 from conftest import ROOT
 from fakeopenai import Reply, lead_of, persona_of, take_json
 from reliability_helpers import alive, descendants, logged_requests, start_fake_process, write_cards
 
 from flows.scheduled import review_new_tools
 from shipskip.store import Store
+
+# Real processes, kills, soaks and faults over many flow runs: minutes, so the slow tier.
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
 FAULTS = [
     "429",
@@ -242,6 +246,7 @@ def test_api_key_never_reaches_db_logs_artifacts_or_pages(holistic, isolated, mo
     from flows.review import review_tool
 
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+
     def answer(req):
         assert req["_auth"] == f"Bearer {SECRET}"  # the key does reach the provider
         if persona_of(req) == "skeptic":  # a hostile provider that echoes the key back in its error

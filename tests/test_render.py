@@ -202,7 +202,9 @@ def test_pages_show_reruns_links_meta_and_the_demo_model(pair, isolated):
     assert "Earlier take" in text and "Claw Code take by skeptic" in text
     # Links: the tool's own site (http/https only, encoded), and the tool pages it links to.
     assert 'href="https://example.com/claw?x=%3Cb%3E"' in page
-    assert 'href="../tools/claw-code.html"' in page and (isolated / "out" / "tools" / "claw-code.html").is_file()
+    assert (
+        'href="../tools/claw-code.html"' in page and (isolated / "out" / "tools" / "claw-code.html").is_file()
+    )
     assert '<meta name="description"' in page and 'property="og:title"' in page
     assert "embedded demo model" in text
     md = path.with_suffix(".md").read_text()
@@ -226,8 +228,22 @@ def test_a_non_web_address_never_becomes_a_link(store, isolated):
 def test_tool_pages_have_similar_tools_a_badge_and_its_snippet(store, isolated):
     import xml.etree.ElementTree as ET
 
-    seed(store, "alpha", "Alpha <b>", ["ship", "ship", "skip", "ship", None], [80, 70, 40, 75, None], category="Agents")
-    seed(store, "beta", "Beta", ["skip", "skip", "skip", "ship", None], [30, 20, 40, 75, None], category="Agents")
+    seed(
+        store,
+        "alpha",
+        "Alpha <b>",
+        ["ship", "ship", "skip", "ship", None],
+        [80, 70, 40, 75, None],
+        category="Agents",
+    )
+    seed(
+        store,
+        "beta",
+        "Beta",
+        ["skip", "skip", "skip", "ship", None],
+        [30, 20, 40, 75, None],
+        category="Agents",
+    )
     seed(store, "gamma", "Gamma", ["ship"] * 5, [80] * 5, category="Video")
     path, _ = write_tool(store, isolated / "out", "alpha")
     page = path.read_text()
@@ -238,7 +254,9 @@ def test_tool_pages_have_similar_tools_a_badge_and_its_snippet(store, isolated):
     root = ET.fromstring(badge)  # well-formed, the name escaped
     texts = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]
     assert texts == ["Alpha <b>", "Ship · 75%"]
-    assert "&lt;img src=&#34;badges/alpha.svg&#34;" in page or "&lt;img src=&quot;badges/alpha.svg&quot;" in page
+    assert (
+        "&lt;img src=&#34;badges/alpha.svg&#34;" in page or "&lt;img src=&quot;badges/alpha.svg&quot;" in page
+    )
     assert "data:image/svg+xml;base64," in page
 
 
@@ -264,7 +282,9 @@ def test_compare_with_the_demo_model_note_still_reads_back_its_verdicts(store, i
 
     for slug, name in (("one", "One"), ("two", "Two")):
         card = make_card(slug=slug, name=name)
-        takes = [make_take(p, "ship", 70).model_copy(update={"model": "SmolLM2-135M-Instruct"}) for p in PERSONAS]
+        takes = [
+            make_take(p, "ship", 70).model_copy(update={"model": "SmolLM2-135M-Instruct"}) for p in PERSONAS
+        ]
         store.commit_review(store.begin_run(card), card, takes)
     res = CliRunner().invoke(app, ["compare", "one", "two"])
     assert res.exit_code == 0, res.output

@@ -1,10 +1,10 @@
-"""The review_tool flow, run for real by Prefect, against the fake server and the real model."""
+"""Reviewing a card (shipskip.usecases.review_card, as the review-tool flow runs it), against the fake
+server and the real model."""
 
 import pytest
-from conftest import ROOT, make_take
+from conftest import ROOT, make_take, review
 from fakeopenai import Reply, persona_of, take_json
 
-from flows.review import review_tool
 from shipskip.cards import load_card
 from shipskip.store import Store
 
@@ -16,7 +16,7 @@ def stored(isolated):
 
 
 def test_review_stores_five_takes_in_one_run(fake, isolated):
-    out = review_tool(card_path=CARD)
+    out = review(CARD)
     assert len(out.takes) == 5 and not out.skipped
     rows = stored(isolated).query(
         "SELECT persona, score, verdict, model, prompt_version, prompt_hash, prompt_tokens, attempts, run_id"
@@ -32,10 +32,10 @@ def test_review_stores_five_takes_in_one_run(fake, isolated):
 
 def test_same_card_is_not_reviewed_twice_unless_forced(holistic, isolated):
     fake = holistic
-    review_tool(card_path=CARD)
-    again = review_tool(card_path=CARD)
+    review(CARD)
+    again = review(CARD)
     assert again.skipped and len(fake.requests) == 5
-    review_tool(card_path=CARD, force=True)
+    review(CARD, force=True)
     assert len(fake.requests) == 10
     versions = stored(isolated).query("SELECT DISTINCT version FROM takes ORDER BY 1")
     assert [v["version"] for v in versions] == [1, 2]
@@ -50,7 +50,7 @@ def test_a_persona_that_keeps_failing_abstains_and_the_rest_count(holistic, isol
         return Reply(content=take_json("ship", 70, lead="Claw Code"))
 
     fake.default = answer
-    out = review_tool(card_path=CARD)
+    out = review(CARD)
     assert out.verdict.line == "Ship · 4 ship / 0 skip" and out.verdict.abstain == 1
     row = stored(isolated).query("SELECT verdict, error, attempts FROM takes WHERE persona = 'skeptic'")[0]
     assert row["verdict"] is None and "JSON" in row["error"] and row["attempts"] == 3
@@ -63,7 +63,7 @@ def test_an_interrupted_review_does_not_ask_again_for_stored_takes(holistic, iso
     run = store.begin_run(card)
     store.checkpoint(run, make_take("builder", "skip", 12, "Claw Code was judged before the crash."))
     store.checkpoint(run, make_take("founder", None, None))
-    out = review_tool(card_path=CARD)
+    out = review(CARD)
     assert out.resumed == 2 and len(fake.requests) == 3
     assert {persona_of(r) for r in fake.requests} == {"skeptic", "futurist", "creator"}
     builder = next(t for t in out.takes if t.persona == "builder")
@@ -87,10 +87,12 @@ def own_children() -> list[str]:
 
 
 @pytest.mark.slow
-def test_end_to_end_with_the_real_embedded_model(isolated):
-    """No base URL: shipskip starts llama.cpp's server with SmolLM2-135M, grades the checklist
-    from real log-probabilities, writes each take, and stops the server."""
+def test_end_to_end_with_the_real_embedded_model(isolated, prefect_harness):
+    """No base URL: the review-tool flow starts llama.cpp's server with SmolLM2-135M, grades the
+    checklist from real log-probabilities, writes each take, and stops the server."""
     import json
+
+    from flows.review import review_tool
 
     out = review_tool(card_path=str(ROOT / "data" / "tools" / "smollm3.yaml"))
     rows = stored(isolated).query(
@@ -122,7 +124,7 @@ def test_a_persona_can_use_its_own_provider_and_model(holistic, isolated, monkey
         monkeypatch.setenv("SHIPSKIP_PERSONAS__SKEPTIC__BASE_URL", other.base_url)
         monkeypatch.setenv("SHIPSKIP_PERSONAS__SKEPTIC__MODEL", "skeptic-model")
         monkeypatch.setenv("SHIPSKIP_PERSONAS__SKEPTIC__RESPONSE_FORMAT", "json_object")
-        review_tool(card_path=CARD)
+        review(CARD)
     assert len(fake.requests) == 4 and len(other.requests) == 1
     assert other.requests[0]["model"] == "skeptic-model"
     assert other.requests[0]["response_format"]["type"] == "json_object"
@@ -157,7 +159,7 @@ def test_checklist_score_is_the_weighted_sum_of_logprob_answers(fake, isolated):
     from shipskip.personas import load_prompts
 
     fake.default = graded_answers(lambda q: 0.9 if "licence" in q else 0.2)
-    out = review_tool(card_path=CARD)
+    out = review(CARD)
     prompts = load_prompts(ROOT / "prompts")
     rows = stored(isolated).query(
         "SELECT persona, score, verdict, scoring, criteria, take FROM current_takes"
@@ -180,6 +182,7 @@ def test_checklist_score_is_the_weighted_sum_of_logprob_answers(fake, isolated):
         assert r["take"].startswith(f"I {r['verdict']} Claw Code because it")
     builder = next(t for t in out.takes if t.persona == "builder")
     assert "open licence" in builder.why.split("; not met")[0]
+
     # One request per question (and relevance), then one take per seat that spoke.
     def asked(persona):
         return sum(i.question is not None for i in prompts.personas[persona].checklist.items)
@@ -208,7 +211,7 @@ def test_checklist_falls_back_to_sampled_answers_without_logprobs(fake, isolated
         return take_text(req, "names the MIT licence and the terminal loop as what I would build on.")
 
     fake.default = answer
-    review_tool(card_path=CARD)
+    review(CARD)
     import json
 
     rows = stored(isolated).query("SELECT persona, criteria FROM current_takes WHERE criteria IS NOT NULL")
@@ -230,7 +233,7 @@ def test_a_provider_that_refuses_logprobs_is_asked_plainly(fake, isolated):
         return take_text(req)
 
     fake.default = answer
-    out = review_tool(card_path=CARD)
+    out = review(CARD)
     assert all(not t.abstained for t in out.takes if t.persona in ("skeptic", "futurist"))
     assert any(not r.get("logprobs") for r in fake.requests)
 
@@ -247,7 +250,7 @@ def test_relevance_no_abstains_without_asking_the_rest(fake, isolated, tmp_path,
     write_calibration(prompts_dir / "personas" / "founder.yaml", cut)
     monkeypatch.setenv("SHIPSKIP_PROMPTS_DIR", str(prompts_dir))
     fake.default = graded_answers(lambda q: 0.01 if q == founder.relevance.question else 0.6)
-    out = review_tool(card_path=CARD)
+    out = review(CARD)
     take = next(t for t in out.takes if t.persona == "founder")
     assert take.abstained and take.abstain_reason == founder.relevance.abstain_reason
     asked = [r for r in fake.requests if "The Founder asks" in r["messages"][-1]["content"]]
@@ -270,7 +273,7 @@ def test_a_take_that_argues_against_its_verdict_is_asked_again_then_abstains(fak
     import json
 
     fake.default = graded_answers(lambda q: 0.99, take_for=contrary)
-    out = review_tool(card_path=CARD)
+    out = review(CARD)
     from shipskip.personas import load_prompts
 
     outside = {p.checklist.relevance.abstain_reason for p in load_prompts(ROOT / "prompts").personas.values()
@@ -319,7 +322,7 @@ def test_the_model_recorded_is_the_one_the_provider_reports(fake, isolated):
         return reply
 
     fake.default = answer
-    review_tool(card_path=CARD)
+    review(CARD)
     models = {r["model"] for r in stored(isolated).query("SELECT model FROM takes")}
     assert models == {"served-model-v2"}
 

@@ -1,10 +1,9 @@
 import shutil
 
 import yaml
-from conftest import ROOT
+from conftest import ROOT, ingest, rerun
 from fakeopenai import Reply, lead_of, persona_of, take_json
 
-from flows.scheduled import rerun_persona, review_new_tools
 from shipskip.store import Store
 
 
@@ -20,15 +19,15 @@ def test_new_tools_are_reviewed_once_and_again_when_changed(holistic, tmp_path):
     fake = holistic
     d = inbox(tmp_path, "smollm3.yaml", "pagerduck.yaml")
     (d / "bad.yaml").write_text("name: Bad\n")
-    first = review_new_tools(source=str(d))
+    first = ingest(str(d))
     assert sorted(first["reviewed"]) == ["pagerduck", "smollm3"] and len(first["refused"]) == 1
     assert len(fake.requests) == 10
-    second = review_new_tools(source=str(d))
+    second = ingest(str(d))
     assert second["reviewed"] == [] and sorted(second["unchanged"]) == ["pagerduck", "smollm3"]
     assert len(fake.requests) == 10
     card = d / "smollm3.yaml"
     card.write_text(card.read_text().replace("consumer GPU", "consumer GPU or a phone"))
-    third = review_new_tools(source=str(d))
+    third = ingest(str(d))
     assert third["reviewed"] == ["smollm3"] and len(fake.requests) == 15
     store = Store(tmp_path / "shipskip.duckdb")
     hashes = store.query("SELECT count(DISTINCT content_hash) AS n FROM tool_versions WHERE slug = 'smollm3'")
@@ -48,7 +47,7 @@ def test_rerun_keeps_history_and_can_flip_the_verdict(holistic, tmp_path):
         if persona_of(req) != "founder"
         else Reply(content=take_json("abstain"))
     )
-    review_new_tools(source=str(inbox(tmp_path, "smollm3.yaml")))
+    ingest(str(inbox(tmp_path, "smollm3.yaml")))
     store = Store(tmp_path / "shipskip.duckdb")
     from shipskip.panel import aggregate
 
@@ -56,8 +55,8 @@ def test_rerun_keeps_history_and_can_flip_the_verdict(holistic, tmp_path):
     fake.script = [
         Reply(content=take_json("ship", 88, "flips after a second look at the licence.", lead="SmolLM3"))
     ]
-    out = rerun_persona(tool="smollm3", persona="skeptic", reason="new evidence", model="other-model")
-    assert out["score"] == 88 and fake.requests[-1]["model"] == "other-model"
+    out = rerun("smollm3", "skeptic", "new evidence", model="other-model")
+    assert out.score == 88 and fake.requests[-1]["model"] == "other-model"
     assert aggregate(store.current_takes("smollm3")).line == "Ship · 3 ship / 1 skip"
     hist = store.history("smollm3", "skeptic")
     assert [(h["version"], h["score"], h["delta"]) for h in hist] == [(1, 30, None), (2, 88, 58)]
@@ -92,13 +91,13 @@ def test_llm_concurrency_bounds_calls_in_flight(holistic, tmp_path, monkeypatch)
         with lock:
             state["now"] += 1
             state["peak"] = max(state["peak"], state["now"])
-        time.sleep(0.3)
+        time.sleep(0.1)
         with lock:
             state["now"] -= 1
         return Reply(content=take_json(lead=lead_of(req)))
 
     fake.default = slow
-    review_new_tools(source=str(inbox(tmp_path, "smollm3.yaml", "pagerduck.yaml")))
+    ingest(str(inbox(tmp_path, "smollm3.yaml", "pagerduck.yaml")))
     assert len(fake.requests) == 10
     assert state["peak"] == 2
 
@@ -107,11 +106,11 @@ def test_checklist_rerun_keeps_the_old_take_and_stores_new_criteria(fake, tmp_pa
     from fakeopenai import is_question, take_text, yes
 
     fake.default = lambda req: yes(0.3) if is_question(req) else take_text(req)
-    review_new_tools(source=str(inbox(tmp_path, "smollm3.yaml")))
+    ingest(str(inbox(tmp_path, "smollm3.yaml")))
     store = Store(tmp_path / "shipskip.duckdb")
     before = next(t for t in store.current_takes("smollm3") if t.persona == "skeptic")
     fake.default = lambda req: yes(0.9) if is_question(req) else take_text(req)
-    rerun_persona(tool="smollm3", persona="skeptic", reason="prompt v3")
+    rerun("smollm3", "skeptic", "prompt v3")
     after = next(t for t in store.current_takes("smollm3") if t.persona == "skeptic")
     assert after.criteria and all(c.p_yes == 0.9 for c in after.criteria if c.source != "card")
     assert before.criteria and all(c.p_yes == 0.3 for c in before.criteria if c.source != "card")
@@ -124,9 +123,9 @@ def test_an_ingest_reviews_at_most_the_cap_and_leaves_the_rest_for_the_next_run(
 ):
     monkeypatch.setenv("SHIPSKIP_MAX_NEW_PER_RUN", "1")
     d = inbox(tmp_path, "smollm3.yaml", "pagerduck.yaml")
-    first = review_new_tools(source=str(d))
+    first = ingest(str(d))
     assert len(first["reviewed"]) == 1 and len(first["deferred"]) == 1
-    second = review_new_tools(source=str(d))
+    second = ingest(str(d))
     assert second["reviewed"] == first["deferred"] and second["deferred"] == []
     assert sorted(second["unchanged"]) == first["reviewed"]
 
@@ -138,13 +137,13 @@ def test_a_failed_rerun_keeps_the_good_take_and_fails(fake, tmp_path, monkeypatc
     from shipskip.errors import ShipskipError
 
     fake.default = lambda req: yes(0.6) if is_question(req) else take_text(req)
-    review_new_tools(source=str(inbox(tmp_path, "smollm3.yaml")))
+    ingest(str(inbox(tmp_path, "smollm3.yaml")))
     store = Store(tmp_path / "shipskip.duckdb")
     before = next(t for t in store.current_takes("smollm3") if t.persona == "skeptic")
     fake.default = Reply(status=503)
     monkeypatch.setenv("SHIPSKIP_MAX_ATTEMPTS", "1")
     with pytest.raises(ShipskipError, match="current take is kept"):
-        rerun_persona(tool="smollm3", persona="skeptic", reason="try again")
+        rerun("smollm3", "skeptic", "try again")
     after = next(t for t in store.current_takes("smollm3") if t.persona == "skeptic")
     assert after == before
     assert store.query("SELECT count(*) AS n FROM runs WHERE status = 'running'")[0]["n"] == 0
@@ -154,7 +153,7 @@ def test_a_failed_rerun_keeps_the_good_take_and_fails(fake, tmp_path, monkeypatc
     # The next successful rerun is version 2, and its change is measured from version 1.
     fake.default = lambda req: yes(0.9) if is_question(req) else take_text(req)
     monkeypatch.setenv("SHIPSKIP_MAX_ATTEMPTS", "3")
-    rerun_persona(tool="smollm3", persona="skeptic", reason="second try")
+    rerun("smollm3", "skeptic", "second try")
     history = store.history("smollm3", "skeptic")
     assert [h["version"] for h in history] == [1, None, 2]
     assert history[2]["delta"] == history[2]["score"] - history[0]["score"]
@@ -164,7 +163,7 @@ def test_a_run_stores_each_persona_once(holistic, tmp_path):
     import duckdb
     import pytest
 
-    review_new_tools(source=str(inbox(tmp_path, "smollm3.yaml")))
+    ingest(str(inbox(tmp_path, "smollm3.yaml")))
     store = Store(tmp_path / "shipskip.duckdb")
     copy = "INSERT INTO takes SELECT * REPLACE ('another-id' AS take_id, 99 AS version) FROM takes LIMIT 1"
     with pytest.raises(duckdb.ConstraintException), store.transaction() as con:
@@ -174,13 +173,13 @@ def test_a_run_stores_each_persona_once(holistic, tmp_path):
 
 def test_a_card_with_another_tools_slug_is_refused_not_merged(holistic, tmp_path):
     d = inbox(tmp_path, "smollm3.yaml")
-    review_new_tools(source=str(d))
+    ingest(str(d))
     store = Store(tmp_path / "shipskip.duckdb")
     before = store.query("SELECT count(*) AS n FROM takes")[0]["n"]
     impostor = yaml.safe_load((d / "smollm3.yaml").read_text())
     impostor["name"] = "Totally Different Model"
     (d / "smollm3.yaml").write_text(yaml.safe_dump(impostor))
-    report = review_new_tools(source=str(d))
+    report = ingest(str(d))
     assert report["reviewed"] == [] and len(report["refused"]) == 1
     assert "already belongs to 'SmolLM3'" in report["refused"][0]
     assert store.tool("smollm3").name == "SmolLM3"

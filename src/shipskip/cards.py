@@ -11,7 +11,7 @@ import yaml
 from pydantic import ValidationError
 
 from .errors import InputError, describe_validation_error
-from .models import ToolCard
+from .models import ToolCard, load_yaml
 
 MAX_CARD_BYTES = 256 * 1024
 CARD_SUFFIXES = (".yaml", ".yml", ".json", ".md")
@@ -80,6 +80,8 @@ def _safe_yaml(text: str, path: Path) -> Any:
     # few of them nested expand into a "billion laughs" document.
     try:
         depth = 0
+        # The pure-Python parser streams events one at a time, so the depth limit below names
+        # the fault; libyaml's scanner runs ahead and fails first with a vaguer message.
         for event in yaml.parse(text, Loader=yaml.SafeLoader):
             if isinstance(event, yaml.AliasEvent):
                 raise InputError(path, "file", "YAML aliases (*ref) are not allowed in cards")
@@ -89,7 +91,7 @@ def _safe_yaml(text: str, path: Path) -> Any:
                     raise InputError(path, "(root)", f"nested deeper than {MAX_NESTING} levels")
             elif isinstance(event, yaml.CollectionEndEvent):
                 depth -= 1
-        return yaml.safe_load(text)
+        return load_yaml(text)
     except yaml.YAMLError as exc:
         raise InputError(path, "file", f"invalid YAML: {str(exc).splitlines()[0]}") from None
     except (ValueError, RecursionError) as exc:

@@ -14,7 +14,7 @@ from jinja2 import DictLoader, Environment, StrictUndefined
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import InputError, describe_validation_error
-from .models import REPLY_ADAPTER, ToolCard
+from .models import REPLY_ADAPTER, ToolCard, load_yaml
 from .roster import discover
 
 Line = Annotated[str, Field(min_length=3, max_length=300)]
@@ -189,7 +189,7 @@ TEMPLATE_FILES = ("panel.system.j2", "card.j2", "review.user.j2", "question.user
 def load_persona(path: Path) -> Persona:
     try:
         text = path.read_text(encoding="utf-8")
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise InputError(path, "file", f"unreadable: {exc}".splitlines()[0]) from exc
     if not isinstance(data, dict):
@@ -330,7 +330,7 @@ def write_calibration(path: Path, calibration: Calibration) -> None:
     ]
     text = text.rstrip("\n") + "\n" + "\n".join(x for x in lines if x) + "\n"
     try:  # never leave a persona file that does not load
-        Persona.model_validate(yaml.safe_load(text))
+        Persona.model_validate(load_yaml(text))
     except ValidationError as exc:
         field, msg = describe_validation_error(exc)
         raise InputError(path, field, msg) from None

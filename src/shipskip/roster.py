@@ -15,6 +15,7 @@ from typing import Literal
 
 import yaml
 
+from .models import load_yaml
 from .settings import default_prompts_dir
 
 _NAME = re.compile(r"^[a-z]+$")
@@ -42,7 +43,7 @@ def discover(prompts_dir: Path) -> tuple[Seat, ...]:
     seats = []
     for path in persona_files(prompts_dir):
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = load_yaml(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, yaml.YAMLError):
             data = None
         data = data if isinstance(data, dict) else {}
