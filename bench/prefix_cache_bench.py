@@ -61,13 +61,19 @@ def main() -> None:
         total = sum(a + b for a, b in hits)
         results[layout] = (reused, total, elapsed, len(hits))
 
-    print(f"{len(cards)} tools x 5 personas, SmolLM2-135M on llama.cpp, max_tokens=1 (prompt processing only)")
+    print(
+        f"{len(cards)} tools x 5 personas, SmolLM2-135M on llama.cpp, max_tokens=1 (prompt processing only)"
+    )
     for layout, (reused, total, elapsed, n) in results.items():
-        print(f"{layout:>6}: {reused:6d} of {total:6d} prompt tokens reused from cache "
-              f"({reused / total:5.1%}), {n} requests, {elapsed:5.2f} s")
+        print(
+            f"{layout:>6}: {reused:6d} of {total:6d} prompt tokens reused from cache "
+            f"({reused / total:5.1%}), {n} requests, {elapsed:5.2f} s"
+        )
     b, a = results["before"], results["after"]
-    print(f"tokens evaluated: before {b[1] - b[0]}, after {a[1] - a[0]} "
-          f"({(b[1] - b[0]) / max(a[1] - a[0], 1):.2f}x fewer with the shared prefix)")
+    print(
+        f"tokens evaluated: before {b[1] - b[0]}, after {a[1] - a[0]} "
+        f"({(b[1] - b[0]) / max(a[1] - a[0], 1):.2f}x fewer with the shared prefix)"
+    )
 
 
 if __name__ == "__main__":

@@ -77,8 +77,12 @@ def main() -> None:
     h, c = statistics.median(through["holistic"]), statistics.median(through["checklist"])
     print(f"card: {card.slug}  rounds: {args.rounds}  cpus: {os.cpu_count()}")
     print(f"direct to llama.cpp (5 holistic requests, server already up): {d:6.2f} s per review")
-    print(f"holistic through shipskip ({calls['holistic']} calls):  {h:6.2f} s per review  ({h / d:.2f}x direct)")
-    print(f"checklist through shipskip ({calls['checklist']} calls): {c:6.2f} s per review  ({c / h:.2f}x holistic)")
+    print(
+        f"holistic through shipskip ({calls['holistic']} calls):  {h:6.2f} s per review  ({h / d:.2f}x direct)"
+    )
+    print(
+        f"checklist through shipskip ({calls['checklist']} calls): {c:6.2f} s per review  ({c / h:.2f}x holistic)"
+    )
     sys.stdout.flush()
 
 

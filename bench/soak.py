@@ -142,16 +142,39 @@ def main() -> None:
         loops = [
             threading.Thread(target=soak.loop, args=("ingest", lambda i: ["ingest", str(inbox)])),
             threading.Thread(target=soak.loop, args=("ingest", lambda i: ["ingest", str(inbox)], 0.7)),
-            threading.Thread(target=soak.loop, args=("rerun", lambda i: (
-                ["rerun", "tool-000", "skeptic", "--reason", f"soak {i}"] if reviewed("tool-000") else None
-            ))),  # fmt: skip
-            threading.Thread(target=soak.loop, args=("vote", lambda i: (
-                ["vote", "tool-001", "ship" if i % 3 else "skip", "--voter", f"voter-{i}"]
-                if reviewed("tool-001") else None
-            ))),  # fmt: skip
-            threading.Thread(target=soak.loop, args=("sql", lambda i: [
-                "sql", "SELECT label, count(*) AS n FROM panel_verdicts GROUP BY label"
-            ] if reviewed("tool-000") else None)),  # fmt: skip
+            threading.Thread(
+                target=soak.loop,
+                args=(
+                    "rerun",
+                    lambda i: (
+                        ["rerun", "tool-000", "skeptic", "--reason", f"soak {i}"]
+                        if reviewed("tool-000")
+                        else None
+                    ),
+                ),
+            ),  # fmt: skip
+            threading.Thread(
+                target=soak.loop,
+                args=(
+                    "vote",
+                    lambda i: (
+                        ["vote", "tool-001", "ship" if i % 3 else "skip", "--voter", f"voter-{i}"]
+                        if reviewed("tool-001")
+                        else None
+                    ),
+                ),
+            ),  # fmt: skip
+            threading.Thread(
+                target=soak.loop,
+                args=(
+                    "sql",
+                    lambda i: (
+                        ["sql", "SELECT label, count(*) AS n FROM panel_verdicts GROUP BY label"]
+                        if reviewed("tool-000")
+                        else None
+                    ),
+                ),
+            ),  # fmt: skip
             threading.Thread(target=feed),
             threading.Thread(target=killer),
         ]
@@ -180,22 +203,28 @@ def main() -> None:
         "fault rate": args.fault_rate,
         "requests to the provider": len((work / "requests.jsonl").read_text().splitlines()),
         "cards in the inbox": len(cards),
-        "tools reviewed": q("SELECT count(DISTINCT slug) AS n FROM runs WHERE kind = 'review'"
-                            " AND status = 'complete'")[0]["n"],  # fmt: skip
+        "tools reviewed": q(
+            "SELECT count(DISTINCT slug) AS n FROM runs WHERE kind = 'review' AND status = 'complete'"
+        )[0]["n"],  # fmt: skip
         "takes stored": q("SELECT count(*) AS n FROM takes")[0]["n"],
         "reruns kept": q("SELECT count(*) AS n FROM runs WHERE kind = 'rerun'")[0]["n"],
         "reruns failed (kept in history)": q("SELECT count(*) AS n FROM failed_reruns")[0]["n"],
         "process runs": dict(sorted(soak.counts.items())),
         "child processes seen": len(soak.seen),
         # Must all be 0:
-        "duplicate reviews": q("SELECT count(*) AS n FROM (SELECT slug, content_hash FROM runs"
-                               " WHERE kind = 'review' GROUP BY ALL HAVING count(*) > 1)")[0]["n"],  # fmt: skip
-        "duplicate takes": q("SELECT count(*) AS n FROM (SELECT run_id, persona FROM takes"
-                             " GROUP BY ALL HAVING count(*) > 1)")[0]["n"],  # fmt: skip
+        "duplicate reviews": q(
+            "SELECT count(*) AS n FROM (SELECT slug, content_hash FROM runs"
+            " WHERE kind = 'review' GROUP BY ALL HAVING count(*) > 1)"
+        )[0]["n"],  # fmt: skip
+        "duplicate takes": q(
+            "SELECT count(*) AS n FROM (SELECT run_id, persona FROM takes GROUP BY ALL HAVING count(*) > 1)"
+        )[0]["n"],  # fmt: skip
         "cards never reviewed": len(set(cards) - {r["slug"] for r in q("SELECT slug FROM tools")}),
-        "reviews missing a seat": q("SELECT count(*) AS n FROM (SELECT run_id FROM takes JOIN runs"
-                                    " USING (run_id) WHERE kind = 'review' GROUP BY run_id"
-                                    " HAVING count(*) <> 5)")[0]["n"],  # fmt: skip
+        "reviews missing a seat": q(
+            "SELECT count(*) AS n FROM (SELECT run_id FROM takes JOIN runs"
+            " USING (run_id) WHERE kind = 'review' GROUP BY run_id"
+            " HAVING count(*) <> 5)"
+        )[0]["n"],  # fmt: skip
         "lost votes": soak.counts.get("vote ok", 0) - q("SELECT count(*) AS n FROM votes")[0]["n"],
         "failed votes": sum(v for k, v in soak.counts.items() if k.startswith("vote exit")),
         "failed analyst queries": sum(v for k, v in soak.counts.items() if k.startswith("sql exit")),

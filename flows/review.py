@@ -18,8 +18,8 @@ from shipskip.cards import load_card
 from shipskip.models import Take, ToolCard, clean_text
 from shipskip.orchestration import seat_limit
 from shipskip.outcome import ReviewOutcome
-from shipskip.render import ToolPanel, review_markdown
-from shipskip.review import Panel
+from shipskip.render import ReviewedTool, review_markdown
+from shipskip.review import Critics
 from shipskip.settings import get_settings
 from shipskip.store import Run, Store
 
@@ -28,13 +28,13 @@ from shipskip.store import Run, Store
 SEAT_RETRIES = 1
 
 
-# The panel and store are live objects (a client pool, a database path and lock): nothing to
+# The critics and store are live objects (a client pool, a database path and lock): nothing to
 # cache on, so no cache policy.
 @task(cache_policy=NONE, task_run_name="{persona}", retries=SEAT_RETRIES, retry_delay_seconds=2)
 def persona_take(
-    panel: Panel, store: Store, run: Run, persona: str, card: ToolCard, reason: str | None = None
+    critics: Critics, store: Store, run: Run, persona: str, card: ToolCard, reason: str | None = None
 ) -> Take | State:
-    take = usecases.ask_seat(panel, store, run, persona, card, reason)
+    take = usecases.ask_seat(critics, store, run, persona, card, reason)
     log_take(get_run_logger(), card.slug, take)
     if take.error:
         tries = f"{take.attempts} attempts, try {task_run.run_count} of {SEAT_RETRIES + 1}"
@@ -53,10 +53,10 @@ def log_take(logger: Any, slug: str, take: Take) -> None:
 
 
 def ask_as_tasks(
-    panel: Panel, store: Store, run: Run, personas: list[str], card: ToolCard, reason: str | None
+    critics: Critics, store: Store, run: Run, personas: list[str], card: ToolCard, reason: str | None
 ) -> dict[str, Take]:
     """Each seat as a Prefect task, so the flow run shows one task per persona."""
-    futures = {p: persona_take.submit(panel, store, run, p, card, reason) for p in personas}
+    futures = {p: persona_take.submit(critics, store, run, p, card, reason) for p in personas}
     takes = {}
     for persona, f in futures.items():
         f.wait()
@@ -74,12 +74,12 @@ def publish_review(out: ReviewOutcome, store: Store, what: str, reason: str | No
     card = store.tool(out.slug)
     if card is None or out.skipped:
         return
-    panel = ToolPanel(card, tuple(out.takes), store.votes(out.slug), store.reviewed_at(out.slug))
+    panel = ReviewedTool(card, tuple(out.takes), store.votes(out.slug), store.reviewed_at(out.slug))
     markdown = review_markdown(panel, what, reason)
     create_markdown_artifact(key=f"review-{out.slug}", markdown=markdown, description=f"{what}: {card.name}")
 
 
-# Threads for the seats; how many ask at once is SHIPSKIP_LLM_CONCURRENCY, held by the panel.
+# Threads for the seats; how many ask at once is SHIPSKIP_LLM_CONCURRENCY, held by the critics.
 @flow(name="review-tool", task_runner=ThreadPoolTaskRunner(), log_prints=False)
 def review_tool(
     card_path: Annotated[str, Field(description="Path to a tool card: YAML, JSON or Markdown.")],

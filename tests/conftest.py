@@ -77,7 +77,7 @@ def make_take(persona: str, verdict: str | None, score: int | None, text: str = 
     if verdict is None:
         return Take.abstention(persona, "outside my lens", model="m", prompt_version="1", prompt_hash="h")
     return Take(
-        persona=persona, verdict=verdict, score=score, take=text, model="m",
+        persona=persona, verdict=verdict, score=score, text=text, model="m",
         prompt_version="1", prompt_hash="h", usage=Usage(prompt_tokens=10, completion_tokens=5),
     )  # fmt: skip
 

@@ -8,7 +8,7 @@ from conftest import ROOT, make_card, make_take
 
 from shipskip.models import CommunityVotes
 from shipskip.publish import write_compare, write_digest, write_tool
-from shipskip.render import ToolPanel, compare_page
+from shipskip.render import ReviewedTool, compare_page
 
 PERSONAS = ["builder", "skeptic", "futurist", "creator", "founder"]
 
@@ -96,7 +96,7 @@ def test_digest_lists_the_weeks_verdicts(pair, isolated):
 
 def test_render_is_pure_and_rejects_nothing_it_is_given(store):
     c = make_card()
-    t = ToolPanel(card=c, takes=(), votes=CommunityVotes(), reviewed_at=None)
+    t = ReviewedTool(card=c, takes=(), votes=CommunityVotes(), reviewed_at=None)
     html_text, md = compare_page(t, t, __import__("datetime").date(2026, 11, 24))
     assert "No verdict" in html_text and "not yet" in md
 
@@ -191,7 +191,7 @@ def test_pages_show_reruns_links_meta_and_the_demo_model(pair, isolated):
     store = pair
     card = store.tool("claw-code").model_copy(update={"url": "https://example.com/claw?x=<b>"})
     run = store.begin_run(card, kind="rerun", reason="licence clarified")
-    newer = Take(persona="skeptic", verdict="ship", score=68, take="Claw Code now states its licence plainly.",
+    newer = Take(persona="skeptic", verdict="ship", score=68, text="Claw Code now states its licence plainly.",
                  model="SmolLM2-135M-Instruct", prompt_version="4", prompt_hash="h", usage=Usage())  # fmt: skip
     store.commit_review(run, card, [newer])
     path, _ = write_compare(store, isolated / "out", "claw-code", "smollm3")

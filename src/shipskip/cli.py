@@ -89,7 +89,7 @@ def takes_table(title: str, takes: list[Take]) -> Table:
             table.add_row(name.title(), "-", "-", "No panel take")
         else:
             # Stored text is cleaned on the way in; cleaned again here for takes stored before that.
-            first = clean_text(t.take) if t.take else ""
+            first = clean_text(t.text) if t.text else ""
             flag = " [yellow](flagged)[/]" if t.suspicious else ""
             why = f"\n[dim]{escape(t.why)}[/]" if t.why else ""
             table.add_row(name.title(), f"{t.score}/100", t.verdict or "", escape(first) + flag + why)

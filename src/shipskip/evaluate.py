@@ -19,7 +19,7 @@ from .errors import InputError, ShipskipError, describe_validation_error
 from .models import Criterion, Take, ToolCard
 from .personas import PromptSet, load_prompts, write_calibration
 from .quality import cohen_kappa, consensus, is_grounded, panel_similarity, spearman
-from .review import Panel, Spend, open_panel
+from .review import Critics, Spend, open_critics
 from .roster import PERSONAS
 from .settings import Settings
 from .store import Store
@@ -92,10 +92,10 @@ def judge_item(item: RefItem, persona: str, draws: list[Take]) -> tuple[ItemResu
             verdict=take.verdict or "abstain",
             score=take.score,
             first_attempt_valid=first.attempts == 1 and not first.error,
-            grounded=is_grounded(take.take, item.card) if take.take else None,
+            grounded=is_grounded(take.text, item.card) if take.text else None,
             verdict_flips=take.verdict_flips,
             score_spread=take.score_spread,
-            take=take.take,
+            take=take.text,
         ),  # fmt: skip
         take,
     )
@@ -230,16 +230,16 @@ def seat_figures(results: list[ItemResult]) -> dict:
 
 
 def collect_answers(
-    panel: Panel, items: list[RefItem], on_item: Callable[[str], None] | None = None
+    critics: Critics, items: list[RefItem], on_item: Callable[[str], None] | None = None
 ) -> list[ItemResult]:
     """Every persona's relevance and checklist answers on every labelled card (no take yet)."""
     results = []
     for item in items:
-        for persona in panel.prompts.personas:
+        for persona in critics.prompts.personas:
             spend = Spend()
-            rel = panel.prompts.personas[persona].checklist.relevance
-            p_rel = panel.answer(persona, item.card, rel.question, spend)[0] if rel else None
-            criteria = panel.criteria(persona, item.card, spend)
+            rel = critics.prompts.personas[persona].checklist.relevance
+            p_rel = critics.answer(persona, item.card, rel.question, spend)[0] if rel else None
+            criteria = critics.criteria(persona, item.card, spend)
             asked = sum(c.source != "card" for c in criteria)
             ref = item.reference.get(persona)  # type: ignore[call-overload]
             results.append(
@@ -270,7 +270,7 @@ def checklist_predictions(
 
 
 def check_takes(
-    panel: Panel, items: list[RefItem], results: list[ItemResult], limit: int
+    critics: Critics, items: list[RefItem], results: list[ItemResult], limit: int
 ) -> tuple[list[ItemResult], dict]:
     """Write takes for the first `limit` tools at their predicted verdicts; count what stood."""
     cards = {i.card.slug: i.card for i in items[:limit]}
@@ -278,13 +278,13 @@ def check_takes(
     for r in results:
         if r.slug in cards and r.verdict in ("ship", "skip") and r.score is not None:
             spend = Spend()
-            text = panel.write(r.persona, cards[r.slug], r.verdict, r.score, r.criteria, spend)
+            text = critics.write(r.persona, cards[r.slug], r.verdict, r.score, r.criteria, spend)
             if text is None:
                 failed += 1
             else:
                 written += 1
                 # Checked again here, independently of the retry loop that produced it.
-                p = panel.prompts.personas[r.persona]
+                p = critics.prompts.personas[r.persona]
                 agree += take_problem(text, r.verdict, p, "") is None
                 r = r.model_copy(update={"take": text, "grounded": is_grounded(text, cards[r.slug])})
         out.append(r)
@@ -349,9 +349,9 @@ def run_checklist_eval(
         ]  # fmt: skip
         model = f"answers of eval {answers_from}"
     else:
-        with open_panel(settings, prompts) as panel:
-            results = collect_answers(panel, items, on_item)
-            model = ", ".join(sorted({c.model for c in panel.clients.values()}))
+        with open_critics(settings, prompts) as critics:
+            results = collect_answers(critics, items, on_item)
+            model = ", ".join(sorted({c.model for c in critics.clients.values()}))
     oof = with_predictions(results, checklist_predictions(prompts, results, oof=True))
     files = with_predictions(results, checklist_predictions(prompts, results, oof=False))
     summary: dict = {
@@ -359,8 +359,8 @@ def run_checklist_eval(
         "persona_files": {**panel_figures(files), "seats": seat_figures(files)},
     }
     if takes:
-        with open_panel(settings, prompts) as panel:
-            oof, summary["takes"] = check_takes(panel, items, oof, takes)
+        with open_critics(settings, prompts) as critics:
+            oof, summary["takes"] = check_takes(critics, items, oof, takes)
     prompt_hash = ",".join(prompts.prompt_hash(p) for p in prompts.personas)
     eval_id = store.save_eval(str(reference), model, prompt_hash, 1, summary, oof)
     if write_weights:
@@ -376,18 +376,18 @@ def run_holistic_eval(settings: Settings, reference: Path, samples: int = 3) -> 
     items = load_reference(reference)
     prompts = load_prompts(settings.prompts_dir)
     results, similarities = [], []
-    with open_panel(settings, prompts) as panel:
+    with open_critics(settings, prompts) as critics:
         for item in items:
             takes = []
             for persona in prompts.personas:
-                draws = [panel.ask(persona, item.card) for _ in range(samples)]
+                draws = [critics.draw(persona, item.card) for _ in range(samples)]
                 result, take = judge_item(item, persona, draws)
                 results.append(result)
                 takes.append(take)
             sim = panel_similarity(takes, item.card)
             if sim is not None:
                 similarities.append(sim)
-        model = ", ".join(sorted({c.model for c in panel.clients.values()}))
+        model = ", ".join(sorted({c.model for c in critics.clients.values()}))
     summary = summarise(results, similarities)
     summary["targets"] = {**panel_figures(results), "seats": seat_figures(results)}
     prompt_hash = ",".join(prompts.prompt_hash(p) for p in prompts.personas)

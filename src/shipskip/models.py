@@ -10,7 +10,7 @@ from datetime import date
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 # libyaml's safe loader where it is built in: the same documents, read several times faster
 # (persona files are read on every review).
@@ -269,7 +269,7 @@ class Criterion(BaseModel):
     # answer text was available (1.0 or 0.0), 'card' when read from the card by a rule
     # (1.0 or 0.0), 'failed' when every attempt failed.
     source: Literal["logprobs", "sampled", "card", "failed"] = "logprobs"
-    # Met means P(yes) at or above this: the take's mean answer (see Panel.criteria).
+    # Met means P(yes) at or above this: the take's mean answer (see Critics.criteria).
     baseline: float = 0.5
 
     @property
@@ -283,7 +283,11 @@ class Take(BaseModel):
     persona: str
     verdict: Literal["ship", "skip"] | None = None
     score: Annotated[int, Field(ge=0, le=100)] | None = None
-    take: str | None = None
+    # The argument itself. Stored in the `take` column (analysts' name for it), and read back
+    # from that name too, as are checkpoints written before the field was renamed.
+    text: str | None = Field(
+        default=None, validation_alias=AliasChoices("text", "take"), serialization_alias="take"
+    )
     abstain_reason: str | None = None
     error: str | None = None
     model: str = ""
@@ -331,7 +335,7 @@ class Take(BaseModel):
         if isinstance(reply, AbstainReply):
             return cls(persona=persona, abstain_reason=reply.reason, **meta)
         return cls(
-            persona=persona, verdict=reply.verdict, score=reply.score, take=clean_text(reply.take), **meta
+            persona=persona, verdict=reply.verdict, score=reply.score, text=clean_text(reply.take), **meta
         )
 
     @classmethod

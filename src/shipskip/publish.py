@@ -8,17 +8,17 @@ from pathlib import Path
 
 from .errors import ShipskipError
 from .models import SLUG_RE
-from .render import ToolPanel, Update, badge_svg, compare_page, digest_page, reviewer_page, tool_page
+from .render import ReviewedTool, Update, badge_svg, compare_page, digest_page, reviewer_page, tool_page
 from .store import Store
 
 WEEK_RE = re.compile(r"^(\d{4})-W(\d{2})$")
 
 
-def load_panel(store: Store, slug: str) -> ToolPanel:
+def load_panel(store: Store, slug: str) -> ReviewedTool:
     card = store.tool(slug)
     if card is None:
         raise ShipskipError(f"no reviewed tool with slug '{slug}'")
-    return ToolPanel(
+    return ReviewedTool(
         card=card,
         takes=tuple(store.current_takes(slug)),
         votes=store.votes(slug),
@@ -81,7 +81,7 @@ def _write(path: Path, html: str, md: str) -> Path:
     return html_path
 
 
-def write_compare(store: Store, out_dir: Path, a: str, b: str) -> tuple[Path, list[ToolPanel]]:
+def write_compare(store: Store, out_dir: Path, a: str, b: str) -> tuple[Path, list[ReviewedTool]]:
     for s in (a, b):
         if not SLUG_RE.fullmatch(s):
             raise ShipskipError(f"'{s}' is not a tool slug")
@@ -94,7 +94,7 @@ def write_compare(store: Store, out_dir: Path, a: str, b: str) -> tuple[Path, li
     return _write(_target(out_dir, "compare", f"{a}-vs-{b}"), html, md), panels
 
 
-def _write_tool_page(store: Store, out_dir: Path, panel: ToolPanel) -> Path:
+def _write_tool_page(store: Store, out_dir: Path, panel: ReviewedTool) -> Path:
     """A tool's page, its badge, and the comparisons its "similar tools" block links to."""
     today = datetime.now(UTC).date()
     similar = tuple(load_panel(store, s) for s in store.similar(panel.card.slug, panel.card.category))
@@ -109,7 +109,7 @@ def _write_tool_page(store: Store, out_dir: Path, panel: ToolPanel) -> Path:
     return _write(_target(out_dir, "tools", panel.card.slug), html, md)
 
 
-def write_tool(store: Store, out_dir: Path, slug: str) -> tuple[Path, list[ToolPanel]]:
+def write_tool(store: Store, out_dir: Path, slug: str) -> tuple[Path, list[ReviewedTool]]:
     if not SLUG_RE.fullmatch(slug):
         raise ShipskipError(f"'{slug}' is not a tool slug")
     panel = load_panel(store, slug)
@@ -127,7 +127,7 @@ def write_reviewer(store: Store, out_dir: Path, prompts_dir: Path, persona: str)
     return _write(_target(out_dir, "reviewers", persona), html, md)
 
 
-def write_digest(store: Store, out_dir: Path, week: str) -> tuple[Path, list[ToolPanel]]:
+def write_digest(store: Store, out_dir: Path, week: str) -> tuple[Path, list[ReviewedTool]]:
     start, end = week_bounds(week)
     rows = store.query(
         "SELECT slug FROM runs WHERE status = 'complete' AND finished_at >= ? AND finished_at < ?"

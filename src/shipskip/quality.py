@@ -50,7 +50,7 @@ def jaccard(a: set[str], b: set[str]) -> float:
 
 def panel_similarity(takes: Sequence[Take], card: ToolCard) -> float | None:
     """Mean pairwise word overlap of the takes on one tool: near 1 means five copies of one voice."""
-    words = [content_words(t.take or "", drop=card.name) for t in takes if t.take]
+    words = [content_words(t.text or "", drop=card.name) for t in takes if t.text]
     pairs = list(combinations(words, 2))
     return round(sum(jaccard(a, b) for a, b in pairs) / len(pairs), 3) if pairs else None
 

@@ -36,7 +36,7 @@ class Update:
 
 
 @dataclass(frozen=True)
-class ToolPanel:
+class ReviewedTool:
     """Everything a page shows about one tool."""
 
     card: ToolCard
@@ -69,7 +69,7 @@ class ToolPanel:
     def verdict(self) -> PanelVerdict:
         return aggregate(self.takes)
 
-    def take(self, persona: str) -> Take | None:
+    def take_of(self, persona: str) -> Take | None:
         return next((t for t in self.takes if t.persona == persona), None)
 
     @property
@@ -114,14 +114,14 @@ def _render(template: str, **context: object) -> str:
     return _env().get_template(template).render(**context)
 
 
-def _meta(panels: list[ToolPanel]) -> dict[str, object]:
+def _meta(panels: list[ReviewedTool]) -> dict[str, object]:
     return {
         "description": "; ".join(p.share for p in panels)[:300],
         "demo": any(p.demo for p in panels),
     }
 
 
-def compare_page(a: ToolPanel, b: ToolPanel, generated: date) -> tuple[str, str]:
+def compare_page(a: ReviewedTool, b: ReviewedTool, generated: date) -> tuple[str, str]:
     title = f"{a.card.name} vs {b.card.name}"
     ctx = {"tools": [a, b], "generated": generated, "title": title, **_meta([a, b])}
     return _render("compare.html.j2", **ctx), _render("compare.md.j2", **ctx)
@@ -130,7 +130,7 @@ def compare_page(a: ToolPanel, b: ToolPanel, generated: date) -> tuple[str, str]
 _BADGE_COLOURS = {"Ship": "#12805c", "Skip": "#b3261e", "Mixed": "#8a6d00", "No verdict": "#5d6470"}
 
 
-def badge_svg(t: ToolPanel) -> str:
+def badge_svg(t: ReviewedTool) -> str:
     """A static verdict badge: the tool's name, Ship/Mixed/Skip and the panel's ship %."""
     v = t.verdict
     name = t.card.name if len(t.card.name) <= 28 else t.card.name[:27] + "…"
@@ -142,7 +142,7 @@ def badge_svg(t: ToolPanel) -> str:
     )  # fmt: skip
 
 
-def tool_page(t: ToolPanel, generated: date, similar: tuple[ToolPanel, ...] = ()) -> tuple[str, str]:
+def tool_page(t: ReviewedTool, generated: date, similar: tuple[ReviewedTool, ...] = ()) -> tuple[str, str]:
     import base64
 
     badge = badge_svg(t)
@@ -169,7 +169,7 @@ def reviewer_page(
     return _render("reviewer.html.j2", **ctx), _render("reviewer.md.j2", **ctx)
 
 
-def digest_page(week: str, panels: list[ToolPanel], generated: date) -> tuple[str, str]:
+def digest_page(week: str, panels: list[ReviewedTool], generated: date) -> tuple[str, str]:
     ctx = {
         "week": week, "tools": panels, "generated": generated, "title": f"Weekly verdicts {week}",
         **_meta(panels), "description": f"The panel's verdicts on {len(panels)} AI tools, week {week}",
@@ -177,11 +177,11 @@ def digest_page(week: str, panels: list[ToolPanel], generated: date) -> tuple[st
     return _render("digest.html.j2", **ctx), _render("digest.md.j2", **ctx)
 
 
-def scorecard_markdown(panels: list[ToolPanel]) -> str:
+def scorecard_markdown(panels: list[ReviewedTool]) -> str:
     return _render("scorecard.md.j2", tools=panels)
 
 
-def review_markdown(panel: ToolPanel, what: str, reason: str | None = None) -> str:
+def review_markdown(panel: ReviewedTool, what: str, reason: str | None = None) -> str:
     """A review or rerun as an orchestrator artifact: what was done, the verdict, the scorecard."""
     v = panel.verdict
     head = [f"# {md_escape(panel.card.name)}: {what}", "", f"**{v.line}** · {v.pct_text} panel ship"]

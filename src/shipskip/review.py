@@ -46,13 +46,17 @@ class Spend:
 
 
 @dataclass
-class Panel:
+class Critics:
+    """The personas' clients and prompts: asks one seat for its take (a flow run, an ingest or
+    an eval holds one). The takes together are the panel (`panel.aggregate`)."""
+
     prompts: PromptSet
     clients: dict[str, LLMClient]
     settings: Settings
     seat_slot: SlotFactory = nullcontext
 
-    def take(self, persona: str, card: ToolCard, reason: str | None = None) -> Take:
+    def ask(self, persona: str, card: ToolCard, reason: str | None = None) -> Take:
+        """One seat's take on one card: graded by its checklist, or one holistic reply."""
         # A seat asks one question at a time, so seats in flight bound calls in flight; a slot
         # per seat rather than per call keeps the cross-process limit to one round trip a take.
         with self.seat_slot():
@@ -160,7 +164,7 @@ class Panel:
                 error=spend.errors[-1], criteria=criteria, **check,
             )  # fmt: skip
         return done(
-            verdict=verdict, score=score, take=text, criteria=criteria,
+            verdict=verdict, score=score, text=text, criteria=criteria,
             grounded=is_grounded(text, card), **check,
         )  # fmt: skip
 
@@ -197,14 +201,14 @@ class Panel:
         a score that moves by FLAG_DELTA or a verdict that flips marks the take suspicious.
         """
         k = max(1, self.settings.samples)
-        draws = [self.ask(persona, card, reason) for _ in range(k)]
+        draws = [self.draw(persona, card, reason) for _ in range(k)]
         take = consensus(draws) if k > 1 else draws[0]
-        if take.take:
-            take = take.model_copy(update={"grounded": is_grounded(take.take, card)})
+        if take.text:
+            take = take.model_copy(update={"grounded": is_grounded(take.text, card)})
         clean = without_suspicious(card)
         if clean is None or take.error:
             return take
-        check = self.ask(persona, clean, reason)
+        check = self.draw(persona, clean, reason)
         return take.model_copy(
             update={
                 "clean_score": check.score,
@@ -215,7 +219,7 @@ class Panel:
             }
         )
 
-    def ask(self, persona: str, card: ToolCard, reason: str | None = None) -> Take:
+    def draw(self, persona: str, card: ToolCard, reason: str | None = None) -> Take:
         """One holistic draw from one persona, with no checks on top."""
         client = self.clients[persona]
         meta = self._meta(persona, reason)
@@ -240,13 +244,13 @@ class Panel:
 
 
 @contextmanager
-def open_panel(
+def open_critics(
     settings: Settings,
     prompts: PromptSet,
     personas: list[str] | None = None,
     model_override: str | None = None,
     seat_slot: SlotFactory | None = None,
-) -> Iterator[Panel]:
+) -> Iterator[Critics]:
     """Build a client per persona; start the embedded server only if some persona needs it.
 
     The panel's clients share one bound on calls in flight, SHIPSKIP_LLM_CONCURRENCY, however
@@ -282,4 +286,4 @@ def open_panel(
             )
             stack.callback(client.close)
             clients[name] = client
-        yield Panel(prompts=prompts, clients=clients, settings=settings, seat_slot=seat_slot or nullcontext)
+        yield Critics(prompts=prompts, clients=clients, settings=settings, seat_slot=seat_slot or nullcontext)

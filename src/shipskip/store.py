@@ -367,7 +367,7 @@ class Store:
             "prompt_tokens": t.usage.prompt_tokens, "completion_tokens": t.usage.completion_tokens,
             "cached_tokens": t.usage.cached_tokens,
             "criteria": json.dumps([c.model_dump() for c in t.criteria]) if t.criteria else None,
-            **t.model_dump(include=_TAKE_COLUMNS),
+            **t.model_dump(include=_TAKE_FIELDS, by_alias=True),
         }  # fmt: skip
         cols = ", ".join(row)
         con.execute(f"INSERT INTO takes ({cols}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
@@ -517,12 +517,15 @@ class Store:
         return CommunityVotes(**rows[0])
 
 
-# Take fields stored in a column of the same name.
-_TAKE_COLUMNS = {
-    "persona", "verdict", "score", "take", "abstain_reason", "error", "model", "prompt_version",
+# Take fields stored in a column of the same name (`text` in the `take` column: its alias).
+_TAKE_FIELDS = {
+    "persona", "verdict", "score", "text", "abstain_reason", "error", "model", "prompt_version",
     "prompt_hash", "temperature", "attempts", "latency_ms", "suspicious", "reason", "clean_score",
     "grounded", "samples", "score_spread", "verdict_flips", "scoring", "relevance",
 }  # fmt: skip
+
+
+_TAKE_COLUMNS = [Take.model_fields[f].serialization_alias or f for f in sorted(_TAKE_FIELDS)]
 
 
 def check_identity(store: Store, card: ToolCard) -> None:
@@ -541,7 +544,7 @@ def check_identity(store: Store, card: ToolCard) -> None:
 def _take_from_row(row: dict[str, Any]) -> Take:
     return Take.model_validate(
         {
-            **{k: row[k] for k in _TAKE_COLUMNS},
+            **{c: row[c] for c in _TAKE_COLUMNS},
             "usage": Usage(
                 prompt_tokens=row["prompt_tokens"],
                 completion_tokens=row["completion_tokens"],

@@ -23,7 +23,7 @@ from .outcome import ReviewOutcome
 from .personas import load_prompts
 from .publish import compare_both_orders, verdicts_by_tool, write_compare
 from .quality import order_independent
-from .review import Panel, SlotFactory, open_panel
+from .review import Critics, SlotFactory, open_critics
 from .settings import Settings
 from .sources import read_source
 from .store import Run, Store, ToolBusy, check_identity
@@ -31,16 +31,18 @@ from .store import Run, Store, ToolBusy, check_identity
 OnTake = Callable[[str, Take], None]
 
 
-def ask_seat(panel: Panel, store: Store, run: Run, persona: str, card: ToolCard, reason: str | None) -> Take:
+def ask_seat(
+    critics: Critics, store: Store, run: Run, persona: str, card: ToolCard, reason: str | None
+) -> Take:
     """One seat's take, checkpointed at once so a crash never asks for it again."""
-    take = panel.take(persona, card, reason)
+    take = critics.ask(persona, card, reason)
     store.checkpoint(run, take)
     progress.emit(card.slug, take)
     return take
 
 
-# (panel, store, run, personas, card, reason) -> the takes of those personas.
-AskSeats = Callable[[Panel, Store, Run, list[str], ToolCard, "str | None"], dict[str, Take]]
+# (critics, store, run, personas, card, reason) -> the takes of those personas.
+AskSeats = Callable[[Critics, Store, Run, list[str], ToolCard, "str | None"], dict[str, Take]]
 
 
 def _submit(pool: ThreadPoolExecutor, fn: Callable[..., object], *args: object, **kwargs: object) -> Future:
@@ -50,12 +52,12 @@ def _submit(pool: ThreadPoolExecutor, fn: Callable[..., object], *args: object, 
 
 
 def ask_in_threads(
-    panel: Panel, store: Store, run: Run, personas: list[str], card: ToolCard, reason: str | None
+    critics: Critics, store: Store, run: Run, personas: list[str], card: ToolCard, reason: str | None
 ) -> dict[str, Take]:
-    # The limit on calls in flight is the panel's (SHIPSKIP_LLM_CONCURRENCY); this pool only
+    # The limit on calls in flight is the critics' (SHIPSKIP_LLM_CONCURRENCY); this pool only
     # has to be wide enough never to be the narrower bound.
     with ThreadPoolExecutor(max_workers=max(1, len(personas))) as pool:
-        futures = [_submit(pool, ask_seat, panel, store, run, p, card, reason) for p in personas]
+        futures = [_submit(pool, ask_seat, critics, store, run, p, card, reason) for p in personas]
         return {t.persona: t for t in (f.result() for f in futures)}
 
 
@@ -74,14 +76,14 @@ def review_card(
     force: bool = False,
     ask: AskSeats = ask_in_threads,
     flow_run_id: str | None = None,
-    panel: Panel | None = None,
+    critics: Critics | None = None,
     seat_slot: SlotFactory | None = None,
 ) -> ReviewOutcome:
     """Review one card: skip it if this content was reviewed, resume an interrupted run, ask the
-    seats still missing, and commit the five takes together. With `panel`, its clients (and
-    its model server) are used; otherwise a panel is opened for this card alone."""
+    seats still missing, and commit the five takes together. With `critics`, their clients (and
+    model server) are used; otherwise critics are opened for this card alone."""
     check_identity(store, card)
-    prompts = panel.prompts if panel else load_prompts(settings.prompts_dir)
+    prompts = critics.prompts if critics else load_prompts(settings.prompts_dir)
     # Whether this exact card was reviewed is checked inside begin_run, under the same lock
     # that starts the run, so two processes cannot both find it new.
     run = store.begin_run(card, flow_run_id=flow_run_id, unless_reviewed=not force)
@@ -92,7 +94,9 @@ def review_card(
     if todo:
         try:
             with ExitStack() as stack:
-                seats = panel or stack.enter_context(open_panel(settings, prompts, todo, seat_slot=seat_slot))
+                seats = critics or stack.enter_context(
+                    open_critics(settings, prompts, todo, seat_slot=seat_slot)
+                )
                 takes.update(ask(seats, store, run, todo, card, None))
         except BaseException:
             store.release_run(run)  # keep its checkpoints; let the next run take it at once
@@ -122,7 +126,7 @@ class IngestReport:
 
 def tools_in_flight(settings: Settings, seats: int) -> int:
     """Tools reviewed at once: enough for their seats to fill the calls-in-flight setting
-    (SHIPSKIP_LLM_CONCURRENCY), which the panel's clients enforce call by call."""
+    (SHIPSKIP_LLM_CONCURRENCY), which the critics' clients enforce call by call."""
     return max(1, -(-settings.llm_concurrency // max(1, seats)))
 
 
@@ -138,7 +142,7 @@ def ingest(
 ) -> IngestReport:
     """Review each new or changed tool of a source once; a bad entry costs that entry only.
 
-    New tools are reviewed concurrently, and one panel (one model server) serves them all.
+    New tools are reviewed concurrently, and one set of critics (one model server) serves them all.
     """
     report = IngestReport()
     todo: list[ToolCard] = []
@@ -157,11 +161,11 @@ def ingest(
         return report
     prompts = load_prompts(settings.prompts_dir)
     with (
-        open_panel(settings, prompts, seat_slot=seat_slot) as panel,
+        open_critics(settings, prompts, seat_slot=seat_slot) as critics,
         ThreadPoolExecutor(max_workers=tools_in_flight(settings, len(prompts.personas))) as pool,
     ):
         futures = {
-            _submit(pool, review_card, card, store, settings, panel=panel, flow_run_id=flow_run_id): card
+            _submit(pool, review_card, card, store, settings, critics=critics, flow_run_id=flow_run_id): card
             for card in todo
         }
         try:
@@ -215,8 +219,8 @@ def rerun(
         raise ShipskipError(f"unknown persona '{persona}' (one of {', '.join(prompts.personas)})")
     run = store.begin_run(card, kind="rerun", reason=reason)
     assert run is not None  # only a review can find its card already done
-    with open_panel(settings, prompts, [persona], model_override=model, seat_slot=seat_slot) as panel:
-        take = ask(panel, store, run, [persona], card, reason)[persona]
+    with open_critics(settings, prompts, [persona], model_override=model, seat_slot=seat_slot) as critics:
+        take = ask(critics, store, run, [persona], card, reason)[persona]
     if take.error:
         store.fail_rerun(run, take, reason)
         raise ShipskipError(f"rerun of {persona} on {tool} failed, the current take is kept: {take.error}")
