@@ -8,13 +8,17 @@ from typer.testing import CliRunner
 
 from shipskip.cli import app
 
+
 # Commands that run flows, through the CLI or as subprocesses: seconds each, so the slow tier.
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
+def runs_flows(test):
+    return pytest.mark.slow(pytest.mark.usefixtures("prefect_harness")(test))
+
 
 runner = CliRunner()
 CARD = str(ROOT / "data" / "tools" / "claw-code.yaml")
 
 
+@runs_flows
 def test_review_prints_the_panel_and_show_reads_it_back(holistic):
     res = runner.invoke(app, ["review", CARD])
     assert res.exit_code == 0, res.output
@@ -24,6 +28,7 @@ def test_review_prints_the_panel_and_show_reads_it_back(holistic):
     assert shown.exit_code == 0 and "Ship · 5 ship / 0 skip" in shown.output
 
 
+@runs_flows
 def test_compare_vote_page_and_digest_write_files(fake, isolated):
     runner.invoke(app, ["review", CARD, str(ROOT / "data" / "tools" / "smollm3.yaml")])
     assert runner.invoke(app, ["vote", "smollm3", "ship"]).exit_code == 0
@@ -44,6 +49,7 @@ def test_compare_vote_page_and_digest_write_files(fake, isolated):
     assert runner.invoke(app, ["digest"]).exit_code == 0
 
 
+@runs_flows
 def test_bad_card_is_one_line_naming_file_and_field(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: X\nslug: ../x\n")
@@ -55,12 +61,14 @@ def test_bad_card_is_one_line_naming_file_and_field(tmp_path):
     assert "Traceback" not in res.stderr + res.stdout
 
 
+@runs_flows
 def test_unknown_tool_is_a_clear_error(fake):
     runner.invoke(app, ["review", CARD])
     res = runner.invoke(app, ["compare", "claw-code", "nope"])
     assert res.exit_code == 2 and "nope" in res.output
 
 
+@runs_flows
 def test_ingest_rerun_history_sql_and_export(fake, isolated, tmp_path, monkeypatch):
     inbox = tmp_path / "inbox"
     inbox.mkdir()
@@ -92,6 +100,7 @@ def test_ingest_rerun_history_sql_and_export(fake, isolated, tmp_path, monkeypat
     assert res.exit_code == 0 and (tmp_path / "exp" / "takes.parquet").is_file()
 
 
+@runs_flows
 def test_a_rejected_key_fails_the_run_and_marks_nothing_reviewed(fake, isolated):
     import json as _json
 
@@ -114,6 +123,7 @@ def test_a_rejected_key_fails_the_run_and_marks_nothing_reviewed(fake, isolated)
     assert res.exit_code == 2 and "401" in res.output
 
 
+@runs_flows
 def test_a_base_url_that_is_not_an_openai_api_stops_the_run(fake, isolated, monkeypatch):
     from fakeopenai import Reply
 
@@ -135,6 +145,7 @@ def test_a_base_url_that_is_not_an_openai_api_stops_the_run(fake, isolated, monk
     assert store.query("SELECT count(*) AS n FROM takes")[0]["n"] == 0
 
 
+@runs_flows
 def test_a_review_of_several_cards_prints_no_prefect_errors(fake, isolated):
     """Run as a user runs it: its own temporary Prefect API, drained before it stops."""
     import os
@@ -151,6 +162,7 @@ def test_a_review_of_several_cards_prints_no_prefect_errors(fake, isolated):
         assert noise not in run.stdout + run.stderr
 
 
+@runs_flows
 def test_an_installed_wheel_reviews_a_card_outside_the_checkout(fake, tmp_path):
     """The wheel carries its prompts; data and pages land under the working directory."""
     import os
@@ -181,6 +193,7 @@ def test_an_installed_wheel_reviews_a_card_outside_the_checkout(fake, tmp_path):
     assert compare.returncode == 0 and (work / "out" / "tools" / "claw-code.html").is_file()
 
 
+@runs_flows
 def test_the_rerun_flow_refuses_a_persona_that_is_not_one(fake, isolated):
     """The flow's typed parameters: Prefect refuses `persona=critic` at submission."""
     from prefect.exceptions import ParameterTypeError
@@ -191,6 +204,7 @@ def test_the_rerun_flow_refuses_a_persona_that_is_not_one(fake, isolated):
         rerun_persona(tool="smollm3", persona="critic", reason="why not")
 
 
+@runs_flows
 def test_sql_markdown_and_wide_results_as_records(fake, isolated):
     runner.invoke(app, ["review", CARD])
     md = runner.invoke(
@@ -204,3 +218,14 @@ def test_sql_markdown_and_wide_results_as_records(fake, isolated):
     wide = runner.invoke(app, ["sql", "SELECT * FROM current_takes ORDER BY persona", "--limit", "2"])
     assert wide.exit_code == 0 and "-[ record 1 ]-" in wide.stdout and "-[ record 3 ]-" not in wide.stdout
     assert "prompt_hash" in wide.stdout and "2 rows shown; more rows left out" in wide.stdout
+
+
+def test_help_shows_no_python_type_tags():
+    """Flags take no value and `cards...` says "one or more": no `<bool>` or `<list[Path]>`."""
+    for command in (["review", "--help"], ["eval", "--help"], ["rerun", "--help"], ["sql", "--help"]):
+        res = runner.invoke(app, command, env={"COLUMNS": "120"})
+        assert res.exit_code == 0, res.output
+        assert "<bool>" not in res.output and "<list[" not in res.output
+    assert "<int>" in runner.invoke(app, ["eval", "--help"], env={"COLUMNS": "120"}).output
+    persona = runner.invoke(app, ["rerun", "--help"], env={"COLUMNS": "200"}).output
+    assert "builder|skeptic|futurist|creator|founder" in persona

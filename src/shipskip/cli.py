@@ -52,6 +52,26 @@ class VoteChoice(StrEnum):
     skip = "skip"
 
 
+def _plain_help_types() -> None:
+    """Typer 0.29 prints each parameter's Python type in help: `<bool>` beside every flag
+    (--force, --help), `<list[Path]>` beside a list of files. A flag takes no value and
+    `cards...` already says "one or more", so those two show nothing; the rest keep theirs."""
+    from typer import core
+
+    option_type, argument_type = core.TyperOption.display_type_rich, core.TyperArgument.display_type_rich
+
+    def option(self: core.TyperOption, ctx: typer.Context) -> str | None:
+        return None if self.is_flag else option_type(self, ctx)
+
+    def argument(self: core.TyperArgument, ctx: typer.Context) -> str | None:
+        return None if self.nargs != 1 else argument_type(self, ctx)
+
+    core.TyperOption.display_type_rich = option  # type: ignore[method-assign]
+    core.TyperArgument.display_type_rich = argument  # type: ignore[method-assign]
+
+
+_plain_help_types()
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
