@@ -52,7 +52,12 @@ def test_eval_reports_agreement_and_stability_and_stores_them(holistic, isolated
         return Reply(content=take_json(label["verdict"], label["score"], lead=name))
 
     fake.default = answer
-    out = run_holistic_eval(get_settings(), ref, 3)
+    seen, phases = [], []
+    out = run_holistic_eval(
+        get_settings(), ref, 3, on_seat=lambda *a: seen.append(a), on_phase=lambda *a: phases.append(a)
+    )
+    # Progress: one phase sized to every seat of every tool, advanced once per seat.
+    assert phases == [("Drawing 3 takes per seat", 15)] and len(seen) == 15 and seen[0][0] == "drew"
     s = out["summary"]
     assert s["builder"]["verdict_agreement"] == 1.0 and s["builder"]["mae"] == 0
     assert s["builder"]["flip_rate"] == 0 and s["skeptic"]["flip_rate"] == round(1 / 3, 3)

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
+from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn
 from rich.table import Table
 
 from .settings import quiet_prefect
@@ -569,15 +569,41 @@ def eval_(
     from .evaluate import run_checklist_eval
 
     command = f"shipskip eval {reference}" + (f" --answers {answers}" if answers else "") + " --write-weights"
-    with user_errors(), Progress(TextColumn("{task.description}"), console=err, transient=True) as bar:
-        job = bar.add_task("Asking the checklist")
+    with user_errors(), _EvalProgress() as shown:
         out = run_checklist_eval(
             settings, reference, answers_from=answers, takes=takes, write_weights=write_weights,
-            command=command, on_item=lambda slug: bar.update(job, description=f"Asked about {slug}"),
+            command=command, on_seat=shown.seat, on_phase=shown.phase,
         )  # fmt: skip
     print_eval(out)
     if write_weights:
         console.print(f"Wrote fitted weights to {settings.prompts_dir / 'personas'}", highlight=False)
+
+
+class _EvalProgress:
+    """A bar per phase of an evaluation (asking, writing takes), advanced seat by seat."""
+
+    def __init__(self) -> None:
+        self.bar = Progress(
+            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} seats"),
+            TextColumn("{task.fields[last]}"), console=err, transient=True,
+        )  # fmt: skip
+        self.job: TaskID | None = None
+
+    def __enter__(self) -> _EvalProgress:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.__exit__(*exc)  # type: ignore[arg-type]
+
+    def phase(self, what: str, total: int) -> None:
+        if self.job is not None:
+            self.bar.remove_task(self.job)
+        self.job = self.bar.add_task(what, total=total, last="")
+
+    def seat(self, step: str, slug: str, persona: str) -> None:
+        if self.job is not None:
+            self.bar.update(self.job, advance=1, last=clean_text(f"{step}: {slug} · {persona}"))
 
 
 def print_eval(out: dict) -> None:
@@ -610,8 +636,8 @@ def print_figures(title: str, fig: dict) -> None:
 def _eval_holistic(reference: Path, samples: int) -> None:
     from .evaluate import run_holistic_eval
 
-    with user_errors():
-        out = run_holistic_eval(get_settings(), reference, samples)
+    with user_errors(), _EvalProgress() as shown:
+        out = run_holistic_eval(get_settings(), reference, samples, on_seat=shown.seat, on_phase=shown.phase)
     table = Table(title=f"Panel quality (eval {out['eval_id'][:8]})", title_justify="left")
     cols = ["valid_first_attempt", "abstention_rate", "verdict_agreement", "kappa", "mae", "spearman",
             "flip_rate", "grounded_rate"]  # fmt: skip

@@ -229,9 +229,15 @@ def seat_figures(results: list[ItemResult]) -> dict:
     return out
 
 
-def collect_answers(
-    critics: Critics, items: list[RefItem], on_item: Callable[[str], None] | None = None
-) -> list[ItemResult]:
+# (what was done, tool slug, persona): called after each seat, for progress.
+OnSeat = Callable[[str, str, str], None]
+
+
+def _quiet(step: str, slug: str, persona: str) -> None:
+    pass
+
+
+def collect_answers(critics: Critics, items: list[RefItem], on_seat: OnSeat = _quiet) -> list[ItemResult]:
     """Every persona's relevance and checklist answers on every labelled card (no take yet)."""
     results = []
     for item in items:
@@ -252,8 +258,7 @@ def collect_answers(
                     relevance=p_rel, criteria=criteria,
                 )
             )  # fmt: skip
-        if on_item:
-            on_item(item.card.slug)
+            on_seat("asked", item.card.slug, persona)
     return results
 
 
@@ -269,8 +274,14 @@ def checklist_predictions(
     return out
 
 
+def takes_to_check(items: list[RefItem], results: list[ItemResult], limit: int) -> int:
+    """How many takes `check_takes` will ask for: seats with a verdict on the first `limit` tools."""
+    first = {i.card.slug for i in items[:limit]}
+    return sum(r.slug in first and r.verdict in ("ship", "skip") and r.score is not None for r in results)
+
+
 def check_takes(
-    critics: Critics, items: list[RefItem], results: list[ItemResult], limit: int
+    critics: Critics, items: list[RefItem], results: list[ItemResult], limit: int, on_seat: OnSeat = _quiet
 ) -> tuple[list[ItemResult], dict]:
     """Write takes for the first `limit` tools at their predicted verdicts; count what stood."""
     cards = {i.card.slug: i.card for i in items[:limit]}
@@ -287,6 +298,7 @@ def check_takes(
                 p = critics.prompts.personas[r.persona]
                 agree += take_problem(text, r.verdict, p, "") is None
                 r = r.model_copy(update={"take": text, "grounded": is_grounded(text, cards[r.slug])})
+            on_seat("wrote a take", r.slug, r.persona)
         out.append(r)
     asked = written + failed
     return out, {
@@ -327,7 +339,8 @@ def run_checklist_eval(
     takes: int = 0,
     write_weights: bool = False,
     command: str = "",
-    on_item: Callable[[str], None] | None = None,
+    on_seat: OnSeat = _quiet,
+    on_phase: Callable[[str, int], None] = lambda what, total: None,
 ) -> dict:
     """Ask the checklist on every labelled card (or reuse a stored evaluation's answers), then
     judge the weights out-of-fold; with `write_weights`, fit on everything and write them."""
@@ -349,8 +362,9 @@ def run_checklist_eval(
         ]  # fmt: skip
         model = f"answers of eval {answers_from}"
     else:
+        on_phase("Asking the checklist", len(items) * len(prompts.personas))
         with open_critics(settings, prompts) as critics:
-            results = collect_answers(critics, items, on_item)
+            results = collect_answers(critics, items, on_seat)
             model = ", ".join(sorted({c.model for c in critics.clients.values()}))
     oof = with_predictions(results, checklist_predictions(prompts, results, oof=True))
     files = with_predictions(results, checklist_predictions(prompts, results, oof=False))
@@ -359,8 +373,9 @@ def run_checklist_eval(
         "persona_files": {**panel_figures(files), "seats": seat_figures(files)},
     }
     if takes:
+        on_phase("Writing takes", takes_to_check(items, oof, takes))
         with open_critics(settings, prompts) as critics:
-            oof, summary["takes"] = check_takes(critics, items, oof, takes)
+            oof, summary["takes"] = check_takes(critics, items, oof, takes, on_seat)
     prompt_hash = ",".join(prompts.prompt_hash(p) for p in prompts.personas)
     eval_id = store.save_eval(str(reference), model, prompt_hash, 1, summary, oof)
     if write_weights:
@@ -371,10 +386,17 @@ def run_checklist_eval(
     return {"eval_id": eval_id, "summary": summary}
 
 
-def run_holistic_eval(settings: Settings, reference: Path, samples: int = 3) -> dict:
+def run_holistic_eval(
+    settings: Settings,
+    reference: Path,
+    samples: int = 3,
+    on_seat: OnSeat = _quiet,
+    on_phase: Callable[[str, int], None] = lambda what, total: None,
+) -> dict:
     """The holistic prompt on every labelled card, `samples` draws per seat (median kept)."""
     items = load_reference(reference)
     prompts = load_prompts(settings.prompts_dir)
+    on_phase(f"Drawing {samples} takes per seat", len(items) * len(prompts.personas))
     results, similarities = [], []
     with open_critics(settings, prompts) as critics:
         for item in items:
@@ -384,6 +406,7 @@ def run_holistic_eval(settings: Settings, reference: Path, samples: int = 3) -> 
                 result, take = judge_item(item, persona, draws)
                 results.append(result)
                 takes.append(take)
+                on_seat("drew", item.card.slug, persona)
             sim = panel_similarity(takes, item.card)
             if sim is not None:
                 similarities.append(sim)
