@@ -160,6 +160,21 @@ def test_trends_with_data_and_empty(fx, store):
     assert 'id="empty"' in empty and "<svg" not in empty
 
 
+def test_the_line_chart_dates_every_week_and_keys_seats_in_order():
+    from datetime import timedelta
+
+    from shipskip.analytics import line_chart
+
+    weeks = [date(2026, 9, 7) + timedelta(weeks=i) for i in range(5)]
+    svg = str(line_chart({p: [(w, 50.0) for w in weeks] for p in ("skeptic", "builder")}, 100, "t"))
+    assert all(w.strftime("%b %d") in svg for w in weeks)  # every week has its date
+    assert svg.index(">Builder<") < svg.index(">Skeptic<")  # the legend follows seat order
+    assert svg.count("<line") == 5  # a gridline every quarter
+    many = [date(2026, 1, 5) + timedelta(weeks=i) for i in range(30)]
+    crowded = str(line_chart({"builder": [(w, 50.0) for w in many]}, 100, "t"))
+    assert sum(w.strftime("%b %d") in crowded for w in many) <= 8  # thinned, never overlapping
+
+
 def test_trends_command_on_an_empty_database(isolated):
     from typer.testing import CliRunner
 
