@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NONE
+from prefect.context import TaskRunContext
 from prefect.runtime import flow_run, task_run
 from prefect.states import Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -28,12 +29,27 @@ from shipskip.store import Run, Store
 SEAT_RETRIES = 1
 
 
-# The critics and store are live objects (a client pool, a database path and lock): nothing to
-# cache on, so no cache policy.
-@task(cache_policy=NONE, task_run_name="{persona}", retries=SEAT_RETRIES, retry_delay_seconds=2)
-def persona_take(
-    critics: Critics, store: Store, run: Run, persona: str, card: ToolCard, reason: str | None = None
-) -> Take | State:
+# The live objects a seat is asked with (a client pool, a database), for the tasks of this
+# flow run only: Prefect's task runner copies the context into each task's thread, so the task
+# itself takes only serialisable inputs and Prefect can key, cache and retry it.
+_ASKING: ContextVar[tuple[Critics, Store]] = ContextVar("shipskip_asking")
+
+
+def seat_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    """One take per run, seat, prompt and model: a retried flow run finds the seats already
+    answered in Prefect's result store; a rerun is a new run and asks again."""
+    critics, _ = _ASKING.get()
+    persona, run = parameters["persona"], parameters["run"]
+    model = critics.clients[persona].model
+    return f"take-{run.run_id}-{persona}-{critics.prompts.prompt_hash(persona)}-{model}"
+
+
+@task(
+    cache_key_fn=seat_cache_key, persist_result=True, result_serializer="json",
+    task_run_name="{persona}", retries=SEAT_RETRIES, retry_delay_seconds=2,
+)  # fmt: skip
+def persona_take(card: ToolCard, persona: str, run: Run, reason: str | None = None) -> Take | State:
+    critics, store = _ASKING.get()
     take = usecases.ask_seat(critics, store, run, persona, card, reason)
     log_take(get_run_logger(), card.slug, take)
     if take.error:
@@ -56,10 +72,15 @@ def ask_as_tasks(
     critics: Critics, store: Store, run: Run, personas: list[str], card: ToolCard, reason: str | None
 ) -> dict[str, Take]:
     """Each seat as a Prefect task, so the flow run shows one task per persona."""
-    futures = {p: persona_take.submit(critics, store, run, p, card, reason) for p in personas}
+    token = _ASKING.set((critics, store))
+    try:
+        futures = {p: persona_take.submit(card, p, run, reason) for p in personas}
+        for f in futures.values():
+            f.wait()
+    finally:
+        _ASKING.reset(token)
     takes = {}
     for persona, f in futures.items():
-        f.wait()
         if f.state.is_failed() and (f.state.message or "").startswith(f"{persona} failed after"):
             takes[persona] = store.checkpoints(run)[persona]  # the seat's own failure, kept as its take
             continue

@@ -106,3 +106,42 @@ def test_flows_wrap_the_use_cases_with_a_task_per_seat_artifacts_and_a_line_per_
     lines = [r.getMessage() for r in caplog.records if "smollm3 · " in r.getMessage()]
     assert {ln.split(" · ")[1].split(":")[0] for ln in lines} >= {"builder", "skeptic", "founder"}
     assert all("model fake-model" in ln and "tokens" in ln for ln in lines)
+
+
+def test_a_seat_task_takes_serialisable_inputs_and_is_cached_within_its_run(fake, isolated):
+    """pydantic-ai's pattern: the live client stays outside the task; the task's inputs (card,
+    persona, run, reason) are plain data, and a cache key names the take: run, seat, prompt, model."""
+    import dataclasses
+    import json
+    from pathlib import Path
+
+    from prefect import flow
+
+    from flows.review import ask_as_tasks
+    from shipskip.cards import load_card
+    from shipskip.personas import load_prompts
+    from shipskip.review import open_critics
+    from shipskip.settings import get_settings
+    from shipskip.store import Store
+
+    settings = get_settings()
+    store, card = Store(settings.db_path), load_card(Path(CARD))
+    run = store.begin_run(card)
+    json.dumps({"card": card.model_dump(mode="json"), "run": dataclasses.asdict(run), "persona": "builder"})
+
+    @flow
+    def ask_three_times() -> tuple[dict, dict, dict, list[int]]:
+        counts = []
+        with open_critics(settings, load_prompts(settings.prompts_dir), ["builder"]) as critics:
+            first = ask_as_tasks(critics, store, run, ["builder"], card, None)
+            counts.append(len(fake.requests))
+            again = ask_as_tasks(critics, store, run, ["builder"], card, None)  # a retried flow run
+            counts.append(len(fake.requests))
+            other = dataclasses.replace(run, run_id="another-run")  # a rerun is a new run
+            fresh = ask_as_tasks(critics, store, other, ["builder"], card, None)
+            counts.append(len(fake.requests))
+        return first, again, fresh, counts
+
+    first, again, fresh, counts = ask_three_times()
+    assert counts[0] > 0 and counts[1] == counts[0] and counts[2] > counts[1]
+    assert again["builder"] == first["builder"] and fresh["builder"].score == first["builder"].score
