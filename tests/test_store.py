@@ -186,3 +186,39 @@ def test_the_sql_view_applies_the_same_verdict_rule_as_aggregate(store):
         r["slug"]: (r["label"], r["ship"], r["skip"], r["abstain"], r["ship_pct"], r["flagged"]) for r in rows
     }
     assert got == expected
+
+
+RANKED = (
+    "SELECT take_id FROM (SELECT t.take_id, row_number() OVER (PARTITION BY t.slug, t.persona"
+    " ORDER BY t.version DESC) AS rn FROM takes t JOIN runs r USING (run_id) WHERE r.status = 'complete')"
+    " WHERE rn = 1"
+)
+
+
+def test_the_current_flag_marks_exactly_the_latest_committed_take(store, tmp_path):
+    """current_takes filters on a flag the store keeps at commit: it must be the same set the
+    ranking of every committed take gives, after reviews, reruns, a failed rerun, a run left
+    uncommitted, and a reload from Parquet."""
+    card = make_card()
+    store.commit_review(store.begin_run(card), card, five(["ship", "skip", "ship", None, "skip"]))
+    for score in (40, 75):
+        rerun = store.begin_run(card, kind="rerun", reason="again")
+        store.commit_review(rerun, card, [make_take("skeptic", "ship" if score >= 60 else "skip", score)])
+    failed = store.begin_run(card, kind="rerun", reason="broken")
+    store.fail_rerun(failed, make_take("founder", None, None), "broken")
+    store.begin_run(make_card(slug="other", name="Other"))  # started, never committed
+
+    def ids(sql):
+        return sorted(r["take_id"] for r in store.query(sql))
+
+    assert ids("SELECT take_id FROM current_takes") == ids(RANKED)
+    assert [t.score for t in store.current_takes("demo-tool") if t.persona == "skeptic"] == [75]
+    exported = tmp_path / "takes.parquet"
+    with store.connect(read_only=True) as con:
+        con.execute(f"COPY (SELECT * EXCLUDE (is_current) FROM takes) TO '{exported}' (FORMAT parquet)")
+        runs = tmp_path / "runs.parquet"
+        con.execute(f"COPY runs TO '{runs}' (FORMAT parquet)")
+    fresh = Store(tmp_path / "fresh.duckdb")
+    fresh.load_parquet("runs", runs)
+    fresh.load_parquet("takes", exported)  # an export from before the flag existed
+    assert sorted(r["take_id"] for r in fresh.query("SELECT take_id FROM current_takes")) == ids(RANKED)

@@ -327,6 +327,11 @@ class Store:
                     "SELECT coalesce(max(version), 0) + 1 FROM takes WHERE slug = ? AND persona = ?",
                     [card.slug, take.persona],
                 ).fetchone()[0]
+                # The new take becomes this seat's current one in the same transaction.
+                con.execute(
+                    "UPDATE takes SET is_current = false WHERE slug = ? AND persona = ? AND is_current",
+                    [card.slug, take.persona],
+                )
                 self._insert_take(con, run, take, version, now)
             con.execute(
                 "UPDATE runs SET status = 'complete', finished_at = ? WHERE run_id = ?", [now, run.run_id]
@@ -365,7 +370,7 @@ class Store:
             "take_id": uuid.uuid4().hex, "run_id": run.run_id, "slug": run.slug,
             "content_hash": run.content_hash, "version": version, "created_at": now,
             "prompt_tokens": t.usage.prompt_tokens, "completion_tokens": t.usage.completion_tokens,
-            "cached_tokens": t.usage.cached_tokens,
+            "cached_tokens": t.usage.cached_tokens, "is_current": True,
             "criteria": json.dumps([c.model_dump() for c in t.criteria]) if t.criteria else None,
             **t.model_dump(include=_TAKE_FIELDS, by_alias=True),
         }  # fmt: skip
@@ -380,7 +385,19 @@ class Store:
         with self.transaction() as con:
             before = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
             con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM read_parquet(?)", [str(path)])
+            if table in ("takes", "runs"):
+                self._mark_current(con)  # loaded takes (or their runs) may change which is current
             return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] - before
+
+    @staticmethod
+    def _mark_current(con: duckdb.DuckDBPyConnection) -> None:
+        """Mark, from scratch, the latest committed take of each tool and persona as current."""
+        con.execute(
+            "UPDATE takes SET is_current = take_id IN ("
+            "  SELECT take_id FROM (SELECT t.take_id, row_number() OVER ("
+            "    PARTITION BY t.slug, t.persona ORDER BY t.version DESC) AS rn"
+            "  FROM takes t JOIN runs r USING (run_id) WHERE r.status = 'complete') WHERE rn = 1)"
+        )
 
     def save_eval(
         self, reference: str, model: str, prompt_hash: str, samples: int, summary: dict, results: list
