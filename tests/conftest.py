@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +30,9 @@ def prefect_harness() -> Iterator[None]:
     """A real Prefect API for the tests that run flows (13 s to start on 2 cores), so only
     modules that use it pay for it: `pytestmark = pytest.mark.usefixtures("prefect_harness")`."""
     from prefect.testing.utilities import prefect_test_harness
+
+    # Task results (cached takes) go to a folder of this session, not the user's ~/.prefect.
+    os.environ["PREFECT_LOCAL_STORAGE_PATH"] = tempfile.mkdtemp(prefix="shipskip-results-")
 
     with prefect_test_harness(server_startup_timeout=120):
         yield

@@ -83,7 +83,8 @@ def test_flows_wrap_the_use_cases_with_a_task_per_seat_artifacts_and_a_line_per_
 
     from flows.scheduled import rerun_persona
 
-    caplog.set_level(logging.INFO, logger="prefect")
+    for name in ("prefect", "prefect.flow_runs", "prefect.task_runs"):  # the CLI's tests quiet these
+        caplog.set_level(logging.INFO, logger=name)
     state = review_tool(card_path=CARD, return_state=True)
     assert len(state.result().takes) == 5
     rerun = rerun_persona(
@@ -113,6 +114,7 @@ def test_a_seat_task_takes_serialisable_inputs_and_is_cached_within_its_run(fake
     persona, run, reason) are plain data, and a cache key names the take: run, seat, prompt, model."""
     import dataclasses
     import json
+    import uuid
     from pathlib import Path
 
     from prefect import flow
@@ -137,7 +139,7 @@ def test_a_seat_task_takes_serialisable_inputs_and_is_cached_within_its_run(fake
             counts.append(len(fake.requests))
             again = ask_as_tasks(critics, store, run, ["builder"], card, None)  # a retried flow run
             counts.append(len(fake.requests))
-            other = dataclasses.replace(run, run_id="another-run")  # a rerun is a new run
+            other = dataclasses.replace(run, run_id=uuid.uuid4().hex)  # a rerun is a new run
             fresh = ask_as_tasks(critics, store, other, ["builder"], card, None)
             counts.append(len(fake.requests))
         return first, again, fresh, counts

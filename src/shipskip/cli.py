@@ -206,10 +206,16 @@ def _review_one(path: Path, card: ToolCard, force: bool, review_tool: Callable[.
     ) as bar:
         job = bar.add_task(f"Panel reviewing {card.name}", total=len(PERSONAS))
 
+        done: set[str] = set()
+
         def tick(slug: str, take: Take) -> None:
             label = "abstained" if take.abstained else f"{take.score}/100 {take.verdict}"
+            if take.error and take.persona not in done:
+                label += " (provider failed; asking once more)"  # the flow's retry follows
             bar.console.print(f"  {take.persona.title()}: {label}", highlight=False)
-            bar.advance(job)
+            if take.persona not in done:  # a retried seat reports twice but counts once
+                done.add(take.persona)
+                bar.advance(job)
 
         with user_errors(), signals.listening(tick):
             out = review_tool(card_path=str(path), force=force)
