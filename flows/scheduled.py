@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Annotated
 
 from prefect import flow, get_run_logger
@@ -11,11 +12,34 @@ from pydantic import Field
 
 from flows.review import ask_as_tasks, log_take, publish_review
 from shipskip import usecases
+from shipskip.models import ToolCard
 from shipskip.orchestration import seat_limit
 from shipskip.outcome import ReviewOutcome
+from shipskip.review import Critics
 from shipskip.roster import PersonaName
-from shipskip.settings import get_settings
+from shipskip.settings import Settings, get_settings
 from shipskip.store import Store
+
+# The live objects a tool's subflow reviews with (set in the thread that calls it), so the
+# subflow's one parameter is the card: plain data Prefect shows and stores.
+_REVIEWING: ContextVar[tuple[Store, Settings, Critics]] = ContextVar("shipskip_reviewing")
+
+
+@flow(name="review-listed-tool", flow_run_name="review-{card.slug}")
+def review_listed_tool(card: ToolCard) -> ReviewOutcome:
+    """One tool of an ingest, as a subflow: its own run in the UI, with its own state and logs."""
+    store, settings, critics = _REVIEWING.get()
+    return usecases.review_card(card, store, settings, critics=critics, flow_run_id=flow_run.id)
+
+
+def _review_in_subflow(
+    card: ToolCard, store: Store, settings: Settings, *, critics: Critics, flow_run_id: str | None = None
+) -> ReviewOutcome:
+    token = _REVIEWING.set((store, settings, critics))
+    try:
+        return review_listed_tool(card)
+    finally:
+        _REVIEWING.reset(token)
 
 
 @flow(name="review-new-tools")
@@ -24,8 +48,9 @@ def review_new_tools(
 ) -> dict[str, list[str]]:
     """Review each new or changed tool of a source once; report bad entries and go on.
 
-    Tools are reviewed concurrently inside this one flow run (SHIPSKIP_LLM_CONCURRENCY bounds
-    the calls in flight); each reviewed tool logs its takes and leaves a `review-SLUG` artifact.
+    Each new tool is a subflow run, `review-SLUG`; tools are reviewed concurrently
+    (SHIPSKIP_LLM_CONCURRENCY bounds the calls in flight), and each reviewed tool logs its
+    takes and leaves a `review-SLUG` artifact.
 
     Args:
         source: Folder of cards, .jsonl file, or RSS/Atom feed file or URL.
@@ -42,7 +67,7 @@ def review_new_tools(
 
     report = usecases.ingest(
         source, store, settings, warn=logger.warning, on_review=reviewed, flow_run_id=flow_run.id,
-        seat_slot=seat_slot,
+        seat_slot=seat_slot, review=_review_in_subflow,
     )  # fmt: skip
     return report.as_dict()
 

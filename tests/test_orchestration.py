@@ -147,3 +147,21 @@ def test_a_seat_task_takes_serialisable_inputs_and_is_cached_within_its_run(fake
     first, again, fresh, counts = ask_three_times()
     assert counts[0] > 0 and counts[1] == counts[0] and counts[2] > counts[1]
     assert again["builder"] == first["builder"] and fresh["builder"].score == first["builder"].score
+
+
+def test_each_tool_of_an_ingest_is_a_subflow_run(fake, tmp_path, monkeypatch):
+    from prefect.client.schemas.filters import FlowRunFilterParentFlowRunId
+
+    from flows.scheduled import review_new_tools
+
+    monkeypatch.setenv("SHIPSKIP_LLM_CONCURRENCY", "16")  # four tools at once
+    slugs = write_cards(tmp_path / "inbox", 6)
+    state = review_new_tools(source=str(tmp_path / "inbox"), return_state=True)
+    assert sorted(state.result()["reviewed"]) == slugs
+    parent = state.state_details.flow_run_id
+    with get_client(sync_client=True) as client:
+        children = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent]))
+        )
+    assert sorted(c.name for c in children) == [f"review-{s}" for s in slugs]
+    assert all(c.state.is_completed() for c in children)

@@ -130,6 +130,11 @@ def tools_in_flight(settings: Settings, seats: int) -> int:
     return max(1, -(-settings.llm_concurrency // max(1, seats)))
 
 
+# How an ingest reviews one of its tools: `review_card` itself here; a subflow per tool in
+# the scheduled flow. Called as review(card, store, settings, critics=..., flow_run_id=...).
+ReviewOne = Callable[..., ReviewOutcome]
+
+
 def ingest(
     source: str,
     store: Store,
@@ -139,6 +144,7 @@ def ingest(
     on_review: Callable[[ReviewOutcome], None] = lambda out: None,
     flow_run_id: str | None = None,
     seat_slot: SlotFactory | None = None,
+    review: ReviewOne = review_card,
 ) -> IngestReport:
     """Review each new or changed tool of a source once; a bad entry costs that entry only.
 
@@ -165,7 +171,7 @@ def ingest(
         ThreadPoolExecutor(max_workers=tools_in_flight(settings, len(prompts.personas))) as pool,
     ):
         futures = {
-            _submit(pool, review_card, card, store, settings, critics=critics, flow_run_id=flow_run_id): card
+            _submit(pool, review, card, store, settings, critics=critics, flow_run_id=flow_run_id): card
             for card in todo
         }
         try:
