@@ -1,0 +1,39 @@
+"""The package's import graph: no cycles, and only the CLI reaches into flows/ (issue 12)."""
+
+import ast
+from pathlib import Path
+
+from conftest import ROOT
+
+
+def imports_of(path: Path) -> set[str]:
+    """Modules of shipskip (or 'flows') a file imports, at the top or inside functions."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level == 1:
+                found.update([node.module.split(".")[0]] if node.module else [a.name for a in node.names])
+            elif node.module and node.module.split(".")[0] in ("shipskip", "flows"):
+                parts = node.module.split(".")
+                found.add("flows" if parts[0] == "flows" else parts[1] if len(parts) > 1 else "")
+    return found - {""}
+
+
+def test_no_import_cycles_and_only_the_cli_imports_flows():
+    graph = {f.stem: imports_of(f) for f in (ROOT / "src" / "shipskip").glob("*.py")}
+    assert {m for m, deps in graph.items() if "flows" in deps} == {"cli"}
+
+    def cycle_from(start: str) -> list[str] | None:
+        stack, seen = [(start, [start])], set()
+        while stack:
+            node, path = stack.pop()
+            for dep in graph.get(node, ()):
+                if dep == start:
+                    return [*path, dep]
+                if dep not in seen:
+                    seen.add(dep)
+                    stack.append((dep, [*path, dep]))
+        return None
+
+    cycles = [c for m in graph if (c := cycle_from(m))]
+    assert cycles == []
