@@ -1,5 +1,9 @@
 """Time a review with the embedded model: holistic and checklist scoring through shipskip, and
-the five holistic requests sent straight to llama.cpp.
+the same requests sent straight to llama.cpp.
+
+For the checklist, the requests of one shipskip review are recorded at the HTTP boundary
+(every body, retries included, grouped by the seat's thread) and replayed straight to the
+same server with the same concurrency, one thread per seat: the ratio is shipskip's own cost.
 
 Usage: .venv/bin/python bench/review_bench.py [--rounds N]
 Prints seconds per review through shipskip (prompt rendering, client, validation, the Prefect
@@ -73,6 +77,49 @@ def main() -> None:
                 through[mode].append(time.perf_counter() - t)
             calls[mode] = sum(t.attempts for t in out.takes)
 
+    # Record one checklist review's requests, then replay them raw, seat by seat in threads.
+    import threading
+
+    from shipskip.llm import DeadlineTransport
+
+    recorded: dict[str, list[bytes]] = {}
+    plain = DeadlineTransport.handle_request
+
+    def recording(self: DeadlineTransport, request: httpx.Request) -> httpx.Response:
+        recorded.setdefault(threading.current_thread().name, []).append(request.read())
+        return plain(self, request)
+
+    replayed, through_again = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["SHIPSKIP_DB_PATH"] = str(Path(tmp) / "bench.duckdb")
+        os.environ["SHIPSKIP_SCORING"] = "checklist"
+        DeadlineTransport.handle_request = recording  # type: ignore[method-assign]
+        try:
+            review_tool(card_path=args.card, force=True)
+        finally:
+            DeadlineTransport.handle_request = plain  # type: ignore[method-assign]
+        for _ in range(args.rounds):
+            t = time.perf_counter()
+            review_tool(card_path=args.card, force=True)
+            through_again.append(time.perf_counter() - t)
+    seats = list(recorded.values())
+    with embedded_server() as base_url, httpx.Client(timeout=120) as http:
+
+        def replay(bodies: list[bytes]) -> None:
+            for body in bodies:
+                http.post(
+                    f"{base_url}/chat/completions", content=body, headers={"content-type": "application/json"}
+                ).raise_for_status()
+
+        for _ in range(args.rounds):
+            t = time.perf_counter()
+            workers = [threading.Thread(target=replay, args=(b,)) for b in seats]
+            for w in workers:
+                w.start()
+            for w in workers:
+                w.join()
+            replayed.append(time.perf_counter() - t)
+
     d = statistics.median(direct)
     h, c = statistics.median(through["holistic"]), statistics.median(through["checklist"])
     print(f"card: {card.slug}  rounds: {args.rounds}  cpus: {os.cpu_count()}")
@@ -82,6 +129,11 @@ def main() -> None:
     )
     print(
         f"checklist through shipskip ({calls['checklist']} calls): {c:6.2f} s per review  ({c / h:.2f}x holistic)"
+    )
+    r, c2 = statistics.median(replayed), statistics.median(through_again)
+    print(
+        f"checklist, the same {sum(map(len, seats))} requests replayed straight to llama.cpp in {len(seats)} "
+        f"threads: {r:6.2f} s; through shipskip: {c2:6.2f} s  ({c2 / r:.2f}x raw)"
     )
     sys.stdout.flush()
 
