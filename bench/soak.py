@@ -139,41 +139,26 @@ def main() -> None:
                 ingests[0].send_signal(signal.SIGKILL)
                 soak.bump("ingests killed")
 
+        def ingest(i: int) -> list[str]:
+            return ["ingest", str(inbox)]
+
+        def rerun(i: int) -> list[str] | None:
+            return ["rerun", "tool-000", "skeptic", "--reason", f"soak {i}"] if reviewed("tool-000") else None
+
+        def vote(i: int) -> list[str] | None:
+            choice = "ship" if i % 3 else "skip"
+            return ["vote", "tool-001", choice, "--voter", f"voter-{i}"] if reviewed("tool-001") else None
+
+        def query(i: int) -> list[str] | None:
+            sql = "SELECT label, count(*) AS n FROM panel_verdicts GROUP BY label"
+            return ["sql", sql] if reviewed("tool-000") else None
+
         loops = [
-            threading.Thread(target=soak.loop, args=("ingest", lambda i: ["ingest", str(inbox)])),
-            threading.Thread(target=soak.loop, args=("ingest", lambda i: ["ingest", str(inbox)], 0.7)),
-            threading.Thread(
-                target=soak.loop,
-                args=(
-                    "rerun",
-                    lambda i: (
-                        ["rerun", "tool-000", "skeptic", "--reason", f"soak {i}"]
-                        if reviewed("tool-000")
-                        else None
-                    ),
-                ),
-            ),  # fmt: skip
-            threading.Thread(
-                target=soak.loop,
-                args=(
-                    "vote",
-                    lambda i: (
-                        ["vote", "tool-001", "ship" if i % 3 else "skip", "--voter", f"voter-{i}"]
-                        if reviewed("tool-001")
-                        else None
-                    ),
-                ),
-            ),  # fmt: skip
-            threading.Thread(
-                target=soak.loop,
-                args=(
-                    "sql",
-                    lambda i: (
-                        ["sql", "SELECT label, count(*) AS n FROM panel_verdicts GROUP BY label"]
-                        if reviewed("tool-000")
-                        else None
-                    ),
-                ),
+            threading.Thread(target=soak.loop, args=("ingest", ingest)),
+            threading.Thread(target=soak.loop, args=("ingest", ingest, 0.7)),
+            *(
+                threading.Thread(target=soak.loop, args=(name, command))
+                for name, command in (("rerun", rerun), ("vote", vote), ("sql", query))
             ),  # fmt: skip
             threading.Thread(target=feed),
             threading.Thread(target=killer),

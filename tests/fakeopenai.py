@@ -8,6 +8,7 @@ import math
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -236,3 +237,21 @@ def persona_of(req: dict) -> str:
         if f"You are the {name}" in user or f"The {name} asks" in user:
             return name.lower()
     return "?"
+
+
+class PeakInFlight:
+    """An answer that holds each request `delay_s` and records how many overlapped at most."""
+
+    def __init__(self, answer: Callable[[dict], Reply], delay_s: float) -> None:
+        self.answer, self.delay_s = answer, delay_s
+        self.now = self.peak = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, req: dict) -> Reply:
+        with self._lock:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+        time.sleep(self.delay_s)
+        with self._lock:
+            self.now -= 1
+        return self.answer(req)

@@ -4,12 +4,10 @@ import os
 import re
 import subprocess
 import sys
-import threading
-import time
 
 import pytest
 from conftest import ROOT
-from fakeopenai import FakeOpenAI, standard_answer
+from fakeopenai import FakeOpenAI, PeakInFlight, standard_answer
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.settings import PREFECT_API_URL
@@ -47,17 +45,7 @@ def test_a_seat_whose_provider_keeps_failing_is_retrying_then_failed(fake, monke
 
 
 def test_two_workers_count_against_one_global_limit_on_calls(tmp_path):
-    lock, seen = threading.Lock(), {"now": 0, "peak": 0}
-
-    def slow(req):
-        with lock:
-            seen["now"] += 1
-            seen["peak"] = max(seen["peak"], seen["now"])
-        time.sleep(0.05)
-        with lock:
-            seen["now"] -= 1
-        return standard_answer(req)
-
+    slow = PeakInFlight(standard_answer, 0.05)
     with FakeOpenAI(default=slow) as fake:
         procs = []
         for i in range(2):
@@ -73,7 +61,7 @@ def test_two_workers_count_against_one_global_limit_on_calls(tmp_path):
         results = [p.communicate(timeout=240) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], results
     # Each worker alone would allow 2 calls in flight; together they still had at most 2.
-    assert len(fake.requests) > 50 and seen["peak"] == 2
+    assert len(fake.requests) > 50 and slow.peak == 2
     with get_client(sync_client=True) as client:
         assert client.read_global_concurrency_limit_by_name(LLM_LIMIT).limit == 2
 

@@ -228,22 +228,11 @@ def test_a_non_web_address_never_becomes_a_link(store, isolated):
 def test_tool_pages_have_similar_tools_a_badge_and_its_snippet(store, isolated):
     import xml.etree.ElementTree as ET
 
-    seed(
-        store,
-        "alpha",
-        "Alpha <b>",
-        ["ship", "ship", "skip", "ship", None],
-        [80, 70, 40, 75, None],
-        category="Agents",
-    )
-    seed(
-        store,
-        "beta",
-        "Beta",
-        ["skip", "skip", "skip", "ship", None],
-        [30, 20, 40, 75, None],
-        category="Agents",
-    )
+    for slug, name, verdicts, scores in (
+        ("alpha", "Alpha <b>", ["ship", "ship", "skip", "ship", None], [80, 70, 40, 75, None]),
+        ("beta", "Beta", ["skip", "skip", "skip", "ship", None], [30, 20, 40, 75, None]),
+    ):
+        seed(store, slug, name, verdicts, scores, category="Agents")
     seed(store, "gamma", "Gamma", ["ship"] * 5, [80] * 5, category="Video")
     path, _ = write_tool(store, isolated / "out", "alpha")
     page = path.read_text()

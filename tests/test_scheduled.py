@@ -81,25 +81,14 @@ def test_deployments_in_prefect_yaml_load():
 
 def test_llm_concurrency_bounds_calls_in_flight(holistic, tmp_path, monkeypatch):
     fake = holistic
-    import threading
-    import time
+    from fakeopenai import PeakInFlight
 
     monkeypatch.setenv("SHIPSKIP_LLM_CONCURRENCY", "2")
-    lock, state = threading.Lock(), {"now": 0, "peak": 0}
-
-    def slow(req):
-        with lock:
-            state["now"] += 1
-            state["peak"] = max(state["peak"], state["now"])
-        time.sleep(0.1)
-        with lock:
-            state["now"] -= 1
-        return Reply(content=take_json(lead=lead_of(req)))
-
+    slow = PeakInFlight(lambda req: Reply(content=take_json(lead=lead_of(req))), 0.1)
     fake.default = slow
     ingest(str(inbox(tmp_path, "smollm3.yaml", "pagerduck.yaml")))
     assert len(fake.requests) == 10
-    assert state["peak"] == 2
+    assert slow.peak == 2
 
 
 def test_checklist_rerun_keeps_the_old_take_and_stores_new_criteria(fake, tmp_path):
