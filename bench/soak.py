@@ -159,7 +159,7 @@ def main() -> None:
             *(
                 threading.Thread(target=soak.loop, args=(name, command))
                 for name, command in (("rerun", rerun), ("vote", vote), ("sql", query))
-            ),  # fmt: skip
+            ),
             threading.Thread(target=feed),
             threading.Thread(target=killer),
         ]
