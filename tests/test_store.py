@@ -222,3 +222,12 @@ def test_the_current_flag_marks_exactly_the_latest_committed_take(store, tmp_pat
     fresh.load_parquet("runs", runs)
     fresh.load_parquet("takes", exported)  # an export from before the flag existed
     assert sorted(r["take_id"] for r in fresh.query("SELECT take_id FROM current_takes")) == ids(RANKED)
+
+
+def test_reviewed_among_answers_for_a_whole_feed_at_once(store):
+    seen, changed, new = make_card(), make_card(slug="b", name="B"), make_card(slug="c", name="C")
+    for card in (seen, changed):
+        store.commit_review(store.begin_run(card), card, five())
+    changed = changed.model_copy(update={"description": changed.description + " Now with a CLI."})
+    assert store.reviewed_among([seen, changed, new]) == {"demo-tool"}
+    assert store.reviewed_among([]) == set()

@@ -306,15 +306,22 @@ class Store:
 
     def is_reviewed(self, card: ToolCard) -> bool:
         """True when a committed review already read this exact card."""
-        if not self.path.exists():
-            return False
+        return card.slug in self.reviewed_among([card])
+
+    def reviewed_among(self, cards: list[ToolCard]) -> set[str]:
+        """Slugs of the cards whose exact content a committed review already read: one query
+        for a whole feed, not one connection per entry (15 ms each; a 10,000-entry feed)."""
+        if not cards or not self.path.exists():
+            return set()
+        wanted = [(c.slug, c.content_hash()) for c in cards]
         with self.connect() as con:
-            row = con.execute(
-                "SELECT 1 FROM runs WHERE slug = ? AND content_hash = ? AND kind = 'review' "
-                "AND status = 'complete' LIMIT 1",
-                [card.slug, card.content_hash()],
-            ).fetchone()
-        return row is not None
+            rows = con.execute(
+                "SELECT DISTINCT r.slug FROM runs r JOIN (SELECT unnest(?) AS slug, unnest(?) AS h) w"
+                " ON r.slug = w.slug AND r.content_hash = w.h"
+                " WHERE r.kind = 'review' AND r.status = 'complete'",
+                [[s for s, _ in wanted], [h for _, h in wanted]],
+            ).fetchall()
+        return {r[0] for r in rows}
 
     def commit_review(self, run: Run, card: ToolCard, takes: list[Take]) -> None:
         """Tool, takes and run status land together or not at all."""

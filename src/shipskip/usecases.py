@@ -152,11 +152,13 @@ def ingest(
     """
     report = IngestReport()
     todo: list[ToolCard] = []
-    for entry in read_source(source):
+    entries = list(read_source(source))
+    done = store.reviewed_among([e.card for e in entries if e.card is not None])
+    for entry in entries:
         if entry.card is None:
             warn(f"skipped {entry.error}")
             report.refused.append(entry.error or entry.where)
-        elif store.is_reviewed(entry.card):
+        elif entry.card.slug in done:
             report.unchanged.append(entry.card.slug)
         elif len(todo) >= settings.max_new_per_run:
             # Bounded runs: what is left waits for the next run.
