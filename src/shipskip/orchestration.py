@@ -4,6 +4,9 @@ Prefect's own temporary server is a child process that outlives a SIGKILLed pare
 its stdout open. Ours runs the same app (Prefect's `create_app` under uvicorn) on loopback,
 tied to this process by `lifeline`, with its output kept off our stdout. Only commands that
 run a flow start it.
+
+On a shared server (not one of ours), the calls-in-flight setting also becomes a Prefect
+global concurrency limit that every worker counts against (`seat_limit`).
 """
 
 from __future__ import annotations
@@ -87,7 +90,7 @@ def seat_limit(settings: Settings) -> SlotFactory | None:
     A seat asks one question at a time, so seats in flight bound calls in flight; a slot per
     seat, not per call, keeps the cost to one acquire and release a take (0.1-0.4 s on the
     test harness, about 2 s more when a seat must wait for a slot: Prefect polls).
-    On a temporary API of our own nothing else counts against the limit and the panel's
+    On a temporary API of our own nothing else counts against the limit and the critics'
     in-process bound already holds, so none is used there."""
     if not shared_api():
         return None
