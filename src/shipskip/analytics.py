@@ -14,7 +14,7 @@ import duckdb
 from markupsafe import Markup, escape
 
 from .errors import ShipskipError
-from .roster import COLOURS, FALLBACK_COLOUR, PERSONAS
+from .roster import COLOURS, FALLBACK_COLOUR, seat_key
 from .store import EXPORT_TABLES, Store
 
 
@@ -194,7 +194,7 @@ def line_chart(
     Drawn for a phone first (compared in Chromium against pygal 3.1.3 on the same data): a
     narrow canvas so text stays legible when scaled to 390 px, a gridline every quarter, a
     date under every week (every second or third when there are many), the legend below."""
-    names = [n for n in PERSONAS if n in series] + sorted(n for n in series if n not in PERSONAS)
+    names = sorted(series, key=seat_key)
     legend_rows = -(-len(names) // 3)
     w, left, right, top, plot_h = 480, 34, 12, 26, 170
     h = top + plot_h + 34 + 18 * legend_rows

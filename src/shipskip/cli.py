@@ -116,6 +116,11 @@ def takes_table(title: str, takes: list[Take]) -> Table:
     return table
 
 
+def _said(take: Take) -> str:
+    """A take in a progress line: its score and verdict, or that it abstained."""
+    return "abstained" if take.abstained else f"{take.score}/100 {take.verdict}"
+
+
 def _version(value: bool) -> None:
     if value:
         from importlib.metadata import version
@@ -209,7 +214,7 @@ def _review_one(path: Path, card: ToolCard, force: bool, review_tool: Callable[.
         done: set[str] = set()
 
         def tick(slug: str, take: Take) -> None:
-            label = "abstained" if take.abstained else f"{take.score}/100 {take.verdict}"
+            label = _said(take)
             if take.error and take.persona not in done:
                 label += " (provider failed; asking once more)"  # the flow's retry follows
             bar.console.print(f"  {take.persona.title()}: {label}", highlight=False)
@@ -324,7 +329,7 @@ def ingest(
 
         def tick(slug: str, take: Take) -> None:
             done[slug] = done.get(slug, 0) + 1
-            label = "abstained" if take.abstained else f"{take.score}/100 {take.verdict}"
+            label = _said(take)
             bar.console.print(f"  {slug} · {take.persona.title()}: {label}", highlight=False)
             tools = sum(1 for n in done.values() if n >= len(PERSONAS))
             bar.update(job, description=f"Ingesting {source}: {sum(done.values())} takes, {tools} tools done")
@@ -361,7 +366,7 @@ def rerun(
         bar.add_task(f"Asking the {persona.value.title()} about {tool} again", total=None)
 
         def tick(slug: str, take: Take) -> None:
-            label = "abstained" if take.abstained else f"{take.score}/100 {take.verdict}"
+            label = _said(take)
             bar.console.print(f"  {take.persona.title()}: {label}", highlight=False)
 
         with user_errors(), prefect_api(), signals.listening(tick):

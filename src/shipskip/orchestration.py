@@ -62,6 +62,7 @@ def prefect_api() -> Iterator[None]:
             yield
         finally:
             _drain()
+            _PRIVATE_APIS.discard(api)
 
 
 def _drain() -> None:

@@ -71,13 +71,17 @@ def _target(out_dir: Path, sub: str, stem: str) -> Path:
     return path
 
 
+def _replace(target: Path, text: str) -> None:
+    # Write then rename, so a reader never sees half a file.
+    tmp = target.with_suffix(target.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(target)
+
+
 def _write(path: Path, html: str, md: str) -> Path:
     html_path = path.with_suffix(".html")
-    # Write then rename, so a reader never sees half a page.
-    for target, text in ((html_path, html), (path.with_suffix(".md"), md)):
-        tmp = target.with_suffix(target.suffix + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(target)
+    _replace(html_path, html)
+    _replace(path.with_suffix(".md"), md)
     return html_path
 
 
@@ -101,10 +105,7 @@ def _write_tool_page(store: Store, out_dir: Path, panel: ReviewedTool) -> Path:
     for other in similar:
         html, md = compare_page(panel, other, today)
         _write(_target(out_dir, "compare", f"{panel.card.slug}-vs-{other.card.slug}"), html, md)
-    badge = _target(out_dir, "badges", panel.card.slug).with_suffix(".svg")
-    tmp = badge.with_suffix(".svg.tmp")
-    tmp.write_text(badge_svg(panel), encoding="utf-8")
-    tmp.replace(badge)
+    _replace(_target(out_dir, "badges", panel.card.slug).with_suffix(".svg"), badge_svg(panel))
     html, md = tool_page(panel, today, similar)
     return _write(_target(out_dir, "tools", panel.card.slug), html, md)
 

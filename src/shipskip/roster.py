@@ -73,3 +73,9 @@ PERSONAS: tuple[str, ...] = tuple(s.name for s in SEATS)
 # The same names as a type, so a flow parameter offers them as choices and refuses others.
 PersonaName = Literal[PERSONAS]  # type: ignore[valid-type]
 COLOURS: dict[str, str] = {s.name: s.colour for s in SEATS}
+_PLACE = {name: i for i, name in enumerate(PERSONAS)}
+
+
+def seat_key(name: str) -> tuple[int, str]:
+    """Sort key for persona names: seat order, then any name that is not a seat, by name."""
+    return (_PLACE.get(name, len(_PLACE)), name)

@@ -27,7 +27,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
 from .errors import ShipskipError
 from .models import CommunityVotes, Take, ToolCard, Usage, is_web_address
 from .panel import aggregate
-from .roster import PERSONAS
+from .roster import seat_key
 
 # DuckDB refuses a read-only and a read-write connection to one file in the same process,
 # so every connection in this process takes turns; each is held only for one short step.
@@ -443,8 +443,7 @@ class Store:
         cur = con.execute("SELECT * FROM current_takes WHERE slug = ?", [slug])
         cols = [d[0] for d in cur.description or []]
         takes = [_take_from_row(dict(zip(cols, r, strict=True))) for r in cur.fetchall()]
-        order = {p: i for i, p in enumerate(PERSONAS)}
-        return sorted(takes, key=lambda t: order.get(t.persona, 99))
+        return sorted(takes, key=lambda t: seat_key(t.persona))
 
     def current_takes(self, slug: str) -> list[Take]:
         with self.connect(read_only=True) as con:
