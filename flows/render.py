@@ -14,7 +14,7 @@ from shipskip.store import Store
 def render_comparison(tool_a: str, tool_b: str) -> str:
     """Write out/compare/A-vs-B.html and .md, and the scorecard as an artifact."""
     settings = get_settings()
-    done = usecases.compare(Store(settings.db_path), settings, tool_a, tool_b)
+    done = usecases.compare(Store.from_settings(settings), settings, tool_a, tool_b)
     note = ""
     if not done.order_independent:
         get_run_logger().warning("verdicts for %s vs %s depend on order", tool_a, tool_b)

@@ -116,7 +116,7 @@ def review_tool(
     """
     settings = get_settings()
     seat_slot = seat_limit(settings)
-    store = Store(db_path or settings.db_path)
+    store = Store.from_settings(settings, db_path)
     card = load_card(Path(card_path))
     out = usecases.review_card(
         card, store, settings, force=force, ask=ask_as_tasks, flow_run_id=flow_run.id, seat_slot=seat_slot

@@ -57,7 +57,7 @@ def review_new_tools(
     """
     settings = get_settings()
     seat_slot = seat_limit(settings)
-    store = Store(settings.db_path)
+    store = Store.from_settings(settings)
     logger = get_run_logger()
 
     def reviewed(out: ReviewOutcome) -> None:
@@ -94,7 +94,7 @@ def rerun_persona(
     """
     settings = get_settings()
     seat_slot = seat_limit(settings)
-    store = Store(settings.db_path)
+    store = Store.from_settings(settings)
     take = usecases.rerun(
         tool, persona, reason, store, settings, model=model, prompt_version=prompt_version, ask=ask_as_tasks,
         seat_slot=seat_slot,

@@ -83,7 +83,7 @@ err = Console(stderr=True)
 
 
 def _store() -> Store:
-    return Store(get_settings().db_path)
+    return Store.from_settings(get_settings())
 
 
 def _quiet_prefect_loggers() -> None:

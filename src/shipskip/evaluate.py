@@ -346,7 +346,7 @@ def run_checklist_eval(
     judge the weights out-of-fold; with `write_weights`, fit on everything and write them."""
     items = load_reference(reference)
     prompts = load_prompts(settings.prompts_dir)
-    store = Store(settings.db_path)
+    store = Store.from_settings(settings)
     if answers_from:
         wanted = {(i.card.slug, p) for i in items for p in prompts.personas}
         results = _stored_answers(store, answers_from)
@@ -414,5 +414,6 @@ def run_holistic_eval(
     summary = summarise(results, similarities)
     summary["targets"] = {**panel_figures(results), "seats": seat_figures(results)}
     prompt_hash = ",".join(prompts.prompt_hash(p) for p in prompts.personas)
-    eval_id = Store(settings.db_path).save_eval(str(reference), model, prompt_hash, samples, summary, results)
+    store = Store.from_settings(settings)
+    eval_id = store.save_eval(str(reference), model, prompt_hash, samples, summary, results)
     return {"eval_id": eval_id, "summary": summary}

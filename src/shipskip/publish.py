@@ -123,7 +123,7 @@ def write_reviewer(store: Store, out_dir: Path, prompts_dir: Path, persona: str)
     prompts = load_prompts(prompts_dir)
     if persona not in prompts.personas:
         raise ShipskipError(f"persona: '{persona}' is not one of {', '.join(prompts.personas)}")
-    takes, categories = store.reviewer_record(persona) if store.path.exists() else ([], [])
+    takes, categories = store.reviewer_record(persona) if store.exists() else ([], [])
     html, md = reviewer_page(prompts.personas[persona], takes, categories, datetime.now(UTC).date())
     return _write(_target(out_dir, "reviewers", persona), html, md)
 

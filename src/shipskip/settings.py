@@ -47,6 +47,16 @@ class Settings(BaseSettings):
     # Data and pages live under the working directory (a deployment's, or the shell's), never
     # beside wherever the package happens to be installed.
     db_path: Path = Field(default=Path("data") / "shipskip.duckdb")
+    # The one setting that picks the store. Unset: the single DuckDB file at db_path. Set to a
+    # libpq connection string ("host=db.internal dbname=shipskip user=shipskip"): a DuckLake
+    # whose catalog is that PostgreSQL database and whose Parquet files live under
+    # lake_data_path, a folder every machine mounts at the same path. It may hold a password,
+    # so it is a secret (prefer PGPASSWORD or ~/.pgpass, which libpq reads itself).
+    catalog: SecretStr | None = None
+    lake_data_path: Path = Field(default=Path("data") / "lake")
+    # How long an ingest keeps coming back to tools another live process is reviewing, so that
+    # one whose holder died is taken over in the same run (0: leave them for the next run).
+    busy_wait_s: float = Field(default=120.0, ge=0)
     out_dir: Path = Field(default=Path("out"))
     prompts_dir: Path = Field(default_factory=default_prompts_dir)
 

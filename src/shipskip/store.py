@@ -1,8 +1,12 @@
 """DuckDB storage: numbered migrations, append-only takes, one transaction per review.
 
-Connections are short-lived on purpose: DuckDB lets one process write a file at a time,
+Two backends behind one class, chosen by SHIPSKIP_CATALOG: the single DuckDB file (the
+default), or a DuckLake with a PostgreSQL catalog that many machines share (`store_lake`).
+
+File connections are short-lived on purpose: DuckDB lets one process write a file at a time,
 so a review holds the file only while it writes, and readers in other processes get in
-between, after a short retried wait.
+between, after a short retried wait. A lake has no such lock: its writers commit optimistically,
+a conflicting commit is retried whole, and a tool's lease in PostgreSQL says who may write it.
 """
 
 from __future__ import annotations
@@ -19,15 +23,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
+from tenacity import Retrying, retry, retry_if_exception, stop_after_delay, wait_random_exponential
 
 from .errors import ShipskipError
 from .models import CommunityVotes, Take, ToolCard, Usage, is_web_address
 from .panel import aggregate
 from .roster import seat_key
+from .store_lake import ALIAS, Lake
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 # DuckDB refuses a read-only and a read-write connection to one file in the same process,
 # so every connection in this process takes turns; each is held only for one short step.
@@ -68,6 +76,20 @@ def _is_lock_conflict(exc: BaseException) -> bool:
     return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
 
 
+def _is_write_conflict(exc: BaseException) -> bool:
+    # A lake's writers commit optimistically: one that loses to another's commit is rolled back.
+    return isinstance(exc, duckdb.TransactionException) and "conflict" in str(exc).lower()
+
+
+# Each writing method is one transaction, so one that lost a conflict is simply run again.
+_again_on_conflict = retry(
+    retry=retry_if_exception(_is_write_conflict),
+    wait=wait_random_exponential(multiplier=0.05, max=2.0),
+    stop=stop_after_delay(120),
+    reraise=True,
+)
+
+
 def migrations() -> list[tuple[int, str, str]]:
     found = []
     for entry in resources.files("shipskip.migrations").iterdir():
@@ -87,10 +109,29 @@ class Run:
 
 
 class Store:
-    def __init__(self, path: Path | str, lock_wait_s: float = 30.0) -> None:
+    def __init__(self, path: Path | str, lock_wait_s: float = 30.0, lake: Lake | None = None) -> None:
         self.path = Path(path)
         self.lock_wait_s = lock_wait_s
+        self.lake = lake
+        self._lake_con: duckdb.DuckDBPyConnection | None = None
         self._migrated = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings, path: Path | str | None = None) -> Store:
+        """The store the settings name: a DuckLake when SHIPSKIP_CATALOG is set, else the file."""
+        if settings.catalog is None:
+            return cls(path or settings.db_path)
+        return cls(
+            path or settings.db_path,
+            lake=Lake(settings.catalog.get_secret_value(), settings.lake_data_path),
+        )
+
+    def exists(self) -> bool:
+        """Whether anything was stored yet (a lake is made on first use, readers included)."""
+        return self.lake is not None or self.path.exists()
+
+    def describe(self) -> str:
+        return self.lake.describe() if self.lake else str(self.path)
 
     # -- connections -----------------------------------------------------------------
 
@@ -104,6 +145,15 @@ class Store:
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        if self.lake is not None:
+            with _LOCK:
+                con = self._lake_base().cursor()
+                try:
+                    con.execute(f"USE {ALIAS}")
+                    yield con
+                finally:
+                    con.close()
+            return
         if read_only and not self.path.exists():
             raise ShipskipError(f"{self.path}: no database yet; review a tool first")
         if not read_only:
@@ -131,11 +181,43 @@ class Store:
             finally:
                 con.close()
 
+    def _lake_base(self) -> duckdb.DuckDBPyConnection:
+        """The one connection a lake store keeps (attaching costs 0.2 s; a cursor, nothing)."""
+        assert self.lake is not None
+        if self._lake_con is None:
+            con = self.lake.open()
+            try:
+                self._sync_lake(con)
+            except BaseException:
+                con.close()
+                raise
+            self._lake_con = con
+        return self._lake_con
+
+    @_again_on_conflict
+    def _sync_lake(self, con: duckdb.DuckDBPyConnection) -> None:
+        assert self.lake is not None
+        self.lake.sync_schema(con, migrations(), _now())
+        self.lake.ensure_leases(con)
+        self._migrated = True
+
+    @contextmanager
+    def _read_only_lake(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        assert self.lake is not None
+        self._lake_base()  # made and migrated first: a read-only attach cannot
+        con = self.lake.open(read_only=True)
+        try:
+            yield con
+        finally:
+            con.close()
+
     @contextmanager
     def sandbox(self, allowed_paths: list[str] | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
         """A read-only connection for queries typed by a person: no file but `allowed_paths`,
-        no network, no extension installed or loaded behind its back, and settings locked."""
-        with self.connect(read_only=True) as con:
+        no network, no extension installed or loaded behind its back, and settings locked.
+        (A lake's catalog and data files are attached before the lock, so they stay readable.)"""
+        opened = self._read_only_lake() if self.lake is not None else self.connect(read_only=True)
+        with opened as con:
             if allowed_paths:
                 con.execute("SET allowed_paths = ?", [allowed_paths])
             for setting in (
@@ -222,6 +304,20 @@ class Store:
         review already read this content, checked under the same lock, so two processes that
         both saw the tool as new do not both review it.
         """
+        self._claim(card.slug)
+        try:
+            run = self._begin_run(card, kind, reason, flow_run_id, unless_reviewed)
+        except BaseException:
+            self._release(card.slug)
+            raise
+        if run is None:
+            self._release(card.slug)
+        return run
+
+    @_again_on_conflict
+    def _begin_run(
+        self, card: ToolCard, kind: str, reason: str | None, flow_run_id: str | None, unless_reviewed: bool
+    ) -> Run | None:
         h = card.content_hash()
         now = _now()
         with self.transaction() as con:
@@ -258,13 +354,39 @@ class Store:
             )
         return Run(run_id, card.slug, h, kind)
 
+    # -- a lake's tool leases (the file needs none: its writers take turns on the file) ---
+
+    def _claim(self, slug: str) -> None:
+        if self.lake is None:
+            return
+        with self.connect() as con:
+            held = self.lake.claim(con, slug, OWNER, lambda owner, beat: _alive(owner, beat, _now()))
+        if held is not None:
+            owner, beat = held
+            raise ToolBusy(f"'{slug}' is being reviewed by process {owner} (last seen {beat:%H:%M:%S})")
+
+    def _beat(self, slug: str) -> None:
+        if self.lake is not None:
+            with self.connect() as con:
+                self.lake.beat(con, slug, OWNER)
+
+    def _release(self, slug: str) -> None:
+        if self.lake is not None:
+            with self.connect() as con:
+                self.lake.release(con, slug, OWNER)
+
+    @_again_on_conflict
     def checkpoint(self, run: Run, take: Take) -> None:
         with self.transaction() as con:
             con.execute(
-                "INSERT OR REPLACE INTO take_checkpoints VALUES (?, ?, ?, ?)",
+                "DELETE FROM take_checkpoints WHERE run_id = ? AND persona = ?", [run.run_id, take.persona]
+            )
+            con.execute(
+                "INSERT INTO take_checkpoints (run_id, persona, payload, created_at) VALUES (?, ?, ?, ?)",
                 [run.run_id, take.persona, take.model_dump_json(), _now()],
             )
             con.execute("UPDATE runs SET heartbeat_at = ? WHERE run_id = ?", [_now(), run.run_id])
+        self._beat(run.slug)
 
     def checkpoints(self, run: Run) -> dict[str, Take]:
         with self.connect() as con:
@@ -273,17 +395,22 @@ class Store:
             ).fetchall()
         return {p: Take.model_validate_json(payload) for p, payload in rows}
 
+    @_again_on_conflict
     def release_run(self, run: Run) -> None:
         """Give up a running run's lease (its checkpoints stay), so the next run resumes it at once."""
         with self.transaction() as con:
             con.execute("UPDATE runs SET owner = NULL WHERE run_id = ? AND status = 'running'", [run.run_id])
+        self._release(run.slug)
 
+    @_again_on_conflict
     def abandon_run(self, run: Run) -> None:
         """Forget a run that produced nothing worth keeping (its checkpoints go with it)."""
         with self.transaction() as con:
             con.execute("DELETE FROM take_checkpoints WHERE run_id = ?", [run.run_id])
             con.execute("DELETE FROM runs WHERE run_id = ? AND status = 'running'", [run.run_id])
+        self._release(run.slug)
 
+    @_again_on_conflict
     def fail_rerun(self, run: Run, take: Take, reason: str | None) -> None:
         """Record a rerun whose persona failed, and end its run; the current take is untouched."""
         now = _now()
@@ -303,6 +430,7 @@ class Store:
             )
             con.execute("DELETE FROM take_checkpoints WHERE run_id = ?", [run.run_id])
             con.execute("DELETE FROM runs WHERE run_id = ? AND status = 'running'", [run.run_id])
+        self._release(run.slug)
 
     def is_reviewed(self, card: ToolCard) -> bool:
         """True when a committed review already read this exact card."""
@@ -311,7 +439,7 @@ class Store:
     def reviewed_among(self, cards: list[ToolCard]) -> set[str]:
         """Slugs of the cards whose exact content a committed review already read: one query
         for a whole feed, not one connection per entry (15 ms each; a 10,000-entry feed)."""
-        if not cards or not self.path.exists():
+        if not cards or not self.exists():
             return set()
         wanted = [(c.slug, c.content_hash()) for c in cards]
         with self.connect() as con:
@@ -323,6 +451,7 @@ class Store:
             ).fetchall()
         return {r[0] for r in rows}
 
+    @_again_on_conflict
     def commit_review(self, run: Run, card: ToolCard, takes: list[Take]) -> None:
         """Tool, takes and run status land together or not at all."""
         verdict_takes = takes
@@ -352,22 +481,29 @@ class Store:
                 [v.label, v.ship, v.skip, v.abstain, v.ship_pct, run.run_id],
             )
             con.execute("DELETE FROM take_checkpoints WHERE run_id = ?", [run.run_id])
+        self._release(run.slug)
 
     def _upsert_tool(self, con: duckdb.DuckDBPyConnection, card: ToolCard, now: datetime) -> None:
         h = card.content_hash()
+        # MERGE and NOT EXISTS rather than ON CONFLICT: a lake has no keys to conflict on.
+        row = {
+            "slug": card.slug, "name": card.name, "tagline": card.tagline, "category": card.category,
+            "pricing": card.pricing, "entry_tier": card.entry_tier, "description": card.description,
+            "source": card.source, "url": card.url, "launched": card.launched, "content_hash": h,
+            "updated_at": now,
+        }  # fmt: skip
+        fields = ", ".join(f"CAST(? AS {_TOOL_TYPES.get(c, 'VARCHAR')}) AS {c}" for c in row)
         con.execute(
-            "INSERT INTO tools VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (slug) DO UPDATE SET name = excluded.name, tagline = excluded.tagline,"
-            " category = excluded.category, pricing = excluded.pricing,"
-            " entry_tier = excluded.entry_tier, description = excluded.description,"
-            " source = excluded.source, url = excluded.url, launched = excluded.launched,"
-            " content_hash = excluded.content_hash, updated_at = excluded.updated_at",
-            [card.slug, card.name, card.tagline, card.category, card.pricing, card.entry_tier,
-             card.description, card.source, card.url, card.launched, h, now, now],
-        )  # fmt: skip
+            f"MERGE INTO tools USING (SELECT {fields}) AS new ON tools.slug = new.slug"
+            f" WHEN MATCHED THEN UPDATE SET {', '.join(f'{c} = new.{c}' for c in row if c != 'slug')}"
+            f" WHEN NOT MATCHED THEN INSERT ({', '.join(row)}, first_seen)"
+            f" VALUES ({', '.join(f'new.{c}' for c in row)}, new.updated_at)",
+            list(row.values()),
+        )
         con.execute(
-            "INSERT INTO tool_versions VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            [card.slug, h, card.model_dump_json(), now],
+            "INSERT INTO tool_versions (slug, content_hash, card, created_at) SELECT ?, ?, ?, ?"
+            " WHERE NOT EXISTS (SELECT 1 FROM tool_versions WHERE slug = ? AND content_hash = ?)",
+            [card.slug, h, card.model_dump_json(), now, card.slug, h],
         )
 
     def _insert_take(
@@ -384,6 +520,7 @@ class Store:
         cols = ", ".join(row)
         con.execute(f"INSERT INTO takes ({cols}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
 
+    @_again_on_conflict
     def load_parquet(self, table: str, path: Path) -> int:
         """Bulk-load rows (an export, or generated data) through DuckDB's Parquet reader."""
 
@@ -406,6 +543,7 @@ class Store:
             "  FROM takes t JOIN runs r USING (run_id) WHERE r.status = 'complete') WHERE rn = 1)"
         )
 
+    @_again_on_conflict
     def save_eval(
         self, reference: str, model: str, prompt_hash: str, samples: int, summary: dict, results: list
     ) -> str:
@@ -510,6 +648,7 @@ class Store:
         )
         return self.query(sql + " ORDER BY persona, created_at", params)
 
+    @_again_on_conflict
     def add_vote(self, slug: str, vote: str, voter: str) -> bool:
         """Record or change `voter`'s vote on a tool; True when it changed an earlier vote."""
         now = _now()
@@ -540,6 +679,9 @@ class Store:
         return CommunityVotes(**rows[0])
 
 
+# Columns of `tools` that are not text, for the row a review merges in.
+_TOOL_TYPES = {"launched": "DATE", "updated_at": "TIMESTAMP"}
+
 # Take fields stored in a column of the same name (`text` in the `take` column: its alias).
 _TAKE_FIELDS = {
     "persona", "verdict", "score", "text", "abstain_reason", "error", "model", "prompt_version",
@@ -554,7 +696,7 @@ _TAKE_COLUMNS = [Take.model_fields[f].serialization_alias or f for f in sorted(_
 def check_identity(store: Store, card: ToolCard) -> None:
     """A slug names one tool for good: a card with another tool's slug (another name, or
     another URL where both have one) is refused, never merged into that tool's history."""
-    known = store.tool(card.slug) if store.path.exists() else None
+    known = store.tool(card.slug) if store.exists() else None
     if known is None:
         return
     other_name = " ".join(known.name.casefold().split()) != " ".join(card.name.casefold().split())

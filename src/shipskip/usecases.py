@@ -8,6 +8,7 @@ threads here, Prefect tasks in a flow.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from contextlib import ExitStack
@@ -172,32 +173,49 @@ def ingest(
         open_critics(settings, prompts, seat_slot=seat_slot) as critics,
         ThreadPoolExecutor(max_workers=tools_in_flight(settings, len(prompts.personas))) as pool,
     ):
-        futures = {
-            _submit(pool, review, card, store, settings, critics=critics, flow_run_id=flow_run_id): card
-            for card in todo
-        }
-        try:
-            for future in as_completed(futures):
-                card = futures[future]
-                try:
-                    out = future.result()
-                except ToolBusy as exc:
-                    warn(f"left {card.slug}: {exc}")
-                    report.busy.append(card.slug)
-                    continue
-                except ProviderRejected:
-                    raise
-                except ShipskipError as exc:
-                    warn(f"skipped {card.slug}: {exc}")
-                    report.refused.append(str(exc))
-                    continue
-                (report.unchanged if out.skipped else report.reviewed).append(card.slug)
-                on_review(out)
-        except ProviderRejected:
-            # The provider refuses every tool alike: stop, and mark nothing more reviewed.
-            for f in futures:
-                f.cancel()
-            raise
+
+        def review_all(cards: list[ToolCard]) -> list[tuple[ToolCard, ToolBusy]]:
+            """Review the cards concurrently; those another live process holds come back."""
+            futures = {
+                _submit(pool, review, card, store, settings, critics=critics, flow_run_id=flow_run_id): card
+                for card in cards
+            }
+            held = []
+            try:
+                for future in as_completed(futures):
+                    card = futures[future]
+                    try:
+                        out = future.result()
+                    except ToolBusy as exc:
+                        held.append((card, exc))
+                        continue
+                    except ProviderRejected:
+                        raise
+                    except ShipskipError as exc:
+                        warn(f"skipped {card.slug}: {exc}")
+                        report.refused.append(str(exc))
+                        continue
+                    (report.unchanged if out.skipped else report.reviewed).append(card.slug)
+                    on_review(out)
+            except ProviderRejected:
+                # The provider refuses every tool alike: stop, and mark nothing more reviewed.
+                for f in futures:
+                    f.cancel()
+                raise
+            return held
+
+        held = review_all(todo)
+        # A tool another process holds is looked at again until the wait runs out: by then its
+        # holder has committed it (it reads as unchanged) or died (its run is taken over here).
+        deadline = time.monotonic() + settings.busy_wait_s
+        pause = 0.5
+        while held and time.monotonic() + pause < deadline:
+            time.sleep(pause)
+            pause = min(pause * 2, 5.0)
+            held = review_all([card for card, _ in held])
+        for card, exc in held:
+            warn(f"left {card.slug}: {exc}")
+            report.busy.append(card.slug)
     # Reports list tools in source order, whatever order they finished in.
     order = {c.slug: i for i, c in enumerate(todo)}
     for name in ("reviewed", "busy"):

@@ -1,8 +1,11 @@
 -- Quality signals per take: grounding, and self-consistency when k samples were drawn.
+-- (DEFAULT, then SET NOT NULL: the duckdb line DuckLake pins refuses both in one ADD COLUMN.)
 ALTER TABLE takes ADD COLUMN grounded BOOLEAN;
-ALTER TABLE takes ADD COLUMN samples INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE takes ADD COLUMN samples INTEGER DEFAULT 1;
+ALTER TABLE takes ALTER COLUMN samples SET NOT NULL;
 ALTER TABLE takes ADD COLUMN score_spread INTEGER;
-ALTER TABLE takes ADD COLUMN verdict_flips DOUBLE NOT NULL DEFAULT 0;
+ALTER TABLE takes ADD COLUMN verdict_flips DOUBLE DEFAULT 0;
+ALTER TABLE takes ALTER COLUMN verdict_flips SET NOT NULL;
 
 -- Evaluation runs against a labelled reference set, so prompt or model changes can be compared.
 CREATE TABLE eval_runs (

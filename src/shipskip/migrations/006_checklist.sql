@@ -1,6 +1,7 @@
 -- Checklist grading: how each score was made, the relevance answer, and every criterion's
 -- P(yes) and weight, so a score can be explained and weights refitted from stored answers.
-ALTER TABLE takes ADD COLUMN scoring VARCHAR NOT NULL DEFAULT 'holistic';
+ALTER TABLE takes ADD COLUMN scoring VARCHAR DEFAULT 'holistic';
+ALTER TABLE takes ALTER COLUMN scoring SET NOT NULL;
 ALTER TABLE takes ADD COLUMN relevance DOUBLE;
 ALTER TABLE takes ADD COLUMN criteria JSON;
 ALTER TABLE eval_items ADD COLUMN relevance DOUBLE;

@@ -5,7 +5,8 @@
 -- DuckDB refuses to alter a table an index depends on: the index is set aside and rebuilt.
 DROP INDEX takes_run_persona;
 ALTER TABLE takes ADD COLUMN is_current BOOLEAN DEFAULT false;
-CREATE UNIQUE INDEX takes_run_persona ON takes (run_id, persona);
+-- (Under a new name: duckdb 1.5 refuses to reuse a name dropped in the same transaction.)
+CREATE UNIQUE INDEX takes_one_per_run_seat ON takes (run_id, persona);
 UPDATE takes SET is_current = true WHERE take_id IN (SELECT take_id FROM current_takes);
 CREATE OR REPLACE VIEW current_takes AS
 SELECT * EXCLUDE (is_current) FROM takes WHERE is_current;

@@ -1,0 +1,250 @@
+"""The store on many machines: a DuckLake whose catalog is a PostgreSQL database and whose
+Parquet files live on a path every machine shares.
+
+Part of the store (the only other module with SQL). DuckLake refuses primary keys, unique
+constraints and indexes, so the guarantees the single file takes from them come from
+PostgreSQL itself: a lease row per tool (`shipskip_tool_leases`, primary key on the slug)
+decides which process may write a tool's runs and takes. The lake's tables and views are
+derived from the single file's migrations, so each table and view is written down once.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import re
+import socket
+import tempfile
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+
+from .errors import ShipskipError
+
+ALIAS = "lake"
+_PG = "shipskip_pg"
+_LEASES = "shipskip_tool_leases"
+_PASSWORD_RE = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
+
+
+def scrub(text: str) -> str:
+    """A catalog error may quote the connection string: never let its password through."""
+    return _PASSWORD_RE.sub(r"\1***", text)
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def extension_file(dist: str) -> Path:
+    """The extension binary inside its registry package (duckdb-extension-*): nothing is
+    downloaded, and the package's version must be duckdb's own."""
+    try:
+        files = importlib.metadata.distribution(dist).files or []
+    except importlib.metadata.PackageNotFoundError:
+        raise ShipskipError(f"the DuckLake store needs the package {dist}=={duckdb.__version__}") from None
+    for f in files:
+        if str(f).endswith(".duckdb_extension"):
+            if f"v{duckdb.__version__}" not in str(f):
+                raise ShipskipError(f"{dist} is built for another duckdb than {duckdb.__version__}")
+            return Path(str(f.locate()))
+    raise ShipskipError(f"{dist} holds no .duckdb_extension file")
+
+
+def _postgres_extension() -> Path:
+    # The postgres wheel names its file postgres.duckdb_extension, but DuckDB derives the entry
+    # point from the file name and the entry point is postgres_scanner: load it under that name.
+    source = extension_file("duckdb-extension-postgres")
+    folder = Path(tempfile.gettempdir()) / f"shipskip-duckdb-{duckdb.__version__}-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    link = folder / "postgres_scanner.duckdb_extension"
+    if not (link.is_symlink() and link.resolve() == source.resolve()):
+        temp = folder / f".{os.getpid()}.{socket.gethostname()}.tmp"
+        temp.unlink(missing_ok=True)
+        temp.symlink_to(source)
+        os.replace(temp, link)  # atomic: two processes may race here
+    return link
+
+
+class Lake:
+    """Where a DuckLake store lives: the catalog's libpq connection string and the data path."""
+
+    def __init__(self, catalog: str, data_path: Path) -> None:
+        self.catalog = catalog
+        self.data_path = Path(data_path)
+
+    def __repr__(self) -> str:
+        return f"Lake(catalog={scrub(self.catalog)!r}, data_path={str(self.data_path)!r})"
+
+    def describe(self) -> str:
+        return f"DuckLake at {self.data_path} (catalog {scrub(self.catalog)})"
+
+    def open(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+        """A connection with the lake attached and in use (and, for a writer, the catalog
+        database attached too, for the leases)."""
+        con = duckdb.connect()
+        try:
+            for setting in ("autoinstall_known_extensions", "autoload_known_extensions"):
+                con.execute(f"SET {setting} = false")
+            con.execute(f"LOAD {_literal(str(extension_file('duckdb-extension-ducklake')))}")
+            con.execute(f"LOAD {_literal(str(_postgres_extension()))}")
+            if not read_only:
+                self.data_path.mkdir(parents=True, exist_ok=True)
+            options = f"DATA_PATH {_literal(str(self.data_path.resolve()) + os.sep)}"
+            if read_only:
+                options += ", READ_ONLY"
+            con.execute(f"ATTACH {_literal('ducklake:postgres:' + self.catalog)} AS {ALIAS} ({options})")
+            if not read_only:
+                con.execute(f"ATTACH {_literal(self.catalog)} AS {_PG} (TYPE postgres)")
+            con.execute(f"USE {ALIAS}")
+        except duckdb.Error as exc:
+            con.close()
+            first = scrub(str(exc)).splitlines()[0]
+            raise ShipskipError(f"{self.describe()}: cannot open: {first}") from None
+        return con
+
+    # -- schema ----------------------------------------------------------------------
+
+    def sync_schema(
+        self, con: duckdb.DuckDBPyConnection, migrations: list[tuple[int, str, str]], now: datetime
+    ) -> None:
+        """Bring the lake's tables and views to what the single file's migrations build.
+
+        The migrations run on an in-memory DuckDB; its tables are created here without their
+        keys and indexes (DuckLake has none), missing columns are added, and every view is
+        replaced. A migration's data changes are not replayed: a new lake has no old rows.
+        """
+        con.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations "
+            "(version INTEGER NOT NULL, name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)"
+        )
+        done = {r[0] for r in con.execute("SELECT version FROM schema_migrations").fetchall()}
+        todo = [(v, n) for v, n, _ in migrations if v not in done]
+        if not todo:
+            return
+        tables, views, seeds = _schema_of(migrations)
+        have: dict[str, set[str]] = {}
+        for table, column in con.execute(
+            "SELECT table_name, column_name FROM duckdb_columns() WHERE database_name = ?", [ALIAS]
+        ).fetchall():
+            have.setdefault(table, set()).add(column)
+        # Not one transaction: DuckDB would abort it at the first view that waits for another.
+        # Each step is safe to repeat, and the versions are recorded last.
+        for table, columns in tables.items():
+            if table not in have:
+                con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(d for _, _, d in columns)})")
+                if seeds.get(table):  # rows a migration put in a new table (model prices)
+                    marks = ", ".join("?" * len(columns))
+                    con.executemany(f"INSERT INTO {table} VALUES ({marks})", seeds[table])
+                continue
+            for name, data_type, _ in columns:
+                if name not in have[table]:
+                    # DuckLake adds a column only bare: no default, no NOT NULL.
+                    con.execute(f'ALTER TABLE {table} ADD COLUMN "{name}" {data_type}')
+        _create_views(con, views)
+        con.executemany("INSERT INTO schema_migrations VALUES (?, ?, ?)", [[v, n, now] for v, n in todo])
+
+    # -- leases ----------------------------------------------------------------------
+
+    def ensure_leases(self, con: duckdb.DuckDBPyConnection) -> None:
+        self._execute(
+            con,
+            f"CREATE TABLE IF NOT EXISTS {_LEASES} (slug text PRIMARY KEY, owner text NOT NULL,"
+            " heartbeat_at timestamp NOT NULL)",
+        )
+
+    def claim(
+        self, con: duckdb.DuckDBPyConnection, slug: str, owner: str, alive: Callable[[str, datetime], bool]
+    ) -> tuple[str, datetime] | None:
+        """Take the tool's lease for `owner`: None when it is ours now, else (holder, last seen)
+        of the live process that holds it. A holder that is gone is replaced in one statement
+        that only succeeds while the row still names it, so two takers cannot both win."""
+        self._execute(
+            con,
+            f"INSERT INTO {_LEASES} VALUES ({_literal(slug)}, {_literal(owner)}, {_PG_NOW})"
+            f" ON CONFLICT (slug) DO UPDATE SET heartbeat_at = {_PG_NOW}"
+            f" WHERE {_LEASES}.owner = {_literal(owner)}",
+        )
+        holder = self._holder(con, slug)
+        if holder is None or holder[0] == owner:
+            return None if holder else self.claim(con, slug, owner, alive)
+        if alive(*holder):
+            return holder
+        self._execute(
+            con,
+            f"UPDATE {_LEASES} SET owner = {_literal(owner)}, heartbeat_at = {_PG_NOW}"
+            f" WHERE slug = {_literal(slug)} AND owner = {_literal(holder[0])}",
+        )
+        after = self._holder(con, slug)
+        return None if after and after[0] == owner else after or (holder[0], holder[1])
+
+    def beat(self, con: duckdb.DuckDBPyConnection, slug: str, owner: str) -> None:
+        self._execute(
+            con,
+            f"UPDATE {_LEASES} SET heartbeat_at = {_PG_NOW}"
+            f" WHERE slug = {_literal(slug)} AND owner = {_literal(owner)}",
+        )
+
+    def release(self, con: duckdb.DuckDBPyConnection, slug: str, owner: str) -> None:
+        self._execute(
+            con, f"DELETE FROM {_LEASES} WHERE slug = {_literal(slug)} AND owner = {_literal(owner)}"
+        )
+
+    def _holder(self, con: duckdb.DuckDBPyConnection, slug: str) -> tuple[str, datetime] | None:
+        row = con.execute(
+            f"SELECT owner, heartbeat_at FROM postgres_query('{_PG}', ?)",
+            [f"SELECT owner, heartbeat_at FROM {_LEASES} WHERE slug = {_literal(slug)}"],
+        ).fetchone()
+        return (row[0], row[1]) if row else None
+
+    @staticmethod
+    def _execute(con: duckdb.DuckDBPyConnection, statement: str) -> None:
+        # One statement run by PostgreSQL itself, committed on its own: the lease's atomicity
+        # is PostgreSQL's, not a read-then-write through DuckDB.
+        con.execute(f"CALL postgres_execute('{_PG}', ?)", [statement])
+
+
+# Lease times are UTC without a zone, as every time the store keeps.
+_PG_NOW = "(now() AT TIME ZONE 'UTC')"
+
+
+def _schema_of(
+    migrations: list[tuple[int, str, str]],
+) -> tuple[dict[str, list[tuple[str, str, str]]], list[tuple[str, str]], dict[str, list[tuple]]]:
+    """Tables (each column's name, type and definition, keys left out), views in creation
+    order, and the rows the migrations put in tables, of a database built by the migrations."""
+    with duckdb.connect() as con:
+        for _, _, sql in migrations:
+            con.execute(sql)
+        tables: dict[str, list[tuple[str, str, str]]] = {}
+        for table, column, data_type, nullable, default in con.execute(
+            "SELECT table_name, column_name, data_type, is_nullable, column_default FROM duckdb_columns()"
+            " WHERE NOT internal AND table_name IN (SELECT table_name FROM duckdb_tables())"
+            " ORDER BY table_name, column_index"
+        ).fetchall():
+            definition = f'"{column}" {data_type}' + ("" if nullable else " NOT NULL")
+            definition += f" DEFAULT {default}" if default is not None else ""
+            tables.setdefault(table, []).append((column, data_type, definition))
+        views = con.execute(
+            "SELECT view_name, sql FROM duckdb_views() WHERE NOT internal ORDER BY view_oid"
+        ).fetchall()
+        seeds = {t: con.execute(f"SELECT * FROM {t}").fetchall() for t in tables}
+    return tables, views, seeds
+
+
+def _create_views(con: duckdb.DuckDBPyConnection, views: list[tuple[str, str]]) -> None:
+    """Replace every view; one that reads a view not made yet waits for the next pass."""
+    pending = [(name, re.sub(r"^CREATE VIEW", "CREATE OR REPLACE VIEW", sql)) for name, sql in views]
+    while pending:
+        left, error = [], None
+        for name, sql in pending:
+            try:
+                con.execute(sql)
+            except duckdb.CatalogException as exc:
+                left.append((name, sql))
+                error = exc
+        if len(left) == len(pending):
+            raise ShipskipError(f"cannot create the lake's views {[n for n, _ in left]}: {error}")
+        pending = left
