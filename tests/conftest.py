@@ -16,6 +16,7 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 from fakeopenai import FakeOpenAI  # noqa: E402
+from pgserver import PostgresServer, start_postgres  # noqa: E402
 
 from shipskip import usecases  # noqa: E402
 from shipskip.cards import load_card  # noqa: E402
@@ -36,6 +37,26 @@ def prefect_harness() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL (the OS's initdb and pg_ctl) for the DuckLake catalog; each test that
+    uses `lake` gets a database of its own on it."""
+    server = start_postgres()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def lake(postgres: PostgresServer, isolated: Path, monkeypatch: pytest.MonkeyPatch) -> Store:
+    """Settings that pick the DuckLake store (fresh catalog database, data under tmp_path),
+    and that store: the library helpers below and any child process given os.environ use it."""
+    monkeypatch.setenv("SHIPSKIP_CATALOG", postgres.conninfo(postgres.new_database()))
+    monkeypatch.setenv("SHIPSKIP_LAKE_DATA_PATH", str(isolated / "lake"))
+    return Store.from_settings(get_settings())
 
 
 @pytest.fixture(autouse=True)
@@ -59,7 +80,16 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
 
 
 @pytest.fixture
-def store(isolated: Path) -> Store:
+def file_store(isolated: Path) -> Store:
+    """The single DuckDB file, for behaviour only a file has (its lock, its constraints)."""
+    return Store(isolated / "shipskip.duckdb")
+
+
+@pytest.fixture(params=["file", pytest.param("lake", marks=pytest.mark.slow)])
+def store(request: pytest.FixtureRequest, isolated: Path) -> Store:
+    """Each store test on both backends: the file, and a DuckLake on a real PostgreSQL."""
+    if request.param == "lake":
+        return request.getfixturevalue("lake")
     return Store(isolated / "shipskip.duckdb")
 
 
@@ -101,19 +131,21 @@ def holistic(fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> FakeOpenAI:
 
 def review(card_path: str | Path, force: bool = False) -> ReviewOutcome:
     settings = get_settings()
-    return usecases.review_card(load_card(Path(card_path)), Store(settings.db_path), settings, force=force)
+    return usecases.review_card(
+        load_card(Path(card_path)), Store.from_settings(settings), settings, force=force
+    )
 
 
 def ingest(source: str | Path) -> dict[str, list[str]]:
     settings = get_settings()
-    return usecases.ingest(str(source), Store(settings.db_path), settings).as_dict()
+    return usecases.ingest(str(source), Store.from_settings(settings), settings).as_dict()
 
 
 def rerun(tool: str, persona: str, reason: str, **options: str | None) -> Take:
     settings = get_settings()
-    return usecases.rerun(tool, persona, reason, Store(settings.db_path), settings, **options)  # type: ignore[arg-type]
+    return usecases.rerun(tool, persona, reason, Store.from_settings(settings), settings, **options)  # type: ignore[arg-type]
 
 
 def compare(tool_a: str, tool_b: str) -> str:
     settings = get_settings()
-    return str(usecases.compare(Store(settings.db_path), settings, tool_a, tool_b).path)
+    return str(usecases.compare(Store.from_settings(settings), settings, tool_a, tool_b).path)

@@ -45,10 +45,18 @@ def test_a_review_commits_takes_and_verdict_together(store):
 def test_failed_commit_leaves_nothing_half_written(store, monkeypatch):
     card = make_card()
     run = store.begin_run(card)
-    takes = five()
-    takes[3] = takes[3].model_copy(update={"score": 10})  # a ship at 10 breaks the CHECK rule
-    with pytest.raises(duckdb.ConstraintException):
-        store.commit_review(run, card, takes)
+    real, calls = Store._insert_take, []
+
+    def fourth_fails(self, con, run, take, version, now):
+        calls.append(take.persona)
+        if len(calls) == 4:
+            raise duckdb.ConversionException("the fourth take cannot be written")
+        return real(self, con, run, take, version, now)
+
+    monkeypatch.setattr(Store, "_insert_take", fourth_fails)
+    with pytest.raises(duckdb.ConversionException):
+        store.commit_review(run, card, five())
+    assert len(calls) == 4
     assert store.query("SELECT count(*) AS n FROM takes")[0]["n"] == 0
     assert store.query("SELECT count(*) AS n FROM tools")[0]["n"] == 0
     assert store.query("SELECT status FROM runs")[0]["status"] == "running"
@@ -67,6 +75,17 @@ def test_checkpoints_let_an_interrupted_run_resume(store):
     assert store.query("SELECT count(*) AS n FROM current_takes")[0]["n"] == 0
     store.commit_review(again, card, five())
     assert store.query("SELECT count(*) AS n FROM take_checkpoints")[0]["n"] == 0
+
+
+def test_the_file_refuses_a_ship_below_sixty(file_store):
+    # The verdict rule is the Take model's; the file also holds it as a CHECK (a lake cannot).
+    card = make_card()
+    run = file_store.begin_run(card)
+    takes = five()
+    takes[3] = takes[3].model_copy(update={"score": 10})  # a ship at 10 breaks the CHECK rule
+    with pytest.raises(duckdb.ConstraintException):
+        file_store.commit_review(run, card, takes)
+    assert file_store.query("SELECT count(*) AS n FROM takes")[0]["n"] == 0
 
 
 def test_read_only_connection_refuses_writes(store):

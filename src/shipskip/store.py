@@ -114,6 +114,7 @@ class Store:
         self.lock_wait_s = lock_wait_s
         self.lake = lake
         self._lake_con: duckdb.DuckDBPyConnection | None = None
+        self._lake_reader: duckdb.DuckDBPyConnection | None = None
         self._migrated = False
 
     @classmethod
@@ -147,7 +148,7 @@ class Store:
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         if self.lake is not None:
             with _LOCK:
-                con = self._lake_base().cursor()
+                con = (self._lake_read_only() if read_only else self._lake_base()).cursor()
                 try:
                     con.execute(f"USE {ALIAS}")
                     yield con
@@ -193,6 +194,13 @@ class Store:
                 raise
             self._lake_con = con
         return self._lake_con
+
+    def _lake_read_only(self) -> duckdb.DuckDBPyConnection:
+        assert self.lake is not None
+        if self._lake_reader is None:
+            self._lake_base()  # made and migrated first: a read-only attach cannot
+            self._lake_reader = self.lake.open(read_only=True)
+        return self._lake_reader
 
     @_again_on_conflict
     def _sync_lake(self, con: duckdb.DuckDBPyConnection) -> None:

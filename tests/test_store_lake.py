@@ -1,0 +1,228 @@
+"""The DuckLake store on a real PostgreSQL catalog: leases across processes, schema sync,
+secrets, and three worker processes (one killed) sharing one lake.
+
+The store's everyday behaviour runs on the lake too: test_store.py and test_analytics.py take
+the `store` fixture, which gives each of their tests on both backends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from conftest import ROOT, make_card, make_take
+from reliability_helpers import descendants, logged_requests, start_fake_process, write_cards
+
+from shipskip.errors import ShipskipError
+from shipskip.settings import get_settings
+from shipskip.store import Store, ToolBusy, migrations
+
+pytestmark = pytest.mark.slow
+
+P = ["builder", "skeptic", "futurist", "creator", "founder"]
+
+
+def five():
+    return [make_take(p, "ship", 70) for p in P]
+
+
+def leases(postgres, store: Store) -> list[tuple[str, str]]:
+    dbname = dict(kv.split("=") for kv in store.lake.catalog.split())["dbname"]
+    out = postgres.psql("SELECT slug, owner FROM shipskip_tool_leases ORDER BY slug", dbname)
+    return [tuple(line.split("|")) for line in out.splitlines() if line]
+
+
+HOLDER = textwrap.dedent(
+    """
+    import sys, time
+    sys.path.insert(0, sys.argv[1])
+    from conftest import make_card, make_take
+    from shipskip.settings import get_settings
+    from shipskip.store import Store
+    store = Store.from_settings(get_settings())
+    run = store.begin_run(make_card())
+    store.checkpoint(run, make_take("builder", "ship", 81))
+    print(run.run_id, flush=True)
+    time.sleep(120)
+    """
+)
+
+
+def test_a_tool_another_live_process_holds_is_busy_and_taken_over_once_it_dies(lake, postgres):
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(ROOT / "tests")], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    try:
+        run_id = holder.stdout.readline().strip()
+        assert run_id, holder.stderr.read()
+        assert [owner.rsplit(":", 1)[1] for _, owner in leases(postgres, lake)] == [str(holder.pid)]
+        with pytest.raises(ToolBusy, match=f":{holder.pid}"):
+            lake.begin_run(make_card())
+        with pytest.raises(ToolBusy):
+            lake.begin_run(make_card(), kind="rerun", reason="an editor, meanwhile")
+    finally:
+        os.killpg(holder.pid, signal.SIGKILL)
+        holder.wait(timeout=30)
+    run = lake.begin_run(make_card())  # its holder is dead: the run is resumed, not restarted
+    assert run.run_id == run_id and run.resumed
+    assert lake.checkpoints(run)["builder"].score == 81
+    lake.commit_review(run, make_card(), five())
+    assert leases(postgres, lake) == []  # a commit gives the lease back
+    assert lake.begin_run(make_card(), unless_reviewed=True) is None
+    assert leases(postgres, lake) == []
+
+
+RACER = textwrap.dedent(
+    """
+    import json, sys, time
+    sys.path.insert(0, sys.argv[1])
+    from conftest import make_card, make_take
+    from shipskip.settings import get_settings
+    from shipskip.store import Store, ToolBusy
+    store = Store.from_settings(get_settings())
+    start = float(sys.argv[2])
+    time.sleep(max(0, start - time.time()))
+    todo = [make_card(slug=f"tool-{i}", name=f"Tool {i}") for i in range(int(sys.argv[3]))]
+    mine = []
+    while todo:
+        card = todo.pop(0)
+        try:
+            run = store.begin_run(card, unless_reviewed=True)
+        except ToolBusy:
+            todo.append(card)
+            time.sleep(0.05)
+            continue
+        if run is not None:
+            takes = [make_take(p, "ship", 70) for p in ["builder", "skeptic", "futurist", "creator", "founder"]]
+            for t in takes[:2]:
+                store.checkpoint(run, t)
+            store.commit_review(run, card, takes)
+            mine.append(card.slug)
+    print(json.dumps(mine))
+    """
+)
+
+
+def test_four_processes_racing_over_twelve_tools_review_each_once(lake, postgres):
+    lake.init()
+    start = time.time() + 4  # they all open the lake first, then start together
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, str(ROOT / "tests"), str(start), "12"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for _ in range(4)
+    ]
+    results = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in results]
+    claimed = [slug for out, _ in results for slug in json.loads(out.strip().splitlines()[-1])]
+    assert sorted(claimed) == sorted(f"tool-{i}" for i in range(12))  # each once, none twice
+    runs = lake.query("SELECT slug, count(*) AS n FROM runs WHERE status = 'complete' GROUP BY slug")
+    assert len(runs) == 12 and all(r["n"] == 1 for r in runs)
+    assert lake.query("SELECT count(*) AS n FROM takes")[0]["n"] == 60
+    assert lake.query("SELECT count(*) AS n FROM runs WHERE status <> 'complete'")[0]["n"] == 0
+    assert lake.query("SELECT count(*) AS n FROM take_checkpoints")[0]["n"] == 0
+    assert leases(postgres, lake) == []
+
+
+def test_a_new_migration_reaches_an_existing_lake(lake, monkeypatch):
+    lake.init()
+    card = make_card()
+    lake.commit_review(lake.begin_run(card), card, five())
+    extra = (999, "999_mood.sql", "ALTER TABLE takes ADD COLUMN mood VARCHAR;\n"
+             "CREATE VIEW moods AS SELECT slug, persona, mood FROM takes;")  # fmt: skip
+    monkeypatch.setattr("shipskip.store.migrations", lambda: [*migrations(), extra])
+    later = Store.from_settings(get_settings())
+    rows = later.query("SELECT * FROM moods ORDER BY persona")
+    assert len(rows) == 5 and all(r["mood"] is None for r in rows)
+    assert later.query("SELECT max(version) AS v FROM schema_migrations")[0]["v"] == 999
+    # The one price row migration 003 seeds came with the new table, and not again with 999.
+    assert later.query("SELECT count(*) AS n FROM model_prices")[0]["n"] == 1
+
+
+def test_the_catalogs_password_never_reaches_an_error(postgres, isolated, monkeypatch):
+    monkeypatch.setenv("SHIPSKIP_CATALOG", f"host=127.0.0.1 port={postgres.port} dbname=nowhere "
+                       "user=postgres password=hunter2-do-not-print")  # fmt: skip
+    monkeypatch.setenv("SHIPSKIP_LAKE_DATA_PATH", str(isolated / "lake"))
+    store = Store.from_settings(get_settings())
+    with pytest.raises(ShipskipError) as caught:
+        store.init()
+    assert "hunter2" not in str(caught.value) and "password=***" in str(caught.value)
+    assert "hunter2" not in repr(store.lake)
+    from typer.testing import CliRunner
+
+    from shipskip.cli import app
+
+    res = CliRunner().invoke(app, ["history", "demo-tool"])
+    assert res.exit_code != 0 and "hunter2" not in res.output
+    assert len(res.output.strip().splitlines()) == 1, res.output
+
+
+def _worker(inbox, url, env_extra):
+    env = {**os.environ, "SHIPSKIP_BASE_URL": url, "SHIPSKIP_MODEL": "fake-model",
+           "SHIPSKIP_SCORING": "holistic", "SHIPSKIP_LLM_CONCURRENCY": "5", **env_extra}  # fmt: skip
+    env.pop("PREFECT_API_URL", None)
+    return subprocess.Popen([sys.executable, "-m", "shipskip", "ingest", str(inbox)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+
+
+def test_three_workers_one_killed_midway_review_sixty_tools_exactly_once(lake, postgres, tmp_path):
+    """Three processes standing in for three machines ingest one feed into one lake."""
+    lake.init()
+    inbox = tmp_path / "inbox"
+    slugs = write_cards(inbox, 60)
+    log = tmp_path / "requests.jsonl"
+    server, url = start_fake_process(0.2, log)
+    workers = []
+    try:
+        workers = [_worker(inbox, url, {}) for _ in range(3)]
+        # Midway: once a fifth of the seats were asked, kill a worker that holds tools right now.
+        by_pid = {str(w.pid): w for w in workers}
+        deadline = time.monotonic() + 240
+        held: list[str] = []
+        while time.monotonic() < deadline:
+            if len(logged_requests(log)) >= 60:
+                owners = [(slug, owner.rsplit(":", 1)[1]) for slug, owner in leases(postgres, lake)]
+                if owners and owners[0][1] in by_pid:
+                    victim = by_pid[owners[0][1]]
+                    held = [slug for slug, pid in owners if pid == owners[0][1]]
+                    break
+            time.sleep(0.1)
+        assert held, "no worker held a tool midway"
+        doomed = descendants(victim.pid)
+        os.killpg(victim.pid, signal.SIGKILL)  # the worker and its temporary Prefect API
+        victim.communicate(timeout=30)
+        survivors = [w for w in workers if w is not victim]
+        outs = [w.communicate(timeout=480) for w in survivors]
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                os.killpg(w.pid, signal.SIGKILL)
+        server.kill()
+    assert victim.returncode == -signal.SIGKILL and doomed
+    assert all(w.returncode == 0 for w in survivors), [err[-3000:] for _, err in outs]
+    runs = lake.query(
+        "SELECT slug, count(*) AS n FROM runs WHERE kind = 'review' AND status = 'complete' GROUP BY slug"
+    )
+    assert sorted(r["slug"] for r in runs) == slugs and all(r["n"] == 1 for r in runs)
+    takes = lake.query("SELECT slug, persona, count(*) AS n FROM takes GROUP BY slug, persona")
+    assert len(takes) == 300 and all(t["n"] == 1 for t in takes)  # none lost, none doubled
+    assert lake.query("SELECT count(*) AS n FROM current_takes")[0]["n"] == 300
+    assert lake.query("SELECT count(*) AS n FROM runs WHERE status = 'running'")[0]["n"] == 0
+    assert leases(postgres, lake) == []
+    # The tools the killed worker held were finished by the others, resumed from its checkpoints.
+    taken_over = lake.query("SELECT slug, owner FROM runs WHERE slug IN (SELECT unnest(?))", [held])
+    assert len(taken_over) == len(held)
+    assert not any(r["owner"].endswith(f":{victim.pid}") for r in taken_over)
+    asked = {(r["tool"], r["persona"]) for r in logged_requests(log)}
+    assert len(asked) == 300  # every seat of every tool was asked
+    print(f"\n[scale] 3 workers, 1 killed holding {len(held)} tools: 60 tools, {len(takes)} takes, "
+          f"{len(logged_requests(log))} requests for 300 seats")  # fmt: skip
