@@ -9,8 +9,9 @@ API included). Printed:
 - wall times.
 
 Usage: .venv/bin/python bench/ingest_bench.py [--tools 200] [--latency 0.2] [--concurrency 16]
-                                              [--scoring holistic|checklist]
+                                              [--scoring holistic|checklist] [--lake]
 Targets (issue 13): >= 90% of capacity while busy; <= 0.25 s overhead per tool.
+With --lake every ingest writes a fresh DuckLake on a PostgreSQL catalog this bench starts.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,7 +31,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 from reliability_helpers import logged_requests, start_fake_process, write_cards  # noqa: E402
 
 
-def ingest(n: int, latency: float, concurrency: int, scoring: str, work: Path) -> tuple[float, list[dict]]:
+def ingest(
+    n: int, latency: float, concurrency: int, scoring: str, work: Path, store_env: dict[str, str]
+) -> tuple[float, list[dict]]:
     run = work / f"n{n}-l{latency}"
     run.mkdir()
     write_cards(run / "inbox", n)
@@ -38,7 +42,7 @@ def ingest(n: int, latency: float, concurrency: int, scoring: str, work: Path) -
     env = {
         **os.environ, "SHIPSKIP_BASE_URL": url, "SHIPSKIP_MODEL": "fake-model", "SHIPSKIP_SCORING": scoring,
         "SHIPSKIP_DB_PATH": str(run / "bench.duckdb"), "SHIPSKIP_LLM_CONCURRENCY": str(concurrency),
-        "SHIPSKIP_MAX_NEW_PER_RUN": str(max(n, 1)),
+        "SHIPSKIP_MAX_NEW_PER_RUN": str(max(n, 1)), **store_env,
     }  # fmt: skip
     env.pop("PREFECT_API_URL", None)
     try:
@@ -60,20 +64,43 @@ def main() -> None:
     ap.add_argument("--latency", type=float, default=0.2)
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--scoring", choices=["holistic", "checklist"], default="holistic")
+    ap.add_argument("--lake", action="store_true", help="a DuckLake on a PostgreSQL catalog, not the file")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="shipskip-ingest-bench-"))
+    postgres = None
+    if args.lake:
+        from pgserver import start_postgres
 
-    wall, reqs = ingest(args.tools, args.latency, args.concurrency, args.scoring, work)
+        postgres = start_postgres()
+
+    def store_env(name: str) -> dict[str, str]:
+        if postgres is None:
+            return {}
+        return {"SHIPSKIP_CATALOG": postgres.conninfo(postgres.new_database()),
+                "SHIPSKIP_LAKE_DATA_PATH": str(work / f"lake-{name}")}  # fmt: skip
+
+    try:
+        run(args, work, store_env)
+    finally:
+        if postgres is not None:
+            postgres.stop()
+
+
+def run(args: argparse.Namespace, work: Path, store_env: Callable[[str], dict[str, str]]) -> None:
+    wall, reqs = ingest(args.tools, args.latency, args.concurrency, args.scoring, work, store_env("busy"))
     times = sorted(r["t"] for r in reqs)
     busy = times[-1] - times[0] if len(times) > 1 else float("nan")
     rate = (len(times) - 1) / busy if busy else float("nan")
     capacity = args.concurrency / args.latency if args.latency else float("inf")
-    wall_n, _ = ingest(args.tools, 0.0, args.concurrency, args.scoring, work)
-    wall_1, _ = ingest(1, 0.0, args.concurrency, args.scoring, work)
+    wall_n, _ = ingest(args.tools, 0.0, args.concurrency, args.scoring, work, store_env("many"))
+    wall_1, _ = ingest(1, 0.0, args.concurrency, args.scoring, work, store_env("one"))
     overhead = (wall_n - wall_1) / (args.tools - 1) if args.tools > 1 else float("nan")
     per_tool = len(reqs) / args.tools
 
-    print(f"machine: {os.cpu_count()} cores; scoring {args.scoring}, {per_tool:.0f} requests per tool")
+    store = "DuckLake on PostgreSQL" if args.lake else "the DuckDB file"
+    print(
+        f"machine: {os.cpu_count()} cores; scoring {args.scoring}, {per_tool:.0f} requests per tool; {store}"
+    )
     print(f"{args.tools} tools at {args.latency * 1000:.0f} ms latency, concurrency {args.concurrency}:")
     print(f"  wall {wall:.1f} s, {len(reqs)} requests, busy {busy:.1f} s")
     print(f"  requests/s while busy {rate:.1f} of capacity {capacity:.0f} ({100 * rate / capacity:.0f}%)")

@@ -4,5 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/browser.sh
+bash scripts/postgres.sh
 .venv/bin/ruff check src flows tests bench
 .venv/bin/python -m pytest "$@"
