@@ -138,8 +138,11 @@ def query_views(db: str, lake_args: tuple[str, str] | None) -> list[str]:
     t = time.perf_counter()
     trend_points(store, persona="skeptic", category="Video", since=date(2026, 1, 1))
     lines.append(f"trends, filtered:            {time.perf_counter() - t:7.3f} s")
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    lines.append(f"peak memory (RSS), querying: {rss:7.0f} MB")
+    # VmHWM, not ru_maxrss: a spawned process inherits its parent's ru_maxrss across exec.
+    hwm = next(
+        line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM")
+    )
+    lines.append(f"peak memory (RSS), querying: {int(hwm.split()[1]) / 1024:7.0f} MB")
     return lines
 
 
