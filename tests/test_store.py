@@ -45,18 +45,17 @@ def test_a_review_commits_takes_and_verdict_together(store):
 def test_failed_commit_leaves_nothing_half_written(store, monkeypatch):
     card = make_card()
     run = store.begin_run(card)
-    real, calls = Store._insert_take, []
+    real, written = Store._insert_takes, []
 
-    def fourth_fails(self, con, run, take, version, now):
-        calls.append(take.persona)
-        if len(calls) == 4:
-            raise duckdb.ConversionException("the fourth take cannot be written")
-        return real(self, con, run, take, version, now)
+    def written_then_fails(self, con, run, takes, now):
+        real(self, con, run, takes, now)  # the takes are in, inside the transaction
+        written.append(con.execute("SELECT count(*) FROM takes").fetchone()[0])
+        raise duckdb.ConversionException("the run's status cannot be written")
 
-    monkeypatch.setattr(Store, "_insert_take", fourth_fails)
+    monkeypatch.setattr(Store, "_insert_takes", written_then_fails)
     with pytest.raises(duckdb.ConversionException):
         store.commit_review(run, card, five())
-    assert len(calls) == 4
+    assert written == [5]
     assert store.query("SELECT count(*) AS n FROM takes")[0]["n"] == 0
     assert store.query("SELECT count(*) AS n FROM tools")[0]["n"] == 0
     assert store.query("SELECT status FROM runs")[0]["status"] == "running"

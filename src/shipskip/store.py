@@ -464,29 +464,33 @@ class Store:
         """Tool, takes and run status land together or not at all."""
         verdict_takes = takes
         now = _now()
+        seats = [t.persona for t in takes]
+        # A handful of statements for the whole panel, not a few per seat: on a lake each
+        # statement is a round trip to the catalog.
         with self.transaction() as con:
             self._upsert_tool(con, card, now)
-            for take in takes:
-                version = con.execute(
-                    "SELECT coalesce(max(version), 0) + 1 FROM takes WHERE slug = ? AND persona = ?",
-                    [card.slug, take.persona],
-                ).fetchone()[0]
-                # The new take becomes this seat's current one in the same transaction.
+            latest = dict(
                 con.execute(
-                    "UPDATE takes SET is_current = false WHERE slug = ? AND persona = ? AND is_current",
-                    [card.slug, take.persona],
-                )
-                self._insert_take(con, run, take, version, now)
-            con.execute(
-                "UPDATE runs SET status = 'complete', finished_at = ? WHERE run_id = ?", [now, run.run_id]
+                    "SELECT persona, max(version) FROM takes WHERE slug = ? AND persona IN (SELECT unnest(?))"
+                    " GROUP BY persona",
+                    [card.slug, seats],
+                ).fetchall()
             )
+            # The new takes become their seats' current ones in the same transaction.
+            con.execute(
+                "UPDATE takes SET is_current = false"
+                " WHERE slug = ? AND is_current AND persona IN (SELECT unnest(?))",
+                [card.slug, seats],
+            )
+            self._insert_takes(con, run, [(t, latest.get(t.persona, 0) + 1) for t in takes], now)
             # A rerun changes one seat; the verdict it records is the whole panel's after it.
             if run.kind == "rerun":
                 verdict_takes = self._current(con, card.slug)
             v = aggregate(verdict_takes)
             con.execute(
-                "UPDATE runs SET label = ?, ship = ?, skip = ?, abstain = ?, ship_pct = ? WHERE run_id = ?",
-                [v.label, v.ship, v.skip, v.abstain, v.ship_pct, run.run_id],
+                "UPDATE runs SET status = 'complete', finished_at = ?, label = ?, ship = ?, skip = ?,"
+                " abstain = ?, ship_pct = ? WHERE run_id = ?",
+                [now, v.label, v.ship, v.skip, v.abstain, v.ship_pct, run.run_id],
             )
             con.execute("DELETE FROM take_checkpoints WHERE run_id = ?", [run.run_id])
         self._release(run.slug)
@@ -514,19 +518,28 @@ class Store:
             [card.slug, h, card.model_dump_json(), now, card.slug, h],
         )
 
-    def _insert_take(
-        self, con: duckdb.DuckDBPyConnection, run: Run, t: Take, version: int, now: datetime
+    def _insert_takes(
+        self, con: duckdb.DuckDBPyConnection, run: Run, takes: list[tuple[Take, int]], now: datetime
     ) -> None:
-        row = {
-            "take_id": uuid.uuid4().hex, "run_id": run.run_id, "slug": run.slug,
-            "content_hash": run.content_hash, "version": version, "created_at": now,
-            "prompt_tokens": t.usage.prompt_tokens, "completion_tokens": t.usage.completion_tokens,
-            "cached_tokens": t.usage.cached_tokens, "is_current": True,
-            "criteria": json.dumps([c.model_dump() for c in t.criteria]) if t.criteria else None,
-            **t.model_dump(include=_TAKE_FIELDS, by_alias=True),
-        }  # fmt: skip
-        cols = ", ".join(row)
-        con.execute(f"INSERT INTO takes ({cols}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
+        """One INSERT for the takes of a run, each with its version."""
+        rows = [
+            {
+                "take_id": uuid.uuid4().hex, "run_id": run.run_id, "slug": run.slug,
+                "content_hash": run.content_hash, "version": version, "created_at": now,
+                "prompt_tokens": t.usage.prompt_tokens, "completion_tokens": t.usage.completion_tokens,
+                "cached_tokens": t.usage.cached_tokens, "is_current": True,
+                "criteria": json.dumps([c.model_dump() for c in t.criteria]) if t.criteria else None,
+                **t.model_dump(include=_TAKE_FIELDS, by_alias=True),
+            }
+            for t, version in takes
+        ]  # fmt: skip
+        if not rows:
+            return
+        cols = list(rows[0])
+        marks = ", ".join(f"({', '.join('?' * len(cols))})" for _ in rows)
+        con.execute(
+            f"INSERT INTO takes ({', '.join(cols)}) VALUES {marks}", [r[c] for r in rows for c in cols]
+        )
 
     @_again_on_conflict
     def load_parquet(self, table: str, path: Path) -> int:
