@@ -59,6 +59,10 @@ def _postgres_extension() -> Path:
     source = extension_file("duckdb-extension-postgres")
     folder = Path(tempfile.gettempdir()) / f"shipskip-duckdb-{duckdb.__version__}-{os.getuid()}"
     folder.mkdir(mode=0o700, exist_ok=True)
+    owned = folder.lstat()
+    if folder.is_symlink() or owned.st_uid != os.getuid() or owned.st_mode & 0o022:
+        # In a shared /tmp, a folder someone else made could point the load anywhere.
+        raise ShipskipError(f"{folder}: not a private folder of this user; remove it and retry")
     link = folder / "postgres_scanner.duckdb_extension"
     if not (link.is_symlink() and link.resolve() == source.resolve()):
         temp = folder / f".{os.getpid()}.{socket.gethostname()}.tmp"
