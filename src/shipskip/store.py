@@ -185,10 +185,16 @@ class Store:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         elif not self._migrated:
             self._catch_up()
-        if not read_only:
-            with self._writer() as con:
-                yield con
-            return
+        with self._shared(read_only) as con:
+            yield con
+
+    @contextmanager
+    def _fresh_read_only(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection of its own that cannot write, whatever this process holds open."""
+        if not self.path.exists():
+            raise ShipskipError(f"{self.path}: no database yet; review a tool first")
+        if not self._migrated:
+            self._catch_up()
         with _LOCK:
             self._close_handover()  # a read-only connection cannot share the instance
             con = self._open_file(read_only=True)
@@ -220,18 +226,29 @@ class Store:
         return con
 
     @contextmanager
-    def _writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def _shared(self, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The file, in turn with this process's other threads. A read while the handover is
+        open reads through it (the store's own queries; an analyst's typed SQL never comes
+        here); otherwise a read opens the file read-only, and a write opens it for writing."""
         h = _HANDOVER
+        mine = str(self.path.resolve())
         with h.guard:
             h.queued += 1
         with _LOCK:
             with h.guard:
                 h.queued -= 1
-            if h.con is not None and h.path != str(self.path.resolve()):
+            if h.con is not None and h.path != mine:
                 self._close_handover()
+            if read_only and h.con is None:
+                con = self._open_file(read_only=True)
+                try:
+                    yield con
+                finally:
+                    con.close()
+                return
             if h.con is None:
                 h.con = self._open_file(read_only=False)
-                h.path, h.opened = str(self.path.resolve()), time.monotonic()
+                h.path, h.opened = mine, time.monotonic()
             elif not self._migrated:
                 self._migrate(h.con)
             h.depth += 1
@@ -301,7 +318,7 @@ class Store:
         """A read-only connection for queries typed by a person: no file but `allowed_paths`,
         no network, no extension installed or loaded behind its back, and settings locked.
         (A lake's catalog and data files are attached before the lock, so they stay readable.)"""
-        opened = self._read_only_lake() if self.lake is not None else self.connect(read_only=True)
+        opened = self._read_only_lake() if self.lake is not None else self._fresh_read_only()
         with opened as con:
             if allowed_paths:
                 con.execute("SET allowed_paths = ?", [allowed_paths])
