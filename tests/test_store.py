@@ -249,3 +249,40 @@ def test_reviewed_among_answers_for_a_whole_feed_at_once(store):
     changed = changed.model_copy(update={"description": changed.description + " Now with a CLI."})
     assert store.reviewed_among([seen, changed, new]) == {"demo-tool"}
     assert store.reviewed_among([]) == set()
+
+
+def test_threads_of_one_process_hand_the_open_file_on_instead_of_reopening_it(file_store, monkeypatch):
+    """Group commit: writes queued behind one another share one open of the file (14 ms
+    each), and every write still lands."""
+    import threading
+
+    file_store.init()
+    real, opens = Store._open_file, []
+
+    def counted(self, read_only):
+        opens.append(read_only)
+        return real(self, read_only)
+
+    monkeypatch.setattr(Store, "_open_file", counted)
+    runs = [file_store.begin_run(make_card(slug=f"t-{i}", name=f"T {i}")) for i in range(8)]
+    opens.clear()
+    barrier = threading.Barrier(8)
+
+    def write(run):
+        barrier.wait()
+        for _ in range(3):
+            for take in five():
+                file_store.checkpoint(run, take)
+
+    threads = [threading.Thread(target=write, args=(run,)) for run in runs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    writes = 8 * 3 * 5
+    assert file_store.query("SELECT count(*) AS n FROM take_checkpoints")[0]["n"] == 8 * 5  # one a seat
+    assert len(opens) < writes / 4, f"{len(opens)} opens for {writes} writes"
+    # Nothing stays open once no thread waits: another process can open the file now.
+    from shipskip import store as store_module
+
+    assert store_module._HANDOVER.con is None
