@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 
 import duckdb
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random
 
 from .errors import ShipskipError
 
@@ -206,8 +207,17 @@ class Lake:
     @staticmethod
     def _execute(con: duckdb.DuckDBPyConnection, statement: str) -> None:
         # One statement run by PostgreSQL itself, committed on its own: the lease's atomicity
-        # is PostgreSQL's, not a read-then-write through DuckDB.
-        con.execute(f"CALL postgres_execute('{_PG}', ?)", [statement])
+        # is PostgreSQL's, not a read-then-write through DuckDB. The extension runs it at
+        # REPEATABLE READ, where two processes writing the same lease row at once get "could
+        # not serialize access" for the loser: nothing was written, so it is simply run again.
+        for attempt in Retrying(
+            retry=retry_if_exception(lambda e: "could not serialize access" in str(e)),
+            wait=wait_random(0.01, 0.1),
+            stop=stop_after_attempt(50),
+            reraise=True,
+        ):
+            with attempt:
+                con.execute(f"CALL postgres_execute('{_PG}', ?)", [statement])
 
 
 # Lease times are UTC without a zone, as every time the store keeps.
