@@ -101,8 +101,13 @@ def _is_lock_conflict(exc: BaseException) -> bool:
 
 
 def _is_write_conflict(exc: BaseException) -> bool:
-    # A lake's writers commit optimistically: one that loses to another's commit is rolled back.
-    return isinstance(exc, duckdb.TransactionException) and "conflict" in str(exc).lower()
+    # A lake's writers commit optimistically: one that loses to another's commit is rolled
+    # back, whether DuckLake notices (a conflict) or its PostgreSQL catalog does.
+    text = str(exc).lower()
+    return isinstance(exc, duckdb.Error) and (
+        (isinstance(exc, duckdb.TransactionException) and "conflict" in text)
+        or "could not serialize access" in text
+    )
 
 
 # Each writing method is one transaction, so one that lost a conflict is simply run again.
