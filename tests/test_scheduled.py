@@ -173,3 +173,45 @@ def test_a_card_with_another_tools_slug_is_refused_not_merged(holistic, tmp_path
     assert "already belongs to 'SmolLM3'" in report["refused"][0]
     assert store.tool("smollm3").name == "SmolLM3"
     assert store.query("SELECT count(*) AS n FROM takes")[0]["n"] == before
+
+
+def _held_elsewhere(store: Store, slug: str) -> None:
+    """As if a live process on another machine had started reviewing `slug` just now."""
+    from conftest import make_card
+
+    run = store.begin_run(make_card(slug=slug, name="Held"))
+    with store.transaction() as con:
+        con.execute(
+            "UPDATE runs SET owner = 'otherhost:123', heartbeat_at = now()::TIMESTAMP WHERE run_id = ?",
+            [run.run_id],
+        )
+
+
+def test_an_ingest_comes_back_to_a_tool_another_process_holds(holistic, tmp_path, monkeypatch):
+    import threading
+    import time
+
+    d = inbox(tmp_path, "smollm3.yaml", "pagerduck.yaml")
+    store = Store(tmp_path / "shipskip.duckdb")
+    _held_elsewhere(store, "pagerduck")
+
+    # Still held when the wait runs out: left for the next run, and said so.
+    monkeypatch.setenv("SHIPSKIP_BUSY_WAIT_S", "1.2")
+    first = ingest(str(d))
+    assert first["reviewed"] == ["smollm3"] and first["busy"] == ["pagerduck"]
+
+    # Its holder goes quiet for longer than a lease while this ingest waits: taken over.
+    def holder_dies():
+        time.sleep(0.3)
+        with store.transaction() as con:
+            con.execute(
+                "UPDATE runs SET heartbeat_at = heartbeat_at - INTERVAL 1 DAY WHERE slug = 'pagerduck'"
+            )
+
+    monkeypatch.setenv("SHIPSKIP_BUSY_WAIT_S", "30")
+    dying = threading.Thread(target=holder_dies)
+    dying.start()
+    second = ingest(str(d))
+    dying.join()
+    assert second["reviewed"] == ["pagerduck"] and second["busy"] == []
+    assert store.query("SELECT count(*) AS n FROM current_takes WHERE slug = 'pagerduck'")[0]["n"] == 5

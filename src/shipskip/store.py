@@ -177,29 +177,24 @@ class Store:
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         if self.lake is not None:
             with _LOCK:
-                con = (self._lake_read_only() if read_only else self._lake_base()).cursor()
+                con = (self._lake_reader() if read_only else self._lake_base()).cursor()
                 try:
                     con.execute(f"USE {ALIAS}")
                     yield con
                 finally:
                     con.close()
             return
-        if read_only and not self.path.exists():
-            raise ShipskipError(f"{self.path}: no database yet; review a tool first")
-        if not read_only:
+        if read_only:
+            self._ready_to_read()
+        else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        elif not self._migrated:
-            self._catch_up()
         with self._shared(read_only) as con:
             yield con
 
     @contextmanager
     def _fresh_read_only(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection of its own that cannot write, whatever this process holds open."""
-        if not self.path.exists():
-            raise ShipskipError(f"{self.path}: no database yet; review a tool first")
-        if not self._migrated:
-            self._catch_up()
+        self._ready_to_read()
         with _LOCK:
             self._close_handover()  # a read-only connection cannot share the instance
             con = self._open_file(read_only=True)
@@ -207,6 +202,12 @@ class Store:
                 yield con
             finally:
                 con.close()
+
+    def _ready_to_read(self) -> None:
+        if not self.path.exists():
+            raise ShipskipError(f"{self.path}: no database yet; review a tool first")
+        if not self._migrated:
+            self._catch_up()
 
     def _open_file(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         try:
@@ -294,7 +295,8 @@ class Store:
             self._lake_con = con
         return self._lake_con
 
-    def _lake_read_only(self) -> duckdb.DuckDBPyConnection:
+    def _lake_reader(self) -> duckdb.DuckDBPyConnection:
+        """The read-only connection a lake store keeps for its own queries."""
         assert self.lake is not None
         if self._lake_reader is None:
             self._lake_base()  # made and migrated first: a read-only attach cannot
@@ -309,7 +311,8 @@ class Store:
         self._migrated = True
 
     @contextmanager
-    def _read_only_lake(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def _fresh_lake_read_only(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-only lake connection of its own, whose settings a sandbox may lock."""
         assert self.lake is not None
         self._lake_base()  # made and migrated first: a read-only attach cannot
         con = self.lake.open(read_only=True)
@@ -323,7 +326,7 @@ class Store:
         """A read-only connection for queries typed by a person: no file but `allowed_paths`,
         no network, no extension installed or loaded behind its back, and settings locked.
         (A lake's catalog and data files are attached before the lock, so they stay readable.)"""
-        opened = self._read_only_lake() if self.lake is not None else self._fresh_read_only()
+        opened = self._fresh_lake_read_only() if self.lake is not None else self._fresh_read_only()
         with opened as con:
             if allowed_paths:
                 con.execute("SET allowed_paths = ?", [allowed_paths])
