@@ -143,7 +143,7 @@ class Store:
         self.lock_wait_s = lock_wait_s
         self.lake = lake
         self._lake_con: duckdb.DuckDBPyConnection | None = None
-        self._lake_reader: duckdb.DuckDBPyConnection | None = None
+        self._lake_reader_con: duckdb.DuckDBPyConnection | None = None
         self._migrated = False
 
     @classmethod
@@ -298,10 +298,10 @@ class Store:
     def _lake_reader(self) -> duckdb.DuckDBPyConnection:
         """The read-only connection a lake store keeps for its own queries."""
         assert self.lake is not None
-        if self._lake_reader is None:
+        if self._lake_reader_con is None:
             self._lake_base()  # made and migrated first: a read-only attach cannot
-            self._lake_reader = self.lake.open(read_only=True)
-        return self._lake_reader
+            self._lake_reader_con = self.lake.open(read_only=True)
+        return self._lake_reader_con
 
     @_again_on_conflict
     def _sync_lake(self, con: duckdb.DuckDBPyConnection) -> None:
