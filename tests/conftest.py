@@ -88,9 +88,7 @@ def file_store(isolated: Path) -> Store:
 @pytest.fixture(params=["file", pytest.param("lake", marks=pytest.mark.slow)])
 def store(request: pytest.FixtureRequest, isolated: Path) -> Store:
     """Each store test on both backends: the file, and a DuckLake on a real PostgreSQL."""
-    if request.param == "lake":
-        return request.getfixturevalue("lake")
-    return Store(isolated / "shipskip.duckdb")
+    return request.getfixturevalue("lake" if request.param == "lake" else "file_store")
 
 
 def make_card(**over: object) -> ToolCard:

@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -195,13 +195,18 @@ class Store:
     def _fresh_read_only(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection of its own that cannot write, whatever this process holds open."""
         self._ready_to_read()
-        with _LOCK:
-            self._close_handover()  # a read-only connection cannot share the instance
-            con = self._open_file(read_only=True)
-            try:
-                yield con
-            finally:
-                con.close()
+        with _LOCK, self._read_only_file() as con:
+            yield con
+
+    @contextmanager
+    def _read_only_file(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        # The caller holds _LOCK.
+        self._close_handover()  # a read-only connection cannot share the instance
+        con = self._open_file(read_only=True)
+        try:
+            yield con
+        finally:
+            con.close()
 
     def _ready_to_read(self) -> None:
         if not self.path.exists():
@@ -246,11 +251,8 @@ class Store:
             if h.con is not None and h.path != mine:
                 self._close_handover()
             if read_only and h.con is None:
-                con = self._open_file(read_only=True)
-                try:
+                with self._read_only_file() as con:
                     yield con
-                finally:
-                    con.close()
                 return
             if h.con is None:
                 h.con = self._open_file(read_only=False)
@@ -297,11 +299,14 @@ class Store:
 
     def _lake_reader(self) -> duckdb.DuckDBPyConnection:
         """The read-only connection a lake store keeps for its own queries."""
-        assert self.lake is not None
         if self._lake_reader_con is None:
-            self._lake_base()  # made and migrated first: a read-only attach cannot
-            self._lake_reader_con = self.lake.open(read_only=True)
+            self._lake_reader_con = self._open_lake_read_only()
         return self._lake_reader_con
+
+    def _open_lake_read_only(self) -> duckdb.DuckDBPyConnection:
+        assert self.lake is not None
+        self._lake_base()  # made and migrated first: a read-only attach cannot
+        return self.lake.open(read_only=True)
 
     @_again_on_conflict
     def _sync_lake(self, con: duckdb.DuckDBPyConnection) -> None:
@@ -313,13 +318,8 @@ class Store:
     @contextmanager
     def _fresh_lake_read_only(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A read-only lake connection of its own, whose settings a sandbox may lock."""
-        assert self.lake is not None
-        self._lake_base()  # made and migrated first: a read-only attach cannot
-        con = self.lake.open(read_only=True)
-        try:
+        with closing(self._open_lake_read_only()) as con:
             yield con
-        finally:
-            con.close()
 
     @contextmanager
     def sandbox(self, allowed_paths: list[str] | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
