@@ -8,6 +8,8 @@ from typing import Annotated, Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
+from prefect.client.orchestration import SyncPrefectClient
+from prefect.client.schemas.actions import ArtifactCreate as ArtifactRequest
 from prefect.context import TaskRunContext
 from prefect.runtime import flow_run, task_run
 from prefect.states import Failed, State
@@ -91,13 +93,32 @@ def ask_as_tasks(
     return takes
 
 
-def publish_review(out: ReviewOutcome, store: Store, what: str, reason: str | None = None) -> None:
-    card = store.tool(out.slug)
-    if card is None or out.skipped:
+def publish_review(
+    out: ReviewOutcome,
+    store: Store,
+    what: str,
+    reason: str | None = None,
+    client: SyncPrefectClient | None = None,
+) -> None:
+    """The review as a `review-SLUG` Markdown artifact of this flow run. An ingest passes the
+    one `client` it holds: Prefect's own helper builds a client, TLS context included, per call."""
+    if out.skipped:
         return
-    panel = ReviewedTool(card, tuple(out.takes), store.votes(out.slug), store.reviewed_at(out.slug))
+    with store.reading():
+        card = store.tool(out.slug)
+        if card is None:
+            return
+        panel = ReviewedTool(card, tuple(out.takes), store.votes(out.slug), store.reviewed_at(out.slug))
     markdown = review_markdown(panel, what, reason)
-    create_markdown_artifact(key=f"review-{out.slug}", markdown=markdown, description=f"{what}: {card.name}")
+    key, description = f"review-{out.slug}", f"{what}: {card.name}"
+    if client is None:
+        create_markdown_artifact(key=key, markdown=markdown, description=description)
+        return
+    client.create_artifact(
+        ArtifactRequest(
+            type="markdown", key=key, description=description, data=markdown, flow_run_id=flow_run.id
+        )
+    )
 
 
 # Threads for the seats; how many ask at once is SHIPSKIP_LLM_CONCURRENCY, held by the critics.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from contextvars import ContextVar
 from typing import Annotated
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_client, get_run_logger
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
@@ -59,19 +59,22 @@ def review_new_tools(
     seat_slot = seat_limit(settings)
     store = Store.from_settings(settings)
     logger = get_run_logger()
+    client = get_client(sync_client=True)  # one for all the run's artifacts
 
     def reviewed(out: ReviewOutcome) -> None:
         for take in out.takes:
             log_take(logger, out.slug, take)
-        publish_review(out, store, "panel review")
+        publish_review(out, store, "panel review", client=client)
 
-    report = usecases.ingest(
-        source, store, settings, warn=logger.warning, on_review=reviewed, flow_run_id=flow_run.id,
-        seat_slot=seat_slot,
-        # A subflow per tool shows in the UI of a shared server; on a temporary API of our own
-        # nobody sees it, and it doubled the cost per tool (0.36 -> 0.78 s, bench/ingest_bench.py).
-        review=_review_in_subflow if shared_api() else usecases.review_card,
-    )  # fmt: skip
+    with client:
+        report = usecases.ingest(
+            source, store, settings, warn=logger.warning, on_review=reviewed, flow_run_id=flow_run.id,
+            seat_slot=seat_slot,
+            # A subflow per tool shows in the UI of a shared server; on a temporary API of our
+            # own nobody sees it, and it doubled the cost per tool (0.36 -> 0.78 s,
+            # bench/ingest_bench.py).
+            review=_review_in_subflow if shared_api() else usecases.review_card,
+        )  # fmt: skip
     return report.as_dict()
 
 

@@ -137,7 +137,7 @@ def test_a_seat_task_takes_serialisable_inputs_and_is_cached_within_its_run(fake
     assert again["builder"] == first["builder"] and fresh["builder"].score == first["builder"].score
 
 
-def test_each_tool_of_an_ingest_is_a_subflow_run(fake, tmp_path, monkeypatch):
+def test_each_tool_of_an_ingest_is_a_subflow_run_with_its_artifact(fake, tmp_path, monkeypatch):
     from prefect.client.schemas.filters import FlowRunFilterParentFlowRunId
 
     from flows.scheduled import review_new_tools
@@ -151,5 +151,9 @@ def test_each_tool_of_an_ingest_is_a_subflow_run(fake, tmp_path, monkeypatch):
         children = client.read_flow_runs(
             flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent]))
         )
+        artifacts = [a for a in client.read_artifacts() if a.flow_run_id == parent]
     assert sorted(c.name for c in children) == [f"review-{s}" for s in slugs]
     assert all(c.state.is_completed() for c in children)
+    # Each reviewed tool left its review-SLUG artifact on the ingest's own run.
+    assert sorted(a.key for a in artifacts) == [f"review-{s}" for s in slugs]
+    assert all(a.type == "markdown" and "| Founder |" in a.data for a in artifacts)

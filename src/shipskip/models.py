@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -221,12 +222,9 @@ def pattern_literal(text: str) -> str | None:
     return "".join(ch if ch.isalnum() or ch == " " else ("[-]" if ch == "-" else f"[{ch}]") for ch in text)
 
 
-def reply_json_schema(lead: str | None = None) -> dict:
-    """A self-contained schema (no $ref) so every grammar converter can take it.
-
-    With `lead` (the tool's name), a take must open with it: small models given worked
-    examples otherwise copy the example's subject instead of judging the tool in front of them.
-    """
+@functools.cache
+def _reply_branches() -> str:
+    """The three reply shapes as JSON text: building them costs pydantic more than a request."""
     branches = []
     for model in (ShipReply, SkipReply, AbstainReply):
         schema = model.model_json_schema()
@@ -236,12 +234,23 @@ def reply_json_schema(lead: str | None = None) -> dict:
             # Grammar converters drop integer bounds, but every one of them honours an enum.
             if prop.get("type") == "integer" and "minimum" in prop:
                 prop["enum"] = list(range(prop["minimum"], prop["maximum"] + 1))
-        literal = pattern_literal(lead) if lead else None
+        branches.append(schema)
+    return json.dumps(branches)
+
+
+def reply_json_schema(lead: str | None = None) -> dict:
+    """A self-contained schema (no $ref) so every grammar converter can take it.
+
+    With `lead` (the tool's name), a take must open with it: small models given worked
+    examples otherwise copy the example's subject instead of judging the tool in front of them.
+    """
+    branches = json.loads(_reply_branches())  # a fresh copy: callers may change it
+    literal = pattern_literal(lead) if lead else None
+    for schema in branches:
         if literal and "take" in schema["properties"]:
             take = schema["properties"]["take"]
             room = take["maxLength"] - len(lead or "") - 1
             take["pattern"] = "^" + literal + " " + take_body(take["minLength"], room)
-        branches.append(schema)
     return {"anyOf": branches}
 
 

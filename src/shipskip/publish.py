@@ -15,16 +15,17 @@ WEEK_RE = re.compile(r"^(\d{4})-W(\d{2})$")
 
 
 def load_panel(store: Store, slug: str) -> ReviewedTool:
-    card = store.tool(slug)
-    if card is None:
-        raise ShipskipError(f"no reviewed tool with slug '{slug}'")
-    return ReviewedTool(
-        card=card,
-        takes=tuple(store.current_takes(slug)),
-        votes=store.votes(slug),
-        reviewed_at=store.reviewed_at(slug),
-        updates=tuple(_updates(store, slug)),
-    )
+    with store.reading():
+        card = store.tool(slug)
+        if card is None:
+            raise ShipskipError(f"no reviewed tool with slug '{slug}'")
+        return ReviewedTool(
+            card=card,
+            takes=tuple(store.current_takes(slug)),
+            votes=store.votes(slug),
+            reviewed_at=store.reviewed_at(slug),
+            updates=tuple(_updates(store, slug)),
+        )
 
 
 def _updates(store: Store, slug: str) -> list[Update]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +55,9 @@ class Critics:
     clients: dict[str, LLMClient]
     settings: Settings
     seat_slot: SlotFactory = nullcontext
+    # Threads the seats are asked in, kept for as long as the critics: starting five threads
+    # for every tool cost an ingest 5% of its time.
+    pool: ThreadPoolExecutor | None = None
 
     def ask(self, persona: str, card: ToolCard, reason: str | None = None) -> Take:
         """One seat's take on one card: graded by its checklist, or one holistic reply."""
@@ -286,4 +290,10 @@ def open_critics(
             )
             stack.callback(client.close)
             clients[name] = client
-        yield Critics(prompts=prompts, clients=clients, settings=settings, seat_slot=seat_slot or nullcontext)
+        # Seats beyond the calls in flight wait for a slot anyway, so this never binds first.
+        pool = stack.enter_context(
+            ThreadPoolExecutor(max_workers=settings.llm_concurrency + len(names), thread_name_prefix="seat")
+        )
+        yield Critics(
+            prompts=prompts, clients=clients, settings=settings, seat_slot=seat_slot or nullcontext, pool=pool
+        )

@@ -185,11 +185,12 @@ class Lake:
         after = self._holder(con, slug)
         return None if after and after[0] == owner else after or (holder[0], holder[1])
 
-    def beat(self, con: duckdb.DuckDBPyConnection, slug: str, owner: str) -> None:
+    def beat(self, con: duckdb.DuckDBPyConnection, slugs: list[str], owner: str) -> None:
+        """Renew the leases `owner` holds on these tools, in one statement."""
         self._execute(
             con,
             f"UPDATE {_LEASES} SET heartbeat_at = {_PG_NOW}"
-            f" WHERE slug = {_literal(slug)} AND owner = {_literal(owner)}",
+            f" WHERE slug IN ({', '.join(map(_literal, slugs))}) AND owner = {_literal(owner)}",
         )
 
     def release(self, con: duckdb.DuckDBPyConnection, slug: str, owner: str) -> None:

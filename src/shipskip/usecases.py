@@ -27,7 +27,7 @@ from .quality import order_independent
 from .review import Critics, SlotFactory, open_critics
 from .settings import Settings
 from .sources import read_source
-from .store import Run, Store, ToolBusy, check_identity
+from .store import Run, Store, ToolBusy
 
 OnTake = Callable[[str, Take], None]
 
@@ -55,9 +55,10 @@ def _submit(pool: ThreadPoolExecutor, fn: Callable[..., object], *args: object, 
 def ask_in_threads(
     critics: Critics, store: Store, run: Run, personas: list[str], card: ToolCard, reason: str | None
 ) -> dict[str, Take]:
-    # The limit on calls in flight is the critics' (SHIPSKIP_LLM_CONCURRENCY); this pool only
+    # The limit on calls in flight is the critics' (SHIPSKIP_LLM_CONCURRENCY); their pool only
     # has to be wide enough never to be the narrower bound.
-    with ThreadPoolExecutor(max_workers=max(1, len(personas))) as pool:
+    with ExitStack() as stack:
+        pool = critics.pool or stack.enter_context(ThreadPoolExecutor(max_workers=max(1, len(personas))))
         futures = [_submit(pool, ask_seat, critics, store, run, p, card, reason) for p in personas]
         return {t.persona: t for t in (f.result() for f in futures)}
 
@@ -83,10 +84,10 @@ def review_card(
     """Review one card: skip it if this content was reviewed, resume an interrupted run, ask the
     seats still missing, and commit the five takes together. With `critics`, their clients (and
     model server) are used; otherwise critics are opened for this card alone."""
-    check_identity(store, card)
     prompts = critics.prompts if critics else load_prompts(settings.prompts_dir)
-    # Whether this exact card was reviewed is checked inside begin_run, under the same lock
-    # that starts the run, so two processes cannot both find it new.
+    # Whether this exact card was reviewed, and whether its slug belongs to another tool, are
+    # checked inside begin_run, under the same lock that starts the run, so two processes
+    # cannot both find it new.
     run = store.begin_run(card, flow_run_id=flow_run_id, unless_reviewed=not force)
     if run is None:
         return ReviewOutcome.from_store(store, card, skipped=True)
@@ -128,7 +129,7 @@ class IngestReport:
 def tools_in_flight(settings: Settings, seats: int) -> int:
     """Tools reviewed at once: enough for their seats to fill the calls-in-flight setting
     (SHIPSKIP_LLM_CONCURRENCY), which the critics' clients enforce call by call."""
-    return max(1, -(-settings.llm_concurrency // max(1, seats)))
+    return 2 * max(1, -(-settings.llm_concurrency // max(1, seats)))
 
 
 # How an ingest reviews one of its tools: `review_card` itself here; a subflow per tool in
