@@ -142,7 +142,7 @@ def test_each_tool_of_an_ingest_is_a_subflow_run_with_its_artifact(fake, tmp_pat
 
     from flows.scheduled import review_new_tools
 
-    monkeypatch.setenv("SHIPSKIP_LLM_CONCURRENCY", "16")  # four tools at once
+    monkeypatch.setenv("SHIPSKIP_LLM_CONCURRENCY", "16")  # all six tools at once
     slugs = write_cards(tmp_path / "inbox", 6)
     state = review_new_tools(source=str(tmp_path / "inbox"), return_state=True)
     assert sorted(state.result()["reviewed"]) == slugs

@@ -251,6 +251,65 @@ def test_reviewed_among_answers_for_a_whole_feed_at_once(store):
     assert store.reviewed_among([]) == set()
 
 
+def _racing_checkpoints(store, monkeypatch, fail_calls=()):
+    """Ten seats of ten runs checkpoint at once; the first write is slowed so the rest queue.
+    Returns (batch sizes written or failed, the seats whose checkpoint raised)."""
+    import threading
+    import time
+
+    store.init()
+    runs = [store.begin_run(make_card(slug=f"t-{i}", name=f"T {i}")) for i in range(10)]
+    real, batches = Store._insert_checkpoints, []
+
+    def slowed(con, batch):
+        batches.append(len(batch))
+        if len(batches) == 1:
+            time.sleep(0.3)
+        if len(batches) in fail_calls:
+            raise duckdb.IOException("disk went away")
+        return real(con, batch)
+
+    monkeypatch.setattr(Store, "_insert_checkpoints", staticmethod(slowed))
+    barrier, raised = threading.Barrier(10), []
+
+    def write(i, run):
+        barrier.wait()
+        time.sleep(0.05 * (i > 0))  # the first gets the store; the rest queue behind it
+        try:
+            store.checkpoint(run, five()[0])
+        except duckdb.IOException:
+            raised.append(run.slug)
+
+    threads = [threading.Thread(target=write, args=(i, run)) for i, run in enumerate(runs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return batches, raised
+
+
+def test_checkpoints_waiting_at_once_are_written_together(file_store, monkeypatch):
+    batches, raised = _racing_checkpoints(file_store, monkeypatch)
+    assert not raised
+    stored = file_store.query("SELECT r.slug FROM take_checkpoints c JOIN runs r USING (run_id)")
+    assert sorted(r["slug"] for r in stored) == sorted(f"t-{i}" for i in range(10))
+    # Nine waited behind the first write and went in far fewer transactions than nine.
+    assert batches[0] == 1 and len(batches) <= 3 and max(batches) >= 5, batches
+
+
+def test_a_failed_checkpoint_write_costs_its_writer_and_the_others_write_their_own(file_store, monkeypatch):
+    # The second write (the queued nine together) fails: its writer raises; the other eight
+    # takes it held go back to their own threads, which store them.
+    batches, raised = _racing_checkpoints(file_store, monkeypatch, fail_calls=(2,))
+    assert len(raised) == 1 and batches[1] >= 5, (raised, batches)
+    stored = {
+        r["slug"]
+        for r in file_store.query("SELECT r.slug FROM take_checkpoints c JOIN runs r USING (run_id)")
+    }
+    assert stored == {f"t-{i}" for i in range(10)} - set(raised)
+    assert file_store._queue == []  # nothing left to be written behind a caller's back
+
+
 def test_threads_of_one_process_hand_the_open_file_on_instead_of_reopening_it(file_store, monkeypatch):
     """Group commit: writes queued behind one another share one open of the file (14 ms
     each), and every write still lands."""
