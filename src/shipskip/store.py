@@ -58,7 +58,10 @@ class _Handover:
     hands them its open connection instead of closing it. Once no one here is waiting, or after
     HOLD_S, it is closed, and other processes (an analyst, another worker) get their turn."""
 
-    HOLD_S = 0.25
+    # Each close costs the process a reopen and GAP_S with the store shut: at 0.25 s a busy
+    # ingest kept the provider 81% busy, at 0.5 s 88%, at 1 s 93% (bench/ingest_bench.py);
+    # another process then waits at most about a second for its turn.
+    HOLD_S = 1.0
     # After closing on HOLD_S with threads still queued, the file stays closed this long, so
     # another process's retry can find it free.
     GAP_S = 0.05
