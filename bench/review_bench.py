@@ -1,9 +1,12 @@
 """Time a review with the embedded model: holistic and checklist scoring through shipskip, and
 the same requests sent straight to llama.cpp.
 
-For the checklist, the requests of one shipskip review are recorded at the HTTP boundary
-(every body, retries included, grouped by the seat's thread) and replayed straight to the
-same server with the same concurrency, one thread per seat: the ratio is shipskip's own cost.
+For the checklist, every request shipskip sends (retries included) is recorded at the HTTP
+boundary with when it was sent, then replayed straight to a running llama.cpp server one after
+another in that order. The server answers one request at a time in arrival order, so the
+replay gives it the same work, prompt cache included: the ratio is shipskip's own cost. It is
+measured for one `review-tool` flow run (which starts the embedded server for its one card)
+and for an ingest of a few sample cards (which starts it once for all of them).
 
 Usage: .venv/bin/python bench/review_bench.py [--rounds N]
 Prints seconds per review through shipskip (prompt rendering, client, validation, the Prefect
@@ -19,6 +22,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,6 +34,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--card", default=str(ROOT / "data" / "tools" / "smollm3.yaml"))
+    ap.add_argument("--ingest", default="smollm3.yaml,pagerduck.yaml,framecast.yaml",
+                    help="sample cards (data/tools) an ingest reviews, for the ratio with the server started once")  # fmt: skip
     args = ap.parse_args()
 
     import httpx
@@ -77,48 +83,59 @@ def main() -> None:
                 through[mode].append(time.perf_counter() - t)
             calls[mode] = sum(t.attempts for t in out.takes)
 
-    # Record one checklist review's requests, then replay them raw, seat by seat in threads.
-    import threading
+    # Record, at the HTTP boundary, every request shipskip sends (retries included) and when
+    # it was sent. llama.cpp's server answers one request at a time, in the order they arrive,
+    # so replaying them one after another in that order gives the server the same work, its
+    # prompt cache included: the raw cost of the same review.
+    import shutil
 
+    from flows.scheduled import review_new_tools
     from shipskip.llm import DeadlineTransport
 
-    recorded: dict[str, list[bytes]] = {}
     plain = DeadlineTransport.handle_request
+    recorded: list[tuple[float, bytes]] = []
 
     def recording(self: DeadlineTransport, request: httpx.Request) -> httpx.Response:
-        recorded.setdefault(threading.current_thread().name, []).append(request.read())
+        recorded.append((time.perf_counter(), request.read()))
         return plain(self, request)
 
-    replayed, through_again = [], []
-    with tempfile.TemporaryDirectory() as tmp:
-        os.environ["SHIPSKIP_DB_PATH"] = str(Path(tmp) / "bench.duckdb")
-        os.environ["SHIPSKIP_SCORING"] = "checklist"
+    def record(run: Callable[[], object]) -> tuple[float, list[bytes]]:
+        recorded.clear()
         DeadlineTransport.handle_request = recording  # type: ignore[method-assign]
         try:
-            review_tool(card_path=args.card, force=True)
+            t = time.perf_counter()
+            run()
+            took = time.perf_counter() - t
         finally:
             DeadlineTransport.handle_request = plain  # type: ignore[method-assign]
-        for _ in range(args.rounds):
-            t = time.perf_counter()
-            review_tool(card_path=args.card, force=True)
-            through_again.append(time.perf_counter() - t)
-    seats = list(recorded.values())
-    with embedded_server() as base_url, httpx.Client(timeout=120) as http:
+        return took, [body for _, body in sorted(recorded, key=lambda r: r[0])]
 
-        def replay(bodies: list[bytes]) -> None:
+    os.environ["SHIPSKIP_SCORING"] = "checklist"
+    single: list[tuple[float, list[bytes]]] = []
+    batch: list[tuple[float, list[bytes]]] = []
+    names = args.ingest.split(",")
+    with tempfile.TemporaryDirectory() as tmp:
+        inbox = Path(tmp) / "inbox"
+        inbox.mkdir()
+        for name in names:
+            shutil.copy(ROOT / "data" / "tools" / name, inbox / name)
+        for i in range(args.rounds):
+            os.environ["SHIPSKIP_DB_PATH"] = str(Path(tmp) / f"one-{i}.duckdb")
+            single.append(record(lambda: review_tool(card_path=args.card, force=True)))
+            os.environ["SHIPSKIP_DB_PATH"] = str(Path(tmp) / f"many-{i}.duckdb")
+            batch.append(record(lambda: review_new_tools(source=str(inbox))))
+
+    def replay(bodies: list[bytes]) -> float:
+        with embedded_server() as base_url, httpx.Client(timeout=120) as http:
+            t = time.perf_counter()
             for body in bodies:
                 http.post(
                     f"{base_url}/chat/completions", content=body, headers={"content-type": "application/json"}
                 ).raise_for_status()
+            return time.perf_counter() - t
 
-        for _ in range(args.rounds):
-            t = time.perf_counter()
-            workers = [threading.Thread(target=replay, args=(b,)) for b in seats]
-            for w in workers:
-                w.start()
-            for w in workers:
-                w.join()
-            replayed.append(time.perf_counter() - t)
+    single_ratios = [took / replay(bodies) for took, bodies in single]
+    batch_ratios = [took / replay(bodies) for took, bodies in batch]
 
     d = statistics.median(direct)
     h, c = statistics.median(through["holistic"]), statistics.median(through["checklist"])
@@ -130,10 +147,17 @@ def main() -> None:
     print(
         f"checklist through shipskip ({calls['checklist']} calls): {c:6.2f} s per review  ({c / h:.2f}x holistic)"
     )
-    r, c2 = statistics.median(replayed), statistics.median(through_again)
+    took1, n1 = statistics.median(t for t, _ in single), statistics.median(len(b) for _, b in single)
     print(
-        f"checklist, the same {sum(map(len, seats))} requests replayed straight to llama.cpp in {len(seats)} "
-        f"threads: {r:6.2f} s; through shipskip: {c2:6.2f} s  ({c2 / r:.2f}x raw)"
+        f"checklist, one review-tool flow run (embedded server started for it): {took1:6.2f} s, "
+        f"{n1:.0f} requests; {statistics.median(single_ratios):.3f}x the same requests sent straight "
+        f"to llama.cpp in the order they were sent (per round: {', '.join(f'{r:.3f}' for r in single_ratios)})"
+    )
+    tookn, nn = statistics.median(t for t, _ in batch), statistics.median(len(b) for _, b in batch)
+    print(
+        f"checklist, an ingest of {len(names)} cards (server started once): {tookn / len(names):6.2f} s a tool, "
+        f"{nn:.0f} requests; {statistics.median(batch_ratios):.3f}x raw "
+        f"(per round: {', '.join(f'{r:.3f}' for r in batch_ratios)})"
     )
     sys.stdout.flush()
 
