@@ -242,6 +242,66 @@ def test_the_current_flag_marks_exactly_the_latest_committed_take(store, tmp_pat
     assert sorted(r["take_id"] for r in fresh.query("SELECT take_id FROM current_takes")) == ids(RANKED)
 
 
+# take_changes as migration 012 computed it: each committed take beside version - 1.
+BY_JOIN = (
+    "WITH c AS (SELECT t.*, r.kind, r.reason AS run_reason FROM takes t JOIN runs r USING (run_id)"
+    " WHERE r.status = 'complete')"
+    " SELECT t.slug, t.persona, t.version, p.score AS a, t.score, t.score - p.score AS d, p.verdict AS b,"
+    " t.verdict, p.model AS c, t.model, p.prompt_version AS e, t.prompt_version, t.kind, t.run_reason,"
+    " t.created_at"
+    " FROM c t JOIN c p ON p.slug = t.slug AND p.persona = t.persona AND p.version = t.version - 1"
+)
+
+
+def test_take_changes_reads_what_a_join_of_every_take_finds(store, tmp_path):
+    """Migration 014 has each take keep what it replaced; the view must give what joining every
+    take to its previous version gave: after reviews, reruns on other models, a changed card,
+    a reload from an export without those columns, and an older database brought up to date."""
+    card, other = make_card(), make_card(slug="other", name="Other")
+    for c in (card, other):
+        store.commit_review(store.begin_run(c), c, five())
+    for score, model in ((40, "gpt-a"), (75, "gpt-b")):
+        rerun = store.begin_run(card, kind="rerun", reason="again")
+        take = make_take("skeptic", "ship" if score >= 60 else "skip", score).model_copy(
+            update={"model": model}
+        )
+        store.commit_review(rerun, card, [take])
+    changed = card.model_copy(update={"description": card.description + " Now with a CLI."})
+    store.commit_review(store.begin_run(changed), changed, five(["skip", None, "ship", "ship", "skip"]))
+
+    def rows(s, sql):
+        return sorted(tuple(r.values()) for r in s.query(sql))
+
+    expected = rows(store, BY_JOIN)
+    assert len(expected) == 7 and rows(store, "SELECT * FROM take_changes") == expected
+    exported, runs = tmp_path / "takes.parquet", tmp_path / "runs.parquet"
+    with store.connect(read_only=True) as con:
+        con.execute(
+            "COPY (SELECT * EXCLUDE (is_current, prev_score, prev_verdict, prev_model, prev_prompt_version)"
+            f" FROM takes) TO '{exported}' (FORMAT parquet)"
+        )
+        con.execute(f"COPY runs TO '{runs}' (FORMAT parquet)")
+    fresh = Store(tmp_path / "fresh.duckdb")
+    fresh.load_parquet("runs", runs)
+    fresh.load_parquet("takes", exported)  # an export from before migration 014
+    assert rows(fresh, "SELECT * FROM take_changes") == expected
+    if store.lake is not None:
+        return
+    # A file written by migrations up to 013, with these takes in it, brought up to date.
+    old = tmp_path / "old.duckdb"
+    with duckdb.connect(str(old)) as con:
+        con.execute(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
+            " applied_at TIMESTAMP NOT NULL)"
+        )
+        for version, name, sql in [m for m in migrations() if m[0] <= 13]:
+            con.execute(sql)
+            con.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [version, name])
+        con.execute(f"INSERT INTO runs BY NAME SELECT * FROM read_parquet('{runs}')")
+        con.execute(f"INSERT INTO takes BY NAME SELECT * FROM read_parquet('{exported}')")
+    assert rows(Store(old), "SELECT * FROM take_changes") == expected
+
+
 def test_reviewed_among_answers_for_a_whole_feed_at_once(store):
     seen, changed, new = make_card(), make_card(slug="b", name="B"), make_card(slug="c", name="C")
     for card in (seen, changed):
@@ -259,22 +319,23 @@ def _racing_checkpoints(store, monkeypatch, fail_calls=()):
 
     store.init()
     runs = [store.begin_run(make_card(slug=f"t-{i}", name=f"T {i}")) for i in range(10)]
-    real, batches = Store._insert_checkpoints, []
+    real, batches, first_in = Store._insert_checkpoints, [], threading.Event()
 
     def slowed(con, batch):
         batches.append(len(batch))
         if len(batches) == 1:
+            first_in.set()
             time.sleep(0.3)
         if len(batches) in fail_calls:
             raise duckdb.IOException("disk went away")
         return real(con, batch)
 
     monkeypatch.setattr(Store, "_insert_checkpoints", staticmethod(slowed))
-    barrier, raised = threading.Barrier(10), []
+    raised = []
 
     def write(i, run):
-        barrier.wait()
-        time.sleep(0.05 * (i > 0))  # the first gets the store; the rest queue behind it
+        if i > 0:
+            first_in.wait(10)  # the first holds the store; the rest queue behind it
         try:
             store.checkpoint(run, five()[0])
         except duckdb.IOException:

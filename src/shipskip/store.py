@@ -356,7 +356,8 @@ class Store:
     @_again_on_conflict
     def _sync_lake(self, con: duckdb.DuckDBPyConnection) -> None:
         assert self.lake is not None
-        self.lake.sync_schema(con, migrations(), _now())
+        if self.lake.sync_schema(con, migrations(), _now()):
+            self._fill_previous(con)  # the one data change a migration made that a lake needs
         self.lake.ensure_leases(con)
         self._migrated = True
 
@@ -666,20 +667,26 @@ class Store:
         # statement is a round trip to the catalog.
         with self.transaction() as con:
             self._upsert_tool(con, card, now)
-            latest = dict(
-                con.execute(
-                    "SELECT persona, max(version) FROM takes WHERE slug = ? AND persona IN (SELECT unnest(?))"
-                    " GROUP BY persona",
-                    [card.slug, seats],
-                ).fetchall()
+            # Each seat's latest take: the new one's version follows it, and it keeps what it
+            # replaces (the `take_changes` view reads that instead of joining every take).
+            latest: dict[str, dict[str, Any]] = {}
+            cur = con.execute(
+                "SELECT persona, version, score, verdict, model, prompt_version FROM takes"
+                " WHERE slug = ? AND persona IN (SELECT unnest(?))",
+                [card.slug, seats],
             )
+            cols = [d[0] for d in cur.description or []]
+            for row in cur.fetchall():
+                r = dict(zip(cols, row, strict=True))
+                if r["version"] > latest.get(r["persona"], {"version": 0})["version"]:
+                    latest[r["persona"]] = r
             # The new takes become their seats' current ones in the same transaction.
             con.execute(
                 "UPDATE takes SET is_current = false"
                 " WHERE slug = ? AND is_current AND persona IN (SELECT unnest(?))",
                 [card.slug, seats],
             )
-            self._insert_takes(con, run, [(t, latest.get(t.persona, 0) + 1) for t in takes], now)
+            self._insert_takes(con, run, [(t, latest.get(t.persona)) for t in takes], now)
             # A rerun changes one seat; the verdict it records is the whole panel's after it.
             if run.kind == "rerun":
                 verdict_takes = self._current(con, card.slug)
@@ -716,19 +723,26 @@ class Store:
         )
 
     def _insert_takes(
-        self, con: duckdb.DuckDBPyConnection, run: Run, takes: list[tuple[Take, int]], now: datetime
+        self,
+        con: duckdb.DuckDBPyConnection,
+        run: Run,
+        takes: list[tuple[Take, dict[str, Any] | None]],
+        now: datetime,
     ) -> None:
-        """One INSERT for the takes of a run, each with its version."""
+        """One INSERT for the takes of a run, each after the take it replaces (None: its first)."""
         rows = [
             {
                 "take_id": uuid.uuid4().hex, "run_id": run.run_id, "slug": run.slug,
-                "content_hash": run.content_hash, "version": version, "created_at": now,
+                "content_hash": run.content_hash, "version": (prev or {}).get("version", 0) + 1,
+                "prev_score": (prev or {}).get("score"), "prev_verdict": (prev or {}).get("verdict"),
+                "prev_model": (prev or {}).get("model"),
+                "prev_prompt_version": (prev or {}).get("prompt_version"), "created_at": now,
                 "prompt_tokens": t.usage.prompt_tokens, "completion_tokens": t.usage.completion_tokens,
                 "cached_tokens": t.usage.cached_tokens, "is_current": True,
                 "criteria": json.dumps([c.model_dump() for c in t.criteria]) if t.criteria else None,
                 **t.model_dump(include=_TAKE_FIELDS, by_alias=True),
             }
-            for t, version in takes
+            for t, prev in takes
         ]  # fmt: skip
         if not rows:
             return
@@ -749,7 +763,20 @@ class Store:
             con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM read_parquet(?)", [str(path)])
             if table in ("takes", "runs"):
                 self._mark_current(con)  # loaded takes (or their runs) may change which is current
+            if table == "takes":
+                self._fill_previous(con)  # an export from before migration 014 lacks them
             return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] - before
+
+    @staticmethod
+    def _fill_previous(con: duckdb.DuckDBPyConnection) -> None:
+        """Give each take that lacks them its previous version's score, verdict, model and
+        prompt version (loaded takes; a lake's takes from before migration 014)."""
+        con.execute(
+            "UPDATE takes SET prev_score = p.score, prev_verdict = p.verdict, prev_model = p.model,"
+            " prev_prompt_version = p.prompt_version FROM takes p"
+            " WHERE p.slug = takes.slug AND p.persona = takes.persona AND p.version = takes.version - 1"
+            " AND takes.version > 1 AND takes.prev_model IS NULL"
+        )
 
     @staticmethod
     def _mark_current(con: duckdb.DuckDBPyConnection) -> None:

@@ -114,8 +114,9 @@ class Lake:
 
     def sync_schema(
         self, con: duckdb.DuckDBPyConnection, migrations: list[tuple[int, str, str]], now: datetime
-    ) -> None:
-        """Bring the lake's tables and views to what the single file's migrations build.
+    ) -> bool:
+        """Bring the lake's tables and views to what the single file's migrations build; True
+        when it changed anything.
 
         The migrations run on an in-memory DuckDB; its tables are created here without their
         keys and indexes (DuckLake has none), missing columns are added, and every view is
@@ -128,7 +129,7 @@ class Lake:
         done = {r[0] for r in con.execute("SELECT version FROM schema_migrations").fetchall()}
         todo = [(v, n) for v, n, _ in migrations if v not in done]
         if not todo:
-            return
+            return False
         tables, views, seeds = _schema_of(migrations)
         have: dict[str, set[str]] = {}
         for table, column in con.execute(
@@ -150,6 +151,7 @@ class Lake:
                     con.execute(f'ALTER TABLE {table} ADD COLUMN "{name}" {data_type}')
         _create_views(con, views)
         con.executemany("INSERT INTO schema_migrations VALUES (?, ?, ?)", [[v, n, now] for v, n in todo])
+        return True
 
     # -- leases ----------------------------------------------------------------------
 
