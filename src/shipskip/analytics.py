@@ -93,7 +93,7 @@ def format_result(res: Result, fmt: str) -> str:
 
 # Views analysts read, and the evaluation tables, exported beside the tables (views/ and eval/).
 EXPORT_VIEWS = (
-    "committed_takes", "current_takes", "panel_verdicts", "takes_enriched", "persona_weekly",
+    "committed_takes", "current_takes", "panel_verdicts", "takes_by_week", "takes_enriched", "persona_weekly",
     "persona_category", "persona_model_weekly", "score_distribution", "persona_disagreement",
     "take_changes", "take_criteria", "run_costs", "model_costs",
 )  # fmt: skip
@@ -131,7 +131,8 @@ def trend_points(
     sql = (
         "SELECT persona, week, count(score) AS scored, avg(score) AS mean_score,"
         " count(*) FILTER (WHERE verdict = 'ship') / nullif(count(verdict), 0) AS ship_rate"
-        " FROM takes_enriched WHERE true"
+        # Only a category filter needs the category's join with every card version.
+        f" FROM {'takes_enriched' if category else 'takes_by_week'} WHERE true"
     )
     params: list[Any] = []
     if persona:
