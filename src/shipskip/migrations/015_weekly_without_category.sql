@@ -1,18 +1,10 @@
 -- The weekly rollups read takes_enriched, whose category join with every card version DuckDB
 -- keeps in the plan even where nothing reads the category: at 10M takes persona_weekly and
 -- the trends report took 0.9-1.3 s. `takes_by_week` is the committed takes with their week
--- alone; the weekly views and an unfiltered trend read it, and takes_enriched adds the
--- category on top of it.
+-- alone (the same week as takes_enriched's); the weekly views and an unfiltered trend read it.
 CREATE OR REPLACE VIEW takes_by_week AS
 SELECT t.*, CAST(date_trunc('week', t.created_at) AS DATE) AS week
 FROM committed_takes t;
-
-CREATE OR REPLACE VIEW takes_enriched AS
-SELECT t.* EXCLUDE (week), coalesce(v.category, 'Uncategorised') AS category, t.week
-FROM takes_by_week t
-LEFT JOIN (
-    SELECT slug, content_hash, json_extract_string(card, '$.category') AS category FROM tool_versions
-) v USING (slug, content_hash);
 
 CREATE OR REPLACE VIEW persona_weekly AS
 SELECT persona, week,
