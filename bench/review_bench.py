@@ -8,7 +8,7 @@ replay gives it the same work, prompt cache included: the ratio is shipskip's ow
 measured for one `review-tool` flow run (which starts the embedded server for its one card)
 and for an ingest of a few sample cards (which starts it once for all of them).
 
-Usage: .venv/bin/python bench/review_bench.py [--rounds N]
+Usage: .venv/bin/python bench/review_bench.py [--rounds N] [--replay-only] [--ingest CARD,CARD,...]
 Prints seconds per review through shipskip (prompt rendering, client, validation, the Prefect
 flow and DuckDB writes) for each scoring mode, the bare HTTP loop, and the ratios. The
 checklist asks one Yes/No question per criterion (max_tokens 1) and then writes each take.
@@ -36,6 +36,7 @@ def main() -> None:
     ap.add_argument("--card", default=str(ROOT / "data" / "tools" / "smollm3.yaml"))
     ap.add_argument("--ingest", default="smollm3.yaml,pagerduck.yaml,framecast.yaml",
                     help="sample cards (data/tools) an ingest reviews, for the ratio with the server started once")  # fmt: skip
+    ap.add_argument("--replay-only", action="store_true", help="only the recorded-and-replayed ratios")
     args = ap.parse_args()
 
     import httpx
@@ -60,28 +61,38 @@ def main() -> None:
         for p in prompts.personas
     ]
 
-    direct = []
-    with embedded_server() as base_url, httpx.Client(timeout=120) as http:
-        for _ in range(args.rounds):
-            t = time.perf_counter()
-            for body in requests:
-                http.post(f"{base_url}/chat/completions", json=body).raise_for_status()
-            direct.append(time.perf_counter() - t)
-
     from flows.review import review_tool
 
+    direct: list[float] = []
     through: dict[str, list[float]] = {"holistic": [], "checklist": []}
     calls: dict[str, int] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        os.environ["SHIPSKIP_DB_PATH"] = str(Path(tmp) / "bench.duckdb")
-        review_tool(card_path=args.card, force=True)  # warm-up: Prefect's first flow run starts its server
-        for mode in through:
-            os.environ["SHIPSKIP_SCORING"] = mode
+    if args.replay_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            os.environ["SHIPSKIP_DB_PATH"] = str(Path(tmp) / "bench.duckdb")
+            # Warm-up: Prefect's first flow run starts its server.
+            review_tool(card_path=args.card, force=True)
+    else:
+        with (
+            embedded_server(n_ctx=settings.embedded_ctx, threads=settings.embedded_threads) as base_url,
+            httpx.Client(timeout=120) as http,
+        ):
             for _ in range(args.rounds):
                 t = time.perf_counter()
-                out = review_tool(card_path=args.card, force=True)
-                through[mode].append(time.perf_counter() - t)
-            calls[mode] = sum(t.attempts for t in out.takes)
+                for body in requests:
+                    http.post(f"{base_url}/chat/completions", json=body).raise_for_status()
+                direct.append(time.perf_counter() - t)
+
+        with tempfile.TemporaryDirectory() as tmp:
+            os.environ["SHIPSKIP_DB_PATH"] = str(Path(tmp) / "bench.duckdb")
+            # Warm-up: Prefect's first flow run starts its server.
+            review_tool(card_path=args.card, force=True)
+            for mode in through:
+                os.environ["SHIPSKIP_SCORING"] = mode
+                for _ in range(args.rounds):
+                    t = time.perf_counter()
+                    out = review_tool(card_path=args.card, force=True)
+                    through[mode].append(time.perf_counter() - t)
+                calls[mode] = sum(t.attempts for t in out.takes)
 
     # Record, at the HTTP boundary, every request shipskip sends (retries included) and when
     # it was sent. llama.cpp's server answers one request at a time, in the order they arrive,
@@ -126,7 +137,10 @@ def main() -> None:
             batch.append(record(lambda: review_new_tools(source=str(inbox))))
 
     def replay(bodies: list[bytes]) -> float:
-        with embedded_server() as base_url, httpx.Client(timeout=120) as http:
+        with (
+            embedded_server(n_ctx=settings.embedded_ctx, threads=settings.embedded_threads) as base_url,
+            httpx.Client(timeout=120) as http,
+        ):
             t = time.perf_counter()
             for body in bodies:
                 http.post(
@@ -137,16 +151,9 @@ def main() -> None:
     single_ratios = [took / replay(bodies) for took, bodies in single]
     batch_ratios = [took / replay(bodies) for took, bodies in batch]
 
-    d = statistics.median(direct)
-    h, c = statistics.median(through["holistic"]), statistics.median(through["checklist"])
     print(f"card: {card.slug}  rounds: {args.rounds}  cpus: {os.cpu_count()}")
-    print(f"direct to llama.cpp (5 holistic requests, server already up): {d:6.2f} s per review")
-    print(
-        f"holistic through shipskip ({calls['holistic']} calls):  {h:6.2f} s per review  ({h / d:.2f}x direct)"
-    )
-    print(
-        f"checklist through shipskip ({calls['checklist']} calls): {c:6.2f} s per review  ({c / h:.2f}x holistic)"
-    )
+    if not args.replay_only:
+        report_direct(statistics.median(direct), through, calls)
     took1, n1 = statistics.median(t for t, _ in single), statistics.median(len(b) for _, b in single)
     print(
         f"checklist, one review-tool flow run (embedded server started for it): {took1:6.2f} s, "
@@ -160,6 +167,17 @@ def main() -> None:
         f"(per round: {', '.join(f'{r:.3f}' for r in batch_ratios)})"
     )
     sys.stdout.flush()
+
+
+def report_direct(d: float, through: dict[str, list[float]], calls: dict[str, int]) -> None:
+    h, c = statistics.median(through["holistic"]), statistics.median(through["checklist"])
+    print(f"direct to llama.cpp (5 holistic requests, server already up): {d:6.2f} s per review")
+    print(
+        f"holistic through shipskip ({calls['holistic']} calls):  {h:6.2f} s per review  ({h / d:.2f}x direct)"
+    )
+    print(
+        f"checklist through shipskip ({calls['checklist']} calls): {c:6.2f} s per review  ({c / h:.2f}x holistic)"
+    )
 
 
 if __name__ == "__main__":
