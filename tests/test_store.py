@@ -302,6 +302,23 @@ def test_take_changes_reads_what_a_join_of_every_take_finds(store, tmp_path):
     assert rows(Store(old), "SELECT * FROM take_changes") == expected
 
 
+def test_a_load_refuses_takes_whose_run_is_not_complete(store, tmp_path):
+    """Views read every take as committed (migration 016), so takes load only with their runs."""
+    from shipskip.errors import ShipskipError
+
+    card = make_card()
+    store.commit_review(store.begin_run(card), card, five())
+    exported = tmp_path / "takes.parquet"
+    with store.connect(read_only=True) as con:
+        con.execute(f"COPY (SELECT * EXCLUDE (is_current) FROM takes) TO '{exported}' (FORMAT parquet)")
+    fresh = Store(tmp_path / "fresh.duckdb")
+    fresh.init()
+    with pytest.raises(ShipskipError, match=r"takes\.parquet: run_id: 5 takes belong to no completed run"):
+        fresh.load_parquet("takes", exported)
+    assert fresh.query("SELECT count(*) AS n FROM takes")[0]["n"] == 0  # nothing half-loaded
+    assert [r["n"] for r in store.query("SELECT count(*) AS n FROM committed_takes")] == [5]
+
+
 def test_reviewed_among_answers_for_a_whole_feed_at_once(store):
     seen, changed, new = make_card(), make_card(slug="b", name="B"), make_card(slug="c", name="C")
     for card in (seen, changed):

@@ -764,6 +764,15 @@ class Store:
             if table in ("takes", "runs"):
                 self._mark_current(con)  # loaded takes (or their runs) may change which is current
             if table == "takes":
+                # Views read every take as committed (migration 016): takes come with their runs.
+                orphans = con.execute(
+                    "SELECT count(*) FROM takes t WHERE NOT EXISTS (SELECT 1 FROM runs r"
+                    " WHERE r.run_id = t.run_id AND r.status = 'complete')"
+                ).fetchone()[0]
+                if orphans:
+                    raise ShipskipError(
+                        f"{path}: run_id: {orphans} takes belong to no completed run; load their runs first"
+                    )
                 self._fill_previous(con)  # an export from before migration 014 lacks them
             return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] - before
 
