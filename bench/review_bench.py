@@ -148,8 +148,13 @@ def main() -> None:
                 ).raise_for_status()
             return time.perf_counter() - t
 
-    single_ratios = [took / replay(bodies) for took, bodies in single]
-    batch_ratios = [took / replay(bodies) for took, bodies in batch]
+    single_raw = [replay(bodies) for _, bodies in single]
+    batch_raw = [replay(bodies) for _, bodies in batch]
+    single_ratios = [took / raw for (took, _), raw in zip(single, single_raw, strict=True)]
+    batch_ratios = [took / raw for (took, _), raw in zip(batch, batch_raw, strict=True)]
+    for what, got, raws in (("one review", single, single_raw), ("ingest", batch, batch_raw)):
+        for i, ((took, _), raw) in enumerate(zip(got, raws, strict=True)):
+            print(f"  {what}, round {i + 1}: through shipskip {took:7.2f} s, raw {raw:7.2f} s")
 
     print(f"card: {card.slug}  rounds: {args.rounds}  cpus: {os.cpu_count()}")
     if not args.replay_only:
