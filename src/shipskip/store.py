@@ -669,24 +669,21 @@ class Store:
             self._upsert_tool(con, card, now)
             # Each seat's latest take: the new one's version follows it, and it keeps what it
             # replaces (the `take_changes` view reads that instead of joining every take).
-            latest: dict[str, dict[str, Any]] = {}
             cur = con.execute(
                 "SELECT persona, version, score, verdict, model, prompt_version FROM takes"
-                " WHERE slug = ? AND persona IN (SELECT unnest(?))",
+                " WHERE slug = ? AND persona IN (SELECT unnest(?)) ORDER BY version",
                 [card.slug, seats],
             )
             cols = [d[0] for d in cur.description or []]
-            for row in cur.fetchall():
-                r = dict(zip(cols, row, strict=True))
-                if r["version"] > latest.get(r["persona"], {"version": 0})["version"]:
-                    latest[r["persona"]] = r
+            rows = [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+            latest = {r["persona"]: r for r in rows}  # in version order: the last one wins
             # The new takes become their seats' current ones in the same transaction.
             con.execute(
                 "UPDATE takes SET is_current = false"
                 " WHERE slug = ? AND is_current AND persona IN (SELECT unnest(?))",
                 [card.slug, seats],
             )
-            self._insert_takes(con, run, [(t, latest.get(t.persona)) for t in takes], now)
+            self._insert_takes(con, run, [(t, latest.get(t.persona, {})) for t in takes], now)
             # A rerun changes one seat; the verdict it records is the whole panel's after it.
             if run.kind == "rerun":
                 verdict_takes = self._current(con, card.slug)
@@ -726,17 +723,17 @@ class Store:
         self,
         con: duckdb.DuckDBPyConnection,
         run: Run,
-        takes: list[tuple[Take, dict[str, Any] | None]],
+        takes: list[tuple[Take, dict[str, Any]]],
         now: datetime,
     ) -> None:
-        """One INSERT for the takes of a run, each after the take it replaces (None: its first)."""
+        """One INSERT for the takes of a run, each after the take it replaces (empty: its first)."""
         rows = [
             {
                 "take_id": uuid.uuid4().hex, "run_id": run.run_id, "slug": run.slug,
-                "content_hash": run.content_hash, "version": (prev or {}).get("version", 0) + 1,
-                "prev_score": (prev or {}).get("score"), "prev_verdict": (prev or {}).get("verdict"),
-                "prev_model": (prev or {}).get("model"),
-                "prev_prompt_version": (prev or {}).get("prompt_version"), "created_at": now,
+                "content_hash": run.content_hash, "version": prev.get("version", 0) + 1,
+                "prev_score": prev.get("score"), "prev_verdict": prev.get("verdict"),
+                "prev_model": prev.get("model"), "prev_prompt_version": prev.get("prompt_version"),
+                "created_at": now,
                 "prompt_tokens": t.usage.prompt_tokens, "completion_tokens": t.usage.completion_tokens,
                 "cached_tokens": t.usage.cached_tokens, "is_current": True,
                 "criteria": json.dumps([c.model_dump() for c in t.criteria]) if t.criteria else None,
