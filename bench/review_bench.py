@@ -17,6 +17,7 @@ checklist asks one Yes/No question per criterion (max_tokens 1) and then writes 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -30,6 +31,13 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "ERROR")
 
 
+SEED = 20261126
+
+
+def completion_tokens(content: bytes) -> int:
+    return int((json.loads(content).get("usage") or {}).get("completion_tokens") or 0)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
@@ -39,6 +47,15 @@ def main() -> None:
     ap.add_argument("--replay-only", action="store_true", help="only the recorded-and-replayed ratios")
     args = ap.parse_args()
 
+    from shipskip.orchestration import prefect_api
+
+    # The flows run against the same temporary Prefect API, with the same settings, as
+    # `shipskip review` and `shipskip ingest` give them.
+    with prefect_api():
+        bench(args)
+
+
+def bench(args: argparse.Namespace) -> None:
     import httpx
 
     from shipskip.cards import load_card
@@ -69,7 +86,7 @@ def main() -> None:
     if args.replay_only:
         with tempfile.TemporaryDirectory() as tmp:
             os.environ["SHIPSKIP_DB_PATH"] = str(Path(tmp) / "bench.duckdb")
-            # Warm-up: Prefect's first flow run starts its server.
+            # Warm-up: the first flow run loads what Prefect loads once.
             review_tool(card_path=args.card, force=True)
     else:
         with (
@@ -84,7 +101,7 @@ def main() -> None:
 
         with tempfile.TemporaryDirectory() as tmp:
             os.environ["SHIPSKIP_DB_PATH"] = str(Path(tmp) / "bench.duckdb")
-            # Warm-up: Prefect's first flow run starts its server.
+            # Warm-up: the first flow run loads what Prefect loads once.
             review_tool(card_path=args.card, force=True)
             for mode in through:
                 os.environ["SHIPSKIP_SCORING"] = mode
@@ -104,11 +121,22 @@ def main() -> None:
     from shipskip.llm import DeadlineTransport
 
     plain = DeadlineTransport.handle_request
-    recorded: list[tuple[float, bytes]] = []
+    recorded: list[tuple[float, bytes, float, int]] = []
 
     def recording(self: DeadlineTransport, request: httpx.Request) -> httpx.Response:
-        recorded.append((time.perf_counter(), request.read()))
-        return plain(self, request)
+        # A take is sampled (temperature 0.4): with no seed the replay would write takes of
+        # other lengths, and the ratio would compare different work. Every request gets the
+        # same seed here, in the recording and so in its replay; it changes what is sampled,
+        # not what it costs.
+        sent, body = time.perf_counter(), json.loads(request.read())
+        body["seed"] = SEED
+        content = json.dumps(body).encode()
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "content-length"}
+        seeded = type(request)(request.method, request.url, headers=headers, content=content)
+        response = plain(self, seeded)
+        response.read()
+        recorded.append((sent, content, time.perf_counter(), completion_tokens(response.content)))
+        return response
 
     def record(run: Callable[[], object]) -> tuple[float, list[bytes]]:
         recorded.clear()
@@ -119,26 +147,38 @@ def main() -> None:
             took = time.perf_counter() - t
         finally:
             DeadlineTransport.handle_request = plain  # type: ignore[method-assign]
-        return took, [body for _, body in sorted(recorded, key=lambda r: r[0])]
+        # Where shipskip's own time goes: before its first request (server start, flow, run
+        # bookkeeping) and after its last answer (storing, the artifact, stopping the server).
+        first, last = min(r[0] for r in recorded), max(r[2] for r in recorded)
+        print(
+            f"    recorded {took:.2f} s, {sum(r[3] for r in recorded)} tokens generated: first request "
+            f"at {first - t:.2f} s, last answer {t + took - last:.2f} s before the end"
+        )
+        return took, [body for _, body, _, _ in sorted(recorded, key=lambda r: r[0])]
 
     def replay(bodies: list[bytes]) -> float:
+        tokens = 0
         with (
             embedded_server(n_ctx=settings.embedded_ctx, threads=settings.embedded_threads) as base_url,
             httpx.Client(timeout=120) as http,
         ):
             t = time.perf_counter()
             for body in bodies:
-                http.post(
+                r = http.post(
                     f"{base_url}/chat/completions", content=body, headers={"content-type": "application/json"}
-                ).raise_for_status()
-            return time.perf_counter() - t
+                )
+                r.raise_for_status()
+                tokens += completion_tokens(r.content)
+            took = time.perf_counter() - t
+        print(f"    replayed {took:.2f} s, {tokens} tokens generated")
+        return took
 
     os.environ["SHIPSKIP_SCORING"] = "checklist"
     single: list[tuple[float, list[bytes]]] = []
     batch: list[tuple[float, list[bytes]]] = []
     single_raw: list[float] = []
     batch_raw: list[float] = []
-    names = args.ingest.split(",")
+    names = [n for n in args.ingest.split(",") if n]
     with tempfile.TemporaryDirectory() as tmp:
         inbox = Path(tmp) / "inbox"
         inbox.mkdir()
@@ -150,6 +190,8 @@ def main() -> None:
             os.environ["SHIPSKIP_DB_PATH"] = str(Path(tmp) / f"one-{i}.duckdb")
             single.append(record(lambda: review_tool(card_path=args.card, force=True)))
             single_raw.append(replay(single[-1][1]))
+            if not names:
+                continue
             os.environ["SHIPSKIP_DB_PATH"] = str(Path(tmp) / f"many-{i}.duckdb")
             batch.append(record(lambda: review_new_tools(source=str(inbox))))
             batch_raw.append(replay(batch[-1][1]))
@@ -169,6 +211,8 @@ def main() -> None:
         f"{n1:.0f} requests; {statistics.median(single_ratios):.3f}x the same requests sent straight "
         f"to llama.cpp in the order they were sent (per round: {', '.join(f'{r:.3f}' for r in single_ratios)})"
     )
+    if not names:
+        return
     tookn, nn = statistics.median(t for t, _ in batch), statistics.median(len(b) for _, b in batch)
     print(
         f"checklist, an ingest of {len(names)} cards (server started once): {tookn / len(names):6.2f} s a tool, "

@@ -6,9 +6,11 @@ so that Retry-After is honoured and invalid output can be fed back to the model.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -208,6 +210,13 @@ class _DeadlineStream(httpx.SyncByteStream):
         self._inner.close()
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One TLS context for every client in the process. Building one loads the CA bundle: 25 ms
+    of CPU per client, five per panel, while the embedded server starts beside it."""
+    return httpx.create_ssl_context()
+
+
 class DeadlineTransport(httpx.BaseTransport):
     """Gives each request a total deadline.
 
@@ -216,7 +225,7 @@ class DeadlineTransport(httpx.BaseTransport):
     """
 
     def __init__(self, total_s: float) -> None:
-        self._inner, self._total_s = httpx.HTTPTransport(), total_s
+        self._inner, self._total_s = httpx.HTTPTransport(verify=_tls_context()), total_s
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         deadline = time.monotonic() + self._total_s

@@ -32,7 +32,12 @@ _PRIVATE_APIS: set[str] = set()
 @contextmanager
 def prefect_api() -> Iterator[None]:
     import prefect
-    from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        get_current_settings,
+        temporary_settings,
+    )
 
     if PREFECT_API_URL.value():
         yield  # a real server (or a test harness) is configured: use it
@@ -56,7 +61,11 @@ def prefect_api() -> Iterator[None]:
         lifeline.serve(
             "uvicorn", args, f"{api}/health", "the temporary Prefect server", startup_s=STARTUP_S, env=env
         ),
-        temporary_settings(updates={PREFECT_API_URL: api}),
+        # Flow-run heartbeats let a shared server's automations spot a crashed run. This server
+        # ends with this process, so nothing could ever read them; and each sync flow run waits
+        # up to a second at its end for the heartbeat thread's sleep (Prefect 3.9): 0.5-1 s of a
+        # one-card review's 1.5 s overhead (bench/review_bench.py).
+        temporary_settings(updates={PREFECT_API_URL: api, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
     ):
         try:
             yield
