@@ -118,7 +118,8 @@ def two_item(prompts):
     cl = prompts.personas["founder"].checklist
     items = [cl.items[0].model_copy(update={"id": "x"}), cl.items[-1].model_copy(update={"id": "y"})]
     assert items[0].counts == "for" and items[1].counts == "against"
-    return cl.model_copy(update={"items": items})
+    relevance = cl.relevance.model_copy(update={"in_lens": [], "out_of_lens": []})
+    return cl.model_copy(update={"items": items, "relevance": relevance})
 
 
 def test_fit_keeps_each_weight_on_its_lens_side_and_separates_the_labels(two_item):
@@ -147,6 +148,26 @@ def test_abstention_is_fitted_and_never_abstains_without_examples(two_item):
     assert fitted.calibration.abstain_weights.get("relevance", 0) <= 0
     none = fit(two_item, data[4:])
     assert none.abstain_weights == {}
+
+
+def test_abstention_reads_only_the_declared_lens_signals_each_held_to_its_direction(two_item):
+    # 'y' is declared out of the lens; 'x' is not declared, though here it tracks abstaining
+    # perfectly: the fit must not lean on it.
+    relevance = two_item.relevance.model_copy(update={"out_of_lens": ["y"]})
+    declared = two_item.model_copy(update={"relevance": relevance})
+    data = [Observation(f"a{i}", {"x": 0.9, "y": 1.0}, 0.5, "abstain", None) for i in range(5)]
+    data += [Observation(f"s{i}", {"x": 0.1, "y": 0.0}, 0.5, "ship", 70) for i in range(5)]
+    data += [Observation(f"k{i}", {"x": 0.1, "y": 0.0}, 0.5, "skip", 40) for i in range(5)]
+    cal = fit(declared, data)
+    assert set(cal.abstain_weights) <= {"relevance", "y"} and cal.abstain_weights["y"] > 0
+    fitted = declared.model_copy(update={"calibration": cal})
+    assert [predict(fitted, o).verdict == "abstain" for o in data] == [
+        o.ref_verdict == "abstain" for o in data
+    ]
+    # The same fact pointing the other way in the data: held at zero, so no abstention model.
+    flipped = [Observation(o.slug, {"x": o.answers["x"], "y": 1.0 - o.answers["y"]}, 0.5, o.ref_verdict,
+                           o.ref_score) for o in data]  # fmt: skip
+    assert fit(declared, flipped).abstain_weights.get("y", 0.0) == 0.0
 
 
 def test_out_of_fold_never_sees_the_tool_it_predicts(two_item):

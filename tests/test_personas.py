@@ -122,3 +122,13 @@ def test_a_seat_without_order_or_a_bad_colour_is_named(tmp_path):
     with pytest.raises(InputError) as e:
         load_prompts(copy)
     assert "investor.yaml" in str(e.value) and "colour" in str(e.value)
+
+
+def test_a_relevance_signal_that_names_no_item_is_refused_with_the_file(tmp_path):
+    copy = tmp_path / "prompts"
+    shutil.copytree(ROOT / "prompts", copy)
+    f = copy / "personas" / "creator.yaml"
+    f.write_text(f.read_text().replace("out_of_lens: [backend_category,", "out_of_lens: [no_such_item,", 1))
+    with pytest.raises(InputError) as e:
+        load_prompts(copy)
+    assert "creator.yaml" in str(e.value) and "no_such_item" in str(e.value)

@@ -4,8 +4,10 @@ The fit is a class-balanced, L2-regularised logistic regression of ship against 
 checklist's P(yes) answers, with each weight held to the sign its persona file gives it
 (`counts: for` or `against`): calibration decides how much an answer weighs, never which way.
 The margin is then mapped onto points so that 60 is the decision boundary and the fitted
-scores spread as widely as the reference scores do. The relevance threshold is the one that
-best separates the reference's abstentions (F1), and never abstains when they hold none.
+scores spread as widely as the reference scores do. Abstaining is a second, smaller logistic
+model on the relevance answer and the lens signals the persona file declares (`in_lens`,
+`out_of_lens`), each held to its direction, cut at the best Matthews correlation; it never
+abstains when the reference holds no abstentions.
 """
 
 from __future__ import annotations
@@ -90,32 +92,38 @@ def _mcc(truth: np.ndarray, guess: np.ndarray) -> float:
     return (tp * tn - fp * fn) / den if den else 0.0
 
 
-def _fit_abstention(names: list[str], x: np.ndarray, abstained: np.ndarray) -> tuple[float, dict[str, float]]:
-    """A logistic model of abstaining, its cut-off moved to the best Matthews correlation on
-    the training data; no model (never abstain) when that correlation is not positive.
-    Only the relevance answer has a fixed direction: a "yes" never pushes towards abstaining."""
+def _fit_abstention(
+    names: list[str], x: np.ndarray, abstained: np.ndarray, signals: dict[str, int]
+) -> tuple[float, dict[str, float]]:
+    """A logistic model of abstaining on the relevance answer and the persona's declared lens
+    signals only, each held to its direction (a "yes" to relevance never pushes towards
+    abstaining; an `out_of_lens` fact never pushes away from it). Its cut-off is moved to the
+    best Matthews correlation on the training data; no model (never abstain) when that
+    correlation is not positive."""
     if abstained.sum() < 2 or (~abstained).sum() < 2:
         return 0.0, {}
-    mu, sd = x.mean(axis=0), np.maximum(x.std(axis=0), 0.02)
-    rel = names.index("relevance")
-    z = (x - mu) / sd
-    z[:, rel] = -z[:, rel]
+    used = ["relevance", *signals]
+    cols = [names.index(n) for n in used]
+    direction = np.array([-1.0, *signals.values()])
+    xs = x[:, cols]
+    mu, sd = xs.mean(axis=0), np.maximum(xs.std(axis=0), 0.02)
+    z = (xs - mu) / sd * direction
     y = np.where(abstained, 1.0, -1.0)
-    free = np.ones(len(names), dtype=bool)
-    free[rel] = False
-    v, b = _logistic(z, y, _balanced(y), free)
+    v, b = _logistic(z, y, _balanced(y), np.zeros(len(used), dtype=bool))
     m = z @ v + b
     best, shift = 0.0, None
-    for t in np.unique(m):
+    cuts = np.unique(m)
+    for j, t in enumerate(cuts):
         score = _mcc(abstained, m >= t)
         if score > best:
-            best, shift = score, float(t)
+            # Halfway to the next margin below: a cut exactly on a training tool would leave
+            # that tool to rounding.
+            best, shift = score, float((t + cuts[j - 1]) / 2 if j else t - 1.0)
     if shift is None:
         return 0.0, {}
-    coef = v / sd
-    coef[rel] = -coef[rel]
-    base = b - shift - float((coef * mu).sum()) + 1e-6
-    return round(base, 4), {n: round(float(c), 4) for n, c in zip(names, coef, strict=True) if abs(c) > 1e-4}
+    coef = v * direction / sd
+    base = b - shift - float((coef * mu).sum())
+    return round(base, 4), {n: round(float(c), 4) for n, c in zip(used, coef, strict=True) if abs(c) > 1e-4}
 
 
 def fit(
@@ -128,7 +136,8 @@ def fit(
     means = {i.id: round(float(all_x[:, j].mean()), 4) for j, i in enumerate(items)} if len(obs) else {}
     if checklist.relevance is not None:
         abstained = np.array([o.ref_verdict == "abstain" for o in obs])
-        abstain_base, abstain_weights = _fit_abstention(names, all_x, abstained)
+        signals = checklist.relevance.signals
+        abstain_base, abstain_weights = _fit_abstention(names, all_x, abstained, signals)
     else:
         abstain_base, abstain_weights = 0.0, {}
     common = dict(

@@ -89,11 +89,24 @@ class Item(BaseModel):
 
 
 class Relevance(BaseModel):
-    """The question whose "no" makes the persona abstain with "No panel take"."""
+    """The question whose "no" makes the persona abstain with "No panel take".
+
+    `in_lens` and `out_of_lens` name checklist items that bear on whether the tool is this
+    persona's business at all (for the Founder: the card offers something for money; for the
+    Creator: it is back-end plumbing). The abstention formula reads only these and the answer
+    to the question, each held to its direction: a fit on a few dozen tools may say how much
+    they weigh, never which way they point, and cannot lean on items that judge quality."""
 
     model_config = ConfigDict(extra="forbid")
     question: Question
     abstain_reason: Line
+    in_lens: list[str] = Field(default_factory=list)
+    out_of_lens: list[str] = Field(default_factory=list)
+
+    @property
+    def signals(self) -> dict[str, int]:
+        """Each declared item with the way a "yes" points: +1 towards abstaining, -1 away."""
+        return {**{i: -1 for i in self.in_lens}, **{i: 1 for i in self.out_of_lens}}
 
 
 class Calibration(BaseModel):
@@ -136,6 +149,12 @@ class Checklist(BaseModel):
             w = self.calibration.weights.get(item.id)
             if w is not None and w * item.sign < 0:
                 raise ValueError(f"calibration weight for '{item.id}' has the wrong sign for counts")
+        if self.relevance is not None:
+            declared = [*self.relevance.in_lens, *self.relevance.out_of_lens]
+            if len(set(declared)) != len(declared):
+                raise ValueError("relevance: an item is named twice in in_lens/out_of_lens")
+            if missing := set(declared) - set(ids):
+                raise ValueError(f"relevance names unknown items: {', '.join(sorted(missing))}")
         unknown = (set(self.calibration.weights) - set(ids)) | (
             set(self.calibration.abstain_weights) - {*ids, "relevance", "yes_rate"}
         )
