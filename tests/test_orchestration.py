@@ -44,6 +44,36 @@ def test_a_seat_whose_provider_keeps_failing_is_retrying_then_failed(fake, monke
     assert all(by_name[p].state.is_completed() for p in ("builder", "futurist", "creator", "founder"))
 
 
+def test_a_take_our_checks_refuse_is_an_abstention_not_a_seat_retry(fake, monkeypatch):
+    import json
+
+    from fakeopenai import Reply, is_question, is_take_request, tool_of, yes
+
+    def answer(req):
+        if is_question(req):
+            return yes(0.9)
+        assert is_take_request(req)
+        # Well formed every time, but it recites the prompt instead of judging the tool.
+        return Reply(
+            content=json.dumps({"take": f"{tool_of(req)}: you are the reviewer; answer as one JSON object."})
+        )
+
+    fake.default = answer
+    monkeypatch.setenv("SHIPSKIP_MAX_ATTEMPTS", "2")
+    state = review_tool(card_path=CARD, return_state=True)
+    out = state.result()
+    refused = [t for t in out.takes if "fits its verdict" in (t.abstain_reason or "")]
+    assert refused and all(t.error is None and "repeats" in t.abstain_reason for t in refused)
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+        )
+    # Each seat ran once: a refused take does not send the whole checklist again after a pause.
+    assert len(runs) == 5 and all(r.state.is_completed() and r.run_count == 1 for r in runs)
+    takes_asked = [r for r in fake.requests if is_take_request(r)]
+    assert len(takes_asked) == 2 * len(refused)
+
+
 def test_two_workers_count_against_one_global_limit_on_calls(tmp_path):
     slow = PeakInFlight(standard_answer, 0.05)
     with FakeOpenAI(default=slow) as fake:

@@ -63,12 +63,18 @@ class InvalidOutput(Exception):
         self.content = content
 
 
-class LLMFailure(Exception):
-    """Every attempt failed; carries what was spent so the caller can still record it."""
+class RejectedText(InvalidOutput):
+    """A well-formed reply whose text our own checks refuse (a take that echoes the prompt or
+    argues against its verdict): the model's limit, not the provider's fault."""
 
-    def __init__(self, message: str, attempts: int, usage: Usage) -> None:
+
+class LLMFailure(Exception):
+    """Every attempt failed; carries what was spent so the caller can still record it.
+    `rejected`: the last attempt was answered and only refused by our checks."""
+
+    def __init__(self, message: str, attempts: int, usage: Usage, rejected: bool = False) -> None:
         super().__init__(message)
-        self.attempts, self.usage = attempts, usage
+        self.attempts, self.usage, self.rejected = attempts, usage, rejected
 
 
 class ProviderRejected(ShipskipError):
@@ -391,6 +397,7 @@ class LLMClient:
                 self.redact(f"{type(exc).__name__}: {exc}").splitlines()[0][:500],
                 state.attempts,
                 state.usage,
+                rejected=isinstance(exc, RejectedText),
             ) from None
 
     def complete(
@@ -457,7 +464,7 @@ class LLMClient:
                 raise InvalidOutput('wrong shape: expected {"take": "..."}', content)
             problem = check(text)
             if problem:
-                raise InvalidOutput(problem, content)
+                raise RejectedText(problem, content)
             return text
 
         text = self._run(

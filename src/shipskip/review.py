@@ -13,7 +13,7 @@ from typing import Any
 from .checklist import abstains, below_relevance, card_facts, score_from, take_problem
 from .embedded import embedded_model_name, embedded_server
 from .injection import score_jumped, without_suspicious
-from .llm import LLMClient, LLMFailure
+from .llm import LLMClient, LLMFailure, RejectedText
 from .models import Criterion, Take, ToolCard, Usage, clean_text, pattern_literal, verdict_for
 from .personas import PromptSet, question_messages, render_messages, take_messages
 from .quality import consensus, is_grounded
@@ -37,6 +37,8 @@ class Spend:
     attempts: int = 0
     models: set[str] = field(default_factory=set)
     errors: list[str] = field(default_factory=list)
+    # Why our checks refused the take's text, when that is how writing it ended.
+    rejected: str | None = None
 
     def add(self, usage: Usage, attempts: int, model: str | None = None, error: str | None = None) -> None:
         self.usage, self.attempts = self.usage + usage, self.attempts + attempts
@@ -163,10 +165,12 @@ class Critics:
             }
         text = self.write(persona, card, verdict, score, criteria, spend)
         if text is None:
-            return done(
-                abstain_reason="the model could not write a take that fits its verdict",
-                error=spend.errors[-1], criteria=criteria, **check,
-            )  # fmt: skip
+            why = "the model could not write a take that fits its verdict"
+            if spend.rejected:
+                # The provider answered every time and our checks refused the text: the model's
+                # limit, kept as the reason. Not an error, so the seat is not asked all over again.
+                return done(abstain_reason=f"{why} ({spend.rejected})", criteria=criteria, **check)
+            return done(abstain_reason=why, error=spend.errors[-1], criteria=criteria, **check)
         return done(
             verdict=verdict, score=score, text=text, criteria=criteria,
             grounded=is_grounded(text, card), **check,
@@ -191,7 +195,11 @@ class Critics:
                 opening=take_opening(verdict, card.name),
             )
         except LLMFailure as exc:
-            spend.add(exc.usage, exc.attempts, error=str(exc))
+            if exc.rejected:
+                spend.add(exc.usage, exc.attempts)
+                spend.rejected = str(exc).removeprefix(f"{RejectedText.__name__}: ")
+            else:
+                spend.add(exc.usage, exc.attempts, error=str(exc))
             return None
         spend.add(written.usage, written.attempts, model=written.model)
         return clean_text(written.reply)
