@@ -132,6 +132,45 @@ def test_four_processes_racing_over_twelve_tools_review_each_once(lake, postgres
     assert leases(postgres, lake) == []
 
 
+VOTER = textwrap.dedent(
+    """
+    import sys, time
+    sys.path.insert(0, sys.argv[1])
+    from shipskip.settings import get_settings
+    from shipskip.store import Store
+    store = Store.from_settings(get_settings())
+    store.votes("tool-0")  # open the lake before the start
+    time.sleep(max(0, float(sys.argv[2]) - time.time()))
+    for i in range(8):
+        store.add_vote("tool-0", "ship" if i % 2 else "skip", "ana")
+    """
+)
+
+
+def test_one_voter_voting_from_three_machines_at_once_has_one_vote(lake):
+    # A vote is a read (has this voter voted?) then an insert or an update, and the lake has
+    # no unique key. DuckLake refuses the later of two overlapping commits to the table and the
+    # store runs the vote again, reading afresh (without that retry this test fails).
+    card = make_card(slug="tool-0", name="Tool 0")
+    run = lake.begin_run(card)
+    lake.commit_review(run, card, five())
+    start = time.time() + 5
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", VOTER, str(ROOT / "tests"), str(start)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for _ in range(3)
+    ]
+    results = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in results]
+    rows = lake.query("SELECT voter, count(*) AS n FROM votes GROUP BY voter")
+    assert rows == [{"voter": "ana", "n": 1}]
+    assert sum(lake.votes("tool-0").model_dump().values()) == 1
+
+
 def test_a_new_migration_reaches_an_existing_lake(lake, monkeypatch):
     lake.init()
     card = make_card()
