@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -130,6 +131,20 @@ def test_four_processes_racing_over_twelve_tools_review_each_once(lake, postgres
     assert lake.query("SELECT count(*) AS n FROM runs WHERE status <> 'complete'")[0]["n"] == 0
     assert lake.query("SELECT count(*) AS n FROM take_checkpoints")[0]["n"] == 0
     assert leases(postgres, lake) == []
+
+
+def test_leases_of_gone_holders_are_swept_and_live_ones_kept(lake, postgres):
+    lake.init()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()  # fmt: skip
+    gone = f"{socket.gethostname()}:{dead}"
+    with lake.connect() as con:
+        lake.lake.ensure_leases(con)
+        assert lake.lake.claim(con, "tool-a", gone, lambda owner, beat: True) is None
+    lake._claim("tool-b")  # this process: alive
+    assert lake.sweep_leases() == ["tool-a"]
+    assert [slug for slug, _ in leases(postgres, lake)] == ["tool-b"]
+    lake._release("tool-b")
 
 
 VOTER = textwrap.dedent(

@@ -532,6 +532,13 @@ class Store:
             with self.connect() as con:
                 self.lake.beat(con, slugs, OWNER)
 
+    def sweep_leases(self) -> list[str]:
+        """On a lake, drop tool leases whose holder is gone (see `Lake.sweep`); the slugs."""
+        if self.lake is None:
+            return []
+        with self.connect() as con:
+            return self.lake.sweep(con, lambda owner, beat: _alive(owner, beat, _now()))
+
     def _release(self, slug: str) -> None:
         if self.lake is not None:
             with self.connect() as con:

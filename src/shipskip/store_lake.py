@@ -200,6 +200,20 @@ class Lake:
             con, f"DELETE FROM {_LEASES} WHERE slug = {_literal(slug)} AND owner = {_literal(owner)}"
         )
 
+    def sweep(self, con: duckdb.DuckDBPyConnection, alive: Callable[[str, datetime], bool]) -> list[str]:
+        """Drop the leases of holders that are gone. A claim would take such a lease over, but
+        a process killed between committing a review and releasing its lease leaves one on a
+        tool that is reviewed now and so never claimed again. Each delete names the dead
+        holder, so a lease someone took over meanwhile stays."""
+        rows = con.execute(
+            f"SELECT slug, owner, heartbeat_at FROM postgres_query('{_PG}', ?)",
+            [f"SELECT slug, owner, heartbeat_at FROM {_LEASES}"],
+        ).fetchall()
+        gone = [(slug, owner) for slug, owner, beat in rows if not alive(owner, beat)]
+        for slug, owner in gone:
+            self.release(con, slug, owner)
+        return [slug for slug, _ in gone]
+
     def _holder(self, con: duckdb.DuckDBPyConnection, slug: str) -> tuple[str, datetime] | None:
         row = con.execute(
             f"SELECT owner, heartbeat_at FROM postgres_query('{_PG}', ?)",

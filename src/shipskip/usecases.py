@@ -219,6 +219,7 @@ def ingest(
         for card, exc in held:
             warn(f"left {card.slug}: {exc}")
             report.busy.append(card.slug)
+        store.sweep_leases()
     # Reports list tools in source order, whatever order they finished in.
     order = {c.slug: i for i, c in enumerate(todo)}
     for name in ("reviewed", "busy"):
