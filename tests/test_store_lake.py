@@ -272,10 +272,13 @@ def test_three_workers_one_killed_midway_review_sixty_tools_exactly_once(lake, p
     assert lake.query("SELECT count(*) AS n FROM current_takes")[0]["n"] == 300
     assert lake.query("SELECT count(*) AS n FROM runs WHERE status = 'running'")[0]["n"] == 0
     assert leases(postgres, lake) == []
-    # The tools the killed worker held were finished by the others, resumed from its checkpoints.
+    # The tools the killed worker held were finished by the others, resumed from its checkpoints,
+    # save any it committed itself in the instant between our reading its leases and the kill
+    # landing (complete, as checked above; the others' closing sweep removed those leases).
     taken_over = lake.query("SELECT slug, owner FROM runs WHERE slug IN (SELECT unnest(?))", [held])
     assert len(taken_over) == len(held)
-    assert not any(r["owner"].endswith(f":{victim.pid}") for r in taken_over)
+    owners = {r["owner"].rsplit(":", 1)[1] for r in taken_over}
+    assert owners <= {str(w.pid) for w in workers}
     asked = {(r["tool"], r["persona"]) for r in logged_requests(log)}
     assert len(asked) == 300  # every seat of every tool was asked
     print(f"\n[scale] 3 workers, 1 killed holding {len(held)} tools: 60 tools, {len(takes)} takes, "
