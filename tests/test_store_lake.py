@@ -109,20 +109,27 @@ RACER = textwrap.dedent(
 )
 
 
-def test_four_processes_racing_over_twelve_tools_review_each_once(lake, postgres):
-    lake.init()
-    start = time.time() + 4  # they all open the lake first, then start together
+def together(script: str, n: int, *args: str) -> list[tuple[str, str]]:
+    """Run `script` in n processes that open the lake first, then start at the same moment;
+    each must exit 0. Their (stdout, stderr)."""
+    start = time.time() + 5
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", RACER, str(ROOT / "tests"), str(start), "12"],
+            [sys.executable, "-c", script, str(ROOT / "tests"), str(start), *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )  # fmt: skip
-        for _ in range(4)
+        for _ in range(n)
     ]
     results = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in results]
+    return results
+
+
+def test_four_processes_racing_over_twelve_tools_review_each_once(lake, postgres):
+    lake.init()
+    results = together(RACER, 4, "12")
     claimed = [slug for out, _ in results for slug in json.loads(out.strip().splitlines()[-1])]
     assert sorted(claimed) == sorted(f"tool-{i}" for i in range(12))  # each once, none twice
     runs = lake.query("SELECT slug, count(*) AS n FROM runs WHERE status = 'complete' GROUP BY slug")
@@ -169,18 +176,7 @@ def test_one_voter_voting_from_three_machines_at_once_has_one_vote(lake):
     card = make_card(slug="tool-0", name="Tool 0")
     run = lake.begin_run(card)
     lake.commit_review(run, card, five())
-    start = time.time() + 5
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", VOTER, str(ROOT / "tests"), str(start)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )  # fmt: skip
-        for _ in range(3)
-    ]
-    results = [p.communicate(timeout=300) for p in procs]
-    assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in results]
+    together(VOTER, 3)
     rows = lake.query("SELECT voter, count(*) AS n FROM votes GROUP BY voter")
     assert rows == [{"voter": "ana", "n": 1}]
     assert sum(lake.votes("tool-0").model_dump().values()) == 1
