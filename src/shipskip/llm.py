@@ -70,9 +70,9 @@ class RejectedText(InvalidOutput):
 
 class LLMFailure(Exception):
     """Every attempt failed; carries what was spent so the caller can still record it.
-    `rejected`: the last attempt was answered and only refused by our checks."""
+    `rejected`: why our checks refused the last attempt's text, when that is how it ended."""
 
-    def __init__(self, message: str, attempts: int, usage: Usage, rejected: bool = False) -> None:
+    def __init__(self, message: str, attempts: int, usage: Usage, rejected: str | None = None) -> None:
         super().__init__(message)
         self.attempts, self.usage, self.rejected = attempts, usage, rejected
 
@@ -397,7 +397,7 @@ class LLMClient:
                 self.redact(f"{type(exc).__name__}: {exc}").splitlines()[0][:500],
                 state.attempts,
                 state.usage,
-                rejected=isinstance(exc, RejectedText),
+                rejected=str(exc) if isinstance(exc, RejectedText) else None,
             ) from None
 
     def complete(

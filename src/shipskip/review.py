@@ -13,7 +13,7 @@ from typing import Any
 from .checklist import abstains, below_relevance, card_facts, score_from, take_problem
 from .embedded import embedded_model_name, embedded_server
 from .injection import score_jumped, without_suspicious
-from .llm import LLMClient, LLMFailure, RejectedText
+from .llm import LLMClient, LLMFailure
 from .models import Criterion, Take, ToolCard, Usage, clean_text, pattern_literal, verdict_for
 from .personas import PromptSet, question_messages, render_messages, take_messages
 from .quality import consensus, is_grounded
@@ -197,7 +197,7 @@ class Critics:
         except LLMFailure as exc:
             if exc.rejected:
                 spend.add(exc.usage, exc.attempts)
-                spend.rejected = str(exc).removeprefix(f"{RejectedText.__name__}: ")
+                spend.rejected = exc.rejected
             else:
                 spend.add(exc.usage, exc.attempts, error=str(exc))
             return None
