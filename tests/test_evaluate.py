@@ -116,7 +116,48 @@ def test_the_committed_model_answers_refit_offline_with_card_facts_read_afresh(i
         "creator",
         "founder",
     }
+    lo, hi = oof["intervals"]["panel_ship_pct_spearman"]
+    assert lo <= oof["panel_ship_pct_spearman"] <= hi
     rows = Store(isolated / "shipskip.duckdb").eval_items(out["eval_id"])
     assert len(rows) == 60
     sources = {c["source"] for r in rows for c in r["criteria"]}
     assert sources == {"logprobs", "card"}
+
+
+def _seat(slug, persona, ref, got):
+    from shipskip.evaluate import ItemResult
+
+    return ItemResult(
+        slug=slug, persona=persona, ref_verdict=ref, ref_score=None, verdict=got, score=None,
+        first_attempt_valid=True, grounded=None, verdict_flips=0.0, score_spread=None, take=None,
+    )  # fmt: skip
+
+
+def test_bootstrap_intervals_are_exact_for_a_perfect_panel_and_bracket_an_imperfect_one():
+    from shipskip.evaluate import intervals, panel_figures, seat_figures
+
+    seats = ["builder", "skeptic", "futurist"]
+    # Twelve tools whose reference panels run from all-skip to all-ship.
+    refs = [["ship" if j < k % 4 else "skip" for j in range(3)] for k in range(12)]
+    perfect = [_seat(f"t{k}", p, r, r) for k, row in enumerate(refs) for p, r in zip(seats, row, strict=True)]
+    ci = intervals(perfect, draws=200)
+    assert ci["draws"] == 200
+    assert ci["builder_agreement"] == [1.0, 1.0] and ci["ship_balanced_accuracy"] == [1.0, 1.0]
+    assert ci["panel_ship_pct_spearman"] == [1.0, 1.0]
+
+    # The skeptic gets every third tool wrong: its interval must hold its own figure and be wide.
+    flip = {"ship": "skip", "skip": "ship"}
+    noisy = [
+        r.model_copy(update={"verdict": flip[r.ref_verdict]})
+        if r.persona == "skeptic" and int(r.slug[1:]) % 3 == 0 else r
+        for r in perfect
+    ]  # fmt: skip
+    ci = intervals(noisy, draws=400)
+    agreement = seat_figures(noisy)["skeptic"]["verdict_agreement"]
+    lo, hi = ci["skeptic_agreement"]
+    assert lo < agreement < hi and hi - lo > 0.2
+    assert ci["builder_agreement"] == [1.0, 1.0]
+    lo, hi = ci["panel_ship_pct_spearman"]
+    assert lo < panel_figures(noisy)["panel_ship_pct_spearman"] <= hi
+    # The same answers print the same intervals.
+    assert intervals(noisy, draws=400) == ci

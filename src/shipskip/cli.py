@@ -629,19 +629,37 @@ def print_eval(out: dict) -> None:
 
 
 def print_figures(title: str, fig: dict) -> None:
-    """Per-seat agreement and the panel-level figures, as `shipskip eval` reports them."""
+    """Per-seat agreement and the panel-level figures, as `shipskip eval` reports them; with
+    bootstrap intervals where the figures carry them (out-of-fold)."""
+    ci = fig.get("intervals") or {}
+
+    def span(key: str) -> str:
+        lo_hi = ci.get(key)
+        return f"{lo_hi[0]:.2f}-{lo_hi[1]:.2f}" if lo_hi else "-"
+
+    def with_span(value: object, key: str) -> str:
+        return f"{value} ({span(key)})" if ci else str(value)
+
     console.print(f"[bold]{title}[/]", highlight=False)
-    table = Table(title_justify="left")
+    table = Table(title_justify="left", caption="(95% bootstrap interval)" if ci else None)
     for c in ("seat", "n", "agreement", "kappa", "mae", "abstained"):
         table.add_column(c)
     for name, f in fig["seats"].items():
         table.add_row(
-            name, str(f["n"]), str(f["verdict_agreement"]), str(f["kappa"]), str(f["mae"]), f["abstained"]
-        )
+            name, str(f["n"]), with_span(f["verdict_agreement"], f"{name}_agreement"),
+            with_span(f["kappa"], f"{name}_kappa"), str(f["mae"]), f["abstained"],
+        )  # fmt: skip
     console.print(table)
     console.print(
-        "  ".join(f"{k.replace('_', ' ')}: {v}" for k, v in fig.items() if k != "seats"), highlight=False
+        "  ".join(f"{k.replace('_', ' ')}: {v}" for k, v in fig.items() if k not in ("seats", "intervals")),
+        highlight=False,
     )
+    if ci:
+        console.print(
+            f"95% intervals, {ci['draws']} bootstrap draws of whole tools: panel ship pct spearman "
+            f"{span('panel_ship_pct_spearman')}  ship balanced accuracy {span('ship_balanced_accuracy')}",
+            highlight=False,
+        )
 
 
 def _eval_holistic(reference: Path, samples: int) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import random
 import statistics
 from collections import Counter
 from collections.abc import Callable
@@ -169,8 +171,17 @@ def _f1(truth: list[bool], guess: list[bool]) -> float | None:
     return round(2 * tp / (2 * tp + fp + fn), 3) if (tp + fp + fn) else None
 
 
-def panel_figures(results: list[ItemResult]) -> dict:
-    """The issue's targets: panel ranking, Ship vs not-Ship, per-seat agreement, abstention, spread."""
+def _by_tool(results: list[ItemResult]) -> list[list[ItemResult]]:
+    groups: dict[str, list[ItemResult]] = {}
+    for r in results:
+        groups.setdefault(r.slug, []).append(r)
+    return list(groups.values())
+
+
+def _panels(tools: list[list[ItemResult]]) -> tuple[float | None, float | None, int, int]:
+    """Panel ship % Spearman, Ship vs not-Ship balanced accuracy, and how many panels read Ship
+    (predicted, reference), over per-tool groups of seats. A tool may appear more than once
+    (a bootstrap draw)."""
     from .panel import aggregate
 
     def takes(rows: list[ItemResult], ref: bool) -> list[Take]:
@@ -180,10 +191,8 @@ def panel_figures(results: list[ItemResult]) -> dict:
             out.append(Take(persona=r.persona, verdict=v if v in ("ship", "skip") else None, score=None))
         return out
 
-    slugs = list(dict.fromkeys(r.slug for r in results))
     ref_pct, got_pct, ref_ship, got_ship = [], [], [], []
-    for slug in slugs:
-        rows = [r for r in results if r.slug == slug]
+    for rows in tools:
         ref_v, got_v = aggregate(takes(rows, True)), aggregate(takes(rows, False))
         ref_pct.append(ref_v.ship_pct if ref_v.ship_pct is not None else 50)
         got_pct.append(got_v.ship_pct if got_v.ship_pct is not None else 50)
@@ -192,21 +201,72 @@ def panel_figures(results: list[ItemResult]) -> dict:
     pos = [g for r, g in zip(ref_ship, got_ship, strict=True) if r]
     neg = [not g for r, g in zip(ref_ship, got_ship, strict=True) if not r]
     balanced = round((sum(pos) / len(pos) + sum(neg) / len(neg)) / 2, 3) if pos and neg else None
+    return spearman(ref_pct, got_pct), balanced, sum(got_ship), sum(ref_ship)
+
+
+def panel_figures(results: list[ItemResult]) -> dict:
+    """The issue's targets: panel ranking, Ship vs not-Ship, per-seat agreement, abstention, spread."""
+    tools = _by_tool(results)
+    rho, balanced, got_ship, ref_ship = _panels(tools)
     scores = [r.score for r in results if r.score is not None]
     top_share = round(max(Counter(scores).values()) / len(scores), 3) if scores else None
     labelled = [r for r in results if r.ref_verdict]
     return {
-        "tools": len(slugs),
-        "panel_ship_pct_spearman": spearman(ref_pct, got_pct),
+        "tools": len(tools),
+        "panel_ship_pct_spearman": rho,
         "ship_balanced_accuracy": balanced,
-        "panels_ship": f"{sum(got_ship)}/{len(slugs)}",
-        "reference_panels_ship": f"{sum(ref_ship)}/{len(slugs)}",
+        "panels_ship": f"{got_ship}/{len(tools)}",
+        "reference_panels_ship": f"{ref_ship}/{len(tools)}",
         "abstention_f1": _f1(
             [r.ref_verdict == "abstain" for r in labelled], [r.verdict == "abstain" for r in labelled]
         ),
         "top_score_share": top_share,
         "score_sd": round(statistics.pstdev(scores), 1) if len(scores) > 1 else None,
     }
+
+
+# Fixed, so the same answers always print the same intervals.
+BOOTSTRAP_DRAWS = 1000
+BOOTSTRAP_SEED = 20261126
+
+
+def _percentiles(values: list[float]) -> list[float] | None:
+    """The 2.5th and 97.5th percentiles (nearest rank), or None with nothing to rank."""
+    if not values:
+        return None
+    xs = sorted(values)
+    lo, hi = xs[int(0.025 * (len(xs) - 1))], xs[math.ceil(0.975 * (len(xs) - 1))]
+    return [round(lo, 3), round(hi, 3)]
+
+
+def intervals(results: list[ItemResult], draws: int = BOOTSTRAP_DRAWS, seed: int = BOOTSTRAP_SEED) -> dict:
+    """95% bootstrap intervals for the panel figures and each seat's agreement and kappa, by
+    drawing whole tools with replacement. They say how far a figure could move on another set
+    of this size, such as a held-out one: on forty-odd tools one tool's panel moves the
+    Spearman by about 0.04."""
+    tools = _by_tool(results)
+    rng = random.Random(seed)
+    kept: dict[str, list[float]] = {"panel_ship_pct_spearman": [], "ship_balanced_accuracy": []}
+    for _ in range(draws):
+        drawn = [tools[rng.randrange(len(tools))] for _ in tools]
+        rho, balanced, _, _ = _panels(drawn)
+        for key, value in (("panel_ship_pct_spearman", rho), ("ship_balanced_accuracy", balanced)):
+            if value is not None:
+                kept[key].append(value)
+        for p in PERSONAS:
+            pairs = [
+                (r.ref_verdict, r.verdict or "abstain")
+                for rows in drawn
+                for r in rows
+                if r.persona == p and r.ref_verdict
+            ]
+            if not pairs:
+                continue
+            kept.setdefault(f"{p}_agreement", []).append(sum(a == b for a, b in pairs) / len(pairs))
+            kappa = cohen_kappa([a for a, _ in pairs], [b for _, b in pairs])  # type: ignore[misc]
+            if kappa is not None:
+                kept.setdefault(f"{p}_kappa", []).append(kappa)
+    return {"draws": draws, **{k: _percentiles(v) for k, v in kept.items()}}
 
 
 def seat_figures(results: list[ItemResult]) -> dict:
@@ -369,7 +429,7 @@ def run_checklist_eval(
     oof = with_predictions(results, checklist_predictions(prompts, results, oof=True))
     files = with_predictions(results, checklist_predictions(prompts, results, oof=False))
     summary: dict = {
-        "out_of_fold": {**panel_figures(oof), "seats": seat_figures(oof)},
+        "out_of_fold": {**panel_figures(oof), "seats": seat_figures(oof), "intervals": intervals(oof)},
         "persona_files": {**panel_figures(files), "seats": seat_figures(files)},
     }
     if takes:
