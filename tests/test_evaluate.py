@@ -161,3 +161,17 @@ def test_bootstrap_intervals_are_exact_for_a_perfect_panel_and_bracket_an_imperf
     assert lo < panel_figures(noisy)["panel_ship_pct_spearman"] <= hi
     # The same answers print the same intervals.
     assert intervals(noisy, draws=400) == ci
+
+
+def test_persona_file_figures_say_whether_they_are_in_sample(monkeypatch, tmp_path):
+    """The weights' own figures are in-sample only on the set their recorded command fitted."""
+    from shipskip.evaluate import _fit_note
+    from shipskip.personas import load_prompts
+
+    monkeypatch.chdir(ROOT)
+    prompts = load_prompts(ROOT / "prompts")
+    assert _fit_note(prompts, ROOT / "data" / "reference" / "panel.jsonl") == "in-sample"
+    other = tmp_path / "held-out.jsonl"
+    other.write_text("")
+    note = _fit_note(prompts, other)
+    assert note.startswith("fitted on data/reference/panel.jsonl") and "held out" in note

@@ -621,9 +621,10 @@ def print_eval(out: dict) -> None:
     s = out["summary"]
     for key, title in (
         ("out_of_fold", "out-of-fold (leave one tool out)"),
-        ("persona_files", "weights in the persona files (in-sample)"),
+        ("persona_files", "weights in the persona files"),
     ):
-        print_figures(f"{title} · eval {out['eval_id'][:8]}", s[key])
+        fit = s[key].get("fit")
+        print_figures(f"{title}{f' ({fit})' if fit else ''} · eval {out['eval_id'][:8]}", s[key])
     if "takes" in s:
         console.print("takes: " + "  ".join(f"{k.replace('_', ' ')}: {v}" for k, v in s["takes"].items()))
 
@@ -651,7 +652,9 @@ def print_figures(title: str, fig: dict) -> None:
         )  # fmt: skip
     console.print(table)
     console.print(
-        "  ".join(f"{k.replace('_', ' ')}: {v}" for k, v in fig.items() if k not in ("seats", "intervals")),
+        "  ".join(
+            f"{k.replace('_', ' ')}: {v}" for k, v in fig.items() if k not in ("seats", "intervals", "fit")
+        ),
         highlight=False,
     )
     if ci:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import shlex
 import statistics
 from collections import Counter
 from collections.abc import Callable
@@ -391,6 +392,19 @@ def _stored_answers(store: Store, answers_from: str) -> list[ItemResult]:
     return [ItemResult.model_validate(r) for r in store.eval_items(answers_from)]
 
 
+def _fit_note(prompts: PromptSet, reference: Path) -> str:
+    """Whether the persona files' weights were fitted on this reference set (their figures are
+    then in-sample) or on another one, as the command recorded in each file names it."""
+    fitted_on = set()
+    for p in prompts.personas.values():
+        words = shlex.split(p.checklist.calibration.command or "")
+        args = words[words.index("eval") + 1 :] if "eval" in words else []
+        fitted_on.add(next((a for a in args if not a.startswith("-")), "an unrecorded set"))
+    if any(Path(f).resolve() == reference.resolve() for f in fitted_on):
+        return "in-sample"
+    return f"fitted on {', '.join(sorted(fitted_on))}: held out where no tool is shared"
+
+
 def run_checklist_eval(
     settings: Settings,
     reference: Path,
@@ -430,7 +444,11 @@ def run_checklist_eval(
     files = with_predictions(results, checklist_predictions(prompts, results, oof=False))
     summary: dict = {
         "out_of_fold": {**panel_figures(oof), "seats": seat_figures(oof), "intervals": intervals(oof)},
-        "persona_files": {**panel_figures(files), "seats": seat_figures(files)},
+        "persona_files": {
+            **panel_figures(files),
+            "seats": seat_figures(files),
+            "fit": _fit_note(prompts, reference),
+        },
     }
     if takes:
         on_phase("Writing takes", takes_to_check(items, oof, takes))
