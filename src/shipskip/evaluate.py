@@ -447,6 +447,7 @@ def run_checklist_eval(
         "persona_files": {
             **panel_figures(files),
             "seats": seat_figures(files),
+            "intervals": intervals(files),
             "fit": _fit_note(prompts, reference),
         },
     }
