@@ -166,7 +166,11 @@ def test_pages_and_show_explain_a_checklist_score_by_its_criteria(store, isolate
             "scoring": "checklist",
             "criteria": [
                 Criterion(id="open_licence", label="open licence", weight=12.0, p_yes=0.81, baseline=0.4),
-                Criterion(id="paywall", label="<b>pay</b> first", weight=-8.0, p_yes=0.2, baseline=0.4),
+                Criterion(id="paywall", label="<b>pay</b> first", weight=-8.0, p_yes=0.7, baseline=0.4),
+                Criterion(id="api", label="an API", weight=5.0, p_yes=0.1, baseline=0.4),
+                # Held, but against a problem it does not have, or weighed at zero: it moved nothing.
+                Criterion(id="lock_in", label="locks you in", weight=-6.0, p_yes=0.2, baseline=0.4),
+                Criterion(id="crowded", label="crowded field", weight=0.0, p_yes=0.9, baseline=0.4),
             ],
         }
     )
@@ -174,15 +178,25 @@ def test_pages_and_show_explain_a_checklist_score_by_its_criteria(store, isolate
     store.commit_review(run, c, [graded, *others])
     path, _ = write_tool(store, isolated / "out", "gridcast")
     page = path.read_text()
-    assert "Met:</b> open licence" in page and "Not met:</b> &lt;b&gt;pay&lt;/b&gt; first" in page
+    assert "For:</b> open licence<" in page and "Against:</b> &lt;b&gt;pay&lt;/b&gt; first<" in page
+    assert "Lacking:</b> an API<" in page
+    assert "locks you in" not in page and "crowded field" not in page
     md = path.with_suffix(".md").read_text()
-    assert "met: open licence; not met: \\<b\\>pay\\</b\\> first" in md
+    assert "for: open licence; against: \\<b\\>pay\\</b\\> first; lacking: an API" in md
     stored = store.current_takes("gridcast")[0]
     assert stored.criteria[0].p_yes == 0.81 and stored.scoring == "checklist"
     shown = CliRunner().invoke(app, ["show", "gridcast"], terminal_width=200)
-    assert shown.exit_code == 0 and "met: open licence; not met: <b>pay</b> first" in shown.output
+    # The explanation may wrap inside its table cell: read the cell's text back as one line.
+    flat = " ".join(re.sub(r"[│┃]", " ", shown.output).split())
+    assert shown.exit_code == 0 and "for: open licence; against: <b>pay</b> first; lacking: an API" in flat
     rows = store.query("SELECT criterion, met FROM take_criteria WHERE slug = 'gridcast' ORDER BY criterion")
-    assert rows == [{"criterion": "open_licence", "met": True}, {"criterion": "paywall", "met": False}]
+    assert rows == [
+        {"criterion": "api", "met": False},
+        {"criterion": "crowded", "met": True},
+        {"criterion": "lock_in", "met": False},
+        {"criterion": "open_licence", "met": True},
+        {"criterion": "paywall", "met": True},
+    ]
 
 
 def test_pages_show_reruns_links_meta_and_the_demo_model(pair, isolated):

@@ -180,8 +180,11 @@ def test_checklist_score_is_the_weighted_sum_of_logprob_answers(fake, isolated):
         assert r["score"] == score_from(prompts.personas[r["persona"]].checklist, crit)
         assert r["verdict"] == verdict_for(r["score"]) and r["scoring"] == "checklist"
         assert r["take"].startswith(f"I {r['verdict']} Claw Code because it")
+    # The card says MIT, a fact that counts for the Builder: it is named among what raised the score.
     builder = next(t for t in out.takes if t.persona == "builder")
-    assert "open licence" in builder.why.split("; not met")[0]
+    assert prompts.personas["builder"].checklist.calibration.weights["says_open_source"] > 0
+    assert "card says open source or open weights" in builder.why.split("; against")[0].split("; lacking")[0]
+    assert builder.why.startswith("for: ")
 
     # One request per question (and relevance), then one take per seat that spoke.
     def asked(persona):

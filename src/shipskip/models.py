@@ -286,6 +286,21 @@ class Criterion(BaseModel):
         return None if self.p_yes is None else self.p_yes >= self.baseline
 
 
+def by_effect(criteria: list[Criterion]) -> tuple[list[Criterion], list[Criterion], list[Criterion]]:
+    """The criteria behind a checklist score by what they did to it: (for, against, lacking).
+
+    A criterion's weight carries its direction (the persona file's `counts`, scaled by
+    calibration). One that counts for the tool and holds raised the score; one that counts
+    against it and holds lowered it; one that counts for it and does not hold is what the tool
+    lacks. A weight of zero moved nothing, so it explains nothing and is left out, and so is a
+    problem the tool does not have."""
+    return (
+        [c for c in criteria if c.weight > 0 and c.met],
+        [c for c in criteria if c.weight < 0 and c.met],
+        [c for c in criteria if c.weight > 0 and c.met is False],
+    )
+
+
 class Take(BaseModel):
     """One persona's take on one tool, or its abstention, with how it was produced."""
 
@@ -323,21 +338,28 @@ class Take(BaseModel):
         return self.verdict is None
 
     @property
-    def met(self) -> list[Criterion]:
-        return [c for c in self.criteria if c.met]
+    def in_favour(self) -> list[Criterion]:
+        return by_effect(self.criteria)[0]
 
     @property
-    def missed(self) -> list[Criterion]:
-        return [c for c in self.criteria if c.met is False]
+    def against(self) -> list[Criterion]:
+        return by_effect(self.criteria)[1]
+
+    @property
+    def lacking(self) -> list[Criterion]:
+        return by_effect(self.criteria)[2]
 
     @property
     def why(self) -> str:
         """The criteria behind the score in one line, for the CLI and the pages."""
         if not self.criteria:
             return ""
-        met = ", ".join(c.label for c in self.met) or "none"
-        missed = ", ".join(c.label for c in self.missed) or "none"
-        return f"met: {met}; not met: {missed}"
+        parts = [
+            f"{name}: {', '.join(c.label for c in group)}"
+            for name, group in (("for", self.in_favour), ("against", self.against), ("lacking", self.lacking))
+            if group
+        ]
+        return "; ".join(parts) or "no weighted criterion decided it"
 
     @classmethod
     def from_reply(cls, persona: str, reply: ShipReply | SkipReply | AbstainReply, **meta) -> Take:

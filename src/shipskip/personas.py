@@ -14,7 +14,7 @@ from jinja2 import DictLoader, Environment, StrictUndefined
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import InputError, describe_validation_error
-from .models import REPLY_ADAPTER, ToolCard, load_yaml
+from .models import REPLY_ADAPTER, Criterion, ToolCard, by_effect, load_yaml
 from .roster import discover
 
 Line = Annotated[str, Field(min_length=3, max_length=300)]
@@ -304,14 +304,15 @@ def take_messages(
     card: ToolCard,
     verdict: str,
     score: int,
-    met: list[str],
-    missed: list[str],
+    criteria: list[Criterion],
 ) -> list[dict[str, str]]:
-    """The take is written last, told the verdict, the score and the criteria behind them."""
-    p = prompts.personas[persona]
+    """The take is written last, told the verdict, the score and the criteria behind them (what
+    raised the score, what lowered it, what the tool lacks), so its text argues its verdict."""
+    favour, against, lacking = ([c.label for c in group] for group in by_effect(criteria))
     return _messages(
-        prompts, "take.user.j2", card=card, persona=p, verdict=verdict, score=score, met=met, missed=missed
-    )
+        prompts, "take.user.j2", card=card, persona=prompts.personas[persona], verdict=verdict,
+        score=score, favour=favour, against=against, lacking=lacking,
+    )  # fmt: skip
 
 
 def shared_prefix(prompts: PromptSet, card: ToolCard) -> str:

@@ -181,10 +181,7 @@ class Critics:
     ) -> str | None:
         """The take, written after the verdict and checked in code; None when every attempt failed."""
         p = self.prompts.personas[persona]
-        messages = take_messages(
-            self.prompts, persona, card, verdict, score,
-            [c.label for c in criteria if c.met], [c.label for c in criteria if c.met is False],
-        )  # fmt: skip
+        messages = take_messages(self.prompts, persona, card, verdict, score, criteria)
         instructions = messages[0]["content"] + "\n" + messages[1]["content"].split("</tool_card>")[-1]
         try:
             written = self.clients[persona].write_take(
