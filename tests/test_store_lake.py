@@ -15,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 from conftest import ROOT, make_card, make_take
@@ -180,6 +181,61 @@ def test_one_voter_voting_from_three_machines_at_once_has_one_vote(lake):
     rows = lake.query("SELECT voter, count(*) AS n FROM votes GROUP BY voter")
     assert rows == [{"voter": "ana", "n": 1}]
     assert sum(lake.votes("tool-0").model_dump().values()) == 1
+
+
+def test_maintenance_folds_small_files_and_expires_old_snapshots_losing_nothing(lake, isolated):
+    from typer.testing import CliRunner
+
+    from shipskip.cli import app
+
+    for i in range(6):  # six commits: six small files for the tools table, rows inlined elsewhere
+        card = make_card(slug=f"tool-{i}", name=f"Tool {i}")
+        lake.commit_review(lake.begin_run(card), card, five())
+    card = make_card(slug="tool-0", name="Tool 0")
+    run = lake.begin_run(card, kind="rerun", reason="an editor's second look")
+    lake.commit_review(run, card, [make_take(p, "skip", 41) for p in P])
+
+    def stored():
+        return (
+            lake.query("SELECT slug, persona, verdict, score FROM current_takes ORDER BY slug, persona"),
+            lake.query("SELECT count(*) AS n FROM takes")[0]["n"],
+        )
+
+    tools_files = isolated / "lake" / "main" / "tools"
+    before = stored()
+    assert before[1] == 35 and len(list(tools_files.glob("*.parquet"))) >= 6
+
+    # Within a week's window: files fold, but no snapshot is that old, so none goes.
+    done = lake.maintain(keep_days=7)
+    assert done["small_files_merged"] > done["files_written"] >= 1
+    assert done["snapshots_expired"] == 0 and done["old_files_deleted"] == 0
+    assert stored() == before
+
+    # Keeping nothing: every snapshot but the newest expires and the set-aside files go.
+    shown = CliRunner().invoke(app, ["maintain", "--keep-days", "0"])
+    assert shown.exit_code == 0, shown.output
+    figures = dict(line.split(": ") for line in shown.output.strip().splitlines())
+    assert int(figures["snapshots expired"]) > 0 and int(figures["old files deleted"]) >= 6
+    assert len(list(tools_files.glob("*.parquet"))) < 6
+    # What is left on disk is exactly what the lake still reads.
+    tables = [
+        r["table_name"]
+        for r in lake.query("SELECT table_name FROM duckdb_tables() WHERE database_name = 'lake'")
+    ]
+    used = {
+        Path(f).resolve()
+        for t in tables
+        for r in lake.query(f"SELECT data_file, delete_file FROM ducklake_list_files('lake', '{t}')")
+        for f in (r["data_file"], r["delete_file"])
+        if f
+    }
+    assert {p.resolve() for p in (isolated / "lake").rglob("*.parquet")} == used
+    assert stored() == before
+
+    # The lake takes the next review as before.
+    card = make_card(slug="tool-6", name="Tool 6")
+    lake.commit_review(lake.begin_run(card), card, five())
+    assert len(lake.current_takes("tool-6")) == 5
 
 
 def test_a_new_migration_reaches_an_existing_lake(lake, monkeypatch):

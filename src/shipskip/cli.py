@@ -535,6 +535,25 @@ def trends(
 
 
 @app.command()
+def maintain(
+    keep_days: Annotated[
+        int, typer.Option(min=0, help="Keep snapshots (time travel) and set-aside files this many days.")
+    ] = 7,
+) -> None:
+    """On a DuckLake store: fold small files and inlined rows into larger files, expire old
+    snapshots and delete the files nothing needs any more. Safe while reviews are running."""
+    with user_errors():
+        store = _store()
+        store.init()
+        done = store.maintain(keep_days)
+    if done is None:
+        console.print("Nothing to do: the single DuckDB file keeps itself compact.")
+        return
+    for k, v in done.items():
+        console.print(f"{k.replace('_', ' ')}: {v}", highlight=False)
+
+
+@app.command()
 def export(to: Annotated[Path, typer.Option("--to", help="Folder for the Parquet files.")]) -> None:
     """Write each table as a Parquet file, for use in other tools."""
     from .analytics import export as export_tables

@@ -532,6 +532,18 @@ class Store:
             with self.connect() as con:
                 self.lake.beat(con, slugs, OWNER)
 
+    @_again_on_conflict
+    def maintain(self, keep_days: int = 7) -> dict[str, int] | None:
+        """On a lake, its upkeep (see `Lake.maintain`), and what it did; None on the single
+        file, which DuckDB keeps compact at each checkpoint by itself. Safe while others write:
+        a maintenance step that collides with a commit is run again."""
+        if self.lake is None:
+            return None
+        if keep_days < 0:
+            raise ShipskipError("--keep-days must be 0 or more")
+        with self.connect() as con:
+            return self.lake.maintain(con, keep_days)
+
     def sweep_leases(self) -> list[str]:
         """On a lake, drop tool leases whose holder is gone (see `Lake.sweep`); the slugs."""
         if self.lake is None:

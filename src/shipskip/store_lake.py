@@ -153,6 +153,31 @@ class Lake:
         con.executemany("INSERT INTO schema_migrations VALUES (?, ?, ?)", [[v, n, now] for v, n in todo])
         return True
 
+    # -- maintenance -----------------------------------------------------------------
+
+    def maintain(self, con: duckdb.DuckDBPyConnection, keep_days: int) -> dict[str, int]:
+        """The upkeep DuckLake never does on its own, in the order its CHECKPOINT runs it.
+
+        Small rows sit inlined in the catalog, and each commit of a few rows writes its own small
+        Parquet file: both are folded into larger files. Snapshots older than `keep_days` are
+        expired, and files no snapshot needs any more and that were set aside longer ago than
+        that are deleted. The store's history (old takes, reruns) is rows in its tables, not
+        snapshots, so nothing a user sees is lost; only time travel past `keep_days` is.
+        """
+        lake = _literal(ALIAS)
+        older = f"now() - to_days(CAST({int(keep_days)} AS INTEGER))"
+        flushed = con.execute(f"CALL ducklake_flush_inlined_data({lake})").fetchall()
+        merged = con.execute(f"CALL ducklake_merge_adjacent_files({lake})").fetchall()
+        expired = con.execute(f"CALL ducklake_expire_snapshots({lake}, older_than => {older})").fetchall()
+        deleted = con.execute(f"CALL ducklake_cleanup_old_files({lake}, older_than => {older})").fetchall()
+        return {
+            "inlined_rows_written_out": sum(int(r[2]) for r in flushed),
+            "small_files_merged": sum(int(r[2]) for r in merged),
+            "files_written": sum(int(r[3]) for r in merged),
+            "snapshots_expired": len(expired),
+            "old_files_deleted": len(deleted),
+        }
+
     # -- leases ----------------------------------------------------------------------
 
     def ensure_leases(self, con: duckdb.DuckDBPyConnection) -> None:
