@@ -70,7 +70,13 @@ def test_deployments_in_prefect_yaml_load():
 
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     names = {d["name"] for d in spec["deployments"]}
-    assert names == {"daily-new-tools", "review-tool", "rerun-persona", "render-comparison"}
+    assert names == {
+        "daily-new-tools",
+        "review-tool",
+        "rerun-persona",
+        "render-comparison",
+        "weekly-maintenance",
+    }
     for dep in spec["deployments"]:
         module, func = dep["entrypoint"].split(":")
         fl = getattr(importlib.import_module(module.removesuffix(".py").replace("/", ".")), func)

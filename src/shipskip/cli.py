@@ -414,10 +414,12 @@ def serve(
     source: Annotated[str, typer.Option(help="Where new tools come from.")] = "data/inbox",
     cron: Annotated[str, typer.Option(help="Cron schedule, UTC.")] = "0 6 * * *",
 ) -> None:
-    """Run the daily scheduled review on this machine (Ctrl-C stops it)."""
+    """Run the daily scheduled review on this machine (Ctrl-C stops it); on a DuckLake store,
+    its weekly upkeep too (Sundays 05:00 UTC, as prefect.yaml's weekly-maintenance)."""
     from prefect import serve as prefect_serve
     from prefect.schedules import Cron
 
+    from flows.maintain import maintain_store
     from flows.scheduled import review_new_tools
 
     # Its own name, so it never replaces the `daily-new-tools` deployment of prefect.yaml; one
@@ -426,7 +428,16 @@ def serve(
         name="served-daily-new-tools", schedule=Cron(cron, timezone="UTC"), parameters={"source": source},
         concurrency_limit=1,
     )  # fmt: skip
-    prefect_serve(deployment)
+    deployments = [deployment]
+    if get_settings().catalog is not None:  # only a DuckLake needs upkeep
+        deployments.append(
+            maintain_store.to_deployment(
+                name="served-weekly-maintenance",
+                schedule=Cron("0 5 * * 0", timezone="UTC"),
+                concurrency_limit=1,
+            )
+        )
+    prefect_serve(*deployments)
 
 
 @app.command()
@@ -542,10 +553,10 @@ def maintain(
 ) -> None:
     """On a DuckLake store: fold small files and inlined rows into larger files, expire old
     snapshots and delete the files nothing needs any more. Safe while reviews are running."""
+    from .usecases import maintain as maintain_store
+
     with user_errors():
-        store = _store()
-        store.init()
-        done = store.maintain(keep_days)
+        done = maintain_store(_store(), keep_days)
     if done is None:
         console.print("Nothing to do: the single DuckDB file keeps itself compact.")
         return

@@ -273,3 +273,9 @@ def compare(store: Store, settings: Settings, tool_a: str, tool_b: str) -> Compa
     path, panels = write_compare(store, settings.out_dir, tool_a, tool_b)
     stable = order_independent(*(verdicts_by_tool(p) for p in compare_both_orders(store, tool_a, tool_b)))
     return Comparison(path, scorecard_markdown(panels), stable, (panels[0].card.name, panels[1].card.name))
+
+
+def maintain(store: Store, keep_days: int) -> dict[str, int] | None:
+    """The store's upkeep (`Store.maintain`): what it did on a DuckLake, None on the single file."""
+    store.init()
+    return store.maintain(keep_days)
