@@ -175,3 +175,31 @@ def test_persona_file_figures_say_whether_they_are_in_sample(monkeypatch, tmp_pa
     other.write_text("")
     note = _fit_note(prompts, other)
     assert note.startswith("fitted on data/reference/panel.jsonl") and "held out" in note
+
+
+def test_write_weights_reports_the_weights_it_wrote(isolated, tmp_path, monkeypatch):
+    """With --write-weights, the persona files' figures are those of the weights just written:
+    judged again with the files as they now are, the same figures come back."""
+    import shutil
+
+    from shipskip.evaluate import run_checklist_eval
+    from shipskip.personas import load_prompts
+
+    prompts_dir = tmp_path / "prompts"
+    shutil.copytree(ROOT / "prompts", prompts_dir)
+    monkeypatch.setenv("SHIPSKIP_PROMPTS_DIR", str(prompts_dir))
+    ref = tmp_path / "ref.jsonl"
+    ref.write_text("".join((ROOT / "data" / "reference" / "panel.jsonl").read_text().splitlines(True)[:12]))
+    answers = str(ROOT / "data" / "reference" / "answers-smollm2-135m.jsonl")
+    before = load_prompts(prompts_dir).personas["builder"].checklist.calibration
+    first = run_checklist_eval(
+        get_settings(), ref, answers_from=answers, write_weights=True, command="fit-12"
+    )
+    after = load_prompts(prompts_dir).personas["builder"].checklist.calibration
+    assert after.command == "fit-12" and after.weights != before.weights
+    again = run_checklist_eval(get_settings(), ref, answers_from=answers)
+    assert first["summary"]["persona_files"]["seats"] == again["summary"]["persona_files"]["seats"]
+    assert (
+        first["summary"]["persona_files"]["panel_ship_pct_spearman"]
+        == (again["summary"]["persona_files"]["panel_ship_pct_spearman"])
+    )

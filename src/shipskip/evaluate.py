@@ -441,6 +441,13 @@ def run_checklist_eval(
             results = collect_answers(critics, items, on_seat)
             model = ", ".join(sorted({c.model for c in critics.clients.values()}))
     oof = with_predictions(results, checklist_predictions(prompts, results, oof=True))
+    if write_weights:
+        # Written before the files' own figures are taken, so those figures are the new weights'.
+        today = datetime.now(UTC).date().isoformat()
+        for persona, p in prompts.personas.items():
+            cal = fit(p.checklist, observations(results, persona), command=command, fitted_on=today)
+            write_calibration(settings.prompts_dir / "personas" / f"{persona}.yaml", cal)
+        prompts = load_prompts(settings.prompts_dir)
     files = with_predictions(results, checklist_predictions(prompts, results, oof=False))
     summary: dict = {
         "out_of_fold": {**panel_figures(oof), "seats": seat_figures(oof), "intervals": intervals(oof)},
@@ -457,11 +464,6 @@ def run_checklist_eval(
             oof, summary["takes"] = check_takes(critics, items, oof, takes, on_seat)
     prompt_hash = ",".join(prompts.prompt_hash(p) for p in prompts.personas)
     eval_id = store.save_eval(str(reference), model, prompt_hash, 1, summary, oof)
-    if write_weights:
-        today = datetime.now(UTC).date().isoformat()
-        for persona, p in prompts.personas.items():
-            cal = fit(p.checklist, observations(results, persona), command=command, fitted_on=today)
-            write_calibration(settings.prompts_dir / "personas" / f"{persona}.yaml", cal)
     return {"eval_id": eval_id, "summary": summary}
 
 
