@@ -55,7 +55,7 @@ def test_score_is_base_plus_weighted_p_yes_and_the_verdict_follows(prompts):
     # A question whose every attempt failed counts at its reference mean, not as a "no".
     crit[0] = Criterion(id=ids[0], label="a", weight=30, p_yes=None, source="failed")
     assert score_from(cl, crit) == round(40 + 30 * 0.5 - 20)
-    big = with_calibration(cl, base=95, weights={ids[0]: 30})
+    big = with_calibration(cl, base=95, weights={**dict.fromkeys(ids, 0.0), ids[0]: 30})
     assert score_from(big, [Criterion(id=ids[0], label="a", weight=30, p_yes=1.0)]) == 100
 
 
