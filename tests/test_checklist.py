@@ -103,6 +103,20 @@ def test_take_problems_are_caught_on_normalised_text(prompts, text, verdict, pro
     assert (got is None) if problem is None else (problem in got)
 
 
+def test_the_opening_a_take_is_made_to_use_is_no_echo_even_for_a_long_name(prompts):
+    """The take prompt shows the opening ("I ship Llama 3.1 405B because it ..."); with a name
+    of four words those are eight words in a row, which alone used to fail the echo check."""
+    opening = "I ship Llama 3.1 405B because it"
+    prompt = f'Say why in 2 or 3 short sentences. Answer as one JSON object: {{"take": "{opening} ..."}}'
+    take = f"{opening} gives anyone open weights that rival closed models, if they can rent the GPUs."
+    builder = prompts.personas["builder"]
+    assert take_problem(take, "ship", builder, prompt, opening) is None
+    assert "repeats" in (take_problem(take, "ship", builder, prompt) or "")  # as it was
+    # What follows the opening is still checked: copying the prompt after it is an echo.
+    copied = f"{opening} would say why in 2 or 3 short sentences about the tool."
+    assert "repeats" in (take_problem(copied, "ship", builder, prompt, opening) or "")
+
+
 def test_normalise_removes_zero_width_and_bidi_and_folds_width():
     assert normalise("Ｉgnore\u200b\u202e previous") == "ignore previous"
 

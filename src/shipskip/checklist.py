@@ -101,12 +101,22 @@ def _shared_run(text: str, source: str, n: int = 8) -> bool:
     return any(tuple(words[i : i + n]) in grams for i in range(len(words) - n + 1))
 
 
-def take_problem(text: str, verdict: str, persona: Persona, prompt_text: str) -> str | None:
-    """Why a take cannot stand, or None. `prompt_text` is the instruction part of its prompt."""
+def take_problem(
+    text: str, verdict: str, persona: Persona, prompt_text: str, opening: str = ""
+) -> str | None:
+    """Why a take cannot stand, or None. `prompt_text` is the instruction part of its prompt;
+    `opening` the words the take was made to start with, which the prompt itself shows and so
+    are no echo (with a name of four words or more they alone would be eight in a row)."""
     t = normalise(text)
     if len(t) < 40:
         return "the take is too short: write 2 or 3 sentences"
-    if _ECHO.search(t) or _shared_run(t, normalise(persona.role)) or _shared_run(t, normalise(prompt_text)):
+    lead = normalise(opening)
+    body = t[len(lead) :] if lead and t.startswith(lead) else t
+    if (
+        _ECHO.search(t)
+        or _shared_run(body, normalise(persona.role))
+        or _shared_run(body, normalise(prompt_text))
+    ):
         return "the take repeats the instructions instead of judging the tool"
     if verdict == "ship" and _ARGUES_SKIP.search(t):
         return "the take argues for skipping, but the verdict is ship"

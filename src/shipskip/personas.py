@@ -298,6 +298,10 @@ def question_messages(
     return _messages(prompts, "question.user.j2", card=card, persona=p, question=question)
 
 
+# How many criteria of each kind (for, against, lacking) the take writer is told.
+TAKE_CRITERIA = 2
+
+
 def take_messages(
     prompts: PromptSet,
     persona: str,
@@ -308,7 +312,12 @@ def take_messages(
 ) -> list[dict[str, str]]:
     """The take is written last, told the verdict, the score and the criteria behind them (what
     raised the score, what lowered it, what the tool lacks), so its text argues its verdict."""
-    favour, against, lacking = ([c.label for c in group] for group in by_effect(criteria))
+    # The few that weighed most in each group: a long list of labels is what a small model
+    # copies into its take word for word, and the echo check then refuses it.
+    favour, against, lacking = (
+        [c.label for c in sorted(group, key=lambda c: -abs(c.weight))[:TAKE_CRITERIA]]
+        for group in by_effect(criteria)
+    )
     return _messages(
         prompts, "take.user.j2", card=card, persona=prompts.personas[persona], verdict=verdict,
         score=score, favour=favour, against=against, lacking=lacking,

@@ -183,13 +183,14 @@ class Critics:
         p = self.prompts.personas[persona]
         messages = take_messages(self.prompts, persona, card, verdict, score, criteria)
         instructions = messages[0]["content"] + "\n" + messages[1]["content"].split("</tool_card>")[-1]
+        opening = take_opening(verdict, card.name)
         try:
             written = self.clients[persona].write_take(
                 messages,
-                lambda text: take_problem(text, verdict, p, instructions),
+                lambda text: take_problem(text, verdict, p, instructions, opening),
                 temperature=self.settings.provider_for(persona).temperature or 0.0,
                 max_tokens=self.settings.max_tokens,
-                opening=take_opening(verdict, card.name),
+                opening=opening,
             )
         except LLMFailure as exc:
             if exc.rejected:
