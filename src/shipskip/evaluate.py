@@ -254,19 +254,10 @@ def intervals(results: list[ItemResult], draws: int = BOOTSTRAP_DRAWS, seed: int
         for key, value in (("panel_ship_pct_spearman", rho), ("ship_balanced_accuracy", balanced)):
             if value is not None:
                 kept[key].append(value)
-        for p in PERSONAS:
-            pairs = [
-                (r.ref_verdict, r.verdict or "abstain")
-                for rows in drawn
-                for r in rows
-                if r.persona == p and r.ref_verdict
-            ]
-            if not pairs:
-                continue
-            kept.setdefault(f"{p}_agreement", []).append(sum(a == b for a, b in pairs) / len(pairs))
-            kappa = cohen_kappa([a for a, _ in pairs], [b for _, b in pairs])  # type: ignore[misc]
-            if kappa is not None:
-                kept.setdefault(f"{p}_kappa", []).append(kappa)
+        for p, f in seat_figures([r for rows in drawn for r in rows]).items():
+            kept.setdefault(f"{p}_agreement", []).append(f["verdict_agreement"])
+            if f["kappa"] is not None:
+                kept.setdefault(f"{p}_kappa", []).append(f["kappa"])
     return {"draws": draws, **{k: _percentiles(v) for k, v in kept.items()}}
 
 
