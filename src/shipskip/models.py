@@ -356,7 +356,7 @@ class Take(BaseModel):
             return ""
         parts = [
             f"{name}: {', '.join(c.label for c in group)}"
-            for name, group in (("for", self.in_favour), ("against", self.against), ("lacking", self.lacking))
+            for name, group in zip(("for", "against", "lacking"), by_effect(self.criteria), strict=True)
             if group
         ]
         return "; ".join(parts) or "no weighted criterion decided it"
