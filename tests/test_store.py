@@ -76,17 +76,6 @@ def test_checkpoints_let_an_interrupted_run_resume(store):
     assert store.query("SELECT count(*) AS n FROM take_checkpoints")[0]["n"] == 0
 
 
-def test_the_file_refuses_a_ship_below_sixty(file_store):
-    # The verdict rule is the Take model's; the file also holds it as a CHECK (a lake cannot).
-    card = make_card()
-    run = file_store.begin_run(card)
-    takes = five()
-    takes[3] = takes[3].model_copy(update={"score": 10})  # a ship at 10 breaks the CHECK rule
-    with pytest.raises(duckdb.ConstraintException):
-        file_store.commit_review(run, card, takes)
-    assert file_store.query("SELECT count(*) AS n FROM takes")[0]["n"] == 0
-
-
 def test_read_only_connection_refuses_writes(store):
     store.init()
     with store.connect(read_only=True) as con, pytest.raises(duckdb.Error):
@@ -317,6 +306,40 @@ def test_a_load_refuses_takes_whose_run_is_not_complete(store, tmp_path):
         fresh.load_parquet("takes", exported)
     assert fresh.query("SELECT count(*) AS n FROM takes")[0]["n"] == 0  # nothing half-loaded
     assert [r["n"] for r in store.query("SELECT count(*) AS n FROM committed_takes")] == [5]
+
+
+def test_a_take_whose_verdict_does_not_follow_its_score_is_refused_on_both_backends(store, tmp_path):
+    """The single file's CHECK, which a lake cannot hold, asked by the store of every take."""
+    from shipskip.errors import ShipskipError
+
+    card = make_card()
+    with pytest.raises(ShipskipError, match=r"demo-tool: skeptic: verdict 'ship' does not follow score 40"):
+        store.commit_review(store.begin_run(card), card, [*five()[:1], make_take("skeptic", "ship", 40)])
+    assert store.query("SELECT count(*) AS n FROM takes")[0]["n"] == 0  # nothing half-written
+
+    store.commit_review(store.begin_run(card), card, five())
+    exported = tmp_path / "takes.parquet"
+    runs = tmp_path / "runs.parquet"
+    with store.connect(read_only=True) as con:
+        con.execute(f"COPY (SELECT * FROM runs) TO '{runs}' (FORMAT parquet)")
+        con.execute(
+            "COPY (SELECT * EXCLUDE (is_current, verdict), CASE WHEN persona = 'builder' THEN 'skip'"
+            f" ELSE verdict END AS verdict FROM takes) TO '{exported}' (FORMAT parquet)"
+        )
+    fresh = Store(tmp_path / "fresh.duckdb")
+    fresh.init()
+    fresh.load_parquet("runs", runs)
+    with pytest.raises(ShipskipError, match=r"takes\.parquet: verdict: 'skip' does not follow score 80"):
+        fresh.load_parquet("takes", exported)
+    assert fresh.query("SELECT count(*) AS n FROM takes")[0]["n"] == 0
+
+
+def test_maintenance_refuses_a_negative_window_on_the_single_file_too(file_store):
+    from shipskip.errors import ShipskipError
+
+    with pytest.raises(ShipskipError, match="--keep-days must be 0 or more"):
+        file_store.maintain(-1)
+    assert file_store.maintain(0) is None
 
 
 def test_reviewed_among_answers_for_a_whole_feed_at_once(store):

@@ -32,7 +32,7 @@ import duckdb
 from tenacity import Retrying, retry, retry_if_exception, stop_after_delay, wait_random_exponential
 
 from .errors import ShipskipError
-from .models import CommunityVotes, Take, ToolCard, Usage, is_web_address
+from .models import CommunityVotes, Take, ToolCard, Usage, is_web_address, verdict_for
 from .panel import aggregate
 from .roster import seat_key
 from .store_lake import ALIAS, Lake
@@ -156,6 +156,14 @@ class Run:
     content_hash: str
     kind: str
     resumed: bool = False
+
+
+def _verdict_follows(verdict: str | None, score: int | None) -> bool:
+    """A take abstains (neither) or its verdict is the one its score gives. The single file's
+    CHECK says so too, but a lake holds no CHECK, so the store asks it of every take it writes."""
+    if verdict is None or score is None:
+        return verdict is None and score is None
+    return 0 <= score <= 100 and verdict == verdict_for(score)
 
 
 class Store:
@@ -537,10 +545,10 @@ class Store:
         """On a lake, its upkeep (see `Lake.maintain`), and what it did; None on the single
         file, which DuckDB keeps compact at each checkpoint by itself. Safe while others write:
         a maintenance step that collides with a commit is run again."""
-        if self.lake is None:
-            return None
         if keep_days < 0:
             raise ShipskipError("--keep-days must be 0 or more")
+        if self.lake is None:
+            return None
         with self.connect() as con:
             return self.lake.maintain(con, keep_days)
 
@@ -746,6 +754,11 @@ class Store:
         now: datetime,
     ) -> None:
         """One INSERT for the takes of a run, each after the take it replaces (empty: its first)."""
+        for t, _ in takes:
+            if not _verdict_follows(t.verdict, t.score):
+                raise ShipskipError(
+                    f"{run.slug}: {t.persona}: verdict '{t.verdict}' does not follow score {t.score}"
+                )
         rows = [
             {
                 "take_id": uuid.uuid4().hex, "run_id": run.run_id, "slug": run.slug,
@@ -775,6 +788,13 @@ class Store:
         if table not in EXPORT_TABLES:
             raise ShipskipError(f"cannot load into '{table}'")
         with self.transaction() as con:
+            if table == "takes":
+                # At most a few hundred distinct pairs, however many takes the file holds.
+                pairs = con.execute("SELECT DISTINCT verdict, score FROM read_parquet(?)", [str(path)])
+                bad = [(v, n) for v, n in pairs.fetchall() if not _verdict_follows(v, n)]
+                if bad:
+                    v, n = bad[0]
+                    raise ShipskipError(f"{path}: verdict: '{v}' does not follow score {n}")
             before = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
             con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM read_parquet(?)", [str(path)])
             if table in ("takes", "runs"):
