@@ -164,17 +164,32 @@ def test_bootstrap_intervals_are_exact_for_a_perfect_panel_and_bracket_an_imperf
 
 
 def test_persona_file_figures_say_whether_they_are_in_sample(monkeypatch, tmp_path):
-    """The weights' own figures are in-sample only on the set their recorded command fitted."""
-    from shipskip.evaluate import _fit_note
+    """The weights' own figures are in-sample only on the tools their fit saw: a reference file
+    at the recorded path that has since grown is held out where it is new."""
+    import re
+
+    from shipskip.evaluate import _fit_note, load_reference
     from shipskip.personas import load_prompts
 
     monkeypatch.chdir(ROOT)
     prompts = load_prompts(ROOT / "prompts")
-    assert _fit_note(prompts, ROOT / "data" / "reference" / "panel.jsonl") == "in-sample"
+    panel = ROOT / "data" / "reference" / "panel.jsonl"
+    slugs = [i.card.slug for i in load_reference(panel)]
+    assert _fit_note(prompts, panel, slugs) == "in-sample"
     other = tmp_path / "held-out.jsonl"
     other.write_text("")
-    note = _fit_note(prompts, other)
-    assert note.startswith("fitted on data/reference/panel.jsonl") and "held out" in note
+    note = _fit_note(prompts, other, ["a-new-tool"])
+    assert re.fullmatch(
+        r"fitted on data/reference/panel\.jsonl \(\d+ tools\): held out where no tool is shared", note
+    )
+    # The same path with one tool more than the fit saw: no longer in-sample.
+    assert _fit_note(prompts, panel, [*slugs, "a-new-tool"]).startswith(
+        "fitted on data/reference/panel.jsonl"
+    )
+    # Files fitted before digests were recorded: the recorded path is all there is to go on.
+    for p in prompts.personas.values():
+        p.checklist.calibration = p.checklist.calibration.model_copy(update={"tools": 0, "tools_digest": ""})
+    assert _fit_note(prompts, panel, ["a-new-tool"]) == "in-sample"
 
 
 def test_write_weights_reports_the_weights_it_wrote(isolated, tmp_path, monkeypatch):
@@ -196,7 +211,8 @@ def test_write_weights_reports_the_weights_it_wrote(isolated, tmp_path, monkeypa
         get_settings(), ref, answers_from=answers, write_weights=True, command="fit-12"
     )
     after = load_prompts(prompts_dir).personas["builder"].checklist.calibration
-    assert after.command == "fit-12" and after.weights != before.weights
+    assert after.command == "fit-12" and after.weights != before.weights and after.tools == 12
+    assert first["summary"]["persona_files"]["fit"] == "in-sample"
     again = run_checklist_eval(get_settings(), ref, answers_from=answers)
     assert first["summary"]["persona_files"]["seats"] == again["summary"]["persona_files"]["seats"]
     assert (

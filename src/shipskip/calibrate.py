@@ -20,7 +20,7 @@ import numpy as np
 
 from .checklist import abstains, features, score_from
 from .models import SHIP_THRESHOLD, Criterion, verdict_for
-from .personas import Calibration, Checklist
+from .personas import Calibration, Checklist, tools_digest
 
 # Fixed before looking at any result: strong enough that a dozen weights on forty tools
 # cannot memorise the reference.
@@ -142,6 +142,7 @@ def fit(
         abstain_base, abstain_weights = 0.0, {}
     common = dict(
         command=command, fitted_on=fitted_on, means=means, abstain_below=0.0,
+        tools=len({o.slug for o in obs}), tools_digest=tools_digest(o.slug for o in obs),
         abstain_base=abstain_base, abstain_weights=abstain_weights,
     )  # fmt: skip
     spoke_idx = [j for j, o in enumerate(obs) if o.ref_verdict in ("ship", "skip")]

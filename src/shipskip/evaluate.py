@@ -20,7 +20,7 @@ from .cards import parse_card
 from .checklist import card_facts, take_problem
 from .errors import InputError, ShipskipError, describe_validation_error
 from .models import Criterion, Take, ToolCard
-from .personas import PromptSet, load_prompts, write_calibration
+from .personas import PromptSet, load_prompts, tools_digest, write_calibration
 from .quality import cohen_kappa, consensus, is_grounded, panel_similarity, spearman
 from .review import Critics, Spend, open_critics
 from .roster import PERSONAS
@@ -383,17 +383,24 @@ def _stored_answers(store: Store, answers_from: str) -> list[ItemResult]:
     return [ItemResult.model_validate(r) for r in store.eval_items(answers_from)]
 
 
-def _fit_note(prompts: PromptSet, reference: Path) -> str:
-    """Whether the persona files' weights were fitted on this reference set (their figures are
-    then in-sample) or on another one, as the command recorded in each file names it."""
+def _fit_note(prompts: PromptSet, reference: Path, slugs: list[str]) -> str:
+    """Whether the persona files' weights were fitted on exactly these tools (their figures are
+    then in-sample) or on others: the digest each file records of the tools its fit saw decides,
+    so a reference file that has grown since the fit is not taken for the one it fitted."""
+    cals = [p.checklist.calibration for p in prompts.personas.values()]
     fitted_on = set()
-    for p in prompts.personas.values():
-        words = shlex.split(p.checklist.calibration.command or "")
+    for c in cals:
+        words = shlex.split(c.command or "")
         args = words[words.index("eval") + 1 :] if "eval" in words else []
         fitted_on.add(next((a for a in args if not a.startswith("-")), "an unrecorded set"))
-    if any(Path(f).resolve() == reference.resolve() for f in fitted_on):
-        return "in-sample"
-    return f"fitted on {', '.join(sorted(fitted_on))}: held out where no tool is shared"
+    if all(c.tools_digest for c in cals):
+        if all(c.tools_digest == tools_digest(slugs) for c in cals):
+            return "in-sample"
+    elif any(Path(f).resolve() == reference.resolve() for f in fitted_on):
+        return "in-sample"  # fitted before digests were recorded: the path is all there is
+    counts = sorted({c.tools for c in cals if c.tools})
+    size = f" ({'/'.join(map(str, counts))} tools)" if counts else ""
+    return f"fitted on {', '.join(sorted(fitted_on))}{size}: held out where no tool is shared"
 
 
 def run_checklist_eval(
@@ -446,7 +453,7 @@ def run_checklist_eval(
             **panel_figures(files),
             "seats": seat_figures(files),
             "intervals": intervals(files),
-            "fit": _fit_note(prompts, reference),
+            "fit": _fit_note(prompts, reference, [i.card.slug for i in items]),
         },
     }
     if takes:

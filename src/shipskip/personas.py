@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -121,11 +122,16 @@ class Calibration(BaseModel):
     (unless its relevance answer is below abstain_below).
     `means` is each question's average P(yes) on the reference set, used for a question whose
     every attempt failed, so a lost answer counts as neutral.
+    `tools` and `tools_digest` say which labelled tools the fit saw (their count, and a digest of
+    their slugs), so `shipskip eval` can tell in-sample figures from held-out ones even after the
+    reference file at the recorded path has grown.
     """
 
     model_config = ConfigDict(extra="forbid")
     command: str = ""
     fitted_on: str = ""
+    tools: int = 0
+    tools_digest: str = ""
     base: float = 50.0
     weights: dict[str, float] = Field(default_factory=dict)
     yes_rate_weight: float = 0.0
@@ -334,6 +340,11 @@ def shared_prefix(prompts: PromptSet, card: ToolCard) -> str:
     return prefix
 
 
+def tools_digest(slugs: Iterable[str]) -> str:
+    """Which set of labelled tools a fit saw, in a few characters: order does not matter."""
+    return hashlib.sha256("\n".join(sorted(set(slugs))).encode()).hexdigest()[:16]
+
+
 def write_calibration(path: Path, calibration: Calibration) -> None:
     """Replace the `calibration:` block at the end of a persona file, keeping the rest as written."""
     text = path.read_text(encoding="utf-8")
@@ -346,6 +357,8 @@ def write_calibration(path: Path, calibration: Calibration) -> None:
         f"    # Fitted by: {c.command}" if c.command else "",
         f"    command: {json.dumps(c.command)}",
         f"    fitted_on: {json.dumps(c.fitted_on)}",
+        f"    tools: {c.tools}" if c.tools else "",
+        f"    tools_digest: {json.dumps(c.tools_digest)}" if c.tools_digest else "",
         f"    base: {c.base}",
         f"    yes_rate_weight: {c.yes_rate_weight}",
         f"    abstain_below: {c.abstain_below}",
