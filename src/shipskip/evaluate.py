@@ -364,7 +364,7 @@ def check_takes(
     }
 
 
-def _stored_answers(store: Store, answers_from: str) -> list[ItemResult]:
+def _stored_answers(store: Store | None, answers_from: str) -> list[ItemResult]:
     """Answers of a stored eval, by id (or prefix), or from a JSON Lines file of them (the
     embedded model's answers on the reference set ship in data/reference/)."""
     path = Path(answers_from)
@@ -380,7 +380,26 @@ def _stored_answers(store: Store, answers_from: str) -> list[ItemResult]:
                 except (json.JSONDecodeError, ValidationError) as exc:
                     raise InputError(path, f"line {n}", str(exc).splitlines()[0]) from None
         return rows
+    if store is None:
+        raise ShipskipError(f"{answers_from}: no such answers file")
     return [ItemResult.model_validate(r) for r in store.eval_items(answers_from)]
+
+
+def stored_answers(
+    store: Store | None, answers_from: str, items: list[RefItem], prompts: PromptSet
+) -> list[ItemResult]:
+    """The stored answers (eval id, or a .jsonl file) for these tools and personas, with the
+    facts read from each card by the persona files as they are now: those are rules, so they
+    are read afresh rather than taken from the stored answers."""
+    wanted = {(i.card.slug, p) for i in items for p in prompts.personas}
+    cards = {i.card.slug: i.card for i in items}
+    return [
+        r.model_copy(update={
+            "criteria": card_facts(prompts.personas[r.persona].checklist, cards[r.slug], r.criteria)
+        })
+        for r in _stored_answers(store, answers_from)
+        if (r.slug, r.persona) in wanted
+    ]  # fmt: skip
 
 
 def _fit_note(prompts: PromptSet, reference: Path, slugs: list[str]) -> str:
@@ -420,18 +439,7 @@ def run_checklist_eval(
     prompts = load_prompts(settings.prompts_dir)
     store = Store.from_settings(settings)
     if answers_from:
-        wanted = {(i.card.slug, p) for i in items for p in prompts.personas}
-        results = _stored_answers(store, answers_from)
-        results = [r for r in results if (r.slug, r.persona) in wanted]
-        # Facts read from the card are rules of the persona files as they are now, so they are
-        # read afresh rather than taken from the stored answers.
-        cards = {i.card.slug: i.card for i in items}
-        results = [
-            r.model_copy(update={
-                "criteria": card_facts(prompts.personas[r.persona].checklist, cards[r.slug], r.criteria)
-            })
-            for r in results
-        ]  # fmt: skip
+        results = stored_answers(store, answers_from, items, prompts)
         model = f"answers of eval {answers_from}"
     else:
         on_phase("Asking the checklist", len(items) * len(prompts.personas))
