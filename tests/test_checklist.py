@@ -117,6 +117,29 @@ def test_the_opening_a_take_is_made_to_use_is_no_echo_even_for_a_long_name(promp
     assert "repeats" in (take_problem(copied, "ship", builder, prompt, opening) or "")
 
 
+def test_a_take_naming_two_of_its_criteria_is_no_echo_but_copying_a_sentence_of_the_prompt_is(prompts):
+    """The take prompt lists the criteria behind the score, joined by "; ". Two labels in a row
+    ("runs on your own machine; drops into existing work") are nine words the prompt shows, and
+    the embedded model wrote exactly that in the demo, at every attempt, so the seat abstained.
+    A run of words only counts as an echo inside one sentence or clause of the prompt."""
+    from conftest import make_card
+
+    from shipskip.personas import take_messages
+
+    builder = prompts.personas["builder"]
+    labels = {"runs_locally": "runs on your own machine", "drop_in": "drops into existing work"}
+    criteria = [Criterion(id=k, label=v, weight=40.0, p_yes=0.9) for k, v in labels.items()]
+    messages = take_messages(prompts, "builder", make_card(), "ship", 82, criteria)
+    # The instruction part of the prompt, as the review hands it to the check.
+    prompt = messages[0]["content"] + "\n" + messages[1]["content"].split("</tool_card>")[-1]
+    assert "runs on your own machine; drops into existing work" in prompt
+    opening = "I ship Demo Tool because it"
+    take = f"{opening} runs on your own machine; drops into existing work, and formats demo data."
+    assert take_problem(take, "ship", builder, prompt, opening) is None
+    copied = f"{opening} lets me say why in 2 or 3 short sentences, naming facts from the card."
+    assert "repeats" in (take_problem(copied, "ship", builder, prompt, opening) or "")
+
+
 def test_normalise_removes_zero_width_and_bidi_and_folds_width():
     assert normalise("Ｉgnore\u200b\u202e previous") == "ignore previous"
 

@@ -95,9 +95,19 @@ def normalise(text: str) -> str:
     return " ".join(normalise_untrusted(text).lower().split())
 
 
+# Where a run of the prompt's words ends: a sentence or clause break, or a line break. A list of
+# criteria ("runs on your own machine; drops into existing work") is short phrases that a take
+# is meant to argue from; a run of words that crosses from one to the next is no echo.
+_BREAK = re.compile(r"[.;:!?](?=\s|$)|\n")
+
+
 def _shared_run(text: str, source: str, n: int = 8) -> bool:
-    words, src = _WORD.findall(text), _WORD.findall(source)
-    grams = {tuple(src[i : i + n]) for i in range(len(src) - n + 1)}
+    """Whether `text` repeats `n` words in a row from one sentence or clause of `source`."""
+    words = _WORD.findall(text)
+    grams = set()
+    for part in _BREAK.split(source):
+        src = _WORD.findall(part)
+        grams.update(tuple(src[i : i + n]) for i in range(len(src) - n + 1))
     return any(tuple(words[i : i + n]) in grams for i in range(len(words) - n + 1))
 
 
