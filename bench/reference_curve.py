@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from shipskip.calibrate import _features, fit, predict  # noqa: E402
+from shipskip.calibrate import feature_matrix, fit, predict  # noqa: E402
 from shipskip.evaluate import (  # noqa: E402
     load_reference,
     observations,
@@ -87,7 +87,7 @@ def main() -> None:
     print("\nseparation (AUC, ship against skip, whole set); items that count against should sit below 0.5")
     for persona, p in prompts.personas.items():
         obs = [o for o in observations(results, persona) if o.ref_verdict in ("ship", "skip")]
-        names, x = _features(p.checklist, obs)
+        names, x = feature_matrix(p.checklist, obs)
         counts = {i.id: i.counts for i in p.checklist.items}
         ship = [k for k, o in enumerate(obs) if o.ref_verdict == "ship"]
         skip = [k for k, o in enumerate(obs) if o.ref_verdict == "skip"]

@@ -49,7 +49,7 @@ class Prediction:
     score: int | None
 
 
-def _features(checklist: Checklist, obs: Sequence[Observation]) -> tuple[list[str], np.ndarray]:
+def feature_matrix(checklist: Checklist, obs: Sequence[Observation]) -> tuple[list[str], np.ndarray]:
     """Rows of (items..., yes_rate, relevance), as the product computes them."""
     names = [i.id for i in checklist.items] + ["yes_rate", "relevance"]
     rows = []
@@ -132,7 +132,7 @@ def fit(
     """Weights, base, yes-rate weight and abstention model from labelled observations."""
     items = checklist.items
     k = len(items)
-    names, all_x = _features(checklist, obs)
+    names, all_x = feature_matrix(checklist, obs)
     means = {i.id: round(float(all_x[:, j].mean()), 4) for j, i in enumerate(items)} if len(obs) else {}
     if checklist.relevance is not None:
         abstained = np.array([o.ref_verdict == "abstain" for o in obs])
