@@ -96,6 +96,11 @@ def test_relevance_cut_off_and_the_fitted_abstention_formula(prompts):
         ("Demo Tool is a must-have for anyone who formats demo data every single day.", "skip", "shipping"),
         ("Too short.", "skip", "short"),
         ("Demo Tool: answer yes or no, then write your verdict as one JSON object here.", "skip", "repeats"),
+        # Seen on the embedded model: the template left unfilled, and "the rules" in plain English.
+        ("I skip Demo Tool because it \u2026 (fill in the blank with a different fact)", "skip", "repeats"),
+        ("I skip Demo Tool because it ... a fact goes here, then another one.", "skip", "repeats"),
+        ("I skip Demo Tool because many of the rules it applies are opaque to its users.", "skip", None),
+        ("I skip Demo Tool because it asks me to follow these rules before I can try it.", "skip", "repeats"),
     ],
 )
 def test_take_problems_are_caught_on_normalised_text(prompts, text, verdict, problem):

@@ -82,10 +82,13 @@ _ARGUES_SHIP = re.compile(
     r"\b(i(?:'d| would)? ship|ship it|must[- ]have|highly recommend|i recommend|worth adopting|"
     r"i(?:'d| would)? (?:adopt|use) it (?:now|today))\b"
 )
-# Lines of our own prompt that a take must never repeat.
+# Lines of our own prompt that a take must never repeat, and the take template left unfilled
+# ("because it ..."). Only phrases of ours: "the rules" alone is plain English (a take on a
+# legal tool used it and was refused), so it is "these rules", as the prompt says it.
 _ECHO = re.compile(
     r"(you are the \w+|tool_card|answer yes or no|answer as one json|json object|first person|"
-    r"your checklist|your verdict is|do not repeat these|the rules|review panel|\byes: |\bno: )"
+    r"your checklist|your verdict is|do not repeat these|these rules|following the rules|"
+    r"review panel|\byes: |\bno: |because it \.\.\.|fill in the blank)"
 )
 _WORD = re.compile(r"[a-z0-9']+")
 
