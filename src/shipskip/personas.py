@@ -318,8 +318,8 @@ def take_messages(
 ) -> list[dict[str, str]]:
     """The take is written last, told the verdict, the score and the criteria behind them (what
     raised the score, what lowered it, what the tool lacks), so its text argues its verdict."""
-    # The few that weighed most in each group: a long list of labels is what a small model
-    # copies into its take word for word, and the echo check then refuses it.
+    # The few that weighed most in each group: given a long list of labels, a small model
+    # copies the list into its take instead of arguing from the card.
     favour, against, lacking = (
         [c.label for c in sorted(group, key=lambda c: -abs(c.weight))[:TAKE_CRITERIA]]
         for group in by_effect(criteria)
