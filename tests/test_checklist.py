@@ -129,14 +129,13 @@ def test_a_take_naming_two_of_its_criteria_is_no_echo_but_copying_a_sentence_of_
     A run of words only counts as an echo inside one sentence or clause of the prompt."""
     from conftest import make_card
 
-    from shipskip.personas import take_messages
+    from shipskip.personas import take_instructions, take_messages
 
     builder = prompts.personas["builder"]
     labels = {"runs_locally": "runs on your own machine", "drop_in": "drops into existing work"}
     criteria = [Criterion(id=k, label=v, weight=40.0, p_yes=0.9) for k, v in labels.items()]
     messages = take_messages(prompts, "builder", make_card(), "ship", 82, criteria)
-    # The instruction part of the prompt, as the review hands it to the check.
-    prompt = messages[0]["content"] + "\n" + messages[1]["content"].split("</tool_card>")[-1]
+    prompt = take_instructions(messages)  # as the review hands it to the check
     assert "runs on your own machine; drops into existing work" in prompt
     opening = "I ship Demo Tool because it"
     take = f"{opening} runs on your own machine; drops into existing work, and formats demo data."

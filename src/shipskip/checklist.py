@@ -99,9 +99,9 @@ def normalise(text: str) -> str:
 
 
 # Where a run of the prompt's words ends: a sentence or clause break (or a line break, where the
-# source is not normalised). A list of
-# criteria ("runs on your own machine; drops into existing work") is short phrases that a take
-# is meant to argue from; a run of words that crosses from one to the next is no echo.
+# source is not normalised). A list of criteria ("runs on your own machine; drops into existing
+# work") is short phrases that a take is meant to argue from; a run of words that crosses from
+# one to the next is no echo.
 _BREAK = re.compile(r"[.;:!?](?=\s|$)|\n")
 
 

@@ -413,7 +413,8 @@ def _fit_note(prompts: PromptSet, reference: Path, slugs: list[str]) -> str:
         args = words[words.index("eval") + 1 :] if "eval" in words else []
         fitted_on.add(next((a for a in args if not a.startswith("-")), "an unrecorded set"))
     if all(c.tools_digest for c in cals):
-        if all(c.tools_digest == tools_digest(slugs) for c in cals):
+        these = tools_digest(slugs)
+        if all(c.tools_digest == these for c in cals):
             return "in-sample"
     elif any(Path(f).resolve() == reference.resolve() for f in fitted_on):
         return "in-sample"  # fitted before digests were recorded: the path is all there is

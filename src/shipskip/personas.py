@@ -330,6 +330,12 @@ def take_messages(
     )  # fmt: skip
 
 
+def take_instructions(messages: list[dict[str, str]]) -> str:
+    """The instruction part of the take prompt (the rules, and what follows the card), which a
+    take must not repeat; the card itself is the tool's own words and may be quoted."""
+    return messages[0]["content"] + "\n" + messages[1]["content"].split("</tool_card>")[-1]
+
+
 def shared_prefix(prompts: PromptSet, card: ToolCard) -> str:
     """The part of the user message that is the same for all five personas."""
     texts = [render_messages(prompts, name, card)[1]["content"] for name in prompts.personas]

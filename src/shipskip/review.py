@@ -15,7 +15,7 @@ from .embedded import embedded_model_name, embedded_server
 from .injection import score_jumped, without_suspicious
 from .llm import LLMClient, LLMFailure
 from .models import Criterion, Take, ToolCard, Usage, clean_text, pattern_literal, verdict_for
-from .personas import PromptSet, question_messages, render_messages, take_messages
+from .personas import PromptSet, question_messages, render_messages, take_instructions, take_messages
 from .quality import consensus, is_grounded
 from .settings import Settings
 
@@ -182,7 +182,7 @@ class Critics:
         """The take, written after the verdict and checked in code; None when every attempt failed."""
         p = self.prompts.personas[persona]
         messages = take_messages(self.prompts, persona, card, verdict, score, criteria)
-        instructions = messages[0]["content"] + "\n" + messages[1]["content"].split("</tool_card>")[-1]
+        instructions = take_instructions(messages)
         opening = take_opening(verdict, card.name)
         try:
             written = self.clients[persona].write_take(
