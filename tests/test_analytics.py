@@ -1,6 +1,8 @@
 """Each view on a small fixture whose answers were worked out by hand."""
 
-from datetime import date, datetime
+import re
+from datetime import date, datetime, timedelta
+from itertools import count
 
 import duckdb
 import pytest
@@ -62,17 +64,84 @@ def test_current_takes_and_panel_verdicts(fx):
 
 def test_persona_weekly_and_category(fx):
     rows = {(r["persona"], str(r["week"])): r for r in q(fx, "SELECT * FROM persona_weekly")}
-    # Skeptic: week of 11-02 has alpha's v1 (70); week of 11-09 has beta (30) and alpha's v2 (35).
-    assert rows[("skeptic", "2026-11-02")]["mean_score"] == 70
+    # Current takes, in the week each was made. Skeptic: alpha's current take is its v2 (35),
+    # made in the week of 11-09 with beta's (30); alpha's v1 (70) is history, so the week of
+    # 11-02 has no Skeptic take.
+    assert ("skeptic", "2026-11-02") not in rows
     assert rows[("skeptic", "2026-11-09")]["mean_score"] == 32.5
-    assert rows[("skeptic", "2026-11-09")]["ship_rate"] == 0
+    assert rows[("skeptic", "2026-11-09")]["takes"] == 2 and rows[("skeptic", "2026-11-09")]["ship_rate"] == 0
     assert (
         rows[("founder", "2026-11-02")]["scored"] == 0
         and rows[("founder", "2026-11-02")]["ship_rate"] is None
     )
     cat = {(r["persona"], r["category"]): r for r in q(fx, "SELECT * FROM persona_category")}
-    assert cat[("skeptic", "Models")]["mean_score"] == 52.5  # (70 + 35) / 2
+    assert cat[("skeptic", "Models")]["takes"] == 1 and cat[("skeptic", "Models")]["mean_score"] == 35
     assert cat[("futurist", "Video")]["ship_rate"] == 1.0
+    model = {(r["persona"], r["model"]): r for r in q(fx, "SELECT * FROM persona_model_weekly")}
+    assert ("skeptic", "gpt-x") in model and model[("skeptic", "gpt-x")]["scored"] == 1  # beta's
+    assert model[("skeptic", "gpt-y")]["mean_score"] == 35
+    # The history of every version, under names that say so.
+    old = {(r["persona"], str(r["week"])): r for r in q(fx, "SELECT * FROM persona_weekly_all_versions")}
+    assert old[("skeptic", "2026-11-02")]["mean_score"] == 70
+    assert old[("skeptic", "2026-11-09")]["takes"] == 2
+    old_cat = {(r["persona"], r["category"]): r for r in q(fx, "SELECT * FROM persona_category_all_versions")}
+    assert old_cat[("skeptic", "Models")]["takes"] == 2 and old_cat[("skeptic", "Models")]["mean_score"] == 52.5
+    old_model = q(fx, "SELECT * FROM persona_model_weekly_all_versions WHERE persona = 'skeptic'")
+    assert sum(r["scored"] for r in old_model) == 3
+
+
+def _categories(page: str) -> str:
+    return re.search(r'<table id="categories">.*?</table>', page, re.S).group(0)
+
+
+def test_rerunning_a_seat_five_times_changes_no_figure_that_counts_current_takes(
+    fake, store, isolated, monkeypatch
+):
+    """Reruns replace a seat's take: the views, the trends report and page, and the reviewer
+    page count each tool once per seat and give the same figures after five reruns; only the
+    `_all_versions` history grows."""
+    from conftest import rerun, review
+    from typer.testing import CliRunner
+
+    import shipskip.store as store_module
+    from shipskip.cli import app
+    from shipskip.publish import write_reviewer
+
+    # The store reads the time from one clock: here a Wednesday ticking a second per reading,
+    # so every take of the test falls in one week (2026-11-02) whatever the day it runs.
+    ticks = count()
+    monkeypatch.setattr(store_module, "_now", lambda: datetime(2026, 11, 4, 12) + timedelta(seconds=next(ticks)))
+    monkeypatch.chdir(isolated)
+    for name in ("claw-code.yaml", "smollm3.yaml"):
+        review(ROOT / "data" / "tools" / name)
+    current = ("persona_weekly", "persona_category", "persona_model_weekly")
+    history = tuple(f"{v}_all_versions" for v in current)
+
+    def figures():
+        views = {v: q(store, f"SELECT * FROM {v} ORDER BY ALL") for v in (*current, *history)}
+        res = CliRunner().invoke(app, ["trends", "--out", "reports/t.html"])
+        assert res.exit_code == 0, res.output
+        page = write_reviewer(store, isolated / "out", ROOT / "prompts", "skeptic").read_text()
+        return views, res.output, (isolated / "reports" / "t.html").read_text(), _categories(page)
+
+    views, report, trends_html, categories = figures()
+    assert "Developer Tools" in categories and "Current takes" in trends_html
+    skeptic = next(r for r in views["persona_weekly"] if r["persona"] == "skeptic")
+    assert skeptic["takes"] == 2
+    for n in range(5):
+        rerun("claw-code", "skeptic", f"second look {n}")
+    assert q(store, "SELECT count(*) AS n FROM takes WHERE persona = 'skeptic'")[0]["n"] == 7
+    views_after, report_after, trends_after, categories_after = figures()
+    for v in current:
+        assert views_after[v] == views[v], v
+    assert (report_after, trends_after, categories_after) == (report, trends_html, categories)
+    # The history counts every version: the Skeptic's five reruns are five more takes.
+    for v in history:
+        before = sum(r["scored"] for r in views[v] if r["persona"] == "skeptic")
+        assert sum(r["scored"] for r in views_after[v] if r["persona"] == "skeptic") == before + 5, v
+    everything = CliRunner().invoke(app, ["trends", "--all-versions", "--out", "reports/all.html"])
+    assert everything.exit_code == 0 and "every take version" in everything.output
+    assert "Every take version" in (isolated / "reports" / "all.html").read_text()
 
 
 def test_score_distribution_and_disagreement(fx):
@@ -145,10 +214,18 @@ def test_sql_formats_and_export(fx, tmp_path):
 
 
 def test_trends_with_data_and_empty(fx, store):
+    # Current takes: alpha's Skeptic take is its rerun (35, week of 11-09), counted once.
     pts = trend_points(fx, persona="skeptic")
+    assert [(str(p.week), p.mean_score) for p in pts] == [("2026-11-09", 32.5)]
+    s = trend_summary(pts)[0]
+    assert (s["weeks"], s["scored"], s["mean_score"], s["ship_rate"]) == (1, 2, 32.5, 0)
+    # Every version, the history: the first take (70) counts too.
+    pts = trend_points(fx, persona="skeptic", all_versions=True)
     assert [(str(p.week), p.mean_score) for p in pts] == [("2026-11-02", 70), ("2026-11-09", 32.5)]
     s = trend_summary(pts)[0]
     assert (s["weeks"], s["scored"], s["mean_score"], s["ship_rate"]) == (2, 3, 45.0, round(1 / 3, 3))
+    assert [p.scored for p in trend_points(fx, persona="skeptic", category="Models")] == [1]
+    assert [p.scored for p in trend_points(fx, persona="skeptic", category="Models", all_versions=True)] == [1, 1]
     assert trend_points(fx, category="video", since=date(2026, 11, 10))[0].persona == "builder"
     html = trends_page(trend_points(fx), trend_summary(trend_points(fx)), "all", date(2026, 11, 24))
     assert (

@@ -10,13 +10,14 @@ from shipskip.checklist import (
     abstains,
     below_relevance,
     card_facts,
+    explanation_faults,
     features,
     normalise,
     score_from,
     take_problem,
 )
 from shipskip.errors import InputError
-from shipskip.models import Criterion, verdict_for
+from shipskip.models import Criterion, Take, verdict_for
 from shipskip.personas import Calibration, load_prompts, write_calibration
 
 
@@ -302,3 +303,75 @@ def test_a_checklist_item_is_a_question_or_a_card_fact(item, problem):
 
     with pytest.raises(ValidationError, match=problem):
         Item.model_validate(item)
+
+
+def test_settled_by_names_a_card_fact_of_the_same_checklist(prompts, tmp_path):
+    import re
+
+    builder = prompts.personas["builder"].checklist
+    assert {i.id: i.settled_by for i in builder.items if i.settled_by} == {
+        "open_licence": "says_open_source", "runs_locally": "says_runs_local",
+        "free_start": "card_free_entry", "dev_interface": "names_dev_surface",
+        "paywall": "not card_free_entry",
+    }  # fmt: skip
+    assert next(i for i in builder.items if i.id == "paywall").settling_fact == ("card_free_entry", False)
+    copy = tmp_path / "prompts"
+    shutil.copytree(ROOT / "prompts", copy)
+    path = copy / "personas" / "builder.yaml"
+    good = path.read_text()
+    for wrong, field in (
+        ("settled_by: card_free_entry", "settled_by: free_start"),  # a question, not a fact
+        ("settled_by: card_free_entry", "settled_by: no_such_fact"),
+        ("settled_by: card_free_entry", "settled_by: Card Free"),  # not an item id at all
+    ):
+        path.write_text(good.replace(wrong, field, 1))
+        with pytest.raises(InputError) as err:
+            load_prompts(copy)
+        assert str(path) in str(err.value) and re.search(r"settled_by|free_start", str(err.value))
+    # A fact read from the card is never itself settled by another.
+    fact = "      from_card:\n        fields: [entry_tier, pricing]"
+    path.write_text(good.replace(fact, "      settled_by: says_open_source\n" + fact, 1))
+    with pytest.raises(InputError, match="only a question"):
+        load_prompts(copy)
+
+
+def test_explanations_never_set_a_model_answer_against_the_card_fact_that_settles_it(prompts):
+    """Claw Code's card offers no free start. The Builder's model answers say it is free to
+    start (above the fit's mean answer): listed, that answer would sit on the other side from
+    the card fact ("for: free to start" and "lacking: card offers a free start"). It is left out,
+    and the check that counts such takes finds none; on a take explained the old way (no
+    settling fact) it finds both faults."""
+    from conftest import make_card
+
+    from shipskip.cards import load_card
+
+    builder = prompts.personas["builder"].checklist
+    claw = load_card(ROOT / "data" / "tools" / "claw-code.yaml")
+    free = make_card(entry_tier="free", pricing="Free")
+    answers = {"free_start": 0.9, "open_licence": 0.9, "runs_locally": 0.05, "dev_interface": 0.9}
+    asked = [
+        Criterion(id=i.id, label=i.label, weight=0.0, p_yes=answers.get(i.id, 0.5))
+        for i in builder.items if i.question
+    ]  # fmt: skip
+    got = card_facts(builder, claw, asked)
+    by_id = {c.id: c for c in got}
+    assert by_id["free_start"].settled_by == "card_free_entry"
+    assert by_id["free_start"].baseline == builder.calibration.means["free_start"]
+    assert by_id["free_start"].weight == builder.calibration.weights["free_start"] > 0
+    take = Take(persona="builder", verdict="skip", score=40, scoring="checklist", criteria=got)
+    assert "free to start" not in [c.label for c in take.in_favour]
+    assert "card offers a free start" in [c.label for c in take.lacking]
+    assert "card says open source or open weights" in [c.label for c in take.in_favour]
+    assert explanation_faults(builder, got) == set()
+    assert take.why.startswith("for: ") and "; lacking: " in take.why
+    # On a card that does offer a free start, the same answer is listed for the tool.
+    on_free = Take(persona="builder", criteria=card_facts(builder, free, asked))
+    assert "free to start" in [c.label for c in on_free.in_favour]
+    # The same answers explained as they were: against the take's own mean, no settling fact.
+    mean = sum(c.p_yes for c in asked) / len(asked)
+    old = [c.model_copy(update={"baseline": mean if c.source != "card" else 0.5, "settled_by": None}) for c in got]
+    assert explanation_faults(builder, old) == {"two_sides", "contradicts_card"}
+    low = [c.model_copy(update={"p_yes": 0.01}) if c.id == "free_start" else c for c in card_facts(builder, free, asked)]
+    unsettled = [c.model_copy(update={"settled_by": None}) for c in low]
+    assert explanation_faults(builder, unsettled) == {"two_sides", "contradicts_card", "lacking_what_card_states"}
+    assert explanation_faults(builder, low) == set()

@@ -122,6 +122,45 @@ def test_the_committed_model_answers_refit_offline_with_card_facts_read_afresh(i
     assert len(rows) == 60
     sources = {c["source"] for r in rows for c in r["criteria"]}
     assert sources == {"logprobs", "card"}
+    explained = out["summary"]["explanations"]
+    assert explained["takes"] > 0 and explained["two_sides"] == explained["lacking_what_card_states"] == 0
+
+
+def test_explanations_on_the_reference_cards_never_contradict_a_card_fact():
+    """The 101 reference cards with the embedded model's stored answers and the persona files'
+    weights: no take lists one thing the card settles on two sides, or lists as lacking what
+    the card's facts assert. Explained the old way (against each take's own mean answer, with no
+    settling fact), the same answers gave many such takes."""
+    from shipskip.checklist import explanation_faults
+    from shipskip.evaluate import (
+        checklist_predictions,
+        explanation_figures,
+        load_reference,
+        stored_answers,
+        with_predictions,
+    )
+    from shipskip.personas import load_prompts
+
+    items = load_reference(ROOT / "data" / "reference" / "panel.jsonl")
+    prompts = load_prompts(ROOT / "prompts")
+    answers = str(ROOT / "data" / "reference" / "answers-smollm2-135m.jsonl")
+    results = stored_answers(None, answers, items, prompts)
+    spoke = with_predictions(results, checklist_predictions(prompts, results, oof=False))
+    figures = explanation_figures(prompts, spoke, {i.card.slug: i.card for i in items})
+    assert len(items) == 101 and figures["takes"] > 250
+    assert figures == {**figures, "two_sides": 0, "lacking_what_card_states": 0, "contradicts_card": 0}
+
+    def the_old_way(criteria):
+        given = [c.p_yes for c in criteria if c.source != "card" and c.p_yes is not None]
+        mean = sum(given) / len(given)
+        return [c if c.source == "card" else c.model_copy(update={"baseline": mean, "settled_by": None})
+                for c in criteria]  # fmt: skip
+
+    old = [
+        explanation_faults(prompts.personas[r.persona].checklist, the_old_way(r.criteria))
+        for r in spoke if r.verdict in ("ship", "skip")
+    ]  # fmt: skip
+    assert sum("two_sides" in f for f in old) > 10 and sum("lacking_what_card_states" in f for f in old) > 10
 
 
 def _seat(slug, persona, ref, got):

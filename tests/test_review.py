@@ -202,6 +202,58 @@ def test_checklist_score_is_the_weighted_sum_of_logprob_answers(fake, isolated):
     )
 
 
+def test_an_answer_is_explained_against_the_fit_never_against_the_other_answers(fake, isolated):
+    """The same answer to one question is listed the same way whatever the model says to the
+    others: it is measured against the fit's mean answer to that question. (Measured against the
+    take's own mean answer, it was "against" beside low answers and unlisted beside high ones.)"""
+    from conftest import rerun
+
+    from shipskip.personas import load_prompts
+
+    skeptic = load_prompts(ROOT / "prompts").personas["skeptic"].checklist
+    assert skeptic.calibration.weights["lock_in"] < 0
+    p_lock_in = skeptic.calibration.means["lock_in"] + 0.1
+
+    def answers(others):
+        return graded_answers(lambda q: p_lock_in if "lock you into" in q else others)
+
+    fake.default = answers(0.02)
+    low = next(t for t in review(CARD).takes if t.persona == "skeptic")
+    fake.default = answers(0.97)
+    high = rerun("claw-code", "skeptic", "the other answers changed")
+    for take in (low, high):
+        assert "locks you in" in [c.label for c in take.against], take.why
+        assert next(c for c in take.criteria if c.id == "lock_in").baseline == skeptic.calibration.means["lock_in"]
+
+
+def test_a_model_answer_never_contradicts_the_card_fact_that_settles_it(fake, isolated):
+    """SmolLM3's card reports no failures and offers a free start; Claw Code's card offers no
+    free start. A model that answers the opposite is not listed against the card: each seat
+    lists what the card states, and nothing on two sides."""
+    from shipskip.checklist import explanation_faults
+    from shipskip.personas import load_prompts
+
+    prompts = load_prompts(ROOT / "prompts")
+    # Yes to every relevance question and every question about failures or a free start, no to
+    # the rest.
+    relevance = {p.checklist.relevance.question for p in prompts.personas.values() if p.checklist.relevance}
+    fake.default = graded_answers(
+        lambda q: 0.97 if q in relevance or "failures" in q or "free" in q else 0.02
+    )
+    smol = {t.persona: t for t in review(ROOT / "data" / "tools" / "smollm3.yaml").takes}
+    claw = {t.persona: t for t in review(CARD).takes}
+    assert "reported failures or disputes" not in smol["skeptic"].why
+    assert "free to start" in [c.label for c in smol["builder"].in_favour]  # the card says free
+    assert "free to start" not in [c.label for c in claw["builder"].in_favour]  # it does not
+    assert "card offers a free start" in [c.label for c in claw["builder"].lacking]
+    for take in (*smol.values(), *claw.values()):
+        if take.criteria and not take.abstained:
+            assert explanation_faults(prompts.personas[take.persona].checklist, take.criteria) == set(), take.why
+    # The pages show what the takes store: read back, the explanation is the same.
+    back = {t.persona: t for t in stored(isolated).current_takes("claw-code")}
+    assert back["builder"].why == claw["builder"].why
+
+
 def test_checklist_falls_back_to_sampled_answers_without_logprobs(fake, isolated):
     from fakeopenai import Reply, is_question, is_take_request, take_text
 

@@ -96,6 +96,8 @@ EXPORT_VIEWS = (
     "committed_takes", "current_takes", "panel_verdicts", "takes_by_week", "takes_enriched", "persona_weekly",
     "persona_category", "persona_model_weekly", "score_distribution", "persona_disagreement",
     "take_changes", "take_criteria", "run_costs", "model_costs",
+    "current_takes_by_week", "current_takes_enriched", "persona_weekly_all_versions",
+    "persona_category_all_versions", "persona_model_weekly_all_versions",
 )  # fmt: skip
 EXPORT_EVAL = ("eval_runs", "eval_items")
 
@@ -126,13 +128,20 @@ class TrendPoint:
 
 
 def trend_points(
-    store: Store, persona: str | None = None, category: str | None = None, since: date | None = None
+    store: Store,
+    persona: str | None = None,
+    category: str | None = None,
+    since: date | None = None,
+    all_versions: bool = False,
 ) -> list[TrendPoint]:
+    """Per persona and week, the current takes made that week (one per tool and seat); with
+    `all_versions`, every version, so a take rerun three times counts four times."""
+    # Only a category filter needs the category's join with every card version.
+    source = "takes_enriched" if category else "takes_by_week"
     sql = (
         "SELECT persona, week, count(score) AS scored, avg(score) AS mean_score,"
         " count(*) FILTER (WHERE verdict = 'ship') / nullif(count(verdict), 0) AS ship_rate"
-        # Only a category filter needs the category's join with every card version.
-        f" FROM {'takes_enriched' if category else 'takes_by_week'} WHERE true"
+        f" FROM {source if all_versions else 'current_' + source} WHERE true"
     )
     params: list[Any] = []
     if persona:

@@ -5,19 +5,27 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from .models import Criterion, ToolCard, normalise_untrusted
+from .models import Criterion, ToolCard, by_effect, normalise_untrusted
 from .personas import Checklist, Persona
 
 
 def card_facts(checklist: Checklist, card: ToolCard, criteria: Sequence[Criterion]) -> list[Criterion]:
     """The criteria with every `from_card` item answered from the card (1.0 or 0.0), in checklist
-    order. Facts are always read afresh, so stored model answers can be re-scored with them."""
+    order. Facts are always read afresh, so stored model answers can be re-scored with them; so
+    are each answer's weight, reference point (the fit's mean answer) and settling fact, which
+    explain it (models.by_effect) by the persona file as it is now."""
     by_id = {c.id: c for c in criteria}
     out = []
     for item in checklist.items:
         if item.from_card is None:
             if item.id in by_id:
-                out.append(by_id[item.id])
+                out.append(
+                    by_id[item.id].model_copy(update={
+                        "weight": round(checklist.weight(item), 2),
+                        "baseline": round(checklist.mean(item), 4),
+                        "settled_by": item.settled_by,
+                    })
+                )  # fmt: skip
             continue
         out.append(
             Criterion(
@@ -26,6 +34,41 @@ def card_facts(checklist: Checklist, card: ToolCard, criteria: Sequence[Criterio
             )
         )  # fmt: skip
     return out
+
+
+# What `explanation_faults` finds: one thing the card settles listed as holding and as not
+# holding ("for: free to start" beside "lacking: card offers a free start"); something the
+# card's facts assert listed as lacking; any listed criterion saying the opposite of a card fact.
+EXPLANATION_FAULTS = ("two_sides", "lacking_what_card_states", "contradicts_card")
+
+
+def explanation_faults(checklist: Checklist, criteria: Sequence[Criterion]) -> set[str]:
+    """The faults of one take's explanation as the pages list it (models.by_effect), judged by
+    the persona file: each question a card fact settles (`settled_by`) is about that fact."""
+    items = {i.id: i for i in checklist.items}
+    truth = {c.id: bool(c.met) for c in criteria if c.source == "card" and c.met is not None}
+    claims: dict[str, set[bool]] = {}
+    faults = set()
+    for side, listed in zip(("for", "against", "lacking"), by_effect(list(criteria)), strict=True):
+        for c in listed:
+            item = items.get(c.id)
+            if item is None:
+                continue
+            holds = side != "lacking"  # what the listing says of the criterion
+            if item.from_card is not None:
+                fact, of_fact = item.id, holds
+            elif (settled := item.settling_fact) is not None:
+                fact, of_fact = settled[0], holds == settled[1]  # what it says of the fact
+            else:
+                continue
+            claims.setdefault(fact, set()).add(of_fact)
+            if fact in truth and truth[fact] != of_fact:
+                faults.add("contradicts_card")
+                if not holds:
+                    faults.add("lacking_what_card_states")
+    if any(len(said) > 1 for said in claims.values()):
+        faults.add("two_sides")
+    return faults
 
 
 def features(

@@ -496,8 +496,14 @@ def trends(
     category: Annotated[str | None, typer.Option(help="Only this category.")] = None,
     since: Annotated[str | None, typer.Option(help="Only takes from this date (YYYY-MM-DD).")] = None,
     out: Annotated[Path | None, typer.Option(help="Page to write (default out/trends.html).")] = None,
+    all_versions: Annotated[
+        bool, typer.Option("--all-versions", help="Count every take version, reruns included.")
+    ] = False,
 ) -> None:
-    """Write a trends page (inline SVG charts, takes per week) and print a summary per persona."""
+    """Write a trends page (inline SVG charts, takes per week) and print a summary per persona.
+
+    Counts each tool's current take per seat, in the week it was made; --all-versions counts
+    every version instead (the history: a seat rerun three times counts four times)."""
     from datetime import UTC, date, datetime
 
     from .analytics import score_distribution, trend_points, trend_summary
@@ -515,16 +521,21 @@ def trends(
         _check_out(target)
         store = _store()
         store.init()
-        points = trend_points(store, seat, category, start)
+        points = trend_points(store, seat, category, start, all_versions)
         distribution = score_distribution(store, seat)
     summary = trend_summary(points)
     filters = ", ".join(
         f"{k}: {v}" for k, v in (("persona", seat), ("category", category), ("since", since)) if v
     )
+    counted = (
+        "Every take version, reruns included, in the week each was made."
+        if all_versions
+        else "Current takes (each tool's latest take per seat), in the week each was made."
+    )
     page = trends_page(
         points,
         summary,
-        filters or "All personas, categories and dates.",
+        f"{counted} {f'Only {filters}.' if filters else 'All personas, categories and dates.'}",
         datetime.now(UTC).date(),
         distribution,
     )
@@ -534,7 +545,8 @@ def trends(
     if not summary:
         console.print("No scored takes match these filters yet.")
     else:
-        table = Table(title="Score trends", title_justify="left")
+        title = "Score trends, every take version" if all_versions else "Score trends, current takes"
+        table = Table(title=title, title_justify="left")
         for col in ("Persona", "Weeks", "Scored", "Mean", "First wk", "Last wk", "Ship rate"):
             table.add_column(col)
         for s in summary:
@@ -655,6 +667,11 @@ def print_eval(out: dict) -> None:
     ):
         fit = s[key].get("fit")
         print_figures(f"{title}{f' ({fit})' if fit else ''} · eval {out['eval_id'][:8]}", s[key])
+    if "explanations" in s:
+        console.print(
+            "explanations (takes listing): " + "  ".join(f"{k.replace('_', ' ')}: {v}" for k, v in s["explanations"].items()),
+            highlight=False,
+        )
     if "takes" in s:
         console.print("takes: " + "  ".join(f"{k.replace('_', ' ')}: {v}" for k, v in s["takes"].items()))
 

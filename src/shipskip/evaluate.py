@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .calibrate import Observation, Prediction, fit, out_of_fold, predict
 from .cards import parse_card
-from .checklist import card_facts, take_problem
+from .checklist import EXPLANATION_FAULTS, card_facts, explanation_faults, take_problem
 from .errors import InputError, ShipskipError, describe_validation_error
 from .models import Criterion, Take, ToolCard
 from .personas import PromptSet, load_prompts, tools_digest, write_calibration
@@ -224,6 +224,19 @@ def panel_figures(results: list[ItemResult]) -> dict:
         "top_score_share": top_share,
         "score_sd": round(statistics.pstdev(scores), 1) if len(scores) > 1 else None,
     }
+
+
+def explanation_figures(prompts: PromptSet, results: list[ItemResult], cards: dict[str, ToolCard]) -> dict:
+    """Over the seats that speak (and so show why): how many takes' explanations list one thing
+    the card settles on two sides, list as lacking what the card's facts assert, or contradict
+    a card fact at all (checklist.explanation_faults), each explained by the persona files as
+    they are now. Each should be 0."""
+    spoke = [r for r in results if r.verdict in ("ship", "skip") and r.criteria]
+    found = []
+    for r in spoke:
+        checklist = prompts.personas[r.persona].checklist
+        found.append(explanation_faults(checklist, card_facts(checklist, cards[r.slug], r.criteria)))
+    return {"takes": len(spoke), **{f: sum(f in got for got in found) for f in EXPLANATION_FAULTS}}
 
 
 # Fixed, so the same answers always print the same intervals.
@@ -464,6 +477,7 @@ def run_checklist_eval(
             "intervals": intervals(files),
             "fit": _fit_note(prompts, reference, [i.card.slug for i in items]),
         },
+        "explanations": explanation_figures(prompts, files, {i.card.slug: i.card for i in items}),
     }
     if takes:
         on_phase("Writing takes", takes_to_check(items, oof, takes))

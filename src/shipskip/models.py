@@ -278,26 +278,47 @@ class Criterion(BaseModel):
     # answer text was available (1.0 or 0.0), 'card' when read from the card by a rule
     # (1.0 or 0.0), 'failed' when every attempt failed.
     source: Literal["logprobs", "sampled", "card", "failed"] = "logprobs"
-    # Met means P(yes) at or above this: the take's mean answer (see Critics.criteria).
+    # Met means P(yes) at or above this reference point: for a question, its mean answer over
+    # the labelled tools its weight was fitted on (the persona file's `means`), so that
+    # weight * (P(yes) - baseline) is what the answer added to the score beside a typical tool;
+    # 0.5 for a fact read from the card (1.0 or 0.0). Never the other answers of the same take.
     baseline: float = 0.5
+    # The card fact that settles this question ("not ID": it holds when the fact does not),
+    # from the persona file's `settled_by`.
+    settled_by: str | None = None
 
     @property
     def met(self) -> bool | None:
         return None if self.p_yes is None else self.p_yes >= self.baseline
 
 
+def _agrees_with_card(c: Criterion, facts: dict[str, bool]) -> bool:
+    """Whether a criterion's answer says what the card fact settling it says (True when no fact
+    settles it, or the fact is not among the take's criteria)."""
+    if c.settled_by is None:
+        return True
+    fact = c.settled_by.removeprefix("not ")
+    if fact not in facts:
+        return True
+    return c.met == (facts[fact] != c.settled_by.startswith("not "))
+
+
 def by_effect(criteria: list[Criterion]) -> tuple[list[Criterion], list[Criterion], list[Criterion]]:
     """The criteria behind a checklist score by what they did to it: (for, against, lacking).
 
     A criterion's weight carries its direction (the persona file's `counts`, scaled by
-    calibration). One that counts for the tool and holds raised the score; one that counts
-    against it and holds lowered it; one that counts for it and does not hold is what the tool
-    lacks. A weight of zero moved nothing, so it explains nothing and is left out, and so is a
-    problem the tool does not have."""
+    calibration), and its answer against its reference point says which way it moved the score.
+    One that counts for the tool and holds raised the score; one that counts against it and
+    holds lowered it; one that counts for it and does not hold is what the tool lacks. A weight
+    of zero moved nothing, so it explains nothing and is left out, and so is a problem the tool
+    does not have. A question that a card fact settles is listed only where its answer says
+    what the card says: the fact speaks for the card, and a model answer never contradicts it."""
+    facts = {c.id: bool(c.met) for c in criteria if c.source == "card" and c.met is not None}
+    shown = [c for c in criteria if _agrees_with_card(c, facts)]
     return (
-        [c for c in criteria if c.weight > 0 and c.met],
-        [c for c in criteria if c.weight < 0 and c.met],
-        [c for c in criteria if c.weight > 0 and c.met is False],
+        [c for c in shown if c.weight > 0 and c.met],
+        [c for c in shown if c.weight < 0 and c.met],
+        [c for c in shown if c.weight > 0 and c.met is False],
     )
 
 

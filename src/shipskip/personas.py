@@ -79,14 +79,28 @@ class Item(BaseModel):
     from_card: CardFact | None = None
     label: Label
     counts: Literal["for", "against"]
+    # A question about something the card states outright: the `from_card` item of this
+    # checklist that settles it ("not ID" where the question holds exactly when that fact does
+    # not). Its answer is then never listed against what the card says (models.by_effect).
+    settled_by: Annotated[str, Field(pattern=r"^(not )?[a-z][a-z0-9_]{1,40}$")] | None = None
 
     def model_post_init(self, _: object) -> None:
         if (self.question is None) == (self.from_card is None):
             raise ValueError(f"item '{self.id}' needs either a question or from_card, not both")
+        if self.settled_by is not None and self.from_card is not None:
+            raise ValueError(f"item '{self.id}' is read from the card: only a question is settled_by one")
 
     @property
     def sign(self) -> int:
         return 1 if self.counts == "for" else -1
+
+    @property
+    def settling_fact(self) -> tuple[str, bool] | None:
+        """The fact that settles this question and whether the question holds when it does."""
+        if self.settled_by is None:
+            return None
+        negated = self.settled_by.startswith("not ")
+        return self.settled_by.removeprefix("not "), not negated
 
 
 class Relevance(BaseModel):
@@ -155,6 +169,11 @@ class Checklist(BaseModel):
             w = self.calibration.weights.get(item.id)
             if w is not None and w * item.sign < 0:
                 raise ValueError(f"calibration weight for '{item.id}' has the wrong sign for counts")
+        facts = {i.id for i in self.items if i.from_card is not None}
+        for item in self.items:
+            fact = item.settling_fact
+            if fact is not None and fact[0] not in facts:
+                raise ValueError(f"item '{item.id}': settled_by '{fact[0]}' is not a from_card item here")
         if self.relevance is not None:
             declared = [*self.relevance.in_lens, *self.relevance.out_of_lens]
             if len(set(declared)) != len(declared):

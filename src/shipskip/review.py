@@ -95,28 +95,19 @@ class Critics:
         return a.p_yes, a.source
 
     def criteria(self, persona: str, card: ToolCard, spend: Spend) -> list[Criterion]:
-        """Every checklist question of one persona, each asked on its own.
-
-        A criterion counts as met when its P(yes) is above this take's own mean answer: a small
-        model says yes to everything about one card at nearly the same rate, so what it means
-        is which answers lean yes more than the rest (for a model that answers 0 or 1, this is
-        simply yes)."""
+        """Every checklist question of one persona, each asked on its own, then the facts read
+        from the card. Each answer is measured against the fit's mean answer to its question,
+        never against the other answers about this card (checklist.card_facts)."""
         checklist = self.prompts.personas[persona].checklist
-        answers = [
-            (item, *self.answer(persona, card, item.question, spend))
-            if item.question
-            else (item, None, "card")
-            for item in checklist.items
-        ]  # fmt: skip
-        given = [p for _, p, source in answers if p is not None and source != "card"]
-        baseline = round(sum(given) / len(given), 4) if given else 0.5
         asked = [
             Criterion(
                 id=item.id, label=item.label, weight=round(checklist.weight(item), 2),
-                p_yes=p_yes, source=source, baseline=baseline,  # type: ignore[arg-type]
+                p_yes=p_yes, source=source,  # type: ignore[arg-type]
             )
-            for item, p_yes, source in answers
-        ]  # fmt: skip
+            for item in checklist.items
+            if item.question
+            for p_yes, source in [self.answer(persona, card, item.question, spend)]
+        ]
         return card_facts(checklist, card, asked)
 
     def graded(self, persona: str, card: ToolCard, reason: str | None = None) -> Take:
