@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 VIEWS = [
     "current_takes", "panel_verdicts", "persona_weekly", "persona_category", "persona_model_weekly",
     "score_distribution", "persona_disagreement", "take_changes", "run_costs", "model_costs",
+    "persona_weekly_all_versions", "persona_category_all_versions", "persona_model_weekly_all_versions",
 ]  # fmt: skip
 
 
@@ -127,7 +128,7 @@ def query_views(db: str, lake_args: tuple[str, str] | None) -> list[str]:
         for view in VIEWS:
             t = time.perf_counter()
             n = con.execute(f"SELECT count(*) FROM (SELECT * FROM {view})").fetchone()[0]
-            lines.append(f"view {view:<24} {time.perf_counter() - t:7.3f} s  {n:>9,} rows")
+            lines.append(f"view {view:<33} {time.perf_counter() - t:7.3f} s  {n:>9,} rows")
     t = time.perf_counter()
     points = trend_points(store)
     page = trends_page(points, trend_summary(points), "all", date(2026, 11, 24))
@@ -138,6 +139,9 @@ def query_views(db: str, lake_args: tuple[str, str] | None) -> list[str]:
     t = time.perf_counter()
     trend_points(store, persona="skeptic", category="Video", since=date(2026, 1, 1))
     lines.append(f"trends, filtered:            {time.perf_counter() - t:7.3f} s")
+    t = time.perf_counter()
+    trend_points(store, all_versions=True)
+    lines.append(f"trends, every version:       {time.perf_counter() - t:7.3f} s")
     # VmHWM, not ru_maxrss: a spawned process inherits its parent's ru_maxrss across exec.
     hwm = next(
         line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM")

@@ -48,13 +48,20 @@ def reference(prompts: PromptSet, old_rule: bool) -> None:
     answers = str(ROOT / "data" / "reference" / "answers-smollm2-135m.jsonl")
     results = stored_answers(None, answers, items, prompts)
     spoke = with_predictions(results, checklist_predictions(prompts, results, oof=False))
-    print(f"reference ({len(items)} cards):", explanation_figures(prompts, spoke, {i.card.slug: i.card for i in items}))
+    print(
+        f"reference ({len(items)} cards):",
+        explanation_figures(prompts, spoke, {i.card.slug: i.card for i in items}),
+    )
     if old_rule:
         found = Counter()
         rows = [r for r in spoke if r.verdict in ("ship", "skip") and r.criteria]
         for r in rows:
             found.update(explanation_faults(prompts.personas[r.persona].checklist, _old_rule(r.criteria)))
-        print(f"reference, old rule: {{'takes': {len(rows)}, " + ", ".join(f"'{f}': {found[f]}" for f in EXPLANATION_FAULTS) + "}")
+        print(
+            f"reference, old rule: {{'takes': {len(rows)}, "
+            + ", ".join(f"'{f}': {found[f]}" for f in EXPLANATION_FAULTS)
+            + "}"
+        )
 
 
 def store(prompts: PromptSet, db: Path) -> None:

@@ -85,7 +85,9 @@ def test_persona_weekly_and_category(fx):
     assert old[("skeptic", "2026-11-02")]["mean_score"] == 70
     assert old[("skeptic", "2026-11-09")]["takes"] == 2
     old_cat = {(r["persona"], r["category"]): r for r in q(fx, "SELECT * FROM persona_category_all_versions")}
-    assert old_cat[("skeptic", "Models")]["takes"] == 2 and old_cat[("skeptic", "Models")]["mean_score"] == 52.5
+    assert (
+        old_cat[("skeptic", "Models")]["takes"] == 2 and old_cat[("skeptic", "Models")]["mean_score"] == 52.5
+    )
     old_model = q(fx, "SELECT * FROM persona_model_weekly_all_versions WHERE persona = 'skeptic'")
     assert sum(r["scored"] for r in old_model) == 3
 
@@ -110,7 +112,9 @@ def test_rerunning_a_seat_five_times_changes_no_figure_that_counts_current_takes
     # The store reads the time from one clock: here a Wednesday ticking a second per reading,
     # so every take of the test falls in one week (2026-11-02) whatever the day it runs.
     ticks = count()
-    monkeypatch.setattr(store_module, "_now", lambda: datetime(2026, 11, 4, 12) + timedelta(seconds=next(ticks)))
+    monkeypatch.setattr(
+        store_module, "_now", lambda: datetime(2026, 11, 4, 12) + timedelta(seconds=next(ticks))
+    )
     monkeypatch.chdir(isolated)
     for name in ("claw-code.yaml", "smollm3.yaml"):
         review(ROOT / "data" / "tools" / name)
@@ -225,7 +229,10 @@ def test_trends_with_data_and_empty(fx, store):
     s = trend_summary(pts)[0]
     assert (s["weeks"], s["scored"], s["mean_score"], s["ship_rate"]) == (2, 3, 45.0, round(1 / 3, 3))
     assert [p.scored for p in trend_points(fx, persona="skeptic", category="Models")] == [1]
-    assert [p.scored for p in trend_points(fx, persona="skeptic", category="Models", all_versions=True)] == [1, 1]
+    assert [p.scored for p in trend_points(fx, persona="skeptic", category="Models", all_versions=True)] == [
+        1,
+        1,
+    ]
     assert trend_points(fx, category="video", since=date(2026, 11, 10))[0].persona == "builder"
     html = trends_page(trend_points(fx), trend_summary(trend_points(fx)), "all", date(2026, 11, 24))
     assert (

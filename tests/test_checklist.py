@@ -369,9 +369,19 @@ def test_explanations_never_set_a_model_answer_against_the_card_fact_that_settle
     assert "free to start" in [c.label for c in on_free.in_favour]
     # The same answers explained as they were: against the take's own mean, no settling fact.
     mean = sum(c.p_yes for c in asked) / len(asked)
-    old = [c.model_copy(update={"baseline": mean if c.source != "card" else 0.5, "settled_by": None}) for c in got]
+    old = [
+        c.model_copy(update={"baseline": mean if c.source != "card" else 0.5, "settled_by": None})
+        for c in got
+    ]
     assert explanation_faults(builder, old) == {"two_sides", "contradicts_card"}
-    low = [c.model_copy(update={"p_yes": 0.01}) if c.id == "free_start" else c for c in card_facts(builder, free, asked)]
+    low = [
+        c.model_copy(update={"p_yes": 0.01}) if c.id == "free_start" else c
+        for c in card_facts(builder, free, asked)
+    ]
     unsettled = [c.model_copy(update={"settled_by": None}) for c in low]
-    assert explanation_faults(builder, unsettled) == {"two_sides", "contradicts_card", "lacking_what_card_states"}
+    assert explanation_faults(builder, unsettled) == {
+        "two_sides",
+        "contradicts_card",
+        "lacking_what_card_states",
+    }
     assert explanation_faults(builder, low) == set()

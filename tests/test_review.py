@@ -223,7 +223,10 @@ def test_an_answer_is_explained_against_the_fit_never_against_the_other_answers(
     high = rerun("claw-code", "skeptic", "the other answers changed")
     for take in (low, high):
         assert "locks you in" in [c.label for c in take.against], take.why
-        assert next(c for c in take.criteria if c.id == "lock_in").baseline == skeptic.calibration.means["lock_in"]
+        assert (
+            next(c for c in take.criteria if c.id == "lock_in").baseline
+            == skeptic.calibration.means["lock_in"]
+        )
 
 
 def test_a_model_answer_never_contradicts_the_card_fact_that_settles_it(fake, isolated):
@@ -248,7 +251,9 @@ def test_a_model_answer_never_contradicts_the_card_fact_that_settles_it(fake, is
     assert "card offers a free start" in [c.label for c in claw["builder"].lacking]
     for take in (*smol.values(), *claw.values()):
         if take.criteria and not take.abstained:
-            assert explanation_faults(prompts.personas[take.persona].checklist, take.criteria) == set(), take.why
+            assert explanation_faults(prompts.personas[take.persona].checklist, take.criteria) == set(), (
+                take.why
+            )
     # The pages show what the takes store: read back, the explanation is the same.
     back = {t.persona: t for t in stored(isolated).current_takes("claw-code")}
     assert back["builder"].why == claw["builder"].why

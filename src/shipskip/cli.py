@@ -668,10 +668,8 @@ def print_eval(out: dict) -> None:
         fit = s[key].get("fit")
         print_figures(f"{title}{f' ({fit})' if fit else ''} · eval {out['eval_id'][:8]}", s[key])
     if "explanations" in s:
-        console.print(
-            "explanations (takes listing): " + "  ".join(f"{k.replace('_', ' ')}: {v}" for k, v in s["explanations"].items()),
-            highlight=False,
-        )
+        figures = "  ".join(f"{k.replace('_', ' ')}: {v}" for k, v in s["explanations"].items())
+        console.print(f"explanations: {figures}", highlight=False)
     if "takes" in s:
         console.print("takes: " + "  ".join(f"{k.replace('_', ' ')}: {v}" for k, v in s["takes"].items()))
 

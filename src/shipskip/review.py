@@ -101,8 +101,11 @@ class Critics:
         checklist = self.prompts.personas[persona].checklist
         asked = [
             Criterion(
-                id=item.id, label=item.label, weight=round(checklist.weight(item), 2),
-                p_yes=p_yes, source=source,  # type: ignore[arg-type]
+                id=item.id,
+                label=item.label,
+                weight=round(checklist.weight(item), 2),
+                p_yes=p_yes,
+                source=source,  # type: ignore[arg-type]
             )
             for item in checklist.items
             if item.question
