@@ -229,10 +229,8 @@ def test_trends_with_data_and_empty(fx, store):
     s = trend_summary(pts)[0]
     assert (s["weeks"], s["scored"], s["mean_score"], s["ship_rate"]) == (2, 3, 45.0, round(1 / 3, 3))
     assert [p.scored for p in trend_points(fx, persona="skeptic", category="Models")] == [1]
-    assert [p.scored for p in trend_points(fx, persona="skeptic", category="Models", all_versions=True)] == [
-        1,
-        1,
-    ]
+    history = trend_points(fx, persona="skeptic", category="Models", all_versions=True)
+    assert [p.scored for p in history] == [1, 1]
     assert trend_points(fx, category="video", since=date(2026, 11, 10))[0].persona == "builder"
     html = trends_page(trend_points(fx), trend_summary(trend_points(fx)), "all", date(2026, 11, 24))
     assert (
