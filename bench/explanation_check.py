@@ -10,6 +10,7 @@ model's stored answers (data/reference/answers-smollm2-135m.jsonl) and the perso
 weights, as `shipskip eval --answers` reports them; offline, a few seconds. `--old-rule` adds
 the same answers explained by the rule before issue 26 (met above the take's own mean answer,
 no settling fact), for comparison.
+Usage: .venv/bin/python bench/explanation_check.py --reference --old-rule
 """
 
 from __future__ import annotations
@@ -64,33 +65,44 @@ def reference(prompts: PromptSet, old_rule: bool) -> None:
         )
 
 
-def store(prompts: PromptSet, db: Path) -> None:
+def store(prompts: PromptSet, db: Path, old_rule: bool) -> None:
     s = Store(db)
     found: Counter[str] = Counter()
+    old: Counter[str] = Counter()
     takes = 0
     for row in s.query("SELECT slug FROM tools ORDER BY slug"):
         for t in s.current_takes(row["slug"]):
             if t.abstained or not t.criteria or t.persona not in prompts.personas:
                 continue
             takes += 1
-            faults = explanation_faults(prompts.personas[t.persona].checklist, t.criteria)
+            checklist = prompts.personas[t.persona].checklist
+            faults = explanation_faults(checklist, t.criteria)
             found.update(faults)
+            old.update(explanation_faults(checklist, _old_rule(t.criteria)))
             if faults:
                 print(f"  {row['slug']} · {t.persona}: {', '.join(sorted(faults))} ({t.why})")
     print(f"{db}: {{'takes': {takes}, " + ", ".join(f"'{f}': {found[f]}" for f in EXPLANATION_FAULTS) + "}")
+    if old_rule:
+        print(
+            f"{db}, old rule: {{'takes': {takes}, "
+            + ", ".join(f"'{f}': {old[f]}" for f in EXPLANATION_FAULTS)
+            + "}"
+        )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--db", type=Path, default=None, help="a store whose current takes to check")
     ap.add_argument("--reference", action="store_true", help="the 101 reference cards, stored answers")
-    ap.add_argument("--old-rule", action="store_true", help="with --reference: the rule before issue 26 too")
+    ap.add_argument(
+        "--old-rule", action="store_true", help="the same answers by the rule before issue 26 too"
+    )
     args = ap.parse_args()
     prompts = load_prompts(ROOT / "prompts")
     if args.reference:
         reference(prompts, args.old_rule)
     if args.db or not args.reference:
-        store(prompts, args.db or ROOT / "data" / "shipskip.duckdb")
+        store(prompts, args.db or ROOT / "data" / "shipskip.duckdb", args.old_rule)
 
 
 if __name__ == "__main__":
