@@ -148,7 +148,9 @@ def test_ungrounded_and_sampled_takes_are_marked(store, isolated):
     )
     store.commit_review(run, c, [t])
     text = text_of(write_tool(store, isolated / "out", "marks")[0].read_text())
-    assert text.count("ungrounded") == 1 and "median of 3, spread 12" in text
+    # The badge on the take, and its reason once in the legend under the scorecard.
+    assert text.count("ungrounded") == 2 and "median of 3, spread 12" in text
+    assert "ungrounded the take names no fact from the tool's description" in " ".join(text.split())
 
 
 def test_pages_and_show_explain_a_checklist_score_by_its_criteria(store, isolated):

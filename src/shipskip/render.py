@@ -18,7 +18,6 @@ from .panel import aggregate
 from .quality import is_contested
 from .roster import COLOURS, FALLBACK_COLOUR, PERSONAS
 
-
 # Every badge a page can put on a take or a tool, with its reason in words: shown as the
 # badge's title and in the legend under the scorecard, so no badge goes unexplained.
 BADGES: dict[str, tuple[str, str]] = {
@@ -123,7 +122,9 @@ class ReviewedTool:
     @property
     def badges(self) -> list[str]:
         """The badges on this tool's takes and card, in BADGES order, each once."""
-        shown = {kind for t in self.takes for kind in take_badges(t)} | ({"contested"} if self.contested else set())
+        shown = {kind for t in self.takes for kind in take_badges(t)}
+        if self.contested:
+            shown.add("contested")
         return [kind for kind in BADGES if kind in shown]
 
 

@@ -41,18 +41,16 @@ class Unsupported:
 
 # Number words a take could invent a size, price or count with. "one" is left out: it is
 # mostly a pronoun ("the one thing", "one of").
-_UNITS = ("zero two three four five six seven eight nine ten eleven twelve thirteen fourteen "
-          "fifteen sixteen seventeen eighteen nineteen").split()  # fmt: skip
-_TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()
+_UNITS = """zero two three four five six seven eight nine ten eleven twelve thirteen fourteen
+    fifteen sixteen seventeen eighteen nineteen""".split()  # noqa: SIM905
+_TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()  # noqa: SIM905
 _NUMBER_WORDS = {"zero": "0"} | {w: str(v) for v, w in enumerate(_UNITS[1:], start=2)}
 _NUMBER_WORDS |= {w: str(20 + 10 * i) for i, w in enumerate(_TENS)}
 _MAGNITUDES = {"hundred": "hundred", "thousand": "thousand", "million": "million",
                "billion": "billion", "trillion": "trillion", "dozen": "12"}  # fmt: skip
 _SUFFIX = {"k": "thousand", "m": "million", "mn": "million", "b": "billion", "bn": "billion", "t": "trillion"}
 # A numeral standing on its own (not the 3 of "SmolLM3"), with an optional size suffix.
-_NUMERAL = re.compile(
-    r"(?<![^\W_])(\d+(?:,\d{3})*(?:\.\d+)?)(?:\s?(mn|bn|[kmbt])\b)?", re.IGNORECASE
-)
+_NUMERAL = re.compile(r"(?<![^\W_])(\d+(?:,\d{3})*(?:\.\d+)?)(?:\s?(mn|bn|[kmbt])\b)?", re.IGNORECASE)
 _WORDS = re.compile(r"(?<![^\W_])[^\W\d_][^\W_]*")
 _NUMBER_WORD = re.compile(
     r"\b(" + "|".join(sorted([*_NUMBER_WORDS, *_MAGNITUDES], key=len, reverse=True)) + r")s?\b",
