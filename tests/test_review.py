@@ -260,7 +260,9 @@ def test_relevance_no_abstains_without_asking_the_rest(fake, isolated, tmp_path,
     assert len(asked) == 1
 
 
-def test_a_take_that_argues_against_its_verdict_is_asked_again_then_composed_from_the_checklist(fake, isolated):
+def test_a_take_that_argues_against_its_verdict_is_asked_again_then_composed_from_the_checklist(
+    fake, isolated
+):
     from fakeopenai import Reply, tool_of
 
     def contrary(req):
@@ -316,7 +318,9 @@ def test_a_take_stating_a_number_a_name_or_a_slot_its_card_lacks_is_asked_again_
         "is a [card_name] which I have never seen before, in the terminal.",
         "beats Cursor at the agent loop in the terminal.",
     ]
-    fake.default = graded_answers(lambda q: 0.9, take_for=lambda req: take_text(req, invented[attempt_of(req) - 1]))
+    fake.default = graded_answers(
+        lambda q: 0.9, take_for=lambda req: take_text(req, invented[attempt_of(req) - 1])
+    )
     out = review(CARD)
     spoke = [t for t in out.takes if not t.abstained]
     assert spoke and all(t.composed and t.verdict and t.score is not None for t in spoke)
@@ -324,7 +328,9 @@ def test_a_take_stating_a_number_a_name_or_a_slot_its_card_lacks_is_asked_again_
         assert "82" not in t.text and "[" not in t.text and "Cursor" not in t.text
     from fakeopenai import is_take_request
 
-    reasons = [r["messages"][-1]["content"] for r in fake.requests if is_take_request(r) and attempt_of(r) > 1]
+    reasons = [
+        r["messages"][-1]["content"] for r in fake.requests if is_take_request(r) and attempt_of(r) > 1
+    ]
     assert any("a number the card does not give (82" in m for m in reasons)
     assert any("slot unfilled ([card_name])" in m for m in reasons)
     stored_rows = stored(isolated).query("SELECT persona, composed, verdict FROM current_takes")
@@ -339,7 +345,9 @@ def test_a_take_the_card_supports_stands_and_may_state_its_own_score(fake, isola
     def take_for(req):
         if attempt_of(req) == 1:
             return take_text(req, "has 82 billion parameters and a terminal agent loop.")
-        return take_text(req, f"is MIT licensed with a terminal agent loop. I give it {score_asked(req)}/100.")
+        return take_text(
+            req, f"is MIT licensed with a terminal agent loop. I give it {score_asked(req)}/100."
+        )
 
     fake.default = graded_answers(lambda q: 0.9, take_for=take_for)
     out = review(CARD)
