@@ -204,7 +204,8 @@ def _unpattern(raw: str) -> str:
 def card_word(req: dict) -> str:
     """A long word from the request's card description, so a default take names a fact from
     its card (as the take checks ask) rather than none."""
-    content = req["messages"][-1]["content"]
+    # The card is in the first user message; a re-asked take has more messages after it.
+    content = next((m["content"] for m in req["messages"] if "</tool_card>" in m["content"]), "")
     if "description:" not in content:
         return "card"
     description = content.split("description:", 1)[1].split("</tool_card>", 1)[0]

@@ -356,7 +356,7 @@ def check_takes(
                 written += 1
                 composed += was_composed
                 p = critics.prompts.personas[r.persona]
-                agree += was_composed or take_problem(text, r.verdict, p, "") is None
+                agree += take_problem(text, r.verdict, p, "") is None
                 bad = unsupported(text, card, r.score, [c.label for c in r.criteria])
                 invented += bad is not None and bad.kind != "ungrounded"
                 r = r.model_copy(update={"take": text, "grounded": is_grounded(text, card)})
