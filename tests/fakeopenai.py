@@ -201,10 +201,22 @@ def _unpattern(raw: str) -> str:
     return re.sub(r"\[(.)\]", r"\1", raw[1:].split(" [^", 1)[0])
 
 
-def take_text(
-    req: dict, text: str = "names a concrete fact from the card and judges it from my own angle."
-) -> Reply:
-    """A take that opens as the request's pattern asks (or with the tool's name)."""
+def card_word(req: dict) -> str:
+    """A long word from the request's card description, so a default take names a fact from
+    its card (as the take checks ask) rather than none."""
+    # The card is in the first user message; a re-asked take has more messages after it.
+    content = next((m["content"] for m in req["messages"] if "</tool_card>" in m["content"]), "")
+    if "description:" not in content:
+        return "card"
+    description = content.split("description:", 1)[1].split("</tool_card>", 1)[0]
+    return next((w.lower() for w in re.findall(r"[A-Za-z]{8,}", description)), "card")
+
+
+def take_text(req: dict, text: str | None = None) -> Reply:
+    """A take that opens as the request's pattern asks (or with the tool's name); by default it
+    names a word of the card's description."""
+    if text is None:
+        text = f"names its {card_word(req)} from the card and judges it from my own angle."
     rf = req.get("response_format") or {}
     schema = rf.get("schema") or (rf.get("json_schema") or {}).get("schema") or {}
     pattern = schema.get("properties", {}).get("take", {}).get("pattern")
@@ -218,7 +230,8 @@ def standard_answer(req: dict) -> Reply:
         return yes(0.7)
     if is_take_request(req):
         return take_text(req)
-    return Reply(content=take_json(lead=lead_of(req)))
+    named = f"names its {card_word(req)} from the card and judges it from my own angle."
+    return Reply(content=take_json(take=named, lead=lead_of(req)))
 
 
 def lead_of(req: dict) -> str:

@@ -258,3 +258,35 @@ def test_write_weights_reports_the_weights_it_wrote(isolated, tmp_path, monkeypa
         first["summary"]["persona_files"]["panel_ship_pct_spearman"]
         == (again["summary"]["persona_files"]["panel_ship_pct_spearman"])
     )
+
+
+def test_eval_takes_counts_what_cards_lack_what_was_refused_and_what_was_composed(fake, isolated, tmp_path):
+    """`eval --takes`: every published take states only what its card says; a seat whose every
+    attempt invents a number is composed from its checklist; refused attempts are counted by kind."""
+    from fakeopenai import is_take_request, take_text
+
+    from shipskip.evaluate import run_checklist_eval
+
+    lines = (ROOT / "data" / "reference" / "panel.jsonl").read_text().splitlines()[:2]
+    ref = tmp_path / "ref.jsonl"
+    ref.write_text("\n".join(lines) + "\n")
+
+    def answer(req):
+        assert is_take_request(req)
+        if persona_of(req) == "skeptic":
+            return take_text(req, "has 82 billion parameters, its card says.")
+        if len(req["messages"]) == 2:  # a first attempt
+            return take_text(req, "is a [card_name] which I have never seen before.")
+        return take_text(req)  # names a word of its card
+
+    fake.default = answer
+    answers = ROOT / "data" / "reference" / "answers-smollm2-135m.jsonl"
+    out = run_checklist_eval(get_settings(), ref, answers_from=str(answers), takes=2)
+    t = out["summary"]["takes"]
+    firsts = [r for r in fake.requests if len(r["messages"]) == 2]
+    skeptics = sum(persona_of(r) == "skeptic" for r in firsts)
+    assert skeptics >= 1 and t["takes_asked"] == len(firsts) == t["takes_written"]
+    assert t["takes_stating_what_the_card_lacks"] == 0 and t["grounded_rate"] == 1.0
+    assert t["composed_from_checklist"] == skeptics
+    assert t["composed_rate"] == round(skeptics / len(firsts), 3)
+    assert t["attempts_refused"] == f"number {3 * skeptics}, placeholder {len(firsts) - skeptics}"

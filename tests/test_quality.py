@@ -5,6 +5,7 @@ from shipskip.quality import (
     cohen_kappa,
     consensus,
     flip_rate,
+    grounding,
     is_contested,
     is_grounded,
     order_independent,
@@ -22,6 +23,16 @@ def test_grounding_needs_a_fact_from_the_description():
     assert is_grounded("SmolLM3 ships under Apache licence terms.", CARD)
     assert not is_grounded("SmolLM3 is exciting and I would recommend it to anyone.", CARD)
     assert not is_grounded(None, CARD)
+
+
+def test_a_take_the_grounding_check_cannot_judge_is_neither_grounded_nor_ungrounded():
+    # A description with no content word leaves nothing to name: no verdict, so no badge.
+    bare = make_card(name="Zed", description="Zed is a tool that is and will be what it is, I think.")
+    assert not is_grounded("Zed is exciting, with lovely typography.", bare)
+    assert grounding("Zed is exciting, with lovely typography.", bare) is None
+    assert grounding(None, CARD) is None
+    assert grounding("SmolLM3 runs on a consumer GPU.", CARD) is True
+    assert grounding("SmolLM3 is exciting.", CARD) is False
 
 
 def test_kappa_matches_a_hand_computed_case():

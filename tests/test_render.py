@@ -148,7 +148,9 @@ def test_ungrounded_and_sampled_takes_are_marked(store, isolated):
     )
     store.commit_review(run, c, [t])
     text = text_of(write_tool(store, isolated / "out", "marks")[0].read_text())
-    assert text.count("ungrounded") == 1 and "median of 3, spread 12" in text
+    # The badge on the take, and its reason once in the legend under the scorecard.
+    assert text.count("ungrounded") == 2 and "median of 3, spread 12" in text
+    assert "ungrounded the take names no fact from the tool's description" in " ".join(text.split())
 
 
 def test_pages_and_show_explain_a_checklist_score_by_its_criteria(store, isolated):
@@ -293,3 +295,63 @@ def test_compare_with_the_demo_model_note_still_reads_back_its_verdicts(store, i
     assert res.exit_code == 0, res.output
     md = (isolated / "out" / "compare" / "one-vs-two.md").read_text()
     assert "embedded demo model" in md and "warning" not in res.output
+
+
+def test_a_composed_take_is_marked_with_its_reason_on_pages_and_in_show(store, isolated, monkeypatch):
+    from typer.testing import CliRunner
+
+    from shipskip.cli import app
+
+    c = seed(store, "composed", "Composed", ["ship"] * 5, [70] * 5)
+    run = store.begin_run(c, kind="rerun", reason="composed")
+    t = make_take("skeptic", "skip", 41, "I skip Composed, which its card describes as a demo thing.")
+    store.commit_review(run, c, [t.model_copy(update={"composed": True})])
+    page = write_tool(store, isolated / "out", "composed")[0]
+    html_page = page.read_text()
+    # The badge on the take carries its reason as a title, and the legend says it in words.
+    assert html_page.count('class="flag badge-composed"') == 2
+    assert 'title="every take the model wrote stated something the card does not say' in html_page
+    text = " ".join(text_of(html_page).split())
+    assert (
+        "composed from the checklist every take the model wrote stated something the card does not say"
+        in text
+    )
+    markdown = page.with_suffix(".md").read_text()
+    assert "(composed from the checklist)" in markdown
+    assert "*composed from the checklist*: every take the model wrote" in markdown
+    # Takes without a badge add no legend.
+    plain = seed(store, "plain", "Plain", ["ship"] * 5, [70] * 5)
+    assert 'id="badge-legend"' not in write_tool(store, isolated / "out", plain.slug)[0].read_text()
+    monkeypatch.chdir(isolated)
+    monkeypatch.setenv("SHIPSKIP_DB_PATH", str(store.path))
+    shown = CliRunner().invoke(app, ["show", "composed"], terminal_width=200)
+    assert shown.exit_code == 0 and "(composed from the checklist)" in shown.output
+
+
+def test_a_take_the_checks_cannot_judge_gets_no_badge(store, isolated):
+    c = seed(store, "unjudged", "Unjudged", ["ship"] * 5, [70] * 5)
+    run = store.begin_run(c, kind="rerun", reason="no grounding check")
+    store.commit_review(run, c, [make_take("builder", "ship", 75, "Unjudged is lovely.")])  # grounded: None
+    page = write_tool(store, isolated / "out", "unjudged")[0].read_text()
+    assert 'class="flag' not in page and "ungrounded" not in page
+
+
+def test_flagged_on_the_pages_agrees_with_the_views(store, isolated):
+    """A flagged seat that abstained is left out of nothing: the page marks no injection and
+    panel_verdicts counts none. A flagged seat that spoke is marked and counted as flagged."""
+    c = seed(store, "flags", "Flags", ["ship", "ship", "skip", None, "ship"], [70, 70, 40, None, 70])
+    run = store.begin_run(c, kind="rerun", reason="abstained, flagged")
+    store.commit_review(run, c, [make_take("creator", None, None).model_copy(update={"suspicious": True})])
+
+    def page_and_view():
+        page = " ".join(text_of(write_tool(store, isolated / "out", "flags")[0].read_text()).split())
+        view = store.query("SELECT flagged FROM panel_verdicts WHERE slug = 'flags'")[0]["flagged"]
+        return page, view
+
+    page, view = page_and_view()
+    assert view == 0 and "injection flagged" not in page and "flagged, not counted" not in page
+    run = store.begin_run(c, kind="rerun", reason="spoke, flagged")
+    store.commit_review(run, c, [make_take("skeptic", "ship", 90, "Flags took it.").model_copy(
+        update={"suspicious": True})])  # fmt: skip
+    page, view = page_and_view()
+    assert view == 1 and "injection flagged" in page and "1 flagged, not counted" in page

@@ -317,7 +317,9 @@ def test_relevance_no_abstains_without_asking_the_rest(fake, isolated, tmp_path,
     assert len(asked) == 1
 
 
-def test_a_take_that_argues_against_its_verdict_is_asked_again_then_abstains(fake, isolated):
+def test_a_take_that_argues_against_its_verdict_is_asked_again_then_composed_from_the_checklist(
+    fake, isolated
+):
     from fakeopenai import Reply, tool_of
 
     def contrary(req):
@@ -341,14 +343,75 @@ def test_a_take_that_argues_against_its_verdict_is_asked_again_then_abstains(fak
     judged = [t for t in out.takes if t.abstain_reason not in outside]
     assert judged
     for t in judged:
-        # The provider answered each time; our check refused the text. That is the model's
-        # limit, kept as the reason, and not an error that would have the seat asked again.
-        assert t.abstained and "fits its verdict" in t.abstain_reason and "argues for" in t.abstain_reason
-        assert t.error is None and t.criteria
+        # The provider answered each time; our check refused the text. The seat keeps the
+        # verdict its checklist gave it, with a take composed from that checklist.
+        assert not t.abstained and t.composed and t.error is None and t.criteria
+        assert t.text.startswith(f"I {t.verdict} Claw Code, which its card describes as")
     from fakeopenai import is_take_request
 
     takes = [r for r in fake.requests if is_take_request(r)]
     assert any("rejected" in r["messages"][-1]["content"] for r in takes)
+
+
+def attempt_of(req) -> int:
+    """Which attempt at a take this request is: every refusal adds the reply and the reason."""
+    return (len(req["messages"]) - 2) // 2 + 1
+
+
+def score_asked(req) -> int:
+    import re
+
+    return int(re.search(r"is (?:ship|skip) \((\d+)/100\)", req["messages"][1]["content"]).group(1))
+
+
+def test_a_take_stating_a_number_a_name_or_a_slot_its_card_lacks_is_asked_again_then_composed(fake, isolated):
+    """The demo's takes: '82 billion parameters' (the card says none), a '[card_name]' slot,
+    a product the card never names. Each is refused with the reason, asked again, and after
+    the last attempt the take is composed from the checklist, keeping its verdict."""
+    from fakeopenai import take_text
+
+    invented = [
+        "is a large open model that has 82 billion parameters, in the terminal.",
+        "is a [card_name] which I have never seen before, in the terminal.",
+        "beats Cursor at the agent loop in the terminal.",
+    ]
+    fake.default = graded_answers(
+        lambda q: 0.9, take_for=lambda req: take_text(req, invented[attempt_of(req) - 1])
+    )
+    out = review(CARD)
+    spoke = [t for t in out.takes if not t.abstained]
+    assert spoke and all(t.composed and t.verdict and t.score is not None for t in spoke)
+    for t in spoke:
+        assert "82" not in t.text and "[" not in t.text and "Cursor" not in t.text
+    from fakeopenai import is_take_request
+
+    reasons = [
+        r["messages"][-1]["content"] for r in fake.requests if is_take_request(r) and attempt_of(r) > 1
+    ]
+    assert any("a number the card does not give (82" in m for m in reasons)
+    assert any("slot unfilled ([card_name])" in m for m in reasons)
+    stored_rows = stored(isolated).query("SELECT persona, composed, verdict FROM current_takes")
+    assert {r["persona"] for r in stored_rows if r["composed"]} == {t.persona for t in spoke}
+
+
+def test_a_take_the_card_supports_stands_and_may_state_its_own_score(fake, isolated):
+    """A refused take asked again and then fixed stands as written; its own score stated as a
+    score ("I give it 82/100") is no invented number."""
+    from fakeopenai import take_text
+
+    def take_for(req):
+        if attempt_of(req) == 1:
+            return take_text(req, "has 82 billion parameters and a terminal agent loop.")
+        return take_text(
+            req, f"is MIT licensed with a terminal agent loop. I give it {score_asked(req)}/100."
+        )
+
+    fake.default = graded_answers(lambda q: 0.9, take_for=take_for)
+    out = review(CARD)
+    spoke = [t for t in out.takes if not t.abstained]
+    assert spoke
+    for t in spoke:
+        assert not t.composed and t.text.endswith(f"I give it {t.score}/100.") and t.grounded
 
 
 @pytest.mark.slow

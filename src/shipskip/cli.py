@@ -111,6 +111,7 @@ def takes_table(title: str, takes: list[Take]) -> Table:
             # Stored text is cleaned on the way in; cleaned again here for takes stored before that.
             first = clean_text(t.text) if t.text else ""
             flag = " [yellow](flagged)[/]" if t.suspicious else ""
+            flag += " [yellow](composed from the checklist)[/]" if t.composed else ""
             why = f"\n[dim]{escape(t.why)}[/]" if t.why else ""
             table.add_row(name.title(), f"{t.score}/100", t.verdict or "", escape(first) + flag + why)
     return table

@@ -26,6 +26,7 @@ from .review import Critics, Spend, open_critics
 from .roster import PERSONAS
 from .settings import Settings
 from .store import Store
+from .take_checks import unsupported
 
 
 class Label(BaseModel):
@@ -348,21 +349,30 @@ def takes_to_check(items: list[RefItem], results: list[ItemResult], limit: int) 
 def check_takes(
     critics: Critics, items: list[RefItem], results: list[ItemResult], limit: int, on_seat: OnSeat = _quiet
 ) -> tuple[list[ItemResult], dict]:
-    """Write takes for the first `limit` tools at their predicted verdicts; count what stood."""
+    """Write takes for the first `limit` tools at their predicted verdicts; count what stood.
+
+    Each published take (written, or composed from the checklist after every attempt was
+    refused) is checked again here, independently of the retry loop that produced it: for
+    its stance and echoes, and for a number, name, placeholder or claim its card lacks."""
     cards = {i.card.slug: i.card for i in items[:limit]}
-    out, written, failed, agree = [], 0, 0, 0
+    out, written, composed, failed, agree, invented = [], 0, 0, 0, 0, 0
+    refused: Counter[str] = Counter()
     for r in results:
         if r.slug in cards and r.verdict in ("ship", "skip") and r.score is not None:
             spend = Spend()
-            text = critics.write(r.persona, cards[r.slug], r.verdict, r.score, r.criteria, spend)
+            card = cards[r.slug]
+            text, was_composed = critics.take_text(r.persona, card, r.verdict, r.score, r.criteria, spend)
+            refused.update(spend.refusals)
             if text is None:
                 failed += 1
             else:
                 written += 1
-                # Checked again here, independently of the retry loop that produced it.
+                composed += was_composed
                 p = critics.prompts.personas[r.persona]
                 agree += take_problem(text, r.verdict, p, "") is None
-                r = r.model_copy(update={"take": text, "grounded": is_grounded(text, cards[r.slug])})
+                bad = unsupported(text, card, r.score, [c.label for c in r.criteria])
+                invented += bad is not None and bad.kind != "ungrounded"
+                r = r.model_copy(update={"take": text, "grounded": is_grounded(text, card)})
             on_seat("wrote a take", r.slug, r.persona)
         out.append(r)
     asked = written + failed
@@ -374,6 +384,12 @@ def check_takes(
         "grounded_rate": round(sum(bool(r.grounded) for r in out if r.take) / written, 3)
         if written
         else None,
+        # Published takes holding a number, name, placeholder or claim the card lacks.
+        "takes_stating_what_the_card_lacks": invented,
+        "composed_from_checklist": composed,
+        "composed_rate": round(composed / written, 3) if written else None,
+        # Attempts our checks refused on the way, by what they got wrong.
+        "attempts_refused": ", ".join(f"{k} {n}" for k, n in sorted(refused.items())) or "none",
     }
 
 

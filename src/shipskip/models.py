@@ -346,6 +346,9 @@ class Take(BaseModel):
     reason: str | None = None
     clean_score: int | None = None
     grounded: bool | None = None
+    # The text was composed from the checklist (take_checks.compose_take) because every take
+    # the model wrote stated what the card does not say; verdict and score are the seat's own.
+    composed: bool = False
     samples: int = 1
     score_spread: int | None = None
     verdict_flips: float = 0.0

@@ -44,6 +44,14 @@ def is_grounded(take: str | None, card: ToolCard) -> bool:
     return bool(content_words(take, drop=card.name) & grounding_facts(card))
 
 
+def grounding(take: str | None, card: ToolCard) -> bool | None:
+    """`is_grounded`, or None where that check cannot judge: no take, or a description with
+    no content word to name (pages show no badge for None)."""
+    if not take or not grounding_facts(card):
+        return None
+    return is_grounded(take, card)
+
+
 def jaccard(a: set[str], b: set[str]) -> float:
     return len(a & b) / len(a | b) if a or b else 0.0
 

@@ -18,6 +18,39 @@ from .panel import aggregate
 from .quality import is_contested
 from .roster import COLOURS, FALLBACK_COLOUR, PERSONAS
 
+# Every badge a page can put on a take or a tool, with its reason in words: shown as the
+# badge's title and in the legend under the scorecard, so no badge goes unexplained.
+BADGES: dict[str, tuple[str, str]] = {
+    "flagged": (
+        "flagged, not counted",
+        "the score moved when text aimed at the panel was taken out of the card, so this take is "
+        "shown but not counted in the verdict",
+    ),
+    "ungrounded": ("ungrounded", "the take names no fact from the tool's description"),
+    "composed": (
+        "composed from the checklist",
+        "every take the model wrote stated something the card does not say, so this one is "
+        "written from the seat's checklist answers; the verdict and score are the seat's own",
+    ),
+    "contested": ("contested", "one unstable seat could change the verdict"),
+}
+
+
+def take_badges(take: Take) -> list[str]:
+    """The badges a spoken take carries on pages and in `show` (keys of BADGES). A check that
+    could not judge the take (grounded is None) gives no badge."""
+    if take.abstained:
+        return []
+    return [
+        kind
+        for kind, on in (
+            ("flagged", take.suspicious),
+            ("ungrounded", take.grounded is False),
+            ("composed", take.composed),
+        )
+        if on
+    ]
+
 
 @dataclass(frozen=True)
 class Update:
@@ -82,7 +115,17 @@ class ReviewedTool:
 
     @property
     def flagged(self) -> bool:
-        return any(t.suspicious for t in self.takes)
+        # The same takes as `verdict.flagged` and the panel_verdicts view: a flagged seat that
+        # spoke. An abstention is never counted, so its flag leaves nothing out.
+        return self.verdict.flagged > 0
+
+    @property
+    def badges(self) -> list[str]:
+        """The badges on this tool's takes and card, in BADGES order, each once."""
+        shown = {kind for t in self.takes for kind in take_badges(t)}
+        if self.contested:
+            shown.add("contested")
+        return [kind for kind in BADGES if kind in shown]
 
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|])")
@@ -107,6 +150,9 @@ def _env() -> Environment:
         Markup("<p>{}</p>").format(p.strip()) for p in str(text).split("\n\n") if p.strip()
     )
     env.globals["PERSONAS"] = PERSONAS
+    env.globals["BADGES"] = BADGES
+    env.globals["take_badges"] = take_badges
+    env.globals["badge_legend"] = lambda tools: [k for k in BADGES if any(k in t.badges for t in tools)]
     return env
 
 

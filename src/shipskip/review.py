@@ -16,8 +16,9 @@ from .injection import score_jumped, without_suspicious
 from .llm import LLMClient, LLMFailure
 from .models import Criterion, Take, ToolCard, Usage, clean_text, pattern_literal, verdict_for
 from .personas import PromptSet, question_messages, render_messages, take_instructions, take_messages
-from .quality import consensus, is_grounded
+from .quality import consensus, grounding
 from .settings import Settings
+from .take_checks import compose_take, unsupported
 
 # A slot to hold while a seat is asked: Prefect's global concurrency limit in a flow on a
 # shared server, so every worker counts against one SHIPSKIP_LLM_CONCURRENCY.
@@ -39,6 +40,9 @@ class Spend:
     errors: list[str] = field(default_factory=list)
     # Why our checks refused the take's text, when that is how writing it ended.
     rejected: str | None = None
+    # What each refused attempt at the take got wrong: 'form' (echo, stance, length) or a kind
+    # of `take_checks.Unsupported` (a number, name, placeholder or claim the card lacks).
+    refusals: list[str] = field(default_factory=list)
 
     def add(self, usage: Usage, attempts: int, model: str | None = None, error: str | None = None) -> None:
         self.usage, self.attempts = self.usage + usage, self.attempts + attempts
@@ -157,18 +161,30 @@ class Critics:
                 "clean_score": clean_score,
                 "suspicious": score_jumped(score, clean_score, verdict, verdict_for(clean_score)),
             }
-        text = self.write(persona, card, verdict, score, criteria, spend)
+        text, composed = self.take_text(persona, card, verdict, score, criteria, spend)
         if text is None:
             why = "the model could not write a take that fits its verdict"
-            if spend.rejected:
-                # The provider answered every time and our checks refused the text: the model's
-                # limit, kept as the reason. Not an error, so the seat is not asked all over again.
-                return done(abstain_reason=f"{why} ({spend.rejected})", criteria=criteria, **check)
             return done(abstain_reason=why, error=spend.errors[-1], criteria=criteria, **check)
         return done(
-            verdict=verdict, score=score, text=text, criteria=criteria,
-            grounded=is_grounded(text, card), **check,
+            verdict=verdict, score=score, text=text, criteria=criteria, composed=composed,
+            grounded=grounding(text, card), **check,
         )  # fmt: skip
+
+    def take_text(
+        self, persona: str, card: ToolCard, verdict: str, score: int, criteria: list[Criterion], spend: Spend
+    ) -> tuple[str | None, bool]:
+        """The take's text, and whether it was composed from the checklist.
+
+        When the provider answered every attempt and our checks refused every text (it stated
+        what the card does not, or did not fit its verdict), the take is composed from the
+        seat's criteria instead: the seat keeps the verdict its checklist gave it rather than
+        abstaining for the writer's faults. None only when the provider itself failed."""
+        text = self.write(persona, card, verdict, score, criteria, spend)
+        if text is not None:
+            return text, False
+        if spend.rejected:
+            return compose_take(card, verdict, score, criteria), True
+        return None, False
 
     def write(
         self, persona: str, card: ToolCard, verdict: str, score: int, criteria: list[Criterion], spend: Spend
@@ -178,10 +194,24 @@ class Critics:
         messages = take_messages(self.prompts, persona, card, verdict, score, criteria)
         instructions = take_instructions(messages)
         opening = take_opening(verdict, card.name)
+        # The criteria the prompt shows are our words, so a take may repeat their names.
+        labels = [c.label for c in criteria]
+
+        def check(text: str) -> str | None:
+            problem = take_problem(text, verdict, p, instructions, opening)
+            if problem:
+                spend.refusals.append("form")
+                return problem
+            bad = unsupported(text, card, score, labels)
+            if bad:
+                spend.refusals.append(bad.kind)
+                return bad.message
+            return None
+
         try:
             written = self.clients[persona].write_take(
                 messages,
-                lambda text: take_problem(text, verdict, p, instructions, opening),
+                check,
                 temperature=self.settings.provider_for(persona).temperature or 0.0,
                 max_tokens=self.settings.max_tokens,
                 opening=opening,
@@ -208,7 +238,7 @@ class Critics:
         draws = [self.draw(persona, card, reason) for _ in range(k)]
         take = consensus(draws) if k > 1 else draws[0]
         if take.text:
-            take = take.model_copy(update={"grounded": is_grounded(take.text, card)})
+            take = take.model_copy(update={"grounded": grounding(take.text, card)})
         clean = without_suspicious(card)
         if clean is None or take.error:
             return take
