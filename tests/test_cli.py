@@ -1,6 +1,7 @@
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import ROOT
@@ -231,7 +232,7 @@ def _store_hostile_tools(isolated):
 
     store = Store(isolated / "shipskip.duckdb")
     cards = [
-        make_card(name=f"Bad [/foo] Name {HOSTILE}", slug="bad-name"),
+        make_card(name=f"Bad {HOSTILE}", slug="bad-name"),
         make_card(name="Plain Tool", slug="plain-tool"),
     ]
     for card in cards:
@@ -247,17 +248,19 @@ def test_hostile_text_prints_as_text_through_every_command(fake, isolated, monke
     monkeypatch.chdir(isolated)
     monkeypatch.setenv("COLUMNS", "400")
     store, cards = _store_hostile_tools(isolated)
-    assert cards[0].name.startswith("Bad [/foo] Name [link=http://evil.example]x[/link] click")
+    assert cards[0].name.startswith("Bad [/foo] [link=http://evil.example]x[/link] click")
     # show and history: a stored name `Bad [/foo] Name` made rich raise MarkupError (exit 1) for good.
     out = _clean_output(runner.invoke(app, ["show", "bad-name"]), 0)
-    assert "Bad [/foo] Name [link=http://evil.example]x[/link]" in out and "Takes [/foo]" in out
+    assert "Bad [/foo] [link=http://evil.example]x[/link]" in out and "Takes [/foo]" in out
     out = _clean_output(runner.invoke(app, ["history", "bad-name"]), 0)
     assert "licence [/foo] [link=http://evil.example]x[/link] click" in out and "evil" in out
     for command in (["page", "plain-tool"], ["page", "bad-name"], ["compare", "bad-name", "plain-tool"],
                     ["digest"], ["reviewer", "skeptic"]):  # fmt: skip
         assert "Wrote " in _clean_output(runner.invoke(app, command), 0)
-    out = _clean_output(runner.invoke(app, ["sql", 'SELECT name AS "[/c]", slug FROM tools ORDER BY slug']), 0)
-    assert "[/c]" in out and "Bad [/foo] Name" in out
+    out = _clean_output(
+        runner.invoke(app, ["sql", 'SELECT name AS "[/c]", slug FROM tools ORDER BY slug']), 0
+    )
+    assert "[/c]" in out and "Bad [/foo] [link=" in out
     out = _clean_output(runner.invoke(app, ["sql", "SELECT *, 1 AS a, 2 AS b, 3 AS c FROM tools"]), 0)
     assert "-[ record 1 ]-" in out and "[/foo]" in out
     # Typed text: a voter, a slug and a reason, each refused or printed clean.
@@ -270,7 +273,9 @@ def test_hostile_text_prints_as_text_through_every_command(fake, isolated, monke
     # A reason of nothing but control characters, bidi controls and spaces is refused before
     # anything starts or is stored.
     before = store.query("SELECT count(*) AS n FROM runs")[0]["n"]
-    out = _clean_output(runner.invoke(app, ["rerun", "plain-tool", "skeptic", "--reason", "\x1b[2J\x07 \u202e\u2066 \x9b"]), 2)
+    out = _clean_output(
+        runner.invoke(app, ["rerun", "plain-tool", "skeptic", "--reason", "\x1b[2J\x07 \u202e\u2066 \x9b"]), 2
+    )
     assert "--reason" in out and len(out.strip().splitlines()) == 1
     assert store.query("SELECT count(*) AS n FROM runs")[0]["n"] == before
 
@@ -334,11 +339,11 @@ def test_a_hostile_card_name_and_reason_through_review_and_rerun(fake, isolated,
 
     from shipskip.store import Store
 
-    card = yaml.safe_load(open(CARD).read())
+    card = yaml.safe_load(Path(CARD).read_text())
     path = tmp_path / "hostile.yaml"
-    path.write_text(yaml.safe_dump({**card, "name": f"Bad [/foo] Name {HOSTILE}"}))
+    path.write_text(yaml.safe_dump({**card, "name": f"Bad {HOSTILE}"}))
     out = _clean_output(runner.invoke(app, ["review", str(path)], env={"COLUMNS": "400"}), 0)
-    assert "Bad [/foo] Name [link=http://evil.example]x[/link]" in out
+    assert "Bad [/foo] [link=http://evil.example]x[/link]" in out
     reason = f"licence {HOSTILE} ok"
     out = _clean_output(runner.invoke(app, ["rerun", "claw-code", "skeptic", "--reason", reason]), 0)
     stored = Store(isolated / "shipskip.duckdb").history("claw-code", "skeptic")[-1]["reason"]

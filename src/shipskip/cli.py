@@ -7,7 +7,7 @@ import logging
 import re
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -205,7 +205,9 @@ def run() -> None:
         if os.environ.get("SHIPSKIP_DEBUG"):
             raise
         msg = str(exc).splitlines()[0] if str(exc) else ""
-        err.print(f"[red]error:[/] {type(exc).__name__}: {for_terminal(msg)}", highlight=False, soft_wrap=True)
+        err.print(
+            f"[red]error:[/] {type(exc).__name__}: {for_terminal(msg)}", highlight=False, soft_wrap=True
+        )
         raise SystemExit(1) from None
 
 
@@ -214,10 +216,8 @@ def _refuse(exc: ShipskipError) -> None:
     pointed at /dev/null first, so that the exit does not fail again flushing it."""
     import os
 
-    try:
+    with suppress(OSError):
         sys.stdout.flush()
-    except OSError:
-        pass
     try:
         null = os.open(os.devnull, os.O_WRONLY)
         try:
@@ -677,7 +677,9 @@ def eval_(
         )  # fmt: skip
     print_eval(out)
     if write_weights:
-        console.print(f"Wrote fitted weights to {for_terminal(settings.prompts_dir / 'personas')}", highlight=False)
+        console.print(
+            f"Wrote fitted weights to {for_terminal(settings.prompts_dir / 'personas')}", highlight=False
+        )
 
 
 class _EvalProgress:

@@ -215,7 +215,9 @@ class Critics:
         take = consensus(draws) if k > 1 else draws[0]
         if take.text:
             # A reply holding instructions to the panel is flagged, and so not counted.
-            take = take.model_copy(update={"grounded": is_grounded(take.text, card), "suspicious": gives_orders(take.text)})
+            take = take.model_copy(
+                update={"grounded": is_grounded(take.text, card), "suspicious": gives_orders(take.text)}
+            )
         clean = without_suspicious(card)
         if clean is None or take.error:
             return take
