@@ -387,7 +387,8 @@ def ingest(
         def tick(slug: str, take: Take) -> None:
             done[slug] = done.get(slug, 0) + 1
             label = _said(take)
-            bar.console.print(for_terminal(f"  {slug} · {take.persona.title()}: {label}"), highlight=False)
+            said = for_terminal(f"{slug} · {take.persona.title()}: {label}")
+            bar.console.print(f"  {said}", highlight=False)
             tools = sum(1 for n in done.values() if n >= len(PERSONAS))
             bar.update(job, description=f"Ingesting {shown}: {sum(done.values())} takes, {tools} tools done")
 
