@@ -104,5 +104,8 @@ def rerun_persona(
     )  # fmt: skip
     card = store.tool(tool)
     assert card is not None
-    publish_review(ReviewOutcome.from_store(store, card, skipped=False), store, f"{persona} rerun", reason)
+    publish_review(
+        ReviewOutcome.from_store(store, card, skipped=False), store, f"{persona} rerun",
+        usecases.rerun_reason(reason),  # as stored: control characters out
+    )  # fmt: skip
     return {"tool": tool, "persona": persona, "verdict": take.verdict, "score": take.score}

@@ -1,8 +1,12 @@
+import json
+
 import pytest
+import yaml
 from conftest import ROOT
 
 from shipskip.cards import load_card
 from shipskip.errors import InputError
+from shipskip.models import ToolCard
 
 GOOD = """name: Demo Tool
 slug: demo-tool
@@ -80,3 +84,37 @@ def test_bad_cards_get_one_line_naming_file_and_field(tmp_path, name, content, f
     msg = str(e.value)
     assert "\n" not in msg
     assert msg.startswith(str(path)) and field in msg
+
+
+# Names that hold text but nothing visible: zero-width and spaces, bidi controls, a BOM and a
+# word joiner, a terminal escape and BEL, Hangul fillers, C1 controls (NEL, CSI).
+@pytest.mark.parametrize(
+    "name", ["   \u200b ", "\u202e\u2066\u2069", "\ufeff\u2060", "\x1b[31m\x07", "\u3164\u115f", "\x85\x9b"]
+)
+def test_a_field_empty_once_normalised_is_refused_naming_file_and_field(tmp_path, name):
+    card = yaml.safe_load(GOOD)
+    path = write(tmp_path, "ghost.json", json.dumps({**card, "name": name}))
+    with pytest.raises(InputError) as e:
+        load_card(path)
+    assert (e.value.path, e.value.field) == (str(path), "name") and "\n" not in str(e.value)
+    assert "no visible text" in e.value.message
+
+
+def test_lengths_are_checked_on_the_normalised_text_and_it_validates_again_when_read_back(tmp_path):
+    # NFKC makes each U+FDFA eighteen letters: seven of them pass a length check made before it,
+    # and the stored name (126 letters) then failed every read.
+    card = yaml.safe_load(GOOD)
+    long = write(tmp_path, "long.json", json.dumps({**card, "name": "\ufdfa" * 7}))
+    with pytest.raises(InputError) as e:
+        load_card(long)
+    assert e.value.field == "name" and "120" in e.value.message
+    hostile = {
+        **card, "name": "\ufdfa Tool\u200b  \u202eX\x9b", "tagline": "a\tb\r\nc", "category": " ai   MODELS\u200b",
+        "pricing": "Free\x85now", "source": "feed\x07", "url": "https://e.example/\u200bx",
+        "description": "Line one\x1b[2J  with  spaces.\n\n\n\n  Line two\t has\u00a0more text here.\u2028end",
+    }  # fmt: skip
+    got = load_card(write(tmp_path, "hostile.json", json.dumps(hostile)))
+    assert got.name.endswith(" Tool X") and got.tagline == "a b c" and got.category == "Models"
+    assert got.pricing == "Free now" and got.source == "feed" and got.url == "https://e.example/x"
+    assert got.description == "Line one with spaces.\n\nLine two has more text here. end"
+    assert ToolCard.model_validate(got.model_dump()) == got

@@ -1,12 +1,13 @@
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import ROOT
 from typer.testing import CliRunner
 
-from shipskip.cli import app
+from shipskip.cli import app, run
 
 
 # Commands that run flows, through the CLI or as subprocesses: seconds each, so the slow tier.
@@ -202,6 +203,153 @@ def test_the_rerun_flow_refuses_a_persona_that_is_not_one(fake, isolated):
 
     with pytest.raises(ParameterTypeError, match="persona"):
         rerun_persona(tool="smollm3", persona="critic", reason="why not")
+
+
+# Text a terminal would act on, or rich would read as markup: an OSC 8 link, a CSI clear-screen,
+# a window title, bidi overrides and isolates, BEL, a C1 CSI and NEL, and markup that closes a
+# tag never opened or makes a link.
+OSC8 = "\x1b]8;;http://evil.example\x1b\\click\x1b]8;;\x1b\\"
+HOSTILE = f"[/foo] [link=http://evil.example]x[/link] {OSC8} \x1b[2J\x1b]0;owned\x07 \u202eevil\u2066\u2069\x07\x9b31m\x85"
+# What must never reach a terminal from stored or typed text.
+TERMINAL_CONTROLS = ("\x1b", "\x07", "\x9b", "\x85", "\u202e", "\u2066", "\u2069")
+
+
+def _clean_output(res, code: int) -> str:
+    assert res.exit_code == code, (res.exit_code, res.output, res.exception)
+    assert not any(c in res.output for c in TERMINAL_CONTROLS), repr(res.output)
+    assert "MarkupError" not in res.output and "Traceback" not in res.output
+    return res.output
+
+
+def _store_hostile_tools(isolated):
+    """Two tools in one category, their takes, a rerun and a vote, stored with raw hostile text
+    where the store keeps what it is given (takes, reasons, model names), as rows written before
+    the way in was checked would be."""
+    from conftest import make_card, make_take
+
+    from shipskip.roster import PERSONAS
+    from shipskip.store import Store
+
+    store = Store(isolated / "shipskip.duckdb")
+    cards = [
+        make_card(name=f"Bad {HOSTILE}", slug="bad-name"),
+        make_card(name="Plain Tool", slug="plain-tool"),
+    ]
+    for card in cards:
+        run = store.begin_run(card)
+        store.commit_review(run, card, [make_take(p, "ship", 80, f"Takes {HOSTILE} here") for p in PERSONAS])
+    take = make_take("skeptic", "skip", 40, f"Rerun {HOSTILE}").model_copy(update={"model": f"m{HOSTILE}"})
+    run = store.begin_run(cards[0], kind="rerun", reason=f"licence {HOSTILE}")
+    store.commit_review(run, cards[0], [take])
+    return store, cards
+
+
+def test_hostile_text_prints_as_text_through_every_command(fake, isolated, monkeypatch):
+    monkeypatch.chdir(isolated)
+    monkeypatch.setenv("COLUMNS", "400")
+    store, cards = _store_hostile_tools(isolated)
+    assert cards[0].name.startswith("Bad [/foo] [link=http://evil.example]x[/link] click")
+    # show and history: a stored name `Bad [/foo] Name` made rich raise MarkupError (exit 1) for good.
+    out = _clean_output(runner.invoke(app, ["show", "bad-name"]), 0)
+    assert "Bad [/foo] [link=http://evil.example]x[/link]" in out and "Takes [/foo]" in out
+    out = _clean_output(runner.invoke(app, ["history", "bad-name"]), 0)
+    assert "licence [/foo] [link=http://evil.example]x[/link] click" in out and "evil" in out
+    for command in (["page", "plain-tool"], ["page", "bad-name"], ["compare", "bad-name", "plain-tool"],
+                    ["digest"], ["reviewer", "skeptic"]):  # fmt: skip
+        assert "Wrote " in _clean_output(runner.invoke(app, command), 0)
+    out = _clean_output(
+        runner.invoke(app, ["sql", 'SELECT name AS "[/c]", slug FROM tools ORDER BY slug']), 0
+    )
+    assert "[/c]" in out and "Bad [/foo] [link=" in out
+    out = _clean_output(runner.invoke(app, ["sql", "SELECT *, 1 AS a, 2 AS b, 3 AS c FROM tools"]), 0)
+    assert "-[ record 1 ]-" in out and "[/foo]" in out
+    # Typed text: a voter, a slug and a reason, each refused or printed clean.
+    out = _clean_output(runner.invoke(app, ["vote", "plain-tool", "ship", "--voter", f"a{HOSTILE}"]), 2)
+    assert "--voter" in out and len(out.strip().splitlines()) == 1
+    for command in (["show", f"nope{HOSTILE}"], ["history", f"nope{HOSTILE}"], ["vote", f"x{HOSTILE}", "ship"],
+                    ["page", f"x{HOSTILE}"], ["compare", "plain-tool", f"x{HOSTILE}"]):  # fmt: skip
+        out = _clean_output(runner.invoke(app, command), 2)
+        assert len(out.strip().splitlines()) == 1 and "[/foo]" in out, out
+    # A reason of nothing but control characters, bidi controls and spaces is refused before
+    # anything starts or is stored.
+    before = store.query("SELECT count(*) AS n FROM runs")[0]["n"]
+    out = _clean_output(
+        runner.invoke(app, ["rerun", "plain-tool", "skeptic", "--reason", "\x1b[2J\x07 \u202e\u2066 \x9b"]), 2
+    )
+    assert "--reason" in out and len(out.strip().splitlines()) == 1
+    assert store.query("SELECT count(*) AS n FROM runs")[0]["n"] == before
+
+
+def test_a_stored_row_that_fails_validation_costs_only_its_own_page(fake, isolated, monkeypatch):
+    """Simulated by writing a bad row straight into DuckDB: the tool's own page and `show` fail
+    with one line; a neighbour's page (whose similar-tools block lists it) and the digest work."""
+    import duckdb
+
+    _store_hostile_tools(isolated)
+    with duckdb.connect(str(isolated / "shipskip.duckdb")) as con:
+        con.execute("UPDATE tools SET name = '', description = 'short' WHERE slug = 'bad-name'")
+    for command in (["page", "bad-name"], ["show", "bad-name"], ["compare", "plain-tool", "bad-name"]):
+        out = _clean_output(runner.invoke(app, command), 2)
+        lines = [ln for ln in out.splitlines() if ln.strip()]
+        assert len(lines) == 1 and "bad-name" in lines[0] and "name" in lines[0], out
+    out = _clean_output(runner.invoke(app, ["page", "plain-tool"]), 0)
+    assert "Wrote " in out and "left out: stored tools row 'bad-name': name" in out
+    page = (isolated / "out" / "tools" / "plain-tool.html").read_text()
+    assert "Plain Tool" in page
+    out = _clean_output(runner.invoke(app, ["digest"]), 0)
+    assert "(1 tools)" in out and "left out: stored tools row 'bad-name'" in out
+
+
+def _entry_point(monkeypatch, capsys, *argv: str) -> tuple[int, list[str]]:
+    """The installed `shipskip` command, in this process: its exit status and stderr lines."""
+    monkeypatch.setattr(sys, "argv", ["shipskip", *argv])
+    with pytest.raises(SystemExit) as e:
+        run()
+    return e.value.code, [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+
+
+def test_every_command_refuses_a_bad_setting_with_exit_2(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("SHIPSKIP_MAX_NEW_PER_RUN", "0")
+    # `show` reads the settings inside its error handling, `eval` before it: both say one line.
+    for argv in (["show", "x"], ["eval", str(tmp_path / "ref.jsonl")], ["digest"]):
+        code, lines = _entry_point(monkeypatch, capsys, *argv)
+        assert (code, lines) == (2, ["error: SHIPSKIP_MAX_NEW_PER_RUN: must be ≥ 1"]), argv
+
+
+def test_a_full_disk_under_standard_output_is_one_line_and_exit_2(monkeypatch, capsys):
+    """/dev/full answers every write with ENOSPC, as a full disk does."""
+    from shipskip.settings import get_settings
+    from shipskip.store import Store
+
+    Store.from_settings(get_settings()).init()
+    captured = sys.stdout
+    with open("/dev/full", "w") as full:
+        sys.stdout = full
+        try:
+            code, lines = _entry_point(monkeypatch, capsys, "sql", "SELECT 42 AS answer", "--format", "csv")
+        finally:
+            sys.stdout = captured
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: no space left on the device")
+
+
+@runs_flows
+def test_a_hostile_card_name_and_reason_through_review_and_rerun(fake, isolated, tmp_path):
+    """The flows' own printing: the progress line, the panel's title, a rerun's reason."""
+    import yaml
+
+    from shipskip.store import Store
+
+    card = yaml.safe_load(Path(CARD).read_text())
+    path = tmp_path / "hostile.yaml"
+    path.write_text(yaml.safe_dump({**card, "name": f"Bad {HOSTILE}"}))
+    out = _clean_output(runner.invoke(app, ["review", str(path)], env={"COLUMNS": "400"}), 0)
+    assert "Bad [/foo] [link=http://evil.example]x[/link]" in out
+    reason = f"licence {HOSTILE} ok"
+    out = _clean_output(runner.invoke(app, ["rerun", "claw-code", "skeptic", "--reason", reason]), 0)
+    stored = Store(isolated / "shipskip.duckdb").history("claw-code", "skeptic")[-1]["reason"]
+    assert stored == "licence [/foo] [link=http://evil.example]x[/link] click evil 31m ok"
+    out = _clean_output(runner.invoke(app, ["history", "claw-code"], env={"COLUMNS": "400"}), 0)
+    assert "licence [/foo] [link=http://evil.example]x[/link]" in out
 
 
 @runs_flows

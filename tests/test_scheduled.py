@@ -65,6 +65,40 @@ def test_rerun_keeps_history_and_can_flip_the_verdict(holistic, tmp_path):
     assert (run["label"], run["ship"], run["skip"]) == ("Ship", 3, 1)
 
 
+def test_a_rerun_reason_is_stored_without_control_characters_or_refused(holistic, tmp_path):
+    import pytest
+
+    from shipskip.errors import InputError
+
+    ingest(str(inbox(tmp_path, "smollm3.yaml")))
+    store = Store(tmp_path / "shipskip.duckdb")
+    runs = store.query("SELECT count(*) AS n FROM runs")[0]["n"]
+    for raw in ("\x1b[2J\x07 \u202e\u2066", "  \u200b\x85 ", "a\x07"):
+        with pytest.raises(InputError) as e:
+            rerun("smollm3", "skeptic", raw)
+        assert e.value.field == "--reason"
+    assert store.query("SELECT count(*) AS n FROM runs")[0]["n"] == runs  # nothing stored
+    rerun("smollm3", "skeptic", "licence \x1b[31mclarified\x1b[0m\x07 [/x] \u202eok\x9b")
+    assert store.history("smollm3", "skeptic")[-1]["reason"] == "licence clarified [/x] ok"
+
+
+def test_a_card_empty_once_normalised_is_refused_and_the_rest_of_the_ingest_goes_on(holistic, tmp_path):
+    import json
+
+    from shipskip.publish import current_week, write_digest
+
+    d = inbox(tmp_path, "smollm3.yaml")
+    ghost = yaml.safe_load((ROOT / "data" / "tools" / "pagerduck.yaml").read_text())
+    (d / "ghost.json").write_text(json.dumps({**ghost, "name": "   \u200b "}))
+    report = ingest(str(d))
+    assert report["reviewed"] == ["smollm3"] and len(report["refused"]) == 1
+    assert "ghost.json: name: holds no visible text" in report["refused"][0]
+    store = Store(tmp_path / "shipskip.duckdb")
+    assert [r["slug"] for r in store.query("SELECT slug FROM tools")] == ["smollm3"]
+    _, panels = write_digest(store, tmp_path / "out", current_week())
+    assert [p.card.slug for p in panels] == ["smollm3"]
+
+
 def test_deployments_in_prefect_yaml_load():
     import importlib
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from .injection import gives_orders
 from .models import Criterion, ToolCard, by_effect, normalise_untrusted
 from .personas import Checklist, Persona
 
@@ -175,6 +176,10 @@ def take_problem(
         or _shared_run(body, normalise(prompt_text))
     ):
         return "the take repeats the instructions instead of judging the tool"
+    if gives_orders(text):
+        # A reply that passes on a card's instructions ("ignore previous instructions") would
+        # publish them: asked again, like any take our checks refuse.
+        return "the take gives instructions instead of judging the tool"
     if verdict == "ship" and _ARGUES_SKIP.search(t):
         return "the take argues for skipping, but the verdict is ship"
     if verdict == "skip" and _ARGUES_SHIP.search(t):

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import re
+import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn
 from rich.table import Table
 
@@ -22,7 +23,7 @@ quiet_prefect()
 
 from . import progress as signals  # noqa: E402
 from .cards import load_card  # noqa: E402
-from .errors import ShipskipError  # noqa: E402
+from .errors import DiskFull, ShipskipError  # noqa: E402
 from .models import PanelVerdict, Take, ToolCard, clean_text  # noqa: E402
 from .orchestration import prefect_api  # noqa: E402
 from .outcome import ReviewOutcome  # noqa: E402
@@ -30,6 +31,7 @@ from .panel import aggregate  # noqa: E402
 from .roster import PERSONAS  # noqa: E402
 from .settings import get_settings  # noqa: E402
 from .store import Store  # noqa: E402
+from .terminal import for_terminal  # noqa: E402
 
 # More columns than this print as vertical records rather than a table cut into slivers.
 WIDE_COLUMNS = 8
@@ -78,8 +80,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="An LLM review panel for AI tools.",
 )
-console = Console()
-err = Console(stderr=True)
+# Emoji codes off: a name such as ":warning:" prints as written.
+console = Console(emoji=False)
+err = Console(stderr=True, emoji=False)
 
 
 def _store() -> Store:
@@ -97,7 +100,7 @@ def verdict_line(v: PanelVerdict) -> str:
 
 
 def takes_table(title: str, takes: list[Take]) -> Table:
-    table = Table(title=title, title_justify="left")
+    table = Table(title=for_terminal(title), title_justify="left")
     table.add_column("Persona")
     table.add_column("Score", justify="right")
     table.add_column("Verdict")
@@ -109,11 +112,11 @@ def takes_table(title: str, takes: list[Take]) -> Table:
             table.add_row(name.title(), "-", "-", "No panel take")
         else:
             # Stored text is cleaned on the way in; cleaned again here for takes stored before that.
-            first = clean_text(t.text) if t.text else ""
+            first = for_terminal(t.text) if t.text else ""
             flag = " [yellow](flagged)[/]" if t.suspicious else ""
             flag += " [yellow](composed from the checklist)[/]" if t.composed else ""
-            why = f"\n[dim]{escape(t.why)}[/]" if t.why else ""
-            table.add_row(name.title(), f"{t.score}/100", t.verdict or "", escape(first) + flag + why)
+            why = f"\n[dim]{for_terminal(t.why)}[/]" if t.why else ""
+            table.add_row(name.title(), f"{t.score}/100", t.verdict or "", first + flag + why)
     return table
 
 
@@ -149,8 +152,12 @@ def _check_out(path: Path) -> None:
 
 
 def _fail(exc: Exception) -> None:
-    err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+    err.print(f"[red]error:[/] {for_terminal(exc)}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
+
+
+# A write that found no room: the device is full, or the user's quota is.
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 @contextmanager
@@ -160,6 +167,10 @@ def user_errors() -> Iterator[None]:
         yield
     except ShipskipError as exc:
         _fail(exc)
+    except OSError as exc:
+        if exc.errno not in _DISK_FULL:
+            raise
+        _fail(DiskFull(exc.filename or "writing output"))
     except Exception as exc:
         # A flow parameter Prefect refused (a persona that is not one, a reason too short)
         # is the user's input, said in one line.
@@ -176,13 +187,48 @@ def run() -> None:
     try:
         app(standalone_mode=True)
     except SystemExit:
+        # Output still buffered meets a full disk here, as a refusal, rather than at exit.
+        try:
+            sys.stdout.flush()
+        except OSError as exc:
+            if exc.errno in _DISK_FULL:
+                _refuse(DiskFull(exc.filename or "standard output"))
         raise
+    except OSError as exc:
+        if exc.errno not in _DISK_FULL or os.environ.get("SHIPSKIP_DEBUG"):
+            raise
+        _refuse(DiskFull(exc.filename or "writing output"))
+    except ShipskipError as exc:
+        # Raised outside any command's own handling (a bad setting read at start-up): still a
+        # refusal, so one line and exit 2 like the rest.
+        _refuse(exc)
     except Exception as exc:
         if os.environ.get("SHIPSKIP_DEBUG"):
             raise
         msg = str(exc).splitlines()[0] if str(exc) else ""
-        err.print(f"[red]error:[/] {type(exc).__name__}: {escape(msg)}", highlight=False, soft_wrap=True)
+        err.print(
+            f"[red]error:[/] {type(exc).__name__}: {for_terminal(msg)}", highlight=False, soft_wrap=True
+        )
         raise SystemExit(1) from None
+
+
+def _refuse(exc: ShipskipError) -> None:
+    """One line and exit 2 from the entry point. Standard output may be the full device: it is
+    pointed at /dev/null first, so that the exit does not fail again flushing it."""
+    import os
+
+    with suppress(OSError):
+        sys.stdout.flush()
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, sys.stdout.fileno())
+        finally:
+            os.close(null)
+    except (OSError, ValueError):
+        pass  # not a real file (a test runner's capture): nothing to flush at exit either
+    err.print(f"[red]error:[/] {for_terminal(exc)}", highlight=False, soft_wrap=True)
+    raise SystemExit(2) from None
 
 
 @app.command()
@@ -210,7 +256,7 @@ def _review_one(path: Path, card: ToolCard, force: bool, review_tool: Callable[.
         console=err,
         transient=True,
     ) as bar:
-        job = bar.add_task(f"Panel reviewing {card.name}", total=len(PERSONAS))
+        job = bar.add_task(f"Panel reviewing {for_terminal(card.name)}", total=len(PERSONAS))
 
         done: set[str] = set()
 
@@ -218,7 +264,7 @@ def _review_one(path: Path, card: ToolCard, force: bool, review_tool: Callable[.
             label = _said(take)
             if take.error and take.persona not in done:
                 label += " (provider failed; asking once more)"  # the flow's retry follows
-            bar.console.print(f"  {take.persona.title()}: {label}", highlight=False)
+            bar.console.print(f"  {for_terminal(take.persona.title())}: {label}", highlight=False)
             if take.persona not in done:  # a retried seat reports twice but counts once
                 done.add(take.persona)
                 bar.advance(job)
@@ -254,7 +300,7 @@ def compare(
     # Rendering needs no orchestration: no Prefect server is started for it.
     with user_errors():
         done = write_comparison(_store(), get_settings(), tool_a, tool_b)
-    console.print(f"Wrote {done.path} (and .md)", highlight=False)
+    console.print(f"Wrote {for_terminal(done.path)} (and .md)", highlight=False)
     if not done.order_independent:
         err.print("warning: the verdicts depend on the order of the comparison", highlight=False)
 
@@ -264,9 +310,17 @@ def page(tool: Annotated[str, typer.Argument(help="Tool slug.")]) -> None:
     """Write the single-tool page out/tools/TOOL.html and .md."""
     from .publish import write_tool
 
+    left_out: list[str] = []
     with user_errors():
-        path, _ = write_tool(_store(), get_settings().out_dir, tool)
-    console.print(f"Wrote {path} (and .md)", highlight=False)
+        path, _ = write_tool(_store(), get_settings().out_dir, tool, left_out)
+    console.print(f"Wrote {for_terminal(path)} (and .md)", highlight=False)
+    _said_left_out(left_out)
+
+
+def _said_left_out(lines: list[str]) -> None:
+    """One line per tool a page left out because its stored row fails validation."""
+    for line in dict.fromkeys(lines):
+        err.print(f"  left out: {for_terminal(line)}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -279,7 +333,7 @@ def reviewer(
     with user_errors():
         settings = get_settings()
         path = write_reviewer(_store(), settings.out_dir, settings.prompts_dir, persona.value)
-    console.print(f"Wrote {path} (and .md)", highlight=False)
+    console.print(f"Wrote {for_terminal(path)} (and .md)", highlight=False)
 
 
 @app.command()
@@ -289,9 +343,11 @@ def digest(
     """Write the weekly digest of the panel's verdicts."""
     from .publish import current_week, write_digest
 
+    left_out: list[str] = []
     with user_errors():
-        path, panels = write_digest(_store(), get_settings().out_dir, week or current_week())
-    console.print(f"Wrote {path} ({len(panels)} tools)", highlight=False)
+        path, panels = write_digest(_store(), get_settings().out_dir, week or current_week(), left_out)
+    console.print(f"Wrote {for_terminal(path)} ({len(panels)} tools)", highlight=False)
+    _said_left_out(left_out)
 
 
 @app.command()
@@ -313,7 +369,7 @@ def vote(
         changed = store.add_vote(tool, choice.value, who)
         votes = store.votes(tool)
     verb = "changed to" if changed else "recorded:"
-    console.print(f"{tool}: {who}'s vote {verb} {choice.value}. {votes.text}", highlight=False)
+    console.print(for_terminal(f"{tool}: {who}'s vote {verb} {choice.value}. {votes.text}"), highlight=False)
 
 
 @app.command()
@@ -325,15 +381,17 @@ def ingest(
 
     _quiet_prefect_loggers()
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=err, transient=True) as bar:
-        job = bar.add_task(f"Ingesting {source}", total=None)
+        shown = for_terminal(source)
+        job = bar.add_task(f"Ingesting {shown}", total=None)
         done: dict[str, int] = {}
 
         def tick(slug: str, take: Take) -> None:
             done[slug] = done.get(slug, 0) + 1
             label = _said(take)
-            bar.console.print(f"  {slug} · {take.persona.title()}: {label}", highlight=False)
+            said = for_terminal(f"{slug} · {take.persona.title()}: {label}")
+            bar.console.print(f"  {said}", highlight=False)
             tools = sum(1 for n in done.values() if n >= len(PERSONAS))
-            bar.update(job, description=f"Ingesting {source}: {sum(done.values())} takes, {tools} tools done")
+            bar.update(job, description=f"Ingesting {shown}: {sum(done.values())} takes, {tools} tools done")
 
         with user_errors(), prefect_api(), signals.listening(tick):
             report = review_new_tools(source=source)
@@ -345,7 +403,7 @@ def ingest(
         parts.append(f"left {len(report['deferred'])} for the next run (SHIPSKIP_MAX_NEW_PER_RUN)")
     console.print(", ".join(parts), highlight=False)
     for line in report["refused"]:
-        err.print(f"  refused: {escape(clean_text(line))}", highlight=False, soft_wrap=True)
+        err.print(f"  refused: {for_terminal(line)}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -359,16 +417,19 @@ def rerun(
     """Run one persona again on one tool; the old take stays as history."""
     from flows.scheduled import rerun_persona
 
-    # Checked here too, so a typo fails at once rather than after a Prefect server starts.
-    if len(reason.strip()) < 3:
-        _fail(ShipskipError("--reason must say why (3 characters or more)"))
+    from .usecases import rerun_reason
+
+    # Checked here too, so a typo fails at once rather than after a Prefect server starts; and
+    # what is stored is the reason with its control characters out, never the raw bytes.
+    with user_errors():
+        reason = rerun_reason(reason)
     _quiet_prefect_loggers()
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=err, transient=True) as bar:
-        bar.add_task(f"Asking the {persona.value.title()} about {tool} again", total=None)
+        bar.add_task(f"Asking the {persona.value.title()} about {for_terminal(tool)} again", total=None)
 
         def tick(slug: str, take: Take) -> None:
             label = _said(take)
-            bar.console.print(f"  {take.persona.title()}: {label}", highlight=False)
+            bar.console.print(f"  {for_terminal(take.persona.title())}: {label}", highlight=False)
 
         with user_errors(), prefect_api(), signals.listening(tick):
             rerun_persona(
@@ -390,7 +451,7 @@ def history(
         rows = _store().history(tool, persona.lower() if persona else None)
     if not rows:
         _fail(ShipskipError(f"no takes stored for '{tool}'"))
-    table = Table(title=f"History of {tool}", title_justify="left")
+    table = Table(title=f"History of {for_terminal(tool)}", title_justify="left")
     for col in ("Persona", "v", "Score", "Change", "Verdict", "Model", "Prompt", "When", "Why"):
         table.add_column(col)
     for r in rows:
@@ -401,12 +462,14 @@ def history(
             why = f"{why}; failed, not kept: {r['error']}"
         elif r["verdict"] is None:
             why = f"{why}; abstained: {r['abstain_reason'] or r['error'] or 'no reason'}"
-        table.add_row(
+        # Every cell through for_terminal: stored text (a reason, a model name, an error) may
+        # hold markup or escapes written before they were refused on the way in.
+        table.add_row(*(for_terminal(cell) for cell in (
             r["persona"].title(), "-" if failed else str(r["version"]),
             "-" if r["score"] is None else str(r["score"]), delta,
             "failed" if failed else r["verdict"] or "abstain", r["model"], r["prompt_version"],
-            str(r["created_at"])[:16], clean_text(why),
-        )  # fmt: skip
+            str(r["created_at"])[:16], why,
+        )))  # fmt: skip
     console.print(table)
 
 
@@ -451,8 +514,6 @@ def sql(
     limit: Annotated[int, typer.Option(help="Rows shown in table format.")] = 50,
 ) -> None:
     """Run a read-only query: a table, CSV or JSON on stdout (pipe it), or a file with --out."""
-    import sys
-
     from .analytics import format_result, run_sql, write_result
 
     fmt = format.value
@@ -465,7 +526,7 @@ def sql(
             _check_out(out)
             write_result(_store(), query, fmt, out)
     if out is not None:
-        err.print(f"Wrote {out}", highlight=False)
+        err.print(f"Wrote {for_terminal(out)}", highlight=False)
         return
     if fmt != "table":
         sys.stdout.write(format_result(res, fmt))
@@ -476,14 +537,14 @@ def sql(
             console.print(f"[bold]-[ record {n} ]-[/]", highlight=False)
             width = max(len(c) for c in res.columns)
             for c, v in zip(res.columns, row, strict=True):
-                value = escape(clean_text("" if v is None else str(v)))
-                console.print(f"{c:<{width}} | {value}", highlight=False)
+                value = for_terminal("" if v is None else v)
+                console.print(f"{for_terminal(c):<{width}} | {value}", highlight=False)
     else:
         table = Table(show_lines=False)
         for c in res.columns:
-            table.add_column(c, overflow="fold")
+            table.add_column(for_terminal(c), overflow="fold")
         for row in res.rows:
-            table.add_row(*(escape(clean_text("" if v is None else str(v))) for v in row))
+            table.add_row(*(for_terminal("" if v is None else v) for v in row))
         console.print(table)
     more = f"; more rows left out (--limit {limit})" if res.more else ""
     console.print(f"{len(res.rows)} rows shown{more}", highlight=False)
@@ -542,7 +603,7 @@ def trends(
     )
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(page, encoding="utf-8")
-    err.print(f"Wrote {target}", highlight=False)
+    err.print(f"Wrote {for_terminal(target)}", highlight=False)
     if not summary:
         console.print("No scored takes match these filters yet.")
     else:
@@ -552,7 +613,7 @@ def trends(
             table.add_column(col)
         for s in summary:
             table.add_row(
-                s["persona"].title(), str(s["weeks"]), str(s["scored"]), str(s["mean_score"]),
+                for_terminal(s["persona"].title()), str(s["weeks"]), str(s["scored"]), str(s["mean_score"]),
                 str(s["first_week_mean"]), str(s["last_week_mean"]), f"{s['ship_rate']:.0%}",
             )  # fmt: skip
         console.print(table)
@@ -585,7 +646,7 @@ def export(to: Annotated[Path, typer.Option("--to", help="Folder for the Parquet
     with user_errors():
         paths = export_tables(_store(), to)
     for p in paths:
-        console.print(f"Wrote {p}", highlight=False)
+        console.print(f"Wrote {for_terminal(p)}", highlight=False)
 
 
 @app.command(name="eval")
@@ -630,7 +691,9 @@ def eval_(
         )  # fmt: skip
     print_eval(out)
     if write_weights:
-        console.print(f"Wrote fitted weights to {settings.prompts_dir / 'personas'}", highlight=False)
+        console.print(
+            f"Wrote fitted weights to {for_terminal(settings.prompts_dir / 'personas')}", highlight=False
+        )
 
 
 class _EvalProgress:
@@ -657,7 +720,7 @@ class _EvalProgress:
 
     def seat(self, step: str, slug: str, persona: str) -> None:
         if self.job is not None:
-            self.bar.update(self.job, advance=1, last=clean_text(f"{step}: {slug} · {persona}"))
+            self.bar.update(self.job, advance=1, last=for_terminal(f"{step}: {slug} · {persona}"))
 
 
 def print_eval(out: dict) -> None:
@@ -687,7 +750,7 @@ def print_figures(title: str, fig: dict) -> None:
     def with_span(value: object, key: str) -> str:
         return f"{value} ({span(key)})" if ci else str(value)
 
-    console.print(f"[bold]{title}[/]", highlight=False)
+    console.print(f"[bold]{for_terminal(title)}[/]", highlight=False)
     table = Table(title_justify="left", caption="(95% bootstrap interval)" if ci else None)
     for c in ("seat", "n", "agreement", "kappa", "mae", "abstained"):
         table.add_column(c)

@@ -11,7 +11,7 @@ from datetime import date
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, ValidationInfo, field_validator
 
 # libyaml's safe loader where it is built in: the same documents, read several times faster
 # (persona files are read on every review).
@@ -43,7 +43,6 @@ def verdict_for(score: int) -> Literal["ship", "skip"]:
 MAX_DESCRIPTION_CHARS = 20_000
 MAX_TAKE_CHARS = 400
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
-_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 # Sites file the same product under drifting names; analysts want one.
 CATEGORY_ALIASES: dict[str, str] = {
@@ -80,26 +79,49 @@ def normalise_category(raw: str) -> str:
 # Escape sequences a terminal would act on: CSI (colours, clear screen), OSC (window title,
 # links) and the other two-byte escapes.
 _ESCAPE_RE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]?")
+# Characters that show nothing yet are not format characters (Cf): the combining grapheme
+# joiner, Hangul and Khmer fillers, Mongolian variation selectors, the blank Braille cell.
+_INVISIBLE = frozenset("\u034f\u115f\u1160\u17b4\u17b5\u180b\u180c\u180d\u3164\uffa0\u2800")
+
+
+def _invisible(ch: str) -> bool:
+    """Format characters (zero-width, bidi controls, BOM, word joiner, tags), lone surrogates
+    (which JSON escapes can make and no store can encode) and the fillers above."""
+    return unicodedata.category(ch) in ("Cf", "Cs") or ch in _INVISIBLE or "\ufe00" <= ch <= "\ufe0f"
 
 
 def clean_text(value: str) -> str:
     """Model output made safe to store and print: escapes, control, zero-width and bidi characters out."""
     value = _ESCAPE_RE.sub("", value)
     value = "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in value
-                    if unicodedata.category(ch) != "Cf")  # fmt: skip
+                    if not _invisible(ch))  # fmt: skip
     return " ".join(value.split())
 
 
 def normalise_untrusted(value: str) -> str:
-    """NFKC (full-width and look-alike forms folded), zero-width and bidi controls removed, so
-    what the injection scan reads is what the model reads."""
-    value = unicodedata.normalize("NFKC", value)
-    return "".join(ch for ch in value if unicodedata.category(ch) != "Cf")
+    """NFKC (full-width and look-alike forms folded), terminal escapes and invisible characters
+    (zero-width, bidi controls, fillers) removed, so what every check reads is what the model reads."""
+    value = _ESCAPE_RE.sub("", unicodedata.normalize("NFKC", value))
+    return "".join(ch for ch in value if not _invisible(ch))
 
 
-def _clean_line(value: str) -> str:
-    """One-line text fields: normalised, control characters out, whitespace collapsed."""
-    return " ".join(_CONTROL_RE.sub(" ", normalise_untrusted(value)).split())
+def card_text(value: str, *, multiline: bool = False) -> str:
+    """Card text as every check, the store and the panel read it: normalised as above, control
+    characters (C0 and C1) as spaces, whitespace folded; a description keeps its line breaks,
+    with runs of blank lines folded to one. Idempotent, so a stored card validates again."""
+    value = normalise_untrusted(value)
+    if not multiline:
+        return " ".join("".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in value).split())
+    value = value.replace("\r\n", "\n").replace("\r", "\n")
+    value = "".join(" " if ch != "\n" and unicodedata.category(ch) == "Cc" else ch for ch in value)
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(" ".join(line.split()) for line in value.split("\n"))).strip()
+
+
+def _visible(text: str, raw: str, field: str | None) -> str:
+    """A required field that held text but none of it visible is refused as such."""
+    if not text and raw and field not in ("source", "url"):
+        raise ValueError("holds no visible text (only invisible, control or space characters)")
+    return text
 
 
 class ToolCard(BaseModel):
@@ -126,10 +148,19 @@ class ToolCard(BaseModel):
             raise ValueError("must be lowercase letters, digits and inner hyphens (no '/', '..')")
         return v
 
-    @field_validator("name", "tagline", "pricing", "source", "url")
+    @field_validator("name", "tagline", "category", "pricing", "source", "url", mode="before")
     @classmethod
-    def _one_line(cls, v: str) -> str:
-        return _clean_line(v)
+    def _one_line(cls, v: object, info: ValidationInfo) -> object:
+        # Normalised before the length checks run, so a name of only invisible characters is
+        # empty rather than one character long, and what was checked is what is stored.
+        return _visible(card_text(v), v, info.field_name) if isinstance(v, str) else v
+
+    @field_validator("description", mode="before")
+    @classmethod
+    def _description_text(cls, v: object) -> object:
+        if isinstance(v, str) and len(v := card_text(v, multiline=True)) < 20:
+            raise ValueError("must hold at least 20 characters of text")
+        return v
 
     @field_validator("url")
     @classmethod
@@ -142,15 +173,7 @@ class ToolCard(BaseModel):
     @field_validator("category")
     @classmethod
     def _category(cls, v: str) -> str:
-        return normalise_category(_clean_line(v))
-
-    @field_validator("description")
-    @classmethod
-    def _description(cls, v: str) -> str:
-        v = _CONTROL_RE.sub(" ", normalise_untrusted(v)).strip()
-        if len(v) < 20:
-            raise ValueError("must hold at least 20 characters of text")
-        return v
+        return normalise_category(v)
 
     @field_validator("entry_tier", mode="before")
     @classmethod

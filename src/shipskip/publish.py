@@ -6,7 +6,7 @@ import re
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from .errors import ShipskipError
+from .errors import ShipskipError, StoredRowError
 from .models import SLUG_RE
 from .render import ReviewedTool, Update, badge_svg, compare_page, digest_page, reviewer_page, tool_page
 from .store import Store
@@ -26,6 +26,19 @@ def load_panel(store: Store, slug: str) -> ReviewedTool:
             reviewed_at=store.reviewed_at(slug),
             updates=tuple(_updates(store, slug)),
         )
+
+
+def _panels(store: Store, slugs: list[str], left_out: list[str] | None) -> list[ReviewedTool]:
+    """The panels of several tools for a listing; a tool whose stored row no longer validates is
+    left out (and said in `left_out`), so it never takes its neighbours' pages down with it."""
+    out = []
+    for slug in slugs:
+        try:
+            out.append(load_panel(store, slug))
+        except StoredRowError as exc:
+            if left_out is not None:
+                left_out.append(str(exc))
+    return out
 
 
 def _updates(store: Store, slug: str) -> list[Update]:
@@ -99,10 +112,12 @@ def write_compare(store: Store, out_dir: Path, a: str, b: str) -> tuple[Path, li
     return _write(_target(out_dir, "compare", f"{a}-vs-{b}"), html, md), panels
 
 
-def _write_tool_page(store: Store, out_dir: Path, panel: ReviewedTool) -> Path:
+def _write_tool_page(
+    store: Store, out_dir: Path, panel: ReviewedTool, left_out: list[str] | None = None
+) -> Path:
     """A tool's page, its badge, and the comparisons its "similar tools" block links to."""
     today = datetime.now(UTC).date()
-    similar = tuple(load_panel(store, s) for s in store.similar(panel.card.slug, panel.card.category))
+    similar = tuple(_panels(store, store.similar(panel.card.slug, panel.card.category), left_out))
     for other in similar:
         html, md = compare_page(panel, other, today)
         _write(_target(out_dir, "compare", f"{panel.card.slug}-vs-{other.card.slug}"), html, md)
@@ -111,11 +126,14 @@ def _write_tool_page(store: Store, out_dir: Path, panel: ReviewedTool) -> Path:
     return _write(_target(out_dir, "tools", panel.card.slug), html, md)
 
 
-def write_tool(store: Store, out_dir: Path, slug: str) -> tuple[Path, list[ReviewedTool]]:
+def write_tool(
+    store: Store, out_dir: Path, slug: str, left_out: list[str] | None = None
+) -> tuple[Path, list[ReviewedTool]]:
+    """`left_out` collects the similar tools left off the page because their stored rows fail."""
     if not SLUG_RE.fullmatch(slug):
         raise ShipskipError(f"'{slug}' is not a tool slug")
     panel = load_panel(store, slug)
-    return _write_tool_page(store, out_dir, panel), [panel]
+    return _write_tool_page(store, out_dir, panel, left_out), [panel]
 
 
 def write_reviewer(store: Store, out_dir: Path, prompts_dir: Path, persona: str) -> Path:
@@ -129,16 +147,19 @@ def write_reviewer(store: Store, out_dir: Path, prompts_dir: Path, persona: str)
     return _write(_target(out_dir, "reviewers", persona), html, md)
 
 
-def write_digest(store: Store, out_dir: Path, week: str) -> tuple[Path, list[ReviewedTool]]:
+def write_digest(
+    store: Store, out_dir: Path, week: str, left_out: list[str] | None = None
+) -> tuple[Path, list[ReviewedTool]]:
+    """`left_out` collects the tools left out because their stored rows fail validation."""
     start, end = week_bounds(week)
     rows = store.query(
         "SELECT slug FROM runs WHERE status = 'complete' AND finished_at >= ? AND finished_at < ?"
         " GROUP BY slug ORDER BY min(finished_at)",
         [start, end],
     )
-    panels = [load_panel(store, r["slug"]) for r in rows]
+    panels = _panels(store, [r["slug"] for r in rows], left_out)
     for panel in panels:  # the pages the digest links to
-        _write_tool_page(store, out_dir, panel)
+        _write_tool_page(store, out_dir, panel, left_out)
     html, md = digest_page(week, panels, datetime.now(UTC).date())
     return _write(_target(out_dir, "digest", week), html, md), panels
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from .checklist import abstains, below_relevance, card_facts, score_from, take_problem
 from .embedded import embedded_model_name, embedded_server
-from .injection import score_jumped, without_suspicious
+from .injection import gives_orders, score_jumped, without_suspicious
 from .llm import LLMClient, LLMFailure
 from .models import Criterion, Take, ToolCard, Usage, clean_text, pattern_literal, verdict_for
 from .personas import PromptSet, question_messages, render_messages, take_instructions, take_messages
@@ -238,7 +238,13 @@ class Critics:
         draws = [self.draw(persona, card, reason) for _ in range(k)]
         take = consensus(draws) if k > 1 else draws[0]
         if take.text:
-            take = take.model_copy(update={"grounded": grounding(take.text, card)})
+            # A reply holding instructions to the panel is flagged, and so not counted.
+            take = take.model_copy(
+                update={
+                    "grounded": grounding(take.text, card),
+                    "suspicious": take.suspicious or gives_orders(take.text),
+                }
+            )
         clean = without_suspicious(card)
         if clean is None or take.error:
             return take
@@ -247,6 +253,7 @@ class Critics:
             update={
                 "clean_score": check.score,
                 "suspicious": bool(check.error)
+                or take.suspicious
                 or score_jumped(take.score, check.score, take.verdict, check.verdict),
                 "attempts": take.attempts + check.attempts,
                 "usage": take.usage + check.usage,

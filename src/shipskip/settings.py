@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+import pydantic_settings
+from pydantic import BaseModel, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .errors import SettingsError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,9 +43,12 @@ class Provider(BaseModel):
     response_format: Literal["json_schema", "json_object"] | None = None
 
 
+ENV_PREFIX = "SHIPSKIP_"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="SHIPSKIP_", env_file=".env", env_nested_delimiter="__", extra="ignore"
+        env_prefix=ENV_PREFIX, env_file=".env", env_nested_delimiter="__", extra="ignore"
     )
 
     # Data and pages live under the working directory (a deployment's, or the shell's), never
@@ -117,4 +124,35 @@ class Settings(BaseSettings):
 
 
 def get_settings() -> Settings:
-    return Settings()
+    """The settings; one that cannot be used is a SettingsError naming its variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise _named(exc) from None
+    except pydantic_settings.SettingsError as exc:
+        # A value that is not even parseable (JSON for a nested setting): the field is only named
+        # inside the message, which is read here for display alone.
+        field = re.search(r'field "([^"]+)"', str(exc))
+        name = f"{ENV_PREFIX}{field.group(1).upper()}" if field else "settings"
+        raise SettingsError(name, "could not be parsed") from None
+
+
+# Bounds said as a reader would write them, rather than pydantic's sentence.
+_BOUNDS = {"greater_than_equal": ("≥", "ge"), "greater_than": (">", "gt"),
+           "less_than_equal": ("≤", "le"), "less_than": ("<", "lt")}  # fmt: skip
+
+
+def _named(exc: ValidationError) -> SettingsError:
+    """The first problem as `SHIPSKIP_NAME: must be ...`. The value itself is never repeated:
+    it may be a key."""
+    first = exc.errors(include_input=False, include_url=False)[0]
+    loc = [str(part) for part in first["loc"] if not isinstance(part, int)]
+    variable = ENV_PREFIX + "__".join(part.upper() for part in loc) if loc else "settings"
+    kind, ctx = first["type"], first.get("ctx") or {}
+    if kind in _BOUNDS and _BOUNDS[kind][1] in ctx:
+        sign, key = _BOUNDS[kind]
+        return SettingsError(variable, f"must be {sign} {ctx[key]}")
+    msg = first["msg"].removeprefix("Value error, ")
+    if msg.startswith("Input should "):
+        msg = "must " + msg.removeprefix("Input should ")
+    return SettingsError(variable, msg)

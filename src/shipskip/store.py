@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
+from pydantic import ValidationError
 from tenacity import Retrying, retry, retry_if_exception, stop_after_delay, wait_random_exponential
 
-from .errors import ShipskipError
+from .errors import ShipskipError, StoredRowError, describe_validation_error
 from .models import CommunityVotes, Take, ToolCard, Usage, is_web_address, verdict_for
 from .panel import aggregate
 from .roster import seat_key
@@ -870,7 +871,7 @@ class Store:
     def _current(self, con: duckdb.DuckDBPyConnection, slug: str) -> list[Take]:
         cur = con.execute("SELECT * FROM current_takes WHERE slug = ?", [slug])
         cols = [d[0] for d in cur.description or []]
-        takes = [_take_from_row(dict(zip(cols, r, strict=True))) for r in cur.fetchall()]
+        takes = [_take_from_row(dict(zip(cols, r, strict=True)), slug) for r in cur.fetchall()]
         return sorted(takes, key=lambda t: seat_key(t.persona))
 
     def current_takes(self, slug: str) -> list[Take]:
@@ -886,7 +887,11 @@ class Store:
         # A row stored before card URLs were checked may hold another scheme: drop it, keep the tool.
         if row["url"] and not is_web_address(row["url"]):
             row["url"] = ""
-        return ToolCard.model_validate(row)
+        try:
+            return ToolCard.model_validate(row)
+        except ValidationError as exc:
+            # One bad row costs the page that shows it; callers listing many tools leave it out.
+            raise StoredRowError("tools", slug, *describe_validation_error(exc)) from None
 
     def similar(self, slug: str, category: str, limit: int = 5) -> list[str]:
         """Other reviewed tools in the same (normalised) category, most recently updated first."""
@@ -996,7 +1001,14 @@ def identity_problem(card: ToolCard, name: str, url: str | None) -> str | None:
     return f"slug '{card.slug}' already belongs to {what}; give '{card.name}' its own slug"
 
 
-def _take_from_row(row: dict[str, Any]) -> Take:
+def _take_from_row(row: dict[str, Any], slug: str = "") -> Take:
+    try:
+        return _validate_take_row(row)
+    except ValidationError as exc:
+        raise StoredRowError("takes", f"{slug}/{row['persona']}", *describe_validation_error(exc)) from None
+
+
+def _validate_take_row(row: dict[str, Any]) -> Take:
     return Take.model_validate(
         {
             **{c: row[c] for c in _TAKE_COLUMNS},

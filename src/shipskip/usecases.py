@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import progress
-from .errors import ShipskipError
+from .errors import InputError, ShipskipError
 from .llm import ProviderRejected
-from .models import Take, ToolCard
+from .models import Take, ToolCard, card_text
 from .outcome import ReviewOutcome
 from .personas import load_prompts
 from .publish import compare_both_orders, verdicts_by_tool, write_compare
@@ -227,6 +227,16 @@ def ingest(
     return report
 
 
+def rerun_reason(reason: str) -> str:
+    """An editor's reason for a rerun as it is stored and shown: normalised like card text
+    (escape sequences, control, zero-width and bidi characters out, whitespace folded), and
+    refused when fewer than 3 characters are left."""
+    text = card_text(reason)
+    if len(text) < 3:
+        raise InputError("rerun", "--reason", "must say why (3 characters or more, control characters aside)")
+    return text
+
+
 def rerun(
     tool: str,
     persona: str,
@@ -241,6 +251,7 @@ def rerun(
 ) -> Take:
     """One persona again on one tool: the new take becomes current, the old one stays as history.
     A failure keeps the current take, is recorded in history, and raises."""
+    reason = rerun_reason(reason)
     card = store.tool(tool)
     if card is None:
         raise ShipskipError(f"no reviewed tool with slug '{tool}'")

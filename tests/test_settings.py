@@ -1,0 +1,23 @@
+import pytest
+
+from shipskip.errors import SettingsError
+from shipskip.settings import get_settings
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "line"),
+    [
+        ("SHIPSKIP_MAX_NEW_PER_RUN", "0", "SHIPSKIP_MAX_NEW_PER_RUN: must be ≥ 1"),
+        ("SHIPSKIP_LLM_CONCURRENCY", "5000", "SHIPSKIP_LLM_CONCURRENCY: must be ≤ 1024"),
+        ("SHIPSKIP_BUSY_WAIT_S", "soon", "SHIPSKIP_BUSY_WAIT_S: must be a valid number"),
+        ("SHIPSKIP_SCORING", "vibes", "SHIPSKIP_SCORING: must be 'checklist' or 'holistic'"),
+        ("SHIPSKIP_PERSONAS__SKEPTIC__TEMPERATURE", "hot", "SHIPSKIP_PERSONAS__SKEPTIC__TEMPERATURE:"),
+        ("SHIPSKIP_PERSONAS", "{not json", "SHIPSKIP_PERSONAS: could not be parsed"),
+    ],
+)
+def test_a_bad_setting_is_one_line_naming_its_variable(monkeypatch, env, value, line):
+    monkeypatch.setenv(env, value)
+    with pytest.raises(SettingsError) as e:
+        get_settings()
+    assert str(e.value).startswith(line) and e.value.variable == env
+    assert "\n" not in str(e.value) and "pydantic" not in str(e.value) and value not in str(e.value)
