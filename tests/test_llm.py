@@ -221,7 +221,9 @@ def test_a_401_that_echoes_pieces_of_the_key_gives_a_line_with_none_of_them(serv
     from shipskip.llm import ProviderRejected
 
     key = "sk-red-secret-1234567890abcdef"
-    server.default = Reply(status=401, body=json.dumps({"error": {"message": f"bad key {key[:19]}..., {key[-9:]}"}}))
+    server.default = Reply(
+        status=401, body=json.dumps({"error": {"message": f"bad key {key[:19]}..., {key[-9:]}"}})
+    )
     c = LLMClient(base_url=server.base_url, api_key=SecretStr(key), model="m", max_attempts=2)
     with pytest.raises(ProviderRejected) as e:
         c.yes_probability(MSGS)

@@ -69,12 +69,13 @@ def test_a_provider_that_returns_the_key_leaves_none_of_it_stored_or_published(
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     monkeypatch.setenv("SHIPSKIP_MAX_ATTEMPTS", "3")
     fake.default = LeakingTakes(PIECES[:2])
-    out = review(ROOT / "data" / "tools" / "claw-code.yaml")
-    review(ROOT / "data" / "tools" / "smollm3.yaml")
+    outs = [review(ROOT / "data" / "tools" / name) for name in ("claw-code.yaml", "smollm3.yaml")]
     assert all(r["_auth"] == f"Bearer {KEY}" for r in fake.requests)  # the key does reach the provider
-    # Each take that held the key was refused and asked again: five seats, two tools, two bad each.
-    assert sum(1 for r in fake.requests if is_take_request(r)) == 5 * 2 * 3
-    assert out.verdict.abstain == 0 and all(t.text and "key is" not in t.text for t in out.takes)
+    # Each take that held the key was refused and asked again: two bad ones, then a good one.
+    written = [t for out in outs for t in out.takes if t.text]
+    assert len(written) >= 5 and not any(t.error for out in outs for t in out.takes)
+    assert sum(1 for r in fake.requests if is_take_request(r)) == 3 * len(written)
+    assert all("key is" not in t.text and "***" not in t.text for t in written)
     # What the model is shown of its refused answer is masked too.
     fed_back = [
         m["content"] for r in fake.requests for m, nxt in zip(r["messages"], r["messages"][1:], strict=False)
@@ -83,7 +84,9 @@ def test_a_provider_that_returns_the_key_leaves_none_of_it_stored_or_published(
     assert fed_back and all(leaks(m) == [] and "***" in m for m in fed_back)
 
     # A 401 whose body echoes pieces of the key: one masked line, nothing stored.
-    fake.default = Reply(status=401, body=json.dumps({"error": {"message": f"bad key {KEY[:19]}, {KEY[-12:]}"}}))
+    fake.default = Reply(
+        status=401, body=json.dumps({"error": {"message": f"bad key {KEY[:19]}, {KEY[-12:]}"}})
+    )
     with pytest.raises(ProviderRejected) as e:
         rerun("claw-code", "skeptic", "the key was rotated")
     assert leaks(str(e.value)) == [] and "***" in str(e.value)

@@ -363,9 +363,15 @@ def test_a_key_returned_whole_or_in_pieces_reaches_no_file_prefect_keeps_nor_the
     runs = [shipskip("review", *cards)]
     assert runs[0].returncode == 0, runs[0].stderr[-2000:]
     assert all(r["_auth"] == f"Bearer {RED_KEY}" for r in fake.requests)
-    runs += [shipskip("show", "claw-code"), shipskip("compare", "claw-code", "smollm3"), shipskip("page", "smollm3")]
+    runs += [
+        shipskip("show", "claw-code"),
+        shipskip("compare", "claw-code", "smollm3"),
+        shipskip("page", "smollm3"),
+    ]
     assert [r.returncode for r in runs] == [0, 0, 0, 0]
-    fake.default = Reply(status=401, body=json.dumps({"error": {"message": f"bad key {RED_KEY[:19]}... ({RED_KEY[-12:]})"}}))
+    fake.default = Reply(
+        status=401, body=json.dumps({"error": {"message": f"bad key {RED_KEY[:19]}... ({RED_KEY[-12:]})"}})
+    )
     refused = shipskip("rerun", "claw-code", "skeptic", "--reason", "the key was rotated")
     assert refused.returncode == 2 and "401" in refused.stderr
     runs.append(refused)

@@ -30,7 +30,6 @@ from tenacity import (
 )
 
 from .errors import ShipskipError
-from .redaction import Redactor
 from .models import (
     MAX_TAKE_CHARS,
     REPLY_ADAPTER,
@@ -43,6 +42,7 @@ from .models import (
     reply_json_schema,
     take_body,
 )
+from .redaction import Redactor
 
 ResponseMode = Literal["json_schema", "json_object"]
 Reply = ShipReply | SkipReply | AbstainReply
@@ -94,16 +94,27 @@ UNANSWERED = (openai.InternalServerError, openai.APITimeoutError, openai.APIConn
 class ProviderDown(ProviderRejected):
     """A provider that failed `failures` calls in a row, or failed for `elapsed_s` without one
     answer: its circuit breaker is open. Asking about another tool cannot help either, so the
-    run stops as for a refused key, and nothing it spoiled is kept."""
+    run stops as for a refused key, and nothing it spoiled is kept.
 
-    def __init__(self, base_url: str, model: str, failures: int, elapsed_s: float, last_error: str) -> None:
+    Built from the message alone as well (the fields then empty): Prefect rebuilds an exception
+    from its type and message when it reads a failed task's result back."""
+
+    def __init__(
+        self, message: str, *, base_url: str = "", model: str = "", failures: int = 0,
+        elapsed_s: float = 0.0, last_error: str = "",
+    ) -> None:  # fmt: skip
+        super().__init__(message)
         self.base_url, self.model, self.failures = base_url, model, failures
         self.elapsed_s, self.last_error = elapsed_s, last_error
-        super().__init__(
+
+    @classmethod
+    def of(cls, base_url: str, model: str, failures: int, elapsed_s: float, last_error: str) -> ProviderDown:
+        return cls(
             f"the provider at {base_url} (model {model}) is not answering: {failures} calls failed "
             f"in a row over {elapsed_s:.0f} s (last: {last_error}); stopped asking it "
-            "(SHIPSKIP_BREAKER_FAILURES, SHIPSKIP_BREAKER_DEADLINE_S)"
-        )
+            "(SHIPSKIP_BREAKER_FAILURES, SHIPSKIP_BREAKER_DEADLINE_S)",
+            base_url=base_url, model=model, failures=failures, elapsed_s=elapsed_s, last_error=last_error,
+        )  # fmt: skip
 
 
 class CircuitBreaker:
@@ -111,9 +122,13 @@ class CircuitBreaker:
 
     Retrying each question on its own made a dead provider cost minutes a tool (every question
     timed out MAX_ATTEMPTS times). The breaker counts calls that got no answer at all; after
-    `max_failures` in a row, or once the provider has failed for `deadline_s` without a single
+    `max_failures` in a row, or two or more failures spanning `deadline_s` without a single
     answer in between, it opens, and every call after that fails at once with ProviderDown
     without a request. It stays open for the run: the next run starts with a closed one.
+
+    The streak is timed from when its first failed call was sent (or from the last answer, if
+    that came later), so calls sent before the deadline end at most one call's time after it:
+    a dead provider costs the deadline plus one call. One slow call alone never opens it.
     """
 
     def __init__(self, base_url: str, model: str, max_failures: int, deadline_s: float) -> None:
@@ -121,17 +136,20 @@ class CircuitBreaker:
         self.max_failures, self.deadline_s = max(1, max_failures), deadline_s
         self._lock = threading.Lock()
         self.failures = 0
-        self._since: float | None = None  # when the first call of the failing streak was sent
+        self._since: float | None = None  # when the failing streak began
+        self._last_answer = 0.0
         self.is_open = False
         self._last_error = ""
 
     def _down(self, now: float) -> ProviderDown:
         elapsed = now - self._since if self._since is not None else 0.0
-        return ProviderDown(self.base_url, self.model, self.failures, elapsed, self._last_error)
+        return ProviderDown.of(self.base_url, self.model, self.failures, elapsed, self._last_error)
 
     def _trip_if_due(self, now: float) -> None:
-        if self._since is not None and (
-            self.failures >= self.max_failures or now - self._since >= self.deadline_s
+        if self._since is None:
+            return
+        if self.failures >= self.max_failures or (
+            self.failures >= 2 and now - self._since >= self.deadline_s
         ):
             self.is_open = True
 
@@ -147,13 +165,14 @@ class CircuitBreaker:
     def failed(self, sent_at: float, error: str) -> None:
         with self._lock:
             self.failures += 1
-            self._since = sent_at if self._since is None else min(self._since, sent_at)
+            began = max(sent_at, self._last_answer)
+            self._since = began if self._since is None else min(self._since, began)
             self._last_error = error
             self._trip_if_due(time.monotonic())
 
     def answered(self) -> None:
         with self._lock:
-            self.failures, self._since = 0, None
+            self.failures, self._since, self._last_answer = 0, None, time.monotonic()
 
     def check(self) -> None:
         """Raise ProviderDown if the breaker is open."""

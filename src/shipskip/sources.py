@@ -82,7 +82,9 @@ def _download(url: str, timeout_s: float, max_bytes: int) -> bytes:
     timeout = httpx.Timeout(timeout_s, connect=min(10.0, timeout_s))
     # Redirects are followed to http(s) addresses only: httpx refuses any other scheme.
     with (
-        httpx.Client(timeout=timeout, transport=DeadlineTransport(timeout_s), follow_redirects=True) as client,
+        httpx.Client(
+            timeout=timeout, transport=DeadlineTransport(timeout_s), follow_redirects=True
+        ) as client,
         client.stream("GET", url) as resp,
     ):
         if resp.status_code >= 400:
@@ -138,7 +140,9 @@ def _read_feed_file(path: Path, max_bytes: int) -> bytes:
     try:
         size = path.stat().st_size
         if size > max_bytes:
-            raise InputError(path, "file", f"is {size} bytes; the limit is {max_bytes} (SHIPSKIP_FEED_MAX_BYTES)")
+            raise InputError(
+                path, "file", f"is {size} bytes; the limit is {max_bytes} (SHIPSKIP_FEED_MAX_BYTES)"
+            )
         return path.read_bytes()
     except OSError as exc:
         raise InputError(path, "file", f"unreadable ({type(exc).__name__})") from None
