@@ -259,7 +259,15 @@ def rerun(
     run = store.begin_run(card, kind="rerun", reason=reason)
     assert run is not None  # only a review can find its card already done
     with open_critics(settings, prompts, [persona], model_override=model, seat_slot=seat_slot) as critics:
-        take = ask(critics, store, run, [persona], card, reason)[persona]
+        try:
+            take = ask(critics, store, run, [persona], card, reason)[persona]
+        except ProviderDown as exc:
+            # A provider given up on fails the rerun like any other failure, its line the error.
+            take = Take.abstention(
+                persona, "the provider is not answering", error=str(exc), reason=reason,
+                model=critics.clients[persona].model, prompt_version=prompts.personas[persona].version,
+                prompt_hash=prompts.prompt_hash(persona),
+            )  # fmt: skip
     if take.error:
         store.fail_rerun(run, take, reason)
         raise ShipskipError(f"rerun of {persona} on {tool} failed, the current take is kept: {take.error}")
