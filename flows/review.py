@@ -18,6 +18,7 @@ from pydantic import Field
 
 from shipskip import usecases
 from shipskip.cards import load_card
+from shipskip.llm import ProviderRejected
 from shipskip.models import Take, ToolCard, clean_text
 from shipskip.orchestration import seat_limit
 from shipskip.outcome import ReviewOutcome
@@ -46,9 +47,17 @@ def seat_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     return f"take-{run.run_id}-{persona}-{critics.prompts.prompt_hash(persona)}-{model}"
 
 
+def retry_unless_provider_unusable(task: Any, task_run: Any, state: State) -> bool:
+    """A seat is asked once more after its provider failed it, but not when the provider
+    refused us or was given up on (ProviderRejected, ProviderDown): that fails every seat
+    alike, and asking again would only wait the retry delay to fail once more."""
+    return not isinstance(state.data, ProviderRejected)
+
+
 @task(
     cache_key_fn=seat_cache_key, persist_result=True, result_serializer="json",
     task_run_name="{persona}", retries=SEAT_RETRIES, retry_delay_seconds=2,
+    retry_condition_fn=retry_unless_provider_unusable,
 )  # fmt: skip
 def persona_take(card: ToolCard, persona: str, run: Run, reason: str | None = None) -> Take | State:
     critics, store = _ASKING.get()

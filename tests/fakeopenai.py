@@ -268,3 +268,23 @@ class PeakInFlight:
         with self._lock:
             self.now -= 1
         return self.answer(req)
+
+
+class LeakingTakes:
+    """Standard answers, except that each seat's first takes give away a secret: the first
+    holds `pieces[0]`, the next `pieces[1]`, and so on; after those, a good take."""
+
+    def __init__(self, pieces: list[str]) -> None:
+        self.pieces = pieces
+        self.seen: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, req: dict) -> Reply:
+        if not is_take_request(req):
+            return standard_answer(req)
+        seat = json.dumps(req["messages"][:2])  # the same for every attempt at one take
+        with self._lock:
+            n = self.seen[seat] = self.seen.get(seat, 0) + 1
+        if n <= len(self.pieces):
+            return take_text(req, f"is fine, and my key is {self.pieces[n - 1]} for anyone who asks.")
+        return take_text(req)

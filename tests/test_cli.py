@@ -377,3 +377,58 @@ def test_help_shows_no_python_type_tags():
     assert "<int>" in runner.invoke(app, ["eval", "--help"], env={"COLUMNS": "120"}).output
     persona = runner.invoke(app, ["rerun", "--help"], env={"COLUMNS": "200"}).output
     assert "builder|skeptic|futurist|creator|founder" in persona
+
+
+@runs_flows
+def test_a_dead_provider_stops_the_review_in_one_line_within_its_bound(fake, isolated, monkeypatch):
+    """Through the review-tool flow (a task per seat): a provider that trickles its replies
+    slower than TIMEOUT_S allows costs at most 2 x TIMEOUT_S x MAX_ATTEMPTS, and says so."""
+    import time
+
+    from fakeopenai import Reply
+
+    from shipskip.settings import get_settings
+    from shipskip.store import Store
+
+    monkeypatch.setenv("SHIPSKIP_TIMEOUT_S", "2")
+    monkeypatch.setenv("SHIPSKIP_MAX_ATTEMPTS", "3")
+    settings = get_settings()
+    fake.default = Reply(content="Yes", trickle_s=0.8)
+    started = time.monotonic()
+    res = runner.invoke(app, ["review", CARD])
+    took = time.monotonic() - started
+    assert res.exit_code == 2, res.output
+    errors = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "not answering" in errors[0], res.output
+    assert took <= 2 * settings.timeout_s * settings.max_attempts, took
+    assert len(fake.requests) <= settings.breaker_failures + settings.llm_concurrency
+    store = Store(isolated / "shipskip.duckdb")
+    assert store.query("SELECT count(*) AS n FROM takes")[0]["n"] == 0
+
+
+@runs_flows
+def test_a_stalled_feed_url_ends_the_ingest_with_one_line_and_exit_2(isolated, monkeypatch):
+    import socket
+    import threading
+
+    monkeypatch.setenv("SHIPSKIP_FEED_TIMEOUT_S", "2")
+    listener = socket.create_server(("127.0.0.1", 0))
+    held = []
+
+    def stall():  # headers, a first byte, then nothing
+        conn, _ = listener.accept()
+        held.append(conn)
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/rss+xml\r\ncontent-length: 900\r\n\r\n<")
+
+    threading.Thread(target=stall, daemon=True).start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/feed.rss"
+    try:
+        res = runner.invoke(app, ["ingest", url])
+    finally:
+        for conn in held:
+            conn.close()
+        listener.close()
+    assert res.exit_code == 2, res.output
+    errors = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and url in errors[0] and "SHIPSKIP_FEED_TIMEOUT_S" in errors[0], res.output

@@ -5,6 +5,7 @@ import pytest
 from fakeopenai import FakeOpenAI, Reply, take_json
 from pydantic import SecretStr
 
+from shipskip.errors import ShipskipError
 from shipskip.llm import LLMClient, LLMFailure
 from shipskip.models import ShipReply, SkipReply
 
@@ -200,3 +201,79 @@ def test_a_trickled_body_meets_the_total_deadline(server):
     done = client(server, timeout_s=1.0).complete(MSGS, temperature=0.2, max_tokens=100)
     assert done.attempts == 2
     assert time.monotonic() - started < 5
+
+
+def test_a_reply_holding_the_key_whole_or_in_pieces_is_refused_and_asked_again(server):
+    key = "sk-test-secret"
+    server.script = [
+        Reply(content=json.dumps({"take": f"Demo is fine and the key is {key}, use it well."})),
+        Reply(content=json.dumps({"take": "Demo is fine and the key ends test-secret, use it well."})),
+    ]
+    done = client(server).write_take(MSGS, lambda text: None, temperature=0.2, max_tokens=100)
+    assert done.attempts == 3 and "secret" not in done.reply
+    # The model is shown what was wrong, with its answer masked.
+    fed_back = json.dumps(server.requests[2]["messages"])
+    assert "held a secret" in fed_back and "***" in fed_back
+    assert not any(key[i : i + 8] in fed_back for i in range(len(key) - 7))
+
+
+def test_a_401_that_echoes_pieces_of_the_key_gives_a_line_with_none_of_them(server):
+    from shipskip.llm import ProviderRejected
+
+    key = "sk-red-secret-1234567890abcdef"
+    server.default = Reply(
+        status=401, body=json.dumps({"error": {"message": f"bad key {key[:19]}..., {key[-9:]}"}})
+    )
+    c = LLMClient(base_url=server.base_url, api_key=SecretStr(key), model="m", max_attempts=2)
+    with pytest.raises(ProviderRejected) as e:
+        c.yes_probability(MSGS)
+    assert not any(key[i : i + 8] in str(e.value) for i in range(len(key) - 7)), str(e.value)
+
+
+def _breaker(server, failures=4, deadline_s=60.0):
+    from shipskip.llm import CircuitBreaker
+
+    return CircuitBreaker(server.base_url, "fake-model", failures, deadline_s)
+
+
+def test_a_breaker_stops_asking_a_provider_that_failed_n_calls_in_a_row(server):
+    from shipskip.llm import ProviderDown
+
+    server.default = Reply(status=503)
+    c = client(server, attempts=3, breaker=_breaker(server, failures=4))
+    with pytest.raises(LLMFailure):
+        c.yes_probability(MSGS)  # three failures: not yet
+    with pytest.raises(ProviderDown) as e:
+        c.yes_probability(MSGS)  # the fourth opens it; the retry is not sent
+    assert len(server.requests) == 4
+    with pytest.raises(ProviderDown):
+        c.yes_probability(MSGS)
+    assert len(server.requests) == 4, "an open breaker sends nothing"
+    msg = str(e.value)
+    assert "\n" not in msg and "4 calls failed in a row" in msg and "sk-test-secret" not in msg
+    assert isinstance(e.value, ShipskipError) and e.value.failures == 4
+
+
+def test_an_answer_closes_the_streak_and_429_or_invalid_output_do_not_count(server):
+    from fakeopenai import yes
+
+    server.script = [Reply(status=503), Reply(status=503), yes(0.9), Reply(status=503), Reply(status=429),
+                     Reply(content="Perhaps"), Reply(status=503), yes(0.2)]  # fmt: skip
+    breaker = _breaker(server, failures=3)
+    c = client(server, attempts=5, breaker=breaker)
+    assert c.yes_probability(MSGS).p_yes == pytest.approx(0.9)
+    assert c.yes_probability(MSGS).p_yes == pytest.approx(0.2)
+    assert not breaker.is_open and breaker.failures == 0
+
+
+def test_a_breaker_opens_once_a_provider_has_failed_for_its_deadline(server):
+    from shipskip.llm import ProviderDown
+
+    server.default = Reply(content=take_json(), trickle_s=0.2)
+    c = client(server, attempts=10, timeout_s=0.5, breaker=_breaker(server, failures=100, deadline_s=1.0))
+    started = time.monotonic()
+    with pytest.raises(ProviderDown):
+        c.yes_probability(MSGS)
+    # Calls sent before the deadline finish at their own timeout; none is sent after it.
+    assert time.monotonic() - started < 1.0 + 2 * 0.5 + 0.5
+    assert 2 <= len(server.requests) <= 3

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from conftest import ROOT
@@ -337,3 +338,62 @@ def test_a_short_soak_of_everything_at_once_loses_and_doubles_nothing(tmp_path):
         assert figures[must_be_zero] == 0, must_be_zero
     assert figures["tools reviewed"] >= 8 and figures["process runs"].get("vote ok", 0) > 0
     print("\n[soak]", {k: v for k, v in figures.items() if k != "work"})
+
+
+RED_KEY = "sk-red-secret-12345-Qx7vLp9TzWm3"
+
+
+def test_a_key_returned_whole_or_in_pieces_reaches_no_file_prefect_keeps_nor_the_terminal(fake, isolated):
+    """The CLI in processes of its own, on the Prefect API of this test session, against a
+    provider that puts the key, whole and in pieces, into takes and into a 401 body: no run of 8
+    characters of it in the DuckDB file, the pages, Prefect's database and result storage, or
+    the commands' stdout and stderr."""
+    from fakeopenai import LeakingTakes
+    from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL, PREFECT_API_URL
+
+    fake.default = LeakingTakes([RED_KEY, RED_KEY[:19]])
+    # The session's Prefect server (a fresh one of the command's own would spend most of its
+    # start-up migrating a new database); its SQLite file is searched below.
+    prefect_db = Path(PREFECT_API_DATABASE_CONNECTION_URL.value().split(":///", 1)[1])
+    assert prefect_db.is_file()
+    storage = isolated / "prefect-results"
+    env = {**os.environ, "OPENAI_API_KEY": RED_KEY, "PREFECT_API_URL": PREFECT_API_URL.value(),
+           "PREFECT_LOCAL_STORAGE_PATH": str(storage)}  # fmt: skip
+
+    def shipskip(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "shipskip", *args], env=env, capture_output=True,
+                              text=True, timeout=300)  # fmt: skip
+
+    cards = [str(ROOT / "data" / "tools" / n) for n in ("claw-code.yaml", "smollm3.yaml")]
+    runs = [shipskip("review", *cards)]
+    assert runs[0].returncode == 0, runs[0].stderr[-2000:]
+    assert all(r["_auth"] == f"Bearer {RED_KEY}" for r in fake.requests)
+    runs += [
+        shipskip("show", "claw-code"),
+        shipskip("compare", "claw-code", "smollm3"),
+        shipskip("page", "smollm3"),
+    ]
+    assert [r.returncode for r in runs] == [0, 0, 0, 0]
+    fake.default = Reply(
+        status=401, body=json.dumps({"error": {"message": f"bad key {RED_KEY[:19]}... ({RED_KEY[-12:]})"}})
+    )
+    refused = shipskip("rerun", "claw-code", "skeptic", "--reason", "the key was rotated")
+    assert refused.returncode == 2 and "401" in refused.stderr
+    runs.append(refused)
+
+    import duckdb
+
+    with duckdb.connect(str(isolated / "shipskip.duckdb")) as con:
+        con.execute("CHECKPOINT")
+    files = [*isolated.rglob("*"), *prefect_db.parent.glob(prefect_db.name + "*")]
+    found = {str(p): p.read_bytes().decode("latin-1") for p in files if p.is_file()}
+    for n, r in enumerate(runs):
+        found[f"run {n} stdout"], found[f"run {n} stderr"] = r.stdout, r.stderr
+    # The places the key could have gone are all there to be searched.
+    assert any(k.endswith(".duckdb") for k in found) and any(k.endswith(".html") for k in found)
+    assert any(k.startswith(str(storage)) for k in found), "no Prefect results were kept"
+    assert str(prefect_db) in found
+    runs_of_eight = {RED_KEY[i : i + 8] for i in range(len(RED_KEY) - 7)}
+    leaked = {k: sorted(w for w in runs_of_eight if w in v) for k, v in found.items()}
+    assert {k: v for k, v in leaked.items() if v} == {}
+    print(f"\n[secrets] places searched={len(found)} requests={len(fake.requests)} leaked=0")

@@ -3,7 +3,7 @@ server and the real model."""
 
 import pytest
 from conftest import ROOT, make_take, review
-from fakeopenai import Reply, persona_of, take_json
+from fakeopenai import Reply, persona_of, standard_answer, take_json
 
 from shipskip.cards import load_card
 from shipskip.store import Store
@@ -485,3 +485,53 @@ def test_a_killed_review_leaves_no_model_server_behind(isolated):
         time.sleep(0.1)
     assert not alive(list(children)), {p: children[p] for p in alive(list(children))}
     assert not [p for p in isolated.iterdir() if p.name.startswith("shipskip-")], "temporary files left"
+
+
+@pytest.mark.parametrize("arm", ["failures in a row", "deadline"])
+def test_a_dead_provider_costs_a_bounded_time_and_leaves_the_tool_for_a_later_run(
+    fake, isolated, monkeypatch, arm
+):
+    """A provider that trickles its bytes slower than the deadline allows (the issue's dead
+    provider: one tool took 4.5 min and 120 requests): the breaker fails the seats, then the
+    tool, within 2 x TIMEOUT_S x MAX_ATTEMPTS, and nothing of the tool is kept."""
+    import time
+
+    from shipskip.llm import ProviderDown
+    from shipskip.settings import get_settings
+
+    monkeypatch.setenv("SHIPSKIP_TIMEOUT_S", "2")
+    monkeypatch.setenv("SHIPSKIP_MAX_ATTEMPTS", "3")
+    if arm == "deadline":  # one call at a time, and never enough failures in a row to count
+        monkeypatch.setenv("SHIPSKIP_LLM_CONCURRENCY", "1")
+        monkeypatch.setenv("SHIPSKIP_BREAKER_FAILURES", "1000")
+        monkeypatch.setenv("SHIPSKIP_BREAKER_DEADLINE_S", "2")
+    settings = get_settings()
+    fake.default = Reply(content="Yes", trickle_s=0.4)
+    started = time.monotonic()
+    with pytest.raises(ProviderDown) as e:
+        review(CARD)
+    took = time.monotonic() - started
+    budget = 2 * settings.timeout_s * settings.max_attempts
+    assert took <= budget, f"{took:.1f} s for one tool against a dead provider; the bound is {budget:g} s"
+    # Calls sent before the breaker opened: one streak, plus those already in flight.
+    assert (
+        len(fake.requests)
+        <= min(settings.breaker_failures, 2 * settings.max_attempts) + settings.llm_concurrency
+    )
+    assert "\n" not in str(e.value) and "not answering" in str(e.value)
+
+    store = stored(isolated)
+    assert store.query("SELECT count(*) AS n FROM runs WHERE status = 'complete'")[0]["n"] == 0
+    assert store.query("SELECT count(*) AS n FROM takes")[0]["n"] == 0
+    assert store.query("SELECT count(*) AS n FROM tools")[0]["n"] == 0
+    # No take the dead provider spoiled waits to be resumed as an abstention.
+    assert store.query("SELECT count(*) AS n FROM take_checkpoints")[0]["n"] == 0
+
+    print(f"\n[dead-provider] arm={arm} took={took:.1f}s bound={budget:g}s requests={len(fake.requests)}")
+
+    # The provider is back: the next run reviews the tool in full.
+    fake.default = standard_answer
+    monkeypatch.delenv("SHIPSKIP_LLM_CONCURRENCY", raising=False)
+    out = review(CARD)
+    assert len(out.takes) == 5 and not any(t.error for t in out.takes)
+    assert store.query("SELECT count(*) AS n FROM runs WHERE status = 'complete'")[0]["n"] == 1

@@ -255,3 +255,32 @@ def test_an_ingest_comes_back_to_a_tool_another_process_holds(holistic, tmp_path
     dying.join()
     assert second["reviewed"] == ["pagerduck"] and second["busy"] == []
     assert store.query("SELECT count(*) AS n FROM current_takes WHERE slug = 'pagerduck'")[0]["n"] == 5
+
+
+def test_a_dead_provider_stops_the_ingest_and_leaves_every_tool_for_the_next_run(fake, tmp_path, monkeypatch):
+    """One breaker for the run: the seats of every tool in flight fail at once when it opens,
+    no tool is marked reviewed, and the next ingest reviews them all."""
+    import time
+
+    import pytest
+    from fakeopenai import standard_answer
+
+    from shipskip.llm import ProviderDown
+    from shipskip.settings import get_settings
+
+    d = inbox(tmp_path, "smollm3.yaml", "pagerduck.yaml", "claw-code.yaml")
+    monkeypatch.setenv("SHIPSKIP_TIMEOUT_S", "2")
+    settings = get_settings()
+    fake.default = Reply(content="Yes", trickle_s=0.4)
+    started = time.monotonic()
+    with pytest.raises(ProviderDown):
+        ingest(str(d))
+    took = time.monotonic() - started
+    # The whole ingest, not only each tool, within the bound for one tool.
+    assert took <= 2 * settings.timeout_s * settings.max_attempts, took
+    assert len(fake.requests) <= settings.breaker_failures + settings.llm_concurrency
+    store = Store(tmp_path / "shipskip.duckdb")
+    for table in ("takes", "tools", "take_checkpoints"):
+        assert store.query(f"SELECT count(*) AS n FROM {table}")[0]["n"] == 0, table
+    fake.default = standard_answer
+    assert sorted(ingest(str(d))["reviewed"]) == ["claw-code", "pagerduck", "smollm3"]

@@ -126,3 +126,133 @@ def test_a_single_bad_card_file_is_one_refused_entry(tmp_path):
     f.write_text("name: X\nslug: x\nextra: " + "{a: " * 3000 + "}" * 3000 + "\n")
     (entry,) = read_source(str(f))
     assert entry.card is None and entry.error.startswith(str(f))
+
+
+class _Hostile:
+    """A loopback HTTP server that misbehaves as asked: stalls after its headers, or streams
+    more bytes than any feed should have."""
+
+    def __init__(self, kind: str) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.requests = 0
+        hostile = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                import time
+
+                hostile.requests += 1
+                self.send_response(200)
+                self.send_header("content-type", "application/rss+xml")
+                if kind == "declared":
+                    self.send_header("content-length", str(50 * 1024 * 1024))
+                if kind == "stall":
+                    self.send_header("content-length", "5000")
+                self.send_header("connection", "close")
+                self.end_headers()
+                try:
+                    if kind == "stall":
+                        self.wfile.write(b'<?xml version="1.0"?><rss version="2.0"><channel>')
+                        self.wfile.flush()
+                        time.sleep(60)  # and never another byte
+                        return
+                    item = (b"<item><title>Tool %d</title><description>A tool that does a thing well."
+                            b"</description></item>")  # fmt: skip
+                    self.wfile.write(b'<?xml version="1.0"?><rss version="2.0"><channel><title>x</title>')
+                    for n in range(20_000):  # about 2 MB, unless the client hangs up first
+                        self.wfile.write(item % n)
+                    self.wfile.write(b"</channel></rss>")
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/feed.rss"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _in_thread(fn, limit_s: float):
+    """Run fn in a thread for at most limit_s: (finished, result or exception)."""
+    import threading
+
+    box: dict = {}
+
+    def work():
+        try:
+            box["out"] = fn()
+        except BaseException as exc:
+            box["out"] = exc
+
+    t = threading.Thread(target=work, daemon=True)
+    t.start()
+    t.join(limit_s)
+    return not t.is_alive(), box.get("out")
+
+
+def test_a_feed_that_stalls_after_its_headers_ends_within_its_deadline_and_stores_nothing(
+    isolated, monkeypatch
+):
+    from conftest import ingest
+
+    from shipskip.errors import InputError
+    from shipskip.settings import get_settings
+
+    monkeypatch.setenv("SHIPSKIP_FEED_TIMEOUT_S", "1")
+    deadline = get_settings().feed_timeout_s
+    server = _Hostile("stall")
+    try:
+        # The bound comes from the setting: the deadline, and as much again for slack.
+        finished, out = _in_thread(lambda: ingest(server.url), 2 * deadline)
+    finally:
+        server.close()
+    assert finished, "the ingest was still waiting on the stalled feed"
+    assert isinstance(out, InputError) and out.field == "feed" and "\n" not in str(out)
+    assert server.url in str(out) and "SHIPSKIP_FEED_TIMEOUT_S" in str(out)
+    assert not (isolated / "shipskip.duckdb").exists() or not _stored_rows(isolated)
+
+
+def _stored_rows(isolated) -> int:
+    from shipskip.store import Store
+
+    store = Store(isolated / "shipskip.duckdb")
+    return sum(store.query(f"SELECT count(*) AS n FROM {t}")[0]["n"] for t in ("runs", "takes", "tools"))
+
+
+@pytest.mark.parametrize("kind", ["streamed", "declared"])
+def test_a_feed_bigger_than_the_cap_is_refused_in_one_line(monkeypatch, kind):
+    from shipskip.errors import InputError
+    from shipskip.settings import get_settings
+
+    monkeypatch.setenv("SHIPSKIP_FEED_MAX_BYTES", "65536")
+    monkeypatch.setenv("SHIPSKIP_FEED_TIMEOUT_S", "20")
+    server = _Hostile(kind)
+    try:
+        finished, out = _in_thread(lambda: read_source(server.url, get_settings()), 2 * 20)
+    finally:
+        server.close()
+    assert finished and isinstance(out, InputError), out
+    assert out.field == "feed" and "65536" in str(out) and "SHIPSKIP_FEED_MAX_BYTES" in str(out)
+
+
+@pytest.mark.parametrize("scheme", ["file://", "FILE://", "ftp://", "gopher://"])
+def test_only_http_and_https_feeds_are_fetched(tmp_path, scheme):
+    from shipskip.errors import InputError
+
+    feed = tmp_path / "feed.xml"
+    feed.write_text('<?xml version="1.0"?><rss version="2.0"><channel><title>x</title><item><title>Gamma'
+                    "</title><description>Gamma does a thing for people who need it.</description></item>"
+                    "</channel></rss>")  # fmt: skip
+    with pytest.raises(InputError) as e:
+        read_source(f"{scheme}{feed}")
+    assert e.value.field == "source" and "only http:// and https://" in str(e.value)

@@ -42,6 +42,7 @@ from .models import (
     reply_json_schema,
     take_body,
 )
+from .redaction import Redactor
 
 ResponseMode = Literal["json_schema", "json_object"]
 Reply = ShipReply | SkipReply | AbstainReply
@@ -84,6 +85,100 @@ class ProviderRejected(ShipskipError):
 
 # Status codes that mean the configuration is wrong rather than the request.
 FATAL = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError)
+
+# Calls that count against a provider's circuit breaker: it did not answer at all. A 429 is
+# an answer (the provider is up and asks us to wait), and so is invalid output.
+UNANSWERED = (openai.InternalServerError, openai.APITimeoutError, openai.APIConnectionError)
+
+
+class ProviderDown(ProviderRejected):
+    """A provider that failed `failures` calls in a row, or failed for `elapsed_s` without one
+    answer: its circuit breaker is open. Asking about another tool cannot help either, so the
+    run stops as for a refused key, and nothing it spoiled is kept.
+
+    Built from the message alone as well (the fields then empty): Prefect rebuilds an exception
+    from its type and message when it reads a failed task's result back."""
+
+    def __init__(
+        self, message: str, *, base_url: str = "", model: str = "", failures: int = 0,
+        elapsed_s: float = 0.0, last_error: str = "",
+    ) -> None:  # fmt: skip
+        super().__init__(message)
+        self.base_url, self.model, self.failures = base_url, model, failures
+        self.elapsed_s, self.last_error = elapsed_s, last_error
+
+    @classmethod
+    def of(cls, base_url: str, model: str, failures: int, elapsed_s: float, last_error: str) -> ProviderDown:
+        return cls(
+            f"the provider at {base_url} (model {model}) is not answering: {failures} calls failed "
+            f"in a row over {elapsed_s:.0f} s (last: {last_error}); stopped asking it "
+            "(SHIPSKIP_BREAKER_FAILURES, SHIPSKIP_BREAKER_DEADLINE_S)",
+            base_url=base_url, model=model, failures=failures, elapsed_s=elapsed_s, last_error=last_error,
+        )  # fmt: skip
+
+
+class CircuitBreaker:
+    """One provider (base URL and model) for one run, shared by every seat that uses it.
+
+    Retrying each question on its own made a dead provider cost minutes a tool (every question
+    timed out MAX_ATTEMPTS times). The breaker counts calls that got no answer at all; after
+    `max_failures` in a row, or two or more failures spanning `deadline_s` without a single
+    answer in between, it opens, and every call after that fails at once with ProviderDown
+    without a request. It stays open for the run: the next run starts with a closed one.
+
+    The streak is timed from when its first failed call was sent (or from the last answer, if
+    that came later), so calls sent before the deadline end at most one call's time after it:
+    a dead provider costs the deadline plus one call. One slow call alone never opens it.
+    """
+
+    def __init__(self, base_url: str, model: str, max_failures: int, deadline_s: float) -> None:
+        self.base_url, self.model = base_url, model
+        self.max_failures, self.deadline_s = max(1, max_failures), deadline_s
+        self._lock = threading.Lock()
+        self.failures = 0
+        self._since: float | None = None  # when the failing streak began
+        self._last_answer = 0.0
+        self.is_open = False
+        self._last_error = ""
+
+    def _down(self, now: float) -> ProviderDown:
+        elapsed = now - self._since if self._since is not None else 0.0
+        return ProviderDown.of(self.base_url, self.model, self.failures, elapsed, self._last_error)
+
+    def _trip_if_due(self, now: float) -> None:
+        if self._since is None:
+            return
+        if self.failures >= self.max_failures or (
+            self.failures >= 2 and now - self._since >= self.deadline_s
+        ):
+            self.is_open = True
+
+    def before_call(self) -> float:
+        """The time the call is sent; raises ProviderDown instead when the breaker is open."""
+        with self._lock:
+            now = time.monotonic()
+            self._trip_if_due(now)
+            if self.is_open:
+                raise self._down(now)
+            return now
+
+    def failed(self, sent_at: float, error: str) -> None:
+        with self._lock:
+            self.failures += 1
+            began = max(sent_at, self._last_answer)
+            self._since = began if self._since is None else min(self._since, began)
+            self._last_error = error
+            self._trip_if_due(time.monotonic())
+
+    def answered(self) -> None:
+        with self._lock:
+            self.failures, self._since, self._last_answer = 0, None, time.monotonic()
+
+    def check(self) -> None:
+        """Raise ProviderDown if the breaker is open."""
+        with self._lock:
+            if self.is_open:
+                raise self._down(time.monotonic())
 
 
 @dataclass
@@ -258,10 +353,15 @@ class LLMClient:
         max_attempts: int = 3,
         max_retry_wait_s: float = 30.0,
         limiter: threading.Semaphore | None = None,
+        redactor: Redactor | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self.model, self.mode = model, mode
         self.max_attempts, self.max_retry_wait_s = max_attempts, max_retry_wait_s
         self._secret = api_key.get_secret_value() if api_key else ""
+        # Every secret the settings hold when the panel passes one; this client's key at least.
+        self._redactor = redactor if redactor is not None else Redactor([self._secret])
+        self.breaker = breaker
         self._limiter = limiter or threading.BoundedSemaphore(64)
         self._logprobs = True
         self._client = openai.OpenAI(
@@ -281,8 +381,8 @@ class LLMClient:
 
     def _wait(self, rs: RetryCallState) -> float:
         exc = rs.outcome.exception() if rs.outcome else None
-        if isinstance(exc, InvalidOutput):
-            return 0.0
+        if isinstance(exc, InvalidOutput) or (self.breaker is not None and self.breaker.is_open):
+            return 0.0  # an open breaker fails the next attempt at once: no point waiting for it
         hinted = _retry_after_seconds(exc) if exc else None
         if hinted is not None:
             return min(hinted, self.max_retry_wait_s)
@@ -306,8 +406,11 @@ class LLMClient:
         return self._send(state, parse, **kwargs)
 
     def _send(self, state: _State, parse: Callable[[Any], T], **kwargs: Any) -> T:
-        state.attempts += 1
         with self._limiter:
+            # Checked once a slot is held: a call that waited for one while the breaker opened
+            # is not sent.
+            sent = self.breaker.before_call() if self.breaker is not None else 0.0
+            state.attempts += 1
             try:
                 resp = self._client.chat.completions.create(
                     model=self.model,
@@ -316,10 +419,21 @@ class LLMClient:
                 )
             except json.JSONDecodeError as exc:
                 # A 200 whose body is not JSON at all (an HTML page from a proxy, say).
-                raise InvalidOutput("the reply was not JSON", exc.doc[:200]) from None
+                self._answered()
+                raise InvalidOutput("the reply was not JSON", self.redact(exc.doc[:200])) from None
+            except UNANSWERED as exc:
+                if self.breaker is not None:
+                    self.breaker.failed(sent, self._one_line(exc, 200))
+                raise
+            except openai.RateLimitError:
+                raise  # up, but asking us to wait: neither an answer nor a failure
+            except openai.APIStatusError:
+                self._answered()  # a 4xx is an answer: the provider is up
+                raise
+            self._answered()
         if not hasattr(resp, "choices"):
             # A 200 whose body is not a chat completion (an HTML page, plain text).
-            raise InvalidOutput("the reply was not a chat completion", str(resp)[:200])
+            raise InvalidOutput("the reply was not a chat completion", self.redact(str(resp)[:200]))
         if resp.usage is not None:
             details = resp.usage.prompt_tokens_details
             state.usage = state.usage + Usage(
@@ -327,6 +441,7 @@ class LLMClient:
                 completion_tokens=resp.usage.completion_tokens or 0,
                 cached_tokens=(details.cached_tokens or 0) if details else 0,
             )
+        self._refuse_secrets(resp)
         if resp.model:
             state.model = resp.model
         if not resp.choices:
@@ -363,7 +478,7 @@ class LLMClient:
             # Show the model its own answer and what was wrong with it, once per failure.
             state.messages = [
                 *state.messages,
-                {"role": "assistant", "content": exc.content[:2000] or "(empty)"},
+                {"role": "assistant", "content": self.redact(exc.content[:2000]) or "(empty)"},
                 {
                     "role": "user",
                     "content": f"That answer was rejected: {exc}. "
@@ -372,7 +487,31 @@ class LLMClient:
             ]
 
     def redact(self, text: str) -> str:
-        return text.replace(self._secret, "***") if self._secret else text
+        """The text with every secret, and every run of SECRET_MIN_RUN characters of one, masked."""
+        return self._redactor.redact(text)
+
+    def _one_line(self, exc: BaseException, limit: int) -> str:
+        # Mask before cutting: a cut could leave part of a secret that no longer matches whole.
+        return self.redact(f"{type(exc).__name__}: {exc}").splitlines()[0][:limit]
+
+    def _answered(self) -> None:
+        if self.breaker is not None:
+            self.breaker.answered()
+
+    def _refuse_secrets(self, resp: Any) -> None:
+        """A reply that holds a secret (the key, whole or a run of it) is invalid output: asked
+        again, and the model is shown its answer masked. Nothing of it is kept."""
+        message = resp.choices[0].message if resp.choices else None
+        parts = [resp.model, getattr(message, "content", None), getattr(message, "refusal", None)]
+        for part in parts:
+            if isinstance(part, str) and self._redactor.holds(part):
+                content = getattr(message, "content", None) or ""
+                raise InvalidOutput("the reply held a secret (masked here)", self.redact(content))
+
+    def check_provider(self) -> None:
+        """Raise ProviderDown if this client's provider has been given up on in this run."""
+        if self.breaker is not None:
+            self.breaker.check()
 
     def _run(self, state: _State, attempt: Callable[[], T]) -> T:
         """Retry transient errors and invalid output; after the last attempt raise LLMFailure."""
@@ -394,10 +533,10 @@ class LLMClient:
         except (*TRANSIENT, InvalidOutput, openai.APIError) as exc:
             # Mask the key before cutting: a cut could leave part of it that no longer matches.
             raise LLMFailure(
-                self.redact(f"{type(exc).__name__}: {exc}").splitlines()[0][:500],
+                self._one_line(exc, 500),
                 state.attempts,
                 state.usage,
-                rejected=str(exc) if isinstance(exc, RejectedText) else None,
+                rejected=self.redact(str(exc)) if isinstance(exc, RejectedText) else None,
             ) from None
 
     def complete(

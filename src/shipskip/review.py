@@ -13,10 +13,11 @@ from typing import Any
 from .checklist import abstains, below_relevance, card_facts, score_from, take_problem
 from .embedded import embedded_model_name, embedded_server
 from .injection import gives_orders, score_jumped, without_suspicious
-from .llm import LLMClient, LLMFailure
+from .llm import CircuitBreaker, LLMClient, LLMFailure
 from .models import Criterion, Take, ToolCard, Usage, clean_text, pattern_literal, verdict_for
 from .personas import PromptSet, question_messages, render_messages, take_instructions, take_messages
 from .quality import consensus, grounding
+from .redaction import redactor_for
 from .settings import Settings
 from .take_checks import compose_take, unsupported
 
@@ -71,8 +72,14 @@ class Critics:
         # per seat rather than per call keeps the cross-process limit to one round trip a take.
         with self.seat_slot():
             if self.settings.scoring == "checklist":
-                return self.graded(persona, card, reason)
-            return self.holistic(persona, card, reason)
+                take = self.graded(persona, card, reason)
+            else:
+                take = self.holistic(persona, card, reason)
+        if take.error:
+            # A seat that failed as its provider was given up on is the dead provider's doing,
+            # not this tool's: it fails (ProviderDown) rather than become an abstention.
+            self.clients[persona].check_provider()
+        return take
 
     def _meta(self, persona: str, reason: str | None) -> dict:
         client = self.clients[persona]
@@ -298,6 +305,10 @@ def open_critics(
     many tools the panel serves at once; `seat_slot` adds a bound shared across processes."""
     names = personas or list(prompts.personas)
     in_flight = threading.BoundedSemaphore(max(1, settings.llm_concurrency))
+    redactor = redactor_for(settings)
+    # One breaker per provider (base URL and model) for as long as these critics: seats that
+    # share a provider give up on it together.
+    breakers: dict[tuple[str, str], CircuitBreaker] = {}
     with ExitStack() as stack:
         embedded_url = None
         if settings.needs_embedded(names):
@@ -313,17 +324,27 @@ def open_critics(
         for name in names:
             prov = settings.provider_for(name)
             local = prov.base_url is None
-            client = LLMClient(
-                base_url=embedded_url if local else prov.base_url,  # type: ignore[arg-type]
-                api_key=prov.api_key,
-                model=model_override
+            base_url: str = embedded_url if local else prov.base_url  # type: ignore[assignment]
+            model = (
+                model_override
                 or prov.model
-                or (embedded_model_name(settings.embedded_model_path) if local else "gpt-4o-mini"),
+                or (embedded_model_name(settings.embedded_model_path) if local else "gpt-4o-mini")
+            )
+            breaker = breakers.setdefault(
+                (base_url, model),
+                CircuitBreaker(base_url, model, settings.breaker_failures, settings.provider_deadline_s()),
+            )
+            client = LLMClient(
+                base_url=base_url,
+                api_key=prov.api_key,
+                model=model,
                 mode=prov.response_format or ("json_object" if local else "json_schema"),
                 timeout_s=settings.timeout_s,
                 max_attempts=settings.max_attempts,
                 max_retry_wait_s=settings.max_retry_wait_s,
                 limiter=in_flight,
+                redactor=redactor,
+                breaker=breaker,
             )
             stack.callback(client.close)
             clients[name] = client

@@ -78,6 +78,25 @@ class Settings(BaseSettings):
     # Attempts per take, counting the first: transient errors and invalid output share it.
     max_attempts: int = 3
     max_retry_wait_s: float = 30.0
+    # A dead provider fails fast: a circuit breaker per provider (base URL and model) and run.
+    breaker_failures: int = Field(
+        default=5,
+        ge=1,
+        description="Calls in a row that may fail (timeouts, connection errors, 5xx) before a "
+        "provider (base URL and model) is not asked again in this run; the run stops in one line.",
+    )
+    breaker_deadline_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="How long a provider may go on failing without a single answer before it is "
+        "given up on in this run; unset means TIMEOUT_S x MAX_ATTEMPTS.",
+    )
+    secret_min_run: int = Field(
+        default=8,
+        ge=4,
+        description="Any run of this many characters of a secret (an API key, the catalog's "
+        "password) in a provider's reply or error is masked; a reply holding one is refused.",
+    )
     # 'checklist': yes/no questions per persona, weighted (the default); 'holistic': one
     # reply with verdict, score and take, read as a probability-weighted score where possible.
     scoring: Literal["checklist", "holistic"] = "checklist"
@@ -87,6 +106,16 @@ class Settings(BaseSettings):
     samples: int = Field(default=1, ge=1, le=15)
     # New or changed tools one ingest reviews at most; the rest wait for the next run.
     max_new_per_run: int = Field(default=200, ge=1)
+    feed_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Total time to fetch a feed URL, from connecting to its last byte.",
+    )
+    feed_max_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description="The largest feed (URL or file) that is read; a bigger one is refused.",
+    )
     # How many calls may be in flight to the provider at once, across tools: the one
     # concurrency setting. In a flow on a shared Prefect server it is also the size of the
     # global concurrency limit every worker counts against.
@@ -118,6 +147,10 @@ class Settings(BaseSettings):
             temperature=own.temperature if own.temperature is not None else self.temperature,
             response_format=own.response_format or self.response_format,
         )
+
+    def provider_deadline_s(self) -> float:
+        """How long a provider may fail without an answer before its breaker opens."""
+        return self.breaker_deadline_s or self.timeout_s * max(1, self.max_attempts)
 
     def needs_embedded(self, personas: list[str]) -> bool:
         return any(self.provider_for(p).base_url is None for p in personas)

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import html
+import io
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import feedparser
 
+# The provider's HTTP client (openai 3 speaks httpx2), with its per-call deadline transport.
+import httpx2 as httpx
+
 from .cards import CARD_SUFFIXES, MAX_CARD_BYTES, load_card, load_json, parse_card
-from .errors import ShipskipError
+from .errors import InputError, ShipskipError
+from .llm import DeadlineTransport
 from .models import ToolCard
+from .settings import Settings, get_settings
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 
 
 @dataclass(frozen=True)
@@ -67,8 +76,81 @@ def _from_jsonl(path: Path) -> list[Entry]:
     return out
 
 
-def _from_feed(source: str) -> list[Entry]:
-    parsed = feedparser.parse(source)
+def _download(url: str, timeout_s: float, max_bytes: int) -> bytes:
+    """The body of a feed URL: http(s) only, at most `max_bytes`, within `timeout_s` in all."""
+    limit = f"the limit is {max_bytes} bytes (SHIPSKIP_FEED_MAX_BYTES)"
+    timeout = httpx.Timeout(timeout_s, connect=min(10.0, timeout_s))
+    # Redirects are followed to http(s) addresses only: httpx refuses any other scheme.
+    with (
+        httpx.Client(
+            timeout=timeout, transport=DeadlineTransport(timeout_s), follow_redirects=True
+        ) as client,
+        client.stream("GET", url) as resp,
+    ):
+        if resp.status_code >= 400:
+            raise InputError(url, "feed", f"the server answered {resp.status_code}")
+        declared = resp.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > max_bytes:
+            raise InputError(url, "feed", f"is {declared} bytes; {limit}")
+        body = bytearray()
+        for chunk in resp.iter_bytes():
+            body += chunk
+            if len(body) > max_bytes:
+                raise InputError(url, "feed", f"is over {max_bytes} bytes; {limit}")
+        return bytes(body)
+
+
+def fetch_feed(url: str, timeout_s: float, max_bytes: int) -> bytes:
+    """A feed URL's body, or one line saying why not, within `timeout_s` whatever the server does.
+
+    httpx's timeouts apply to each read, and a server that sends its headers and then stalls
+    holds a read for the whole read timeout; so the download runs in a thread of its own and
+    is given up once the deadline passes (the thread ends at its own read timeout).
+    """
+    scheme = (_SCHEME.match(url) or [None, ""])[1].lower()
+    if scheme not in ("http", "https"):
+        raise InputError(url, "source", "only http:// and https:// feeds are fetched")
+    box: dict[str, object] = {}
+
+    def work() -> None:
+        try:
+            box["body"] = _download(url, timeout_s, max_bytes)
+        except BaseException as exc:  # handed to the caller's thread
+            box["error"] = exc
+
+    worker = threading.Thread(target=work, name="feed-fetch", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    late = InputError(url, "feed", f"no whole reply within {timeout_s:g} s (SHIPSKIP_FEED_TIMEOUT_S)")
+    if worker.is_alive():
+        raise late
+    error = box.get("error")
+    if isinstance(error, ShipskipError):
+        raise error
+    if isinstance(error, httpx.TimeoutException):
+        raise late
+    if isinstance(error, httpx.HTTPError):
+        raise InputError(url, "feed", f"could not be fetched ({type(error).__name__})")
+    if isinstance(error, BaseException):
+        raise error
+    return box["body"]  # type: ignore[return-value]
+
+
+def _read_feed_file(path: Path, max_bytes: int) -> bytes:
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise InputError(
+                path, "file", f"is {size} bytes; the limit is {max_bytes} (SHIPSKIP_FEED_MAX_BYTES)"
+            )
+        return path.read_bytes()
+    except OSError as exc:
+        raise InputError(path, "file", f"unreadable ({type(exc).__name__})") from None
+
+
+def _from_feed(source: str, body: bytes) -> list[Entry]:
+    # Bytes in a stream: feedparser would treat a bare string as a path or URL to open itself.
+    parsed = feedparser.parse(io.BytesIO(body))
     if parsed.bozo and not parsed.entries:
         raise ShipskipError(f"{source}: feed: could not be parsed ({parsed.bozo_exception})")
     out = []
@@ -95,17 +177,21 @@ def _from_feed(source: str) -> list[Entry]:
     return out
 
 
-def read_source(source: str) -> list[Entry]:
-    """Every entry of a source, in order; a slug seen twice is refused the second time."""
+def read_source(source: str, settings: Settings | None = None) -> list[Entry]:
+    """Every entry of a source, in order; a slug seen twice is refused the second time.
+
+    A URL is fetched over http(s) only, within SHIPSKIP_FEED_TIMEOUT_S and up to
+    SHIPSKIP_FEED_MAX_BYTES; any other scheme (file://, ftp://...) is refused."""
+    settings = settings or get_settings()
     path = Path(source)
-    if source.startswith(("http://", "https://")):
-        entries = _from_feed(source)
+    if _SCHEME.match(source) and "://" in source:
+        entries = _from_feed(source, fetch_feed(source, settings.feed_timeout_s, settings.feed_max_bytes))
     elif path.is_dir():
         entries = _from_folder(path)
     elif path.suffix.lower() == ".jsonl":
         entries = _from_jsonl(path)
     elif path.suffix.lower() in (".xml", ".rss", ".atom"):
-        entries = _from_feed(str(path))
+        entries = _from_feed(str(path), _read_feed_file(path, settings.feed_max_bytes))
     elif path.suffix.lower() in CARD_SUFFIXES:
         entries = [_from_file(path)]
     else:

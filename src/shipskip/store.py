@@ -637,6 +637,17 @@ class Store:
         self._release(run.slug)
 
     @_again_on_conflict
+    def drop_checkpoints(self, run: Run, personas: list[str]) -> None:
+        """Forget some seats' checkpoints of a running run, so the next run asks them again."""
+        if not personas:
+            return
+        with self.transaction() as con:
+            con.execute(
+                "DELETE FROM take_checkpoints WHERE run_id = ? AND persona IN (SELECT unnest(?))",
+                [run.run_id, personas],
+            )
+
+    @_again_on_conflict
     def abandon_run(self, run: Run) -> None:
         """Forget a run that produced nothing worth keeping (its checkpoints go with it)."""
         with self.transaction() as con:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
 from contextlib import ExitStack
 from contextvars import copy_context
 from dataclasses import dataclass, field
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from . import progress
 from .errors import InputError, ShipskipError
-from .llm import ProviderRejected
+from .llm import ProviderDown, ProviderRejected
 from .models import Take, ToolCard, card_text
 from .outcome import ReviewOutcome
 from .personas import load_prompts
@@ -60,6 +60,9 @@ def ask_in_threads(
     with ExitStack() as stack:
         pool = critics.pool or stack.enter_context(ThreadPoolExecutor(max_workers=max(1, len(personas))))
         futures = [_submit(pool, ask_seat, critics, store, run, p, card, reason) for p in personas]
+        # Every seat has finished (or failed) before the review goes on, so one that fails
+        # cannot leave another still writing checkpoints behind the run's back.
+        wait(futures)
         return {t.persona: t for t in (f.result() for f in futures)}
 
 
@@ -100,6 +103,12 @@ def review_card(
                     open_critics(settings, prompts, todo, seat_slot=seat_slot)
                 )
                 takes.update(ask(seats, store, run, todo, card, None))
+        except ProviderDown:
+            # A dead provider: the takes it spoiled are not kept, the good ones are (the next
+            # run resumes from them); the tool is not marked reviewed.
+            store.drop_checkpoints(run, [p for p, t in store.checkpoints(run).items() if t.error])
+            store.release_run(run)
+            raise
         except BaseException:
             store.release_run(run)  # keep its checkpoints; let the next run take it at once
             raise
@@ -156,7 +165,7 @@ def ingest(
     """
     report = IngestReport()
     todo: list[ToolCard] = []
-    entries = list(read_source(source))
+    entries = list(read_source(source, settings))
     done = store.reviewed_among([e.card for e in entries if e.card is not None])
     for entry in entries:
         if entry.card is None:
@@ -261,7 +270,15 @@ def rerun(
     run = store.begin_run(card, kind="rerun", reason=reason)
     assert run is not None  # only a review can find its card already done
     with open_critics(settings, prompts, [persona], model_override=model, seat_slot=seat_slot) as critics:
-        take = ask(critics, store, run, [persona], card, reason)[persona]
+        try:
+            take = ask(critics, store, run, [persona], card, reason)[persona]
+        except ProviderDown as exc:
+            # A provider given up on fails the rerun like any other failure, its line the error.
+            take = Take.abstention(
+                persona, "the provider is not answering", error=str(exc), reason=reason,
+                model=critics.clients[persona].model, prompt_version=prompts.personas[persona].version,
+                prompt_hash=prompts.prompt_hash(persona),
+            )  # fmt: skip
     if take.error:
         store.fail_rerun(run, take, reason)
         raise ShipskipError(f"rerun of {persona} on {tool} failed, the current take is kept: {take.error}")
