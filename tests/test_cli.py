@@ -229,3 +229,37 @@ def test_help_shows_no_python_type_tags():
     assert "<int>" in runner.invoke(app, ["eval", "--help"], env={"COLUMNS": "120"}).output
     persona = runner.invoke(app, ["rerun", "--help"], env={"COLUMNS": "200"}).output
     assert "builder|skeptic|futurist|creator|founder" in persona
+
+
+def _reviewed_demo_tool(isolated) -> None:
+    """One stored panel (demo-tool), written straight to the store: no flow, no provider."""
+    from conftest import make_card, make_take
+
+    from shipskip.roster import PERSONAS
+    from shipskip.store import Store
+
+    store, card = Store(isolated / "shipskip.duckdb"), make_card()
+    run = store.begin_run(card)
+    store.commit_review(run, card, [make_take(p, "ship", 70) for p in PERSONAS])
+
+
+def test_bad_rerun_and_ingest_inputs_fail_before_any_server_starts(isolated, caplog):
+    """With the embedded model (no provider set) and no Prefect server configured, a command
+    whose input is bad says so in one line, exit 2, and starts neither the temporary Prefect
+    API nor the llama.cpp server (every server start is logged by `lifeline`)."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="shipskip.lifeline")
+    _reviewed_demo_tool(isolated)
+    cases = [
+        (["rerun", "nope", "skeptic", "--reason", "licence clarified"], "no reviewed tool with slug 'nope'"),
+        (["rerun", "demo-tool", "skeptic", "--reason", "why not", "--prompt-version", "9"], "skeptic@9.yaml"),
+        (["rerun", "demo-tool", "skeptic", "--reason", "why not", "--model", " "], "model:"),
+        (["ingest", str(isolated / "no-such-inbox")], "source: "),
+    ]
+    for args, said in cases:
+        res = runner.invoke(app, args)
+        lines = [ln for ln in res.output.splitlines() if ln.strip()]
+        assert res.exit_code == 2, (args, res.output)
+        assert len(lines) == 1 and lines[0].startswith("error:") and said in lines[0], (args, res.output)
+    assert [r.getMessage() for r in caplog.records if r.name == "shipskip.lifeline"] == []

@@ -11,20 +11,32 @@ global concurrency limit that every worker counts against (`seat_limit`).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
-from collections.abc import Iterator
+import signal
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from . import lifeline
 from .embedded import free_port
+from .errors import ShipskipError, one_line
 from .review import SlotFactory
-from .settings import Settings
+from .settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from prefect.states import State
 
 STARTUP_S = 90.0
 # The Prefect global concurrency limit on calls in flight to the provider.
 LLM_LIMIT = "shipskip-llm-calls"
+# After the grace period's kill, how long the runner has to notice and end before the worker
+# ends itself.
+STOP_MARGIN_S = 1.5
 # Temporary APIs this process started for itself: no other process counts against them.
 _PRIVATE_APIS: set[str] = set()
 
@@ -85,6 +97,25 @@ def _drain() -> None:
             worker.drain_all(timeout=10)
 
 
+def failed(exc: ShipskipError) -> State:
+    """How a flow ends on a user's error (an unknown tool or persona, a bad parameter, a card
+    that does not load): one line in the run's log at ERROR, which the worker prints, and a
+    Failed state whose message is that line. No traceback: the line says what to fix. With
+    debug logging on (PREFECT_LOGGING_LEVEL=DEBUG, or SHIPSKIP_DEBUG=1) the traceback is logged
+    too. The exception stays the state's data, so a caller in this process (the CLI) gets it
+    back as it was raised."""
+    import logging
+
+    from prefect import get_run_logger
+    from prefect.states import Failed
+
+    line = one_line(exc)
+    logger = get_run_logger()
+    debug = get_settings().debug or logger.isEnabledFor(logging.DEBUG)
+    logger.error(line, exc_info=exc if debug else None)
+    return Failed(message=line, data=exc)
+
+
 def shared_api() -> bool:
     """A Prefect server other processes may use too (a deployment's, a test harness's)."""
     from prefect.settings import PREFECT_API_URL
@@ -114,3 +145,72 @@ def seat_limit(settings: Settings) -> SlotFactory | None:
         except ObjectAlreadyExists:  # another worker created it between its read and create
             client.upsert_global_concurrency_limit_by_name(LLM_LIMIT, settings.llm_concurrency)
     return partial(concurrency, LLM_LIMIT, occupy=1, strict=True)
+
+
+def serve(*deployments: Any, grace_s: float, say: Callable[[str], None]) -> None:
+    """Prefect's `serve` (a runner that starts each scheduled run of `deployments` as a child
+    process), with a stop that keeps its word.
+
+    On SIGTERM it takes no more runs at once, and Prefect's runner sends each run in flight
+    SIGTERM: the run's seats stop before their next call to the provider, its finished takes
+    stay checkpointed (the next run resumes from them) and its tool's lease is let go. A run
+    still there after `grace_s` is killed (SIGKILL loses only the seats that were mid-way;
+    their tool's lease goes to the next run, as after a crash), and the worker exits: where
+    Prefect's own runner waits 30 s. A second SIGTERM kills the runs and exits at once."""
+    from prefect.runner import Runner
+
+    stopped = threading.Event()
+
+    class Worker(Runner):
+        terms = 0
+
+        def handle_sigterm(self, *args: Any, **kwargs: Any) -> None:
+            self.terms += 1
+            if self.terms > 1:
+                say("SIGTERM again: killing the runs in flight and exiting now")
+                _kill_children()
+                os._exit(128 + signal.SIGTERM)
+            if self.started and self._loop is not None:
+                say(f"SIGTERM: taking no more runs; stopping those in flight (at most {grace_s:g} s)")
+                threading.Thread(target=self._deadline, name="shipskip-stop", daemon=True).start()
+            super().handle_sigterm(*args, **kwargs)
+
+        def _deadline(self) -> None:
+            if stopped.wait(grace_s):
+                return
+            say(f"runs still in flight after {grace_s:g} s: killing them")
+            _kill_children()
+            # The runner notices its runs are gone and ends; if it does not, end it here.
+            if not stopped.wait(STOP_MARGIN_S):
+                os._exit(128 + signal.SIGTERM)
+
+    runner = Worker()
+    for deployment in deployments:
+        runner.add_deployment(deployment)
+    names = ", ".join(d.name for d in deployments)
+    say(f"serving {names}; SIGTERM or Ctrl-C stops")
+    try:
+        asyncio.run(runner.start())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stopped.set()
+
+
+def _kill_children() -> None:
+    """SIGKILL every child of this process (the runs in flight), with its process group when
+    it leads one. Servers a run started die with it (`lifeline`)."""
+    me = os.getpid()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            pid = int(stat.parent.name)
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid != me:
+            continue
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if os.getpgid(pid) == pid:
+                os.killpg(pid, signal.SIGKILL)
+            else:
+                os.kill(pid, signal.SIGKILL)

@@ -12,6 +12,7 @@ from typing import Any
 
 from .checklist import abstains, below_relevance, card_facts, score_from, take_problem
 from .embedded import embedded_model_name, embedded_server
+from .errors import Stopped
 from .injection import score_jumped, without_suspicious
 from .llm import LLMClient, LLMFailure
 from .models import Criterion, Take, ToolCard, Usage, clean_text, pattern_literal, verdict_for
@@ -60,9 +61,14 @@ class Critics:
     # Threads the seats are asked in, kept for as long as the critics: starting five threads
     # for every tool cost an ingest 5% of its time.
     pool: ThreadPoolExecutor | None = None
+    # Set when the process stops (SIGTERM, Ctrl-C, a failure that ends the run): no seat
+    # starts, and a seat in flight stops before its next call (its clients share it).
+    stop: threading.Event = field(default_factory=threading.Event)
 
     def ask(self, persona: str, card: ToolCard, reason: str | None = None) -> Take:
         """One seat's take on one card: graded by its checklist, or one holistic reply."""
+        if self.stop.is_set():
+            raise Stopped(card.slug, persona)
         # A seat asks one question at a time, so seats in flight bound calls in flight; a slot
         # per seat rather than per call keeps the cross-process limit to one round trip a take.
         with self.seat_slot():
@@ -267,6 +273,7 @@ def open_critics(
     many tools the panel serves at once; `seat_slot` adds a bound shared across processes."""
     names = personas or list(prompts.personas)
     in_flight = threading.BoundedSemaphore(max(1, settings.llm_concurrency))
+    stop = threading.Event()
     with ExitStack() as stack:
         embedded_url = None
         if settings.needs_embedded(names):
@@ -293,6 +300,7 @@ def open_critics(
                 max_attempts=settings.max_attempts,
                 max_retry_wait_s=settings.max_retry_wait_s,
                 limiter=in_flight,
+                stop=stop,
             )
             stack.callback(client.close)
             clients[name] = client
@@ -300,6 +308,10 @@ def open_critics(
         pool = stack.enter_context(
             ThreadPoolExecutor(max_workers=settings.llm_concurrency + len(names), thread_name_prefix="seat")
         )
+        # Leaving early (an exception, SIGTERM) stops the seats in flight before the pool waits
+        # for them: each ends at its next call instead of asking the rest of its checklist.
+        stack.callback(stop.set)
         yield Critics(
-            prompts=prompts, clients=clients, settings=settings, seat_slot=seat_slot or nullcontext, pool=pool
-        )
+            prompts=prompts, clients=clients, settings=settings, seat_slot=seat_slot or nullcontext, pool=pool,
+            stop=stop,
+        )  # fmt: skip
