@@ -18,8 +18,8 @@ from pydantic import Field
 
 from shipskip import usecases
 from shipskip.cards import load_card
-from shipskip.models import Take, ToolCard, clean_text
 from shipskip.errors import ShipskipError
+from shipskip.models import Take, ToolCard, clean_text
 from shipskip.orchestration import failed, seat_limit
 from shipskip.outcome import ReviewOutcome
 from shipskip.render import ReviewedTool, review_markdown

@@ -13,8 +13,8 @@ from pydantic import Field
 
 from flows.review import ask_as_tasks, log_take, publish_review
 from shipskip import usecases
-from shipskip.models import ToolCard
 from shipskip.errors import ShipskipError
+from shipskip.models import ToolCard
 from shipskip.orchestration import failed, seat_limit, shared_api
 from shipskip.outcome import ReviewOutcome
 from shipskip.review import Critics

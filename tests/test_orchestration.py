@@ -219,7 +219,11 @@ def test_bad_inputs_end_the_flow_run_failed_in_one_line_without_a_traceback(fake
     store.commit_review(store.begin_run(card), card, [make_take(p, "ship", 70) for p in PERSONAS])
     cases = [
         (rerun_persona, dict(tool="nope", persona="skeptic", reason="editor rerun"), "slug 'nope'"),
-        (rerun_persona, dict(tool="demo-tool", persona="skeptic", reason="x y", prompt_version="9"), "skeptic@9"),
+        (
+            rerun_persona,
+            dict(tool="demo-tool", persona="skeptic", reason="x y", prompt_version="9"),
+            "skeptic@9",
+        ),
         (rerun_persona, dict(tool="demo-tool", persona="skeptic", reason="x y", model=""), "model: "),
         (review_tool, dict(card_path=str(isolated / "nope.yaml")), "nope.yaml"),
         (review_new_tools, dict(source=str(isolated / "no-inbox")), "source: "),

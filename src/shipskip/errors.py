@@ -72,9 +72,3 @@ class Stopped(ShipskipError):
 
     def __reduce__(self) -> tuple[type, tuple[str, str]]:
         return (type(self), (self.slug, self.persona))
-
-
-def one_line(exc: BaseException) -> str:
-    """An error's message as one line, for a flow run's state and the worker's log."""
-    text = " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
-    return text or type(exc).__name__

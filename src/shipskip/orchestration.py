@@ -7,6 +7,9 @@ run a flow start it.
 
 On a shared server (not one of ours), the calls-in-flight setting also becomes a Prefect
 global concurrency limit that every worker counts against (`seat_limit`).
+
+Also how a flow ends on a user's error (`failed`: one line, no traceback), and `shipskip
+serve`'s worker, which stops on SIGTERM within its grace period (`serve`).
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from . import lifeline
 from .embedded import free_port
-from .errors import ShipskipError, one_line
+from .errors import ShipskipError
+from .models import clean_text
 from .review import SlotFactory
 from .settings import Settings, get_settings
 
@@ -109,7 +113,8 @@ def failed(exc: ShipskipError) -> State:
     from prefect import get_run_logger
     from prefect.states import Failed
 
-    line = one_line(exc)
+    # One line, with no control characters: the message may quote a parameter or a card.
+    line = clean_text(str(exc)) or type(exc).__name__
     logger = get_run_logger()
     debug = get_settings().debug or logger.isEnabledFor(logging.DEBUG)
     logger.error(line, exc_info=exc if debug else None)

@@ -312,6 +312,6 @@ def open_critics(
         # for them: each ends at its next call instead of asking the rest of its checklist.
         stack.callback(stop.set)
         yield Critics(
-            prompts=prompts, clients=clients, settings=settings, seat_slot=seat_slot or nullcontext, pool=pool,
-            stop=stop,
+            prompts=prompts, clients=clients, settings=settings, seat_slot=seat_slot or nullcontext,
+            pool=pool, stop=stop,
         )  # fmt: skip
