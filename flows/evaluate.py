@@ -9,10 +9,11 @@ from prefect.states import State
 
 from shipskip.errors import ShipskipError
 from shipskip.evaluate import run_holistic_eval
-from shipskip.orchestration import failed
+from shipskip.orchestration import failed, one_line_parameter_errors
 from shipskip.settings import get_settings
 
 
+@one_line_parameter_errors
 @flow(name="evaluate-panel")
 def evaluate_panel(reference: str, samples: int = 3) -> dict | State:
     """The holistic prompt against a labelled set; the checklist's own evaluation is `shipskip eval`."""

@@ -7,11 +7,12 @@ from prefect.states import State
 
 from shipskip import usecases
 from shipskip.errors import BadParameter, ShipskipError
-from shipskip.orchestration import failed
+from shipskip.orchestration import failed, one_line_parameter_errors
 from shipskip.settings import get_settings
 from shipskip.store import Store
 
 
+@one_line_parameter_errors
 @flow(name="maintain-store")
 def maintain_store(keep_days: int = 7) -> dict[str, int] | State | None:
     """What `shipskip maintain` does; its figures go to the run's log."""

@@ -8,11 +8,12 @@ from prefect.states import State
 
 from shipskip import usecases
 from shipskip.errors import ShipskipError
-from shipskip.orchestration import failed
+from shipskip.orchestration import failed, one_line_parameter_errors
 from shipskip.settings import get_settings
 from shipskip.store import Store
 
 
+@one_line_parameter_errors
 @flow(name="render-comparison")
 def render_comparison(tool_a: str, tool_b: str) -> str | State:
     """Write out/compare/A-vs-B.html and .md, and the scorecard as an artifact."""

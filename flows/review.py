@@ -20,7 +20,7 @@ from shipskip import usecases
 from shipskip.cards import load_card
 from shipskip.errors import ShipskipError
 from shipskip.models import Take, ToolCard, clean_text
-from shipskip.orchestration import failed, seat_limit
+from shipskip.orchestration import failed, one_line_parameter_errors, seat_limit
 from shipskip.outcome import ReviewOutcome
 from shipskip.render import ReviewedTool, review_markdown
 from shipskip.review import Critics
@@ -130,6 +130,7 @@ def publish_review(
 
 
 # Threads for the seats; how many ask at once is SHIPSKIP_LLM_CONCURRENCY, held by the critics.
+@one_line_parameter_errors
 @flow(name="review-tool", task_runner=ThreadPoolTaskRunner(), log_prints=False)
 def review_tool(
     card_path: Annotated[str, Field(description="Path to a tool card: YAML, JSON or Markdown.")],

@@ -15,7 +15,7 @@ from flows.review import ask_as_tasks, log_take, publish_review
 from shipskip import usecases
 from shipskip.errors import ShipskipError
 from shipskip.models import ToolCard
-from shipskip.orchestration import failed, seat_limit, shared_api
+from shipskip.orchestration import failed, one_line_parameter_errors, seat_limit, shared_api
 from shipskip.outcome import ReviewOutcome
 from shipskip.review import Critics
 from shipskip.roster import PersonaName
@@ -48,6 +48,7 @@ def _review_in_subflow(
         _REVIEWING.reset(token)
 
 
+@one_line_parameter_errors
 @flow(name="review-new-tools")
 def review_new_tools(
     source: Annotated[str, Field(description="Folder of cards, .jsonl file, or RSS/Atom feed file or URL.")],
@@ -91,6 +92,7 @@ def review_new_tools(
     return report.as_dict()
 
 
+@one_line_parameter_errors
 @flow(name="rerun-persona", task_runner=ThreadPoolTaskRunner())
 def rerun_persona(
     tool: Annotated[str, Field(description="Slug of a reviewed tool.")],

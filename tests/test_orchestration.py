@@ -215,10 +215,14 @@ def test_bad_inputs_end_the_flow_run_failed_in_one_line_without_a_traceback(fake
     from shipskip.store import Store
 
     caplog.set_level(logging.INFO, logger="shipskip.lifeline")
+    for name in ("prefect", "prefect.flow_runs", "prefect.flows", "prefect.engine"):
+        caplog.set_level(logging.INFO, logger=name)
     store, card = Store(isolated / "shipskip.duckdb"), make_card()
     store.commit_review(store.begin_run(card), card, [make_take(p, "ship", 70) for p in PERSONAS])
     cases = [
         (rerun_persona, dict(tool="nope", persona="skeptic", reason="editor rerun"), "slug 'nope'"),
+        # Refused by the flow's parameter types, before it runs.
+        (rerun_persona, dict(tool="demo-tool", persona="critic", reason="x y"), "persona: Input should be"),
         (
             rerun_persona,
             dict(tool="demo-tool", persona="skeptic", reason="x y", prompt_version="9"),
@@ -231,14 +235,19 @@ def test_bad_inputs_end_the_flow_run_failed_in_one_line_without_a_traceback(fake
         (maintain_store, dict(keep_days=-1), "keep_days: "),
     ]
     for flow_fn, params, said in cases:
+        caplog.clear()
         run_id = flow_fn(**params, return_state=True).state_details.flow_run_id
         with get_client(sync_client=True) as client:
             state = client.read_flow_run(run_id).state
         assert state.is_failed(), (params, state)
         assert "\n" not in state.message and said in state.message, (params, state.message)
+        # What a worker prints: one line at ERROR, saying the same, with no traceback.
+        errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(errors) == 1, [r.getMessage() for r in errors]
+        assert said in errors[0].getMessage() and "\n" not in errors[0].getMessage()
+        assert errors[0].exc_info is None
+        # And the run's own log on the API holds nothing that looks like a crash.
         logs = _logs_of(run_id)
-        # The one line at ERROR, and nothing that looks like a crash.
-        assert [m for level, m in logs if level >= logging.ERROR] == [state.message], logs
         assert not any("Traceback" in m or "Encountered exception" in m for _, m in logs), logs
     # Nothing was asked and no server started for any of them.
     assert fake.requests == []

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import threading
@@ -23,7 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import lifeline
 from .embedded import free_port
@@ -108,8 +109,6 @@ def failed(exc: ShipskipError) -> State:
     debug logging on (PREFECT_LOGGING_LEVEL=DEBUG, or SHIPSKIP_DEBUG=1) the traceback is logged
     too. The exception stays the state's data, so a caller in this process (the CLI) gets it
     back as it was raised."""
-    import logging
-
     from prefect import get_run_logger
     from prefect.states import Failed
 
@@ -119,6 +118,40 @@ def failed(exc: ShipskipError) -> State:
     debug = get_settings().debug or logger.isEnabledFor(logging.DEBUG)
     logger.error(line, exc_info=exc if debug else None)
     return Failed(message=line, data=exc)
+
+
+FlowT = TypeVar("FlowT")
+
+
+class _NoParameterDump(logging.Filter):
+    """Prefect's `Flow.validate_parameters` logs pydantic's raw errors and every parameter,
+    over several lines, before it raises; the one line it raises says the same."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.funcName != "validate_parameters"
+
+
+def one_line_parameter_errors(flow: FlowT) -> FlowT:
+    """Prefect refuses a parameter its type does not allow (a persona that is not one, a
+    reason too short) before the flow runs, and fails the run with a message of one line per
+    problem, which its log and state message repeat. This makes it one line: "persona: Input
+    should be ...; reason: ...". Put it above `@flow`."""
+    from prefect.exceptions import ParameterTypeError
+
+    flows_log = logging.getLogger("prefect.flows")
+    if not any(isinstance(f, _NoParameterDump) for f in flows_log.filters):
+        flows_log.addFilter(_NoParameterDump())
+    check = flow.validate_parameters  # type: ignore[attr-defined]
+
+    def validate(parameters: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return check(parameters)
+        except ParameterTypeError as exc:
+            problems = [ln.strip(" -") for ln in str(exc).splitlines()[1:]] or [str(exc)]
+            raise ParameterTypeError(clean_text("; ".join(problems))) from None
+
+    flow.validate_parameters = validate  # type: ignore[attr-defined]
+    return flow
 
 
 def shared_api() -> bool:
