@@ -10,6 +10,10 @@ from pydantic import ValidationError
 class ShipskipError(Exception):
     """An error whose message is fit to show a user as it is."""
 
+    # Set once a flow run has said it in one line (`orchestration.failed`), so Prefect's own
+    # logging of the same exception is left out.
+    said: bool = False
+
 
 class InputError(ShipskipError):
     def __init__(self, path: Path | str, field: str, message: str) -> None:

@@ -21,6 +21,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -39,6 +40,9 @@ if TYPE_CHECKING:
 STARTUP_S = 90.0
 # The Prefect global concurrency limit on calls in flight to the provider.
 LLM_LIMIT = "shipskip-llm-calls"
+# How long a seat waits for a global slot before asking again (`Critics.ask`): not a tunable,
+# how soon a waiting seat notices that its process is stopping.
+SLOT_WAIT_S = 1.0
 # After the grace period's kill, how long the runner has to notice and end before the worker
 # ends itself.
 STOP_MARGIN_S = 1.5
@@ -114,10 +118,13 @@ def failed(exc: ShipskipError) -> State:
 
     # One line, with no control characters: the message may quote a parameter or a card.
     line = clean_text(str(exc)) or type(exc).__name__
-    logger = get_run_logger()
-    debug = get_settings().debug or logger.isEnabledFor(logging.DEBUG)
-    logger.error(line, exc_info=exc if debug else None)
+    get_run_logger().error(line, exc_info=exc if _debug() else None)
+    exc.said = True
     return Failed(message=line, data=exc)
+
+
+def _debug() -> bool:
+    return get_settings().debug or logging.getLogger("prefect").isEnabledFor(logging.DEBUG)
 
 
 FlowT = TypeVar("FlowT")
@@ -131,16 +138,59 @@ class _NoParameterDump(logging.Filter):
         return record.funcName != "validate_parameters"
 
 
+class _OneLineUserErrors(logging.Filter):
+    """Run by a worker, a failed flow run's exception is raised again once the run has ended,
+    and Prefect's engine logs it with its traceback ("Engine execution exited with unexpected
+    exception"). A ShipskipError the run already said in one line is not said again; another
+    is said in one line, without the traceback. With debug logging on, both stay."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, ShipskipError) or _debug():
+            return True
+        if exc.said:
+            return False
+        record.msg, record.args = clean_text(str(exc)) or type(exc).__name__, ()
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
+class _NoSlotWaitTimeouts(logging.Filter):
+    """A seat waits for a global slot `SLOT_WAIT_S` at a time, and Prefect's slot service logs
+    each wait that ran out as an ERROR ("failed to process item ..."); those are expected."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        item = record.args[-1] if isinstance(record.args, tuple) and record.args else None
+        done = item[-1] if isinstance(item, tuple) and item else None
+        return not (
+            isinstance(done, Future)
+            and done.done()
+            and not done.cancelled()
+            and isinstance(done.exception(), TimeoutError)
+        )
+
+
+def _quiet_user_errors() -> None:
+    """The filters above, on the loggers Prefect's flow engine and worker-side engine use."""
+    for name, kind in (
+        ("prefect.flows", _NoParameterDump),
+        ("prefect.flow_runs", _OneLineUserErrors),
+        ("prefect.engine", _OneLineUserErrors),
+    ):
+        log = logging.getLogger(name)
+        if not any(isinstance(f, kind) for f in log.filters):
+            log.addFilter(kind())
+
+
 def one_line_parameter_errors(flow: FlowT) -> FlowT:
     """Prefect refuses a parameter its type does not allow (a persona that is not one, a
     reason too short) before the flow runs, and fails the run with a message of one line per
     problem, which its log and state message repeat. This makes it one line: "persona: Input
-    should be ...; reason: ...". Put it above `@flow`."""
+    should be ...; reason: ...", and keeps Prefect from logging a user's error again with its
+    traceback (`_OneLineUserErrors`). Put it above `@flow`."""
     from prefect.exceptions import ParameterTypeError
 
-    flows_log = logging.getLogger("prefect.flows")
-    if not any(isinstance(f, _NoParameterDump) for f in flows_log.filters):
-        flows_log.addFilter(_NoParameterDump())
+    _quiet_user_errors()
     check = flow.validate_parameters  # type: ignore[attr-defined]
 
     def validate(parameters: dict[str, Any]) -> dict[str, Any]:
@@ -177,12 +227,15 @@ def seat_limit(settings: Settings) -> SlotFactory | None:
     from prefect.concurrency.sync import concurrency
     from prefect.exceptions import ObjectAlreadyExists
 
+    slots_log = logging.getLogger("prefect._internal.concurrency")
+    if not any(isinstance(f, _NoSlotWaitTimeouts) for f in slots_log.filters):
+        slots_log.addFilter(_NoSlotWaitTimeouts())
     with get_client(sync_client=True) as client:
         try:
             client.upsert_global_concurrency_limit_by_name(LLM_LIMIT, settings.llm_concurrency)
         except ObjectAlreadyExists:  # another worker created it between its read and create
             client.upsert_global_concurrency_limit_by_name(LLM_LIMIT, settings.llm_concurrency)
-    return partial(concurrency, LLM_LIMIT, occupy=1, strict=True)
+    return partial(concurrency, LLM_LIMIT, occupy=1, strict=True, timeout_seconds=SLOT_WAIT_S)
 
 
 def serve(*deployments: Any, grace_s: float, say: Callable[[str], None]) -> None:

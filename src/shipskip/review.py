@@ -67,11 +67,19 @@ class Critics:
 
     def ask(self, persona: str, card: ToolCard, reason: str | None = None) -> Take:
         """One seat's take on one card: graded by its checklist, or one holistic reply."""
-        if self.stop.is_set():
-            raise Stopped(card.slug, persona)
         # A seat asks one question at a time, so seats in flight bound calls in flight; a slot
         # per seat rather than per call keeps the cross-process limit to one round trip a take.
-        with self.seat_slot():
+        with ExitStack() as held:
+            while True:
+                if self.stop.is_set():
+                    raise Stopped(card.slug, persona)
+                try:
+                    held.enter_context(self.seat_slot())
+                    break
+                except TimeoutError:
+                    # A slot that waits a bounded time (the global limit's) is asked for again,
+                    # so a seat still waiting notices a stop instead of holding the process.
+                    continue
             if self.settings.scoring == "checklist":
                 return self.graded(persona, card, reason)
             return self.holistic(persona, card, reason)
