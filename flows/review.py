@@ -18,9 +18,10 @@ from pydantic import Field
 
 from shipskip import usecases
 from shipskip.cards import load_card
+from shipskip.errors import ShipskipError
 from shipskip.llm import ProviderRejected
 from shipskip.models import Take, ToolCard, clean_text
-from shipskip.orchestration import seat_limit
+from shipskip.orchestration import failed, one_line_parameter_errors, seat_limit
 from shipskip.outcome import ReviewOutcome
 from shipskip.render import ReviewedTool, review_markdown
 from shipskip.review import Critics
@@ -47,17 +48,19 @@ def seat_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     return f"take-{run.run_id}-{persona}-{critics.prompts.prompt_hash(persona)}-{model}"
 
 
-def retry_unless_provider_unusable(task: Any, task_run: Any, state: State) -> bool:
+def retry_unless_unusable_or_stopping(task: Any, task_run: Any, state: State) -> bool:
     """A seat is asked once more after its provider failed it, but not when the provider
     refused us or was given up on (ProviderRejected, ProviderDown): that fails every seat
-    alike, and asking again would only wait the retry delay to fail once more."""
-    return not isinstance(state.data, ProviderRejected)
+    alike, and asking again would only wait the retry delay to fail once more. Nor once its
+    flow run is stopping (SIGTERM)."""
+    critics, _ = _ASKING.get()
+    return not isinstance(state.data, ProviderRejected) and not critics.stop.is_set()
 
 
 @task(
     cache_key_fn=seat_cache_key, persist_result=True, result_serializer="json",
     task_run_name="{persona}", retries=SEAT_RETRIES, retry_delay_seconds=2,
-    retry_condition_fn=retry_unless_provider_unusable,
+    retry_condition_fn=retry_unless_unusable_or_stopping,
 )  # fmt: skip
 def persona_take(card: ToolCard, persona: str, run: Run, reason: str | None = None) -> Take | State:
     critics, store = _ASKING.get()
@@ -131,12 +134,13 @@ def publish_review(
 
 
 # Threads for the seats; how many ask at once is SHIPSKIP_LLM_CONCURRENCY, held by the critics.
+@one_line_parameter_errors
 @flow(name="review-tool", task_runner=ThreadPoolTaskRunner(), log_prints=False)
 def review_tool(
     card_path: Annotated[str, Field(description="Path to a tool card: YAML, JSON or Markdown.")],
     force: Annotated[bool, Field(description="Review again even if this exact card was reviewed.")] = False,
     db_path: Annotated[str | None, Field(description="DuckDB file; default SHIPSKIP_DB_PATH.")] = None,
-) -> ReviewOutcome:
+) -> ReviewOutcome | State:
     """Review one tool card and store the five takes.
 
     Args:
@@ -145,11 +149,14 @@ def review_tool(
         db_path: DuckDB file; SHIPSKIP_DB_PATH by default.
     """
     settings = get_settings()
-    seat_slot = seat_limit(settings)
-    store = Store.from_settings(settings, db_path)
-    card = load_card(Path(card_path))
-    out = usecases.review_card(
-        card, store, settings, force=force, ask=ask_as_tasks, flow_run_id=flow_run.id, seat_slot=seat_slot
-    )
+    try:
+        card = load_card(Path(card_path))  # before anything starts: a bad card costs nothing
+        seat_slot = seat_limit(settings)
+        store = Store.from_settings(settings, db_path)
+        out = usecases.review_card(
+            card, store, settings, force=force, ask=ask_as_tasks, flow_run_id=flow_run.id, seat_slot=seat_slot
+        )
+    except ShipskipError as exc:
+        return failed(exc)
     publish_review(out, store, "panel review")
     return out

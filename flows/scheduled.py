@@ -7,13 +7,15 @@ from typing import Annotated
 
 from prefect import flow, get_client, get_run_logger
 from prefect.runtime import flow_run
+from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
 from flows.review import ask_as_tasks, log_take, publish_review
 from shipskip import usecases
+from shipskip.errors import ShipskipError
 from shipskip.models import ToolCard
-from shipskip.orchestration import seat_limit, shared_api
+from shipskip.orchestration import failed, one_line_parameter_errors, seat_limit, shared_api
 from shipskip.outcome import ReviewOutcome
 from shipskip.review import Critics
 from shipskip.roster import PersonaName
@@ -26,10 +28,14 @@ _REVIEWING: ContextVar[tuple[Store, Settings, Critics]] = ContextVar("shipskip_r
 
 
 @flow(name="review-listed-tool", flow_run_name="review-{card.slug}")
-def review_listed_tool(card: ToolCard) -> ReviewOutcome:
+def review_listed_tool(card: ToolCard) -> ReviewOutcome | State:
     """One tool of an ingest, as a subflow: its own run in the UI, with its own state and logs."""
     store, settings, critics = _REVIEWING.get()
-    return usecases.review_card(card, store, settings, critics=critics, flow_run_id=flow_run.id)
+    try:
+        return usecases.review_card(card, store, settings, critics=critics, flow_run_id=flow_run.id)
+    except ShipskipError as exc:
+        # One line in its log; the ingest gets the error back as raised (busy, stopped...).
+        return failed(exc)
 
 
 def _review_in_subflow(
@@ -42,10 +48,11 @@ def _review_in_subflow(
         _REVIEWING.reset(token)
 
 
+@one_line_parameter_errors
 @flow(name="review-new-tools")
 def review_new_tools(
     source: Annotated[str, Field(description="Folder of cards, .jsonl file, or RSS/Atom feed file or URL.")],
-) -> dict[str, list[str]]:
+) -> dict[str, list[str]] | State:
     """Review each new or changed tool of a source once; report bad entries and go on.
 
     On a Prefect server, each new tool is a subflow run, `review-SLUG`; tools are reviewed concurrently
@@ -56,8 +63,12 @@ def review_new_tools(
         source: Folder of cards, .jsonl file, or RSS/Atom feed file or URL.
     """
     settings = get_settings()
-    seat_slot = seat_limit(settings)
-    store = Store.from_settings(settings)
+    try:
+        usecases.ingest_inputs(source)  # before anything starts
+        seat_slot = seat_limit(settings)
+        store = Store.from_settings(settings)
+    except ShipskipError as exc:
+        return failed(exc)
     logger = get_run_logger()
     client = get_client(sync_client=True)  # one for all the run's artifacts
 
@@ -66,18 +77,22 @@ def review_new_tools(
             log_take(logger, out.slug, take)
         publish_review(out, store, "panel review", client=client)
 
-    with client:
-        report = usecases.ingest(
-            source, store, settings, warn=logger.warning, on_review=reviewed, flow_run_id=flow_run.id,
-            seat_slot=seat_slot,
-            # A subflow per tool shows in the UI of a shared server; on a temporary API of our
-            # own nobody sees it, and it doubled the cost per tool (0.36 -> 0.78 s,
-            # bench/ingest_bench.py).
-            review=_review_in_subflow if shared_api() else usecases.review_card,
-        )  # fmt: skip
+    try:
+        with client:
+            report = usecases.ingest(
+                source, store, settings, warn=logger.warning, on_review=reviewed, flow_run_id=flow_run.id,
+                seat_slot=seat_slot,
+                # A subflow per tool shows in the UI of a shared server; on a temporary API of
+                # our own nobody sees it, and it doubled the cost per tool (0.36 -> 0.78 s,
+                # bench/ingest_bench.py).
+                review=_review_in_subflow if shared_api() else usecases.review_card,
+            )  # fmt: skip
+    except ShipskipError as exc:
+        return failed(exc)
     return report.as_dict()
 
 
+@one_line_parameter_errors
 @flow(name="rerun-persona", task_runner=ThreadPoolTaskRunner())
 def rerun_persona(
     tool: Annotated[str, Field(description="Slug of a reviewed tool.")],
@@ -85,7 +100,7 @@ def rerun_persona(
     reason: Annotated[str, Field(min_length=3, description="Why it is asked again; kept with the take.")],
     model: Annotated[str | None, Field(description="Another model for this take.")] = None,
     prompt_version: Annotated[str | None, Field(description="An archived persona prompt version.")] = None,
-) -> dict:
+) -> dict | State:
     """One persona again on one tool; the new take becomes current, the old one stays as history.
 
     Args:
@@ -96,14 +111,19 @@ def rerun_persona(
         prompt_version: An archived persona prompt version (prompts/personas/NAME@V.yaml).
     """
     settings = get_settings()
-    seat_slot = seat_limit(settings)
-    store = Store.from_settings(settings)
-    take = usecases.rerun(
-        tool, persona, reason, store, settings, model=model, prompt_version=prompt_version, ask=ask_as_tasks,
-        seat_slot=seat_slot,
-    )  # fmt: skip
-    card = store.tool(tool)
-    assert card is not None
+    try:
+        store = Store.from_settings(settings)
+        # An unknown tool, persona or prompt version fails here, before a model server starts.
+        card, _ = usecases.rerun_inputs(
+            tool, persona, reason, store, settings, model=model, prompt_version=prompt_version
+        )
+        seat_slot = seat_limit(settings)
+        take = usecases.rerun(
+            tool, persona, reason, store, settings, model=model, prompt_version=prompt_version,
+            ask=ask_as_tasks, seat_slot=seat_slot,
+        )  # fmt: skip
+    except ShipskipError as exc:
+        return failed(exc)
     publish_review(
         ReviewOutcome.from_store(store, card, skipped=False), store, f"{persona} rerun",
         usecases.rerun_reason(reason),  # as stored: control characters out

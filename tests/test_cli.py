@@ -432,3 +432,37 @@ def test_a_stalled_feed_url_ends_the_ingest_with_one_line_and_exit_2(isolated, m
     assert res.exit_code == 2, res.output
     errors = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and url in errors[0] and "SHIPSKIP_FEED_TIMEOUT_S" in errors[0], res.output
+
+
+def _reviewed_demo_tool(isolated) -> None:
+    """One stored panel (demo-tool), written straight to the store: no flow, no provider."""
+    from conftest import make_card, make_take
+
+    from shipskip.roster import PERSONAS
+    from shipskip.store import Store
+
+    store, card = Store(isolated / "shipskip.duckdb"), make_card()
+    run = store.begin_run(card)
+    store.commit_review(run, card, [make_take(p, "ship", 70) for p in PERSONAS])
+
+
+def test_bad_rerun_and_ingest_inputs_fail_before_any_server_starts(isolated, caplog):
+    """With the embedded model (no provider set) and no Prefect server configured, a command
+    whose input is bad says so in one line, exit 2, and starts neither the temporary Prefect
+    API nor the llama.cpp server (every server start is logged by `lifeline`)."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="shipskip.lifeline")
+    _reviewed_demo_tool(isolated)
+    cases = [
+        (["rerun", "nope", "skeptic", "--reason", "licence clarified"], "no reviewed tool with slug 'nope'"),
+        (["rerun", "demo-tool", "skeptic", "--reason", "why not", "--prompt-version", "9"], "skeptic@9.yaml"),
+        (["rerun", "demo-tool", "skeptic", "--reason", "why not", "--model", " "], "model:"),
+        (["ingest", str(isolated / "no-such-inbox")], "source: "),
+    ]
+    for args, said in cases:
+        res = runner.invoke(app, args)
+        lines = [ln for ln in res.output.splitlines() if ln.strip()]
+        assert res.exit_code == 2, (args, res.output)
+        assert len(lines) == 1 and lines[0].startswith("error:") and said in lines[0], (args, res.output)
+    assert [r.getMessage() for r in caplog.records if r.name == "shipskip.lifeline"] == []

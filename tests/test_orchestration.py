@@ -1,9 +1,13 @@
-"""Prefect as Prefect: a failing seat is Retrying then Failed; workers share one limit on calls."""
+"""Prefect as Prefect: a failing seat is Retrying then Failed; workers share one limit on calls;
+bad input fails a flow run in one line; a served worker stops on SIGTERM."""
 
+import logging
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from conftest import ROOT
@@ -11,7 +15,7 @@ from fakeopenai import FakeOpenAI, PeakInFlight, standard_answer
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.settings import PREFECT_API_URL
-from reliability_helpers import write_cards
+from reliability_helpers import alive, descendants, logged_requests, start_fake_process, write_cards
 
 from flows.review import review_tool
 from shipskip.orchestration import LLM_LIMIT
@@ -187,3 +191,216 @@ def test_each_tool_of_an_ingest_is_a_subflow_run_with_its_artifact(fake, tmp_pat
     # Each reviewed tool left its review-SLUG artifact on the ingest's own run.
     assert sorted(a.key for a in artifacts) == [f"review-{s}" for s in slugs]
     assert all(a.type == "markdown" and "| Founder |" in a.data for a in artifacts)
+
+
+def _logs_of(flow_run_id) -> list[tuple[int, str]]:
+    """(level, message) of every log line a flow run sent to the API."""
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=10)
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+    return [(log.level, log.message) for log in logs]
+
+
+def test_bad_inputs_end_the_flow_run_failed_in_one_line_without_a_traceback(fake, isolated, caplog):
+    from conftest import make_card, make_take
+
+    from flows.maintain import maintain_store
+    from flows.render import render_comparison
+    from flows.scheduled import rerun_persona, review_new_tools
+    from shipskip.errors import UnknownTool
+    from shipskip.roster import PERSONAS
+    from shipskip.store import Store
+
+    caplog.set_level(logging.INFO, logger="shipskip.lifeline")
+    for name in ("prefect", "prefect.flow_runs", "prefect.flows", "prefect.engine"):
+        caplog.set_level(logging.INFO, logger=name)
+    store, card = Store(isolated / "shipskip.duckdb"), make_card()
+    store.commit_review(store.begin_run(card), card, [make_take(p, "ship", 70) for p in PERSONAS])
+    cases = [
+        (rerun_persona, dict(tool="nope", persona="skeptic", reason="editor rerun"), "slug 'nope'"),
+        # Refused by the flow's parameter types, before it runs.
+        (rerun_persona, dict(tool="demo-tool", persona="critic", reason="x y"), "persona: Input should be"),
+        (
+            rerun_persona,
+            dict(tool="demo-tool", persona="skeptic", reason="x y", prompt_version="9"),
+            "skeptic@9",
+        ),
+        (rerun_persona, dict(tool="demo-tool", persona="skeptic", reason="x y", model=""), "model: "),
+        (review_tool, dict(card_path=str(isolated / "nope.yaml")), "nope.yaml"),
+        (review_new_tools, dict(source=str(isolated / "no-inbox")), "source: "),
+        (render_comparison, dict(tool_a="demo-tool", tool_b="nope"), "nope"),
+        (maintain_store, dict(keep_days=-1), "keep_days: "),
+    ]
+    for flow_fn, params, said in cases:
+        caplog.clear()
+        run_id = flow_fn(**params, return_state=True).state_details.flow_run_id
+        with get_client(sync_client=True) as client:
+            state = client.read_flow_run(run_id).state
+        assert state.is_failed(), (params, state)
+        assert "\n" not in state.message and said in state.message, (params, state.message)
+        # What a worker prints: one line at ERROR, saying the same, with no traceback.
+        errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(errors) == 1, [r.getMessage() for r in errors]
+        assert said in errors[0].getMessage() and "\n" not in errors[0].getMessage()
+        assert errors[0].exc_info is None
+        # And the run's own log on the API holds nothing that looks like a crash.
+        logs = _logs_of(run_id)
+        assert not any("Traceback" in m or "Encountered exception" in m for _, m in logs), logs
+    # Nothing was asked and no server started for any of them.
+    assert fake.requests == []
+    assert [r for r in caplog.records if r.name == "shipskip.lifeline"] == []
+    # A caller in this process (the CLI) gets the typed error back, not Prefect's wrapper.
+    with pytest.raises(UnknownTool) as got:
+        rerun_persona(tool="nope", persona="skeptic", reason="editor rerun")
+    assert got.value.slug == "nope"
+
+
+SERVED = "review-new-tools/served-daily-new-tools"
+
+
+def _serve(tmp_path, inbox, base_url, **extra_env) -> subprocess.Popen:
+    """`shipskip serve` as a child in its own process group, against the test harness's API,
+    once it has registered its deployment. Its console goes to tmp_path/worker.log."""
+    env = {
+        **os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "SHIPSKIP_BASE_URL": base_url,
+        "SHIPSKIP_MODEL": "fake-model", "SHIPSKIP_DB_PATH": str(tmp_path / "served.duckdb"),
+        "SHIPSKIP_LLM_CONCURRENCY": "2", "PREFECT_RUNNER_POLL_FREQUENCY": "1", **extra_env,
+    }  # fmt: skip
+    log = tmp_path / "worker.log"
+    with log.open("w") as out:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "shipskip", "serve", "--source", str(inbox)], env=env, cwd=tmp_path,
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    deadline = time.monotonic() + 180
+    while "serving served-daily-new-tools" not in log.read_text():
+        assert worker.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.2)
+    return worker
+
+
+def _trigger(**parameters):
+    from prefect.deployments import run_deployment
+
+    return run_deployment(SERVED, parameters=parameters or None, timeout=0)
+
+
+def _stop_all(worker: subprocess.Popen) -> None:
+    if worker.poll() is None:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=30)
+
+
+def _saved(store) -> set[tuple[str, str]]:
+    """(slug, persona) of every take stored or checkpointed."""
+    rows = store.query("SELECT r.slug, c.persona FROM take_checkpoints c JOIN runs r USING (run_id)")
+    rows += store.query("SELECT slug, persona FROM takes")
+    return {(r["slug"], r["persona"]) for r in rows}
+
+
+def test_a_served_worker_fails_bad_runs_in_one_line_and_stops_on_sigterm_in_ten_seconds(tmp_path):
+    from shipskip.store import Store
+
+    inbox = tmp_path / "inbox"
+    write_cards(inbox, 4)
+    requests = tmp_path / "requests.jsonl"
+    fake, url = start_fake_process(0.3, requests)
+    try:
+        worker = _serve(tmp_path, inbox, url)
+        try:
+            # A run with a source that is not one: Failed, one line in its state and the worker's log.
+            bad = _trigger(source=str(tmp_path / "no-inbox"))
+            with get_client(sync_client=True) as client:
+                deadline = time.monotonic() + 120
+                while not (state := client.read_flow_run(bad.id).state).is_final():
+                    assert time.monotonic() < deadline, state
+                    time.sleep(0.5)
+            assert state.is_failed() and "\n" not in state.message and "no-inbox" in state.message
+            console = (tmp_path / "worker.log").read_text()
+            assert [ln for ln in console.splitlines() if "no-inbox" in ln] != []
+            assert "Traceback" not in console, console[-3000:]
+
+            _trigger()
+            deadline = time.monotonic() + 180
+            while len(logged_requests(requests)) < 40:
+                assert worker.poll() is None and time.monotonic() < deadline
+                time.sleep(0.05)
+            children = descendants(worker.pid)
+            worker.send_signal(signal.SIGTERM)
+            started = time.monotonic()
+            worker.wait(timeout=10)  # the target: out within 10 s
+            took = time.monotonic() - started
+        finally:
+            _stop_all(worker)
+        # 0: its runs stopped within the grace period; 143: the grace ran out and they were killed
+        # (a loaded machine). Either way nothing kept may be lost or asked again (below).
+        assert worker.returncode in (0, 128 + signal.SIGTERM), (tmp_path / "worker.log").read_text()[-3000:]
+        deadline = time.monotonic() + 5
+        while alive(list(children)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not alive(list(children)), children
+
+        store = Store(tmp_path / "served.duckdb")
+        per_run = store.query("SELECT run_id, count(*) AS n FROM takes GROUP BY run_id")
+        assert all(r["n"] == 5 for r in per_run), "a committed review always has all five takes"
+        # The stopped runs let their tools go: the next run takes them at once.
+        held = store.query("SELECT count(*) AS n FROM runs WHERE status = 'running' AND owner IS NOT NULL")
+        assert held[0]["n"] == 0
+        saved = _saved(store)
+        assert len(saved) < 20, "the stop came mid-way"
+        asked_before = len(logged_requests(requests))
+
+        env = {**os.environ, "SHIPSKIP_BASE_URL": url, "SHIPSKIP_MODEL": "fake-model",
+               "SHIPSKIP_DB_PATH": str(tmp_path / "served.duckdb")}  # fmt: skip
+        again = subprocess.run([sys.executable, "-m", "shipskip", "ingest", str(inbox)], env=env,
+                               capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert again.returncode == 0, again.stderr[-3000:]
+    finally:
+        fake.kill()
+    assert store.query("SELECT count(*) AS n FROM takes")[0]["n"] == 20
+    assert store.query("SELECT count(*) AS n FROM take_checkpoints")[0]["n"] == 0
+    later = logged_requests(requests)[asked_before:]
+    repeated = {(r["tool"].lower().replace(" ", "-"), r["persona"]) for r in later} & saved
+    assert not repeated, f"takes kept at the stop were asked again: {repeated}"
+    print(
+        f"\n[sigterm] exit_s={took:.1f} status={worker.returncode} takes_kept_at_stop={len(saved)} "
+        "asked_again=0 takes_final=20"
+    )
+
+
+def test_a_second_sigterm_stops_the_worker_at_once(tmp_path):
+    from shipskip.store import Store
+
+    inbox = tmp_path / "inbox"
+    write_cards(inbox, 2)
+    requests = tmp_path / "requests.jsonl"
+    # Replies that take 30 s, and a minute's grace: only the second SIGTERM ends this soon.
+    fake, url = start_fake_process(30, requests)
+    try:
+        worker = _serve(tmp_path, inbox, url, SHIPSKIP_SHUTDOWN_GRACE_S="60")
+        try:
+            _trigger()
+            deadline = time.monotonic() + 180
+            while len(logged_requests(requests)) < 2:
+                assert worker.poll() is None and time.monotonic() < deadline
+                time.sleep(0.05)
+            children = descendants(worker.pid)
+            worker.send_signal(signal.SIGTERM)
+            time.sleep(1)
+            assert worker.poll() is None  # the first one waits for the calls in flight
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(timeout=10)
+        finally:
+            _stop_all(worker)
+    finally:
+        fake.kill()
+    assert worker.returncode == 128 + signal.SIGTERM, (tmp_path / "worker.log").read_text()[-3000:]
+    deadline = time.monotonic() + 5
+    while alive(list(children)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(list(children)), children
+    store = Store(tmp_path / "served.duckdb")
+    assert store.query("SELECT count(*) AS n FROM takes")[0]["n"] == 0  # nothing half-written

@@ -379,6 +379,10 @@ def ingest(
     """Review every new or changed tool in a source, once (what the scheduled run does)."""
     from flows.scheduled import review_new_tools
 
+    from .usecases import ingest_inputs
+
+    with user_errors():
+        ingest_inputs(source)  # before the Prefect API or a model server starts
     _quiet_prefect_loggers()
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=err, transient=True) as bar:
         shown = for_terminal(source)
@@ -417,12 +421,17 @@ def rerun(
     """Run one persona again on one tool; the old take stays as history."""
     from flows.scheduled import rerun_persona
 
-    from .usecases import rerun_reason
+    from .usecases import rerun_inputs, rerun_reason
 
-    # Checked here too, so a typo fails at once rather than after a Prefect server starts; and
-    # what is stored is the reason with its control characters out, never the raw bytes.
+    # Checked before anything starts (the Prefect API, the model server): an unknown tool or
+    # prompt version, or a reason that says nothing, fails at once with one line. What is
+    # stored is the reason with its control characters out, never the raw bytes.
     with user_errors():
         reason = rerun_reason(reason)
+        settings = get_settings()
+        rerun_inputs(
+            tool, persona.value, reason, _store(), settings, model=model, prompt_version=prompt_version
+        )
     _quiet_prefect_loggers()
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=err, transient=True) as bar:
         bar.add_task(f"Asking the {persona.value.title()} about {for_terminal(tool)} again", total=None)
@@ -478,13 +487,14 @@ def serve(
     source: Annotated[str, typer.Option(help="Where new tools come from.")] = "data/inbox",
     cron: Annotated[str, typer.Option(help="Cron schedule, UTC.")] = "0 6 * * *",
 ) -> None:
-    """Run the daily scheduled review on this machine (Ctrl-C stops it); on a DuckLake store,
-    its weekly upkeep too (Sundays 05:00 UTC, as prefect.yaml's weekly-maintenance)."""
-    from prefect import serve as prefect_serve
+    """Run the daily scheduled review on this machine (Ctrl-C or SIGTERM stops it); on a DuckLake
+    store, its weekly upkeep too (Sundays 05:00 UTC, as prefect.yaml's weekly-maintenance)."""
     from prefect.schedules import Cron
 
     from flows.maintain import maintain_store
     from flows.scheduled import review_new_tools
+
+    from .orchestration import serve as serve_deployments
 
     # Its own name, so it never replaces the `daily-new-tools` deployment of prefect.yaml; one
     # run at a time, as there.
@@ -501,7 +511,11 @@ def serve(
                 concurrency_limit=1,
             )
         )
-    prefect_serve(*deployments)
+    serve_deployments(
+        *deployments,
+        grace_s=get_settings().shutdown_grace_s,
+        say=lambda line: err.print(for_terminal(line), highlight=False, soft_wrap=True),
+    )
 
 
 @app.command()

@@ -10,11 +10,18 @@ from pydantic import ValidationError
 class ShipskipError(Exception):
     """An error whose message is fit to show a user as it is."""
 
+    # Set once a flow run has said it in one line (`orchestration.failed`), so Prefect's own
+    # logging of the same exception is left out.
+    said: bool = False
+
 
 class InputError(ShipskipError):
     def __init__(self, path: Path | str, field: str, message: str) -> None:
         self.path, self.field, self.message = str(path), field, message
         super().__init__(f"{self.path}: {field}: {message}")
+
+    def __reduce__(self) -> tuple[type, tuple[str, str, str]]:
+        return (type(self), (self.path, self.field, self.message))
 
 
 def describe_validation_error(exc: ValidationError) -> tuple[str, str]:
@@ -47,3 +54,50 @@ class DiskFull(ShipskipError):
     def __init__(self, what: str) -> None:
         self.what = what
         super().__init__(f"no space left on the device: {what}")
+
+
+class UnknownTool(ShipskipError):
+    """A slug that names no reviewed tool."""
+
+    def __init__(self, slug: str) -> None:
+        self.slug = slug
+        super().__init__(f"no reviewed tool with slug '{slug}'")
+
+    def __reduce__(self) -> tuple[type, tuple[str]]:
+        # Prefect pickles a failed run's exception; rebuild it from its fields, not its message.
+        return (type(self), (self.slug,))
+
+
+class UnknownPersona(ShipskipError):
+    """A seat that is not on the panel (no prompts/personas/NAME.yaml)."""
+
+    def __init__(self, persona: str, known: tuple[str, ...]) -> None:
+        self.persona, self.known = persona, tuple(known)
+        super().__init__(f"unknown persona '{persona}' (one of {', '.join(self.known)})")
+
+    def __reduce__(self) -> tuple[type, tuple[str, tuple[str, ...]]]:
+        return (type(self), (self.persona, self.known))
+
+
+class BadParameter(ShipskipError):
+    """A command's or flow's parameter that is not valid, named with what it must be."""
+
+    def __init__(self, name: str, message: str) -> None:
+        self.name, self.message = name, message
+        super().__init__(f"{name}: {message}")
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        return (type(self), (self.name, self.message))
+
+
+class Stopped(ShipskipError):
+    """The process is shutting down (SIGTERM): a seat stops before its next call to the
+    provider. Takes finished before it are checkpointed; the next run resumes from them."""
+
+    def __init__(self, slug: str = "", persona: str = "") -> None:
+        self.slug, self.persona = slug, persona
+        where = f" ({slug} · {persona})" if slug or persona else ""
+        super().__init__(f"stopped before the review finished{where}; finished takes are kept")
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        return (type(self), (self.slug, self.persona))

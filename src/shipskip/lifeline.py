@@ -54,6 +54,8 @@ def serve(
     stop it: with SIGTERM, or, not `graceful`, SIGKILL. Its output goes to `log_path`, or to an
     unnamed temporary file that nothing can leave behind; the last lines are quoted if it exits
     before it answers."""
+    import logging
+
     import httpx  # the parent's side only (see the module's note)
 
     from .errors import ShipskipError
@@ -63,6 +65,8 @@ def serve(
         command(module, args), env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True,
     )  # fmt: skip
+    # Every server start is said, so a run's log (and a test) shows what a command started.
+    logging.getLogger(__name__).info("started %s (pid %d)", what, proc.pid)
     try:
         deadline = time.monotonic() + startup_s
         # One client for the whole wait: each new one builds a TLS context (20 ms of CPU that

@@ -29,7 +29,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from .errors import ShipskipError
+from .errors import ShipskipError, Stopped
 from .models import (
     MAX_TAKE_CHARS,
     REPLY_ADAPTER,
@@ -355,8 +355,11 @@ class LLMClient:
         limiter: threading.Semaphore | None = None,
         redactor: Redactor | None = None,
         breaker: CircuitBreaker | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
         self.model, self.mode = model, mode
+        # Set when the process is stopping: no call starts after it, and a retry's wait ends.
+        self._stop = stop or threading.Event()
         self.max_attempts, self.max_retry_wait_s = max_attempts, max_retry_wait_s
         self._secret = api_key.get_secret_value() if api_key else ""
         # Every secret the settings hold when the panel passes one; this client's key at least.
@@ -406,7 +409,11 @@ class LLMClient:
         return self._send(state, parse, **kwargs)
 
     def _send(self, state: _State, parse: Callable[[Any], T], **kwargs: Any) -> T:
+        if self._stop.is_set():
+            raise Stopped()
         with self._limiter:
+            if self._stop.is_set():  # it was set while this call waited for a slot
+                raise Stopped()
             # Checked once a slot is held: a call that waited for one while the breaker opened
             # is not sent.
             sent = self.breaker.before_call() if self.breaker is not None else 0.0
@@ -520,6 +527,8 @@ class LLMClient:
             wait=self._wait,
             retry=retry_if_exception_type((*TRANSIENT, InvalidOutput)),
             before_sleep=lambda rs: self._feedback(state, rs),
+            # A wait between attempts ends when the process stops; the next attempt then stops.
+            sleep=self._stop.wait,
             reraise=True,
         )
         try:

@@ -12,6 +12,7 @@ from typing import Any
 
 from .checklist import abstains, below_relevance, card_facts, score_from, take_problem
 from .embedded import embedded_model_name, embedded_server
+from .errors import Stopped
 from .injection import gives_orders, score_jumped, without_suspicious
 from .llm import CircuitBreaker, LLMClient, LLMFailure
 from .models import Criterion, Take, ToolCard, Usage, clean_text, pattern_literal, verdict_for
@@ -65,12 +66,25 @@ class Critics:
     # Threads the seats are asked in, kept for as long as the critics: starting five threads
     # for every tool cost an ingest 5% of its time.
     pool: ThreadPoolExecutor | None = None
+    # Set when the process stops (SIGTERM, Ctrl-C, a failure that ends the run): no seat
+    # starts, and a seat in flight stops before its next call (its clients share it).
+    stop: threading.Event = field(default_factory=threading.Event)
 
     def ask(self, persona: str, card: ToolCard, reason: str | None = None) -> Take:
         """One seat's take on one card: graded by its checklist, or one holistic reply."""
         # A seat asks one question at a time, so seats in flight bound calls in flight; a slot
         # per seat rather than per call keeps the cross-process limit to one round trip a take.
-        with self.seat_slot():
+        with ExitStack() as held:
+            while True:
+                if self.stop.is_set():
+                    raise Stopped(card.slug, persona)
+                try:
+                    held.enter_context(self.seat_slot())
+                    break
+                except TimeoutError:
+                    # A slot that waits a bounded time (the global limit's) is asked for again,
+                    # so a seat still waiting notices a stop instead of holding the process.
+                    continue
             if self.settings.scoring == "checklist":
                 take = self.graded(persona, card, reason)
             else:
@@ -309,6 +323,7 @@ def open_critics(
     # One breaker per provider (base URL and model) for as long as these critics: seats that
     # share a provider give up on it together.
     breakers: dict[tuple[str, str], CircuitBreaker] = {}
+    stop = threading.Event()
     with ExitStack() as stack:
         embedded_url = None
         if settings.needs_embedded(names):
@@ -345,6 +360,7 @@ def open_critics(
                 limiter=in_flight,
                 redactor=redactor,
                 breaker=breaker,
+                stop=stop,
             )
             stack.callback(client.close)
             clients[name] = client
@@ -352,6 +368,10 @@ def open_critics(
         pool = stack.enter_context(
             ThreadPoolExecutor(max_workers=settings.llm_concurrency + len(names), thread_name_prefix="seat")
         )
+        # Leaving early (an exception, SIGTERM) stops the seats in flight before the pool waits
+        # for them: each ends at its next call instead of asking the rest of its checklist.
+        stack.callback(stop.set)
         yield Critics(
-            prompts=prompts, clients=clients, settings=settings, seat_slot=seat_slot or nullcontext, pool=pool
-        )
+            prompts=prompts, clients=clients, settings=settings, seat_slot=seat_slot or nullcontext,
+            pool=pool, stop=stop,
+        )  # fmt: skip

@@ -122,6 +122,20 @@ class Settings(BaseSettings):
     llm_concurrency: int = Field(default=5, ge=1, le=1024)
     personas: dict[str, Provider] = Field(default_factory=dict)
 
+    debug: bool = Field(
+        default=False,
+        description="Log tracebacks with errors: a flow run that fails on bad input logs its one "
+        "line, and with this its traceback too (as PREFECT_LOGGING_LEVEL=DEBUG does).",
+    )
+    shutdown_grace_s: float = Field(
+        default=8.0,
+        ge=0,
+        le=60,
+        description="How long `shipskip serve` gives the runs in flight after SIGTERM to stop "
+        "(each seat stops before its next call; finished takes are checkpointed) before it "
+        "kills them; a second SIGTERM kills them at once.",
+    )
+
     # Any GGUF file to serve instead of the packaged SmolLM2-135M-Instruct.
     embedded_model_path: Path | None = None
     embedded_ctx: int = 2048

@@ -177,6 +177,10 @@ def _from_feed(source: str, body: bytes) -> list[Entry]:
     return out
 
 
+# The files a source may be besides a folder or a URL: JSON Lines, a feed, one card.
+SOURCE_SUFFIXES = frozenset({".jsonl", ".xml", ".rss", ".atom", *CARD_SUFFIXES})
+
+
 def read_source(source: str, settings: Settings | None = None) -> list[Entry]:
     """Every entry of a source, in order; a slug seen twice is refused the second time.
 

@@ -17,16 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import progress
-from .errors import InputError, ShipskipError
+from .errors import BadParameter, InputError, ShipskipError, Stopped, UnknownPersona, UnknownTool
 from .llm import ProviderDown, ProviderRejected
 from .models import Take, ToolCard, card_text
 from .outcome import ReviewOutcome
-from .personas import load_prompts
+from .personas import PromptSet, load_prompts
 from .publish import compare_both_orders, verdicts_by_tool, write_compare
 from .quality import order_independent
 from .review import Critics, SlotFactory, open_critics
 from .settings import Settings
-from .sources import read_source
+from .sources import SOURCE_SUFFIXES, read_source
 from .store import Run, Store, ToolBusy
 
 OnTake = Callable[[str, Take], None]
@@ -201,7 +201,7 @@ def ingest(
                     except ToolBusy as exc:
                         held.append((card, exc))
                         continue
-                    except ProviderRejected:
+                    except (ProviderRejected, Stopped):
                         raise
                     except ShipskipError as exc:
                         warn(f"skipped {card.slug}: {exc}")
@@ -209,10 +209,15 @@ def ingest(
                         continue
                     (report.unchanged if out.skipped else report.reviewed).append(card.slug)
                     on_review(out)
-            except ProviderRejected:
-                # The provider refuses every tool alike: stop, and mark nothing more reviewed.
+            except BaseException as exc:
+                # The provider refuses every tool alike (ProviderRejected): start no more tools,
+                # and mark nothing more reviewed. The process is stopping (SIGTERM, Ctrl-C): also
+                # stop the seats in flight before their next call; their finished takes are
+                # checkpointed and the next run resumes from them.
                 for f in futures:
                     f.cancel()
+                if not isinstance(exc, ProviderRejected):
+                    critics.stop.set()
                 raise
             return held
 
@@ -236,14 +241,57 @@ def ingest(
     return report
 
 
+MIN_REASON = 3
+
+
 def rerun_reason(reason: str) -> str:
     """An editor's reason for a rerun as it is stored and shown: normalised like card text
     (escape sequences, control, zero-width and bidi characters out, whitespace folded), and
     refused when fewer than 3 characters are left."""
     text = card_text(reason)
-    if len(text) < 3:
-        raise InputError("rerun", "--reason", "must say why (3 characters or more, control characters aside)")
+    if len(text) < MIN_REASON:
+        raise InputError(
+            "rerun", "--reason", f"must say why ({MIN_REASON} characters or more, control characters aside)"
+        )
     return text
+
+
+def rerun_inputs(
+    tool: str,
+    persona: str,
+    reason: str,
+    store: Store,
+    settings: Settings,
+    *,
+    model: str | None = None,
+    prompt_version: str | None = None,
+) -> tuple[ToolCard, PromptSet]:
+    """A rerun's inputs, checked before anything starts (a Prefect API, a model server): the
+    card of the tool and the prompts with the asked version. Raises a typed ShipskipError
+    naming the first bad input."""
+    rerun_reason(reason)
+    if model is not None and not model.strip():
+        raise BadParameter("model", "names no model; leave it out for the seat's own")
+    # The seats first: an unknown one needs no database, and its archived versions are its own.
+    known = tuple(load_prompts(settings.prompts_dir).personas)
+    if persona not in known:
+        raise UnknownPersona(persona, known)
+    card = store.tool(tool)
+    if card is None:
+        raise UnknownTool(tool)
+    prompts = load_prompts(settings.prompts_dir, versions={persona: prompt_version})
+    return card, prompts
+
+
+def ingest_inputs(source: str) -> None:
+    """An ingest's source, checked before anything starts: a URL, a folder, or a file of a
+    kind `read_source` reads. Its entries are checked one by one as it is read."""
+    if source.startswith(("http://", "https://")):
+        return
+    path = Path(source)
+    if path.is_dir() or (path.is_file() and path.suffix.lower() in SOURCE_SUFFIXES):
+        return
+    raise BadParameter("source", f"'{source}' is not a folder, .jsonl file, feed file or URL that exists")
 
 
 def rerun(
@@ -261,12 +309,9 @@ def rerun(
     """One persona again on one tool: the new take becomes current, the old one stays as history.
     A failure keeps the current take, is recorded in history, and raises."""
     reason = rerun_reason(reason)
-    card = store.tool(tool)
-    if card is None:
-        raise ShipskipError(f"no reviewed tool with slug '{tool}'")
-    prompts = load_prompts(settings.prompts_dir, versions={persona: prompt_version})
-    if persona not in prompts.personas:
-        raise ShipskipError(f"unknown persona '{persona}' (one of {', '.join(prompts.personas)})")
+    card, prompts = rerun_inputs(
+        tool, persona, reason, store, settings, model=model, prompt_version=prompt_version
+    )
     run = store.begin_run(card, kind="rerun", reason=reason)
     assert run is not None  # only a review can find its card already done
     with open_critics(settings, prompts, [persona], model_override=model, seat_slot=seat_slot) as critics:
