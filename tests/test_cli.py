@@ -390,7 +390,7 @@ def test_a_dead_provider_stops_the_review_in_one_line_within_its_bound(fake, iso
     from shipskip.settings import get_settings
     from shipskip.store import Store
 
-    monkeypatch.setenv("SHIPSKIP_TIMEOUT_S", "2")
+    monkeypatch.setenv("SHIPSKIP_TIMEOUT_S", "3")
     monkeypatch.setenv("SHIPSKIP_MAX_ATTEMPTS", "3")
     settings = get_settings()
     fake.default = Reply(content="Yes", trickle_s=0.8)

@@ -499,7 +499,7 @@ def test_a_dead_provider_costs_a_bounded_time_and_leaves_the_tool_for_a_later_ru
     from shipskip.llm import ProviderDown
     from shipskip.settings import get_settings
 
-    monkeypatch.setenv("SHIPSKIP_TIMEOUT_S", "2")
+    monkeypatch.setenv("SHIPSKIP_TIMEOUT_S", "3")
     monkeypatch.setenv("SHIPSKIP_MAX_ATTEMPTS", "3")
     if arm == "deadline":  # one call at a time, and never enough failures in a row to count
         monkeypatch.setenv("SHIPSKIP_LLM_CONCURRENCY", "1")

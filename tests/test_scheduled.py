@@ -269,7 +269,7 @@ def test_a_dead_provider_stops_the_ingest_and_leaves_every_tool_for_the_next_run
     from shipskip.settings import get_settings
 
     d = inbox(tmp_path, "smollm3.yaml", "pagerduck.yaml", "claw-code.yaml")
-    monkeypatch.setenv("SHIPSKIP_TIMEOUT_S", "2")
+    monkeypatch.setenv("SHIPSKIP_TIMEOUT_S", "3")
     settings = get_settings()
     fake.default = Reply(content="Yes", trickle_s=0.4)
     started = time.monotonic()

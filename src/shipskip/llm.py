@@ -92,8 +92,8 @@ UNANSWERED = (openai.InternalServerError, openai.APITimeoutError, openai.APIConn
 
 
 class ProviderDown(ProviderRejected):
-    """A provider that failed `failures` calls in a row, or failed for `elapsed_s` without one
-    answer: its circuit breaker is open. Asking about another tool cannot help either, so the
+    """A provider that failed `failures` calls in a row, which spent `elapsed_s` waiting on it
+    without one answer: its circuit breaker is open. Asking about another tool cannot help either, so the
     run stops as for a refused key, and nothing it spoiled is kept.
 
     Built from the message alone as well (the fields then empty): Prefect rebuilds an exception
@@ -110,8 +110,8 @@ class ProviderDown(ProviderRejected):
     @classmethod
     def of(cls, base_url: str, model: str, failures: int, elapsed_s: float, last_error: str) -> ProviderDown:
         return cls(
-            f"the provider at {base_url} (model {model}) is not answering: {failures} calls failed "
-            f"in a row over {elapsed_s:.0f} s (last: {last_error}); stopped asking it "
+            f"the provider at {base_url} (model {model}) is not answering: {failures} calls in a row "
+            f"failed after {elapsed_s:.0f} s of waiting (last: {last_error}); stopped asking it "
             "(SHIPSKIP_BREAKER_FAILURES, SHIPSKIP_BREAKER_DEADLINE_S)",
             base_url=base_url, model=model, failures=failures, elapsed_s=elapsed_s, last_error=last_error,
         )  # fmt: skip
@@ -122,13 +122,15 @@ class CircuitBreaker:
 
     Retrying each question on its own made a dead provider cost minutes a tool (every question
     timed out MAX_ATTEMPTS times). The breaker counts calls that got no answer at all; after
-    `max_failures` in a row, or two or more failures spanning `deadline_s` without a single
-    answer in between, it opens, and every call after that fails at once with ProviderDown
-    without a request. It stays open for the run: the next run starts with a closed one.
+    `max_failures` in a row, or once two or more failed calls in a row have spent `deadline_s`
+    between them waiting on the provider, it opens, and every call after that fails at once
+    with ProviderDown, without a request. Any answer ends the streak. It stays open for the
+    run: the next run starts with a closed one.
 
-    The streak is timed from when its first failed call was sent (or from the last answer, if
-    that came later), so calls sent before the deadline end at most one call's time after it:
-    a dead provider costs the deadline plus one call. One slow call alone never opens it.
+    The time counted is the failed calls' own, not the wall clock between them: on a busy
+    machine two 503s a few seconds apart say nothing about a deadline. One slow call alone
+    never opens it. Calls one at a time against a dead provider stop after the deadline plus
+    one call; calls side by side reach `max_failures` first.
     """
 
     def __init__(self, base_url: str, model: str, max_failures: int, deadline_s: float) -> None:
@@ -136,49 +138,38 @@ class CircuitBreaker:
         self.max_failures, self.deadline_s = max(1, max_failures), deadline_s
         self._lock = threading.Lock()
         self.failures = 0
-        self._since: float | None = None  # when the failing streak began
-        self._last_answer = 0.0
+        self._failing_s = 0.0  # time the failed calls of the streak spent waiting
         self.is_open = False
         self._last_error = ""
 
-    def _down(self, now: float) -> ProviderDown:
-        elapsed = now - self._since if self._since is not None else 0.0
-        return ProviderDown.of(self.base_url, self.model, self.failures, elapsed, self._last_error)
-
-    def _trip_if_due(self, now: float) -> None:
-        if self._since is None:
-            return
-        if self.failures >= self.max_failures or (
-            self.failures >= 2 and now - self._since >= self.deadline_s
-        ):
-            self.is_open = True
+    def _down(self) -> ProviderDown:
+        return ProviderDown.of(self.base_url, self.model, self.failures, self._failing_s, self._last_error)
 
     def before_call(self) -> float:
         """The time the call is sent; raises ProviderDown instead when the breaker is open."""
         with self._lock:
-            now = time.monotonic()
-            self._trip_if_due(now)
             if self.is_open:
-                raise self._down(now)
-            return now
+                raise self._down()
+            return time.monotonic()
 
     def failed(self, sent_at: float, error: str) -> None:
         with self._lock:
             self.failures += 1
-            began = max(sent_at, self._last_answer)
-            self._since = began if self._since is None else min(self._since, began)
+            self._failing_s += time.monotonic() - sent_at
             self._last_error = error
-            self._trip_if_due(time.monotonic())
+            too_long = self.failures >= 2 and self._failing_s >= self.deadline_s
+            if self.failures >= self.max_failures or too_long:
+                self.is_open = True
 
     def answered(self) -> None:
         with self._lock:
-            self.failures, self._since, self._last_answer = 0, None, time.monotonic()
+            self.failures, self._failing_s = 0, 0.0
 
     def check(self) -> None:
         """Raise ProviderDown if the breaker is open."""
         with self._lock:
             if self.is_open:
-                raise self._down(time.monotonic())
+                raise self._down()
 
 
 @dataclass

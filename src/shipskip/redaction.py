@@ -37,9 +37,6 @@ class Redactor:
             s[i : i + self.min_run] for s in self._secrets for i in range(len(s) - self.min_run + 1)
         }
 
-    def __bool__(self) -> bool:
-        return bool(self._secrets)
-
     def _spans(self, text: str) -> list[tuple[int, int]]:
         marked: list[tuple[int, int]] = []
         n = self.min_run

@@ -88,8 +88,8 @@ class Settings(BaseSettings):
     breaker_deadline_s: float | None = Field(
         default=None,
         gt=0,
-        description="How long a provider may go on failing without a single answer before it is "
-        "given up on in this run; unset means TIMEOUT_S x MAX_ATTEMPTS.",
+        description="How long failed calls in a row (two or more) may have waited on a provider "
+        "before it is given up on in this run; unset means TIMEOUT_S x MAX_ATTEMPTS.",
     )
     secret_min_run: int = Field(
         default=8,
