@@ -20,6 +20,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -43,9 +44,9 @@ LLM_LIMIT = "shipskip-llm-calls"
 # How long a seat waits for a global slot before asking again (`Critics.ask`): not a tunable,
 # how soon a waiting seat notices that its process is stopping.
 SLOT_WAIT_S = 1.0
-# After the grace period's kill, how long the runner has to notice and end before the worker
-# ends itself.
-STOP_MARGIN_S = 1.5
+# After the grace period's kill, how long the runner has (marking its killed runs Crashed
+# included) to notice and end before the worker ends itself.
+STOP_MARGIN_S = 2.0
 # Temporary APIs this process started for itself: no other process counts against them.
 _PRIVATE_APIS: set[str] = set()
 
@@ -271,13 +272,14 @@ def serve(*deployments: Any, grace_s: float, say: Callable[[str], None]) -> None
             super().handle_sigterm(*args, **kwargs)
 
         def _deadline(self) -> None:
+            end = time.monotonic() + grace_s + STOP_MARGIN_S
             if stopped.wait(grace_s):
                 return
             say(f"runs still in flight after {grace_s:g} s: killing them")
             _kill_children()
             self._crashed(f"killed {grace_s:g} s after SIGTERM")
             # The runner notices its runs are gone and ends; if it does not, end it here.
-            if not stopped.wait(STOP_MARGIN_S):
+            if not stopped.wait(max(0.0, end - time.monotonic())):
                 os._exit(128 + signal.SIGTERM)
 
         def _crashed(self, why: str) -> None:
