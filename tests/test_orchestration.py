@@ -269,6 +269,7 @@ def _serve(tmp_path, inbox, base_url, **extra_env) -> subprocess.Popen:
         "SHIPSKIP_MODEL": "fake-model", "SHIPSKIP_DB_PATH": str(tmp_path / "served.duckdb"),
         "SHIPSKIP_LLM_CONCURRENCY": "2", "PREFECT_RUNNER_POLL_FREQUENCY": "1", **extra_env,
     }  # fmt: skip
+    _end_leftover_runs()
     log = tmp_path / "worker.log"
     with log.open("w") as out:
         worker = subprocess.Popen(
@@ -280,6 +281,21 @@ def _serve(tmp_path, inbox, base_url, **extra_env) -> subprocess.Popen:
         assert worker.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
         time.sleep(0.2)
     return worker
+
+
+def _end_leftover_runs() -> None:
+    """Runs of the served deployment an earlier test's worker left unfinished (one killed at
+    once by a second SIGTERM stays Running) hold its concurrency slot (limit 1): end them."""
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+    from prefect.states import Cancelled
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[SERVED.split("/")[1]]))
+        )
+        for run in runs:
+            if not run.state.is_final():
+                client.set_flow_run_state(run.id, Cancelled(message="left by an earlier test"))
 
 
 def _trigger(**parameters):

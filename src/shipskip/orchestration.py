@@ -20,6 +20,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -43,9 +44,9 @@ LLM_LIMIT = "shipskip-llm-calls"
 # How long a seat waits for a global slot before asking again (`Critics.ask`): not a tunable,
 # how soon a waiting seat notices that its process is stopping.
 SLOT_WAIT_S = 1.0
-# After the grace period's kill, how long the runner has to notice and end before the worker
-# ends itself.
-STOP_MARGIN_S = 1.5
+# After the grace period's kill, how long the runner has (marking its killed runs Crashed
+# included) to notice and end before the worker ends itself.
+STOP_MARGIN_S = 2.0
 # Temporary APIs this process started for itself: no other process counts against them.
 _PRIVATE_APIS: set[str] = set()
 
@@ -254,26 +255,48 @@ def serve(*deployments: Any, grace_s: float, say: Callable[[str], None]) -> None
 
     class Worker(Runner):
         terms = 0
+        in_flight: set[Any] = set()
 
         def handle_sigterm(self, *args: Any, **kwargs: Any) -> None:
             self.terms += 1
             if self.terms > 1:
+                # At once: their runs stay Running on the server until their leases run out.
                 say("SIGTERM again: killing the runs in flight and exiting now")
                 _kill_children()
                 os._exit(128 + signal.SIGTERM)
             if self.started and self._loop is not None:
+                with contextlib.suppress(Exception):  # Prefect's runner's own bookkeeping
+                    self.in_flight = set(self._process_manager.flow_run_ids())
                 say(f"SIGTERM: taking no more runs; stopping those in flight (at most {grace_s:g} s)")
                 threading.Thread(target=self._deadline, name="shipskip-stop", daemon=True).start()
             super().handle_sigterm(*args, **kwargs)
 
         def _deadline(self) -> None:
+            end = time.monotonic() + grace_s + STOP_MARGIN_S
             if stopped.wait(grace_s):
                 return
             say(f"runs still in flight after {grace_s:g} s: killing them")
             _kill_children()
+            self._crashed(f"killed {grace_s:g} s after SIGTERM")
             # The runner notices its runs are gone and ends; if it does not, end it here.
-            if not stopped.wait(STOP_MARGIN_S):
+            if not stopped.wait(max(0.0, end - time.monotonic())):
                 os._exit(128 + signal.SIGTERM)
+
+        def _crashed(self, why: str) -> None:
+            """Mark the killed runs Crashed, so the server lets go of their deployment's
+            concurrency slot now rather than when its lease runs out (the next scheduled run
+            would wait for it). Bounded: the worker is on its way out."""
+            from prefect.client.orchestration import get_client
+            from prefect.states import Crashed
+
+            message = f"the worker stopped: {why}; the next run resumes from its checkpoints"
+            with (
+                contextlib.suppress(Exception),
+                get_client(sync_client=True, httpx_settings={"timeout": 1.0}) as client,
+            ):
+                for run_id in self.in_flight:
+                    if not client.read_flow_run(run_id).state.is_final():
+                        client.set_flow_run_state(run_id, Crashed(message=message))
 
     runner = Worker()
     for deployment in deployments:

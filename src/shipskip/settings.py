@@ -128,7 +128,7 @@ class Settings(BaseSettings):
         "line, and with this its traceback too (as PREFECT_LOGGING_LEVEL=DEBUG does).",
     )
     shutdown_grace_s: float = Field(
-        default=8.0,
+        default=7.0,
         ge=0,
         le=60,
         description="How long `shipskip serve` gives the runs in flight after SIGTERM to stop "
