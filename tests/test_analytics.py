@@ -271,9 +271,9 @@ def test_an_analyst_reads_a_snapshot_and_holds_no_lock_on_the_file(file_store, i
     build(file_store)
     with file_store.sandbox() as con:
         assert con.execute("SELECT count(*) FROM votes").fetchone() == (0,)
-        assert [p.name for p in isolated.glob(".shipskip-snapshot-*")]  # the copy it reads
         assert file_store.add_vote("alpha", "ship", "ann") is False
         assert con.execute("SELECT count(*) FROM votes").fetchone() == (0,)
+        assert [p.name for p in isolated.glob(".shipskip-snapshot-*")]  # the copy it reads
     with file_store.analysing():  # the store's own reads in the block go to a snapshot too
         assert file_store.query("SELECT count(*) AS n FROM votes") == [{"n": 1}]
         file_store.path.unlink()  # the file itself is not needed any more
