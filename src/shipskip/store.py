@@ -396,8 +396,8 @@ class Store:
         ever waits on. DuckDB locks a file for one writer or any readers, so a 70 s query on the
         file itself kept every vote and review out for 70 s: an analyst reads a copy instead,
         taken while holding the file's read lock (only as long as copying takes) and removed
-        afterwards. A lake's readers already
-        read a snapshot and block no one: they get a read-only connection."""
+        afterwards. A lake's readers already read a snapshot and block no one: they get a
+        read-only connection."""
         if self.lake is not None:
             with self._fresh_lake_read_only() as con:
                 yield con
