@@ -30,6 +30,10 @@ def review(store, card, scores, when):
 
 @pytest.fixture
 def fx(store):
+    return build(store)
+
+
+def build(store):
     # alpha (Models, week of 2026-11-02): 80 70 40 90 abstain
     # beta (Video, week of 2026-11-09): 50 30 60 20 55
     review(store, make_card(slug="alpha", name="Alpha", category="AI Models"), [80, 70, 40, 90, None],
@@ -308,6 +312,115 @@ def test_sql_fetches_only_up_to_the_limit(fx):
     assert len(res.rows) == 50 and res.more and res.columns == ["n"]
     small = run_sql(fx, "SELECT 1 AS one", limit=50)
     assert small.rows == [(1,)] and not small.more
+
+
+# A query DuckDB would need hours for: it ends only when interrupted.
+ENDLESS = "SELECT count(*) AS n FROM range(1000000000000) a WHERE hash(a.range) = 42"
+
+
+@pytest.mark.timeout(120)  # before the time limit existed this query ran for hours
+def test_an_analyst_query_stops_at_its_time_limit(fx, tmp_path):
+    from shipskip.errors import QueryTimeout
+
+    fx.query_timeout_s = 0.5
+    with pytest.raises(QueryTimeout) as e:
+        run_sql(fx, ENDLESS)
+    assert e.value.seconds == 0.5 and "SHIPSKIP_QUERY_TIMEOUT_S" in str(e.value)
+    with pytest.raises(QueryTimeout):
+        write_result(fx, ENDLESS, "parquet", tmp_path / "never.parquet")
+    with pytest.raises(QueryTimeout), fx.analysing() as con:
+        con.execute(ENDLESS).fetchall()
+    assert not (tmp_path / "never.parquet").exists() and list(tmp_path.glob(".*")) == []
+    # A quick query well within the limit is unaffected, and so is the next one.
+    assert run_sql(fx, "SELECT count(*) FROM takes").rows == [(11,)]
+
+
+@pytest.mark.timeout(120)
+def test_the_sql_command_stops_at_the_limit_with_one_line(fx, isolated, monkeypatch):
+    from typer.testing import CliRunner
+
+    from shipskip.cli import app
+
+    monkeypatch.setenv("SHIPSKIP_QUERY_TIMEOUT_S", "1")
+    res = CliRunner().invoke(app, ["sql", ENDLESS])
+    lines = res.output.strip().splitlines()
+    assert res.exit_code == 2 and len(lines) == 1 and "SHIPSKIP_QUERY_TIMEOUT_S" in lines[0], res.output
+
+
+def test_an_analyst_reads_a_snapshot_and_holds_no_lock_on_the_file(file_store, isolated):
+    """While an analyst's query is open, a vote in the same process (and so any writer) gets the
+    file at once; the query goes on seeing the data as it was when it started."""
+    build(file_store)
+    with file_store.sandbox() as con:
+        assert con.execute("SELECT count(*) FROM votes").fetchone() == (0,)
+        assert file_store.add_vote("alpha", "ship", "ann") is False
+        assert con.execute("SELECT count(*) FROM votes").fetchone() == (0,)
+        assert [p.name for p in isolated.glob(".shipskip-snapshot-*")]  # the copy it reads
+    with file_store.analysing():  # the store's own reads in the block go to a snapshot too
+        assert file_store.query("SELECT count(*) AS n FROM votes") == [{"n": 1}]
+        file_store.path.unlink()  # the file itself is not needed any more
+        assert file_store.query("SELECT count(*) AS n FROM takes") == [{"n": 11}]
+    assert list(isolated.glob(".shipskip-snapshot-*")) == []  # removed once read
+
+
+def test_a_snapshot_left_by_a_dead_process_is_removed(file_store, isolated):
+    build(file_store)
+    dead = isolated / ".shipskip-snapshot-999999999-abc"  # no such process
+    dead.mkdir()
+    (dead / "shipskip.duckdb").write_bytes(b"stale copy")
+    assert run_sql(file_store, "SELECT count(*) FROM takes").rows == [(11,)]
+    assert not dead.exists()
+
+
+def test_export_needs_a_new_or_empty_folder_or_overwrite(fx, isolated, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from shipskip.cli import app
+
+    runner = CliRunner()
+    exp = tmp_path / "exp"
+    exp.mkdir()  # an empty folder is fine
+    assert runner.invoke(app, ["export", "--to", str(exp)]).exit_code == 0
+    takes = exp / "takes.parquet"
+    before = takes.read_bytes()
+    (exp / "notes.txt").write_text("mine")
+    res = runner.invoke(app, ["export", "--to", str(exp)])
+    lines = res.output.strip().splitlines()
+    assert res.exit_code == 2 and len(lines) == 1 and "--overwrite" in lines[0] and str(exp) in lines[0]
+    assert takes.read_bytes() == before  # not replaced without asking
+    review(fx, make_card(slug="gamma", name="Gamma"), [60, 60, 60, 60, 60], datetime(2026, 11, 12))
+    res = runner.invoke(app, ["export", "--to", str(exp), "--overwrite"])
+    assert res.exit_code == 0, res.output
+    assert duckdb.execute(f"SELECT count(*) FROM '{takes}'").fetchone()[0] == 16
+    assert (exp / "notes.txt").read_text() == "mine"  # what the export did not write stays
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    for flags in ([], ["--overwrite"]):
+        res = runner.invoke(app, ["export", "--to", str(a_file), *flags])
+        lines = res.output.strip().splitlines()
+        assert res.exit_code == 2 and len(lines) == 1 and "not one" in lines[0], res.output
+    assert a_file.read_text() == "not a folder"
+
+
+def test_export_never_writes_through_a_link_inside_its_folder(fx, tmp_path):
+    exp, outside = tmp_path / "exp", tmp_path / "outside"
+    outside.mkdir()
+    exp.mkdir()
+    victim = outside / "victim.parquet"
+    victim.write_bytes(b"precious")
+    (exp / "takes.parquet").symlink_to(victim)
+    export(fx, exp, overwrite=True)
+    assert victim.read_bytes() == b"precious" and not (exp / "takes.parquet").is_symlink()
+    assert duckdb.execute(f"SELECT count(*) FROM '{exp / 'takes.parquet'}'").fetchone()[0] == 11
+    (exp / "views").rename(tmp_path / "old-views")
+    (exp / "views").symlink_to(outside)
+    runs = (exp / "runs.parquet").read_bytes()
+    with pytest.raises(ShipskipError) as e:
+        export(fx, exp, overwrite=True)
+    assert "outside" in str(e.value)
+    assert sorted(p.name for p in outside.iterdir()) == ["victim.parquet"]
+    assert (exp / "runs.parquet").read_bytes() == runs  # nothing moved: all or none
+    assert not [p for p in exp.iterdir() if p.name.startswith(".")]
 
 
 def test_the_cookbook_in_docs_analytics_runs_as_written(fx):

@@ -236,6 +236,65 @@ def test_writer_and_analyst_reader_for_sixty_seconds(tmp_path):
     )
 
 
+def test_a_long_analyst_query_keeps_no_writer_waiting(tmp_path):
+    """A `shipskip sql` that would run for hours; a vote and an ingest started while it runs
+    both succeed, and the query ends at its time limit with one line and exit 2. (Before
+    analysts read a snapshot, the query held the file: the vote waited 30 s and was refused.)"""
+    from conftest import make_card, make_take
+
+    from shipskip.roster import PERSONAS
+
+    db = tmp_path / "busy.duckdb"
+    store = Store(db)
+    card = make_card(slug="voted-on", name="Voted On")
+    store.commit_review(store.begin_run(card), card, [make_take(p, "ship", 80) for p in PERSONAS])
+    inbox, log, server, url = _inbox_and_fake(tmp_path, 3, 0.05)
+    env = {**os.environ, "SHIPSKIP_DB_PATH": str(db), "SHIPSKIP_QUERY_TIMEOUT_S": "45"}
+
+    started = []
+
+    def shipskip(*args):
+        started.append(subprocess.Popen([sys.executable, "-m", "shipskip", *args], env=env,
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))  # fmt: skip
+        return started[-1]
+
+    try:
+        query = shipskip("sql", "SELECT count(*) FROM range(1000000000000) a WHERE hash(a.range) = 42")
+        # Give it time to start reading (its snapshot appears beside the file as it does).
+        deadline = time.monotonic() + 30
+        while not list(tmp_path.glob(".shipskip-snapshot-*")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1)
+        assert query.poll() is None
+        writer = _ingest(inbox, url, db)
+        started.append(writer)
+        vote = shipskip("vote", "voted-on", "ship", "--voter", "ann")
+        v_out, v_err = vote.communicate(timeout=120)
+        query_running_after_vote = query.poll() is None
+        w_out, w_err = writer.communicate(timeout=300)
+        query_running_after_ingest = query.poll() is None
+        q_out, q_err = query.communicate(timeout=120)
+    finally:
+        server.kill()
+        for proc in started:  # only if the test failed midway
+            if proc.poll() is None:
+                proc.kill()
+    assert vote.returncode == 0 and "ann's vote recorded" in v_out, v_err
+    assert query_running_after_vote  # the vote did not wait for the query to end
+    assert writer.returncode == 0 and "reviewed 3" in w_out, w_err
+    lines = q_err.strip().splitlines()
+    assert query.returncode == 2 and len(lines) == 1 and "SHIPSKIP_QUERY_TIMEOUT_S" in lines[0], q_err
+    assert q_out == ""
+    after = Store(db)
+    assert after.query("SELECT count(*) AS n FROM votes")[0]["n"] == 1
+    assert after.query("SELECT count(*) AS n FROM takes")[0]["n"] == 5 * 4
+    assert not list(tmp_path.glob(".shipskip-snapshot-*"))
+    print(
+        f"\n[analyst] vote during a 45 s query: ok; ingest of 3 tools during it: ok "
+        f"(query still running when the ingest ended: {query_running_after_ingest}); query: exit 2"
+    )
+
+
 SECRET = "sk-shipskip-TOPSECRET-0123456789"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -13,9 +14,10 @@ from typing import Any
 import duckdb
 from markupsafe import Markup, escape
 
-from .errors import ShipskipError
+from .errors import ShipskipError, UnsafeWrite
 from .roster import COLOURS, FALLBACK_COLOUR, seat_key
 from .store import EXPORT_TABLES, Store
+from .writes import locate, staging, write_text
 
 
 def check_read_only(sql: str) -> str:
@@ -55,17 +57,20 @@ def run_sql(store: Store, sql: str, limit: int | None = None) -> Result:
             raise ShipskipError(f"query: {str(exc).splitlines()[0]}") from None
 
 
-def write_result(store: Store, sql: str, fmt: str, out: Path) -> Path:
-    """csv and json from fetched rows; parquet through DuckDB's own writer."""
+def write_result(store: Store, sql: str, fmt: str, out: Path, roots: Sequence[Path] | None = None) -> Path:
+    """csv and json from fetched rows; parquet through DuckDB's own writer. The file lands
+    inside one of `roots` (default: the folder `out` names), never through a link out of it."""
     check_read_only(sql)
+    root, _ = locate(out, roots or [out.parent])
     if fmt == "parquet":
-        with store.sandbox([str(out.resolve())]) as con:
+        # DuckDB writes a file of its own naming: a private folder beside `out`, then renamed.
+        with staging(root, out.parent) as stage, store.sandbox([str(stage / out.name)]) as con:
             try:
-                con.sql(sql).write_parquet(str(out))
+                con.sql(sql).write_parquet(str(stage / out.name))
             except duckdb.Error as exc:
                 raise ShipskipError(f"query: {str(exc).splitlines()[0]}") from None
         return out
-    out.write_text(format_result(run_sql(store, sql), fmt), encoding="utf-8")
+    write_text(root, out, format_result(run_sql(store, sql), fmt))
     return out
 
 
@@ -102,16 +107,27 @@ EXPORT_VIEWS = (
 EXPORT_EVAL = ("eval_runs", "eval_items")
 
 
-def export(store: Store, folder: Path) -> list[Path]:
-    """One Parquet file per table, per analysts' view (views/) and per evaluation table (eval/)."""
+def export(store: Store, folder: Path, overwrite: bool = False) -> list[Path]:
+    """One Parquet file per table, per analysts' view (views/) and per evaluation table (eval/).
+
+    Everything lands inside `folder`, a new or empty folder unless `overwrite` (which replaces
+    the export's own files and leaves anything else there alone); no link inside it is written
+    through. The files are written to a private folder inside it first and moved into place
+    only once all of them are done, so a failed export replaces nothing."""
+    if folder.exists() or folder.is_symlink():
+        if not folder.is_dir():
+            raise UnsafeWrite(folder, "--to must be a folder, and this is not one")
+        if not overwrite and any(folder.iterdir()):
+            raise UnsafeWrite(
+                folder, "--to folder is not empty; give --overwrite to replace the export in it"
+            )
     written = []
-    with store.connect(read_only=True) as con:
+    with store.analysing() as con, staging(folder) as stage:
         for sub, names in (("", EXPORT_TABLES), ("views", EXPORT_VIEWS), ("eval", EXPORT_EVAL)):
-            (folder / sub).mkdir(parents=True, exist_ok=True)
+            (stage / sub).mkdir(exist_ok=True)
             for name in names:
-                path = folder / sub / f"{name}.parquet"
-                con.table(name).write_parquet(str(path))
-                written.append(path)
+                con.table(name).write_parquet(str(stage / sub / f"{name}.parquet"))
+                written.append(folder / sub / f"{name}.parquet")
     return written
 
 

@@ -23,7 +23,7 @@ quiet_prefect()
 
 from . import progress as signals  # noqa: E402
 from .cards import load_card  # noqa: E402
-from .errors import DiskFull, ShipskipError  # noqa: E402
+from .errors import DiskFull, ShipskipError, UnsafeWrite  # noqa: E402
 from .models import PanelVerdict, Take, ToolCard, clean_text  # noqa: E402
 from .orchestration import prefect_api  # noqa: E402
 from .outcome import ReviewOutcome  # noqa: E402
@@ -142,13 +142,17 @@ def main(
     """Review newly launched AI tools with a five-persona panel."""
 
 
-def _check_out(path: Path) -> None:
+def _check_out(path: Path) -> Path:
     """Files a command writes where asked land only under the working directory or the output
-    folder, so a typed path cannot overwrite anything elsewhere."""
-    where = path.resolve()
-    roots = [Path.cwd().resolve(), get_settings().out_dir.resolve()]
-    if not any(where == r or r in where.parents for r in roots):
-        raise ShipskipError(f"--out {path}: write under the working directory or {roots[1]}")
+    folder, so a typed path cannot overwrite anything elsewhere: the one of the two it is
+    written under (`writes` then keeps it there, links and all)."""
+    from .writes import locate
+
+    roots = [get_settings().out_dir, Path.cwd()]
+    try:
+        return locate(path, roots)[0]
+    except UnsafeWrite:
+        raise UnsafeWrite(f"--out {path}", f"write under the working directory or {roots[0]}") from None
 
 
 def _fail(exc: Exception) -> None:
@@ -537,8 +541,7 @@ def sql(
         if out is None:
             res = run_sql(_store(), query, limit=limit if fmt == "table" else None)
         else:
-            _check_out(out)
-            write_result(_store(), query, fmt, out)
+            write_result(_store(), query, fmt, out, [_check_out(out)])
     if out is not None:
         err.print(f"Wrote {for_terminal(out)}", highlight=False)
         return
@@ -584,6 +587,7 @@ def trends(
 
     from .analytics import score_distribution, trend_points, trend_summary
     from .render import trends_page
+    from .writes import write_text
 
     try:
         start = date.fromisoformat(since) if since else None
@@ -594,11 +598,12 @@ def trends(
     with user_errors():
         if target.suffix != ".html":
             raise ShipskipError(f"--out {target}: the trends page is an .html file")
-        _check_out(target)
+        root = _check_out(target)
         store = _store()
         store.init()
-        points = trend_points(store, seat, category, start, all_versions)
-        distribution = score_distribution(store, seat)
+        with store.analysing():
+            points = trend_points(store, seat, category, start, all_versions)
+            distribution = score_distribution(store, seat)
     summary = trend_summary(points)
     filters = ", ".join(
         f"{k}: {v}" for k, v in (("persona", seat), ("category", category), ("since", since)) if v
@@ -615,8 +620,8 @@ def trends(
         datetime.now(UTC).date(),
         distribution,
     )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(page, encoding="utf-8")
+    with user_errors():
+        write_text(root, target, page)
     err.print(f"Wrote {for_terminal(target)}", highlight=False)
     if not summary:
         console.print("No scored takes match these filters yet.")
@@ -653,12 +658,17 @@ def maintain(
 
 
 @app.command()
-def export(to: Annotated[Path, typer.Option("--to", help="Folder for the Parquet files.")]) -> None:
+def export(
+    to: Annotated[Path, typer.Option("--to", help="Folder for the Parquet files: new or empty.")],
+    overwrite: Annotated[
+        bool, typer.Option(help="Export into a folder that is not empty, replacing an earlier export there.")
+    ] = False,
+) -> None:
     """Write each table as a Parquet file, for use in other tools."""
     from .analytics import export as export_tables
 
     with user_errors():
-        paths = export_tables(_store(), to)
+        paths = export_tables(_store(), to, overwrite=overwrite)
     for p in paths:
         console.print(f"Wrote {for_terminal(p)}", highlight=False)
 

@@ -101,3 +101,23 @@ class Stopped(ShipskipError):
 
     def __reduce__(self) -> tuple[type, tuple[str, str]]:
         return (type(self), (self.slug, self.persona))
+
+
+class UnsafeWrite(ShipskipError):
+    """A file shipskip was asked to write would land outside the folder named for it (through a
+    link or `..`), or where a file or folder stands in its way."""
+
+    def __init__(self, path: Path | str, reason: str) -> None:
+        self.path, self.reason = str(path), reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class QueryTimeout(ShipskipError):
+    """An analyst's query ran past its time limit and was stopped."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        super().__init__(
+            f"query: stopped after its time limit of {seconds:g} s (SHIPSKIP_QUERY_TIMEOUT_S); "
+            "narrow it, or raise the limit"
+        )

@@ -10,6 +10,7 @@ from .errors import ShipskipError, StoredRowError
 from .models import SLUG_RE
 from .render import ReviewedTool, Update, badge_svg, compare_page, digest_page, reviewer_page, tool_page
 from .store import Store
+from .writes import write_text
 
 WEEK_RE = re.compile(r"^(\d{4})-W(\d{2})$")
 
@@ -74,28 +75,16 @@ def current_week() -> str:
 
 
 def _target(out_dir: Path, sub: str, stem: str) -> Path:
-    # Names come from validated slugs, but check anyway: nothing may land outside out_dir.
+    # Names come from validated slugs, but check anyway; `writes` keeps the file inside out_dir.
     if not re.fullmatch(r"[a-z0-9-]+|\d{4}-W\d{2}", stem):
         raise ShipskipError(f"refusing to write a page named '{stem}'")
-    folder = (out_dir / sub).resolve()
-    path = folder / stem
-    if folder not in path.parents:
-        raise ShipskipError(f"refusing to write outside {folder}")
-    folder.mkdir(parents=True, exist_ok=True)
-    return path
+    return out_dir / sub / stem
 
 
-def _replace(target: Path, text: str) -> None:
-    # Write then rename, so a reader never sees half a file.
-    tmp = target.with_suffix(target.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(target)
-
-
-def _write(path: Path, html: str, md: str) -> Path:
+def _write(out_dir: Path, path: Path, html: str, md: str) -> Path:
     html_path = path.with_suffix(".html")
-    _replace(html_path, html)
-    _replace(path.with_suffix(".md"), md)
+    write_text(out_dir, html_path, html)
+    write_text(out_dir, path.with_suffix(".md"), md)
     return html_path
 
 
@@ -109,7 +98,7 @@ def write_compare(store: Store, out_dir: Path, a: str, b: str) -> tuple[Path, li
     html, md = compare_page(panels[0], panels[1], datetime.now(UTC).date())
     for panel in panels:  # the pages a comparison links to
         _write_tool_page(store, out_dir, panel)
-    return _write(_target(out_dir, "compare", f"{a}-vs-{b}"), html, md), panels
+    return _write(out_dir, _target(out_dir, "compare", f"{a}-vs-{b}"), html, md), panels
 
 
 def _write_tool_page(
@@ -120,10 +109,10 @@ def _write_tool_page(
     similar = tuple(_panels(store, store.similar(panel.card.slug, panel.card.category), left_out))
     for other in similar:
         html, md = compare_page(panel, other, today)
-        _write(_target(out_dir, "compare", f"{panel.card.slug}-vs-{other.card.slug}"), html, md)
-    _replace(_target(out_dir, "badges", panel.card.slug).with_suffix(".svg"), badge_svg(panel))
+        _write(out_dir, _target(out_dir, "compare", f"{panel.card.slug}-vs-{other.card.slug}"), html, md)
+    write_text(out_dir, _target(out_dir, "badges", panel.card.slug).with_suffix(".svg"), badge_svg(panel))
     html, md = tool_page(panel, today, similar)
-    return _write(_target(out_dir, "tools", panel.card.slug), html, md)
+    return _write(out_dir, _target(out_dir, "tools", panel.card.slug), html, md)
 
 
 def write_tool(
@@ -144,7 +133,7 @@ def write_reviewer(store: Store, out_dir: Path, prompts_dir: Path, persona: str)
         raise ShipskipError(f"persona: '{persona}' is not one of {', '.join(prompts.personas)}")
     takes, categories = store.reviewer_record(persona) if store.exists() else ([], [])
     html, md = reviewer_page(prompts.personas[persona], takes, categories, datetime.now(UTC).date())
-    return _write(_target(out_dir, "reviewers", persona), html, md)
+    return _write(out_dir, _target(out_dir, "reviewers", persona), html, md)
 
 
 def write_digest(
@@ -161,7 +150,7 @@ def write_digest(
     for panel in panels:  # the pages the digest links to
         _write_tool_page(store, out_dir, panel, left_out)
     html, md = digest_page(week, panels, datetime.now(UTC).date())
-    return _write(_target(out_dir, "digest", week), html, md), panels
+    return _write(out_dir, _target(out_dir, "digest", week), html, md), panels
 
 
 def compare_both_orders(store: Store, a: str, b: str) -> tuple[str, str]:

@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     # one whose holder died is taken over in the same run (0: leave them for the next run).
     busy_wait_s: float = Field(default=120.0, ge=0)
     out_dir: Path = Field(default=Path("out"))
+    # Analysts' queries (sql, trends, export) run on a snapshot of the database and are stopped
+    # after this long, with one line and exit 2.
+    query_timeout_s: float = Field(
+        default=60.0, gt=0, description="Seconds an analyst's query (sql, trends, export) may run."
+    )
     prompts_dir: Path = Field(default_factory=default_prompts_dir)
 
     # No base_url means the embedded llama.cpp server with the packaged SmolLM2 model.

@@ -15,8 +15,10 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import socket
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -32,7 +34,7 @@ import duckdb
 from pydantic import ValidationError
 from tenacity import Retrying, retry, retry_if_exception, stop_after_delay, wait_random_exponential
 
-from .errors import ShipskipError, StoredRowError, describe_validation_error
+from .errors import QueryTimeout, ShipskipError, StoredRowError, describe_validation_error
 from .models import CommunityVotes, Take, ToolCard, Usage, is_web_address, verdict_for
 from .panel import aggregate
 from .roster import seat_key
@@ -80,6 +82,9 @@ _HANDOVER = _Handover()
 # Tables an export writes and an import may load (views are exported by analytics).
 EXPORT_TABLES = ("tools", "tool_versions", "runs", "takes", "failed_reruns", "votes", "model_prices")
 _MIGRATION_RE = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+# Analysts' snapshots of the file sit beside it while they are read: .shipskip-snapshot-PID-xxxx/
+_SNAPSHOT_PREFIX = ".shipskip-snapshot-"
+_SNAPSHOT_RE = re.compile(r"^\.shipskip-snapshot-(\d+)-")
 
 
 # Who holds a run: this process on this machine.
@@ -103,6 +108,14 @@ def _alive(owner: str, heartbeat: datetime | None, now: datetime) -> bool:
             return True
         return True
     return heartbeat is not None and (now - heartbeat).total_seconds() < LEASE_S
+
+
+def _sweep_snapshots(folder: Path) -> None:
+    """Remove analysts' snapshots left by processes that died before removing their own."""
+    for entry in folder.glob(f"{_SNAPSHOT_PREFIX}*"):
+        m = _SNAPSHOT_RE.match(entry.name)
+        if m and not _alive(f"{socket.gethostname()}:{m.group(1)}", None, _now()):
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 def _now() -> datetime:
@@ -168,10 +181,18 @@ def _verdict_follows(verdict: str | None, score: int | None) -> bool:
 
 
 class Store:
-    def __init__(self, path: Path | str, lock_wait_s: float = 30.0, lake: Lake | None = None) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        lock_wait_s: float = 30.0,
+        lake: Lake | None = None,
+        query_timeout_s: float | None = None,
+    ) -> None:
         self.path = Path(path)
         self.lock_wait_s = lock_wait_s
         self.lake = lake
+        # Analysts' queries (`sandbox`, `analysing`) are interrupted after this long; None: never.
+        self.query_timeout_s = query_timeout_s
         self._lake_con: duckdb.DuckDBPyConnection | None = None
         self._lake_reader_con: duckdb.DuckDBPyConnection | None = None
         self._migrated = False
@@ -184,10 +205,11 @@ class Store:
     def from_settings(cls, settings: Settings, path: Path | str | None = None) -> Store:
         """The store the settings name: a DuckLake when SHIPSKIP_CATALOG is set, else the file."""
         if settings.catalog is None:
-            return cls(path or settings.db_path)
+            return cls(path or settings.db_path, query_timeout_s=settings.query_timeout_s)
         return cls(
             path or settings.db_path,
             lake=Lake(settings.catalog.get_secret_value(), settings.lake_data_path),
+            query_timeout_s=settings.query_timeout_s,
         )
 
     def exists(self) -> bool:
@@ -243,13 +265,6 @@ class Store:
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._shared(read_only) as con:
-            yield con
-
-    @contextmanager
-    def _fresh_read_only(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection of its own that cannot write, whatever this process holds open."""
-        self._ready_to_read()
-        with _LOCK, self._read_only_file() as con:
             yield con
 
     @contextmanager
@@ -377,12 +392,78 @@ class Store:
             yield con
 
     @contextmanager
+    def _snapshot(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-only connection of its own for an analyst, on data as of now, that no writer
+        ever waits on. DuckDB locks a file for one writer or any readers, so a 70 s query on the
+        file itself kept every vote and review out for 70 s: an analyst reads a copy instead,
+        taken while holding the file's read lock (only as long as copying takes) and removed
+        afterwards. A lake's readers already read a snapshot and block no one: they get a
+        read-only connection."""
+        if self.lake is not None:
+            with self._fresh_lake_read_only() as con:
+                yield con
+            return
+        self._ready_to_read()
+        _sweep_snapshots(self.path.parent)
+        folder = Path(tempfile.mkdtemp(prefix=f"{_SNAPSHOT_PREFIX}{os.getpid()}-", dir=self.path.parent))
+        try:
+            copy = folder / self.path.name
+            with _LOCK, self._read_only_file():  # no writer anywhere while the bytes are copied
+                shutil.copyfile(self.path, copy)
+                wal = self.path.with_name(self.path.name + ".wal")
+                if wal.exists():  # left by a writer that died; part of the database until replayed
+                    shutil.copyfile(wal, copy.with_name(copy.name + ".wal"))
+            with closing(duckdb.connect(str(copy), read_only=True)) as con:
+                yield con
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    @contextmanager
+    def _deadline(self, con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+        """Interrupt what `con` runs once `query_timeout_s` has passed; the error that follows
+        becomes QueryTimeout, whatever the code inside made of it."""
+        limit = self.query_timeout_s
+        if limit is None:
+            yield
+            return
+        fired = threading.Event()
+
+        def stop() -> None:
+            fired.set()
+            con.interrupt()
+
+        timer = threading.Timer(limit, stop)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        except Exception:
+            if fired.is_set():
+                raise QueryTimeout(limit) from None
+            raise
+        finally:
+            timer.cancel()
+
+    @contextmanager
+    def analysing(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A snapshot for an analyst's reads (trends, export), interrupted after
+        `query_timeout_s`; the store's own reads in this thread (`query`) go to it too."""
+        if getattr(self._pinned, "con", None) is not None:
+            raise RuntimeError("Store.analysing() inside Store.reading()")
+        with self._snapshot() as con, self._deadline(con):
+            self._pinned.con = con
+            try:
+                yield con
+            finally:
+                self._pinned.con = None
+
+    @contextmanager
     def sandbox(self, allowed_paths: list[str] | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
         """A read-only connection for queries typed by a person: no file but `allowed_paths`,
         no network, no extension installed or loaded behind its back, and settings locked.
-        (A lake's catalog and data files are attached before the lock, so they stay readable.)"""
-        opened = self._fresh_lake_read_only() if self.lake is not None else self._fresh_read_only()
-        with opened as con:
+        (A lake's catalog and data files are attached before the lock, so they stay readable.)
+        It reads a snapshot (`_snapshot`) and is interrupted after `query_timeout_s`."""
+        with self._snapshot() as con, self._deadline(con):
             if allowed_paths:
                 con.execute("SET allowed_paths = ?", [allowed_paths])
             for setting in (
