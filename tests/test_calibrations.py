@@ -199,6 +199,9 @@ def test_a_calibrated_model_says_which_calibration_scored_it(fake, isolated):
     out = review(CARD)
     spoke = [t for t in out.takes if t.criteria]
     assert spoke and all(not t.uncalibrated and t.calibration.startswith("fake-model: ") for t in spoke)
+    shown = runner.invoke(app, ["show", "claw-code"])
+    assert shown.exit_code == 0 and "Calibrations: fake-model: builder@" in shown.output
+    assert "uncalibrated" not in shown.output
     assert not [q for q in questions_asked(fake) if q[0] in ("N/A", "")]
     row = Store.from_settings(get_settings()).query("SELECT calibration_note FROM panel_verdicts")[0]
     assert row["calibration_note"] is None

@@ -97,7 +97,7 @@ def test_end_to_end_with_the_real_embedded_model(isolated, prefect_harness):
 
     out = review_tool(card_path=str(ROOT / "data" / "tools" / "smollm3.yaml"))
     rows = stored(isolated).query(
-        "SELECT persona, verdict, score, take, model, scoring, criteria FROM current_takes"
+        "SELECT persona, verdict, score, take, model, scoring, criteria, calibration, uncalibrated FROM current_takes"
     )
     assert len(rows) == 5
     spoke = [r for r in rows if r["verdict"] is not None]
@@ -106,6 +106,8 @@ def test_end_to_end_with_the_real_embedded_model(isolated, prefect_harness):
         assert 0 <= r["score"] <= 100
         assert (r["verdict"] == "ship") == (r["score"] >= 60)
         assert r["model"] == "SmolLM2-135M-Instruct" and r["scoring"] == "checklist"
+        # Scored with the calibration shipped for the packaged model's file, found by its digest.
+        assert r["calibration"].startswith("SmolLM2-135M-Instruct (GGUF ") and not r["uncalibrated"]
         crit = json.loads(r["criteria"])
         # Questions answered from real log-probabilities, facts read from the card.
         assert crit and all(c["source"] in ("logprobs", "card") and 0 <= c["p_yes"] <= 1 for c in crit)

@@ -125,6 +125,15 @@ def calibration_line(takes: list[Take]) -> str | None:
     return "Scores " + "; ".join(notes) + ": label-free correction, not fitted (shipskip calibrate)"
 
 
+def print_calibrations(takes: list[Take]) -> None:
+    """Which calibration scored each seat, and a warning where a model had none fitted."""
+    fitted = sorted({t.calibration for t in takes if t.calibration and not t.uncalibrated})
+    if fitted:
+        console.print(escape(clean_text("Calibrations: " + "; ".join(fitted))), style="dim", highlight=False)
+    if line := calibration_line(takes):
+        console.print(escape(clean_text(line)), style="yellow", highlight=False)
+
+
 def _said(take: Take) -> str:
     """A take in a progress line: its score and verdict, or that it abstained."""
     return "abstained" if take.abstained else f"{take.score}/100 {take.verdict}"
@@ -236,8 +245,7 @@ def _review_one(path: Path, card: ToolCard, force: bool, review_tool: Callable[.
     note = " (already reviewed; --force to review again)" if out.skipped else ""
     console.print(takes_table(f"{out.name}{note}", out.takes))
     console.print(verdict_line(out.verdict), highlight=False)
-    if line := calibration_line(out.takes):
-        console.print(escape(clean_text(line)), style="yellow", highlight=False)
+    print_calibrations(out.takes)
 
 
 @app.command()
@@ -251,8 +259,7 @@ def show(tool: Annotated[str, typer.Argument(help="Tool slug.")]) -> None:
         takes = store.current_takes(tool)
     console.print(takes_table(card.name, takes))
     console.print(verdict_line(aggregate(takes)), highlight=False)
-    if line := calibration_line(takes):
-        console.print(escape(clean_text(line)), style="yellow", highlight=False)
+    print_calibrations(takes)
 
 
 @app.command()
