@@ -82,6 +82,22 @@ def calibrate_as(model: str, folder: Path) -> Path:
     return calibrations.write(folder, data)
 
 
+def shipped_prompts(prompts_dir: Path | None = None):
+    """The persona prompts with the shipped SmolLM2-135M calibration on each checklist: what the
+    embedded model's stored answers (data/reference/) are scored and explained with."""
+    from shipskip import calibrations
+    from shipskip.personas import load_prompts
+
+    prompts = load_prompts(prompts_dir or ROOT / "prompts")
+    personas = {
+        name: p.model_copy(update={"checklist": calibrations.apply(
+            p.checklist, calibrations.reference_calibration(name, p.version), "shipped calibration"
+        )})
+        for name, p in prompts.personas.items()
+    }  # fmt: skip
+    return prompts.model_copy(update={"personas": personas})
+
+
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
     with FakeOpenAI() as server:

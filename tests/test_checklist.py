@@ -325,11 +325,11 @@ def test_explanations_never_set_a_model_answer_against_the_card_fact_that_settle
     the card fact ("for: free to start" and "lacking: card offers a free start"). It is left out,
     and the check that counts such takes finds none; on a take explained the old way (no
     settling fact) it finds both faults."""
-    from conftest import make_card
+    from conftest import make_card, shipped_prompts
 
     from shipskip.cards import load_card
 
-    builder = prompts.personas["builder"].checklist
+    builder = shipped_prompts().personas["builder"].checklist
     claw = load_card(ROOT / "data" / "tools" / "claw-code.yaml")
     free = make_card(entry_tier="free", pricing="Free")
     answers = {"free_start": 0.9, "open_licence": 0.9, "runs_locally": 0.05, "dev_interface": 0.9}

@@ -1,7 +1,7 @@
 import json
 
 import pytest
-from conftest import ROOT, compare, review
+from conftest import ROOT, compare, review, shipped_prompts
 from fakeopenai import Reply, lead_of, persona_of, take_json
 
 from shipskip.errors import InputError
@@ -139,10 +139,9 @@ def test_explanations_on_the_reference_cards_never_contradict_a_card_fact():
         stored_answers,
         with_predictions,
     )
-    from shipskip.personas import load_prompts
 
     items = load_reference(ROOT / "data" / "reference" / "panel.jsonl")
-    prompts = load_prompts(ROOT / "prompts")
+    prompts = shipped_prompts()
     answers = str(ROOT / "data" / "reference" / "answers-smollm2-135m.jsonl")
     results = stored_answers(None, answers, items, prompts)
     spoke = with_predictions(results, checklist_predictions(prompts, results, oof=False))

@@ -213,7 +213,7 @@ def test_an_answer_is_explained_against_the_fit_never_against_the_other_answers(
 
     from shipskip.personas import load_prompts
 
-    skeptic = load_prompts(ROOT / "prompts").personas["skeptic"].checklist
+    skeptic = fake_model_prompts(load_prompts(ROOT / "prompts")).personas["skeptic"].checklist
     assert skeptic.calibration.weights["lock_in"] < 0
     p_lock_in = skeptic.calibration.means["lock_in"] + 0.1
 
