@@ -67,8 +67,35 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             monkeypatch.delenv(var)
     monkeypatch.setenv("SHIPSKIP_DB_PATH", str(tmp_path / "shipskip.duckdb"))
     monkeypatch.setenv("SHIPSKIP_OUT_DIR", str(tmp_path / "out"))
+    monkeypatch.setenv("SHIPSKIP_CALIBRATIONS_DIR", str(tmp_path / "calibrations"))
     monkeypatch.setenv("SHIPSKIP_MAX_RETRY_WAIT_S", "0.2")
     return tmp_path
+
+
+def calibrate_as(model: str, folder: Path) -> Path:
+    """Give `model` the shipped SmolLM2 calibration, as if `shipskip calibrate` had fitted it:
+    tests of the panel's mechanics score the fake model as the persona files used to."""
+    from shipskip import calibrations
+
+    shipped = next(calibrations.shipped_dir().glob("*.json"))
+    data = calibrations.load_file(shipped).model_copy(update={"model": model, "gguf_digest": None})
+    return calibrations.write(folder, data)
+
+
+def shipped_prompts(prompts_dir: Path | None = None):
+    """The persona prompts with the shipped SmolLM2-135M calibration on each checklist: what the
+    embedded model's stored answers (data/reference/) are scored and explained with."""
+    from shipskip import calibrations
+    from shipskip.personas import load_prompts
+
+    prompts = load_prompts(prompts_dir or ROOT / "prompts")
+    personas = {
+        name: p.model_copy(update={"checklist": calibrations.apply(
+            p.checklist, calibrations.reference_calibration(name, p.version), "shipped calibration"
+        )})
+        for name, p in prompts.personas.items()
+    }  # fmt: skip
+    return prompts.model_copy(update={"personas": personas})
 
 
 @pytest.fixture
@@ -76,6 +103,7 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
     with FakeOpenAI() as server:
         monkeypatch.setenv("SHIPSKIP_BASE_URL", server.base_url)
         monkeypatch.setenv("SHIPSKIP_MODEL", "fake-model")
+        calibrate_as("fake-model", get_settings().calibrations_dir)
         yield server
 
 

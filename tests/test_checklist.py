@@ -18,7 +18,7 @@ from shipskip.checklist import (
 )
 from shipskip.errors import InputError
 from shipskip.models import Criterion, Take, verdict_for
-from shipskip.personas import Calibration, load_prompts, write_calibration
+from shipskip.personas import Calibration, load_prompts
 
 
 @pytest.fixture
@@ -223,22 +223,6 @@ def test_out_of_fold_never_sees_the_tool_it_predicts(two_item):
     assert len(preds) == 13 and preds[-1].slug == "odd" and preds[-1].verdict == "ship"
 
 
-def test_write_calibration_round_trips_and_refuses_a_wrong_sign(tmp_path, prompts):
-    copy = tmp_path / "prompts"
-    shutil.copytree(ROOT / "prompts", copy)
-    path = copy / "personas" / "builder.yaml"
-    items = prompts.personas["builder"].checklist.items
-    w = {i.id: 3.0 * i.sign for i in items}
-    write_calibration(path, Calibration(command="shipskip eval x --write-weights", base=41.5, weights=w))
-    again = load_prompts(copy).personas["builder"].checklist.calibration
-    assert again.weights == w and again.base == 41.5 and again.command.startswith("shipskip eval")
-    text = path.read_text()
-    assert text.count("calibration:") == 1 and "role:" in text
-    with pytest.raises(InputError):
-        bad = {**w, items[0].id: -5.0 * items[0].sign}
-        write_calibration(path, Calibration(weights=bad))
-
-
 def test_card_facts_are_read_by_rule_and_kept_out_of_the_yes_rate(prompts):
     from conftest import make_card
 
@@ -341,11 +325,11 @@ def test_explanations_never_set_a_model_answer_against_the_card_fact_that_settle
     the card fact ("for: free to start" and "lacking: card offers a free start"). It is left out,
     and the check that counts such takes finds none; on a take explained the old way (no
     settling fact) it finds both faults."""
-    from conftest import make_card
+    from conftest import make_card, shipped_prompts
 
     from shipskip.cards import load_card
 
-    builder = prompts.personas["builder"].checklist
+    builder = shipped_prompts().personas["builder"].checklist
     claw = load_card(ROOT / "data" / "tools" / "claw-code.yaml")
     free = make_card(entry_tier="free", pricing="Free")
     answers = {"free_start": 0.9, "open_licence": 0.9, "runs_locally": 0.05, "dev_interface": 0.9}

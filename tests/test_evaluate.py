@@ -1,7 +1,7 @@
 import json
 
 import pytest
-from conftest import ROOT, compare, review
+from conftest import ROOT, compare, review, shipped_prompts
 from fakeopenai import Reply, lead_of, persona_of, take_json
 
 from shipskip.errors import InputError
@@ -139,10 +139,9 @@ def test_explanations_on_the_reference_cards_never_contradict_a_card_fact():
         stored_answers,
         with_predictions,
     )
-    from shipskip.personas import load_prompts
 
     items = load_reference(ROOT / "data" / "reference" / "panel.jsonl")
-    prompts = load_prompts(ROOT / "prompts")
+    prompts = shipped_prompts()
     answers = str(ROOT / "data" / "reference" / "answers-smollm2-135m.jsonl")
     results = stored_answers(None, answers, items, prompts)
     spoke = with_predictions(results, checklist_predictions(prompts, results, oof=False))
@@ -211,7 +210,7 @@ def test_persona_file_figures_say_whether_they_are_in_sample(monkeypatch, tmp_pa
     from shipskip.personas import load_prompts
 
     monkeypatch.chdir(ROOT)
-    prompts = load_prompts(ROOT / "prompts")
+    prompts = _with_shipped_calibration(load_prompts(ROOT / "prompts"))
     panel = ROOT / "data" / "reference" / "panel.jsonl"
     slugs = [i.card.slug for i in load_reference(panel)]
     assert _fit_note(prompts, panel, slugs) == "in-sample"
@@ -231,26 +230,46 @@ def test_persona_file_figures_say_whether_they_are_in_sample(monkeypatch, tmp_pa
     assert _fit_note(prompts, panel, ["a-new-tool"]) == "in-sample"
 
 
-def test_write_weights_reports_the_weights_it_wrote(isolated, tmp_path, monkeypatch):
-    """With --write-weights, the persona files' figures are those of the weights just written:
-    judged again with the files as they now are, the same figures come back."""
-    import shutil
+def _with_shipped_calibration(prompts):
+    from shipskip import calibrations
 
+    shipped = calibrations.load_file(next(calibrations.shipped_dir().glob("*.json")))
+    by_persona = {e.persona: e.calibration for e in shipped.entries}
+    return prompts.model_copy(update={"personas": {
+        n: p.model_copy(update={"checklist": calibrations.apply(p.checklist, by_persona[n], "shipped")})
+        for n, p in prompts.personas.items()
+    }})  # fmt: skip
+
+
+def test_write_weights_reports_the_weights_it_wrote(isolated, tmp_path, monkeypatch):
+    """With --write-weights, the model's own figures are those of the calibration just written,
+    which goes to the calibrations folder, not the prompts: judged again, the same figures come
+    back, and no persona file (nor any prompt hash) changed."""
+    from shipskip import calibrations
     from shipskip.evaluate import run_checklist_eval
     from shipskip.personas import load_prompts
+    from shipskip.review import model_keys
 
-    prompts_dir = tmp_path / "prompts"
-    shutil.copytree(ROOT / "prompts", prompts_dir)
-    monkeypatch.setenv("SHIPSKIP_PROMPTS_DIR", str(prompts_dir))
     ref = tmp_path / "ref.jsonl"
     ref.write_text("".join((ROOT / "data" / "reference" / "panel.jsonl").read_text().splitlines(True)[:12]))
     answers = str(ROOT / "data" / "reference" / "answers-smollm2-135m.jsonl")
-    before = load_prompts(prompts_dir).personas["builder"].checklist.calibration
+    settings = get_settings()
+    prompts = load_prompts(settings.prompts_dir)
+    hashes = {p: prompts.prompt_hash(p) for p in prompts.personas}
+    key = model_keys(settings, prompts, ["builder"])["builder"]
+    folder = settings.calibrations_dir
+    before = calibrations.find_fitted(folder, key, "builder", prompts.personas["builder"].version)
     first = run_checklist_eval(
         get_settings(), ref, answers_from=answers, write_weights=True, command="fit-12"
     )
-    after = load_prompts(prompts_dir).personas["builder"].checklist.calibration
-    assert after.command == "fit-12" and after.weights != before.weights and after.tools == 12
+    after = calibrations.find_fitted(folder, key, "builder", prompts.personas["builder"].version)
+    assert (folder / key.file_name).is_file()
+    assert before is not None and after is not None  # the shipped one, then the one just written
+    assert after.calibration.command == "fit-12" and after.calibration.tools == 12
+    assert after.calibration.weights != before.calibration.weights
+    assert after.figures["tools"] == 12 and len(after.figures["kappa_interval"]) == 2
+    again_prompts = load_prompts(settings.prompts_dir)
+    assert {p: again_prompts.prompt_hash(p) for p in again_prompts.personas} == hashes
     assert first["summary"]["persona_files"]["fit"] == "in-sample"
     again = run_checklist_eval(get_settings(), ref, answers_from=answers)
     assert first["summary"]["persona_files"]["seats"] == again["summary"]["persona_files"]["seats"]

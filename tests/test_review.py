@@ -6,6 +6,7 @@ from conftest import ROOT, make_take, review
 from fakeopenai import Reply, persona_of, standard_answer, take_json
 
 from shipskip.cards import load_card
+from shipskip.settings import get_settings
 from shipskip.store import Store
 
 CARD = str(ROOT / "data" / "tools" / "claw-code.yaml")
@@ -96,7 +97,7 @@ def test_end_to_end_with_the_real_embedded_model(isolated, prefect_harness):
 
     out = review_tool(card_path=str(ROOT / "data" / "tools" / "smollm3.yaml"))
     rows = stored(isolated).query(
-        "SELECT persona, verdict, score, take, model, scoring, criteria FROM current_takes"
+        "SELECT persona, verdict, score, take, model, scoring, criteria, calibration, uncalibrated FROM current_takes"
     )
     assert len(rows) == 5
     spoke = [r for r in rows if r["verdict"] is not None]
@@ -105,6 +106,8 @@ def test_end_to_end_with_the_real_embedded_model(isolated, prefect_harness):
         assert 0 <= r["score"] <= 100
         assert (r["verdict"] == "ship") == (r["score"] >= 60)
         assert r["model"] == "SmolLM2-135M-Instruct" and r["scoring"] == "checklist"
+        # Scored with the calibration shipped for the packaged model's file, found by its digest.
+        assert r["calibration"].startswith("SmolLM2-135M-Instruct (GGUF ") and not r["uncalibrated"]
         crit = json.loads(r["criteria"])
         # Questions answered from real log-probabilities, facts read from the card.
         assert crit and all(c["source"] in ("logprobs", "card") and 0 <= c["p_yes"] <= 1 for c in crit)
@@ -160,7 +163,7 @@ def test_checklist_score_is_the_weighted_sum_of_logprob_answers(fake, isolated):
 
     fake.default = graded_answers(lambda q: 0.9 if "licence" in q else 0.2)
     out = review(CARD)
-    prompts = load_prompts(ROOT / "prompts")
+    prompts = fake_model_prompts(load_prompts(ROOT / "prompts"))
     rows = stored(isolated).query(
         "SELECT persona, score, verdict, scoring, criteria, take FROM current_takes"
     )
@@ -210,7 +213,7 @@ def test_an_answer_is_explained_against_the_fit_never_against_the_other_answers(
 
     from shipskip.personas import load_prompts
 
-    skeptic = load_prompts(ROOT / "prompts").personas["skeptic"].checklist
+    skeptic = fake_model_prompts(load_prompts(ROOT / "prompts")).personas["skeptic"].checklist
     assert skeptic.calibration.weights["lock_in"] < 0
     p_lock_in = skeptic.calibration.means["lock_in"] + 0.1
 
@@ -298,17 +301,30 @@ def test_a_provider_that_refuses_logprobs_is_asked_plainly(fake, isolated):
     assert any(not r.get("logprobs") for r in fake.requests)
 
 
+def fake_model_prompts(prompts):
+    """The prompts with the calibration the `fake` fixture gives its model."""
+    from shipskip import calibrations
+    from shipskip.calibrations import ModelKey
+
+    keys = {n: ModelKey("fake-model") for n in prompts.personas}
+    return calibrations.calibrated_prompts(prompts, get_settings().calibrations_dir, keys, 70.0)[0]
+
+
 def test_relevance_no_abstains_without_asking_the_rest(fake, isolated, tmp_path, monkeypatch):
-    import shutil
 
-    from shipskip.personas import load_prompts, write_calibration
+    from shipskip import calibrations
+    from shipskip.calibrations import ModelKey
+    from shipskip.personas import load_prompts
 
-    prompts_dir = tmp_path / "prompts"
-    shutil.copytree(ROOT / "prompts", prompts_dir)
-    founder = load_prompts(prompts_dir).personas["founder"].checklist
-    cut = founder.calibration.model_copy(update={"abstain_below": 0.5})
-    write_calibration(prompts_dir / "personas" / "founder.yaml", cut)
-    monkeypatch.setenv("SHIPSKIP_PROMPTS_DIR", str(prompts_dir))
+    founder = load_prompts(ROOT / "prompts").personas["founder"].checklist
+    folder, key = get_settings().calibrations_dir, ModelKey("fake-model")
+    data = calibrations.read(folder, key)
+    entries = [
+        e.model_copy(update={"calibration": e.calibration.model_copy(update={"abstain_below": 0.5})})
+        if e.persona == "founder" else e
+        for e in data.entries
+    ]  # fmt: skip
+    calibrations.write(folder, data.model_copy(update={"entries": entries}))
     fake.default = graded_answers(lambda q: 0.01 if q == founder.relevance.question else 0.6)
     out = review(CARD)
     take = next(t for t in out.takes if t.persona == "founder")

@@ -110,6 +110,7 @@ def test_deployments_in_prefect_yaml_load():
         "rerun-persona",
         "render-comparison",
         "weekly-maintenance",
+        "calibrate-model",
     }
     for dep in spec["deployments"]:
         module, func = dep["entrypoint"].split(":")

@@ -266,8 +266,8 @@ def test_take_changes_reads_what_a_join_of_every_take_finds(store, tmp_path):
     exported, runs = tmp_path / "takes.parquet", tmp_path / "runs.parquet"
     with store.connect(read_only=True) as con:
         con.execute(
-            "COPY (SELECT * EXCLUDE (is_current, prev_score, prev_verdict, prev_model, prev_prompt_version)"
-            f" FROM takes) TO '{exported}' (FORMAT parquet)"
+            "COPY (SELECT * EXCLUDE (is_current, prev_score, prev_verdict, prev_model, prev_prompt_version,"
+            f" calibration, uncalibrated) FROM takes) TO '{exported}' (FORMAT parquet)"
         )
         con.execute(f"COPY runs TO '{runs}' (FORMAT parquet)")
     fresh = Store(tmp_path / "fresh.duckdb")

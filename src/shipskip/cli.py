@@ -116,8 +116,26 @@ def takes_table(title: str, takes: list[Take]) -> Table:
             flag = " [yellow](flagged)[/]" if t.suspicious else ""
             flag += " [yellow](composed from the checklist)[/]" if t.composed else ""
             why = f"\n[dim]{for_terminal(t.why)}[/]" if t.why else ""
-            table.add_row(name.title(), f"{t.score}/100", t.verdict or "", first + flag + why)
+            note = f"\n[yellow]{for_terminal(t.calibration_note)}[/]" if t.calibration_note else ""
+            table.add_row(name.title(), f"{t.score}/100", t.verdict or "", first + flag + why + note)
     return table
+
+
+def calibration_line(takes: list[Take]) -> str | None:
+    """One line under a panel whose scores come from a model with no fitted calibration."""
+    notes = sorted({n for t in takes if (n := t.calibration_note)})
+    if not notes:
+        return None
+    return "Scores " + "; ".join(notes) + ": label-free correction, not fitted (shipskip calibrate)"
+
+
+def print_calibrations(takes: list[Take]) -> None:
+    """Which calibration scored each seat, and a warning where a model had none fitted."""
+    fitted = sorted({t.calibration for t in takes if t.calibration and not t.uncalibrated})
+    if fitted:
+        console.print(for_terminal("Calibrations: " + "; ".join(fitted)), style="dim", highlight=False)
+    if line := calibration_line(takes):
+        console.print(for_terminal(line), style="yellow", highlight=False)
 
 
 def _said(take: Take) -> str:
@@ -278,6 +296,7 @@ def _review_one(path: Path, card: ToolCard, force: bool, review_tool: Callable[.
     note = " (already reviewed; --force to review again)" if out.skipped else ""
     console.print(takes_table(f"{out.name}{note}", out.takes))
     console.print(verdict_line(out.verdict), highlight=False)
+    print_calibrations(out.takes)
 
 
 @app.command()
@@ -291,6 +310,7 @@ def show(tool: Annotated[str, typer.Argument(help="Tool slug.")]) -> None:
         takes = store.current_takes(tool)
     console.print(takes_table(card.name, takes))
     console.print(verdict_line(aggregate(takes)), highlight=False)
+    print_calibrations(takes)
 
 
 @app.command()
@@ -687,7 +707,8 @@ def eval_(
         int, typer.Option(help="Checklist: write takes for the first N tools and check them.")
     ] = 0,
     write_weights: Annotated[
-        bool, typer.Option(help="Checklist: fit on the whole set and write the weights to prompts/personas/.")
+        bool,
+        typer.Option(help="Checklist: fit on the whole set and write the model's calibration file."),
     ] = False,
 ) -> None:
     """Score the panel against a labelled set; figures go to DuckDB (eval_runs, eval_items).
@@ -716,8 +737,54 @@ def eval_(
     print_eval(out)
     if write_weights:
         console.print(
-            f"Wrote fitted weights to {for_terminal(settings.prompts_dir / 'personas')}", highlight=False
+            f"Wrote the fitted calibration under {for_terminal(settings.calibrations_dir)}", highlight=False
         )
+
+
+@app.command()
+def calibrate(
+    reference: Annotated[Path, typer.Argument(help="Labelled JSON Lines: {card, reference}.")] = Path(
+        "data/reference/panel.jsonl"
+    ),
+    yes: Annotated[bool, typer.Option("--yes", help="Spend the requests without asking first.")] = False,
+    limit: Annotated[
+        int | None,
+        typer.Option(min=2, help="Only the first N reference tools (answers are kept for a longer run)."),
+    ] = None,
+) -> None:
+    """Fit the configured model's own calibration on the labelled reference.
+
+    Asks every checklist question on every reference card (stored as they arrive, so a killed
+    run resumes without asking them again), prints out-of-fold figures with 95% intervals and
+    writes the calibration under SHIPSKIP_CALIBRATIONS_DIR."""
+    from .evaluate import load_reference, plan_calibration, run_calibration
+
+    settings = get_settings()
+    with user_errors():
+        load_reference(reference)
+        plan = plan_calibration(settings, reference, limit)
+    console.print(
+        f"Calibrating {for_terminal(plan.model)} on {plan.tools} tools: {plan.requests} requests, "
+        f"about {plan.prompt_tokens:,} prompt tokens and {plan.answer_tokens:,} answer tokens"
+        + (f" ({plan.answered} answers already stored)" if plan.answered else ""),
+        highlight=False,
+    )
+    # A run that was started, and so agreed to, is resumed without asking again.
+    if plan.requests and not (yes or plan.resuming) and not typer.confirm("Go on?", err=True):
+        err.print("Nothing asked.")
+        raise typer.Exit(1)
+    command = f"shipskip calibrate {reference}" + (f" --limit {limit}" if limit else "")
+    with user_errors(), _EvalProgress() as shown:
+        out = run_calibration(
+            settings, reference, limit=limit, command=command, on_seat=shown.seat, on_phase=shown.phase
+        )
+    print_eval(out)
+    for name in ("out_of_fold", "persona_files"):
+        console.print(
+            f"{name.replace('_', ' ')}: scores at 0 or 100: {out['summary'][name]['extreme_share']}"
+        )
+    for path in out["written"]:
+        console.print(f"Wrote {for_terminal(path)}", highlight=False)
 
 
 class _EvalProgress:
@@ -751,7 +818,7 @@ def print_eval(out: dict) -> None:
     s = out["summary"]
     for key, title in (
         ("out_of_fold", "out-of-fold (leave one tool out)"),
-        ("persona_files", "weights in the persona files"),
+        ("persona_files", "the model's calibration"),
     ):
         fit = s[key].get("fit")
         print_figures(f"{title}{f' ({fit})' if fit else ''} · eval {out['eval_id'][:8]}", s[key])

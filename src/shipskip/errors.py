@@ -121,3 +121,15 @@ class QueryTimeout(ShipskipError):
             f"query: stopped after its time limit of {seconds:g} s (SHIPSKIP_QUERY_TIMEOUT_S); "
             "narrow it, or raise the limit"
         )
+
+
+class UncalibratedModel(ShipskipError):
+    """SHIPSKIP_REQUIRE_CALIBRATION is set and a seat's model has no fitted calibration for its
+    persona's prompt version: refused before any review."""
+
+    def __init__(self, model: str, persona: str, prompt_version: str) -> None:
+        self.model, self.persona, self.prompt_version = model, persona, prompt_version
+        super().__init__(
+            f"no fitted calibration for model {model} ({persona}, prompt version {prompt_version}); "
+            "run `shipskip calibrate`, or unset SHIPSKIP_REQUIRE_CALIBRATION to score it uncalibrated"
+        )

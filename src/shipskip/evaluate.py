@@ -9,20 +9,23 @@ import shlex
 import statistics
 from collections import Counter
 from collections.abc import Callable
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from . import calibrations
 from .calibrate import Observation, Prediction, fit, out_of_fold, predict
+from .calibrations import Entry, ModelKey, Scoring
 from .cards import parse_card
 from .checklist import EXPLANATION_FAULTS, card_facts, explanation_faults, take_problem
 from .errors import InputError, ShipskipError, describe_validation_error
 from .models import Criterion, Take, ToolCard
-from .personas import PromptSet, load_prompts, tools_digest, write_calibration
+from .personas import Checklist, PromptSet, load_prompts, tools_digest
 from .quality import cohen_kappa, consensus, is_grounded, panel_similarity, spearman
-from .review import Critics, Spend, open_critics
+from .review import Critics, Spend, model_keys, open_critics
 from .roster import PERSONAS
 from .settings import Settings
 from .store import Store
@@ -303,15 +306,23 @@ def _quiet(step: str, slug: str, persona: str) -> None:
     pass
 
 
-def collect_answers(critics: Critics, items: list[RefItem], on_seat: OnSeat = _quiet) -> list[ItemResult]:
-    """Every persona's relevance and checklist answers on every labelled card (no take yet)."""
+def collect_answers(
+    critics: Critics,
+    items: list[RefItem],
+    on_seat: OnSeat = _quiet,
+    checklists: dict[str, Checklist] | None = None,
+) -> list[ItemResult]:
+    """Every persona's relevance and checklist answers on every labelled card (no take yet), as
+    the model gave them (never corrected), weighed by `checklists` (default: the prompts')."""
     results = []
     for item in items:
         for persona in critics.prompts.personas:
             spend = Spend()
             rel = critics.prompts.personas[persona].checklist.relevance
             p_rel = critics.answer(persona, item.card, rel.question, spend)[0] if rel else None
-            criteria = critics.criteria(persona, item.card, spend)
+            checklist = (checklists or {}).get(persona) or critics.prompts.personas[persona].checklist
+            answers = critics.raw_answers(persona, item.card, spend)
+            criteria = Scoring(checklist=checklist, model="", label="").criteria(item.card, answers)
             asked = sum(c.source != "card" for c in criteria)
             ref = item.reference.get(persona)  # type: ignore[call-overload]
             results.append(
@@ -466,27 +477,32 @@ def run_checklist_eval(
     """Ask the checklist on every labelled card (or reuse a stored evaluation's answers), then
     judge the weights out-of-fold; with `write_weights`, fit on everything and write them."""
     items = load_reference(reference)
-    prompts = load_prompts(settings.prompts_dir)
+    raw = load_prompts(settings.prompts_dir)
+    keys = model_keys(settings, raw, list(raw.personas), require=False)
+    prompts, _ = calibrations.calibrated_prompts(
+        raw, settings.calibrations_dir, keys, settings.uncalibrated_points
+    )
     store = Store.from_settings(settings)
     if answers_from:
         results = stored_answers(store, answers_from, items, prompts)
         model = f"answers of eval {answers_from}"
     else:
         on_phase("Asking the checklist", len(items) * len(prompts.personas))
-        with open_critics(settings, prompts) as critics:
-            results = collect_answers(critics, items, on_seat)
+        with open_critics(settings, raw, require=False) as critics:
+            checklists = {n: p.checklist for n, p in prompts.personas.items()}
+            results = collect_answers(critics, items, on_seat, checklists)
             model = ", ".join(sorted({c.model for c in critics.clients.values()}))
     oof = with_predictions(results, checklist_predictions(prompts, results, oof=True))
+    oof_intervals = intervals(oof)
     if write_weights:
-        # Written before the files' own figures are taken, so those figures are the new weights'.
-        today = datetime.now(UTC).date().isoformat()
-        for persona, p in prompts.personas.items():
-            cal = fit(p.checklist, observations(results, persona), command=command, fitted_on=today)
-            write_calibration(settings.prompts_dir / "personas" / f"{persona}.yaml", cal)
-        prompts = load_prompts(settings.prompts_dir)
+        # Written before the model's own figures are taken, so those figures are the new weights'.
+        write_fitted(settings, prompts, keys, results, oof, oof_intervals, command)
+        prompts, _ = calibrations.calibrated_prompts(
+            raw, settings.calibrations_dir, keys, settings.uncalibrated_points
+        )
     files = with_predictions(results, checklist_predictions(prompts, results, oof=False))
     summary: dict = {
-        "out_of_fold": {**panel_figures(oof), "seats": seat_figures(oof), "intervals": intervals(oof)},
+        "out_of_fold": {**panel_figures(oof), "seats": seat_figures(oof), "intervals": oof_intervals},
         "persona_files": {
             **panel_figures(files),
             "seats": seat_figures(files),
@@ -497,7 +513,7 @@ def run_checklist_eval(
     }
     if takes:
         on_phase("Writing takes", takes_to_check(items, oof, takes))
-        with open_critics(settings, prompts) as critics:
+        with open_critics(settings, raw, require=False) as critics:
             oof, summary["takes"] = check_takes(critics, items, oof, takes, on_seat)
     prompt_hash = ",".join(prompts.prompt_hash(p) for p in prompts.personas)
     eval_id = store.save_eval(str(reference), model, prompt_hash, 1, summary, oof)
@@ -535,3 +551,217 @@ def run_holistic_eval(
     store = Store.from_settings(settings)
     eval_id = store.save_eval(str(reference), model, prompt_hash, samples, summary, results)
     return {"eval_id": eval_id, "summary": summary}
+
+
+# -- calibrating a model: its answers on the labelled reference, stored as they arrive ------
+
+
+def seat_entry_figures(oof: list[ItemResult], oof_intervals: dict, persona: str) -> dict:
+    """What a calibration records of its persona's out-of-fold fit: agreement and kappa with
+    their intervals, on how many tools."""
+    f = seat_figures(oof).get(persona)
+    if f is None:
+        return {}
+    return {
+        "tools": f["n"], "verdict_agreement": f["verdict_agreement"], "kappa": f["kappa"],
+        "agreement_interval": oof_intervals.get(f"{persona}_agreement"),
+        "kappa_interval": oof_intervals.get(f"{persona}_kappa"),
+    }  # fmt: skip
+
+
+def write_fitted(
+    settings: Settings,
+    prompts: PromptSet,
+    keys: dict[str, ModelKey],
+    results: list[ItemResult],
+    oof: list[ItemResult],
+    oof_intervals: dict,
+    command: str,
+) -> list[Path]:
+    """Fit each persona on all the answers and write the calibrations, one file per model,
+    under SHIPSKIP_CALIBRATIONS_DIR (each replacing any for the same persona and prompt version)."""
+    today = datetime.now(UTC).date().isoformat()
+    by_key: dict[ModelKey, list[Entry]] = {}
+    for persona, p in prompts.personas.items():
+        cal = fit(p.checklist, observations(results, persona), command=command, fitted_on=today)
+        by_key.setdefault(keys[persona], []).append(
+            Entry(persona=persona, prompt_version=p.version, calibration=cal,
+                  figures=seat_entry_figures(oof, oof_intervals, persona))
+        )  # fmt: skip
+    folder = settings.calibrations_dir
+    return [
+        calibrations.write(folder, calibrations.with_entries(calibrations.read(folder, key), key, entries))
+        for key, entries in by_key.items()
+    ]
+
+
+class Plan(BaseModel):
+    """What a calibration will still ask, shown before it asks anything."""
+
+    model: str
+    tools: int
+    requests: int
+    prompt_tokens: int
+    answer_tokens: int
+    answered: int  # answers already stored from an earlier, interrupted run
+    resuming: bool
+
+
+def answers_path(settings: Settings, key: ModelKey) -> Path:
+    return settings.calibrations_dir / "answers" / key.file_name.replace(".json", ".jsonl")
+
+
+def _read_answers(path: Path) -> dict[tuple[str, str, str, str], dict]:
+    """Stored answers by (tool, persona, prompt hash, item). A line cut short by a kill is
+    skipped: that answer is asked again."""
+    out: dict[tuple[str, str, str, str], dict] = {}
+    if not path.is_file():
+        return out
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            a = json.loads(line)
+            out[(a["slug"], a["persona"], a["prompt_hash"], a["item"])] = a
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue
+    return out
+
+
+def _questions(prompts: PromptSet, persona: str) -> dict[str, str]:
+    p = prompts.personas[persona].checklist
+    asked = {"relevance": p.relevance.question} if p.relevance else {}
+    return {**asked, **{i.id: i.question for i in p.items if i.question}}
+
+
+def plan_calibration(settings: Settings, reference: Path, limit: int | None = None) -> Plan:
+    """The requests and tokens a calibration of the configured model will still spend: every
+    question of every persona on the first `limit` reference tools, less the answers stored.
+    Prompt tokens are estimated at four characters a token."""
+    from .personas import question_messages
+
+    items = load_reference(reference)[:limit]
+    prompts = load_prompts(settings.prompts_dir)
+    keys = model_keys(settings, prompts, list(prompts.personas), require=False)
+    stored = {k: _read_answers(answers_path(settings, k)) for k in set(keys.values())}
+    requests = chars = answered = 0
+    for item in items:
+        for persona in prompts.personas:
+            h = prompts.prompt_hash(persona)
+            have = stored[keys[persona]]
+            for item_id, question in _questions(prompts, persona).items():
+                if (item.card.slug, persona, h, item_id) in have:
+                    answered += 1
+                    continue
+                requests += 1
+                chars += sum(
+                    len(m["content"]) for m in question_messages(prompts, persona, item.card, question)
+                )
+    return Plan(
+        model=", ".join(sorted({str(k) for k in keys.values()})), tools=len(items), requests=requests,
+        prompt_tokens=chars // 4, answer_tokens=requests * settings.checklist_max_tokens,
+        answered=answered, resuming=any(stored.values()),
+    )  # fmt: skip
+
+
+def extreme_share(results: list[ItemResult]) -> float | None:
+    """The share of scores at exactly 0 or 100: a calibration that does not fit its model piles
+    them there."""
+    scores = [r.score for r in results if r.score is not None]
+    return round(sum(s in (0, 100) for s in scores) / len(scores), 3) if scores else None
+
+
+def run_calibration(
+    settings: Settings,
+    reference: Path,
+    *,
+    limit: int | None = None,
+    command: str = "",
+    on_seat: OnSeat = _quiet,
+    on_phase: Callable[[str, int], None] = lambda what, total: None,
+) -> dict:
+    """Ask the configured model every checklist question on the labelled reference (the first
+    `limit` tools), storing each answer as it arrives so a run that is killed goes on where it
+    stopped; then fit each persona, judge the fit out-of-fold and write the model's calibration."""
+    items = load_reference(reference)[:limit]
+    prompts = load_prompts(settings.prompts_dir)
+    names = list(prompts.personas)
+    keys = model_keys(settings, prompts, names, require=False)
+    stored = {k: _read_answers(answers_path(settings, k)) for k in set(keys.values())}
+    reported: dict[str, set[str]] = {n: set() for n in names}
+    on_phase("Asking the checklist", len(items) * len(names))
+    files = {k: answers_path(settings, k) for k in keys.values()}
+    for f in files.values():
+        f.parent.mkdir(parents=True, exist_ok=True)
+    results = []
+    with ExitStack() as stack:
+        critics = None
+        out = {k: stack.enter_context(f.open("a", encoding="utf-8")) for k, f in files.items()}
+        for k, f in files.items():
+            if f.stat().st_size and not f.read_bytes().endswith(b"\n"):
+                out[k].write("\n")  # a line a kill cut short stays on its own, unread
+        for item in items:
+            for persona in names:
+                h, have = prompts.prompt_hash(persona), stored[keys[persona]]
+                got: dict[str, tuple[float | None, str]] = {}
+                for item_id, question in _questions(prompts, persona).items():
+                    a = have.get((item.card.slug, persona, h, item_id))
+                    if a is None:
+                        if critics is None:  # nothing is started when every answer is stored
+                            critics = stack.enter_context(open_critics(settings, prompts, require=False))
+                        spend = Spend()
+                        p, source = critics.answer(persona, item.card, question, spend)
+                        if p is None:
+                            got[item_id] = (None, "failed")  # asked again on the next run
+                            continue
+                        a = {
+                            "slug": item.card.slug, "persona": persona, "prompt_hash": h, "item": item_id,
+                            "p_yes": p, "source": source, "model": ", ".join(sorted(spend.models)),
+                        }  # fmt: skip
+                        # One line per answer, flushed: a kill loses at most the answer in flight.
+                        out[keys[persona]].write(json.dumps(a) + "\n")
+                        out[keys[persona]].flush()
+                        have[(item.card.slug, persona, h, item_id)] = a
+                    got[item_id] = (a["p_yes"], a["source"])
+                    if a.get("model"):
+                        reported[persona].update(a["model"].split(", "))
+                results.append(_stored_seat(prompts, item, persona, got))
+                on_seat("asked", item.card.slug, persona)
+    # The calibration is filed under the model the provider said answered, where it said one.
+    keys = {
+        n: ModelKey(sorted(reported[n])[0], keys[n].digest) if len(reported[n]) == 1 else keys[n]
+        for n in names
+    }
+    oof = with_predictions(results, checklist_predictions(prompts, results, oof=True))
+    oof_intervals = intervals(oof)
+    written = write_fitted(settings, prompts, keys, results, oof, oof_intervals, command)
+    fitted, notes = calibrations.calibrated_prompts(
+        prompts, settings.calibrations_dir, keys, settings.uncalibrated_points
+    )
+    in_sample = with_predictions(results, checklist_predictions(fitted, results, oof=False))
+    summary = {
+        "out_of_fold": {**panel_figures(oof), "seats": seat_figures(oof), "intervals": oof_intervals,
+                        "extreme_share": extreme_share(oof)},
+        "persona_files": {**panel_figures(in_sample), "seats": seat_figures(in_sample),
+                          "extreme_share": extreme_share(in_sample), "fit": "in-sample"},
+    }  # fmt: skip
+    model = ", ".join(sorted({str(k) for k in keys.values()}))
+    prompt_hash = ",".join(prompts.prompt_hash(p) for p in prompts.personas)
+    store = Store.from_settings(settings)
+    eval_id = store.save_eval(str(reference), model, prompt_hash, 1, summary, oof)
+    return {"eval_id": eval_id, "summary": summary, "written": [str(p) for p in written], "model": model,
+            "calibrations": notes}  # fmt: skip
+
+
+def _stored_seat(
+    prompts: PromptSet, item: RefItem, persona: str, got: dict[str, tuple[float | None, str]]
+) -> ItemResult:
+    """One seat's stored answers on one reference card, as an evaluation reads them."""
+    checklist = prompts.personas[persona].checklist
+    answers = [(i, *got.get(i.id, (None, "card"))) for i in checklist.items]
+    criteria = Scoring(checklist=checklist, model="", label="").criteria(item.card, answers)  # type: ignore[arg-type]
+    ref = item.reference.get(persona)  # type: ignore[call-overload]
+    return ItemResult(
+        slug=item.card.slug, persona=persona,
+        ref_verdict=ref.verdict if ref else None, ref_score=ref.score if ref else None,
+        verdict=None, score=None, first_attempt_valid=True, grounded=None, verdict_flips=0.0,
+        score_spread=None, take=None, relevance=got.get("relevance", (None, ""))[0], criteria=criteria,
+    )  # fmt: skip

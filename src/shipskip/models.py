@@ -379,10 +379,19 @@ class Take(BaseModel):
     scoring: Literal["checklist", "holistic"] = "holistic"
     relevance: float | None = None
     criteria: list[Criterion] = Field(default_factory=list)
+    # Which calibration scored a checklist take (shipskip.calibrations): the model's fitted one,
+    # or, with `uncalibrated`, the label-free correction for a model that has none.
+    calibration: str | None = None
+    uncalibrated: bool = False
 
     @property
     def abstained(self) -> bool:
         return self.verdict is None
+
+    @property
+    def calibration_note(self) -> str | None:
+        """What a reader must be told about this take's scale: "uncalibrated for MODEL"."""
+        return f"uncalibrated for {self.model}" if self.uncalibrated else None
 
     @property
     def in_favour(self) -> list[Criterion]:

@@ -125,7 +125,9 @@ class Relevance(BaseModel):
 
 
 class Calibration(BaseModel):
-    """Weights fitted on the labelled reference set (`shipskip eval REF --write-weights`).
+    """Weights fitted on the labelled reference set for one model (`shipskip calibrate`), kept
+    in a calibration file apart from the prompts (shipskip.calibrations) and put on the
+    checklist when a take is scored.
 
     score = base + sum(weight[i] * P(yes)[i]) + yes_rate_weight * mean(P(yes)), clamped to
     0-100; the verdict follows the score. The yes-rate term takes out how readily the model
@@ -238,6 +240,12 @@ def load_persona(path: Path) -> Persona:
         raise InputError(path, "file", f"unreadable: {exc}".splitlines()[0]) from exc
     if not isinstance(data, dict):
         raise InputError(path, "file", "must be a YAML mapping")
+    if isinstance(data.get("checklist"), dict) and "calibration" in data["checklist"]:
+        # Calibration is data about a model, not part of a prompt: in a persona file it would
+        # change the prompt hash (and every cache key) on each refit, and hold one model's weights.
+        raise InputError(
+            path, "checklist.calibration", "calibrations live in calibration files now (shipskip calibrate)"
+        )
     try:
         persona = Persona.model_validate(data)
     except ValidationError as exc:
@@ -368,39 +376,3 @@ def shared_prefix(prompts: PromptSet, card: ToolCard) -> str:
 def tools_digest(slugs: Iterable[str]) -> str:
     """Which set of labelled tools a fit saw, in a few characters: order does not matter."""
     return hashlib.sha256("\n".join(sorted(set(slugs))).encode()).hexdigest()[:16]
-
-
-def write_calibration(path: Path, calibration: Calibration) -> None:
-    """Replace the `calibration:` block at the end of a persona file, keeping the rest as written."""
-    text = path.read_text(encoding="utf-8")
-    marker = "\n  calibration:\n"
-    if marker in text:
-        text = text[: text.index(marker) + 1]
-    c = calibration
-    lines = [
-        "  calibration:",
-        f"    # Fitted by: {c.command}" if c.command else "",
-        f"    command: {json.dumps(c.command)}",
-        f"    fitted_on: {json.dumps(c.fitted_on)}",
-        f"    tools: {c.tools}" if c.tools else "",
-        f"    tools_digest: {json.dumps(c.tools_digest)}" if c.tools_digest else "",
-        f"    base: {c.base}",
-        f"    yes_rate_weight: {c.yes_rate_weight}",
-        f"    abstain_below: {c.abstain_below}",
-        f"    abstain_base: {c.abstain_base}",
-        "    abstain_weights:" + ("" if c.abstain_weights else " {}"),
-        *(f"      {k}: {v}" for k, v in c.abstain_weights.items()),
-        "    weights:" + ("" if c.weights else " {}"),
-        *(f"      {k}: {v}" for k, v in c.weights.items()),
-        "    means:" + ("" if c.means else " {}"),
-        *(f"      {k}: {v}" for k, v in c.means.items()),
-    ]
-    text = text.rstrip("\n") + "\n" + "\n".join(x for x in lines if x) + "\n"
-    try:  # never leave a persona file that does not load
-        Persona.model_validate(load_yaml(text))
-    except ValidationError as exc:
-        field, msg = describe_validation_error(exc)
-        raise InputError(path, field, msg) from None
-    tmp = path.with_suffix(".yaml.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)

@@ -110,6 +110,11 @@ class ReviewedTool:
         return sorted({t.model for t in self.takes if t.model})
 
     @property
+    def calibration_notes(self) -> list[str]:
+        """The note "uncalibrated for MODEL" of each model whose takes here had no fitted calibration."""
+        return sorted({n for t in self.takes if (n := t.calibration_note)})
+
+    @property
     def contested(self) -> bool:
         return is_contested(self.takes)
 

@@ -8,15 +8,18 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from .checklist import abstains, below_relevance, card_facts, score_from, take_problem
-from .embedded import embedded_model_name, embedded_server
-from .errors import Stopped
+from . import calibrations
+from .calibrations import ModelKey, Scoring
+from .checklist import abstains, below_relevance, score_from, take_problem
+from .embedded import embedded_model_name, embedded_server, model_path
+from .errors import Stopped, UncalibratedModel
 from .injection import gives_orders, score_jumped, without_suspicious
 from .llm import CircuitBreaker, LLMClient, LLMFailure
 from .models import Criterion, Take, ToolCard, Usage, clean_text, pattern_literal, verdict_for
-from .personas import PromptSet, question_messages, render_messages, take_instructions, take_messages
+from .personas import Item, PromptSet, question_messages, render_messages, take_instructions, take_messages
 from .quality import consensus, grounding
 from .redaction import redactor_for
 from .settings import Settings
@@ -69,6 +72,86 @@ class Critics:
     # Set when the process stops (SIGTERM, Ctrl-C, a failure that ends the run): no seat
     # starts, and a seat in flight stops before its next call (its clients share it).
     stop: threading.Event = field(default_factory=threading.Event)
+    # Each seat's model as its calibration is looked up: the model asked for, and for a GGUF
+    # the embedded server serves, the file's digest. Empty: the client's model, no digest.
+    keys: dict[str, ModelKey] = field(default_factory=dict)
+    _scorings: dict[tuple, Scoring] = field(default_factory=dict, repr=False)
+    _seat_locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def key(self, persona: str) -> ModelKey:
+        return self.keys.get(persona) or ModelKey(self.clients[persona].model)
+
+    def scoring(self, persona: str, spend: Spend | None = None) -> Scoring:
+        """How this seat's answers are scored: with the fitted calibration of the model that
+        answered (the id the provider reported, else the one asked for), or, where none was
+        fitted, corrected by the model's content-free bias and weighed generically."""
+        spend = spend or Spend()
+        asked = self.key(persona)
+        names = list(dict.fromkeys([*sorted(spend.models), asked.model]))
+        with self._lock:
+            lock = self._seat_locks.setdefault(persona, threading.Lock())
+        with lock:  # the bias of a model is measured once per seat, however many tools wait
+            cached = self._scorings.get((persona, *names))
+            if cached is not None:
+                return cached
+            p = self.prompts.personas[persona]
+            where = str(self.settings.calibrations_dir)
+            for name in names:
+                key = ModelKey(name, asked.digest)
+                entry = calibrations.find_fitted(self.settings.calibrations_dir, key, persona, p.version)
+                if entry is not None:
+                    found = Scoring(
+                        calibrations.apply(p.checklist, entry.calibration, where), model=name,
+                        label=calibrations.fitted_label(key, persona, entry),
+                    )  # fmt: skip
+                    break
+            else:
+                key = ModelKey(names[0], asked.digest)
+                generic = calibrations.generic_calibration(
+                    p.checklist, calibrations.reference_calibration(persona, p.version),
+                    self.settings.uncalibrated_points,
+                )  # fmt: skip
+                found = Scoring(
+                    calibrations.apply(p.checklist, generic, where), model=key.model,
+                    label=f"uncalibrated for {key}: contextual correction, generic weights",
+                    uncalibrated=True, bias=self.bias(persona, key, spend),
+                )  # fmt: skip
+            self._scorings[(persona, *names)] = found
+            return found
+
+    def bias(self, persona: str, key: ModelKey, spend: Spend) -> dict[str, float]:
+        """The model's mean P(yes) to each of this seat's questions on content-free cards: read
+        from the model's calibration file where this prompt's was measured before, else asked
+        now and kept there (a few dozen requests, once per model and prompt)."""
+        prompt_hash = self.prompts.prompt_hash(persona)
+        folder = self.settings.calibrations_dir
+        stored = calibrations.read(folder, key)
+        for b in stored.contextual if stored else []:
+            if b.persona == persona and b.prompt_hash == prompt_hash:
+                return b.p_yes
+        p = self.prompts.personas[persona]
+        questions = {i.id: i.question for i in p.checklist.items if i.question}
+        if p.checklist.relevance is not None:
+            questions["relevance"] = p.checklist.relevance.question
+        measured: dict[str, float] = {}
+        for item_id, question in questions.items():
+            got = [
+                a
+                for card in calibrations.content_free_cards()
+                if (a := self.answer(persona, card, question, spend)[0]) is not None
+            ]
+            if got:
+                measured[item_id] = round(sum(got) / len(got), 4)
+        if len(measured) == len(questions):  # a measurement the provider cut short is not kept
+            bias = calibrations.Bias(persona=persona, prompt_hash=prompt_hash, p_yes=measured)
+
+            def keep(data: calibrations.CalibrationFile) -> calibrations.CalibrationFile:
+                kept = [b for b in data.contextual if (b.persona, b.prompt_hash) != (persona, prompt_hash)]
+                return data.model_copy(update={"contextual": [*kept, bias]})
+
+            calibrations.update(folder, key, keep)
+        return measured
 
     def ask(self, persona: str, card: ToolCard, reason: str | None = None) -> Take:
         """One seat's take on one card: graded by its checklist, or one holistic reply."""
@@ -119,24 +202,24 @@ class Critics:
         spend.add(a.usage, a.attempts, model=a.model)
         return a.p_yes, a.source
 
-    def criteria(self, persona: str, card: ToolCard, spend: Spend) -> list[Criterion]:
-        """Every checklist question of one persona, each asked on its own, then the facts read
-        from the card. Each answer is measured against the fit's mean answer to its question,
-        never against the other answers about this card (checklist.card_facts)."""
+    def raw_answers(self, persona: str, card: ToolCard, spend: Spend) -> list[tuple[Item, float | None, str]]:
+        """Every checklist question of one persona, each asked on its own: (item, P(yes),
+        source) as the model gave them; facts read from the card come as (item, None, 'card')."""
         checklist = self.prompts.personas[persona].checklist
-        asked = [
-            Criterion(
-                id=item.id,
-                label=item.label,
-                weight=round(checklist.weight(item), 2),
-                p_yes=p_yes,
-                source=source,  # type: ignore[arg-type]
-            )
-            for item in checklist.items
+        return [
+            (item, *self.answer(persona, card, item.question, spend))
             if item.question
-            for p_yes, source in [self.answer(persona, card, item.question, spend)]
-        ]
-        return card_facts(checklist, card, asked)
+            else (item, None, "card")
+            for item in checklist.items
+        ]  # fmt: skip
+
+    def criteria(
+        self, persona: str, card: ToolCard, spend: Spend, scoring: Scoring | None = None
+    ) -> list[Criterion]:
+        """Every checklist question of one persona, scored as `scoring` says (by default this
+        seat's calibration for the model that answered)."""
+        answers = self.raw_answers(persona, card, spend)
+        return (scoring or self.scoring(persona, spend)).criteria(card, answers)
 
     def graded(self, persona: str, card: ToolCard, reason: str | None = None) -> Take:
         """Checklist grading: relevance, then each question on its own, then the take.
@@ -153,11 +236,14 @@ class Critics:
         started = time.perf_counter()
         rel = p.checklist.relevance
         p_rel = self.answer(persona, card, rel.question, spend)[0] if rel is not None else None
+        scoring: Scoring | None = None
 
         def done(**fields: object) -> Take:
             return Take(
                 persona=persona, attempts=spend.attempts, usage=spend.usage, relevance=p_rel,
                 latency_ms=int((time.perf_counter() - started) * 1000),
+                calibration=scoring.label if scoring else None,
+                uncalibrated=bool(scoring and scoring.uncalibrated),
                 **{**meta, "model": ", ".join(sorted(spend.models)) or meta["model"], **fields},
             )  # fmt: skip
 
@@ -165,19 +251,26 @@ class Critics:
         if rel is not None and p_rel is None:
             return done(abstain_reason=no_answer, error=spend.errors[-1])
         outside = rel.abstain_reason if rel else "outside my lens"
-        if below_relevance(p.checklist, p_rel):
-            return done(abstain_reason=outside)
-        criteria = self.criteria(persona, card, spend)
+        if rel is not None:
+            # Known once the model has answered: the calibration is that model's.
+            scoring = self.scoring(persona, spend)
+            p_rel = scoring.correct("relevance", p_rel)
+            if below_relevance(scoring.checklist, p_rel):
+                return done(abstain_reason=outside)
+        answers = self.raw_answers(persona, card, spend)
+        scoring = scoring or self.scoring(persona, spend)
+        checklist = scoring.checklist
+        criteria = scoring.criteria(card, answers)
         if sum(c.p_yes is None for c in criteria) * 2 > len(criteria):
             return done(abstain_reason=no_answer, error=spend.errors[-1], criteria=criteria)
-        if abstains(p.checklist, p_rel, criteria):
+        if abstains(checklist, p_rel, criteria):
             return done(abstain_reason=outside, criteria=criteria)
-        score = score_from(p.checklist, criteria)
+        score = score_from(checklist, criteria)
         verdict = verdict_for(score)
         check: dict = {}
         clean = without_suspicious(card)
         if clean is not None:
-            clean_score = score_from(p.checklist, self.criteria(persona, clean, spend))
+            clean_score = score_from(checklist, self.criteria(persona, clean, spend, scoring))
             check = {
                 "clean_score": clean_score,
                 "suspicious": score_jumped(score, clean_score, verdict, verdict_for(clean_score)),
@@ -312,11 +405,14 @@ def open_critics(
     personas: list[str] | None = None,
     model_override: str | None = None,
     seat_slot: SlotFactory | None = None,
+    require: bool = True,
 ) -> Iterator[Critics]:
     """Build a client per persona; start the embedded server only if some persona needs it.
 
     The panel's clients share one bound on calls in flight, SHIPSKIP_LLM_CONCURRENCY, however
-    many tools the panel serves at once; `seat_slot` adds a bound shared across processes."""
+    many tools the panel serves at once; `seat_slot` adds a bound shared across processes.
+    `require=False` (calibrating, evaluating) lets an uncalibrated model through whatever
+    SHIPSKIP_REQUIRE_CALIBRATION says."""
     names = personas or list(prompts.personas)
     in_flight = threading.BoundedSemaphore(max(1, settings.llm_concurrency))
     redactor = redactor_for(settings)
@@ -324,6 +420,7 @@ def open_critics(
     # share a provider give up on it together.
     breakers: dict[tuple[str, str], CircuitBreaker] = {}
     stop = threading.Event()
+    keys = model_keys(settings, prompts, names, model_override, require=require)
     with ExitStack() as stack:
         embedded_url = None
         if settings.needs_embedded(names):
@@ -373,5 +470,36 @@ def open_critics(
         stack.callback(stop.set)
         yield Critics(
             prompts=prompts, clients=clients, settings=settings, seat_slot=seat_slot or nullcontext,
-            pool=pool, stop=stop,
+            pool=pool, stop=stop, keys=keys,
         )  # fmt: skip
+
+
+def model_keys(
+    settings: Settings,
+    prompts: PromptSet,
+    personas: list[str],
+    model_override: str | None = None,
+    require: bool = True,
+) -> dict[str, ModelKey]:
+    """Each seat's model as calibrations know it: the model asked for, with the GGUF file's
+    digest where the embedded server serves it. With SHIPSKIP_REQUIRE_CALIBRATION, a seat whose
+    model has no fitted calibration for its prompt version stops everything here, before any
+    request (UncalibratedModel)."""
+    keys = {}
+    for name in personas:
+        prov = settings.provider_for(name)
+        if prov.base_url is None:
+            file = settings.embedded_model_path
+            gguf = file if file is not None and Path(file).is_file() else (None if file else model_path())
+            model = model_override or prov.model or embedded_model_name(file)
+            keys[name] = ModelKey(model, calibrations.gguf_digest(gguf) if gguf else None)
+        else:
+            keys[name] = ModelKey(model_override or prov.model or "gpt-4o-mini")
+        version = prompts.personas[name].version
+        if (
+            require
+            and settings.require_calibration
+            and not calibrations.find_fitted(settings.calibrations_dir, keys[name], name, version)
+        ):
+            raise UncalibratedModel(str(keys[name]), name, version)
+    return keys

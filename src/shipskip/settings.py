@@ -71,6 +71,21 @@ class Settings(BaseSettings):
         default=60.0, gt=0, description="Seconds an analyst's query (sql, trends, export) may run."
     )
     prompts_dir: Path = Field(default_factory=default_prompts_dir)
+    calibrations_dir: Path = Field(
+        default=Path("data") / "calibrations",
+        description="Where `shipskip calibrate` writes the calibrations it fits (one JSON file per model) "
+        "and keeps the answers it has collected; looked up before the ones shipped with the package.",
+    )
+    require_calibration: bool = Field(
+        default=False,
+        description="Refuse, before any review, a model with no fitted calibration for a persona's prompt "
+        "version, instead of scoring it with the label-free (contextual) correction.",
+    )
+    uncalibrated_points: float = Field(
+        default=70.0, gt=0, le=100,
+        description="For a model with no fitted calibration: how many points lie between a card every "
+        "checklist answer speaks for and one every answer speaks against (the generic weights sum to it).",
+    )  # fmt: skip
 
     # No base_url means the embedded llama.cpp server with the packaged SmolLM2 model.
     base_url: str | None = None

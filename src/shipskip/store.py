@@ -1074,7 +1074,7 @@ _TAKE_FIELDS = {
     "persona", "verdict", "score", "text", "abstain_reason", "error", "model", "prompt_version",
     "prompt_hash", "temperature", "attempts", "latency_ms", "suspicious", "reason", "clean_score",
     "grounded", "samples", "score_spread", "verdict_flips", "scoring", "relevance",
-    "composed",
+    "composed", "calibration", "uncalibrated",
 }  # fmt: skip
 
 
