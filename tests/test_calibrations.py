@@ -318,9 +318,10 @@ def _answers_as_results(settings, ref):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # 90 answers from the real model, twice started: minutes on a busy machine
 def test_calibrate_on_the_embedded_model_resumes_after_a_kill(isolated, tmp_path):
     """The real SmolLM2 through `shipskip calibrate --limit 2 --yes`, killed once it has stored
-    some answers, then run again: it finishes, asks nothing twice, and writes a calibration for
+    a few answers, then run again: it finishes, asks nothing twice, and writes a calibration for
     the packaged model's file."""
     env = {**os.environ, "SHIPSKIP_EMBEDDED_THREADS": "1"}
     cmd = [sys.executable, "-m", "shipskip", "calibrate", str(PANEL), "--limit", "2", "--yes"]
@@ -331,15 +332,15 @@ def test_calibrate_on_the_embedded_model_resumes_after_a_kill(isolated, tmp_path
     child = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              start_new_session=True)  # fmt: skip
     try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and (not path.is_file() or len(path.read_text().splitlines()) < 10):
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and (not path.is_file() or len(path.read_text().splitlines()) < 3):
             assert child.poll() is None, "calibrate ended before it was killed"
             time.sleep(0.2)
     finally:
         os.killpg(child.pid, signal.SIGKILL)
         child.wait()
     before = len(path.read_text().splitlines())
-    assert before >= 10
+    assert before >= 3
     done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     lines = [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip().endswith("}")]
