@@ -23,6 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from shipskip.calibrations import with_shipped  # noqa: E402
 from shipskip.checklist import EXPLANATION_FAULTS, explanation_faults  # noqa: E402
 from shipskip.evaluate import (  # noqa: E402
     checklist_predictions,
@@ -98,7 +99,8 @@ def main() -> None:
         "--old-rule", action="store_true", help="the same answers by the rule before issue 26 too"
     )
     args = ap.parse_args()
-    prompts = load_prompts(ROOT / "prompts")
+    # Scored and explained as the embedded model is: with the calibration that ships.
+    prompts = with_shipped(load_prompts(ROOT / "prompts"))
     if args.reference:
         reference(prompts, args.old_rule)
     if args.db or not args.reference:

@@ -83,19 +83,11 @@ def calibrate_as(model: str, folder: Path) -> Path:
 
 
 def shipped_prompts(prompts_dir: Path | None = None):
-    """The persona prompts with the shipped SmolLM2-135M calibration on each checklist: what the
-    embedded model's stored answers (data/reference/) are scored and explained with."""
+    """The persona prompts with the shipped SmolLM2-135M calibration on each checklist."""
     from shipskip import calibrations
     from shipskip.personas import load_prompts
 
-    prompts = load_prompts(prompts_dir or ROOT / "prompts")
-    personas = {
-        name: p.model_copy(update={"checklist": calibrations.apply(
-            p.checklist, calibrations.reference_calibration(name, p.version), "shipped calibration"
-        )})
-        for name, p in prompts.personas.items()
-    }  # fmt: skip
-    return prompts.model_copy(update={"personas": personas})
+    return calibrations.with_shipped(load_prompts(prompts_dir or ROOT / "prompts"))
 
 
 @pytest.fixture

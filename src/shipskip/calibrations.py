@@ -313,3 +313,15 @@ def calibrated_prompts(
             notes[name] = f"uncalibrated for {key}"
         personas[name] = p.model_copy(update={"checklist": apply(p.checklist, cal, str(calibrations_dir))})
     return prompts.model_copy(update={"personas": personas}), notes
+
+
+def with_shipped(prompts: PromptSet) -> PromptSet:
+    """The prompts with each persona's checklist carrying the calibration that ships with the
+    package (SmolLM2-135M's): what the embedded model's stored answers in data/reference/ are
+    scored and explained with, offline and without knowing which GGUF file is installed."""
+    personas = {}
+    for name, p in prompts.personas.items():
+        cal = reference_calibration(name, p.version)
+        checklist = apply(p.checklist, cal, str(shipped_dir())) if cal is not None else p.checklist
+        personas[name] = p.model_copy(update={"checklist": checklist})
+    return prompts.model_copy(update={"personas": personas})
