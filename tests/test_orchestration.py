@@ -28,6 +28,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
 def test_a_seat_whose_provider_keeps_failing_is_retrying_then_failed(fake, monkeypatch):
     monkeypatch.setenv("SHIPSKIP_PERSONAS__SKEPTIC__BASE_URL", "http://127.0.0.1:9/v1")  # nothing listens
+    # The seat's task retries; the circuit breaker, which would give the provider up and fail
+    # the tool instead (test_review.py, test_cli.py), is kept out of the way here.
+    monkeypatch.setenv("SHIPSKIP_BREAKER_FAILURES", "1000")
+    monkeypatch.setenv("SHIPSKIP_BREAKER_DEADLINE_S", "1000")
     monkeypatch.setenv("SHIPSKIP_MAX_ATTEMPTS", "2")
     monkeypatch.setenv("SHIPSKIP_MAX_RETRY_WAIT_S", "0.1")
     state = review_tool(card_path=CARD, return_state=True)
@@ -48,7 +52,7 @@ def test_a_seat_whose_provider_keeps_failing_is_retrying_then_failed(fake, monke
     assert all(by_name[p].state.is_completed() for p in ("builder", "futurist", "creator", "founder"))
 
 
-def test_a_take_our_checks_refuse_is_an_abstention_not_a_seat_retry(fake, monkeypatch):
+def test_a_take_our_checks_refuse_is_composed_not_a_seat_retry(fake, monkeypatch):
     import json
 
     from fakeopenai import Reply, is_question, is_take_request, tool_of, yes
@@ -66,8 +70,9 @@ def test_a_take_our_checks_refuse_is_an_abstention_not_a_seat_retry(fake, monkey
     monkeypatch.setenv("SHIPSKIP_MAX_ATTEMPTS", "2")
     state = review_tool(card_path=CARD, return_state=True)
     out = state.result()
-    refused = [t for t in out.takes if "fits its verdict" in (t.abstain_reason or "")]
-    assert refused and all(t.error is None and "repeats" in t.abstain_reason for t in refused)
+    # Refused at every attempt, each take is composed from its checklist and keeps its verdict.
+    refused = [t for t in out.takes if t.composed]
+    assert refused and all(t.error is None and not t.abstained and t.verdict for t in refused)
     with get_client(sync_client=True) as client:
         runs = client.read_task_runs(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
