@@ -34,9 +34,7 @@ def main() -> None:
     from shipskip import calibrations
     from shipskip.calibrations import ModelKey
     from shipskip.evaluate import (
-        _read_answers,
-        _stored_seat,
-        answers_path,
+        calibration_results,
         checklist_predictions,
         extreme_share,
         load_reference,
@@ -62,17 +60,7 @@ def main() -> None:
         out = run_calibration(settings, ref)
         took = time.perf_counter() - started
     prompts = load_prompts(settings.prompts_dir)
-    stored = _read_answers(answers_path(settings, ModelKey("decisive-model")))
-    results = []
-    for item in load_reference(ref):
-        for persona in prompts.personas:
-            h = prompts.prompt_hash(persona)
-            got = {
-                k[3]: (a["p_yes"], a["source"])
-                for k, a in stored.items()
-                if k[:3] == (item.card.slug, persona, h)
-            }
-            results.append(_stored_seat(prompts, item, persona, got))
+    results = calibration_results(settings, ref, ModelKey("decisive-model"))
 
     def share(key: ModelKey) -> float | None:
         keys = dict.fromkeys(prompts.personas, key)
@@ -81,7 +69,8 @@ def main() -> None:
 
     shipped = calibrations.load_file(next(calibrations.shipped_dir().glob("*.json"))).key
     s = out["summary"]
-    print(f"{args.tools} tools, {len(stored)} answers, calibrate took {took:.1f} s")
+    answered = sum(c.source in ("logprobs", "sampled") for r in results for c in r.criteria)
+    print(f"{args.tools} tools, {answered} answers, calibrate took {took:.1f} s")
     print("scores at exactly 0 or 100:")
     print(f"  SmolLM2's shipped weights        {share(shipped)}")
     print(f"  generic weights (uncalibrated)   {share(ModelKey('no-such-model'))}")

@@ -300,21 +300,9 @@ def test_calibrate_fits_a_decisive_model_so_its_scores_spread(fake, isolated, tm
 
 
 def _answers_as_results(settings, ref):
-    from shipskip.evaluate import _read_answers, _stored_seat
+    from shipskip.evaluate import calibration_results
 
-    prompts = load_prompts(settings.prompts_dir)
-    stored = _read_answers(answers_path(settings, ModelKey("decisive-model")))
-    out = []
-    for item in load_reference(ref):
-        for persona in prompts.personas:
-            h = prompts.prompt_hash(persona)
-            got = {
-                k[3]: (a["p_yes"], a["source"])
-                for k, a in stored.items()
-                if k[:3] == (item.card.slug, persona, h)
-            }
-            out.append(_stored_seat(prompts, item, persona, got))
-    return out
+    return calibration_results(settings, ref, ModelKey("decisive-model"))
 
 
 @pytest.mark.slow

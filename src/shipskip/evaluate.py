@@ -751,6 +751,24 @@ def run_calibration(
             "calibrations": notes}  # fmt: skip
 
 
+def calibration_results(settings: Settings, reference: Path, key: ModelKey) -> list[ItemResult]:
+    """The answers `shipskip calibrate` stored for one model, as evaluation results per
+    reference card and seat (for the current prompts; a question not answered reads as failed)."""
+    prompts = load_prompts(settings.prompts_dir)
+    stored = _read_answers(answers_path(settings, key))
+    out = []
+    for item in load_reference(reference):
+        for persona in prompts.personas:
+            h = prompts.prompt_hash(persona)
+            got = {
+                k[3]: (a["p_yes"], a["source"])
+                for k, a in stored.items()
+                if k[:3] == (item.card.slug, persona, h)
+            }
+            out.append(_stored_seat(prompts, item, persona, got))
+    return out
+
+
 def _stored_seat(
     prompts: PromptSet, item: RefItem, persona: str, got: dict[str, tuple[float | None, str]]
 ) -> ItemResult:
