@@ -1,8 +1,9 @@
 """Soak: everything at once against a faulty provider, then count what went wrong.
 
 Two ingest loops over one inbox that keeps growing, a rerun loop, a vote loop and an analyst
-loop run as separate `shipskip` processes for --seconds, against the fake OpenAI server on
-loopback with --fault-rate of its replies broken (503, reset, broken JSON, an HTML page, a 500
+loop run as separate `shipskip` processes for --seconds (counted from when the first two tools
+are reviewed, so a slow start cannot starve the rerun and vote loops), against the fake OpenAI
+server on loopback with --fault-rate of its replies broken (503, reset, broken JSON, an HTML page, a 500
 that echoes the API key). One ingest is SIGKILLed midway. A last ingest then plays the next
 scheduled run. Printed: duplicate reviews, lost votes, unfinished runs, orphan processes and
 key bytes found anywhere (all must be 0), and how much work got through.
@@ -35,8 +36,13 @@ from reliability_helpers import alive, descendants, start_fake_process, write_ca
 
 
 class Soak:
-    def __init__(self, work: Path, env: dict[str, str], until: float) -> None:
-        self.work, self.env, self.until = work, env, until
+    def __init__(self, work: Path, env: dict[str, str]) -> None:
+        self.work, self.env = work, env
+        # The timed window opens once the first tools are reviewed, so a slow start (a loaded CI
+        # machine needs 20 s or more for the first ingest) cannot leave the rerun and vote loops
+        # with nothing to do before the window closes.
+        self.until: float | None = None
+        self.opened = threading.Event()
         self.lock = threading.Lock()
         self.procs: list[subprocess.Popen] = []
         self.seen: dict[int, str] = {}  # every process below a shipskip we started
@@ -66,7 +72,7 @@ class Soak:
 
     def loop(self, name: str, args_for: Callable[[int], list[str] | None], pause_s: float = 0.0) -> None:
         i = 0
-        while time.monotonic() < self.until:
+        while self.running():
             args = args_for(i)
             i += 1
             if args is None:
@@ -75,6 +81,13 @@ class Soak:
             rc = self.run(name, *args).wait()
             self.bump(f"{name} ok" if rc == 0 else f"{name} exit {rc}")
             time.sleep(pause_s)
+
+    def running(self) -> bool:
+        return self.until is None or time.monotonic() < self.until
+
+    def open_window(self, seconds: float) -> None:
+        self.until = time.monotonic() + seconds
+        self.opened.set()
 
     def watch(self, done: threading.Event) -> None:
         while not done.is_set():
@@ -91,6 +104,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=120)
     ap.add_argument("--fault-rate", type=float, default=0.1)
     ap.add_argument("--delay", type=float, default=0.05, help="provider latency per request, seconds")
+    ap.add_argument("--startup-s", type=float, default=300,
+                    help="longest wait for the first tools to be reviewed before the timed window opens")  # fmt: skip
     ap.add_argument("--json", type=Path)
     ap.add_argument("--work", type=Path, help="folder for the run's files (default: a new temp folder)")
     args = ap.parse_args()
@@ -114,7 +129,7 @@ def main() -> None:
             "SHIPSKIP_TIMEOUT_S": "10", "PREFECT_API_URL": str(PREFECT_API_URL.value()),
         }  # fmt: skip
         started = time.monotonic()
-        soak = Soak(work, env, started + args.seconds)
+        soak = Soak(work, env)
         store = Store(db)
 
         def reviewed(slug: str) -> bool:
@@ -125,13 +140,23 @@ def main() -> None:
 
         def feed() -> None:
             n = 8
-            while time.monotonic() < soak.until:
+            while soak.running():
                 time.sleep(3)
                 write_cards(inbox, n + 1)  # adds the next card; rewrites the others unchanged
                 n += 1
             soak.bump("cards", n)
 
+        def opener() -> None:
+            # Opens the window when the rerun, vote and query loops have their tools, or after
+            # the start-up allowance, whichever comes first (then the figures show what ran).
+            deadline = time.monotonic() + args.startup_s
+            while not (reviewed("tool-000") and reviewed("tool-001")) and time.monotonic() < deadline:
+                time.sleep(0.5)
+            soak.bump("seconds before the window opened", round(time.monotonic() - started))
+            soak.open_window(args.seconds)
+
         def killer() -> None:
+            soak.opened.wait()
             time.sleep(args.seconds / 2)
             with soak.lock:
                 ingests = [p for p in soak.procs if p.args[3] == "ingest" and p.poll() is None]
@@ -161,6 +186,7 @@ def main() -> None:
                 for name, command in (("rerun", rerun), ("vote", vote), ("sql", query))
             ),
             threading.Thread(target=feed),
+            threading.Thread(target=opener),
             threading.Thread(target=killer),
         ]
         done = threading.Event()
