@@ -39,6 +39,11 @@ SEAT_RETRIES = 1
 _ASKING: ContextVar[tuple[Critics, Store]] = ContextVar("shipskip_asking")
 
 
+# The name of the state a seat's task ends in when its own asking failed (its take, an
+# abstention holding the error, is checkpointed): told apart from a task that broke by name.
+SEAT_FAILED = "SeatFailed"
+
+
 def seat_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     """One take per run, seat, prompt and model: a retried flow run finds the seats already
     answered in Prefect's result store; a rerun is a new run and asks again."""
@@ -70,7 +75,7 @@ def persona_take(card: ToolCard, persona: str, run: Run, reason: str | None = No
         tries = f"{take.attempts} attempts, try {task_run.run_count} of {SEAT_RETRIES + 1}"
         # The take (an abstention with the error) is checkpointed already; the state carries
         # only the message, so Prefect's log line stays one line.
-        return Failed(message=f"{persona} failed after {tries}: {take.error}")
+        return Failed(name=SEAT_FAILED, message=f"{persona} failed after {tries}: {take.error}")
     return take
 
 
@@ -95,7 +100,7 @@ def ask_as_tasks(
         _ASKING.reset(token)
     takes = {}
     for persona, f in futures.items():
-        if f.state.is_failed() and (f.state.message or "").startswith(f"{persona} failed after"):
+        if f.state.is_failed() and f.state.name == SEAT_FAILED:
             takes[persona] = store.checkpoints(run)[persona]  # the seat's own failure, kept as its take
             continue
         got = f.state.result(raise_on_failure=False)

@@ -17,21 +17,17 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn
 from rich.table import Table
 
-from .settings import quiet_prefect
-
-quiet_prefect()
-
-from . import progress as signals  # noqa: E402
-from .cards import load_card  # noqa: E402
-from .errors import DiskFull, ShipskipError, UnsafeWrite  # noqa: E402
-from .models import PanelVerdict, Take, ToolCard, clean_text  # noqa: E402
-from .orchestration import prefect_api  # noqa: E402
-from .outcome import ReviewOutcome  # noqa: E402
-from .panel import aggregate  # noqa: E402
-from .roster import PERSONAS  # noqa: E402
-from .settings import get_settings  # noqa: E402
-from .store import Store  # noqa: E402
-from .terminal import for_terminal  # noqa: E402
+from . import progress as signals
+from .cards import load_card
+from .errors import DiskFull, ShipskipError, UnsafeWrite
+from .models import PanelVerdict, Take, ToolCard, clean_text
+from .orchestration import prefect_api
+from .outcome import ReviewOutcome
+from .panel import aggregate
+from .roster import PERSONAS
+from .settings import get_settings, quiet_prefect
+from .store import Store
+from .terminal import for_terminal
 
 # More columns than this print as vertical records rather than a table cut into slivers.
 WIDE_COLUMNS = 8
@@ -158,6 +154,8 @@ def main(
     ] = False,
 ) -> None:
     """Review newly launched AI tools with a five-persona panel."""
+    # Before any command imports Prefect: no analytics, quiet logs.
+    quiet_prefect()
 
 
 def _check_out(path: Path) -> Path:
@@ -195,8 +193,10 @@ def user_errors() -> Iterator[None]:
         _fail(DiskFull(exc.filename or "writing output"))
     except Exception as exc:
         # A flow parameter Prefect refused (a persona that is not one, a reason too short)
-        # is the user's input, said in one line.
-        if type(exc).__name__ != "ParameterTypeError":
+        # is the user's input, said in one line. Prefect is imported only by the commands that
+        # run a flow, so an exception from any other cannot be one of its own.
+        prefect_errors = sys.modules.get("prefect.exceptions")
+        if prefect_errors is None or not isinstance(exc, prefect_errors.ParameterTypeError):
             raise
         problems = "; ".join(ln.strip(" -") for ln in str(exc).splitlines()[1:]) or str(exc)
         _fail(ShipskipError(f"invalid input: {problems}"))

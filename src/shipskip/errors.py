@@ -1,10 +1,17 @@
-"""Errors users see: one line naming the file and the field."""
+"""Every error shipskip raises, under ShipskipError, each with typed fields: code branches on
+the type and the fields, never on the message, which is for people (one line, naming the file
+and the field where there is one)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
+
+if TYPE_CHECKING:
+    from .models import Usage
 
 
 class ShipskipError(Exception):
@@ -133,3 +140,74 @@ class UncalibratedModel(ShipskipError):
             f"no fitted calibration for model {model} ({persona}, prompt version {prompt_version}); "
             "run `shipskip calibrate`, or unset SHIPSKIP_REQUIRE_CALIBRATION to score it uncalibrated"
         )
+
+
+# The provider and the model
+
+
+class InvalidOutput(ShipskipError):
+    """The provider answered, but not with a reply that validates."""
+
+    def __init__(self, message: str, content: str) -> None:
+        super().__init__(message)
+        self.content = content
+
+
+class RejectedText(InvalidOutput):
+    """A well-formed reply whose text our own checks refuse (a take that echoes the prompt or
+    argues against its verdict): the model's limit, not the provider's fault."""
+
+
+class LLMFailure(ShipskipError):
+    """Every attempt failed; carries what was spent so the caller can still record it.
+    `rejected`: why our checks refused the last attempt's text, when that is how it ended."""
+
+    def __init__(self, message: str, attempts: int, usage: Usage, rejected: str | None = None) -> None:
+        super().__init__(message)
+        self.attempts, self.usage, self.rejected = attempts, usage, rejected
+
+
+class ProviderRejected(ShipskipError):
+    """The provider refused us, not this request: a bad key, no access, or no such model or
+    endpoint. Asking again, or asking about another tool, cannot help, so the run stops."""
+
+
+class ProviderDown(ProviderRejected):
+    """A provider that failed `failures` calls in a row, which spent `elapsed_s` waiting on it
+    without one answer: its circuit breaker is open. Asking about another tool cannot help either, so the
+    run stops as for a refused key, and nothing it spoiled is kept.
+
+    Built from the message alone as well (the fields then empty): Prefect rebuilds an exception
+    from its type and message when it reads a failed task's result back."""
+
+    def __init__(
+        self, message: str, *, base_url: str = "", model: str = "", failures: int = 0,
+        elapsed_s: float = 0.0, last_error: str = "",
+    ) -> None:  # fmt: skip
+        super().__init__(message)
+        self.base_url, self.model, self.failures = base_url, model, failures
+        self.elapsed_s, self.last_error = elapsed_s, last_error
+
+    @classmethod
+    def of(cls, base_url: str, model: str, failures: int, elapsed_s: float, last_error: str) -> ProviderDown:
+        return cls(
+            f"the provider at {base_url} (model {model}) is not answering: {failures} calls in a row "
+            f"failed after {elapsed_s:.0f} s of waiting (last: {last_error}); stopped asking it "
+            "(SHIPSKIP_BREAKER_FAILURES, SHIPSKIP_BREAKER_DEADLINE_S)",
+            base_url=base_url, model=model, failures=failures, elapsed_s=elapsed_s, last_error=last_error,
+        )  # fmt: skip
+
+
+# The store
+
+
+class ToolBusy(ShipskipError):
+    """Another live process (`owner`, host:pid) is reviewing this tool right now."""
+
+    def __init__(self, slug: str, owner: str, last_seen: datetime | None) -> None:
+        self.slug, self.owner, self.last_seen = slug, owner, last_seen
+        seen = f" (last seen {last_seen:%H:%M:%S})" if last_seen is not None else ""
+        super().__init__(f"'{slug}' is being reviewed by process {owner}{seen}")
+
+    def __reduce__(self) -> tuple[type, tuple[str, str, datetime | None]]:
+        return (type(self), (self.slug, self.owner, self.last_seen))

@@ -29,7 +29,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from .errors import ShipskipError, Stopped
+from .errors import InvalidOutput, LLMFailure, ProviderDown, ProviderRejected, RejectedText, Stopped
 from .models import (
     MAX_TAKE_CHARS,
     REPLY_ADAPTER,
@@ -56,65 +56,12 @@ TRANSIENT = (
 )
 
 
-class InvalidOutput(Exception):
-    """The provider answered, but not with a reply that validates."""
-
-    def __init__(self, message: str, content: str) -> None:
-        super().__init__(message)
-        self.content = content
-
-
-class RejectedText(InvalidOutput):
-    """A well-formed reply whose text our own checks refuse (a take that echoes the prompt or
-    argues against its verdict): the model's limit, not the provider's fault."""
-
-
-class LLMFailure(Exception):
-    """Every attempt failed; carries what was spent so the caller can still record it.
-    `rejected`: why our checks refused the last attempt's text, when that is how it ended."""
-
-    def __init__(self, message: str, attempts: int, usage: Usage, rejected: str | None = None) -> None:
-        super().__init__(message)
-        self.attempts, self.usage, self.rejected = attempts, usage, rejected
-
-
-class ProviderRejected(ShipskipError):
-    """The provider refused us, not this request: a bad key, no access, or no such model or
-    endpoint. Asking again, or asking about another tool, cannot help, so the run stops."""
-
-
 # Status codes that mean the configuration is wrong rather than the request.
 FATAL = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError)
 
 # Calls that count against a provider's circuit breaker: it did not answer at all. A 429 is
 # an answer (the provider is up and asks us to wait), and so is invalid output.
 UNANSWERED = (openai.InternalServerError, openai.APITimeoutError, openai.APIConnectionError)
-
-
-class ProviderDown(ProviderRejected):
-    """A provider that failed `failures` calls in a row, which spent `elapsed_s` waiting on it
-    without one answer: its circuit breaker is open. Asking about another tool cannot help either, so the
-    run stops as for a refused key, and nothing it spoiled is kept.
-
-    Built from the message alone as well (the fields then empty): Prefect rebuilds an exception
-    from its type and message when it reads a failed task's result back."""
-
-    def __init__(
-        self, message: str, *, base_url: str = "", model: str = "", failures: int = 0,
-        elapsed_s: float = 0.0, last_error: str = "",
-    ) -> None:  # fmt: skip
-        super().__init__(message)
-        self.base_url, self.model, self.failures = base_url, model, failures
-        self.elapsed_s, self.last_error = elapsed_s, last_error
-
-    @classmethod
-    def of(cls, base_url: str, model: str, failures: int, elapsed_s: float, last_error: str) -> ProviderDown:
-        return cls(
-            f"the provider at {base_url} (model {model}) is not answering: {failures} calls in a row "
-            f"failed after {elapsed_s:.0f} s of waiting (last: {last_error}); stopped asking it "
-            "(SHIPSKIP_BREAKER_FAILURES, SHIPSKIP_BREAKER_DEADLINE_S)",
-            base_url=base_url, model=model, failures=failures, elapsed_s=elapsed_s, last_error=last_error,
-        )  # fmt: skip
 
 
 class CircuitBreaker:

@@ -33,7 +33,7 @@ from .embedded import free_port
 from .errors import ShipskipError
 from .models import clean_text
 from .review import SlotFactory
-from .settings import Settings, get_settings
+from .settings import Settings, get_settings, quiet_prefect
 
 if TYPE_CHECKING:
     from prefect.states import State
@@ -53,6 +53,7 @@ _PRIVATE_APIS: set[str] = set()
 
 @contextmanager
 def prefect_api() -> Iterator[None]:
+    quiet_prefect()  # before Prefect is first imported: no analytics, quiet logs
     import prefect
     from prefect.settings import (
         PREFECT_API_URL,

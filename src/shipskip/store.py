@@ -11,6 +11,7 @@ a conflicting commit is retried whole, and a tool's lease in PostgreSQL says who
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -34,7 +35,7 @@ import duckdb
 from pydantic import ValidationError
 from tenacity import Retrying, retry, retry_if_exception, stop_after_delay, wait_random_exponential
 
-from .errors import QueryTimeout, ShipskipError, StoredRowError, describe_validation_error
+from .errors import QueryTimeout, ShipskipError, StoredRowError, ToolBusy, describe_validation_error
 from .models import CommunityVotes, Take, ToolCard, Usage, is_web_address, verdict_for
 from .panel import aggregate
 from .roster import seat_key
@@ -43,12 +44,17 @@ from .store_lake import ALIAS, Lake
 if TYPE_CHECKING:
     from .settings import Settings
 
-# DuckDB's Python binding tries `import pandas` for every parameter it binds. Where pandas is
-# not installed, each failed try searches sys.path again: 0.1 ms a value, about 15 ms a
-# review's commit, and a fifth of an ingest's time (py-spy). An empty entry in sys.modules makes
-# the same import fail at once, with the same ModuleNotFoundError.
-if "pandas" not in sys.modules and importlib.util.find_spec("pandas") is None:
-    sys.modules["pandas"] = None  # type: ignore[assignment]
+
+@functools.cache
+def _no_pandas_search() -> None:
+    """DuckDB's Python binding tries `import pandas` for every parameter it binds. Where pandas
+    is not installed, each failed try searches sys.path again: 0.1 ms a value, about 15 ms a
+    review's commit, and a fifth of an ingest's time (py-spy). An empty entry in sys.modules
+    makes the same import fail at once, with the same ModuleNotFoundError. Done when the first
+    store is made rather than at import, so importing shipskip changes nothing."""
+    if "pandas" not in sys.modules and importlib.util.find_spec("pandas") is None:
+        sys.modules["pandas"] = None  # type: ignore[assignment]
+
 
 # DuckDB refuses a read-only and a read-write connection to one file in the same process,
 # so every connection in this process takes turns; each is held only for one short step.
@@ -91,10 +97,6 @@ _SNAPSHOT_RE = re.compile(r"^\.shipskip-snapshot-(\d+)-")
 OWNER = f"{socket.gethostname()}:{os.getpid()}"
 # A run with no sign of life for this long is taken to be abandoned.
 LEASE_S = 900
-
-
-class ToolBusy(ShipskipError):
-    """Another live process is reviewing this tool right now."""
 
 
 def _alive(owner: str, heartbeat: datetime | None, now: datetime) -> bool:
@@ -188,6 +190,7 @@ class Store:
         lake: Lake | None = None,
         query_timeout_s: float | None = None,
     ) -> None:
+        _no_pandas_search()
         self.path = Path(path)
         self.lock_wait_s = lock_wait_s
         self.lake = lake
@@ -589,9 +592,7 @@ class Store:
             ).fetchall()
             for *_, owner, beat in running:
                 if owner and owner != OWNER and _alive(owner, beat, now):
-                    raise ToolBusy(
-                        f"'{card.slug}' is being reviewed by process {owner} (last seen {beat:%H:%M:%S})"
-                    )
+                    raise ToolBusy(card.slug, owner, beat)
             mine = next((r for r in running if r[1] == h and r[2] == kind == "review"), None)
             if mine:
                 con.execute(
@@ -615,7 +616,7 @@ class Store:
             held = self.lake.claim(con, slug, OWNER, lambda owner, beat: _alive(owner, beat, _now()))
         if held is not None:
             owner, beat = held
-            raise ToolBusy(f"'{slug}' is being reviewed by process {owner} (last seen {beat:%H:%M:%S})")
+            raise ToolBusy(slug, owner, beat)
 
     def _beat(self, slugs: list[str]) -> None:
         if self.lake is not None:
