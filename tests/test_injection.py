@@ -23,9 +23,10 @@ def test_steering_sentences_are_found_and_removed():
 
 
 def test_score_jumped():
-    assert score_jumped(100, 40, "ship", "skip")
-    assert score_jumped(95, 75, "ship", "ship")
-    assert not score_jumped(80, 72, "ship", "ship")
+    assert score_jumped(100, 40, "ship", "skip", 15)
+    assert score_jumped(95, 75, "ship", "ship", 15)
+    assert not score_jumped(95, 75, "ship", "ship", 25)
+    assert not score_jumped(80, 72, "ship", "ship", 15)
 
 
 def test_description_stays_delimited_and_prompts_say_it_is_data():

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from shipskip.errors import SettingsError
@@ -21,3 +23,27 @@ def test_a_bad_setting_is_one_line_naming_its_variable(monkeypatch, env, value, 
         get_settings()
     assert str(e.value).startswith(line) and e.value.variable == env
     assert "\n" not in str(e.value) and "pydantic" not in str(e.value) and value not in str(e.value)
+
+
+def test_the_readme_table_of_settings_is_made_from_the_settings_and_current():
+    """Every setting has a description, and README.md's table is what `shipskip settings
+    --markdown` prints now (regenerate it with that command when a setting changes)."""
+    from shipskip.settings import Settings, settings_table
+
+    assert [n for n, f in Settings.model_fields.items() if not (f.description or "").strip()] == []
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    start, end = "<!-- settings-table:start -->\n", "<!-- settings-table:end -->"
+    assert readme[readme.index(start) + len(start) : readme.index(end)] == settings_table()
+
+
+def test_settings_command_masks_secrets(monkeypatch):
+    from typer.testing import CliRunner
+
+    from shipskip.cli import app
+
+    monkeypatch.setenv("SHIPSKIP_API_KEY", "sk-settings-test-0123456789abcdef")
+    monkeypatch.setenv("SHIPSKIP_FLAG_DELTA", "21")
+    result = CliRunner().invoke(app, ["settings"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "0123456789abcdef" not in result.output and "**********" in result.output
+    assert "SHIPSKIP_FLAG_DELTA" in result.output and "21" in result.output

@@ -95,7 +95,7 @@ def test_a_tool_has_one_writer_at_a_time(store):
 
     import pytest
 
-    from shipskip.store import LEASE_S, ToolBusy
+    from shipskip.store import ToolBusy
 
     card = make_card()
     run = store.begin_run(card)
@@ -106,7 +106,7 @@ def test_a_tool_has_one_writer_at_a_time(store):
     with pytest.raises(ToolBusy):
         store.begin_run(card, kind="rerun", reason="x")
     with store.transaction() as con:  # silent for longer than the lease: taken over
-        con.execute("UPDATE runs SET heartbeat_at = heartbeat_at - ?", [timedelta(seconds=LEASE_S + 1)])
+        con.execute("UPDATE runs SET heartbeat_at = heartbeat_at - ?", [timedelta(seconds=store.lease_s + 1)])
     again = store.begin_run(card)
     assert again.run_id == run.run_id and again.resumed
     gone = subprocess.run(

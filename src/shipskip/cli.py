@@ -299,6 +299,28 @@ def _review_one(path: Path, card: ToolCard, force: bool, review_tool: Callable[.
     print_calibrations(out.takes)
 
 
+@app.command(name="settings")
+def settings_command(
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="Print the README's table of settings.")
+    ] = False,
+) -> None:
+    """Print every setting's current value (secrets masked) and what it sets."""
+    from .settings import ENV_PREFIX, settings_table
+
+    if markdown:
+        print(settings_table(), end="")
+        return
+    with user_errors():
+        current = get_settings()
+    table = Table("Variable", "Value", "What it sets", show_lines=False)
+    for name, field in type(current).model_fields.items():
+        value = getattr(current, name)
+        shown = "unset" if value is None else str(value)  # SecretStr prints as **********
+        table.add_row(f"{ENV_PREFIX}{name.upper()}", for_terminal(shown), field.description or "")
+    console.print(table)
+
+
 @app.command()
 def show(tool: Annotated[str, typer.Argument(help="Tool slug.")]) -> None:
     """Print the stored panel for a tool."""

@@ -44,9 +44,6 @@ _LOOK_ALIKES = (
 )
 _CONFUSABLES = {ord(pair[0]): pair[1] for pair in _LOOK_ALIKES.split() if pair[0] != pair[1]}
 
-# How far a score may move when the suspicious text is removed before the take is flagged.
-FLAG_DELTA = 15
-
 
 def folded(text: str) -> tuple[str, list[int]]:
     """Text as the scan reads it, and where each of its characters came from in `text`.
@@ -113,8 +110,10 @@ def without_suspicious(card: ToolCard) -> ToolCard | None:
 
 
 def score_jumped(
-    score: int | None, clean_score: int | None, verdict: str | None, clean_verdict: str | None
+    score: int | None, clean_score: int | None, verdict: str | None, clean_verdict: str | None, delta: int
 ) -> bool:
+    """Whether removing the suspicious text moved the score by `delta` or more, or flipped the
+    verdict (SHIPSKIP_FLAG_DELTA)."""
     if score is None or clean_score is None:
         return verdict != clean_verdict
-    return abs(score - clean_score) >= FLAG_DELTA or verdict != clean_verdict
+    return abs(score - clean_score) >= delta or verdict != clean_verdict

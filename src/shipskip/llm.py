@@ -160,8 +160,6 @@ class Answer:
     model: str
 
 
-# How many alternatives to ask for at the answer token: enough to find both Yes and No.
-TOP_LOGPROBS = 10
 _YES = frozenset({"yes", "y", "true"})
 _NO = frozenset({"no", "n", "false"})
 
@@ -294,8 +292,10 @@ class LLMClient:
         redactor: Redactor | None = None,
         breaker: CircuitBreaker | None = None,
         stop: threading.Event | None = None,
+        top_logprobs: int = 10,
     ) -> None:
         self.model, self.mode = model, mode
+        self.top_logprobs = top_logprobs
         # Set when the process is stopping: no call starts after it, and a retry's wait ends.
         self._stop = stop or threading.Event()
         self.max_attempts, self.max_retry_wait_s = max_attempts, max_retry_wait_s
@@ -339,7 +339,7 @@ class LLMClient:
         """
         if logprobs and self._logprobs:
             try:
-                return self._send(state, parse, logprobs=True, top_logprobs=TOP_LOGPROBS, **kwargs)
+                return self._send(state, parse, logprobs=True, top_logprobs=self.top_logprobs, **kwargs)
             except openai.BadRequestError as exc:
                 if "logprob" not in str(exc).lower():
                     raise

@@ -331,10 +331,6 @@ def question_messages(
     return _messages(prompts, "question.user.j2", card=card, persona=p, question=question)
 
 
-# How many criteria of each kind (for, against, lacking) the take writer is told.
-TAKE_CRITERIA = 2
-
-
 def take_messages(
     prompts: PromptSet,
     persona: str,
@@ -345,11 +341,10 @@ def take_messages(
 ) -> list[dict[str, str]]:
     """The take is written last, told the verdict, the score and the criteria behind them (what
     raised the score, what lowered it, what the tool lacks), so its text argues its verdict."""
-    # The few that weighed most in each group: given a long list of labels, a small model
-    # copies the list into its take instead of arguing from the card.
+    # Each group heaviest first; how many of each the writer is told is the template's to say
+    # (take.user.j2), so it is part of the prompt and of its hash.
     favour, against, lacking = (
-        [c.label for c in sorted(group, key=lambda c: -abs(c.weight))[:TAKE_CRITERIA]]
-        for group in by_effect(criteria)
+        [c.label for c in sorted(group, key=lambda c: -abs(c.weight))] for group in by_effect(criteria)
     )
     return _messages(
         prompts, "take.user.j2", card=card, persona=prompts.personas[persona], verdict=verdict,

@@ -228,7 +228,7 @@ class Critics:
         cache serves it; the score is the calibrated weighted sum of P(yes), the verdict follows
         the score, and the take is written last, told both, so its text agrees with them.
         When the card holds text aimed at the panel, the score is computed again without it;
-        a move of FLAG_DELTA or a flipped verdict marks the take suspicious.
+        a move of SHIPSKIP_FLAG_DELTA or a flipped verdict marks the take suspicious.
         """
         meta = self._meta(persona, reason)
         p = self.prompts.personas[persona]
@@ -273,7 +273,9 @@ class Critics:
             clean_score = score_from(checklist, self.criteria(persona, clean, spend, scoring))
             check = {
                 "clean_score": clean_score,
-                "suspicious": score_jumped(score, clean_score, verdict, verdict_for(clean_score)),
+                "suspicious": score_jumped(
+                    score, clean_score, verdict, verdict_for(clean_score), self.settings.flag_delta
+                ),
             }
         text, composed = self.take_text(persona, card, verdict, score, criteria, spend)
         if text is None:
@@ -346,7 +348,7 @@ class Critics:
         With SHIPSKIP_SAMPLES=k above 1, k takes are drawn and the median-score one is kept,
         with the spread and the share of draws whose verdict differed.
         When the card holds text aimed at the panel, the persona is asked again without it;
-        a score that moves by FLAG_DELTA or a verdict that flips marks the take suspicious.
+        a score that moves by SHIPSKIP_FLAG_DELTA or a verdict that flips marks the take suspicious.
         """
         k = max(1, self.settings.samples)
         draws = [self.draw(persona, card, reason) for _ in range(k)]
@@ -368,7 +370,9 @@ class Critics:
                 "clean_score": check.score,
                 "suspicious": bool(check.error)
                 or take.suspicious
-                or score_jumped(take.score, check.score, take.verdict, check.verdict),
+                or score_jumped(
+                    take.score, check.score, take.verdict, check.verdict, self.settings.flag_delta
+                ),
                 "attempts": take.attempts + check.attempts,
                 "usage": take.usage + check.usage,
             }
@@ -440,7 +444,7 @@ def open_critics(
             model = (
                 model_override
                 or prov.model
-                or (embedded_model_name(settings.embedded_model_path) if local else "gpt-4o-mini")
+                or embedded_model_name(settings.embedded_model_path)  # a hosted seat's model is always set
             )
             breaker = breakers.setdefault(
                 (base_url, model),
@@ -458,6 +462,7 @@ def open_critics(
                 redactor=redactor,
                 breaker=breaker,
                 stop=stop,
+                top_logprobs=settings.top_logprobs,
             )
             stack.callback(client.close)
             clients[name] = client
@@ -494,7 +499,7 @@ def model_keys(
             model = model_override or prov.model or embedded_model_name(file)
             keys[name] = ModelKey(model, calibrations.gguf_digest(gguf) if gguf else None)
         else:
-            keys[name] = ModelKey(model_override or prov.model or "gpt-4o-mini")
+            keys[name] = ModelKey(model_override or prov.model or settings.hosted_model)
         version = prompts.personas[name].version
         if (
             require

@@ -53,24 +53,49 @@ class Settings(BaseSettings):
 
     # Data and pages live under the working directory (a deployment's, or the shell's), never
     # beside wherever the package happens to be installed.
-    db_path: Path = Field(default=Path("data") / "shipskip.duckdb")
-    # The one setting that picks the store. Unset: the single DuckDB file at db_path. Set to a
-    # libpq connection string ("host=db.internal dbname=shipskip user=shipskip"): a DuckLake
-    # whose catalog is that PostgreSQL database and whose Parquet files live under
-    # lake_data_path, a folder every machine mounts at the same path. It may hold a password,
-    # so it is a secret (prefer PGPASSWORD or ~/.pgpass, which libpq reads itself).
-    catalog: SecretStr | None = None
-    lake_data_path: Path = Field(default=Path("data") / "lake")
-    # How long an ingest keeps coming back to tools another live process is reviewing, so that
-    # one whose holder died is taken over in the same run (0: leave them for the next run).
-    busy_wait_s: float = Field(default=120.0, ge=0)
-    out_dir: Path = Field(default=Path("out"))
-    # Analysts' queries (sql, trends, export) run on a snapshot of the database and are stopped
-    # after this long, with one line and exit 2.
-    query_timeout_s: float = Field(
-        default=60.0, gt=0, description="Seconds an analyst's query (sql, trends, export) may run."
+    db_path: Path = Field(
+        default=Path("data") / "shipskip.duckdb",
+        description="The DuckDB file every take, run and vote is stored in (when CATALOG is unset).",
     )
-    prompts_dir: Path = Field(default_factory=default_prompts_dir)
+    # It may hold a password, so it is a secret (prefer PGPASSWORD or ~/.pgpass, which libpq
+    # reads itself).
+    catalog: SecretStr | None = Field(
+        default=None,
+        description="The one setting that picks the store: unset, the DuckDB file at DB_PATH; a libpq "
+        "connection string (`host=db.internal dbname=shipskip user=shipskip`), a DuckLake whose catalog "
+        "is that PostgreSQL database, for many machines.",
+    )
+    lake_data_path: Path = Field(
+        default=Path("data") / "lake",
+        description="Where a DuckLake keeps its Parquet files: a folder every machine mounts at one path.",
+    )
+    busy_wait_s: float = Field(
+        default=120.0, ge=0,
+        description="How long an ingest keeps coming back to tools another live process is reviewing, so "
+        "one whose holder died is taken over in the same run (0: leave them for the next run).",
+    )  # fmt: skip
+    lease_s: float = Field(
+        default=900.0, gt=0,
+        description="A review whose holder (on another machine, or with no process left) shows no sign of "
+        "life for this long is taken to be abandoned and taken over.",
+    )  # fmt: skip
+    store_hold_s: float = Field(
+        default=1.0, gt=0, le=30,
+        description="How long one process may keep the DuckDB file open for its queued writers before it "
+        "lets other processes in. At 0.25 s a busy ingest kept the provider 81% busy, at 0.5 s 88%, at "
+        "1 s 93% (bench/ingest_bench.py); another process waits about this long for its turn.",
+    )  # fmt: skip
+    out_dir: Path = Field(default=Path("out"), description="Where pages, badges and exports are written.")
+    query_timeout_s: float = Field(
+        default=60.0, gt=0,
+        description="Seconds an analyst's query (sql, trends, export) may run on its snapshot of the "
+        "database before it is stopped, with one line and exit status 2.",
+    )  # fmt: skip
+    prompts_dir: Path = Field(
+        default_factory=default_prompts_dir,
+        description="Another prompts folder (personas, templates); default: the checkout's prompts/, or "
+        "the copy inside the installed package.",
+    )
     calibrations_dir: Path = Field(
         default=Path("data") / "calibrations",
         description="Where `shipskip calibrate` writes the calibrations it fits (one JSON file per model) "
@@ -87,18 +112,37 @@ class Settings(BaseSettings):
         "checklist answer speaks for and one every answer speaks against (the generic weights sum to it).",
     )  # fmt: skip
 
-    # No base_url means the embedded llama.cpp server with the packaged SmolLM2 model.
-    base_url: str | None = None
-    api_key: SecretStr | None = None
-    model: str | None = None
-    temperature: float = 0.4
-    response_format: Literal["json_schema", "json_object"] | None = None
-    max_tokens: int = 220
-    timeout_s: float = 60.0
-    # Attempts per take, counting the first: transient errors and invalid output share it.
-    max_attempts: int = 3
-    max_retry_wait_s: float = 30.0
-    # A dead provider fails fast: a circuit breaker per provider (base URL and model) and run.
+    base_url: str | None = Field(
+        default=None,
+        description="An OpenAI-compatible provider's base URL (or OPENAI_BASE_URL); unset, the embedded "
+        "llama.cpp server with the packaged SmolLM2-135M-Instruct.",
+    )
+    api_key: SecretStr | None = Field(default=None, description="The provider's API key (or OPENAI_API_KEY).")
+    model: str | None = Field(
+        default=None,
+        description="The model to ask; unset, HOSTED_MODEL for a provider, the GGUF's name when embedded.",
+    )
+    hosted_model: str = Field(
+        default="gpt-4o-mini", description="The model asked of a provider (BASE_URL set) when MODEL is unset."
+    )
+    temperature: float = Field(default=0.4, description="Sampling temperature of the take's text.")
+    response_format: Literal["json_schema", "json_object"] | None = Field(
+        default=None,
+        description="How structured replies are asked for: `json_schema` (hosted providers) or `json_object` "
+        "with a schema (llama.cpp-style servers); unset, chosen by provider.",
+    )
+    max_tokens: int = Field(default=220, ge=16, description="Tokens a reply (a take) may use.")
+    timeout_s: float = Field(
+        default=60.0, gt=0, description="Seconds one call to the provider may take, whole reply included."
+    )
+    max_attempts: int = Field(
+        default=3,
+        ge=1,
+        description="Attempts per take, counting the first: transient errors and invalid output share them.",
+    )
+    max_retry_wait_s: float = Field(
+        default=30.0, ge=0, description="The longest wait between attempts, Retry-After included."
+    )
     breaker_failures: int = Field(
         default=5,
         ge=1,
@@ -117,15 +161,37 @@ class Settings(BaseSettings):
         description="Any run of this many characters of a secret (an API key, the catalog's "
         "password) in a provider's reply or error is masked; a reply holding one is refused.",
     )
-    # 'checklist': yes/no questions per persona, weighted (the default); 'holistic': one
-    # reply with verdict, score and take, read as a probability-weighted score where possible.
-    scoring: Literal["checklist", "holistic"] = "checklist"
-    # Tokens allowed for a Yes/No answer; 1 where the provider allows it.
-    checklist_max_tokens: int = Field(default=1, ge=1, le=16)
-    # Takes drawn per persona; above 1 the median score is kept (self-consistency).
-    samples: int = Field(default=1, ge=1, le=15)
-    # New or changed tools one ingest reviews at most; the rest wait for the next run.
-    max_new_per_run: int = Field(default=200, ge=1)
+    scoring: Literal["checklist", "holistic"] = Field(
+        default="checklist",
+        description="`checklist`: yes/no questions per persona, weighted by the model's calibration; "
+        "`holistic`: one reply with verdict, score and take, read as a probability-weighted score.",
+    )
+    checklist_max_tokens: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="Tokens allowed for a Yes/No answer; 1 where the provider allows it.",
+    )
+    top_logprobs: int = Field(
+        default=10, ge=1, le=20,
+        description="Alternatives asked for at a Yes/No answer's token: enough to find both Yes and No.",
+    )  # fmt: skip
+    samples: int = Field(
+        default=1,
+        ge=1,
+        le=15,
+        description="Takes drawn per persona; above 1 the median score is kept (self-consistency).",
+    )
+    flag_delta: int = Field(
+        default=15, ge=1, le=100,
+        description="How far a score may move when a card's suspicious text (orders to the model) is "
+        "removed before the take is marked suspicious (a flipped verdict always is).",
+    )  # fmt: skip
+    max_new_per_run: int = Field(
+        default=200,
+        ge=1,
+        description="New or changed tools one ingest reviews at most; the rest wait for the next run.",
+    )
     feed_timeout_s: float = Field(
         default=30.0,
         gt=0,
@@ -136,11 +202,17 @@ class Settings(BaseSettings):
         ge=1024,
         description="The largest feed (URL or file) that is read; a bigger one is refused.",
     )
-    # How many calls may be in flight to the provider at once, across tools: the one
-    # concurrency setting. In a flow on a shared Prefect server it is also the size of the
-    # global concurrency limit every worker counts against.
-    llm_concurrency: int = Field(default=5, ge=1, le=1024)
-    personas: dict[str, Provider] = Field(default_factory=dict)
+    llm_concurrency: int = Field(
+        default=5, ge=1, le=1024,
+        description="Calls in flight to the provider at once, across tools: the one concurrency setting. "
+        "In a flow on a shared Prefect server it is also the size of the global concurrency limit every "
+        "worker counts against.",
+    )  # fmt: skip
+    personas: dict[str, Provider] = Field(
+        default_factory=dict,
+        description="A persona's own provider: `PERSONAS__SKEPTIC__BASE_URL`, `__MODEL`, `__API_KEY`, "
+        "`__TEMPERATURE`, `__RESPONSE_FORMAT`; unset fields fall back to the panel-wide ones.",
+    )
 
     debug: bool = Field(
         default=False,
@@ -156,11 +228,18 @@ class Settings(BaseSettings):
         "kills them; a second SIGTERM kills them at once.",
     )
 
-    # Any GGUF file to serve instead of the packaged SmolLM2-135M-Instruct.
-    embedded_model_path: Path | None = None
-    embedded_ctx: int = 2048
-    embedded_threads: int | None = None
-    embedded_startup_timeout_s: float = 120.0
+    embedded_model_path: Path | None = Field(
+        default=None, description="Any GGUF file to serve instead of the packaged SmolLM2-135M-Instruct."
+    )
+    embedded_ctx: int = Field(
+        default=2048, ge=256, description="The embedded server's context window, in tokens."
+    )
+    embedded_threads: int | None = Field(
+        default=None, ge=1, description="CPU threads of the embedded server; unset, llama.cpp's choice."
+    )
+    embedded_startup_timeout_s: float = Field(
+        default=120.0, gt=0, description="How long the embedded server may take to start answering."
+    )
 
     def resolved_base_url(self) -> str | None:
         return self.base_url or os.environ.get("OPENAI_BASE_URL") or None
@@ -174,10 +253,11 @@ class Settings(BaseSettings):
     def provider_for(self, persona: str) -> Provider:
         """Merge the persona's own provider settings over the panel-wide ones."""
         own = self.personas.get(persona.lower(), Provider())
+        base_url = own.base_url or self.resolved_base_url()
         return Provider(
-            base_url=own.base_url or self.resolved_base_url(),
+            base_url=base_url,
             api_key=own.api_key or self.resolved_api_key(),
-            model=own.model or self.model,
+            model=own.model or self.model or (self.hosted_model if base_url else None),
             temperature=own.temperature if own.temperature is not None else self.temperature,
             response_format=own.response_format or self.response_format,
         )
@@ -223,3 +303,24 @@ def _named(exc: ValidationError) -> SettingsError:
     if msg.startswith("Input should "):
         msg = "must " + msg.removeprefix("Input should ")
     return SettingsError(variable, msg)
+
+
+def _default_text(name: str) -> str:
+    field = Settings.model_fields[name]
+    if field.default_factory is not None:
+        return {"prompts_dir": "the checkout's `prompts/`"}.get(name, "empty")
+    value = field.default
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return f"`{value}`"
+
+
+def settings_table() -> str:
+    """Every setting as a Markdown table (the README's, which a test keeps current)."""
+    rows = ["| Variable | Default | What it sets |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        text = " ".join((field.description or "").split()).replace("|", "\\|")
+        rows.append(f"| `{ENV_PREFIX}{name.upper()}` | {_default_text(name)} | {text} |")
+    return "\n".join(rows) + "\n"

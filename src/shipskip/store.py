@@ -65,13 +65,10 @@ class _Handover:
     """Group commit for the file. Opening it costs 14 ms, a write on an open connection about
     one: so a writer that finishes while other threads of this process queue for the file
     hands them its open connection instead of closing it. Once no one here is waiting, or after
-    HOLD_S, it is closed, and other processes (an analyst, another worker) get their turn."""
+    `hold_s` (SHIPSKIP_STORE_HOLD_S), it is closed, and other processes (an analyst, another
+    worker) get their turn."""
 
-    # Each close costs the process a reopen and GAP_S with the store shut: at 0.25 s a busy
-    # ingest kept the provider 81% busy, at 0.5 s 88%, at 1 s 93% (bench/ingest_bench.py);
-    # another process then waits at most about a second for its turn.
-    HOLD_S = 1.0
-    # After closing on HOLD_S with threads still queued, the file stays closed this long, so
+    # After closing on hold_s with threads still queued, the file stays closed this long, so
     # another process's retry can find it free.
     GAP_S = 0.05
 
@@ -82,6 +79,7 @@ class _Handover:
         self.path = ""
         self.opened = 0.0
         self.depth = 0
+        self.hold_s = 1.0
 
 
 _HANDOVER = _Handover()
@@ -95,11 +93,9 @@ _SNAPSHOT_RE = re.compile(r"^\.shipskip-snapshot-(\d+)-")
 
 # Who holds a run: this process on this machine.
 OWNER = f"{socket.gethostname()}:{os.getpid()}"
-# A run with no sign of life for this long is taken to be abandoned.
-LEASE_S = 900
 
 
-def _alive(owner: str, heartbeat: datetime | None, now: datetime) -> bool:
+def _alive(owner: str, heartbeat: datetime | None, now: datetime, lease_s: float = 900.0) -> bool:
     host, _, pid = owner.rpartition(":")
     if host == socket.gethostname() and pid.isdigit():
         try:
@@ -109,7 +105,7 @@ def _alive(owner: str, heartbeat: datetime | None, now: datetime) -> bool:
         except PermissionError:
             return True
         return True
-    return heartbeat is not None and (now - heartbeat).total_seconds() < LEASE_S
+    return heartbeat is not None and (now - heartbeat).total_seconds() < lease_s
 
 
 def _sweep_snapshots(folder: Path) -> None:
@@ -189,6 +185,7 @@ class Store:
         lock_wait_s: float = 30.0,
         lake: Lake | None = None,
         query_timeout_s: float | None = None,
+        lease_s: float = 900.0,
     ) -> None:
         _no_pandas_search()
         self.path = Path(path)
@@ -196,6 +193,8 @@ class Store:
         self.lake = lake
         # Analysts' queries (`sandbox`, `analysing`) are interrupted after this long; None: never.
         self.query_timeout_s = query_timeout_s
+        # A run whose holder shows no sign of life for this long is taken to be abandoned.
+        self.lease_s = lease_s
         self._lake_con: duckdb.DuckDBPyConnection | None = None
         self._lake_reader_con: duckdb.DuckDBPyConnection | None = None
         self._migrated = False
@@ -207,13 +206,15 @@ class Store:
     @classmethod
     def from_settings(cls, settings: Settings, path: Path | str | None = None) -> Store:
         """The store the settings name: a DuckLake when SHIPSKIP_CATALOG is set, else the file."""
-        if settings.catalog is None:
-            return cls(path or settings.db_path, query_timeout_s=settings.query_timeout_s)
-        return cls(
-            path or settings.db_path,
-            lake=Lake(settings.catalog.get_secret_value(), settings.lake_data_path),
-            query_timeout_s=settings.query_timeout_s,
-        )
+        _HANDOVER.hold_s = settings.store_hold_s  # one file handover per process, as the settings
+        lake = None
+        if settings.catalog is not None:
+            lake = Lake(settings.catalog.get_secret_value(), settings.lake_data_path)
+        timeout_s, lease_s = settings.query_timeout_s, settings.lease_s
+        return cls(path or settings.db_path, lake=lake, query_timeout_s=timeout_s, lease_s=lease_s)
+
+    def _holder_alive(self, owner: str, heartbeat: datetime | None) -> bool:
+        return _alive(owner, heartbeat, _now(), self.lease_s)
 
     def exists(self) -> bool:
         """Whether anything was stored yet (a lake is made on first use, readers included)."""
@@ -343,7 +344,7 @@ class Store:
                 if h.depth == 0:
                     with h.guard:
                         waiting = h.queued
-                    held_long = time.monotonic() - h.opened > h.HOLD_S
+                    held_long = time.monotonic() - h.opened > h.hold_s
                     if not waiting or held_long:
                         self._close_handover()
                         if waiting:
@@ -551,9 +552,9 @@ class Store:
 
         Only one process writes a tool at a time: a running run held by another live process
         raises ToolBusy. A run whose holder is gone (a dead process on this machine, or no sign
-        of life for LEASE_S) is taken over. With `unless_reviewed`, returns None when a finished
-        review already read this content, checked under the same lock, so two processes that
-        both saw the tool as new do not both review it.
+        of life for `lease_s`: SHIPSKIP_LEASE_S) is taken over. With `unless_reviewed`, returns
+        None when a finished review already read this content, checked under the same lock, so
+        two processes that both saw the tool as new do not both review it.
         """
         self._claim(card.slug)
         try:
@@ -591,7 +592,7 @@ class Store:
                 [card.slug],
             ).fetchall()
             for *_, owner, beat in running:
-                if owner and owner != OWNER and _alive(owner, beat, now):
+                if owner and owner != OWNER and _alive(owner, beat, now, self.lease_s):
                     raise ToolBusy(card.slug, owner, beat)
             mine = next((r for r in running if r[1] == h and r[2] == kind == "review"), None)
             if mine:
@@ -613,7 +614,7 @@ class Store:
         if self.lake is None:
             return
         with self.connect() as con:
-            held = self.lake.claim(con, slug, OWNER, lambda owner, beat: _alive(owner, beat, _now()))
+            held = self.lake.claim(con, slug, OWNER, self._holder_alive)
         if held is not None:
             owner, beat = held
             raise ToolBusy(slug, owner, beat)
@@ -640,7 +641,7 @@ class Store:
         if self.lake is None:
             return []
         with self.connect() as con:
-            return self.lake.sweep(con, lambda owner, beat: _alive(owner, beat, _now()))
+            return self.lake.sweep(con, self._holder_alive)
 
     def _release(self, slug: str) -> None:
         if self.lake is not None:
