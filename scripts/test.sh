@@ -6,4 +6,5 @@ bash scripts/setup.sh
 bash scripts/browser.sh
 bash scripts/postgres.sh
 .venv/bin/ruff check src flows tests bench
+.venv/bin/mypy
 .venv/bin/python -m pytest "$@"

@@ -272,14 +272,15 @@ def trend_summary(points: list[TrendPoint]) -> list[dict[str, Any]]:
     out = []
     for persona in sorted({p.persona for p in points}):
         pts = [p for p in points if p.persona == persona and p.mean_score is not None]
+        means = [p.mean_score for p in pts if p.mean_score is not None]  # the same points, typed
         if not pts:
             continue
         total = sum(p.scored for p in pts)
-        mean = sum(p.mean_score * p.scored for p in pts) / total  # type: ignore[operator]
+        mean = sum(m * p.scored for m, p in zip(means, pts, strict=True)) / total
         rate = sum((p.ship_rate or 0) * p.scored for p in pts) / total
         out.append({
             "persona": persona, "weeks": len(pts), "scored": total, "mean_score": round(mean, 1),
-            "first_week_mean": round(pts[0].mean_score, 1), "last_week_mean": round(pts[-1].mean_score, 1),
+            "first_week_mean": round(means[0], 1), "last_week_mean": round(means[-1], 1),
             "ship_rate": round(rate, 3),
         })  # fmt: skip
     return out

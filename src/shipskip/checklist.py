@@ -152,7 +152,7 @@ _BREAK = re.compile(r"[.;:!?](?=\s|$)|\n")
 def _shared_run(text: str, source: str, n: int = 8) -> bool:
     """Whether `text` repeats `n` words in a row from one sentence or clause of `source`."""
     words = _WORD.findall(text)
-    grams = set()
+    grams: set[tuple[str, ...]] = set()
     for part in _BREAK.split(source):
         src = _WORD.findall(part)
         grams.update(tuple(src[i : i + n]) for i in range(len(src) - n + 1))

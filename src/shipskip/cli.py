@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -22,7 +22,6 @@ from .cards import load_card
 from .errors import DiskFull, ShipskipError, UnsafeWrite
 from .models import PanelVerdict, Take, ToolCard, clean_text
 from .orchestration import prefect_api
-from .outcome import ReviewOutcome
 from .panel import aggregate
 from .roster import PERSONAS
 from .settings import get_settings, quiet_prefect
@@ -64,8 +63,9 @@ def _plain_help_types() -> None:
     def argument(self: core.TyperArgument, ctx: typer.Context) -> str | None:
         return None if self.nargs != 1 else argument_type(self, ctx)
 
-    core.TyperOption.display_type_rich = option  # type: ignore[method-assign]
-    core.TyperArgument.display_type_rich = argument  # type: ignore[method-assign]
+    # Typer's own hook, replaced so a flag shows no type; its declared types differ by a Context alias.
+    core.TyperOption.display_type_rich = option  # type: ignore[method-assign,assignment]
+    core.TyperArgument.display_type_rich = argument  # type: ignore[method-assign,assignment]
 
 
 _plain_help_types()
@@ -269,7 +269,7 @@ def review(
             _review_one(path, card, force, review_tool)
 
 
-def _review_one(path: Path, card: ToolCard, force: bool, review_tool: Callable[..., ReviewOutcome]) -> None:
+def _review_one(path: Path, card: ToolCard, force: bool, review_tool: Callable[..., Any]) -> None:
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -444,7 +444,8 @@ def ingest(
             bar.update(job, description=f"Ingesting {shown}: {sum(done.values())} takes, {tools} tools done")
 
         with user_errors(), prefect_api(), signals.listening(tick):
-            report = review_new_tools(source=source)
+            # Called without return_state, a flow returns its own value, not a State.
+            report: dict[str, list[str]] = review_new_tools(source=source)  # type: ignore[assignment]
     parts = [f"reviewed {len(report['reviewed'])}", f"unchanged {len(report['unchanged'])}",
              f"refused {len(report['refused'])}"]  # fmt: skip
     if report.get("busy"):

@@ -193,7 +193,8 @@ def _panels(tools: list[list[ItemResult]]) -> tuple[float | None, float | None, 
         out = []
         for r in rows:
             v = r.ref_verdict if ref else r.verdict
-            out.append(Take(persona=r.persona, verdict=v if v in ("ship", "skip") else None, score=None))
+            verdict: Literal["ship", "skip"] | None = v if v == "ship" or v == "skip" else None
+            out.append(Take(persona=r.persona, verdict=verdict, score=None))
         return out
 
     ref_pct, got_pct, ref_ship, got_ship = [], [], [], []

@@ -458,6 +458,9 @@ class LLMClient:
         if self.breaker is not None:
             self.breaker.check()
 
+    def _sleep(self, seconds: float) -> None:
+        self._stop.wait(seconds)
+
     def _run(self, state: _State, attempt: Callable[[], T]) -> T:
         """Retry transient errors and invalid output; after the last attempt raise LLMFailure."""
         retrying = Retrying(
@@ -466,7 +469,7 @@ class LLMClient:
             retry=retry_if_exception_type((*TRANSIENT, InvalidOutput)),
             before_sleep=lambda rs: self._feedback(state, rs),
             # A wait between attempts ends when the process stops; the next attempt then stops.
-            sleep=self._stop.wait,
+            sleep=self._sleep,
             reraise=True,
         )
         try:

@@ -296,7 +296,8 @@ def serve(*deployments: Any, grace_s: float, say: Callable[[str], None]) -> None
                 get_client(sync_client=True, httpx_settings={"timeout": 1.0}) as client,
             ):
                 for run_id in self.in_flight:
-                    if not client.read_flow_run(run_id).state.is_final():
+                    state = client.read_flow_run(run_id).state
+                    if state is None or not state.is_final():
                         client.set_flow_run_state(run_id, Crashed(message=message))
 
     runner = Worker()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Literal
 
 from .models import PanelVerdict, Take
 
@@ -30,7 +31,7 @@ def aggregate(takes: Iterable[Take]) -> PanelVerdict:
         return PanelVerdict(
             ship=0, skip=0, abstain=abstain, ship_pct=None, label="No verdict", flagged=flagged
         )
-    label = "Ship" if ship > skip else "Skip" if skip > ship else "Mixed"
+    label: Literal["Ship", "Skip", "Mixed"] = "Ship" if ship > skip else "Skip" if skip > ship else "Mixed"
     return PanelVerdict(
         ship=ship, skip=skip, abstain=abstain, ship_pct=round_half_up_pct(ship, spoke), label=label,
         flagged=flagged,

@@ -107,7 +107,8 @@ def fetch_feed(url: str, timeout_s: float, max_bytes: int) -> bytes:
     holds a read for the whole read timeout; so the download runs in a thread of its own and
     is given up once the deadline passes (the thread ends at its own read timeout).
     """
-    scheme = (_SCHEME.match(url) or [None, ""])[1].lower()
+    found = _SCHEME.match(url)
+    scheme = (found.group(1) or "").lower() if found else ""
     if scheme not in ("http", "https"):
         raise InputError(url, "source", "only http:// and https:// feeds are fetched")
     box: dict[str, object] = {}

@@ -116,6 +116,12 @@ def _sweep_snapshots(folder: Path) -> None:
             shutil.rmtree(entry, ignore_errors=True)
 
 
+def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
+    """A count(*) query's one value (a count always has one row)."""
+    row = con.execute(sql).fetchone()
+    return int(row[0]) if row else 0
+
+
 def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
@@ -890,22 +896,23 @@ class Store:
                 if bad:
                     v, n = bad[0]
                     raise ShipskipError(f"{path}: verdict: '{v}' does not follow score {n}")
-            before = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            before = _count(con, f"SELECT count(*) FROM {table}")
             con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM read_parquet(?)", [str(path)])
             if table in ("takes", "runs"):
                 self._mark_current(con)  # loaded takes (or their runs) may change which is current
             if table == "takes":
                 # Views read every take as committed (migration 016): takes come with their runs.
-                orphans = con.execute(
+                orphans = _count(
+                    con,
                     "SELECT count(*) FROM takes t WHERE NOT EXISTS (SELECT 1 FROM runs r"
-                    " WHERE r.run_id = t.run_id AND r.status = 'complete')"
-                ).fetchone()[0]
+                    " WHERE r.run_id = t.run_id AND r.status = 'complete')",
+                )
                 if orphans:
                     raise ShipskipError(
                         f"{path}: run_id: {orphans} takes belong to no completed run; load their runs first"
                     )
                 self._fill_previous(con)  # an export from before migration 014 lacks them
-            return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] - before
+            return _count(con, f"SELECT count(*) FROM {table}") - before
 
     @staticmethod
     def _fill_previous(con: duckdb.DuckDBPyConnection) -> None:

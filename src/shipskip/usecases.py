@@ -49,7 +49,8 @@ AskSeats = Callable[[Critics, Store, Run, list[str], ToolCard, "str | None"], di
 def _submit(pool: ThreadPoolExecutor, fn: Callable[..., object], *args: object, **kwargs: object) -> Future:
     # Each job runs in a copy of the caller's context, so a flow's settings (its Prefect API)
     # and logger reach the worker threads as they do Prefect's own task runner.
-    return pool.submit(copy_context().run, fn, *args, **kwargs)
+    runner: Callable[..., object] = copy_context().run
+    return pool.submit(runner, fn, *args, **kwargs)
 
 
 def ask_in_threads(
