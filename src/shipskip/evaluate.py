@@ -193,7 +193,9 @@ def _panels(tools: list[list[ItemResult]]) -> tuple[float | None, float | None, 
         out = []
         for r in rows:
             v = r.ref_verdict if ref else r.verdict
-            verdict: Literal["ship", "skip"] | None = v if v == "ship" or v == "skip" else None
+            verdict: Literal["ship", "skip"] | None = (
+                "ship" if v == "ship" else ("skip" if v == "skip" else None)
+            )
             out.append(Take(persona=r.persona, verdict=verdict, score=None))
         return out
 
