@@ -376,7 +376,8 @@ class Take(BaseModel):
     score_spread: int | None = None
     verdict_flips: float = 0.0
     # How the score was made: 'checklist' (weighted yes/no criteria) or 'holistic' (one score).
-    scoring: Literal["checklist", "holistic"] = "holistic"
+    # The default is the settings' (SHIPSKIP_SCORING), so a take made without saying means one thing.
+    scoring: Literal["checklist", "holistic"] = "checklist"
     relevance: float | None = None
     criteria: list[Criterion] = Field(default_factory=list)
     # Which calibration scored a checklist take (shipskip.calibrations): the model's fitted one,
