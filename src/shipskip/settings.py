@@ -162,6 +162,20 @@ class Settings(BaseSettings):
     embedded_threads: int | None = None
     embedded_startup_timeout_s: float = 120.0
 
+    site_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        description="The site's public base URL (http or https), for canonical links, the embed "
+        "snippet, the Atom feed and sitemap.xml; unset, those say the build is local.",
+    )
+    compare_neighbours: int = Field(
+        default=5,
+        ge=0,
+        le=50,
+        description="Comparison pages `shipskip site` writes per tool: against this many tools of "
+        "its category, the nearest by panel ship %.",
+    )
+
     def resolved_base_url(self) -> str | None:
         return self.base_url or os.environ.get("OPENAI_BASE_URL") or None
 

@@ -996,7 +996,8 @@ class Store:
     def reviewer_record(self, persona: str, recent: int = 20) -> tuple[list[dict], list[dict]]:
         """A persona's latest current takes (tool, verdict, score, when) and its figures per category."""
         takes = self.query(
-            "SELECT t.slug, tools.name, tools.category, t.verdict, t.score, t.created_at, t.suspicious"
+            "SELECT t.slug, tools.name, tools.category, t.verdict, t.score, t.created_at, t.suspicious,"
+            " t.model, t.uncalibrated"
             " FROM current_takes t JOIN tools USING (slug) WHERE t.persona = ?"
             " ORDER BY t.created_at DESC, t.slug LIMIT ?",
             [persona, recent],
@@ -1064,6 +1065,73 @@ class Store:
             [slug],
         )
         return CommunityVotes(**rows[0])
+
+    # -- the site --------------------------------------------------------------------
+
+    def site_rows(self) -> dict[str, list[dict[str, Any]]]:
+        """Everything the static site shows, in a few bulk reads on one connection (a read per
+        tool cost 5 queries a tool: a minute for 10,000). Keys: `tools` (card columns),
+        `takes` (current takes, as rows), `votes`, `reviewed` (latest take per tool),
+        `updates` (the last two committed takes of each seat taken more than once, newest
+        first, with the run's reason) and `runs` (each completed review's tool and time)."""
+        with self.reading():
+            return {
+                "tools": self.query(
+                    "SELECT * EXCLUDE (content_hash, first_seen, updated_at) FROM tools ORDER BY slug"
+                ),
+                "takes": self.query("SELECT * FROM current_takes"),
+                "votes": self.query(
+                    "SELECT slug, count(*) FILTER (WHERE vote = 'ship') AS ship,"
+                    " count(*) FILTER (WHERE vote = 'skip') AS skip FROM votes GROUP BY slug"
+                ),
+                "reviewed": self.query(
+                    "SELECT slug, max(created_at) AS at FROM committed_takes GROUP BY slug"
+                ),
+                "updates": self.query(
+                    "SELECT slug, persona, created_at, reason, score, verdict, take, abstain_reason, rn"
+                    " FROM ("
+                    " SELECT t.slug, t.persona, t.created_at, r.reason, t.score, t.verdict, t.take,"
+                    " t.abstain_reason,"
+                    " row_number() OVER (PARTITION BY t.slug, t.persona ORDER BY t.created_at DESC) AS rn,"
+                    " count(*) OVER (PARTITION BY t.slug, t.persona) AS n"
+                    " FROM committed_takes t JOIN runs r USING (run_id))"
+                    " WHERE n >= 2 AND rn <= 2 ORDER BY slug, persona, rn"
+                ),
+                "runs": self.query(
+                    "SELECT slug, finished_at FROM runs WHERE status = 'complete' AND finished_at IS NOT NULL"
+                    " ORDER BY finished_at, slug"
+                ),
+            }
+
+    @staticmethod
+    def take_from_row(row: dict[str, Any], slug: str) -> Take:
+        """A `current_takes` row from `site_rows` as a Take (StoredRowError when it fails)."""
+        return _take_from_row(row, slug)
+
+    def page_digests(self, out_dir: str) -> dict[str, str]:
+        """Each published page of the site in `out_dir`: its path there and its inputs' digest."""
+        if not self.exists():
+            return {}
+        rows = self.query("SELECT path, digest FROM page_digests WHERE out_dir = ?", [out_dir])
+        return {r["path"]: r["digest"] for r in rows}
+
+    @_again_on_conflict
+    def record_pages(self, out_dir: str, written: dict[str, str], removed: list[str]) -> None:
+        """Remember the digests of pages just written, and forget the pages just removed, in one
+        short transaction (lists bound whole: a row per call took 1 ms a page)."""
+        gone = [*written, *removed]
+        if not gone:
+            return
+        with self.transaction() as con:
+            con.execute(
+                "DELETE FROM page_digests WHERE out_dir = ? AND path IN (SELECT unnest(?))", [out_dir, gone]
+            )
+            if written:
+                con.execute(
+                    "INSERT INTO page_digests (out_dir, path, digest, written_at)"
+                    " SELECT ?, unnest(?), unnest(?), ?",
+                    [out_dir, list(written), list(written.values()), _now()],
+                )
 
 
 # Columns of `tools` that are not text, for the row a review merges in.

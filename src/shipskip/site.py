@@ -1,0 +1,409 @@
+"""The whole static site under OUT_DIR, rebuilt incrementally.
+
+Every page is described before anything is rendered: its path, and a digest of its inputs (the
+stored rows it shows, the site URL, the templates). The digests of the last build are stored
+(`page_digests`), so a page is rendered and written only when its digest changed or its file is
+gone; a review or a rerun rewrites the pages that show that tool and no others. Files are
+written to a temporary name and renamed (`writes`), leaf pages first, then the category pages,
+then the index, feed and sitemap, so nothing a reader can reach links to a page not yet
+written. Pages recorded by an earlier build that no longer belong (a tool removed from the
+store) are deleted last, once nothing links to them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from importlib import resources
+
+from . import __version__
+from .errors import StoredRowError
+from .models import CommunityVotes
+from .render import (
+    ReviewedTool,
+    Update,
+    atom_feed,
+    badge_svg,
+    categories_page,
+    category_page,
+    category_slug,
+    compare_page,
+    digest_index_page,
+    digest_page,
+    embed_page,
+    index_page,
+    reviewer_page,
+    sitemap_xml,
+    tool_page,
+)
+from .settings import Settings
+from .store import Store
+from .writes import write_text
+
+# Feed entries: the latest verdicts only, as feed readers expect.
+_FEED_ENTRIES = 50
+
+
+@dataclass(frozen=True)
+class _Page:
+    """One page of the site: `path` (relative to OUT_DIR) names it in `page_digests`; `render`
+    gives every file it consists of (an HTML page and its Markdown twin, say)."""
+
+    path: str
+    digest: str
+    render: Callable[[], dict[str, str]]
+    stage: int  # 0: pages nothing else depends on; 1: category pages; 2: index, feed, sitemap
+
+
+@dataclass
+class SiteReport:
+    """What a build did: files written, pages left as they were, files removed, and one line
+    per tool left out because its stored rows fail validation."""
+
+    written: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    removed: list[str] = field(default_factory=list)
+    left_out: list[str] = field(default_factory=list)
+    pages: int = 0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "written": self.written,
+            "unchanged": self.unchanged,
+            "removed": self.removed,
+            "left_out": self.left_out,
+        }
+
+
+def _hash(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, default=str, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _templates_digest() -> str:
+    """Changed templates or a new shipskip version rebuild every page."""
+    h = hashlib.sha256(__version__.encode())
+    for entry in sorted(resources.files("shipskip.templates").iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".j2"):
+            h.update(entry.name.encode() + entry.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def load_panels(store: Store, rows: dict[str, list[dict]], left_out: list[str]) -> list[ReviewedTool]:
+    """Every reviewed tool as its pages show it, from the bulk reads of `Store.site_rows`. A
+    tool whose stored card or take fails validation is left out (and said in `left_out`),
+    never its neighbours."""
+    takes: dict[str, list] = {}
+    for row in rows["takes"]:
+        takes.setdefault(row["slug"], []).append(row)
+    votes = {r["slug"]: CommunityVotes(ship=r["ship"], skip=r["skip"]) for r in rows["votes"]}
+    reviewed = {r["slug"]: r["at"] for r in rows["reviewed"]}
+    pairs: dict[tuple[str, str], list[dict]] = {}
+    for r in rows["updates"]:
+        pairs.setdefault((r["slug"], r["persona"]), []).append(r)
+    updates: dict[str, list[Update]] = {}
+    for (slug, persona), (now, before, *_) in pairs.items():
+        updates.setdefault(slug, []).append(
+            Update(
+                persona,
+                now["created_at"],
+                now["reason"],
+                before["score"],
+                before["verdict"],
+                before["take"] or before["abstain_reason"],
+            )
+        )
+    from pydantic import ValidationError
+
+    from .errors import describe_validation_error
+    from .models import ToolCard, is_web_address
+    from .roster import seat_key
+
+    out = []
+    for row in rows["tools"]:
+        slug = row["slug"]
+        if row["url"] and not is_web_address(row["url"]):
+            row["url"] = ""
+        try:
+            card = ToolCard.model_validate(row)
+            panel = tuple(
+                sorted(
+                    (store.take_from_row(t, slug) for t in takes.get(slug, [])),
+                    key=lambda t: seat_key(t.persona),
+                )
+            )
+        except ValidationError as exc:
+            left_out.append(str(StoredRowError("tools", slug, *describe_validation_error(exc))))
+            continue
+        except StoredRowError as exc:
+            left_out.append(str(exc))
+            continue
+        out.append(
+            ReviewedTool(
+                card,
+                panel,
+                votes.get(slug, CommunityVotes()),
+                reviewed.get(slug),
+                tuple(updates.get(slug, ())),
+            )
+        )
+    return out
+
+
+def _panel_digest(t: ReviewedTool) -> str:
+    """Everything a tool's own page shows of it."""
+    return _hash(
+        t.card.model_dump(mode="json"),
+        [x.model_dump(mode="json") for x in t.takes],
+        t.votes.model_dump(),
+        t.reviewed_at,
+        [u.__dict__ for u in t.updates],
+    )
+
+
+def _summary(t: ReviewedTool) -> tuple[object, ...]:
+    """What a listing shows of a tool (name, verdict, badge...), for the digests of the pages
+    that list it: a vote on it changes its own pages, not every listing it is in."""
+    v = t.verdict
+    return (
+        t.card.slug,
+        t.card.name,
+        t.card.category,
+        t.card.tagline,
+        v.line,
+        v.pct_text,
+        t.demo,
+        t.calibration_notes,
+        t.reviewed_at,
+        t.contested,
+    )
+
+
+def nearest(ranked: list[ReviewedTool], n: int) -> dict[str, list[ReviewedTool]]:
+    """Each tool's `n` nearest tools of the same category by panel ship % (ties: the more
+    recently reviewed first, then by slug). `ranked` is one category's tools, sorted by ship %."""
+    out: dict[str, list[ReviewedTool]] = {}
+    if n <= 0:
+        return {t.card.slug: [] for t in ranked}
+    for i, t in enumerate(ranked):
+        window = ranked[max(0, i - n) : i] + ranked[i + 1 : i + 1 + n]  # the nearest lie in here
+        mine = t.verdict.ship_pct or 0
+        window.sort(
+            key=lambda o: (
+                abs((o.verdict.ship_pct or 0) - mine),
+                -(o.reviewed_at.timestamp() if o.reviewed_at else 0),
+                o.card.slug,
+            )
+        )
+        out[t.card.slug] = window[:n]
+    return out
+
+
+def _ship_order(t: ReviewedTool) -> tuple[int, str]:
+    return (-(t.verdict.ship_pct if t.verdict.ship_pct is not None else -1), t.card.slug)
+
+
+def _iso_week(at: datetime) -> str:
+    y, w, _ = at.isocalendar()
+    return f"{y}-W{w:02d}"
+
+
+def plan(store: Store, settings: Settings, today: date, left_out: list[str]) -> list[_Page]:
+    """Every page of the site, with its digest; nothing is rendered yet."""
+    from .personas import load_prompts
+
+    site = settings.site_url
+    salt = (_templates_digest(), site)
+    rows = store.site_rows()
+    panels = load_panels(store, rows, left_out)
+    by_slug = {t.card.slug: t for t in panels}
+    own = {t.card.slug: _panel_digest(t) for t in panels}
+    summary = {t.card.slug: _summary(t) for t in panels}
+    categories: dict[str, list[ReviewedTool]] = {}
+    for t in panels:
+        categories.setdefault(t.card.category, []).append(t)
+    near: dict[str, list[ReviewedTool]] = {}
+    for tools in categories.values():
+        tools.sort(key=_ship_order)
+        near.update(nearest(tools, settings.compare_neighbours))
+
+    pages: list[_Page] = []
+
+    def md_pair(path: str, pair: Callable[[], tuple[str, str]]) -> Callable[[], dict[str, str]]:
+        def render() -> dict[str, str]:
+            html, md = pair()
+            return {path: html, path.removesuffix(".html") + ".md": md}
+
+        return render
+
+    for t in panels:
+        slug, others = t.card.slug, near[t.card.slug]
+        pages.append(
+            _Page(
+                f"tools/{slug}.html",
+                _hash("tool", own[slug], [summary[o.card.slug] for o in others], salt),
+                md_pair(f"tools/{slug}.html", lambda t=t, o=others: tool_page(t, today, tuple(o), site)),
+                0,
+            )
+        )
+        pages.append(
+            _Page(
+                f"badges/{slug}.svg",
+                _hash("badge", summary[slug], salt),
+                lambda t=t, s=slug: {f"badges/{s}.svg": badge_svg(t)},
+                0,
+            )
+        )
+        pages.append(
+            _Page(
+                f"embed/{slug}.html",
+                _hash("embed", summary[slug], t.votes.model_dump(), salt),
+                lambda t=t, s=slug: {f"embed/{s}.html": embed_page(t, today, site)},
+                0,
+            )
+        )
+        for o in others:
+            path = f"compare/{slug}-vs-{o.card.slug}.html"
+            extra = {"site_url": site, "canonical": f"{site.rstrip('/')}/{path}" if site else None}
+            pages.append(
+                _Page(
+                    path,
+                    _hash("compare", own[slug], own[o.card.slug], salt),
+                    md_pair(path, lambda a=t, b=o, e=extra: compare_page(a, b, today, e)),
+                    0,
+                )
+            )
+
+    prompts = load_prompts(settings.prompts_dir)
+    for name, persona in prompts.personas.items():
+        takes, cats = store.reviewer_record(name)
+        path = f"reviewers/{name}.html"
+        extra = {"site_url": site, "canonical": f"{site.rstrip('/')}/{path}" if site else None}
+        pages.append(
+            _Page(
+                path,
+                _hash("reviewer", persona.model_dump(mode="json"), takes, cats, salt),
+                md_pair(path, lambda p=persona, tk=takes, c=cats, e=extra: reviewer_page(p, tk, c, today, e)),
+                0,
+            )
+        )
+
+    weeks: dict[str, list[str]] = {}
+    for r in rows["runs"]:
+        week = weeks.setdefault(_iso_week(r["finished_at"]), [])
+        if r["slug"] in by_slug and r["slug"] not in week:
+            week.append(r["slug"])
+    for week, slugs in weeks.items():
+        listed = [by_slug[s] for s in slugs]
+        path = f"digest/{week}.html"
+        extra = {"site_url": site, "canonical": f"{site.rstrip('/')}/{path}" if site else None}
+        pages.append(
+            _Page(
+                path,
+                _hash("digest", [summary[s] for s in slugs], salt),
+                md_pair(path, lambda w=week, ls=listed, e=extra: digest_page(w, ls, today, e)),
+                0,
+            )
+        )
+    archive = sorted(((w, len(s)) for w, s in weeks.items()), reverse=True)
+    pages.append(
+        _Page(
+            "digest/index.html",
+            _hash("digests", archive, salt),
+            lambda: {"digest/index.html": digest_index_page(archive, today, site)},
+            1,
+        )
+    )
+
+    for category, tools in categories.items():
+        path = f"categories/{category_slug(category)}.html"
+        ranked = [(t, near[t.card.slug]) for t in tools]
+        pages.append(
+            _Page(
+                path,
+                _hash(
+                    "category",
+                    category,
+                    [(summary[t.card.slug], [o.card.slug for o in o_]) for t, o_ in ranked],
+                    salt,
+                ),
+                lambda c=category, r=ranked: {
+                    f"categories/{category_slug(c)}.html": category_page(c, r, today, site)
+                },
+                1,
+            )
+        )
+    listing = sorted(((c, len(ts)) for c, ts in categories.items()), key=lambda x: x[0].casefold())
+    pages.append(
+        _Page(
+            "categories/index.html",
+            _hash("categories", listing, salt),
+            lambda: {"categories/index.html": categories_page(listing, today, site)},
+            1,
+        )
+    )
+
+    latest = sorted(panels, key=lambda t: (t.reviewed_at or datetime.min, t.card.slug), reverse=True)
+    days: dict[date, list[ReviewedTool]] = {}
+    for t in latest:
+        days.setdefault((t.reviewed_at or datetime.min).date(), []).append(t)
+    day_list = list(days.items())
+    pages.append(
+        _Page(
+            "index.html",
+            _hash("index", [summary[t.card.slug] for t in latest], salt),
+            lambda: {"index.html": index_page(day_list, today, site)},
+            2,
+        )
+    )
+    feed = latest[:_FEED_ENTRIES]
+    pages.append(
+        _Page(
+            "feed.xml",
+            _hash("feed", [summary[t.card.slug] for t in feed], salt),
+            lambda: {"feed.xml": atom_feed(feed, datetime.now(UTC).replace(tzinfo=None), site)},
+            2,
+        )
+    )
+    listed = sorted(p.path for p in pages if p.path.endswith(".html") and not p.path.startswith("embed/"))
+    pages.append(
+        _Page(
+            "sitemap.xml",
+            _hash("sitemap", listed, salt),
+            lambda: {"sitemap.xml": sitemap_xml(listed, site)},
+            2,
+        )
+    )
+    return pages
+
+
+def build(store: Store, settings: Settings, today: date | None = None) -> SiteReport:
+    """Bring the site under OUT_DIR up to date with the store (`shipskip site`, and the flows
+    after a review or a rerun): only pages whose inputs changed are written."""
+    out_dir = settings.out_dir
+    key = str(out_dir.resolve())
+    report = SiteReport()
+    pages = plan(store, settings, today or datetime.now(UTC).date(), report.left_out)
+    report.pages = len(pages)
+    before = store.page_digests(key)
+    written: dict[str, str] = {}
+    for page in sorted(pages, key=lambda p: p.stage):
+        if before.get(page.path) == page.digest and (out_dir / page.path).is_file():
+            report.unchanged += 1
+            continue
+        for rel, text in page.render().items():
+            write_text(out_dir, out_dir / rel, text)
+            report.written.append(rel)
+        written[page.path] = page.digest
+    current = {p.path for p in pages}
+    removed = [path for path in before if path not in current]
+    for path in removed:  # after the index and categories stopped linking to them
+        for rel in (path, path.removesuffix(".html") + ".md") if path.endswith(".html") else (path,):
+            target = out_dir / rel
+            if target.is_file() and not target.is_symlink():
+                target.unlink()
+                report.removed.append(rel)
+    store.record_pages(key, written, removed)
+    return report
