@@ -17,7 +17,9 @@ PERSONAS = ["builder", "skeptic", "futurist", "creator", "founder"]
 
 
 def seed(store, slug, name, verdicts, scores, **card):
-    c = make_card(slug=slug, name=name, description=f"{name} is a tool that does things for developers.", **card)
+    c = make_card(
+        slug=slug, name=name, description=f"{name} is a tool that does things for developers.", **card
+    )
     run = store.begin_run(c)
     takes = [
         make_take(p, v, s, f"{name} take by {p} with enough words to read.")
@@ -30,7 +32,14 @@ def seed(store, slug, name, verdicts, scores, **card):
 @pytest.fixture
 def shelf(store):
     seed(store, "alpha", "Alpha", ["ship"] * 4 + [None], [80, 70, 75, 90, None], category="Agents")
-    seed(store, "beta", "Beta", ["skip", "skip", "ship", "ship", None], [30, 20, 75, 75, None], category="Agents")
+    seed(
+        store,
+        "beta",
+        "Beta",
+        ["skip", "skip", "ship", "ship", None],
+        [30, 20, 75, 75, None],
+        category="Agents",
+    )
     seed(store, "gamma", "Gamma <b>", ["skip"] * 5, [10, 20, 30, 40, 50], category="Agents")
     seed(store, "delta", "Delta", ["ship"] * 5, [80] * 5, category="AI Models")
     return store
@@ -120,13 +129,21 @@ def test_the_feed_parses_and_the_sitemap_lists_the_pages(shelf, isolated, monkey
     assert "https://ship.example/reviews/tools/gamma.html" in {e.link for e in public.entries}
     gamma = next(e for e in public.entries if e.link.endswith("gamma.html"))
     assert gamma.title.startswith("Gamma <b> verdict: Skip")  # escaped by the XML writer, read back whole
-    locs = [e.text for e in ET.parse(out / "sitemap.xml").getroot().iter("{http://www.sitemaps.org/schemas/sitemap/0.9}loc")]
-    assert "https://ship.example/reviews/index.html" in locs and "https://ship.example/reviews/tools/beta.html" in locs
+    locs = [
+        e.text
+        for e in ET.parse(out / "sitemap.xml")
+        .getroot()
+        .iter("{http://www.sitemaps.org/schemas/sitemap/0.9}loc")
+    ]
+    assert (
+        "https://ship.example/reviews/index.html" in locs
+        and "https://ship.example/reviews/tools/beta.html" in locs
+    )
     assert all(loc.startswith("https://ship.example/reviews/") for loc in locs)
     tool = (out / "tools" / "alpha.html").read_text()
     assert '<link rel="canonical" href="https://ship.example/reviews/tools/alpha.html">' in tool
     assert "&lt;iframe src=&#34;https://ship.example/reviews/embed/alpha.html&#34;" in tool
-    assert 'href=&#34;https://ship.example/reviews/tools/alpha.html&#34;' in tool
+    assert "href=&#34;https://ship.example/reviews/tools/alpha.html&#34;" in tool
 
 
 def test_a_second_build_writes_nothing_and_a_vote_rewrites_only_that_tools_pages(shelf, isolated):
@@ -195,7 +212,9 @@ def test_nearest_takes_the_closest_ship_rates_in_the_category():
                       for i, p in enumerate(PERSONAS))  # fmt: skip
         return ReviewedTool(make_card(slug=slug, name=slug), takes, CommunityVotes(), datetime(2026, 1, 1))
 
-    ranked = sorted([tool("a", 5), tool("b", 4), tool("c", 1), tool("d", 0), tool("e", 3)], key=site._ship_order)
+    ranked = sorted(
+        [tool("a", 5), tool("b", 4), tool("c", 1), tool("d", 0), tool("e", 3)], key=site._ship_order
+    )
     near = site.nearest(ranked, 2)
     assert [t.card.slug for t in near["b"]] == ["a", "e"]
     assert [t.card.slug for t in near["d"]] == ["c", "e"]
@@ -208,3 +227,46 @@ def test_no_page_name_comes_from_anything_but_a_checked_slug(shelf, isolated):
     site.build(shelf, get_settings())
     for f in out.rglob("*"):
         assert re.fullmatch(r"[a-z0-9./-]+|digest/\d{4}-W\d{2}\.(html|md)", f.relative_to(out).as_posix()), f
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_harness")
+def test_the_flows_publish_what_they_reviewed_with_an_artifact_listing_the_pages(fake, isolated):
+    import shutil
+
+    from conftest import ROOT
+    from prefect.client.orchestration import get_client
+
+    from flows.scheduled import rerun_persona, review_new_tools
+    from flows.site import weekly_digest
+
+    inbox = isolated / "inbox"
+    inbox.mkdir()
+    for name in ("smollm3.yaml", "claw-code.yaml"):
+        shutil.copy(ROOT / "data" / "tools" / name, inbox / name)
+    out = isolated / "out"
+    state = review_new_tools(source=str(inbox), return_state=True)
+    assert sorted(state.result()["reviewed"]) == ["claw-code", "smollm3"]
+    for rel in (
+        "index.html",
+        "feed.xml",
+        "tools/smollm3.html",
+        "tools/claw-code.html",
+        "categories/index.html",
+    ):
+        assert (out / rel).is_file(), rel
+    assert crawl(out)[1] == []
+
+    rerun = rerun_persona(tool="smollm3", persona="skeptic", reason="licence clarified", return_state=True)
+    assert rerun.is_completed()
+    assert "licence clarified" in (out / "tools" / "smollm3.html").read_text()
+    weekly = weekly_digest(return_state=True)
+    assert weekly.result()["written"] == []  # nothing changed since the rerun published
+
+    runs = {state.state_details.flow_run_id: "ingest", rerun.state_details.flow_run_id: "rerun"}
+    with get_client(sync_client=True) as client:
+        tables = {runs[a.flow_run_id]: a for a in client.read_artifacts()
+                  if a.key == "site-pages" and a.flow_run_id in runs}  # fmt: skip
+    assert set(tables) == {"ingest", "rerun"}
+    assert "tools/smollm3.html" in tables["ingest"].data and "index.html" in tables["ingest"].data
+    assert "tools/smollm3.html" in tables["rerun"].data and "tools/claw-code.md" not in tables["rerun"].data

@@ -325,6 +325,11 @@ def compare(
     with user_errors():
         done = write_comparison(_store(), get_settings(), tool_a, tool_b)
     console.print(f"Wrote {for_terminal(done.path)} (and .md)", highlight=False)
+    others = [f for f in done.files if f not in (done.path, done.path.with_suffix(".md"))]
+    if others:
+        console.print(f"and {len(others)} files it links to:", highlight=False)
+        for f in others:
+            console.print(f"  {for_terminal(f)}", highlight=False)
     if not done.order_independent:
         err.print("warning: the verdicts depend on the order of the comparison", highlight=False)
 
@@ -884,3 +889,21 @@ def _eval_holistic(reference: Path, samples: int) -> None:
         f"similarity of takes on one tool: {out['summary']['overall']['similarity']}", highlight=False
     )
     print_figures("the same figures as the checklist's", out["summary"]["targets"])
+
+
+@app.command()
+def site() -> None:
+    """Build the whole static site under OUT_DIR (index.html to open); only pages whose inputs
+    changed since the last build are written. No Prefect server is started."""
+    from .site import build
+
+    with user_errors():
+        settings = get_settings()
+        report = build(_store(), settings)
+    console.print(
+        f"Site under {for_terminal(settings.out_dir)}: {len(report.written)} files written, "
+        f"{len(report.removed)} removed, {report.unchanged} pages unchanged. "
+        f"Open {for_terminal(settings.out_dir / 'index.html')}",
+        highlight=False,
+    )
+    _said_left_out(report.left_out)

@@ -324,7 +324,7 @@ def index_page(days: list[tuple[date, list[ReviewedTool]]], generated: date, sit
     tools = [t for _, ts in days for t in ts]
     return _render(
         "index.html.j2", days=days, count=len(tools), generated=generated, title="Latest verdicts",
-        **{**_meta(tools), "description": f"The shipskip panel's verdicts on {len(tools)} AI tools, newest first"},
+        **{**_meta(tools), "description": f"The panel's verdicts on {len(tools)} AI tools, newest first"},
         **_site_ctx(site_url, "index.html", root=""),
     )  # fmt: skip
 
