@@ -270,3 +270,15 @@ def test_the_flows_publish_what_they_reviewed_with_an_artifact_listing_the_pages
     assert set(tables) == {"ingest", "rerun"}
     assert "tools/smollm3.html" in tables["ingest"].data and "index.html" in tables["ingest"].data
     assert "tools/smollm3.html" in tables["rerun"].data and "tools/claw-code.md" not in tables["rerun"].data
+
+
+def test_shipskip_site_builds_without_a_prefect_server_and_names_the_file_to_open(shelf, isolated):
+    from typer.testing import CliRunner
+
+    from shipskip.cli import app
+
+    res = CliRunner().invoke(app, ["site"])
+    assert res.exit_code == 0, res.output
+    assert "removed" in res.output and "index.html" in res.output
+    again = CliRunner().invoke(app, ["site"])
+    assert "0 files written" in " ".join(again.output.split())
