@@ -907,3 +907,20 @@ def site() -> None:
         highlight=False,
     )
     _said_left_out(report.left_out)
+
+
+@app.command()
+def web(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve the site in OUT_DIR and take readers' votes and Helpful marks (build it first with
+    `shipskip site`). Tool pages are rendered from the store, so their counts are current."""
+    from .web import serve as serve_web
+
+    with user_errors():
+        settings = get_settings()
+        store = _store()
+    console.print(f"Serving {for_terminal(settings.out_dir)} on http://{host}:{port}/ (Ctrl-C stops)",
+                  highlight=False)  # fmt: skip
+    serve_web(store, settings, host, port)

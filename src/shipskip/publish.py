@@ -182,3 +182,8 @@ def verdicts_by_tool(markdown: str) -> dict[str, str]:
     row = next(ln for ln in lines if ln.startswith("| Panel verdict |"))
     cells = [c.strip() for c in row.strip("|").split("|")][1:]
     return dict(zip(names, cells, strict=True))
+
+
+def tool_neighbours(store: Store, panel: ReviewedTool) -> tuple[ReviewedTool, ...]:
+    """The similar tools a tool page lists (same category, as `page` writes it)."""
+    return tuple(_panels(store, store.similar(panel.card.slug, panel.card.category), None))

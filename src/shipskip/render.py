@@ -160,7 +160,7 @@ def _env() -> Environment:
     env.globals["badge_legend"] = lambda tools: [k for k in BADGES if any(k in t.badges for t in tools)]
     # Where a page sits in the site: pages live one folder down (tools/, compare/...), so links
     # to the index and categories climb one; the index passes "". No site URL: a local build.
-    env.globals.update(root="../", canonical=None, site_url=None, page_notes=())
+    env.globals.update(root="../", canonical=None, site_url=None, page_notes=(), vote=None)
     env.filters["catslug"] = category_slug
     return env
 
@@ -206,8 +206,14 @@ def badge_svg(t: ReviewedTool) -> str:
 
 
 def tool_page(
-    t: ReviewedTool, generated: date, similar: tuple[ReviewedTool, ...] = (), site_url: str | None = None
+    t: ReviewedTool,
+    generated: date,
+    similar: tuple[ReviewedTool, ...] = (),
+    site_url: str | None = None,
+    vote: dict | None = None,
 ) -> tuple[str, str]:
+    """`vote`: the reader's forms when `shipskip web` serves the page (token, their vote, the
+    Helpful counts); the static page has none."""
     import base64
 
     badge = badge_svg(t)
@@ -221,7 +227,7 @@ def tool_page(
         f'alt="{t.share}"></a>',
         "embed_snippet": f'<iframe src="{base}embed/{slug}.html" title="{t.share}" width="360" '
         'height="220" style="border:0"></iframe>',
-        "site_url": site_url, "canonical": f"{base}tools/{slug}.html" if site_url else None,
+        "site_url": site_url, "canonical": f"{base}tools/{slug}.html" if site_url else None, "vote": vote,
     }  # fmt: skip
     return _render("tool.html.j2", **ctx), _render("tool.md.j2", **ctx)
 

@@ -175,6 +175,23 @@ class Settings(BaseSettings):
         description="Comparison pages `shipskip site` writes per tool: against this many tools of "
         "its category, the nearest by panel ship %.",
     )
+    web_secret: SecretStr | None = Field(
+        default=None,
+        description="Key that signs `shipskip web`'s voter cookies and form tokens; unset, a new "
+        "random one each start (readers then get a new voter id, and can vote again).",
+    )
+    web_posts_per_minute: int = Field(
+        default=30,
+        ge=1,
+        description="Votes and Helpful marks `shipskip web` takes from one client address per minute; "
+        "more get 429.",
+    )
+    web_max_body_bytes: int = Field(
+        default=2048,
+        ge=256,
+        le=65536,
+        description="The largest request body `shipskip web` reads; a bigger one gets 413.",
+    )
 
     def resolved_base_url(self) -> str | None:
         return self.base_url or os.environ.get("OPENAI_BASE_URL") or None

@@ -1133,6 +1133,74 @@ class Store:
                     [out_dir, list(written), list(written.values()), _now()],
                 )
 
+    # -- readers on the web ----------------------------------------------------------
+
+    @_again_on_conflict
+    def add_marks(self, batch: list[tuple[str, str, str, str]]) -> list[str]:
+        """Readers' votes and "Helpful?" marks from `shipskip web`, many in one short
+        transaction (DuckDB has one writer per file: a transaction per click would queue).
+        Each item is (kind, slug, value, voter): kind "vote" with value ship/skip, changeable as
+        `add_vote`; kind "helpful" with value a persona, once per reader. Returns, per item,
+        "recorded", "changed", "unchanged", or "unknown" for a slug (or seat) with no
+        current take, which stores nothing."""
+        out: list[str] = []
+        now = _now()
+        with self.transaction() as con:
+            for kind, slug, value, voter in batch:
+                if kind == "vote":
+                    if not con.execute("SELECT 1 FROM tools WHERE slug = ?", [slug]).fetchone():
+                        out.append("unknown")
+                        continue
+                    earlier = con.execute(
+                        "SELECT vote FROM votes WHERE slug = ? AND voter = ?", [slug, voter]
+                    ).fetchone()
+                    if earlier is None:
+                        con.execute(
+                            "INSERT INTO votes (slug, vote, created_at, voter, updated_at)"
+                            " VALUES (?, ?, ?, ?, ?)",
+                            [slug, value, now, voter, now],
+                        )
+                        out.append("recorded")
+                    elif earlier[0] == value:
+                        out.append("unchanged")
+                    else:
+                        con.execute(
+                            "UPDATE votes SET vote = ?, updated_at = ? WHERE slug = ? AND voter = ?",
+                            [value, now, slug, voter],
+                        )
+                        out.append("changed")
+                    continue
+                seat = con.execute(
+                    "SELECT 1 FROM current_takes WHERE slug = ? AND persona = ? AND verdict IS NOT NULL",
+                    [slug, value],
+                ).fetchone()
+                if not seat:
+                    out.append("unknown")
+                    continue
+                if con.execute(
+                    "SELECT 1 FROM helpful_marks WHERE slug = ? AND persona = ? AND voter = ?",
+                    [slug, value, voter],
+                ).fetchone():
+                    out.append("unchanged")
+                    continue
+                con.execute(
+                    "INSERT INTO helpful_marks (slug, persona, voter, created_at) VALUES (?, ?, ?, ?)",
+                    [slug, value, voter, now],
+                )
+                out.append("recorded")
+        return out
+
+    def helpful_counts(self, slug: str) -> dict[str, int]:
+        """How many readers marked each seat's take on a tool helpful."""
+        rows = self.query(
+            "SELECT persona, count(*) AS n FROM helpful_marks WHERE slug = ? GROUP BY persona", [slug]
+        )
+        return {r["persona"]: r["n"] for r in rows}
+
+    def voter_choice(self, slug: str, voter: str) -> str | None:
+        rows = self.query("SELECT vote FROM votes WHERE slug = ? AND voter = ?", [slug, voter])
+        return rows[0]["vote"] if rows else None
+
 
 # Columns of `tools` that are not text, for the row a review merges in.
 _TOOL_TYPES = {"launched": "DATE", "updated_at": "TIMESTAMP"}

@@ -9,3 +9,13 @@ CREATE TABLE page_digests (
     written_at TIMESTAMP NOT NULL,
     PRIMARY KEY (out_dir, path)
 );
+
+-- Readers' "Helpful?" marks on a take, from `shipskip web`: one per reader per seat of a tool
+-- (the seat's current take is the one marked), as votes are one per voter per tool.
+CREATE TABLE helpful_marks (
+    slug VARCHAR NOT NULL,
+    persona VARCHAR NOT NULL,
+    voter VARCHAR NOT NULL,
+    created_at TIMESTAMP NOT NULL
+);
+CREATE UNIQUE INDEX helpful_marks_slug_persona_voter ON helpful_marks (slug, persona, voter);
