@@ -282,3 +282,37 @@ def test_shipskip_site_builds_without_a_prefect_server_and_names_the_file_to_ope
     assert "removed" in res.output and "index.html" in res.output
     again = CliRunner().invoke(app, ["site"])
     assert "0 files written" in " ".join(again.output.split())
+
+
+@pytest.mark.slow
+def test_chromium_walks_the_site_and_no_page_scrolls_sideways_on_a_phone(shelf, isolated, monkeypatch):
+    from cdp import chromium
+
+    monkeypatch.setenv("SHIPSKIP_SITE_URL", "https://reviews.example-with-a-long-name.org/ai-tools/shipskip")
+    card = shelf.tool("alpha")
+    run = shelf.begin_run(card, kind="rerun", reason="a licence was added to the repository")
+    shelf.commit_review(
+        run, card, [make_take("skeptic", "ship", 66, "Alpha now states its licence clearly.")]
+    )
+    site.build(shelf, get_settings())
+    out = isolated / "out"
+    walk = [("index", "index.html", "a[href='categories/agents.html']"),
+            ("category", "categories/agents.html", "a[href='../tools/alpha.html']"),
+            ("tool", "tools/alpha.html", "a[href='../compare/alpha-vs-beta.html']"),
+            ("compare", "compare/alpha-vs-beta.html", "a[href='../reviewers/skeptic.html']"),
+            ("reviewer", "reviewers/skeptic.html", None),
+            ("digest", next((out / "digest").glob("20*.html")).relative_to(out).as_posix(), None)]  # fmt: skip
+    with chromium(isolated / "chrome") as page:
+        for px in (1280, 390):
+            page.width(px)
+            page.load((out / "index.html").as_uri())
+            for name, rel, next_link in walk:
+                assert page.js("location.href") == (out / rel).as_uri(), name
+                wide = page.js("document.documentElement.scrollWidth")
+                assert wide <= px, f"{name} at {px} px is {wide} px wide"
+                page.screenshot(isolated.parent / f"site-{name}-{px}.png")
+                if next_link:  # the reader follows the link, as a click would
+                    href = page.js(f'document.querySelector("{next_link}").href')
+                    page.load(href)
+                elif name == "reviewer":
+                    page.load((out / walk[-1][1]).as_uri())
