@@ -8,7 +8,16 @@ from pathlib import Path
 
 from .errors import ShipskipError, StoredRowError
 from .models import SLUG_RE
-from .render import ReviewedTool, Update, badge_svg, compare_page, digest_page, reviewer_page, tool_page
+from .render import (
+    ReviewedTool,
+    Update,
+    badge_svg,
+    compare_name,
+    compare_page,
+    digest_page,
+    reviewer_page,
+    tool_page,
+)
 from .store import Store
 from .writes import write_text
 
@@ -116,11 +125,11 @@ def _write_tool_page(
     """A tool's page, its badge, and the comparisons its "similar tools" block links to."""
     today = datetime.now(UTC).date()
     similar = tuple(_panels(store, store.similar(panel.card.slug, panel.card.category), left_out))
-    for other in similar:
-        html, md = compare_page(panel, other, today)
-        _write(
-            out_dir, _target(out_dir, "compare", f"{panel.card.slug}-vs-{other.card.slug}"), html, md, written
-        )
+    for other in similar:  # each pair's one page, in slug order (render.compare_name)
+        first, second = sorted((panel, other), key=lambda p: p.card.slug)
+        html, md = compare_page(first, second, today)
+        name = compare_name(panel.card.slug, other.card.slug)
+        _write(out_dir, _target(out_dir, "compare", name), html, md, written)
     badge = _target(out_dir, "badges", panel.card.slug).with_suffix(".svg")
     write_text(out_dir, badge, badge_svg(panel))
     if written is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from functools import cache
+from functools import cache, cached_property
 from urllib.parse import quote
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
@@ -94,27 +94,27 @@ class ReviewedTool:
     def share(self) -> str:
         return f"{self.card.name} verdict: {self.verdict.line}"
 
-    @property
+    @cached_property
     def demo(self) -> bool:
         return any(EMBEDDED_MODEL in m for m in self.models)
 
-    @property
+    @cached_property  # computed once: a site build shows a tool on many pages
     def verdict(self) -> PanelVerdict:
         return aggregate(self.takes)
 
     def take_of(self, persona: str) -> Take | None:
         return next((t for t in self.takes if t.persona == persona), None)
 
-    @property
+    @cached_property
     def models(self) -> list[str]:
         return sorted({t.model for t in self.takes if t.model})
 
-    @property
+    @cached_property
     def calibration_notes(self) -> list[str]:
         """The note "uncalibrated for MODEL" of each model whose takes here had no fitted calibration."""
         return sorted({n for t in self.takes if (n := t.calibration_note)})
 
-    @property
+    @cached_property
     def contested(self) -> bool:
         return is_contested(self.takes)
 
@@ -124,7 +124,7 @@ class ReviewedTool:
         # spoke. An abstention is never counted, so its flag leaves nothing out.
         return self.verdict.flagged > 0
 
-    @property
+    @cached_property
     def badges(self) -> list[str]:
         """The badges on this tool's takes and card, in BADGES order, each once."""
         shown = {kind for t in self.takes for kind in take_badges(t)}
@@ -160,9 +160,15 @@ def _env() -> Environment:
     env.globals["badge_legend"] = lambda tools: [k for k in BADGES if any(k in t.badges for t in tools)]
     # Where a page sits in the site: pages live one folder down (tools/, compare/...), so links
     # to the index and categories climb one; the index passes "". No site URL: a local build.
-    env.globals.update(root="../", canonical=None, site_url=None, page_notes=(), vote=None)
+    env.globals.update(root="../", canonical=None, site_url=None, page_notes=(), vote=None, fragments=None)
     env.filters["catslug"] = category_slug
+    env.globals["compare_name"] = compare_name
     return env
+
+
+def compare_name(a: str, b: str) -> str:
+    """The one comparison page of two tools, whichever of them links to it: A-vs-B in slug order."""
+    return "-vs-".join(sorted((a, b)))
 
 
 def category_slug(category: str) -> str:
@@ -191,6 +197,35 @@ def compare_page(
 
 
 _BADGE_COLOURS = {"Ship": "#12805c", "Skip": "#b3261e", "Mixed": "#8a6d00", "No verdict": "#5d6470"}
+
+
+class Fragments:
+    """A tool's card and each seat's scorecard cell, rendered once and reused on every page of
+    one site build that shows them (a tool is on its own page and several comparisons). Only
+    for pages one folder down with no reader's forms: the macros render with the globals."""
+
+    def __init__(self) -> None:
+        self._macros = _env().get_template("macros.html.j2").module
+        self._cells: dict[tuple[str, str], Markup] = {}
+        self._cards: dict[str, Markup] = {}
+
+    def cell(self, t: ReviewedTool, persona: str) -> Markup:
+        key = (t.card.slug, persona)
+        if key not in self._cells:
+            self._cells[key] = Markup(self._macros.take_cell(t, persona))  # type: ignore[attr-defined]
+        return self._cells[key]
+
+    def card(self, t: ReviewedTool) -> Markup:
+        if t.card.slug not in self._cards:
+            self._cards[t.card.slug] = Markup(self._macros.tool_card(t, True))  # type: ignore[attr-defined]
+        return self._cards[t.card.slug]
+
+
+def compare_html(a: ReviewedTool, b: ReviewedTool, generated: date, extra: dict | None = None) -> str:
+    """The comparison page's HTML alone (a site build writes no Markdown twin)."""
+    title = f"{a.card.name} vs {b.card.name}"
+    ctx = {"tools": [a, b], "generated": generated, "title": title, **_meta([a, b]), **(extra or {})}
+    return _render("compare.html.j2", **ctx)
 
 
 def badge_svg(t: ReviewedTool) -> str:
