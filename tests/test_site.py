@@ -187,18 +187,26 @@ def test_a_deleted_file_is_written_again_and_pages_of_a_removed_tool_are_removed
 
 
 def test_every_page_kind_says_when_the_demo_model_made_it(store, isolated):
-    card = make_card(slug="demo-tool")
-    takes = [make_take(p, "ship", 70).model_copy(update={"model": "SmolLM2-135M-Instruct"}) for p in PERSONAS]
-    store.commit_review(store.begin_run(card), card, takes)
+    from typer.testing import CliRunner
+
+    from shipskip.cli import app
+
+    for slug in ("demo-tool", "demo-two"):
+        card = make_card(slug=slug, name=slug.title())
+        takes = [
+            make_take(p, "ship", 70).model_copy(update={"model": "SmolLM2-135M-Instruct"}) for p in PERSONAS
+        ]
+        store.commit_review(store.begin_run(card), card, takes)
     site.build(store, get_settings())
     out = isolated / "out"
-    for rel in ("index.html", "categories/developer-tools.html", "tools/demo-tool.html", "embed/demo-tool.html",
-                "reviewers/builder.html", "compare/demo-tool-vs-demo-tool.html"):  # fmt: skip
-        if rel.startswith("compare/"):
-            continue  # one tool: no comparison
+    pages = ["index.html", "categories/developer-tools.html", "tools/demo-tool.html", "embed/demo-tool.html",
+             "reviewers/builder.html", "compare/demo-tool-vs-demo-two.html"]  # fmt: skip
+    pages.append(next((out / "digest").glob("20*.html")).relative_to(out).as_posix())
+    assert CliRunner().invoke(app, ["trends"]).exit_code == 0
+    pages.append("trends.html")
+    for rel in pages:
         assert "embedded demo model" in (out / rel).read_text(), rel
-    digest = next((out / "digest").glob("20*.html"))
-    assert "embedded demo model" in digest.read_text()
+    assert "embedded demo model" not in (out / "categories" / "index.html").read_text()  # names no tool
 
 
 def test_nearest_takes_the_closest_ship_rates_in_the_category():

@@ -611,6 +611,7 @@ def trends(
     from datetime import UTC, date, datetime
 
     from .analytics import score_distribution, trend_points, trend_summary
+    from .embedded import EMBEDDED_MODEL
     from .render import trends_page
     from .writes import write_text
 
@@ -629,6 +630,7 @@ def trends(
         with store.analysing():
             points = trend_points(store, seat, category, start, all_versions)
             distribution = score_distribution(store, seat)
+            models = store.current_models()
     summary = trend_summary(points)
     filters = ", ".join(
         f"{k}: {v}" for k, v in (("persona", seat), ("category", category), ("since", since)) if v
@@ -644,6 +646,9 @@ def trends(
         f"{counted} {f'Only {filters}.' if filters else 'All personas, categories and dates.'}",
         datetime.now(UTC).date(),
         distribution,
+        # The same notes as the other pages: the demo model's, and each uncalibrated model's.
+        demo=any(EMBEDDED_MODEL in m["model"] for m in models),
+        notes=tuple(sorted(f"uncalibrated for {m['model']}" for m in models if m["uncalibrated"])),
     )
     with user_errors():
         write_text(root, target, page)

@@ -1190,6 +1190,13 @@ class Store:
                 out.append("recorded")
         return out
 
+    def current_models(self) -> list[dict[str, Any]]:
+        """Each model behind a current take, and whether any of its takes was uncalibrated."""
+        return self.query(
+            "SELECT model, bool_or(coalesce(uncalibrated, false)) AS uncalibrated FROM current_takes"
+            " WHERE model IS NOT NULL GROUP BY model ORDER BY model"
+        )
+
     def helpful_counts(self, slug: str) -> dict[str, int]:
         """How many readers marked each seat's take on a tool helpful."""
         rows = self.query(
