@@ -246,6 +246,7 @@ def tool_page(
     similar: tuple[ReviewedTool, ...] = (),
     site_url: str | None = None,
     vote: dict | None = None,
+    fragments: Fragments | None = None,
 ) -> tuple[str, str]:
     """`vote`: the reader's forms when `shipskip web` serves the page (token, their vote, the
     Helpful counts); the static page has none."""
@@ -263,6 +264,7 @@ def tool_page(
         "embed_snippet": f'<iframe src="{base}embed/{slug}.html" title="{t.share}" width="360" '
         'height="220" style="border:0"></iframe>',
         "site_url": site_url, "canonical": f"{base}tools/{slug}.html" if site_url else None, "vote": vote,
+        "fragments": None if vote else fragments,
     }  # fmt: skip
     return _render("tool.html.j2", **ctx), _render("tool.md.j2", **ctx)
 

@@ -255,7 +255,10 @@ def _plan(store: Store, settings: Settings, today: date, left_out: list[str]) ->
             _Page(
                 f"tools/{slug}.html",
                 _hash("tool", own[slug], [summary[o.card.slug] for o in others], salt),
-                md_pair(f"tools/{slug}.html", lambda t=t, o=others: tool_page(t, today, tuple(o), site)),
+                md_pair(
+                    f"tools/{slug}.html",
+                    lambda t=t, o=others: tool_page(t, today, tuple(o), site, fragments=fragments),
+                ),
                 0,
             )
         )
