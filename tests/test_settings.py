@@ -21,3 +21,20 @@ def test_a_bad_setting_is_one_line_naming_its_variable(monkeypatch, env, value, 
         get_settings()
     assert str(e.value).startswith(line) and e.value.variable == env
     assert "\n" not in str(e.value) and "pydantic" not in str(e.value) and value not in str(e.value)
+
+
+def test_the_site_url_is_an_http_address_or_refused_in_one_line(monkeypatch):
+    from shipskip.errors import SettingsError
+    from shipskip.settings import get_settings
+
+    monkeypatch.setenv("SHIPSKIP_SITE_URL", "https://example.org/reviews/")
+    assert get_settings().site_url == "https://example.org/reviews"
+    for bad in (
+        "ftp://example.org",
+        "javascript:alert(1)",
+        "https://example.org/?q=1",
+        'https://x.org/"><b>',
+    ):
+        monkeypatch.setenv("SHIPSKIP_SITE_URL", bad)
+        with pytest.raises(SettingsError, match="^SHIPSKIP_SITE_URL: must be an http or https address"):
+            get_settings()

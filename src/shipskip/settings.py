@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 import pydantic_settings
-from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import SettingsError
@@ -164,7 +164,6 @@ class Settings(BaseSettings):
 
     site_url: str | None = Field(
         default=None,
-        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
         description="The site's public base URL (http or https), for canonical links, the embed "
         "snippet, the Atom feed and sitemap.xml; unset, those say the build is local.",
     )
@@ -192,6 +191,14 @@ class Settings(BaseSettings):
         le=65536,
         description="The largest request body `shipskip web` reads; a bigger one gets 413.",
     )
+
+    @field_validator("site_url")
+    @classmethod
+    def _site_url(cls, v: str | None) -> str | None:
+        # It ends up in every page's links: a web address only, no query or fragment.
+        if v is not None and not re.fullmatch(r"https?://[^\s/?#\\\"'<>]+(/[^\s?#\\\"'<>]*)?", v):
+            raise ValueError("must be an http or https address such as https://example.org/reviews")
+        return v.rstrip("/") if v else None
 
     def resolved_base_url(self) -> str | None:
         return self.base_url or os.environ.get("OPENAI_BASE_URL") or None
