@@ -324,3 +324,15 @@ def test_chromium_walks_the_site_and_no_page_scrolls_sideways_on_a_phone(shelf, 
                     page.load(href)
                 elif name == "reviewer":
                     page.load((out / walk[-1][1]).as_uri())
+
+
+def test_a_build_rendered_in_forked_processes_writes_the_same_site(shelf, isolated, monkeypatch):
+    one = site.build(shelf, get_settings())
+    monkeypatch.setattr(site, "_FORK_FROM", 1)  # the demo store is far below the real threshold
+    monkeypatch.setenv("SHIPSKIP_SITE_PROCESSES", "2")
+    monkeypatch.setenv("SHIPSKIP_OUT_DIR", str(isolated / "forked"))
+    two = site.build(shelf, get_settings())
+    assert sorted(two.written) == sorted(one.written)
+    for rel in one.written:
+        assert (isolated / "forked" / rel).read_text() == (isolated / "out" / rel).read_text(), rel
+    assert crawl(isolated / "forked")[1] == []

@@ -174,6 +174,13 @@ class Settings(BaseSettings):
         description="Comparison pages `shipskip site` writes per tool: against this many tools of "
         "its category, the nearest by panel ship %.",
     )
+    site_processes: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Processes `shipskip site` renders a big build in (2000 pages or more to write; "
+        "forked, so POSIX only); 1 renders in the calling process.",
+    )
     web_secret: SecretStr | None = Field(
         default=None,
         description="Key that signs `shipskip web`'s voter cookies and form tokens; unset, a new "

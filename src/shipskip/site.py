@@ -49,6 +49,9 @@ from .writes import write_texts
 _FEED_ENTRIES = 50
 # Rendered files held in memory before they are written (bounds a big build's memory).
 _WRITE_BATCH = 2000
+# Fewer pages than this to write are rendered in this process whatever SITE_PROCESSES says:
+# starting processes costs more than it saves (a review's publish writes a few dozen).
+_FORK_FROM = 2000
 
 
 @dataclass(frozen=True)
@@ -415,19 +418,14 @@ def build(store: Store, settings: Settings, today: date | None = None) -> SiteRe
     written: dict[str, str] = {}
     for stage in sorted({p.stage for p in pages}):
         # A stage's files are written before the next stage's pages (which link to them) are.
-        files: dict[Path, str] = {}
+        todo = []
         for page in (p for p in pages if p.stage == stage):
             if before.get(page.path) == page.digest and (out_dir / page.path).is_file():
                 report.unchanged += 1
                 continue
-            for rel, text in page.render().items():
-                files[out_dir / rel] = text
-                report.written.append(rel)
+            todo.append(page)
             written[page.path] = page.digest
-            if len(files) >= _WRITE_BATCH:
-                write_texts(out_dir, files)
-                files = {}
-        write_texts(out_dir, files)
+        report.written += _render_and_write(out_dir, todo, settings.site_processes)
     current = {p.path for p in pages}
     removed = [path for path in before if path not in current]
     for path in removed:  # after the index and categories stopped linking to them
@@ -438,3 +436,44 @@ def build(store: Store, settings: Settings, today: date | None = None) -> SiteRe
                 report.removed.append(rel)
     store.record_pages(key, written, removed)
     return report
+
+
+# The pages a forked renderer works on: set before the fork, so nothing is pickled but indexes.
+_FORKED: list[_Page] = []
+
+
+def _render_range(out_dir: Path, start: int, stop: int) -> list[str]:
+    out: list[str] = []
+    files: dict[Path, str] = {}
+    for page in _FORKED[start:stop]:
+        for rel, text in page.render().items():
+            files[out_dir / rel] = text
+            out.append(rel)
+        if len(files) >= _WRITE_BATCH:
+            write_texts(out_dir, files)
+            files = {}
+    write_texts(out_dir, files)
+    return out
+
+
+def _render_and_write(out_dir: Path, todo: list[_Page], processes: int) -> list[str]:
+    """Render and write `todo`, in this process or, for a big build with SHIPSKIP_SITE_PROCESSES
+    above 1, in that many forked ones (rendering is most of a full build's time, and Jinja holds
+    the GIL). Returns the files written."""
+    global _FORKED
+    if processes <= 1 or len(todo) < _FORK_FROM:
+        _FORKED = todo
+        try:
+            return _render_range(out_dir, 0, len(todo))
+        finally:
+            _FORKED = []
+    import multiprocessing
+
+    step = -(-len(todo) // (processes * 4))  # a few chunks a process, so none waits on the last
+    _FORKED = todo
+    try:
+        with multiprocessing.get_context("fork").Pool(processes) as pool:
+            parts = pool.starmap(_render_range, [(out_dir, i, i + step) for i in range(0, len(todo), step)])
+    finally:
+        _FORKED = []
+    return [rel for part in parts for rel in part]
