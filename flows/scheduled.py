@@ -12,6 +12,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
 from flows.review import ask_as_tasks, log_take, publish_review
+from flows.site import publish
 from shipskip import usecases
 from shipskip.errors import ShipskipError
 from shipskip.models import ToolCard
@@ -87,6 +88,10 @@ def review_new_tools(
                 # bench/ingest_bench.py).
                 review=_review_in_subflow if shared_api() else usecases.review_card,
             )  # fmt: skip
+        # The reviews are committed; then the pages that show them, the index, category pages
+        # and feed (only pages whose inputs changed), with a `site-pages` artifact.
+        if store.exists():
+            publish(store, settings, "daily review")
     except ShipskipError as exc:
         return failed(exc)
     return report.as_dict()
@@ -128,4 +133,8 @@ def rerun_persona(
         ReviewOutcome.from_store(store, card, skipped=False), store, f"{persona} rerun",
         usecases.rerun_reason(reason),  # as stored: control characters out
     )  # fmt: skip
+    try:  # every page the tool appears on: its digests changed, no other page's did
+        publish(store, settings, f"{persona} rerun of {tool}")
+    except ShipskipError as exc:
+        return failed(exc)
     return {"tool": tool, "persona": persona, "verdict": take.verdict, "score": take.score}

@@ -298,6 +298,11 @@ def test_a_stored_row_that_fails_validation_costs_only_its_own_page(fake, isolat
     assert "Plain Tool" in page
     out = _clean_output(runner.invoke(app, ["digest"]), 0)
     assert "(1 tools)" in out and "left out: stored tools row 'bad-name'" in out
+    out = _clean_output(runner.invoke(app, ["site"]), 0)  # the whole site: the rest of it is built
+    assert "left out: stored tools row 'bad-name'" in out
+    assert (isolated / "out" / "index.html").is_file() and "bad-name" not in (
+        isolated / "out" / "index.html"
+    ).read_text()
 
 
 def _entry_point(monkeypatch, capsys, *argv: str) -> tuple[int, list[str]]:

@@ -355,3 +355,20 @@ def test_flagged_on_the_pages_agrees_with_the_views(store, isolated):
         update={"suspicious": True})])  # fmt: skip
     page, view = page_and_view()
     assert view == 1 and "injection flagged" in page and "1 flagged, not counted" in page
+
+
+def test_digest_writes_only_its_own_page_and_compare_reports_every_file(pair, isolated):
+    from shipskip import usecases
+    from shipskip.publish import current_week
+    from shipskip.settings import get_settings
+
+    out = isolated / "out"
+    write_digest(pair, out, current_week())
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.*")) == [
+        f"digest/{current_week()}.html",
+        f"digest/{current_week()}.md",
+    ]
+    done = usecases.compare(pair, get_settings(), "claw-code", "smollm3")
+    on_disk = {p for p in out.rglob("*.*") if "digest" not in p.parts}
+    assert {p.resolve() for p in done.files} == {p.resolve() for p in on_disk}
+    assert any(p.name == "claw-code.svg" for p in done.files) and done.path in done.files

@@ -111,6 +111,8 @@ def test_deployments_in_prefect_yaml_load():
         "render-comparison",
         "weekly-maintenance",
         "calibrate-model",
+        "weekly-digest",
+        "publish-site",
     }
     for dep in spec["deployments"]:
         module, func = dep["entrypoint"].split(":")
@@ -118,6 +120,8 @@ def test_deployments_in_prefect_yaml_load():
         fl.validate_parameters(dep.get("parameters", {}))
     daily = next(d for d in spec["deployments"] if d["name"] == "daily-new-tools")
     assert daily["schedules"][0]["timezone"] == "UTC"
+    weekly = next(d for d in spec["deployments"] if d["name"] == "weekly-digest")
+    assert weekly["schedules"][0] == {"cron": "0 7 * * 1", "timezone": "UTC", "active": True}  # Mondays 07:00
 
 
 def test_llm_concurrency_bounds_calls_in_flight(holistic, tmp_path, monkeypatch):

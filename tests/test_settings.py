@@ -47,3 +47,19 @@ def test_settings_command_masks_secrets(monkeypatch):
     assert result.exit_code == 0, result.output
     assert "0123456789abcdef" not in result.output and "**********" in result.output
     assert "SHIPSKIP_FLAG_DELTA" in result.output and "21" in result.output
+
+def test_the_site_url_is_an_http_address_or_refused_in_one_line(monkeypatch):
+    from shipskip.errors import SettingsError
+    from shipskip.settings import get_settings
+
+    monkeypatch.setenv("SHIPSKIP_SITE_URL", "https://example.org/reviews/")
+    assert get_settings().site_url == "https://example.org/reviews"
+    for bad in (
+        "ftp://example.org",
+        "javascript:alert(1)",
+        "https://example.org/?q=1",
+        'https://x.org/"><b>',
+    ):
+        monkeypatch.setenv("SHIPSKIP_SITE_URL", bad)
+        with pytest.raises(SettingsError, match="^SHIPSKIP_SITE_URL: must be an http or https address"):
+            get_settings()

@@ -347,6 +347,11 @@ def compare(
     with user_errors():
         done = write_comparison(_store(), get_settings(), tool_a, tool_b)
     console.print(f"Wrote {for_terminal(done.path)} (and .md)", highlight=False)
+    others = [f for f in done.files if f not in (done.path, done.path.with_suffix(".md"))]
+    if others:
+        console.print(f"and {len(others)} files it links to:", highlight=False)
+        for f in others:
+            console.print(f"  {for_terminal(f)}", highlight=False)
     if not done.order_independent:
         err.print("warning: the verdicts depend on the order of the comparison", highlight=False)
 
@@ -629,6 +634,7 @@ def trends(
     from datetime import UTC, date, datetime
 
     from .analytics import score_distribution, trend_points, trend_summary
+    from .embedded import EMBEDDED_MODEL
     from .render import trends_page
     from .writes import write_text
 
@@ -647,6 +653,7 @@ def trends(
         with store.analysing():
             points = trend_points(store, seat, category, start, all_versions)
             distribution = score_distribution(store, seat)
+            models = store.current_models()
     summary = trend_summary(points)
     filters = ", ".join(
         f"{k}: {v}" for k, v in (("persona", seat), ("category", category), ("since", since)) if v
@@ -662,6 +669,9 @@ def trends(
         f"{counted} {f'Only {filters}.' if filters else 'All personas, categories and dates.'}",
         datetime.now(UTC).date(),
         distribution,
+        # The same notes as the other pages: the demo model's, and each uncalibrated model's.
+        demo=any(EMBEDDED_MODEL in m["model"] for m in models),
+        notes=tuple(sorted(f"uncalibrated for {m['model']}" for m in models if m["uncalibrated"])),
     )
     with user_errors():
         write_text(root, target, page)
@@ -907,3 +917,38 @@ def _eval_holistic(reference: Path, samples: int) -> None:
         f"similarity of takes on one tool: {out['summary']['overall']['similarity']}", highlight=False
     )
     print_figures("the same figures as the checklist's", out["summary"]["targets"])
+
+
+@app.command()
+def site() -> None:
+    """Build the whole static site under OUT_DIR (index.html to open); only pages whose inputs
+    changed since the last build are written. No Prefect server is started."""
+    from .site import build
+
+    with user_errors():
+        settings = get_settings()
+        report = build(_store(), settings)
+    console.print(
+        f"Site under {for_terminal(settings.out_dir)}: {len(report.written)} files written, "
+        f"{len(report.removed)} removed, {report.unchanged} pages unchanged. "
+        f"Open {for_terminal(settings.out_dir / 'index.html')}",
+        highlight=False,
+    )
+    _said_left_out(report.left_out)
+
+
+@app.command()
+def web(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve the site in OUT_DIR and take readers' votes and Helpful marks (build it first with
+    `shipskip site`). Tool pages are rendered from the store, so their counts are current."""
+    from .web import serve as serve_web
+
+    with user_errors():
+        settings = get_settings()
+        store = _store()
+    console.print(f"Serving {for_terminal(settings.out_dir)} on http://{host}:{port}/ (Ctrl-C stops)",
+                  highlight=False)  # fmt: skip
+    serve_web(store, settings, host, port)

@@ -8,7 +8,16 @@ from pathlib import Path
 
 from .errors import ShipskipError, StoredRowError
 from .models import SLUG_RE
-from .render import ReviewedTool, Update, badge_svg, compare_page, digest_page, reviewer_page, tool_page
+from .render import (
+    ReviewedTool,
+    Update,
+    badge_svg,
+    compare_name,
+    compare_page,
+    digest_page,
+    reviewer_page,
+    tool_page,
+)
 from .store import Store
 from .writes import write_text
 
@@ -81,14 +90,19 @@ def _target(out_dir: Path, sub: str, stem: str) -> Path:
     return out_dir / sub / stem
 
 
-def _write(out_dir: Path, path: Path, html: str, md: str) -> Path:
+def _write(out_dir: Path, path: Path, html: str, md: str, written: list[Path] | None = None) -> Path:
     html_path = path.with_suffix(".html")
     write_text(out_dir, html_path, html)
     write_text(out_dir, path.with_suffix(".md"), md)
+    if written is not None:
+        written += [html_path, path.with_suffix(".md")]
     return html_path
 
 
-def write_compare(store: Store, out_dir: Path, a: str, b: str) -> tuple[Path, list[ReviewedTool]]:
+def write_compare(
+    store: Store, out_dir: Path, a: str, b: str, written: list[Path] | None = None
+) -> tuple[Path, list[ReviewedTool]]:
+    """The comparison page, and the tool pages it links to; `written` collects every file."""
     for s in (a, b):
         if not SLUG_RE.fullmatch(s):
             raise ShipskipError(f"'{s}' is not a tool slug")
@@ -97,22 +111,31 @@ def write_compare(store: Store, out_dir: Path, a: str, b: str) -> tuple[Path, li
     panels = [load_panel(store, a), load_panel(store, b)]
     html, md = compare_page(panels[0], panels[1], datetime.now(UTC).date())
     for panel in panels:  # the pages a comparison links to
-        _write_tool_page(store, out_dir, panel)
-    return _write(out_dir, _target(out_dir, "compare", f"{a}-vs-{b}"), html, md), panels
+        _write_tool_page(store, out_dir, panel, written=written)
+    return _write(out_dir, _target(out_dir, "compare", f"{a}-vs-{b}"), html, md, written), panels
 
 
 def _write_tool_page(
-    store: Store, out_dir: Path, panel: ReviewedTool, left_out: list[str] | None = None
+    store: Store,
+    out_dir: Path,
+    panel: ReviewedTool,
+    left_out: list[str] | None = None,
+    written: list[Path] | None = None,
 ) -> Path:
     """A tool's page, its badge, and the comparisons its "similar tools" block links to."""
     today = datetime.now(UTC).date()
     similar = tuple(_panels(store, store.similar(panel.card.slug, panel.card.category), left_out))
-    for other in similar:
-        html, md = compare_page(panel, other, today)
-        _write(out_dir, _target(out_dir, "compare", f"{panel.card.slug}-vs-{other.card.slug}"), html, md)
-    write_text(out_dir, _target(out_dir, "badges", panel.card.slug).with_suffix(".svg"), badge_svg(panel))
+    for other in similar:  # each pair's one page, in slug order (render.compare_name)
+        first, second = sorted((panel, other), key=lambda p: p.card.slug)
+        html, md = compare_page(first, second, today)
+        name = compare_name(panel.card.slug, other.card.slug)
+        _write(out_dir, _target(out_dir, "compare", name), html, md, written)
+    badge = _target(out_dir, "badges", panel.card.slug).with_suffix(".svg")
+    write_text(out_dir, badge, badge_svg(panel))
+    if written is not None:
+        written.append(badge)
     html, md = tool_page(panel, today, similar)
-    return _write(out_dir, _target(out_dir, "tools", panel.card.slug), html, md)
+    return _write(out_dir, _target(out_dir, "tools", panel.card.slug), html, md, written)
 
 
 def write_tool(
@@ -146,9 +169,8 @@ def write_digest(
         " GROUP BY slug ORDER BY min(finished_at)",
         [start, end],
     )
+    # Only the digest itself: the tool pages it links to are `page`'s and `site`'s to write.
     panels = _panels(store, [r["slug"] for r in rows], left_out)
-    for panel in panels:  # the pages the digest links to
-        _write_tool_page(store, out_dir, panel, left_out)
     html, md = digest_page(week, panels, datetime.now(UTC).date())
     return _write(out_dir, _target(out_dir, "digest", week), html, md), panels
 
@@ -169,3 +191,8 @@ def verdicts_by_tool(markdown: str) -> dict[str, str]:
     row = next(ln for ln in lines if ln.startswith("| Panel verdict |"))
     cells = [c.strip() for c in row.strip("|").split("|")][1:]
     return dict(zip(names, cells, strict=True))
+
+
+def tool_neighbours(store: Store, panel: ReviewedTool) -> tuple[ReviewedTool, ...]:
+    """The similar tools a tool page lists (same category, as `page` writes it)."""
+    return tuple(_panels(store, store.similar(panel.card.slug, panel.card.category), None))

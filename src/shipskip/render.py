@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from functools import cache
+from functools import cache, cached_property
 from urllib.parse import quote
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
@@ -94,27 +94,27 @@ class ReviewedTool:
     def share(self) -> str:
         return f"{self.card.name} verdict: {self.verdict.line}"
 
-    @property
+    @cached_property
     def demo(self) -> bool:
         return any(EMBEDDED_MODEL in m for m in self.models)
 
-    @property
+    @cached_property  # computed once: a site build shows a tool on many pages
     def verdict(self) -> PanelVerdict:
         return aggregate(self.takes)
 
     def take_of(self, persona: str) -> Take | None:
         return next((t for t in self.takes if t.persona == persona), None)
 
-    @property
+    @cached_property
     def models(self) -> list[str]:
         return sorted({t.model for t in self.takes if t.model})
 
-    @property
+    @cached_property
     def calibration_notes(self) -> list[str]:
         """The note "uncalibrated for MODEL" of each model whose takes here had no fitted calibration."""
         return sorted({n for t in self.takes if (n := t.calibration_note)})
 
-    @property
+    @cached_property
     def contested(self) -> bool:
         return is_contested(self.takes)
 
@@ -124,7 +124,7 @@ class ReviewedTool:
         # spoke. An abstention is never counted, so its flag leaves nothing out.
         return self.verdict.flagged > 0
 
-    @property
+    @cached_property
     def badges(self) -> list[str]:
         """The badges on this tool's takes and card, in BADGES order, each once."""
         shown = {kind for t in self.takes for kind in take_badges(t)}
@@ -158,7 +158,22 @@ def _env() -> Environment:
     env.globals["BADGES"] = BADGES
     env.globals["take_badges"] = take_badges
     env.globals["badge_legend"] = lambda tools: [k for k in BADGES if any(k in t.badges for t in tools)]
+    # Where a page sits in the site: pages live one folder down (tools/, compare/...), so links
+    # to the index and categories climb one; the index passes "". No site URL: a local build.
+    env.globals.update(root="../", canonical=None, site_url=None, page_notes=(), vote=None, fragments=None)
+    env.filters["catslug"] = category_slug
+    env.globals["compare_name"] = compare_name
     return env
+
+
+def compare_name(a: str, b: str) -> str:
+    """The one comparison page of two tools, whichever of them links to it: A-vs-B in slug order."""
+    return "-vs-".join(sorted((a, b)))
+
+
+def category_slug(category: str) -> str:
+    """A normalised category's page name: "Developer Tools" -> developer-tools."""
+    return re.sub(r"[^a-z0-9]+", "-", category.casefold()).strip("-") or "other"
 
 
 def _render(template: str, **context: object) -> str:
@@ -169,16 +184,48 @@ def _meta(panels: list[ReviewedTool]) -> dict[str, object]:
     return {
         "description": "; ".join(p.share for p in panels)[:300],
         "demo": any(p.demo for p in panels),
+        "page_notes": sorted({n for p in panels for n in p.calibration_notes}),
     }
 
 
-def compare_page(a: ReviewedTool, b: ReviewedTool, generated: date) -> tuple[str, str]:
+def compare_page(
+    a: ReviewedTool, b: ReviewedTool, generated: date, extra: dict | None = None
+) -> tuple[str, str]:
     title = f"{a.card.name} vs {b.card.name}"
-    ctx = {"tools": [a, b], "generated": generated, "title": title, **_meta([a, b])}
+    ctx = {"tools": [a, b], "generated": generated, "title": title, **_meta([a, b]), **(extra or {})}
     return _render("compare.html.j2", **ctx), _render("compare.md.j2", **ctx)
 
 
 _BADGE_COLOURS = {"Ship": "#12805c", "Skip": "#b3261e", "Mixed": "#8a6d00", "No verdict": "#5d6470"}
+
+
+class Fragments:
+    """A tool's card and each seat's scorecard cell, rendered once and reused on every page of
+    one site build that shows them (a tool is on its own page and several comparisons). Only
+    for pages one folder down with no reader's forms: the macros render with the globals."""
+
+    def __init__(self) -> None:
+        self._macros = _env().get_template("macros.html.j2").module
+        self._cells: dict[tuple[str, str], Markup] = {}
+        self._cards: dict[str, Markup] = {}
+
+    def cell(self, t: ReviewedTool, persona: str) -> Markup:
+        key = (t.card.slug, persona)
+        if key not in self._cells:
+            self._cells[key] = Markup(self._macros.take_cell(t, persona))  # type: ignore[attr-defined]
+        return self._cells[key]
+
+    def card(self, t: ReviewedTool) -> Markup:
+        if t.card.slug not in self._cards:
+            self._cards[t.card.slug] = Markup(self._macros.tool_card(t, True))  # type: ignore[attr-defined]
+        return self._cards[t.card.slug]
+
+
+def compare_html(a: ReviewedTool, b: ReviewedTool, generated: date, extra: dict | None = None) -> str:
+    """The comparison page's HTML alone (a site build writes no Markdown twin)."""
+    title = f"{a.card.name} vs {b.card.name}"
+    ctx = {"tools": [a, b], "generated": generated, "title": title, **_meta([a, b]), **(extra or {})}
+    return _render("compare.html.j2", **ctx)
 
 
 def badge_svg(t: ReviewedTool) -> str:
@@ -193,21 +240,37 @@ def badge_svg(t: ReviewedTool) -> str:
     )  # fmt: skip
 
 
-def tool_page(t: ReviewedTool, generated: date, similar: tuple[ReviewedTool, ...] = ()) -> tuple[str, str]:
+def tool_page(
+    t: ReviewedTool,
+    generated: date,
+    similar: tuple[ReviewedTool, ...] = (),
+    site_url: str | None = None,
+    vote: dict | None = None,
+    fragments: Fragments | None = None,
+) -> tuple[str, str]:
+    """`vote`: the reader's forms when `shipskip web` serves the page (token, their vote, the
+    Helpful counts); the static page has none."""
     import base64
 
     badge = badge_svg(t)
+    # With a public address the snippet works on any site; without one it can only be relative.
+    base = f"{site_url.rstrip('/')}/" if site_url else ""
+    slug = t.card.slug
     ctx = {
         "tools": [t], "generated": generated, "title": t.card.name, **_meta([t]), "similar": similar,
         "badge_data": "data:image/svg+xml;base64," + base64.b64encode(badge.encode()).decode(),
-        "badge_snippet": f'<a href="tools/{t.card.slug}.html"><img src="badges/{t.card.slug}.svg" '
+        "badge_snippet": f'<a href="{base}tools/{slug}.html"><img src="{base}badges/{slug}.svg" '
         f'alt="{t.share}"></a>',
+        "embed_snippet": f'<iframe src="{base}embed/{slug}.html" title="{t.share}" width="360" '
+        'height="220" style="border:0"></iframe>',
+        "site_url": site_url, "canonical": f"{base}tools/{slug}.html" if site_url else None, "vote": vote,
+        "fragments": None if vote else fragments,
     }  # fmt: skip
     return _render("tool.html.j2", **ctx), _render("tool.md.j2", **ctx)
 
 
 def reviewer_page(
-    persona: object, takes: list[dict], categories: list[dict], generated: date
+    persona: object, takes: list[dict], categories: list[dict], generated: date, extra: dict | None = None
 ) -> tuple[str, str]:
     """A reviewer's page: its lens, what it rewards and what tires it, its recent verdicts and
     its ship rate per category. `persona` is the persona file as loaded (shipskip.personas)."""
@@ -216,14 +279,19 @@ def reviewer_page(
         "p": persona, "takes": takes, "categories": categories, "generated": generated, "title": title,
         "description": f"{title} on the shipskip panel: {persona.role}",  # type: ignore[attr-defined]
         "demo": any(EMBEDDED_MODEL in str(t.get("model", "")) for t in takes),
+        "page_notes": sorted({f"uncalibrated for {t['model']}" for t in takes if t.get("uncalibrated")}),
+        **(extra or {}),
     }  # fmt: skip
     return _render("reviewer.html.j2", **ctx), _render("reviewer.md.j2", **ctx)
 
 
-def digest_page(week: str, panels: list[ReviewedTool], generated: date) -> tuple[str, str]:
+def digest_page(
+    week: str, panels: list[ReviewedTool], generated: date, extra: dict | None = None
+) -> tuple[str, str]:
     ctx = {
         "week": week, "tools": panels, "generated": generated, "title": f"Weekly verdicts {week}",
         **_meta(panels), "description": f"The panel's verdicts on {len(panels)} AI tools, week {week}",
+        **(extra or {}),
     }  # fmt: skip
     return _render("digest.html.j2", **ctx), _render("digest.md.j2", **ctx)
 
@@ -247,6 +315,8 @@ def trends_page(
     filters: str,
     generated: date,
     distribution: dict[str, list[int]] | None = None,
+    demo: bool = False,
+    notes: tuple[str, ...] = (),
 ) -> str:
     scores: dict[str, list] = {}
     rates: dict[str, list] = {}
@@ -273,10 +343,130 @@ def trends_page(
         histograms=histograms,
         title="Score trends",
         description="The panel's scores and ship rate per persona and week",
-        demo=False,
+        demo=demo,
+        page_notes=notes,
         generated=generated,
         filters=filters,
         summary=summary,
         score_chart=line_chart(scores, 100, "Mean score per week"),
         rate_chart=line_chart(rates, 100, "Ship rate per week (%)"),
     )
+
+
+# -- the site's own pages (shipskip.site writes them) --------------------------------------
+
+
+def _site_ctx(site_url: str | None, path: str, root: str = "../") -> dict[str, object]:
+    """What every site page is told about where it sits: its root and, with a public address,
+    its canonical URL."""
+    base = f"{site_url.rstrip('/')}/" if site_url else None
+    return {"root": root, "site_url": base, "canonical": f"{base}{path}" if base else None}
+
+
+def index_page(days: list[tuple[date, list[ReviewedTool]]], generated: date, site_url: str | None) -> str:
+    tools = [t for _, ts in days for t in ts]
+    return _render(
+        "index.html.j2", days=days, count=len(tools), generated=generated, title="Latest verdicts",
+        **{**_meta(tools), "description": f"The panel's verdicts on {len(tools)} AI tools, newest first"},
+        **_site_ctx(site_url, "index.html", root=""),
+    )  # fmt: skip
+
+
+def category_page(
+    category: str,
+    ranked: list[tuple[ReviewedTool, list[ReviewedTool]]],
+    generated: date,
+    site_url: str | None,
+) -> str:
+    tools = [t for t, _ in ranked]
+    return _render(
+        "category.html.j2", category=category, tools=ranked, generated=generated, title=f"{category} tools",
+        **{**_meta(tools), "description": f"{len(tools)} {category} tools ranked by the shipskip panel"},
+        **_site_ctx(site_url, f"categories/{category_slug(category)}.html"),
+    )  # fmt: skip
+
+
+def categories_page(categories: list[tuple[str, int]], generated: date, site_url: str | None) -> str:
+    return _render(
+        "categories.html.j2", categories=categories, generated=generated, title="Categories", demo=False,
+        description="Every category the shipskip panel has reviewed",
+        **_site_ctx(site_url, "categories/index.html"),
+    )  # fmt: skip
+
+
+def digest_index_page(weeks: list[tuple[str, int]], generated: date, site_url: str | None) -> str:
+    return _render(
+        "digest_index.html.j2", weeks=weeks, generated=generated, title="Weekly digests", demo=False,
+        description="Every week of the shipskip panel's verdicts", **_site_ctx(site_url, "digest/index.html"),
+    )  # fmt: skip
+
+
+def embed_page(t: ReviewedTool, generated: date, site_url: str | None) -> str:
+    ctx = _site_ctx(site_url, f"embed/{t.card.slug}.html")
+    href = f"{ctx['site_url']}tools/{t.card.slug}.html" if site_url else f"../tools/{t.card.slug}.html"
+    return _render(
+        "embed.html.j2", tools=[t], tool_href=href, generated=generated, title=f"{t.card.name} verdict",
+        **_meta([t]), **ctx,
+    )  # fmt: skip
+
+
+ATOM = "http://www.w3.org/2005/Atom"
+
+
+def atom_feed(tools: list[ReviewedTool], updated: datetime, site_url: str | None) -> str:
+    """An Atom feed of the latest verdicts. Built as XML, not from a template, so every text is
+    escaped by the XML writer. Without a public address its links are relative and its ids are
+    tag: URIs of a local build, and its subtitle says so."""
+    import xml.etree.ElementTree as ET
+
+    base = f"{site_url.rstrip('/')}/" if site_url else ""
+
+    def stamp(at: datetime | None) -> str:
+        return (at or updated).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def uid(path: str) -> str:
+        return f"{base}{path}" if base else f"tag:shipskip.local,2026:{path}"
+
+    ET.register_namespace("", ATOM)
+    feed = ET.Element(f"{{{ATOM}}}feed")
+    ET.SubElement(feed, f"{{{ATOM}}}title").text = "shipskip: the panel's latest verdicts"
+    ET.SubElement(feed, f"{{{ATOM}}}subtitle").text = (
+        "AI tools reviewed by five critics" if base
+        else "Local build: links are relative to this folder (set SHIPSKIP_SITE_URL for public links)"
+    )  # fmt: skip
+    ET.SubElement(feed, f"{{{ATOM}}}id").text = uid("feed.xml")
+    newest = max((t.reviewed_at for t in tools if t.reviewed_at), default=updated)
+    ET.SubElement(feed, f"{{{ATOM}}}updated").text = stamp(newest)
+    ET.SubElement(feed, f"{{{ATOM}}}link", rel="self", href=f"{base}feed.xml")
+    ET.SubElement(feed, f"{{{ATOM}}}link", rel="alternate", type="text/html", href=f"{base}index.html")
+    ET.SubElement(ET.SubElement(feed, f"{{{ATOM}}}author"), f"{{{ATOM}}}name").text = "shipskip panel"
+    for t in tools:
+        entry = ET.SubElement(feed, f"{{{ATOM}}}entry")
+        ET.SubElement(entry, f"{{{ATOM}}}title").text = t.share
+        ET.SubElement(entry, f"{{{ATOM}}}id").text = uid(f"tools/{t.card.slug}.html")
+        ET.SubElement(entry, f"{{{ATOM}}}updated").text = stamp(t.reviewed_at)
+        ET.SubElement(entry, f"{{{ATOM}}}link", rel="alternate", type="text/html",
+                      href=f"{base}tools/{t.card.slug}.html")  # fmt: skip
+        ET.SubElement(entry, f"{{{ATOM}}}category", term=t.card.category)
+        notes = [
+            n for n in ("made with the embedded demo model" if t.demo else "", *t.calibration_notes) if n
+        ]
+        summary = f"{t.card.tagline}. Panel ship {t.verdict.pct_text}." + (
+            f" ({'; '.join(notes)})" if notes else ""
+        )
+        ET.SubElement(entry, f"{{{ATOM}}}summary").text = summary
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(feed, encoding="unicode") + "\n"
+
+
+def sitemap_xml(paths: list[str], site_url: str | None) -> str:
+    """sitemap.xml. The protocol wants absolute addresses; a local build has none, so it lists
+    paths relative to the folder and says so in a comment."""
+    from xml.sax.saxutils import escape
+
+    base = f"{site_url.rstrip('/')}/" if site_url else ""
+    head = "" if base else "<!-- Local build: set SHIPSKIP_SITE_URL for absolute addresses. -->\n"
+    rows = "".join(f"  <url><loc>{escape(base + p)}</loc></url>\n" for p in paths)
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>\n' + head
+        + '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">\n' + rows + "</urlset>\n"
+    )  # fmt: skip

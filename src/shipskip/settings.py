@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 import pydantic_settings
-from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import SettingsError
@@ -240,6 +240,51 @@ class Settings(BaseSettings):
     embedded_startup_timeout_s: float = Field(
         default=120.0, gt=0, description="How long the embedded server may take to start answering."
     )
+
+    site_url: str | None = Field(
+        default=None,
+        description="The site's public base URL (http or https), for canonical links, the embed "
+        "snippet, the Atom feed and sitemap.xml; unset, those say the build is local.",
+    )
+    compare_neighbours: int = Field(
+        default=5,
+        ge=0,
+        le=50,
+        description="Comparison pages `shipskip site` writes per tool: against this many tools of "
+        "its category, the nearest by panel ship %.",
+    )
+    site_processes: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Processes `shipskip site` renders a big build in (2000 pages or more to write; "
+        "forked, so POSIX only); 1 renders in the calling process.",
+    )
+    web_secret: SecretStr | None = Field(
+        default=None,
+        description="Key that signs `shipskip web`'s voter cookies and form tokens; unset, a new "
+        "random one each start (readers then get a new voter id, and can vote again).",
+    )
+    web_posts_per_minute: int = Field(
+        default=30,
+        ge=1,
+        description="Votes and Helpful marks `shipskip web` takes from one client address per minute; "
+        "more get 429.",
+    )
+    web_max_body_bytes: int = Field(
+        default=2048,
+        ge=256,
+        le=65536,
+        description="The largest request body `shipskip web` reads; a bigger one gets 413.",
+    )
+
+    @field_validator("site_url")
+    @classmethod
+    def _site_url(cls, v: str | None) -> str | None:
+        # It ends up in every page's links: a web address only, no query or fragment.
+        if v is not None and not re.fullmatch(r"https?://[^\s/?#\\\"'<>]+(/[^\s?#\\\"'<>]*)?", v):
+            raise ValueError("must be an http or https address such as https://example.org/reviews")
+        return v.rstrip("/") if v else None
 
     def resolved_base_url(self) -> str | None:
         return self.base_url or os.environ.get("OPENAI_BASE_URL") or None

@@ -1005,7 +1005,8 @@ class Store:
     def reviewer_record(self, persona: str, recent: int = 20) -> tuple[list[dict], list[dict]]:
         """A persona's latest current takes (tool, verdict, score, when) and its figures per category."""
         takes = self.query(
-            "SELECT t.slug, tools.name, tools.category, t.verdict, t.score, t.created_at, t.suspicious"
+            "SELECT t.slug, tools.name, tools.category, t.verdict, t.score, t.created_at, t.suspicious,"
+            " t.model, t.uncalibrated"
             " FROM current_takes t JOIN tools USING (slug) WHERE t.persona = ?"
             " ORDER BY t.created_at DESC, t.slug LIMIT ?",
             [persona, recent],
@@ -1073,6 +1074,148 @@ class Store:
             [slug],
         )
         return CommunityVotes(**rows[0])
+
+    # -- the site --------------------------------------------------------------------
+
+    def site_rows(self) -> dict[str, list[dict[str, Any]]]:
+        """Everything the static site shows, in a few bulk reads on one connection (a read per
+        tool cost 5 queries a tool: a minute for 10,000). Keys: `tools` (card columns),
+        `takes` (current takes, as rows), `votes`, `reviewed` (latest take per tool),
+        `updates` (the last two committed takes of each seat taken more than once, newest
+        first, with the run's reason) and `runs` (each completed review's tool and time)."""
+        with self.reading():
+            return {
+                "tools": self.query(
+                    "SELECT * EXCLUDE (content_hash, first_seen, updated_at) FROM tools ORDER BY slug"
+                ),
+                "takes": self.query("SELECT * FROM current_takes"),
+                "votes": self.query(
+                    "SELECT slug, count(*) FILTER (WHERE vote = 'ship') AS ship,"
+                    " count(*) FILTER (WHERE vote = 'skip') AS skip FROM votes GROUP BY slug"
+                ),
+                "reviewed": self.query(
+                    "SELECT slug, max(created_at) AS at FROM committed_takes GROUP BY slug"
+                ),
+                "updates": self.query(
+                    "SELECT slug, persona, created_at, reason, score, verdict, take, abstain_reason, rn"
+                    " FROM ("
+                    " SELECT t.slug, t.persona, t.created_at, r.reason, t.score, t.verdict, t.take,"
+                    " t.abstain_reason,"
+                    " row_number() OVER (PARTITION BY t.slug, t.persona ORDER BY t.created_at DESC) AS rn,"
+                    " count(*) OVER (PARTITION BY t.slug, t.persona) AS n"
+                    " FROM committed_takes t JOIN runs r USING (run_id))"
+                    " WHERE n >= 2 AND rn <= 2 ORDER BY slug, persona, rn"
+                ),
+                "runs": self.query(
+                    "SELECT slug, finished_at FROM runs WHERE status = 'complete' AND finished_at IS NOT NULL"
+                    " ORDER BY finished_at, slug"
+                ),
+            }
+
+    @staticmethod
+    def take_from_row(row: dict[str, Any], slug: str) -> Take:
+        """A `current_takes` row from `site_rows` as a Take (StoredRowError when it fails)."""
+        return _take_from_row(row, slug)
+
+    def page_digests(self, out_dir: str) -> dict[str, str]:
+        """Each published page of the site in `out_dir`: its path there and its inputs' digest."""
+        if not self.exists():
+            return {}
+        rows = self.query("SELECT path, digest FROM page_digests WHERE out_dir = ?", [out_dir])
+        return {r["path"]: r["digest"] for r in rows}
+
+    @_again_on_conflict
+    def record_pages(self, out_dir: str, written: dict[str, str], removed: list[str]) -> None:
+        """Remember the digests of pages just written, and forget the pages just removed, in one
+        short transaction (lists bound whole: a row per call took 1 ms a page)."""
+        gone = [*written, *removed]
+        if not gone:
+            return
+        with self.transaction() as con:
+            con.execute(
+                "DELETE FROM page_digests WHERE out_dir = ? AND path IN (SELECT unnest(?))", [out_dir, gone]
+            )
+            if written:
+                con.execute(
+                    "INSERT INTO page_digests (out_dir, path, digest, written_at)"
+                    " SELECT ?, unnest(?), unnest(?), ?",
+                    [out_dir, list(written), list(written.values()), _now()],
+                )
+
+    # -- readers on the web ----------------------------------------------------------
+
+    @_again_on_conflict
+    def add_marks(self, batch: list[tuple[str, str, str, str]]) -> list[str]:
+        """Readers' votes and "Helpful?" marks from `shipskip web`, many in one short
+        transaction (DuckDB has one writer per file: a transaction per click would queue).
+        Each item is (kind, slug, value, voter): kind "vote" with value ship/skip, changeable as
+        `add_vote`; kind "helpful" with value a persona, once per reader. Returns, per item,
+        "recorded", "changed", "unchanged", or "unknown" for a slug (or seat) with no
+        current take, which stores nothing."""
+        out: list[str] = []
+        now = _now()
+        with self.transaction() as con:
+            for kind, slug, value, voter in batch:
+                if kind == "vote":
+                    if not con.execute("SELECT 1 FROM tools WHERE slug = ?", [slug]).fetchone():
+                        out.append("unknown")
+                        continue
+                    earlier = con.execute(
+                        "SELECT vote FROM votes WHERE slug = ? AND voter = ?", [slug, voter]
+                    ).fetchone()
+                    if earlier is None:
+                        con.execute(
+                            "INSERT INTO votes (slug, vote, created_at, voter, updated_at)"
+                            " VALUES (?, ?, ?, ?, ?)",
+                            [slug, value, now, voter, now],
+                        )
+                        out.append("recorded")
+                    elif earlier[0] == value:
+                        out.append("unchanged")
+                    else:
+                        con.execute(
+                            "UPDATE votes SET vote = ?, updated_at = ? WHERE slug = ? AND voter = ?",
+                            [value, now, slug, voter],
+                        )
+                        out.append("changed")
+                    continue
+                seat = con.execute(
+                    "SELECT 1 FROM current_takes WHERE slug = ? AND persona = ? AND verdict IS NOT NULL",
+                    [slug, value],
+                ).fetchone()
+                if not seat:
+                    out.append("unknown")
+                    continue
+                if con.execute(
+                    "SELECT 1 FROM helpful_marks WHERE slug = ? AND persona = ? AND voter = ?",
+                    [slug, value, voter],
+                ).fetchone():
+                    out.append("unchanged")
+                    continue
+                con.execute(
+                    "INSERT INTO helpful_marks (slug, persona, voter, created_at) VALUES (?, ?, ?, ?)",
+                    [slug, value, voter, now],
+                )
+                out.append("recorded")
+        return out
+
+    def current_models(self) -> list[dict[str, Any]]:
+        """Each model behind a current take, and whether any of its takes was uncalibrated."""
+        return self.query(
+            "SELECT model, bool_or(coalesce(uncalibrated, false)) AS uncalibrated FROM current_takes"
+            " WHERE model IS NOT NULL GROUP BY model ORDER BY model"
+        )
+
+    def helpful_counts(self, slug: str) -> dict[str, int]:
+        """How many readers marked each seat's take on a tool helpful."""
+        rows = self.query(
+            "SELECT persona, count(*) AS n FROM helpful_marks WHERE slug = ? GROUP BY persona", [slug]
+        )
+        return {r["persona"]: r["n"] for r in rows}
+
+    def voter_choice(self, slug: str, voter: str) -> str | None:
+        rows = self.query("SELECT vote FROM votes WHERE slug = ? AND voter = ?", [slug, voter])
+        return rows[0]["vote"] if rows else None
 
 
 # Columns of `tools` that are not text, for the row a review merges in.

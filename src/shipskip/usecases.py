@@ -338,15 +338,18 @@ class Comparison:
     markdown: str
     order_independent: bool
     names: tuple[str, str]
+    files: tuple[Path, ...] = ()  # every file written: the page, its .md, the tool pages it links to
 
 
 def compare(store: Store, settings: Settings, tool_a: str, tool_b: str) -> Comparison:
     """Write the comparison page, and check its verdicts do not depend on which tool is first."""
     from .render import scorecard_markdown
 
-    path, panels = write_compare(store, settings.out_dir, tool_a, tool_b)
+    files: list[Path] = []
+    path, panels = write_compare(store, settings.out_dir, tool_a, tool_b, files)
     stable = order_independent(*(verdicts_by_tool(p) for p in compare_both_orders(store, tool_a, tool_b)))
-    return Comparison(path, scorecard_markdown(panels), stable, (panels[0].card.name, panels[1].card.name))
+    names = (panels[0].card.name, panels[1].card.name)
+    return Comparison(path, scorecard_markdown(panels), stable, names, tuple(files))
 
 
 def maintain(store: Store, keep_days: int) -> dict[str, int] | None:
