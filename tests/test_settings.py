@@ -48,6 +48,7 @@ def test_settings_command_masks_secrets(monkeypatch):
     assert "0123456789abcdef" not in result.output and "**********" in result.output
     assert "SHIPSKIP_FLAG_DELTA" in result.output and "21" in result.output
 
+
 def test_the_site_url_is_an_http_address_or_refused_in_one_line(monkeypatch):
     from shipskip.errors import SettingsError
     from shipskip.settings import get_settings
