@@ -191,7 +191,14 @@ def test_the_sql_view_applies_the_same_verdict_rule_as_aggregate(store):
         store.commit_review(run, card, takes)
         v = aggregate(takes)
         expected[card.slug] = (
-            v.label, v.ship, v.skip, v.abstain, v.ship_pct, v.flagged, v.not_counted, v.flip_chance
+            v.label,
+            v.ship,
+            v.skip,
+            v.abstain,
+            v.ship_pct,
+            v.flagged,
+            v.not_counted,
+            v.flip_chance,
         )
     rows = store.query(
         "SELECT slug, label, ship, skip, abstain, ship_pct, flagged, not_counted, flip_chance FROM panel_verdicts"
@@ -208,7 +215,9 @@ def test_the_sql_view_applies_the_same_verdict_rule_as_aggregate(store):
         assert (v[7] is None) == (expected[slug][7] is None)
         assert v[7] is None or abs(v[7] - expected[slug][7]) < 1e-3, slug
     assert any(v[0] == "No verdict" and v[1] + v[2] == 1 for v in got.values())  # one counted seat
-    assert sum(v[7] is not None for v in got.values()) > 10 and any(0 < v[7] < 1 for v in got.values() if v[7])
+    assert sum(v[7] is not None for v in got.values()) > 10 and any(
+        0 < v[7] < 1 for v in got.values() if v[7]
+    )
 
 
 RANKED = (

@@ -297,7 +297,10 @@ def seat_standing(figures: dict, title: str, kappa_min: float) -> tuple[bool, st
         return True, None
     shown = f"{kappa:.2f}".replace("-", "\u2212")
     signal = "no signal" if kappa <= 0 else "too little signal"
-    return False, f"not counted: on this model the {title}'s lens has shown {signal} (kappa {shown} on {tools} tools)"
+    return (
+        False,
+        f"not counted: on this model the {title}'s lens has shown {signal} (kappa {shown} on {tools} tools)",
+    )
 
 
 def fitted_label(key: ModelKey, persona: str, entry: Entry) -> str:

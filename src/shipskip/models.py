@@ -470,7 +470,8 @@ class PanelVerdict(BaseModel):
     def not_counted_note(self) -> str:
         if not self.not_counted:
             return ""
-        return f" · {self.not_counted} seat{'s' if self.not_counted > 1 else ''} not counted (no signal on this model)"
+        seats = f"{self.not_counted} seat{'s' if self.not_counted > 1 else ''}"
+        return f" · {seats} not counted (no signal on this model)"
 
     @property
     def flagged_note(self) -> str:

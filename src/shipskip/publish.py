@@ -9,6 +9,7 @@ from pathlib import Path
 from .errors import ShipskipError, StoredRowError
 from .models import SLUG_RE
 from .render import ReviewedTool, Update, badge_svg, compare_page, digest_page, reviewer_page, tool_page
+from .settings import get_settings
 from .store import Store
 from .writes import write_text
 
@@ -26,6 +27,7 @@ def load_panel(store: Store, slug: str) -> ReviewedTool:
             votes=store.votes(slug),
             reviewed_at=store.reviewed_at(slug),
             updates=tuple(_updates(store, slug)),
+            contested_above=get_settings().contested_above,
         )
 
 

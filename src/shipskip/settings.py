@@ -94,8 +94,8 @@ class Settings(BaseSettings):
     )  # fmt: skip
     contested_above: float = Field(
         default=0.35, ge=0, le=1,
-        description="A panel verdict whose chance of flipping (from its counted seats' P(ship)) is above this "
-        "reads \"contested\" on pages, badges and in `show`.",
+        description="A panel verdict whose chance of flipping (from its counted seats' P(ship)) is above "
+        "this reads \"contested\" on pages, badges and in `show`.",
     )  # fmt: skip
 
     # No base_url means the embedded llama.cpp server with the packaged SmolLM2 model.
