@@ -390,8 +390,23 @@ def test_the_shipped_calibration_records_each_seats_out_of_fold_figures():
     data = calibrations.load_file(next(calibrations.shipped_dir().glob("*.json")))
     figures = {e.persona: e.figures for e in data.entries}
     for f in figures.values():
-        assert f["tools"] == 101 and len(f["kappa_interval"]) == 2 and f["ship_curve"]["slope"] > 0
+        assert f["tools"] == 101 and len(f["kappa_interval"]) == 2 and f["ship_curve"]["slope"] >= 0
         assert f["kappa_interval"][0] <= f["kappa"] <= f["kappa_interval"][1]
     standing = {p: calibrations.seat_standing(f, p.title(), 0.2) for p, f in figures.items()}
+    # A counted seat's P(ship) rises with its score; the Futurist's scores run against its
+    # labels, so its curve is flat.
+    assert all(figures[p]["ship_curve"]["slope"] > 0 for p, (counts, _) in standing.items() if counts)
+    assert figures["futurist"]["ship_curve"]["slope"] == 0
     assert standing["futurist"][0] is False and "kappa \u22120.03 on 101 tools" in standing["futurist"][1]
     assert standing["builder"] == (True, None)
+
+
+def test_a_ship_curve_rises_with_the_score_and_is_flat_where_scores_run_against_the_labels():
+    from shipskip.calibrate import ship_chance, ship_curve
+
+    scores = [30, 40, 45, 55, 65, 70, 80, 90]
+    curve = ship_curve(scores, [False, False, False, True, False, True, True, True])
+    assert curve["slope"] > 0 and ship_chance(curve, 90) > 0.5 > ship_chance(curve, 30)
+    backwards = ship_curve(scores, [True, True, True, False, True, False, False, False])
+    assert backwards["slope"] == 0 and ship_chance(backwards, 90) == ship_chance(backwards, 30) == 0.5
+    assert ship_curve(scores, [True] * 7 + [False]) is None  # one skip: nothing to tell apart

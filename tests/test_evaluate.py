@@ -314,7 +314,7 @@ def test_eval_takes_counts_what_cards_lack_what_was_refused_and_what_was_compose
 # -- counted seats and the flip chance, out-of-fold ---------------------------------------
 
 
-def _seat(slug, persona, ref, score):
+def _scored_seat(slug, persona, ref, score):
     from shipskip.evaluate import ItemResult
     from shipskip.models import verdict_for
 
@@ -331,9 +331,9 @@ def _results(n=40):
         ref = "ship" if i % 2 else "skip"
         sure = 75 + i % 7 if ref == "ship" else 40 - i % 7
         out += [
-            _seat(f"t{i}", "builder", ref, sure if i % 10 else 100 - sure),  # one in ten wrong
-            _seat(f"t{i}", "skeptic", ref, sure - 3 if i % 8 else 100 - sure),
-            _seat(f"t{i}", "futurist", ref, 70 if (i // 2) % 2 else 45),
+            _scored_seat(f"t{i}", "builder", ref, sure if i % 10 else 100 - sure),  # one in ten wrong
+            _scored_seat(f"t{i}", "skeptic", ref, sure - 3 if i % 8 else 100 - sure),
+            _scored_seat(f"t{i}", "futurist", ref, 70 if (i // 2) % 2 else 45),
         ]
     return out
 

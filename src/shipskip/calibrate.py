@@ -206,7 +206,8 @@ CURVE_SCALE = 10.0
 def ship_curve(scores: Sequence[int], ships: Sequence[bool]) -> dict[str, float] | None:
     """P(the labelled call is ship | the seat's score), as a logistic curve of the score's
     distance from the ship line (Platt scaling), fitted by Newton's method on out-of-fold
-    scores. None with fewer than two of either label, where no curve can be told."""
+    scores, its slope held at zero or above. None with fewer than two of either label, where
+    no curve can be told."""
     if sum(ships) < 2 or len(ships) - sum(ships) < 2:
         return None
     x = (np.array(scores, dtype=float) - SHIP_THRESHOLD) / CURVE_SCALE
@@ -221,6 +222,10 @@ def ship_curve(scores: Sequence[int], ships: Sequence[bool]) -> dict[str, float]
         a, b = a - float(step[0]), b - float(step[1])
         if abs(step).max() < 1e-8:
             break
+    if a < 0:
+        # A higher score never makes ship less likely: where the scores run against the labels
+        # (a seat with no signal), the curve is flat at the share of ships.
+        a, b = 0.0, float(np.log(y.mean() / (1 - y.mean())))
     return {"slope": round(a / CURVE_SCALE, 5), "intercept": round(b, 5)}
 
 

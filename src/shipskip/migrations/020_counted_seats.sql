@@ -2,10 +2,12 @@
 -- (its out-of-fold kappa in that model's calibration at least SHIPSKIP_COUNT_KAPPA_MIN): the
 -- take says whether it counted and why not, so views need no Python. `p_ship` is the seat's
 -- chance of a "ship" call at its score, on the calibration's out-of-fold ship curve.
--- Takes stored before this counted, as they did then.
-ALTER TABLE takes ADD COLUMN counted BOOLEAN DEFAULT true;
+-- Takes stored before this counted, as they did then. The column with a default is added
+-- last: duckdb 1.5 refuses to commit another ALTER after one that fills a default into
+-- existing rows, in the same transaction.
 ALTER TABLE takes ADD COLUMN not_counted_reason VARCHAR;
 ALTER TABLE takes ADD COLUMN p_ship DOUBLE;
+ALTER TABLE takes ADD COLUMN counted BOOLEAN DEFAULT true;
 
 -- panel_verdicts as in 019 (same rule as panel.aggregate): a seat counts when it spoke, was
 -- not flagged and carries signal; fewer than two counted seats is "No verdict". flip_chance
