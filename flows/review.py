@@ -125,7 +125,10 @@ def publish_review(
         card = store.tool(out.slug)
         if card is None:
             return
-        panel = ReviewedTool(card, tuple(out.takes), store.votes(out.slug), store.reviewed_at(out.slug))
+        panel = ReviewedTool(
+            card, tuple(out.takes), store.votes(out.slug), store.reviewed_at(out.slug),
+            contested_above=get_settings().contested_above,
+        )  # fmt: skip
     markdown = review_markdown(panel, what, reason)
     key, description = f"review-{out.slug}", f"{what}: {card.name}"
     if client is None:

@@ -72,13 +72,19 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def calibrate_as(model: str, folder: Path) -> Path:
+def calibrate_as(model: str, folder: Path, figures: bool = False) -> Path:
     """Give `model` the shipped SmolLM2 calibration, as if `shipskip calibrate` had fitted it:
-    tests of the panel's mechanics score the fake model as the persona files used to."""
+    tests of the panel's mechanics score the fake model as the persona files used to. Without
+    `figures` its out-of-fold figures are left out, so every seat counts (SmolLM2's Futurist
+    has shown no signal, and would not) and no take has a P(ship)."""
     from shipskip import calibrations
 
     shipped = next(calibrations.shipped_dir().glob("*.json"))
     data = calibrations.load_file(shipped).model_copy(update={"model": model, "gguf_digest": None})
+    if not figures:
+        data = data.model_copy(
+            update={"entries": [e.model_copy(update={"figures": {}}) for e in data.entries]}
+        )
     return calibrations.write(folder, data)
 
 

@@ -461,3 +461,19 @@ def test_trends_marks_the_partial_week_shows_n_and_writes_where_asked(fx, isolat
     assert CliRunner().invoke(app, ["trends", "--out", "/tmp/elsewhere.html"]).exit_code == 2
     nobody = CliRunner().invoke(app, ["trends", "--persona", "nobody"])
     assert nobody.exit_code == 2 and "nobody" in nobody.output and "is not one of" in nobody.output
+
+
+def test_trends_say_how_many_of_a_seats_takes_did_not_count(store):
+    for i in range(2):
+        card = make_card(slug=f"nc{i}", name=f"Nc{i}")
+        takes = [make_take(p, "ship", 70) for p in ("builder", "skeptic", "futurist")]
+        takes[2] = takes[2].model_copy(
+            update={"counted": False, "not_counted_reason": "not counted: no signal"}
+        )
+        store.commit_review(store.begin_run(card), card, takes)
+    summary = {s["persona"]: s for s in trend_summary(trend_points(store))}
+    assert summary["futurist"]["not_counted"] == 2 and summary["builder"]["not_counted"] == 0
+    # The seat's own figures still read its takes: not counting is the panel's business.
+    assert summary["futurist"]["ship_rate"] == 1.0
+    html = trends_page(trend_points(store), list(summary.values()), "all", date(2026, 11, 24))
+    assert "2 not counted" in html

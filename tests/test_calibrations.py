@@ -283,6 +283,13 @@ def test_calibrate_fits_a_decisive_model_so_its_scores_spread(fake, isolated, tm
     figures = out["summary"]
     assert figures["out_of_fold"]["extreme_share"] <= 0.05
     assert figures["persona_files"]["extreme_share"] <= 0.05
+    # Each seat's entry records its out-of-fold figures: what decides whether it counts.
+    for persona in ("builder", "futurist"):
+        entry = calibrations.find_fitted(settings.calibrations_dir, ModelKey("decisive-model"), persona,
+                                         load_prompts(settings.prompts_dir).personas[persona].version)  # fmt: skip
+        f = entry.figures
+        assert f["tools"] == 12 and f["kappa"] == figures["out_of_fold"]["seats"][persona]["kappa"]
+        assert len(f["kappa_interval"]) == 2 and "bootstrap" in f["interval"] and f["ship_curve"]["slope"] > 0
     # SmolLM2's weights on the same answers pile them at 0 and 100 (what this replaces).
     prompts = load_prompts(settings.prompts_dir)
     answers = _answers_as_results(settings, ref)
@@ -338,3 +345,68 @@ def test_calibrate_on_the_embedded_model_resumes_after_a_kill(isolated, tmp_path
         settings.calibrations_dir, key, "skeptic", prompts.personas["skeptic"].version
     )
     assert entry is not None and entry.calibration.tools == 2
+
+
+# -- which seats count ---------------------------------------------------------------------
+
+
+def test_a_seat_below_the_kappa_line_on_its_model_is_written_and_shown_but_not_counted(fake, isolated):
+    settings = get_settings()
+
+    def measured(data):
+        figures = {"tools": 101, "ship_curve": {"slope": 0.12, "intercept": 0.0}}
+        return data.model_copy(update={"entries": [
+            e.model_copy(update={"figures": {**figures, "kappa": -0.03 if e.persona == "futurist" else 0.45}})
+            for e in data.entries
+        ]})  # fmt: skip
+
+    calibrations.update(settings.calibrations_dir, ModelKey("fake-model"), measured)
+    out = review(CARD)
+    futurist = next(t for t in out.takes if t.persona == "futurist")
+    assert futurist.verdict is not None and futurist.text and not futurist.counted
+    assert futurist.not_counted_reason == (
+        "not counted: on this model the Futurist's lens has shown no signal (kappa \u22120.03 on 101 tools)"
+    )
+    spoke = [t for t in out.takes if t.verdict is not None]
+    assert all(t.counted and t.not_counted_reason is None for t in spoke if t.persona != "futurist")
+    # Each spoken take's P(ship) is read off its seat's curve at its score.
+    assert all(t.p_ship is not None and (t.p_ship >= 0.5) == (t.verdict == "ship") for t in spoke)
+    store = Store.from_settings(settings)
+    stored = {t.persona: t for t in store.current_takes("claw-code")}
+    assert (
+        not stored["futurist"].counted
+        and stored["futurist"].not_counted_reason == futurist.not_counted_reason
+    )
+    row = store.query("SELECT ship, skip, not_counted, flip_chance FROM panel_verdicts")[0]
+    assert row["not_counted"] == 1 and row["ship"] + row["skip"] == len(spoke) - 1
+    assert row["flip_chance"] is not None
+    page = write_tool(store, settings.out_dir, "claw-code")[0].read_text()
+    assert "lens has shown no signal (kappa \u22120.03 on 101 tools)" in page
+
+
+def test_the_shipped_calibration_records_each_seats_out_of_fold_figures():
+    """Filled from the committed answers (bench/shipped_figures.py): on SmolLM2-135M the
+    Futurist has shown no signal and does not count; the Builder does."""
+    data = calibrations.load_file(next(calibrations.shipped_dir().glob("*.json")))
+    figures = {e.persona: e.figures for e in data.entries}
+    for f in figures.values():
+        assert f["tools"] == 101 and len(f["kappa_interval"]) == 2 and f["ship_curve"]["slope"] >= 0
+        assert f["kappa_interval"][0] <= f["kappa"] <= f["kappa_interval"][1]
+    standing = {p: calibrations.seat_standing(f, p.title(), 0.2) for p, f in figures.items()}
+    # A counted seat's P(ship) rises with its score; the Futurist's scores run against its
+    # labels, so its curve is flat.
+    assert all(figures[p]["ship_curve"]["slope"] > 0 for p, (counts, _) in standing.items() if counts)
+    assert figures["futurist"]["ship_curve"]["slope"] == 0
+    assert standing["futurist"][0] is False and "kappa \u22120.03 on 101 tools" in standing["futurist"][1]
+    assert standing["builder"] == (True, None)
+
+
+def test_a_ship_curve_rises_with_the_score_and_is_flat_where_scores_run_against_the_labels():
+    from shipskip.calibrate import ship_chance, ship_curve
+
+    scores = [30, 40, 45, 55, 65, 70, 80, 90]
+    curve = ship_curve(scores, [False, False, False, True, False, True, True, True])
+    assert curve["slope"] > 0 and ship_chance(curve, 90) > 0.5 > ship_chance(curve, 30)
+    backwards = ship_curve(scores, [True, True, True, False, True, False, False, False])
+    assert backwards["slope"] == 0 and ship_chance(backwards, 90) == ship_chance(backwards, 30) == 0.5
+    assert ship_curve(scores, [True] * 7 + [False]) is None  # one skip: nothing to tell apart

@@ -309,3 +309,57 @@ def test_eval_takes_counts_what_cards_lack_what_was_refused_and_what_was_compose
     assert t["composed_from_checklist"] == skeptics
     assert t["composed_rate"] == round(skeptics / len(firsts), 3)
     assert t["attempts_refused"] == f"number {3 * skeptics}, placeholder {len(firsts) - skeptics}"
+
+
+# -- counted seats and the flip chance, out-of-fold ---------------------------------------
+
+
+def _scored_seat(slug, persona, ref, score):
+    from shipskip.evaluate import ItemResult
+    from shipskip.models import verdict_for
+
+    return ItemResult(
+        slug=slug, persona=persona, ref_verdict=ref, ref_score=None, verdict=verdict_for(score), score=score,
+        first_attempt_valid=True, grounded=None, verdict_flips=0.0, score_spread=None, take=None,
+    )  # fmt: skip
+
+
+def _results(n=40):
+    """Two seats whose scores follow their labels and one whose scores ignore them."""
+    out = []
+    for i in range(n):
+        ref = "ship" if i % 2 else "skip"
+        sure = 75 + i % 7 if ref == "ship" else 40 - i % 7
+        out += [
+            _scored_seat(f"t{i}", "builder", ref, sure if i % 10 else 100 - sure),  # one in ten wrong
+            _scored_seat(f"t{i}", "skeptic", ref, sure - 3 if i % 8 else 100 - sure),
+            _scored_seat(f"t{i}", "futurist", ref, 70 if (i // 2) % 2 else 45),
+        ]
+    return out
+
+
+def test_expected_calibration_error_weighs_each_bin_by_its_panels():
+    from shipskip.evaluate import _ece
+
+    ece, bins = _ece([(0.05, False)] * 10 + [(0.95, True)] * 9 + [(0.95, False)])
+    # Bin 0.0-0.1: 0.05 against 0 flipped; bin 0.9-1.0: 0.95 against 0.9.
+    assert ece == 0.05 and [b["panels"] for b in bins] == [10, 10]
+
+
+def test_counted_figures_drop_the_seat_with_no_signal_and_report_ece_and_coverage():
+    from shipskip.evaluate import counted_figures, seat_figures
+
+    results = _results()
+    seats = seat_figures(results)
+    assert seats["futurist"]["kappa"] < 0.2 < seats["skeptic"]["kappa"]
+    c = counted_figures(results, seats, 0.2)
+    assert c["counted"] == ["builder", "skeptic"] and c["not_counted"] == ["futurist"]
+    # Two counted seats that agree with their labels beat three with a coin among them.
+    assert c["counted_seats"]["ship_balanced_accuracy"] > c["all_seats"]["ship_balanced_accuracy"]
+    flip = c["flip"]
+    assert flip["panels"] == 40 and 0 <= flip["ece"] <= 1 and flip["ece_interval"][0] <= flip["ece"]
+    cover = [row["coverage"] for row in c["selective"]]
+    assert cover == sorted(cover) and cover[-1] == c["counted_seats"]["coverage"] == 1.0
+    # Where the panel is surest it is right more often than over every tool.
+    surest = next(row for row in c["selective"] if row["tools"])
+    assert surest["accuracy"] >= c["selective"][-1]["accuracy"]

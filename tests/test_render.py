@@ -372,3 +372,74 @@ def test_digest_writes_only_its_own_page_and_compare_reports_every_file(pair, is
     on_disk = {p for p in out.rglob("*.*") if "digest" not in p.parts}
     assert {p.resolve() for p in done.files} == {p.resolve() for p in on_disk}
     assert any(p.name == "claw-code.svg" for p in done.files) and done.path in done.files
+
+NO_SIGNAL = (
+    "not counted: on this model the Futurist's lens has shown no signal (kappa \u22120.03 on 101 tools)"
+)
+
+
+def test_a_seat_with_no_signal_is_shown_but_not_counted_on_pages_in_the_view_and_in_show(
+    store, isolated, monkeypatch
+):
+    from typer.testing import CliRunner
+
+    from shipskip.cli import app
+
+    c = make_card(slug="nosignal", name="Nosignal")
+    takes = [
+        make_take(p, v, s, f"Nosignal take by {p}, a demo thing.")
+        for p, v, s in zip(PERSONAS, ["ship", "skip", "skip", "ship", "ship"], [80, 40, 30, 75, 70], strict=True)
+    ]  # fmt: skip
+    takes[2] = takes[2].model_copy(update={"counted": False, "not_counted_reason": NO_SIGNAL})
+    store.commit_review(store.begin_run(c), c, takes)
+    row = store.query(
+        "SELECT label, ship, skip, not_counted, ship_pct FROM panel_verdicts WHERE slug = 'nosignal'"
+    )
+    assert row == [{"label": "Ship", "ship": 3, "skip": 1, "not_counted": 1, "ship_pct": 75}]
+    page = write_tool(store, isolated / "out", "nosignal")[0]
+    text = " ".join(text_of(page.read_text()).split())
+    # The take is on the page, with its reason, and the verdict says a seat was left out.
+    assert "Nosignal take by futurist" in text and NO_SIGNAL in text
+    assert "Ship · 3 ship / 1 skip · 1 seat not counted (no signal on this model)" in text
+    assert 'class="flag badge-not_counted"' in page.read_text()
+    md = page.with_suffix(".md").read_text()
+    assert "Nosignal take by futurist" in md and "lens has shown no signal" in md
+    monkeypatch.chdir(isolated)
+    monkeypatch.setenv("SHIPSKIP_DB_PATH", str(store.path))
+    shown = CliRunner().invoke(app, ["show", "nosignal"], terminal_width=250)
+    flat = " ".join(re.sub(r"[│┃]", " ", shown.output).split())
+    assert shown.exit_code == 0 and NO_SIGNAL in flat and "1 seat not counted" in flat
+
+
+def test_a_verdict_likely_to_flip_reads_contested_on_the_page_badge_and_in_show(store, isolated, monkeypatch):
+    from typer.testing import CliRunner
+
+    from shipskip.cli import app
+
+    def panel(slug, name, p_ship, category):
+        c = make_card(slug=slug, name=name, category=category)
+        takes = [
+            make_take(persona, "ship" if p >= 0.5 else "skip", 70 if p >= 0.5 else 45, f"{name} take, a demo thing.")
+            .model_copy(update={"p_ship": p})
+            for persona, p in zip(PERSONAS, p_ship, strict=True)
+        ]  # fmt: skip
+        store.commit_review(store.begin_run(c), c, takes)
+
+    panel("split", "Split", [0.6, 0.55, 0.45, 0.58, 0.4], "Models")
+    panel("sure", "Sure", [0.99, 0.98, 0.97, 0.99, 0.96], "Agents")  # not on each other's pages
+    monkeypatch.chdir(isolated)
+    monkeypatch.setenv("SHIPSKIP_DB_PATH", str(store.path))
+    out = isolated / "out"
+    split = " ".join(text_of(write_tool(store, out, "split")[0].read_text()).split())
+    assert "contested (" in split and "% chance it would flip)" in split
+    assert "contested" in (out / "badges" / "split.svg").read_text()
+    sure = write_tool(store, out, "sure")[0].read_text()
+    assert "contested" not in sure and "contested" not in (out / "badges" / "sure.svg").read_text()
+    flips = {r["slug"]: r["flip_chance"] for r in store.query("SELECT slug, flip_chance FROM panel_verdicts")}
+    assert flips["split"] > 0.35 > 0.01 > flips["sure"]
+    shown = CliRunner().invoke(app, ["show", "split"], terminal_width=250)
+    assert shown.exit_code == 0 and "contested (" in shown.output
+    # The line is a setting: raised above the chance, the same panel is no longer contested.
+    monkeypatch.setenv("SHIPSKIP_CONTESTED_ABOVE", "0.9")
+    calm = CliRunner().invoke(app, ["show", "split"], terminal_width=250)
+    assert calm.exit_code == 0 and "contested" not in calm.output

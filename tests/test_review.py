@@ -97,7 +97,8 @@ def test_end_to_end_with_the_real_embedded_model(isolated, prefect_harness):
 
     out = review_tool(card_path=str(ROOT / "data" / "tools" / "smollm3.yaml"))
     rows = stored(isolated).query(
-        "SELECT persona, verdict, score, take, model, scoring, criteria, calibration, uncalibrated FROM current_takes"
+        "SELECT persona, verdict, score, take, model, scoring, criteria, calibration, uncalibrated, counted,"
+        " not_counted_reason, p_ship FROM current_takes"
     )
     assert len(rows) == 5
     spoke = [r for r in rows if r["verdict"] is not None]
@@ -115,7 +116,10 @@ def test_end_to_end_with_the_real_embedded_model(isolated, prefect_harness):
         # Real probabilities, not a sampled 0 or 1.
         assert any(0 < c["p_yes"] < 1 for c in crit if c["source"] == "logprobs")
         assert len(r["take"]) >= 40
-    assert out.verdict.ship + out.verdict.skip == len(spoke)
+        # On SmolLM2-135M the Futurist's lens has shown no signal: its take is kept, not counted.
+        assert r["counted"] == (r["persona"] != "futurist") and r["p_ship"] is not None
+        assert (r["not_counted_reason"] or "").startswith("not counted" if r["persona"] == "futurist" else "")
+    assert out.verdict.ship + out.verdict.skip == len([r for r in spoke if r["persona"] != "futurist"])
     assert not [c for c in own_children() if "llama_cpp.server" in c], "the embedded server must be stopped"
 
 

@@ -179,20 +179,45 @@ def test_the_sql_view_applies_the_same_verdict_rule_as_aggregate(store):
 
     combos = list(itertools.combinations_with_replacement(["ship", "skip", None], 5))  # 21
     expected = {}
-    for i, verdicts in enumerate(combos):
-        card = make_card(slug=f"t{i}", name=f"T{i}")
+    for n, (i, verdicts) in enumerate(itertools.product((0, 1, 2, 3), combos)):
+        card = make_card(slug=f"t{n}", name=f"T{n}")
         takes = five(verdicts)
         if i % 2 and verdicts[1] is not None:  # half of them with the second seat flagged
             takes[1] = takes[1].model_copy(update={"suspicious": True})
+        if i >= 2:  # and half with the third seat not counted, and each seat's P(ship) known
+            takes[2] = takes[2].model_copy(update={"counted": False, "not_counted_reason": "no signal"})
+            takes = [t.model_copy(update={"p_ship": round(0.9 - 0.15 * k, 2)}) for k, t in enumerate(takes)]
         run = store.begin_run(card)
         store.commit_review(run, card, takes)
         v = aggregate(takes)
-        expected[card.slug] = (v.label, v.ship, v.skip, v.abstain, v.ship_pct, v.flagged)
-    rows = store.query("SELECT slug, label, ship, skip, abstain, ship_pct, flagged FROM panel_verdicts")
+        expected[card.slug] = (
+            v.label,
+            v.ship,
+            v.skip,
+            v.abstain,
+            v.ship_pct,
+            v.flagged,
+            v.not_counted,
+            v.flip_chance,
+        )
+    rows = store.query(
+        "SELECT slug, label, ship, skip, abstain, ship_pct, flagged, not_counted, flip_chance FROM panel_verdicts"
+    )
     got = {
-        r["slug"]: (r["label"], r["ship"], r["skip"], r["abstain"], r["ship_pct"], r["flagged"]) for r in rows
-    }
-    assert got == expected
+        r["slug"]: (
+            r["label"], r["ship"], r["skip"], r["abstain"], r["ship_pct"], r["flagged"], r["not_counted"],
+            r["flip_chance"],
+        )
+        for r in rows
+    }  # fmt: skip
+    assert {k: v[:7] for k, v in got.items()} == {k: v[:7] for k, v in expected.items()}
+    for slug, v in got.items():  # summed in another order: equal up to rounding
+        assert (v[7] is None) == (expected[slug][7] is None)
+        assert v[7] is None or abs(v[7] - expected[slug][7]) < 1e-3, slug
+    assert any(v[0] == "No verdict" and v[1] + v[2] == 1 for v in got.values())  # one counted seat
+    assert sum(v[7] is not None for v in got.values()) > 10 and any(
+        0 < v[7] < 1 for v in got.values() if v[7]
+    )
 
 
 RANKED = (

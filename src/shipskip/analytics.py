@@ -141,6 +141,8 @@ class TrendPoint:
     scored: int
     mean_score: float | None
     ship_rate: float | None
+    # Takes that spoke but did not count in their panels (no signal on their model).
+    not_counted: int = 0
 
 
 def trend_points(
@@ -156,7 +158,8 @@ def trend_points(
     source = "takes_enriched" if category else "takes_by_week"
     sql = (
         "SELECT persona, week, count(score) AS scored, avg(score) AS mean_score,"
-        " count(*) FILTER (WHERE verdict = 'ship') / nullif(count(verdict), 0) AS ship_rate"
+        " count(*) FILTER (WHERE verdict = 'ship') / nullif(count(verdict), 0) AS ship_rate,"
+        " count(*) FILTER (WHERE verdict IS NOT NULL AND NOT coalesce(counted, true)) AS not_counted"
         f" FROM {source if all_versions else 'current_' + source} WHERE true"
     )
     params: list[Any] = []
@@ -281,6 +284,6 @@ def trend_summary(points: list[TrendPoint]) -> list[dict[str, Any]]:
         out.append({
             "persona": persona, "weeks": len(pts), "scored": total, "mean_score": round(mean, 1),
             "first_week_mean": round(means[0], 1), "last_week_mean": round(means[-1], 1),
-            "ship_rate": round(rate, 3),
+            "ship_rate": round(rate, 3), "not_counted": sum(p.not_counted for p in pts),
         })  # fmt: skip
     return out

@@ -31,6 +31,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .calibrate import ship_chance
 from .checklist import card_facts
 from .errors import InputError, describe_validation_error
 from .models import SHIP_THRESHOLD, Criterion, ToolCard
@@ -260,6 +261,12 @@ class Scoring:
     label: str  # which calibration, as the take records it
     uncalibrated: bool = False
     bias: dict[str, float] = field(default_factory=dict)
+    # The out-of-fold figures of the fitted calibration (Entry.figures): its kappa decides
+    # whether the seat counts, its ship curve gives the seat's P(ship).
+    figures: dict = field(default_factory=dict)
+
+    def p_ship(self, score: int | None) -> float | None:
+        return ship_chance(self.figures.get("ship_curve"), score)
 
     def correct(self, item_id: str, p: float | None) -> float | None:
         return corrected(p, self.bias.get(item_id)) if self.uncalibrated else p
@@ -278,6 +285,22 @@ class Scoring:
             if source != "card"
         ]  # fmt: skip
         return card_facts(self.checklist, card, asked)
+
+
+def seat_standing(figures: dict, title: str, kappa_min: float) -> tuple[bool, str | None]:
+    """Whether a seat's verdict counts on its model, and if not, why: it counts unless the
+    persona's out-of-fold kappa on that model is below `kappa_min`. A model with no fitted
+    calibration (or a calibration written before figures were recorded) has no kappa to judge
+    by: its seats count, and its pages already say the model is uncalibrated."""
+    kappa, tools = figures.get("kappa"), figures.get("tools")
+    if kappa is None or kappa >= kappa_min:
+        return True, None
+    shown = f"{kappa:.2f}".replace("-", "\u2212")
+    signal = "no signal" if kappa <= 0 else "too little signal"
+    return (
+        False,
+        f"not counted: on this model the {title}'s lens has shown {signal} (kappa {shown} on {tools} tools)",
+    )
 
 
 def fitted_label(key: ModelKey, persona: str, entry: Entry) -> str:

@@ -111,6 +111,8 @@ def takes_table(title: str, takes: list[Take]) -> Table:
             first = for_terminal(t.text) if t.text else ""
             flag = " [yellow](flagged)[/]" if t.suspicious else ""
             flag += " [yellow](composed from the checklist)[/]" if t.composed else ""
+            if not t.counted and not t.suspicious:
+                flag += f"\n[yellow]{for_terminal(t.not_counted_reason or 'not counted')}[/]"
             why = f"\n[dim]{for_terminal(t.why)}[/]" if t.why else ""
             note = f"\n[yellow]{for_terminal(t.calibration_note)}[/]" if t.calibration_note else ""
             table.add_row(name.title(), f"{t.score}/100", t.verdict or "", first + flag + why + note)
@@ -295,7 +297,7 @@ def _review_one(path: Path, card: ToolCard, force: bool, review_tool: Callable[.
             out = review_tool(card_path=str(path), force=force)
     note = " (already reviewed; --force to review again)" if out.skipped else ""
     console.print(takes_table(f"{out.name}{note}", out.takes))
-    console.print(verdict_line(out.verdict), highlight=False)
+    console.print(verdict_line(aggregate(out.takes, get_settings().contested_above)), highlight=False)
     print_calibrations(out.takes)
 
 
@@ -331,7 +333,7 @@ def show(tool: Annotated[str, typer.Argument(help="Tool slug.")]) -> None:
             raise ShipskipError(f"no reviewed tool with slug '{tool}'")
         takes = store.current_takes(tool)
     console.print(takes_table(card.name, takes))
-    console.print(verdict_line(aggregate(takes)), highlight=False)
+    console.print(verdict_line(aggregate(takes, get_settings().contested_above)), highlight=False)
     print_calibrations(takes)
 
 
@@ -499,7 +501,7 @@ def rerun(
     with user_errors():
         takes = _store().current_takes(tool)
     console.print(takes_table(tool, takes))
-    console.print(verdict_line(aggregate(takes)), highlight=False)
+    console.print(verdict_line(aggregate(takes, get_settings().contested_above)), highlight=False)
 
 
 @app.command()
@@ -855,6 +857,8 @@ def print_eval(out: dict) -> None:
     ):
         fit = s[key].get("fit")
         print_figures(f"{title}{f' ({fit})' if fit else ''} · eval {out['eval_id'][:8]}", s[key])
+    if "counted" in s:
+        print_counted(s["counted"], s["out_of_fold"].get("intervals") or {})
     if "explanations" in s:
         figures = "  ".join(f"{k.replace('_', ' ')}: {v}" for k, v in s["explanations"].items())
         console.print(f"explanations: {figures}", highlight=False)
@@ -896,6 +900,61 @@ def print_figures(title: str, fig: dict) -> None:
             f"{span('panel_ship_pct_spearman')}  ship balanced accuracy {span('ship_balanced_accuracy')}",
             highlight=False,
         )
+
+
+def print_counted(c: dict, ci: dict) -> None:
+    """The panel with every seat and with the seats that count (out-of-fold kappa at least
+    COUNT_KAPPA_MIN), the flip chance's calibration, and accuracy against coverage."""
+
+    def span(key: str) -> str:
+        lo_hi = ci.get(key)
+        return f" ({lo_hi[0]:.2f}-{lo_hi[1]:.2f})" if lo_hi else ""
+
+    console.print(
+        f"[bold]counted seats (out-of-fold kappa ≥ {c['kappa_min']}): {', '.join(c['counted']) or 'none'}"
+        f"; not counted: {', '.join(c['not_counted']) or 'none'}[/]",
+        highlight=False,
+    )
+    table = Table(title_justify="left", caption="(95% bootstrap interval)")
+    for col in ("panel", "ship pct spearman", "ship balanced accuracy", "coverage", "panels ship"):
+        table.add_column(col)
+    for key, name, prefix in (
+        ("all_seats", "every seat", ""),
+        ("counted_seats", "counted seats", "counted_"),
+    ):
+        f = c[key]
+        table.add_row(
+            name, f"{f['panel_ship_pct_spearman']}{span(prefix + 'panel_ship_pct_spearman')}",
+            f"{f['ship_balanced_accuracy']}{span(prefix + 'ship_balanced_accuracy')}",
+            str(f["coverage"]), f"{f['panels_ship']} (ref {f['reference_panels_ship']})",
+        )  # fmt: skip
+    console.print(table)
+    flip = c["flip"]
+    lo_hi = flip["ece_interval"]
+    console.print(
+        f"flip chance, out-of-fold, over {flip['panels']} panels: expected calibration error {flip['ece']}"
+        + (f" ({lo_hi[0]:.3f}-{lo_hi[1]:.3f})" if lo_hi else "")
+        + f"; mean chance {flip['mean_flip_chance']}, flipped {flip['flipped']}"
+        f" (against the whole labelled panel: ECE {flip['ece_whole_panel']})",
+        highlight=False,
+    )
+    bins = Table(title="flip chance by bin", title_justify="left")
+    for col in ("chance", "panels", "mean chance", "flipped"):
+        bins.add_column(col)
+    for b in flip["bins"]:
+        bins.add_row(b["bin"], str(b["panels"]), str(b["mean_chance"]), str(b["flipped"]))
+    console.print(bins)
+    sel = Table(
+        title="accuracy against coverage (a verdict only where its flip chance ≤ cut)", title_justify="left"
+    )
+    for col in ("cut", "tools", "coverage", "accuracy", "balanced accuracy"):
+        sel.add_column(col)
+    for row in c["selective"]:
+        sel.add_row(
+            str(row["max_flip_chance"]), str(row["tools"]), str(row["coverage"]), str(row["accuracy"]),
+            str(row["balanced_accuracy"]),
+        )  # fmt: skip
+    console.print(sel)
 
 
 def _eval_holistic(reference: Path, samples: int) -> None:

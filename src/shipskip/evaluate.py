@@ -17,12 +17,12 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import calibrations
-from .calibrate import Observation, Prediction, fit, out_of_fold, predict
+from .calibrate import Observation, Prediction, fit, out_of_fold, predict, ship_chance, ship_curve
 from .calibrations import Entry, ModelKey, Scoring
 from .cards import parse_card
 from .checklist import EXPLANATION_FAULTS, card_facts, explanation_faults, take_problem
 from .errors import InputError, ShipskipError, describe_validation_error
-from .models import Criterion, Take, ToolCard
+from .models import Criterion, PanelVerdict, Take, ToolCard
 from .personas import Checklist, PromptSet, load_prompts, tools_digest
 from .quality import cohen_kappa, consensus, is_grounded, panel_similarity, spearman
 from .review import Critics, Spend, model_keys, open_critics
@@ -183,25 +183,30 @@ def _by_tool(results: list[ItemResult]) -> list[list[ItemResult]]:
     return list(groups.values())
 
 
-def _panels(tools: list[list[ItemResult]]) -> tuple[float | None, float | None, int, int]:
-    """Panel ship % Spearman, Ship vs not-Ship balanced accuracy, and how many panels read Ship
-    (predicted, reference), over per-tool groups of seats. A tool may appear more than once
-    (a bootstrap draw)."""
-    from .panel import aggregate
+def _panel_takes(rows: list[ItemResult], ref: bool, counted: set[str] | None = None) -> list[Take]:
+    """One tool's seats as takes: the reference labels (every seat counts: the labelled panel is
+    the truth) or the predictions, where a seat outside `counted` (None: all) does not count."""
+    out = []
+    for r in rows:
+        v = r.ref_verdict if ref else r.verdict
+        out.append(Take(
+            persona=r.persona, verdict=v if v in ("ship", "skip") else None, score=None,
+            counted=ref or counted is None or r.persona in counted,
+        ))  # fmt: skip
+    return out
 
-    def takes(rows: list[ItemResult], ref: bool) -> list[Take]:
-        out = []
-        for r in rows:
-            v = r.ref_verdict if ref else r.verdict
-            verdict: Literal["ship", "skip"] | None = (
-                "ship" if v == "ship" else ("skip" if v == "skip" else None)
-            )
-            out.append(Take(persona=r.persona, verdict=verdict, score=None))
-        return out
+
+def _panels(
+    tools: list[list[ItemResult]], counted: set[str] | None = None
+) -> tuple[float | None, float | None, int, int]:
+    """Panel ship % Spearman, Ship vs not-Ship balanced accuracy, and how many panels read Ship
+    (predicted, reference), over per-tool groups of seats, the predicted panel counting only
+    the seats in `counted` (None: all). A tool may appear more than once (a bootstrap draw)."""
+    from .panel import aggregate
 
     ref_pct, got_pct, ref_ship, got_ship = [], [], [], []
     for rows in tools:
-        ref_v, got_v = aggregate(takes(rows, True)), aggregate(takes(rows, False))
+        ref_v, got_v = aggregate(_panel_takes(rows, True)), aggregate(_panel_takes(rows, False, counted))
         ref_pct.append(ref_v.ship_pct if ref_v.ship_pct is not None else 50)
         got_pct.append(got_v.ship_pct if got_v.ship_pct is not None else 50)
         ref_ship.append(ref_v.label == "Ship")
@@ -212,10 +217,11 @@ def _panels(tools: list[list[ItemResult]]) -> tuple[float | None, float | None, 
     return spearman(ref_pct, got_pct), balanced, sum(got_ship), sum(ref_ship)
 
 
-def panel_figures(results: list[ItemResult]) -> dict:
-    """The issue's targets: panel ranking, Ship vs not-Ship, per-seat agreement, abstention, spread."""
+def panel_figures(results: list[ItemResult], counted: set[str] | None = None) -> dict:
+    """The issue's targets: panel ranking, Ship vs not-Ship, per-seat agreement, abstention,
+    spread; the panel counting only the seats in `counted` (None: all)."""
     tools = _by_tool(results)
-    rho, balanced, got_ship, ref_ship = _panels(tools)
+    rho, balanced, got_ship, ref_ship = _panels(tools, counted)
     scores = [r.score for r in results if r.score is not None]
     top_share = round(max(Counter(scores).values()) / len(scores), 3) if scores else None
     labelled = [r for r in results if r.ref_verdict]
@@ -260,7 +266,12 @@ def _percentiles(values: list[float]) -> list[float] | None:
     return [round(lo, 3), round(hi, 3)]
 
 
-def intervals(results: list[ItemResult], draws: int = BOOTSTRAP_DRAWS, seed: int = BOOTSTRAP_SEED) -> dict:
+def intervals(
+    results: list[ItemResult],
+    draws: int = BOOTSTRAP_DRAWS,
+    seed: int = BOOTSTRAP_SEED,
+    counted: set[str] | None = None,
+) -> dict:
     """95% bootstrap intervals for the panel figures and each seat's agreement and kappa, by
     drawing whole tools with replacement. They say how far a figure could move on another set
     of this size, such as a held-out one: on forty-odd tools one tool's panel moves the
@@ -274,6 +285,14 @@ def intervals(results: list[ItemResult], draws: int = BOOTSTRAP_DRAWS, seed: int
         for key, value in (("panel_ship_pct_spearman", rho), ("ship_balanced_accuracy", balanced)):
             if value is not None:
                 kept[key].append(value)
+        if counted is not None:
+            rho, balanced, _, _ = _panels(drawn, counted)
+            for key, value in (
+                ("counted_panel_ship_pct_spearman", rho),
+                ("counted_ship_balanced_accuracy", balanced),
+            ):
+                if value is not None:
+                    kept.setdefault(key, []).append(value)
         for p, f in seat_figures([r for rows in drawn for r in rows]).items():
             kept.setdefault(f"{p}_agreement", []).append(f["verdict_agreement"])
             if f["kappa"] is not None:
@@ -299,6 +318,152 @@ def seat_figures(results: list[ItemResult]) -> dict:
             "abstained": f"{sum(g == 'abstain' for g in got)} (ref {sum(r == 'abstain' for r in refs)})",
         }  # fmt: skip
     return out
+
+
+# -- which seats count, and how sure a verdict is -----------------------------------------
+
+
+def counted_seats(seats: dict, kappa_min: float) -> set[str]:
+    """The personas whose out-of-fold kappa (seat_figures) lets them count: the rule a review
+    applies to each take (calibrations.seat_standing)."""
+    return {p for p, f in seats.items() if calibrations.seat_standing(f, p, kappa_min)[0]}
+
+
+def oof_ship_chances(results: list[ItemResult]) -> dict[tuple[str, str], float]:
+    """Each seat's P(ship) at its out-of-fold score, on a ship curve fitted on the other tools'
+    out-of-fold scores (leave one tool out again), so the chance is as out-of-fold as the score."""
+    out = {}
+    for persona in dict.fromkeys(r.persona for r in results):
+        rows = [r for r in results if r.persona == persona and r.score is not None]
+        labelled = [r for r in rows if r.ref_verdict in ("ship", "skip")]
+        for r in rows:
+            train = [x for x in labelled if x.slug != r.slug]
+            curve = ship_curve([x.score for x in train], [x.ref_verdict == "ship" for x in train])  # type: ignore[misc]
+            chance = ship_chance(curve, r.score)
+            if chance is not None:
+                out[(r.slug, persona)] = chance
+    return out
+
+
+def _verdicts(
+    results: list[ItemResult], counted: set[str], chances: dict[tuple[str, str], float]
+) -> list[tuple[PanelVerdict, str, str]]:
+    """Per tool: the predicted panel (counted seats, each with its P(ship)), the label the
+    reference gives those same counted seats, and the label of the whole labelled panel."""
+    from .panel import aggregate, label_for
+
+    out = []
+    for rows in _by_tool(results):
+        takes = [
+            t.model_copy(update={"p_ship": chances.get((r.slug, r.persona))})
+            for r, t in zip(rows, _panel_takes(rows, False, counted), strict=True)
+        ]
+        ref = [r for r in rows if r.persona in counted]
+        ship = sum(r.ref_verdict == "ship" for r in ref)
+        skip = sum(r.ref_verdict == "skip" for r in ref)
+        out.append((aggregate(takes), label_for(ship, skip), aggregate(_panel_takes(rows, True)).label))
+    return out
+
+
+FLIP_BINS = 10  # equal-width bins of the flip chance, as expected calibration error is usually taken
+
+
+def _ece(pairs: list[tuple[float, bool]]) -> tuple[float | None, list[dict]]:
+    """Expected calibration error: per bin, |mean chance - share that flipped|, weighed by the
+    bin's share of the panels; and the bins themselves (a reliability table)."""
+    if not pairs:
+        return None, []
+    total, table = 0.0, []
+    for b in range(FLIP_BINS):
+        inside = [(p, e) for p, e in pairs if min(int(p * FLIP_BINS), FLIP_BINS - 1) == b]
+        if not inside:
+            continue
+        chance = statistics.fmean(p for p, _ in inside)
+        flipped = sum(e for _, e in inside) / len(inside)
+        total += abs(chance - flipped) * len(inside)
+        table.append({"bin": f"{b / FLIP_BINS:.1f}-{(b + 1) / FLIP_BINS:.1f}", "panels": len(inside),
+                      "mean_chance": round(chance, 3), "flipped": round(flipped, 3)})  # fmt: skip
+    return round(total / len(pairs), 3), table
+
+
+def flip_figures(
+    results: list[ItemResult],
+    counted: set[str],
+    chances: dict[tuple[str, str], float],
+    draws: int = BOOTSTRAP_DRAWS,
+    seed: int = BOOTSTRAP_SEED,
+) -> dict:
+    """How well calibrated the flip chance is, out-of-fold: over the panels that give a verdict,
+    each panel's flip chance against whether the reference labels of the same counted seats give
+    another label (what the chance claims to measure), as expected calibration error with a 95%
+    bootstrap interval over tools; and the same against the whole labelled panel."""
+    rows = [(v.flip_chance, ref, full, v.label) for v, ref, full in _verdicts(results, counted, chances)]
+    pairs = [(c, ref != label) for c, ref, _, label in rows if c is not None]
+    full = [(c, whole != label) for c, _, whole, label in rows if c is not None]
+    ece, table = _ece(pairs)
+    rng = random.Random(seed)
+    drawn = (
+        [_ece([pairs[rng.randrange(len(pairs))] for _ in pairs])[0] for _ in range(draws)] if pairs else []
+    )
+    return {
+        "panels": len(pairs),
+        "mean_flip_chance": round(statistics.fmean(c for c, _ in pairs), 3) if pairs else None,
+        "flipped": round(sum(e for _, e in pairs) / len(pairs), 3) if pairs else None,
+        "ece": ece,
+        "ece_interval": _percentiles([d for d in drawn if d is not None]),
+        "ece_whole_panel": _ece(full)[0],
+        "bins": table,
+    }
+
+
+# Flip-chance cut-offs the selective table is printed at (1.0 gives every verdict).
+SELECTIVE_CUTS = (0.05, 0.1, 0.2, 0.3, 0.35, 0.5, 1.0)
+
+
+def selective_figures(
+    results: list[ItemResult], counted: set[str], chances: dict[tuple[str, str], float]
+) -> list[dict]:
+    """Accuracy against coverage (selective judging): the panel gives its verdict only where its
+    flip chance is at most a cut-off (a verdict with no known chance only at 1.0). Coverage is
+    the share of all tools judged; accuracy and balanced accuracy are Ship vs not-Ship against
+    the whole labelled panel, over the tools judged."""
+    rows = _verdicts(results, counted, chances)
+    out = []
+    for cut in SELECTIVE_CUTS:
+        judged = [
+            (v.label == "Ship", full == "Ship")
+            for v, _, full in rows
+            if v.label != "No verdict" and (v.flip_chance if v.flip_chance is not None else 1.0) <= cut
+        ]
+        pos = [g for g, r in judged if r]
+        neg = [not g for g, r in judged if not r]
+        out.append({
+            "max_flip_chance": cut, "tools": len(judged), "coverage": round(len(judged) / len(rows), 3),
+            "accuracy": round(sum(g == r for g, r in judged) / len(judged), 3) if judged else None,
+            "balanced_accuracy": round((sum(pos) / len(pos) + sum(neg) / len(neg)) / 2, 3)
+            if pos and neg else None,
+        })  # fmt: skip
+    return out
+
+
+def counted_figures(results: list[ItemResult], seats: dict, kappa_min: float) -> dict:
+    """What counting only the seats with signal, and the flip chance, do to the panel figures
+    out-of-fold: the panel with every seat and with the counted ones, the share of tools given
+    a verdict, the flip chance's calibration and accuracy against coverage."""
+    counted = counted_seats(seats, kappa_min)
+    chances = oof_ship_chances(results)
+    every, kept = _verdicts(results, set(seats), chances), _verdicts(results, counted, chances)
+    return {
+        "kappa_min": kappa_min,
+        "counted": [p for p in seats if p in counted],
+        "not_counted": [p for p in seats if p not in counted],
+        "all_seats": {**panel_figures(results),
+                      "coverage": round(sum(v.label != "No verdict" for v, _, _ in every) / len(every), 3)},
+        "counted_seats": {**panel_figures(results, counted),
+                          "coverage": round(sum(v.label != "No verdict" for v, _, _ in kept) / len(kept), 3)},
+        "flip": flip_figures(results, counted, chances),
+        "selective": selective_figures(results, counted, chances),
+    }  # fmt: skip
 
 
 # (what was done, tool slug, persona): called after each seat, for progress.
@@ -496,7 +661,8 @@ def run_checklist_eval(
             results = collect_answers(critics, items, on_seat, checklists)
             model = ", ".join(sorted({c.model for c in critics.clients.values()}))
     oof = with_predictions(results, checklist_predictions(prompts, results, oof=True))
-    oof_intervals = intervals(oof)
+    oof_seats = seat_figures(oof)
+    oof_intervals = intervals(oof, counted=counted_seats(oof_seats, settings.count_kappa_min))
     if write_weights:
         # Written before the model's own figures are taken, so those figures are the new weights'.
         write_fitted(settings, prompts, keys, results, oof, oof_intervals, command)
@@ -505,7 +671,8 @@ def run_checklist_eval(
         )
     files = with_predictions(results, checklist_predictions(prompts, results, oof=False))
     summary: dict = {
-        "out_of_fold": {**panel_figures(oof), "seats": seat_figures(oof), "intervals": oof_intervals},
+        "out_of_fold": {**panel_figures(oof), "seats": oof_seats, "intervals": oof_intervals},
+        "counted": counted_figures(oof, oof_seats, settings.count_kappa_min),
         "persona_files": {
             **panel_figures(files),
             "seats": seat_figures(files),
@@ -565,11 +732,32 @@ def seat_entry_figures(oof: list[ItemResult], oof_intervals: dict, persona: str)
     f = seat_figures(oof).get(persona)
     if f is None:
         return {}
+    rows = [
+        r for r in oof if r.persona == persona and r.score is not None and r.ref_verdict in ("ship", "skip")
+    ]
     return {
         "tools": f["n"], "verdict_agreement": f["verdict_agreement"], "kappa": f["kappa"],
         "agreement_interval": oof_intervals.get(f"{persona}_agreement"),
         "kappa_interval": oof_intervals.get(f"{persona}_kappa"),
+        "interval": f"95% bootstrap, {oof_intervals.get('draws')} draws of whole tools",
+        # P(ship) at a score: what each take's p_ship and so the panel's flip chance come from.
+        "ship_curve": ship_curve([r.score for r in rows], [r.ref_verdict == "ship" for r in rows]),  # type: ignore[misc]
     }  # fmt: skip
+
+
+def with_figures(
+    data: calibrations.CalibrationFile, prompts: PromptSet, oof: list[ItemResult], oof_intervals: dict
+) -> calibrations.CalibrationFile:
+    """The calibration file with each entry's out-of-fold figures recomputed from these
+    results (for the entry's persona, where its prompt version is the one evaluated), its
+    weights untouched: how the shipped file gets its figures from the committed answers."""
+    entries = [
+        e.model_copy(update={"figures": seat_entry_figures(oof, oof_intervals, e.persona)})
+        if e.persona in prompts.personas and prompts.personas[e.persona].version == e.prompt_version
+        else e
+        for e in data.entries
+    ]
+    return data.model_copy(update={"entries": entries})
 
 
 def write_fitted(

@@ -384,6 +384,13 @@ class Take(BaseModel):
     # or, with `uncalibrated`, the label-free correction for a model that has none.
     calibration: str | None = None
     uncalibrated: bool = False
+    # Whether the seat's verdict counts in the panel: not where its persona has shown no signal
+    # on the model that answered (kappa below SHIPSKIP_COUNT_KAPPA_MIN), and why not.
+    counted: bool = True
+    not_counted_reason: str | None = None
+    # The chance the seat's call is "ship", from its calibrated score (the fit's out-of-fold
+    # curve); None where no curve is known (holistic, uncalibrated, older calibrations).
+    p_ship: Annotated[float, Field(ge=0, le=1)] | None = None
 
     @property
     def abstained(self) -> bool:
@@ -438,11 +445,34 @@ class PanelVerdict(BaseModel):
     ship_pct: int | None
     label: Literal["Ship", "Skip", "Mixed", "No verdict"]
     flagged: int = 0  # takes flagged for prompt injection, left out of ship and skip
+    # Seats that spoke but do not count on their model (no signal there): shown, not counted.
+    not_counted: int = 0
+    # The chance the label would come out otherwise were each counted seat's call drawn from
+    # its P(ship); None where a counted seat has no P(ship) or there is no verdict.
+    flip_chance: float | None = None
+    # flip_chance above SHIPSKIP_CONTESTED_ABOVE (as the caller of panel.aggregate set it).
+    contested: bool = False
 
     @property
     def line(self) -> str:
         """The verdict as the pages print it, e.g. 'Ship · 3 ship / 1 skip'."""
-        return f"{self.label} · {self.ship} ship / {self.skip} skip{self.flagged_note}"
+        return (
+            f"{self.label} · {self.ship} ship / {self.skip} skip{self.contested_note}"
+            f"{self.not_counted_note}{self.flagged_note}"
+        )
+
+    @property
+    def contested_note(self) -> str:
+        if not self.contested or self.flip_chance is None:
+            return ""
+        return f" · contested ({round(100 * self.flip_chance)}% chance it would flip)"
+
+    @property
+    def not_counted_note(self) -> str:
+        if not self.not_counted:
+            return ""
+        seats = f"{self.not_counted} seat{'s' if self.not_counted > 1 else ''}"
+        return f" · {seats} not counted (no signal on this model)"
 
     @property
     def flagged_note(self) -> str:

@@ -2,37 +2,70 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Literal
+from collections.abc import Iterable, Sequence
+from itertools import product
 
 from .models import PanelVerdict, Take
+
+# A verdict needs at least this many counted seats: one seat alone is a take, not a panel.
+MIN_COUNTED = 2
 
 
 def round_half_up_pct(part: int, whole: int) -> int:
     return (200 * part + whole) // (2 * whole)
 
 
-def aggregate(takes: Iterable[Take]) -> PanelVerdict:
-    """Panel ship % is ship / (ship + skip); abstentions sit outside both counts.
+def label_for(ship: int, skip: int) -> str:
+    """The one verdict rule: the majority of counted seats that spoke, an even split "Mixed",
+    and fewer than two of them "No verdict"."""
+    if ship + skip < MIN_COUNTED:
+        return "No verdict"
+    return "Ship" if ship > skip else "Skip" if skip > ship else "Mixed"
 
-    The label follows the majority of seats that spoke: more ships read "Ship", more skips
-    read "Skip", an even split reads "Mixed", and a panel where every seat abstained has
-    "No verdict". A take flagged for prompt injection is shown but not counted: the card may
-    have bought its verdict.
+
+def flip_chance(p_ship: Sequence[float], label: str) -> float | None:
+    """The chance the label would come out otherwise, were each counted seat's call drawn
+    independently with its P(ship): exact, by enumerating the 2^n calls (n is five at most)."""
+    if label == "No verdict" or not p_ship:
+        return None
+    other = 0.0
+    for calls in product((True, False), repeat=len(p_ship)):
+        chance = 1.0
+        for ships, p in zip(calls, p_ship, strict=True):
+            chance *= p if ships else 1.0 - p
+        ship = sum(calls)
+        if label_for(ship, len(calls) - ship) != label:
+            other += chance
+    return round(other, 4)
+
+
+def counts(take: Take) -> bool:
+    """A take counts in the panel when it has a verdict, was not flagged for prompt injection
+    (the card may have bought it) and its seat carries signal on its model."""
+    return take.verdict is not None and not take.suspicious and take.counted
+
+
+def aggregate(takes: Iterable[Take], contested_above: float | None = None) -> PanelVerdict:
+    """Panel ship % is ship / (ship + skip) over the counted seats; abstentions sit outside
+    both counts.
+
+    The label follows the majority of counted seats that spoke (`label_for`). A take flagged
+    for prompt injection, or from a seat with no signal on its model, is shown but not counted.
+    With `contested_above`, a verdict whose flip chance is above it is marked contested.
     """
     takes = list(takes)
-    counted = [t for t in takes if not t.suspicious]
+    counted = [t for t in takes if counts(t)]
     ship = sum(1 for t in counted if t.verdict == "ship")
     skip = sum(1 for t in counted if t.verdict == "skip")
     abstain = sum(1 for t in takes if t.verdict is None)
     flagged = sum(1 for t in takes if t.suspicious and t.verdict is not None)
-    spoke = ship + skip
-    if spoke == 0:
-        return PanelVerdict(
-            ship=0, skip=0, abstain=abstain, ship_pct=None, label="No verdict", flagged=flagged
-        )
-    label: Literal["Ship", "Skip", "Mixed"] = "Ship" if ship > skip else "Skip" if skip > ship else "Mixed"
+    not_counted = sum(1 for t in takes if t.verdict is not None and not t.suspicious and not t.counted)
+    label = label_for(ship, skip)
+    probs = [t.p_ship for t in counted]
+    chance = flip_chance([p for p in probs if p is not None], label) if None not in probs else None
     return PanelVerdict(
-        ship=ship, skip=skip, abstain=abstain, ship_pct=round_half_up_pct(ship, spoke), label=label,
-        flagged=flagged,
+        ship=ship, skip=skip, abstain=abstain,
+        ship_pct=None if label == "No verdict" else round_half_up_pct(ship, ship + skip),
+        label=label, flagged=flagged, not_counted=not_counted, flip_chance=chance,
+        contested=chance is not None and contested_above is not None and chance > contested_above,
     )  # fmt: skip

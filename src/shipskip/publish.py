@@ -18,6 +18,7 @@ from .render import (
     reviewer_page,
     tool_page,
 )
+from .settings import get_settings
 from .store import Store
 from .writes import write_text
 
@@ -35,6 +36,7 @@ def load_panel(store: Store, slug: str) -> ReviewedTool:
             votes=store.votes(slug),
             reviewed_at=store.reviewed_at(slug),
             updates=tuple(_updates(store, slug)),
+            contested_above=get_settings().contested_above,
         )
 
 

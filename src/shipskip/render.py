@@ -32,7 +32,17 @@ BADGES: dict[str, tuple[str, str]] = {
         "every take the model wrote stated something the card does not say, so this one is "
         "written from the seat's checklist answers; the verdict and score are the seat's own",
     ),
-    "contested": ("contested", "one unstable seat could change the verdict"),
+    "contested": (
+        "contested",
+        "the verdict could well come out otherwise: the chance it would flip, from how sure its "
+        "counted seats are of their calls, is above the contested line, or one unstable seat "
+        "could change it",
+    ),
+    "not_counted": (
+        "not counted",
+        "on the model that wrote it, this seat's lens has shown no signal on the labelled tools "
+        "(out-of-fold kappa below the line), so its take is shown but not counted in the verdict",
+    ),
 }
 
 
@@ -47,6 +57,7 @@ def take_badges(take: Take) -> list[str]:
             ("flagged", take.suspicious),
             ("ungrounded", take.grounded is False),
             ("composed", take.composed),
+            ("not_counted", not take.counted and not take.suspicious),
         )
         if on
     ]
@@ -77,6 +88,9 @@ class ReviewedTool:
     votes: CommunityVotes
     reviewed_at: datetime | None
     updates: tuple[Update, ...] = ()
+    # SHIPSKIP_CONTESTED_ABOVE: a verdict whose flip chance is above it reads "contested"
+    # (None: the flip chance is shown nowhere as contested).
+    contested_above: float | None = None
 
     def update(self, persona: str) -> Update | None:
         return next((u for u in self.updates if u.persona == persona), None)
@@ -100,7 +114,7 @@ class ReviewedTool:
 
     @cached_property  # computed once: a site build shows a tool on many pages
     def verdict(self) -> PanelVerdict:
-        return aggregate(self.takes)
+        return aggregate(self.takes, self.contested_above)
 
     def take_of(self, persona: str) -> Take | None:
         return next((t for t in self.takes if t.persona == persona), None)
@@ -116,7 +130,7 @@ class ReviewedTool:
 
     @cached_property
     def contested(self) -> bool:
-        return is_contested(self.takes)
+        return self.verdict.contested or is_contested(self.takes)
 
     @property
     def flagged(self) -> bool:
@@ -232,11 +246,12 @@ def badge_svg(t: ReviewedTool) -> str:
     """A static verdict badge: the tool's name, Ship/Mixed/Skip and the panel's ship %."""
     v = t.verdict
     name = t.card.name if len(t.card.name) <= 28 else t.card.name[:27] + "…"
-    right = f"{v.label} · {v.pct_text}"
+    contested = " · contested" if t.contested else ""
+    right = f"{v.label} · {v.pct_text}{contested}"
     lw, rw = 12 + 7 * len(name), 12 + 7 * len(right)
     return _render(
         "badge.svg.j2", name=name, right=right, lw=lw, rw=rw, colour=_BADGE_COLOURS[v.label],
-        label=f"{t.card.name}: shipskip panel {v.label}, {v.pct_text} ship",
+        label=f"{t.card.name}: shipskip panel {v.label}, {v.pct_text} ship{contested.replace(' ·', ',')}",
     )  # fmt: skip
 
 

@@ -103,7 +103,7 @@ class Critics:
                 if entry is not None:
                     found = Scoring(
                         calibrations.apply(p.checklist, entry.calibration, where), model=name,
-                        label=calibrations.fitted_label(key, persona, entry),
+                        label=calibrations.fitted_label(key, persona, entry), figures=entry.figures,
                     )  # fmt: skip
                     break
             else:
@@ -239,11 +239,17 @@ class Critics:
         scoring: Scoring | None = None
 
         def done(**fields: object) -> Take:
+            counted, why = calibrations.seat_standing(
+                scoring.figures if scoring else {}, p.title, self.settings.count_kappa_min
+            )
+            score = fields.get("score")
             return Take(
                 persona=persona, attempts=spend.attempts, usage=spend.usage, relevance=p_rel,
                 latency_ms=int((time.perf_counter() - started) * 1000),
                 calibration=scoring.label if scoring else None,
                 uncalibrated=bool(scoring and scoring.uncalibrated),
+                counted=counted, not_counted_reason=why,
+                p_ship=scoring.p_ship(score) if scoring and isinstance(score, int) else None,
                 **{**meta, "model": ", ".join(sorted(spend.models)) or meta["model"], **fields},
             )  # fmt: skip
 

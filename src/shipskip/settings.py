@@ -111,6 +111,17 @@ class Settings(BaseSettings):
         description="For a model with no fitted calibration: how many points lie between a card every "
         "checklist answer speaks for and one every answer speaks against (the generic weights sum to it).",
     )  # fmt: skip
+    count_kappa_min: float = Field(
+        default=0.2, ge=-1, le=1,
+        description="A seat's verdict counts in the panel only where its persona's out-of-fold Cohen's kappa "
+        "on the model in use (recorded in that model's calibration) is at least this; below it the take is "
+        "shown, marked not counted.",
+    )  # fmt: skip
+    contested_above: float = Field(
+        default=0.35, ge=0, le=1,
+        description="A panel verdict whose chance of flipping (from its counted seats' P(ship)) is above "
+        "this reads \"contested\" on pages, badges and in `show`.",
+    )  # fmt: skip
 
     base_url: str | None = Field(
         default=None,

@@ -1226,7 +1226,7 @@ _TAKE_FIELDS = {
     "persona", "verdict", "score", "text", "abstain_reason", "error", "model", "prompt_version",
     "prompt_hash", "temperature", "attempts", "latency_ms", "suspicious", "reason", "clean_score",
     "grounded", "samples", "score_spread", "verdict_flips", "scoring", "relevance",
-    "composed", "calibration", "uncalibrated",
+    "composed", "calibration", "uncalibrated", "counted", "not_counted_reason", "p_ship",
 }  # fmt: skip
 
 
@@ -1256,6 +1256,7 @@ def _validate_take_row(row: dict[str, Any]) -> Take:
     return Take.model_validate(
         {
             **{c: row[c] for c in _TAKE_COLUMNS},
+            "counted": row["counted"] is not False,  # a take from before migration 020 counted
             "usage": Usage(
                 prompt_tokens=row["prompt_tokens"],
                 completion_tokens=row["completion_tokens"],
