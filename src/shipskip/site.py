@@ -461,14 +461,15 @@ def _render_and_write(out_dir: Path, todo: list[_Page], processes: int) -> list[
     above 1, in that many forked ones (rendering is most of a full build's time, and Jinja holds
     the GIL). Returns the files written."""
     global _FORKED
-    if processes <= 1 or len(todo) < _FORK_FROM:
+    import multiprocessing
+
+    # A daemonic process (a pool's worker) may not start processes of its own.
+    if processes <= 1 or len(todo) < _FORK_FROM or multiprocessing.current_process().daemon:
         _FORKED = todo
         try:
             return _render_range(out_dir, 0, len(todo))
         finally:
             _FORKED = []
-    import multiprocessing
-
     step = -(-len(todo) // (processes * 4))  # a few chunks a process, so none waits on the last
     _FORKED = todo
     try:
