@@ -28,6 +28,7 @@ class Reply:
     finish_reason: str = "stop"
     refusal: str | None = None
     usage: tuple[int, int] = (100, 30)
+    cached: int = 0  # of the prompt tokens, how many the provider served from its cache
     # Alternatives at the first answer token as (token, probability), sent as top_logprobs
     # when the request asks for log-probabilities.
     logprobs: list[tuple[str, float]] | None = None
@@ -132,6 +133,7 @@ class FakeOpenAI:
                                 "prompt_tokens": reply.usage[0],
                                 "completion_tokens": reply.usage[1],
                                 "total_tokens": sum(reply.usage),
+                                "prompt_tokens_details": {"cached_tokens": reply.cached},
                             },
                         }
                     )

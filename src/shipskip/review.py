@@ -14,6 +14,7 @@ from typing import Any
 from . import calibrations
 from .calibrations import ModelKey, Scoring
 from .checklist import abstains, below_relevance, score_from, take_problem
+from .costs import Budget
 from .embedded import embedded_model_name, embedded_server, model_path
 from .errors import Stopped, UncalibratedModel
 from .injection import gives_orders, score_jumped, without_suspicious
@@ -75,6 +76,8 @@ class Critics:
     # Each seat's model as its calibration is looked up: the model asked for, and for a GGUF
     # the embedded server serves, the file's digest. Empty: the client's model, no digest.
     keys: dict[str, ModelKey] = field(default_factory=dict)
+    # The run's spending cap (an ingest's), shared by its seats: none starts once it is reached.
+    budget: Budget | None = None
     _scorings: dict[tuple, Scoring] = field(default_factory=dict, repr=False)
     _seat_locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -155,6 +158,17 @@ class Critics:
 
     def ask(self, persona: str, card: ToolCard, reason: str | None = None) -> Take:
         """One seat's take on one card: graded by its checklist, or one holistic reply."""
+        if self.budget is None:
+            return self._ask(persona, card, reason)
+        self.budget.start()  # raises BudgetReached: the seat is left for the next run
+        take = None
+        try:
+            take = self._ask(persona, card, reason)
+        finally:
+            self.budget.finished(take)
+        return take
+
+    def _ask(self, persona: str, card: ToolCard, reason: str | None = None) -> Take:
         # A seat asks one question at a time, so seats in flight bound calls in flight; a slot
         # per seat rather than per call keeps the cross-process limit to one round trip a take.
         with ExitStack() as held:
@@ -406,6 +420,7 @@ def open_critics(
     model_override: str | None = None,
     seat_slot: SlotFactory | None = None,
     require: bool = True,
+    budget: Budget | None = None,
 ) -> Iterator[Critics]:
     """Build a client per persona; start the embedded server only if some persona needs it.
 
@@ -437,11 +452,7 @@ def open_critics(
             prov = settings.provider_for(name)
             local = prov.base_url is None
             base_url: str = embedded_url if local else prov.base_url  # type: ignore[assignment]
-            model = (
-                model_override
-                or prov.model
-                or (embedded_model_name(settings.embedded_model_path) if local else "gpt-4o-mini")
-            )
+            model = asked_model(settings, name, model_override)
             breaker = breakers.setdefault(
                 (base_url, model),
                 CircuitBreaker(base_url, model, settings.breaker_failures, settings.provider_deadline_s()),
@@ -470,8 +481,16 @@ def open_critics(
         stack.callback(stop.set)
         yield Critics(
             prompts=prompts, clients=clients, settings=settings, seat_slot=seat_slot or nullcontext,
-            pool=pool, stop=stop, keys=keys,
+            pool=pool, stop=stop, keys=keys, budget=budget,
         )  # fmt: skip
+
+
+def asked_model(settings: Settings, persona: str, model_override: str | None = None) -> str:
+    """The model a seat's requests name: the override, the seat's own or the panel's, else the
+    embedded model (no base URL) or gpt-4o-mini."""
+    prov = settings.provider_for(persona)
+    fallback = embedded_model_name(settings.embedded_model_path) if prov.base_url is None else "gpt-4o-mini"
+    return model_override or prov.model or fallback
 
 
 def model_keys(

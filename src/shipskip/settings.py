@@ -156,6 +156,24 @@ class Settings(BaseSettings):
         "kills them; a second SIGTERM kills them at once.",
     )
 
+    prices_path: Path = Field(
+        default=Path("data") / "prices.toml",
+        description="Your model prices (TOML, US dollars per million input, cached input and output "
+        "tokens, with a date), over the dated ones shipped with shipskip; `shipskip prices` lists them.",
+    )
+    max_cost_per_run: float | None = Field(
+        default=None,
+        gt=0,
+        description="Dollars an ingest may spend; once reached it starts no more seats or tools, keeps "
+        "what it finished and leaves the rest for the next run. Every model must have a price.",
+    )
+    max_tokens_per_run: int | None = Field(
+        default=None,
+        ge=1,
+        description="Tokens (prompt and completion) an ingest may spend, with the same stop as "
+        "MAX_COST_PER_RUN; works for unpriced models.",
+    )
+
     # Any GGUF file to serve instead of the packaged SmolLM2-135M-Instruct.
     embedded_model_path: Path | None = None
     embedded_ctx: int = 2048

@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -1064,6 +1064,35 @@ class Store:
             [slug],
         )
         return CommunityVotes(**rows[0])
+
+    # -- prices ----------------------------------------------------------------------
+
+    _PRICE_COLUMNS = (
+        "model", "usd_per_mtok_prompt", "usd_per_mtok_cached", "usd_per_mtok_completion", "as_of",
+    )  # fmt: skip
+
+    def prices(self) -> list[dict[str, Any]]:
+        """model_prices, by model: the prices the cost views read."""
+        return self.query(f"SELECT {', '.join(self._PRICE_COLUMNS)} FROM model_prices ORDER BY model")
+
+    @_again_on_conflict
+    def set_prices(self, rows: list[tuple[str, float, float | None, float, date | None]]) -> int:
+        """Put these prices (model, input, cached input, output, as of) in model_prices, each
+        replacing its model's row; rows already as given are left alone, so a run that changes
+        no price writes nothing (no commit on a lake). Returns how many rows changed."""
+        with self.transaction() as con:
+            have = {
+                r[0]: tuple(r)
+                for r in con.execute(f"SELECT {', '.join(self._PRICE_COLUMNS)} FROM model_prices").fetchall()
+            }
+            changed = [tuple(r) for r in rows if have.get(r[0]) != tuple(r)]
+            for row in changed:
+                con.execute("DELETE FROM model_prices WHERE model = ?", [row[0]])
+                con.execute(
+                    f"INSERT INTO model_prices ({', '.join(self._PRICE_COLUMNS)}) VALUES (?, ?, ?, ?, ?)",
+                    list(row),
+                )
+        return len(changed)
 
 
 # Columns of `tools` that are not text, for the row a review merges in.
