@@ -50,6 +50,14 @@ class FakeOpenAI:
         self.requests: list[dict] = []
         self.default = default or standard_answer
         self._lock = threading.Lock()
+        # Rate-limited mode: at most this many requests in each one-second window (counted as
+        # they arrive); beyond it a 429 with Retry-After, and every answer carries OpenAI's
+        # x-ratelimit-* headers. `limited` counts the 429s; `on_limited` sees each refused request.
+        self.rate_limit: int | None = None
+        self.limited = 0
+        self.on_limited: Callable[[dict], None] | None = None
+        self._started = time.monotonic()
+        self._window = (-1, 0)  # (window number, requests admitted in it)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         # A short poll interval: shutdown() waits for it, once per test.
@@ -66,6 +74,30 @@ class FakeOpenAI:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+    def _admit(self) -> tuple[bool, dict[str, str]]:
+        """Whether a request is let through the rate limit now, and the headers to answer with."""
+        if self.rate_limit is None:
+            return True, {}
+        with self._lock:
+            elapsed = time.monotonic() - self._started
+            window = int(elapsed)
+            used = self._window[1] if self._window[0] == window else 0
+            admitted = used < self.rate_limit
+            if admitted:
+                used += 1
+            self._window = (window, used)
+            if not admitted:
+                self.limited += 1
+        reset = window + 1 - elapsed
+        headers = {
+            "x-ratelimit-limit-requests": str(self.rate_limit),
+            "x-ratelimit-remaining-requests": str(self.rate_limit - used),
+            "x-ratelimit-reset-requests": f"{reset * 1000:.0f}ms",
+        }
+        if not admitted:
+            headers.update({"retry-after-ms": f"{reset * 1000:.0f}", "retry-after": str(math.ceil(reset))})
+        return admitted, headers
 
     def _next(self, req: dict) -> Reply:
         with self._lock:
@@ -99,6 +131,13 @@ class FakeOpenAI:
                 length = int(self.headers.get("content-length", 0))
                 req = json.loads(self.rfile.read(length) or b"{}")
                 req["_auth"] = self.headers.get("authorization", "")
+                admitted, limits = fake._admit()
+                if not admitted:
+                    if fake.on_limited is not None:
+                        fake.on_limited(req)
+                    body = json.dumps({"error": {"message": "rate limit reached", "type": "requests"}})
+                    self._send(429, body, limits)
+                    return
                 reply = fake._next(req)
                 if reply.delay_s:
                     time.sleep(reply.delay_s)
@@ -137,7 +176,7 @@ class FakeOpenAI:
                             },
                         }
                     )
-                self._send(reply.status, body, reply.headers, reply.trickle_s)
+                self._send(reply.status, body, {**limits, **reply.headers}, reply.trickle_s)
 
             def _send(self, status: int, body: str, headers: dict[str, str], trickle_s: float = 0.0) -> None:
                 data = body.encode()

@@ -18,7 +18,7 @@ from .costs import Budget
 from .embedded import embedded_model_name, embedded_server, model_path
 from .errors import Stopped, UncalibratedModel
 from .injection import gives_orders, score_jumped, without_suspicious
-from .llm import CircuitBreaker, LLMClient, LLMFailure
+from .llm import CircuitBreaker, LLMClient, LLMFailure, RateGovernor
 from .models import Criterion, Take, ToolCard, Usage, clean_text, pattern_literal, verdict_for
 from .personas import Item, PromptSet, question_messages, render_messages, take_instructions, take_messages
 from .quality import consensus, grounding
@@ -429,7 +429,8 @@ def open_critics(
     `require=False` (calibrating, evaluating) lets an uncalibrated model through whatever
     SHIPSKIP_REQUIRE_CALIBRATION says."""
     names = personas or list(prompts.personas)
-    in_flight = threading.BoundedSemaphore(max(1, settings.llm_concurrency))
+    # One governor for every client: 429s, 5xx and rate-limit headers slow all seats at once.
+    in_flight = RateGovernor(max(1, settings.llm_concurrency))
     redactor = redactor_for(settings)
     # One breaker per provider (base URL and model) for as long as these critics: seats that
     # share a provider give up on it together.
