@@ -440,9 +440,13 @@ def ingest(
         parts.append(f"busy elsewhere {len(report['busy'])} (left for the process reviewing them)")
     if report.get("deferred"):
         parts.append(f"left {len(report['deferred'])} for the next run (SHIPSKIP_MAX_NEW_PER_RUN)")
+    if report.get("batch_waiting"):
+        parts.append(f"waiting for their batch {len(report['batch_waiting'])}")
     if report.get("cost"):
         parts.append(f"cost {report['cost']}")
     console.print(for_terminal(", ".join(parts)), highlight=False)
+    if report.get("batch"):
+        err.print(for_terminal(f"batch mode: {report['batch']}"), highlight=False, soft_wrap=True)
     if report.get("over_budget"):
         # One line: what the run spent of its cap, and what it left for the next run.
         err.print(

@@ -32,6 +32,11 @@ if TYPE_CHECKING:
 _DATED = re.compile(r"-\d{4}-?\d{2}-?\d{2}$")
 
 
+# What a Batch API charges of the standard price: half, for every model OpenAI lists. Fixed
+# by the provider, not tuned (migration 023's take_costs uses the same factor).
+BATCH_DISCOUNT = 0.5
+
+
 class Price(BaseModel):
     """One model's prices in US dollars per million tokens."""
 
@@ -45,13 +50,17 @@ class Price(BaseModel):
     source: str = "shipped"
 
     def cost(self, usage: Usage) -> float:
-        """Uncached input, cached input (at its own price, else the input price) and output."""
-        cached = min(usage.cached_tokens, usage.prompt_tokens)
+        """Uncached input, cached input (at its own price, else the input price) and output;
+        tokens answered through a Batch API at half the price (BATCH_DISCOUNT)."""
+        direct = usage.prompt_tokens - usage.batch_prompt_tokens
+        cached = min(usage.cached_tokens, direct)
         cached_price = self.input if self.cached_input is None else self.cached_input
+        batch = usage.batch_prompt_tokens * self.input + usage.batch_completion_tokens * self.output
         return (
-            (usage.prompt_tokens - cached) * self.input
+            (direct - cached) * self.input
             + cached * cached_price
-            + usage.completion_tokens * self.output
+            + (usage.completion_tokens - usage.batch_completion_tokens) * self.output
+            + BATCH_DISCOUNT * batch
         ) / 1e6
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from . import calibrations
+from .batch import question_id
 from .calibrations import ModelKey, Scoring
 from .checklist import abstains, below_relevance, score_from, take_problem
 from .costs import Budget
@@ -78,6 +79,9 @@ class Critics:
     keys: dict[str, ModelKey] = field(default_factory=dict)
     # The run's spending cap (an ingest's), shared by its seats: none starts once it is reached.
     budget: Budget | None = None
+    # Batch mode: answers a Batch API job gave, by custom_id (`batch.question_id`); a question
+    # found here is not asked again.
+    batched: dict[str, dict[str, Any]] = field(default_factory=dict)
     _scorings: dict[tuple, Scoring] = field(default_factory=dict, repr=False)
     _seat_locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -205,6 +209,14 @@ class Critics:
 
     def answer(self, persona: str, card: ToolCard, question: str, spend: Spend) -> tuple[float | None, str]:
         """P(yes) to one question about one card, and where it came from; None when it failed."""
+        if self.batched:
+            got = self.batched.get(question_id(persona, self.prompts.prompt_hash(persona), card, question))
+            if got is not None:
+                tokens = (got["prompt_tokens"], got["completion_tokens"])
+                usage = Usage(prompt_tokens=tokens[0], completion_tokens=tokens[1],
+                              batch_prompt_tokens=tokens[0], batch_completion_tokens=tokens[1])  # fmt: skip
+                spend.add(usage, 1, model=got["model"])
+                return got["p_yes"], got["source"]
         try:
             a = self.clients[persona].yes_probability(
                 question_messages(self.prompts, persona, card, question),

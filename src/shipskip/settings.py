@@ -174,6 +174,13 @@ class Settings(BaseSettings):
         "MAX_COST_PER_RUN; works for unpriced models.",
     )
 
+    batch: bool = Field(
+        default=False,
+        description="Ingest in batch mode: the checklist questions of new tools go to the provider's "
+        "Batch API as one job (half price, answered within 24 h); a later run collects them and reviews "
+        "those tools.",
+    )
+
     # Any GGUF file to serve instead of the packaged SmolLM2-135M-Instruct.
     embedded_model_path: Path | None = None
     embedded_ctx: int = 2048

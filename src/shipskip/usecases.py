@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import costs, progress
+from . import batch, costs, progress
 from .errors import (
     BadParameter,
     BudgetReached,
@@ -147,6 +147,9 @@ class IngestReport:
     # was spent of it.
     cost: str = ""
     budget: str = ""
+    # Batch mode: tools whose questions are still in a Batch API job, and what it did.
+    batch_waiting: list[str] = field(default_factory=list)
+    batch: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -195,9 +198,14 @@ def ingest(
             report.deferred.append(entry.card.slug)
         else:
             todo.append(entry.card)
+    prompts = load_prompts(settings.prompts_dir)
+    batched: dict[str, dict[str, Any]] = {}
+    if todo and settings.batch and settings.scoring == "checklist":
+        plan = batch.prepare(todo, store, settings, prompts)
+        todo, batched = plan.ready, plan.answers
+        report.batch_waiting, report.batch = plan.waiting, plan.line()
     if not todo:
         return report
-    prompts = load_prompts(settings.prompts_dir)
     book = costs.PriceBook.of(costs.sync_prices(store, settings))
     # Before any request: a cap in money with an unpriced model is refused here.
     budget = costs.Budget.from_settings(settings, book, [asked_model(settings, p) for p in prompts.personas])
@@ -212,6 +220,7 @@ def ingest(
         open_critics(settings, prompts, seat_slot=seat_slot, budget=budget) as critics,
         ThreadPoolExecutor(max_workers=tools_in_flight(settings, len(prompts.personas))) as pool,
     ):
+        critics.batched = batched
 
         def review_all(cards: list[ToolCard]) -> list[tuple[ToolCard, ToolBusy]]:
             """Review the cards concurrently; those another live process holds come back."""
