@@ -165,3 +165,12 @@ def test_batch_mode_on_a_lake(batch_fake, lake, isolated, monkeypatch):
     failed = lake.query("SELECT count(*) AS n FROM batch_requests WHERE state = 'failed'")[0]["n"]
     assert failed > 0 and len(direct_questions(batch_fake)) == failed
     assert lake.query("SELECT sum(batch_prompt_tokens) AS p FROM takes")[0]["p"] > 0
+
+
+def test_batch_mode_needs_checklist_scoring(holistic, isolated, monkeypatch):
+    write_cards(isolated / "inbox", 1)
+    monkeypatch.setenv("SHIPSKIP_BATCH", "1")
+    with pytest.raises(SettingsError) as caught:
+        ingest(isolated / "inbox")
+    assert caught.value.variable == "SHIPSKIP_BATCH" and "SHIPSKIP_SCORING" in str(caught.value)
+    assert holistic.requests == []

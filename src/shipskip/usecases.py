@@ -22,6 +22,7 @@ from .errors import (
     BadParameter,
     BudgetReached,
     InputError,
+    SettingsError,
     ShipskipError,
     Stopped,
     UnknownPersona,
@@ -200,7 +201,11 @@ def ingest(
             todo.append(entry.card)
     prompts = load_prompts(settings.prompts_dir)
     batched: dict[str, dict[str, Any]] = {}
-    if todo and settings.batch and settings.scoring == "checklist":
+    if todo and settings.batch:
+        if settings.scoring != "checklist":
+            raise SettingsError(
+                "SHIPSKIP_BATCH", "batches checklist questions: set SHIPSKIP_SCORING=checklist"
+            )
         plan = batch.prepare(todo, store, settings, prompts)
         todo, batched = plan.ready, plan.answers
         report.batch_waiting, report.batch = plan.waiting, plan.line()
