@@ -16,9 +16,9 @@ from prefect.states import Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
-from shipskip import usecases
+from shipskip import costs, usecases
 from shipskip.cards import load_card
-from shipskip.errors import ShipskipError
+from shipskip.errors import BudgetReached, ShipskipError
 from shipskip.llm import ProviderRejected
 from shipskip.models import Take, ToolCard, clean_text
 from shipskip.orchestration import failed, one_line_parameter_errors, seat_limit
@@ -59,7 +59,8 @@ def retry_unless_unusable_or_stopping(task: Any, task_run: Any, state: State) ->
     alike, and asking again would only wait the retry delay to fail once more. Nor once its
     flow run is stopping (SIGTERM)."""
     critics, _ = _ASKING.get()
-    return not isinstance(state.data, ProviderRejected) and not critics.stop.is_set()
+    refused = isinstance(state.data, ProviderRejected | BudgetReached)
+    return not refused and not critics.stop.is_set()
 
 
 @task(
@@ -130,6 +131,8 @@ def publish_review(
             contested_above=get_settings().contested_above,
         )  # fmt: skip
     markdown = review_markdown(panel, what, reason)
+    book = costs.PriceBook.of(costs.configured_prices(get_settings()))
+    markdown += f"\n\nCost: {costs.summarise(list(out.takes), book).text()}\n"
     key, description = f"review-{out.slug}", f"{what}: {card.name}"
     if client is None:
         create_markdown_artifact(key=key, markdown=markdown, description=description)

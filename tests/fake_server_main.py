@@ -1,8 +1,9 @@
 """Run the fake OpenAI server as a process: valid answers after a delay, each request logged.
 
-Usage: fake_server_main.py DELAY_S LOG PORT_FILE [FAULT_RATE]. With a fault rate, that share of
-requests gets a 503, a 500 that echoes the caller's key, a reset connection, broken JSON or an
-HTML page instead.
+Usage: fake_server_main.py DELAY_S LOG PORT_FILE [FAULT_RATE] [RATE_LIMIT]. With a fault rate,
+that share of requests gets a 503, a 500 that echoes the caller's key, a reset connection, broken
+JSON or an HTML page instead. With a rate limit (requests/s), requests beyond it get a 429 with
+Retry-After and the x-ratelimit-* headers, logged with "status": 429.
 """
 
 import json
@@ -27,6 +28,7 @@ from fakeopenai import (  # noqa: E402
 
 delay, log, port_file = float(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 fault_rate = float(sys.argv[4]) if len(sys.argv) > 4 else 0.0
+rate_limit = int(sys.argv[5]) if len(sys.argv) > 5 else 0
 lock = threading.Lock()
 rng = random.Random(7)
 
@@ -60,7 +62,15 @@ def answer(req: dict) -> Reply:
     return Reply(content=take_json("ship", 70, lead=lead_of(req)), delay_s=delay)
 
 
+def limited(req: dict) -> None:
+    with lock, log.open("a") as f:
+        f.write(json.dumps({"tool": lead_of(req) or tool_of(req), "persona": persona_of(req),
+                            "t": time.time(), "status": 429}) + "\n")  # fmt: skip
+
+
 with FakeOpenAI(default=answer) as fake:
+    if rate_limit:
+        fake.rate_limit, fake.on_limited = rate_limit, limited
     port_file.write_text(str(fake.server.server_address[1]))
     while True:
         time.sleep(1)

@@ -28,6 +28,7 @@ class Reply:
     finish_reason: str = "stop"
     refusal: str | None = None
     usage: tuple[int, int] = (100, 30)
+    cached: int = 0  # of the prompt tokens, how many the provider served from its cache
     # Alternatives at the first answer token as (token, probability), sent as top_logprobs
     # when the request asks for log-probabilities.
     logprobs: list[tuple[str, float]] | None = None
@@ -49,6 +50,25 @@ class FakeOpenAI:
         self.requests: list[dict] = []
         self.default = default or standard_answer
         self._lock = threading.Lock()
+        # Rate-limited mode: at most this many requests in each one-second window (counted as
+        # they arrive); beyond it a 429 with Retry-After, and every answer carries OpenAI's
+        # x-ratelimit-* headers. `limited` counts the 429s; `on_limited` sees each refused request.
+        self.rate_limit: int | None = None
+        self.limited = 0
+        self.on_limited: Callable[[dict], None] | None = None
+        self._started = time.monotonic()
+        self._window = (-1, 0)  # (window number, requests admitted in it)
+        # Files and Batches endpoints. A job answers each line with `default`, as a direct
+        # request would be; scripted: how many retrieves it stays in progress, how it ends
+        # ("completed" or "expired"; expired, only the first `batch_ran` lines ran), and which
+        # lines fail. `batch_lines` records every line a job ran.
+        self.files: dict[str, bytes] = {}
+        self.batches: dict[str, dict] = {}
+        self.batch_polls = 0
+        self.batch_end = "completed"
+        self.batch_ran: int | None = None
+        self.batch_fails: Callable[[dict], bool] = lambda body: False
+        self.batch_lines: list[dict] = []
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         # A short poll interval: shutdown() waits for it, once per test.
@@ -65,6 +85,83 @@ class FakeOpenAI:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+    def _admit(self) -> tuple[bool, dict[str, str]]:
+        """Whether a request is let through the rate limit now, and the headers to answer with."""
+        if self.rate_limit is None:
+            return True, {}
+        with self._lock:
+            elapsed = time.monotonic() - self._started
+            window = int(elapsed)
+            used = self._window[1] if self._window[0] == window else 0
+            admitted = used < self.rate_limit
+            if admitted:
+                used += 1
+            self._window = (window, used)
+            if not admitted:
+                self.limited += 1
+        reset = window + 1 - elapsed
+        headers = {
+            "x-ratelimit-limit-requests": str(self.rate_limit),
+            "x-ratelimit-remaining-requests": str(self.rate_limit - used),
+            "x-ratelimit-reset-requests": f"{reset * 1000:.0f}ms",
+        }
+        if not admitted:
+            headers.update({"retry-after-ms": f"{reset * 1000:.0f}", "retry-after": str(math.ceil(reset))})
+        return admitted, headers
+
+    def _file(self, content: bytes, purpose: str, name: str) -> dict:
+        with self._lock:
+            file_id = f"file-{len(self.files) + 1}"
+            self.files[file_id] = content
+        return {"id": file_id, "object": "file", "bytes": len(content), "created_at": int(time.time()),
+                "filename": name, "purpose": purpose, "status": "processed"}  # fmt: skip
+
+    def _create_batch(self, req: dict) -> dict:
+        with self._lock:
+            batch_id = f"batch_{len(self.batches) + 1}"
+            job = {
+                "id": batch_id, "object": "batch", "endpoint": req["endpoint"], "input_file_id": req["input_file_id"],
+                "completion_window": req["completion_window"], "created_at": int(time.time()),
+                "status": "validating", "metadata": req.get("metadata"), "_polls": 0,
+            }  # fmt: skip
+            self.batches[batch_id] = job
+        return job
+
+    def _retrieve_batch(self, batch_id: str) -> dict:
+        job = self.batches[batch_id]
+        if job["status"] in ("validating", "in_progress"):
+            if job["_polls"] < self.batch_polls:
+                job["_polls"] += 1
+                job["status"] = "in_progress"
+            else:
+                self._run_batch(job)
+        return job
+
+    def _run_batch(self, job: dict) -> None:
+        lines = [json.loads(r) for r in self.files[job["input_file_id"]].decode().splitlines() if r.strip()]
+        ran = lines if self.batch_end == "completed" or self.batch_ran is None else lines[: self.batch_ran]
+        out, errors = [], []
+        for line in ran:
+            body = line["body"]
+            self.batch_lines.append(line)
+            if self.batch_fails(body):
+                errors.append({"id": f"req-{len(errors)}", "custom_id": line["custom_id"], "error": None,
+                               "response": {"status_code": 500, "body": {"error": {"message": "scripted failure"}}}})  # fmt: skip
+                continue
+            d = self.default
+            reply = d(body) if callable(d) else d
+            out.append({"id": f"req-{len(out)}", "custom_id": line["custom_id"], "error": None,
+                        "response": {"status_code": 200, "body": json.loads(completion_body(reply, body))}})  # fmt: skip
+        if out:
+            job["output_file_id"] = self._file(
+                "\n".join(map(json.dumps, out)).encode(), "batch_output", "out.jsonl"
+            )["id"]
+        if errors:
+            job["error_file_id"] = self._file(
+                "\n".join(map(json.dumps, errors)).encode(), "batch_output", "err.jsonl"
+            )["id"]
+        job["status"] = self.batch_end
 
     def _next(self, req: dict) -> Reply:
         with self._lock:
@@ -87,7 +184,20 @@ class FakeOpenAI:
                 pass
 
             def do_GET(self) -> None:
-                self._send(200, json.dumps({"object": "list", "data": [{"id": "fake"}]}), {})
+                path = self.path.split("?", 1)[0]
+                if path.startswith("/v1/batches/"):
+                    job = fake._retrieve_batch(path.rsplit("/", 1)[1])
+                    self._send(200, json.dumps({k: v for k, v in job.items() if not k.startswith("_")}), {})
+                elif path == "/v1/batches":
+                    data = [
+                        {k: v for k, v in j.items() if not k.startswith("_")} for j in fake.batches.values()
+                    ]
+                    self._send(200, json.dumps({"object": "list", "data": data, "has_more": False}), {})
+                elif path.startswith("/v1/files/") and path.endswith("/content"):
+                    content = fake.files[path.split("/")[3]]
+                    self._send(200, content.decode(), {})
+                else:
+                    self._send(200, json.dumps({"object": "list", "data": [{"id": "fake"}]}), {})
 
             def do_POST(self) -> None:
                 # A client that gave up on this request needs no answer.
@@ -96,8 +206,25 @@ class FakeOpenAI:
 
             def _post(self) -> None:
                 length = int(self.headers.get("content-length", 0))
-                req = json.loads(self.rfile.read(length) or b"{}")
+                raw = self.rfile.read(length)
+                path = self.path.split("?", 1)[0]
+                if path == "/v1/files":
+                    content, purpose = _multipart_file(raw, self.headers.get("content-type", ""))
+                    self._send(200, json.dumps(fake._file(content, purpose, "input.jsonl")), {})
+                    return
+                if path == "/v1/batches":
+                    self._send(200, json.dumps({k: v for k, v in fake._create_batch(json.loads(raw)).items()
+                                                if not k.startswith("_")}), {})  # fmt: skip
+                    return
+                req = json.loads(raw or b"{}")
                 req["_auth"] = self.headers.get("authorization", "")
+                admitted, limits = fake._admit()
+                if not admitted:
+                    if fake.on_limited is not None:
+                        fake.on_limited(req)
+                    body = json.dumps({"error": {"message": "rate limit reached", "type": "requests"}})
+                    self._send(429, body, limits)
+                    return
                 reply = fake._next(req)
                 if reply.delay_s:
                     time.sleep(reply.delay_s)
@@ -105,37 +232,8 @@ class FakeOpenAI:
                     self.close_connection = True
                     self.connection.shutdown(2)
                     return
-                if reply.body is not None:
-                    body = reply.body
-                elif reply.status != 200:
-                    body = json.dumps({"error": {"message": f"scripted {reply.status}", "type": "x"}})
-                else:
-                    body = json.dumps(
-                        {
-                            "id": "chatcmpl-fake",
-                            "object": "chat.completion",
-                            "created": int(time.time()),
-                            "model": reply.model or req.get("model", "fake"),
-                            "choices": [
-                                {
-                                    "index": 0,
-                                    "finish_reason": reply.finish_reason,
-                                    "message": {
-                                        "role": "assistant",
-                                        "content": reply.content,
-                                        "refusal": reply.refusal,
-                                    },
-                                    "logprobs": _logprobs(reply, req),
-                                }
-                            ],
-                            "usage": {
-                                "prompt_tokens": reply.usage[0],
-                                "completion_tokens": reply.usage[1],
-                                "total_tokens": sum(reply.usage),
-                            },
-                        }
-                    )
-                self._send(reply.status, body, reply.headers, reply.trickle_s)
+                body = completion_body(reply, req)
+                self._send(reply.status, body, {**limits, **reply.headers}, reply.trickle_s)
 
             def _send(self, status: int, body: str, headers: dict[str, str], trickle_s: float = 0.0) -> None:
                 data = body.encode()
@@ -156,6 +254,50 @@ class FakeOpenAI:
                     pass  # the client gave up (a scripted timeout): nothing to answer
 
         return Handler
+
+
+def completion_body(reply: Reply, req: dict) -> str:
+    """The body a reply is sent as: a chat completion, or the scripted error or raw body."""
+    if reply.body is not None:
+        return reply.body
+    if reply.status != 200:
+        return json.dumps({"error": {"message": f"scripted {reply.status}", "type": "x"}})
+    return json.dumps(
+        {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": reply.model or req.get("model", "fake"),
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": reply.finish_reason,
+                    "message": {"role": "assistant", "content": reply.content, "refusal": reply.refusal},
+                    "logprobs": _logprobs(reply, req),
+                }
+            ],
+            "usage": {
+                "prompt_tokens": reply.usage[0],
+                "completion_tokens": reply.usage[1],
+                "total_tokens": sum(reply.usage),
+                "prompt_tokens_details": {"cached_tokens": reply.cached},
+            },
+        }
+    )
+
+
+def _multipart_file(raw: bytes, content_type: str) -> tuple[bytes, str]:
+    """The uploaded file and its purpose from a multipart/form-data body (the Files endpoint)."""
+    boundary = content_type.split("boundary=", 1)[1].strip('"').encode()
+    content, purpose = b"", ""
+    for part in raw.split(b"--" + boundary):
+        head, _, data = part.partition(b"\r\n\r\n")
+        data = data.removesuffix(b"\r\n")
+        if b'name="file"' in head:
+            content = data
+        elif b'name="purpose"' in head:
+            purpose = data.decode()
+    return content, purpose
 
 
 def _logprobs(reply: Reply, req: dict) -> dict | None:

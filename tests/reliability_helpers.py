@@ -26,12 +26,15 @@ def write_cards(folder: Path, n: int) -> list[str]:
     return slugs
 
 
-def start_fake_process(delay_s: float, log: Path, fault_rate: float = 0.0) -> tuple[subprocess.Popen, str]:
-    """The fake server in a child process, so a killed review cannot take it down."""
+def start_fake_process(
+    delay_s: float, log: Path, fault_rate: float = 0.0, rate_limit: int = 0
+) -> tuple[subprocess.Popen, str]:
+    """The fake server in a child process, so a killed review cannot take it down; with
+    `rate_limit`, it allows that many requests a second and answers a 429 beyond them."""
     port_file = log.with_suffix(".port")
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "tests" / "fake_server_main.py"), str(delay_s), str(log), str(port_file),
-         str(fault_rate)],
+         str(fault_rate), str(rate_limit)],
     )  # fmt: skip
     deadline = time.monotonic() + 30
     while not port_file.exists() or not port_file.read_text().strip():

@@ -48,7 +48,9 @@ def build(store):
         con.execute(
             "UPDATE takes SET created_at = ? WHERE run_id = ?", [datetime(2026, 11, 11, 9), run.run_id]
         )
-        con.execute("INSERT INTO model_prices VALUES ('gpt-x', 1.0, 2.0)")
+        con.execute(
+            "INSERT INTO model_prices (model, usd_per_mtok_prompt, usd_per_mtok_completion) VALUES ('gpt-x', 1.0, 2.0)"
+        )
     return store
 
 

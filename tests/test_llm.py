@@ -277,3 +277,78 @@ def test_a_breaker_opens_once_a_provider_has_failed_for_its_deadline(server):
     # Calls sent before the deadline finish at their own timeout; none is sent after it.
     assert time.monotonic() - started < 1.0 + 2 * 0.5 + 0.5
     assert 2 <= len(server.requests) <= 3
+
+
+# -- the rate governor ------------------------------------------------------------------
+
+
+def test_rate_limit_header_durations_are_read():
+    from shipskip.llm import header_seconds
+
+    assert header_seconds("1s") == 1.0 and header_seconds("6m0s") == 360.0
+    assert header_seconds("20ms") == pytest.approx(0.02) and header_seconds("0.5") == 0.5
+    assert header_seconds("1h2m3.5s") == pytest.approx(3723.5)
+    assert header_seconds("soon") is None and header_seconds(None) is None
+
+
+def test_a_429_halves_the_limit_once_per_burst_and_clean_answers_add_one():
+    import threading
+
+    from shipskip.llm import RateGovernor
+
+    gov, stop = RateGovernor(8), threading.Event()
+    burst = [gov.acquire(stop) for _ in range(3)]
+    for ticket in burst:  # three 429s to calls sent side by side: one cut, not three
+        gov.release(ticket, congested=True)
+    assert gov.limit == 4 and gov.cuts == 1 and gov.throttled == 3
+    gov.release(gov.acquire(stop), congested=True)  # sent after the cut: cuts again
+    assert gov.limit == 2
+    for _ in range(2):  # a clean window as long as the limit adds one
+        gov.release(gov.acquire(stop), ok=True)
+    assert gov.limit == 3
+    for _ in range(100):
+        gov.release(gov.acquire(stop), ok=True)
+    assert gov.limit == 8  # never above SHIPSKIP_LLM_CONCURRENCY
+
+
+def test_no_call_starts_while_the_provider_says_none_are_left():
+    import threading
+
+    from shipskip.llm import RateGovernor
+
+    gov, stop = RateGovernor(8), threading.Event()
+    first, second = gov.acquire(stop), gov.acquire(stop)
+    # The answer to the first call: 1 request left in a window that resets in 300 ms. The second
+    # call was sent after it, so the provider had not counted it: nothing is left.
+    gov.release(first, ok=True, headers={"x-ratelimit-remaining-requests": "1",
+                                         "x-ratelimit-reset-requests": "300ms"})  # fmt: skip
+    started = time.monotonic()
+    gov.release(gov.acquire(stop), ok=True)
+    assert time.monotonic() - started >= 0.25 and gov.held == 1
+    gov.release(second, ok=True)
+    # A 429's Retry-After holds every call of the process, not only its own.
+    gov.release(gov.acquire(stop), congested=True, retry_after_s=0.3)
+    started = time.monotonic()
+    gov.release(gov.acquire(stop), ok=True)
+    assert time.monotonic() - started >= 0.25
+
+
+def test_clients_sharing_a_governor_stay_under_a_providers_rate_limit(server):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fakeopenai import yes
+
+    from shipskip.llm import RateGovernor
+
+    server.rate_limit = 10
+    server.default = lambda req: Reply(
+        content="Yes", usage=(100, 1), delay_s=0.05, logprobs=yes(0.9).logprobs
+    )
+    gov = RateGovernor(8)
+    clients = [client(server, limiter=gov, max_retry_wait_s=2) for _ in range(4)]
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda i: clients[i % 4].yes_probability(MSGS), range(40)))
+    assert len(answers) == 40 and all(a.p_yes == 0.9 for a in answers)
+    # Without the governor 8 calls in flight at 20 a second would meet a 429 in every window.
+    assert server.limited <= 2, server.limited
+    assert gov.held > 0

@@ -137,6 +137,8 @@ def test_flows_wrap_the_use_cases_with_a_task_per_seat_artifacts_and_a_line_per_
         "| Founder |" in artifacts["review"].data and "pricing page went live" not in artifacts["review"].data
     )
     assert "pricing page went live" in artifacts["rerun"].data
+    # The review's cost: fake-model has no price, so it reads unpriced, never $0.
+    assert "Cost: unpriced (no price for fake-model; 5 takes" in artifacts["review"].data
     lines = [r.getMessage() for r in caplog.records if "smollm3 · " in r.getMessage()]
     assert {ln.split(" · ")[1].split(":")[0] for ln in lines} >= {"builder", "skeptic", "founder"}
     assert all("model fake-model" in ln and "tokens" in ln for ln in lines)

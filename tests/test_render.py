@@ -373,6 +373,7 @@ def test_digest_writes_only_its_own_page_and_compare_reports_every_file(pair, is
     assert {p.resolve() for p in done.files} == {p.resolve() for p in on_disk}
     assert any(p.name == "claw-code.svg" for p in done.files) and done.path in done.files
 
+
 NO_SIGNAL = (
     "not counted: on this model the Futurist's lens has shown no signal (kappa \u22120.03 on 101 tools)"
 )

@@ -101,6 +101,9 @@ def test_end_to_end_with_the_real_embedded_model(isolated, prefect_harness):
         " not_counted_reason, p_ship FROM current_takes"
     )
     assert len(rows) == 5
+    # The embedded model costs 0 by its price entry: priced, not unpriced.
+    day = stored(isolated).query("SELECT cost_usd, unpriced_takes, takes FROM cost_daily")
+    assert day == [{"cost_usd": 0.0, "unpriced_takes": 0, "takes": 5}]
     spoke = [r for r in rows if r["verdict"] is not None]
     assert spoke, "the real model should produce at least one valid take"
     for r in spoke:

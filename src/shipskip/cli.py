@@ -136,6 +136,15 @@ def print_calibrations(takes: list[Take]) -> None:
         console.print(for_terminal(line), style="yellow", highlight=False)
 
 
+def print_cost(takes: list[Take]) -> None:
+    """What these takes cost at the configured prices; "unpriced" for a model with none."""
+    from .costs import PriceBook, configured_prices, summarise
+
+    with user_errors():
+        book = PriceBook.of(configured_prices(get_settings()))
+    console.print(for_terminal("Cost: " + summarise(takes, book).text()), style="dim", highlight=False)
+
+
 def _said(take: Take) -> str:
     """A take in a progress line: its score and verdict, or that it abstained."""
     return "abstained" if take.abstained else f"{take.score}/100 {take.verdict}"
@@ -299,6 +308,7 @@ def _review_one(path: Path, card: ToolCard, force: bool, review_tool: Callable[.
     console.print(takes_table(f"{out.name}{note}", out.takes))
     console.print(verdict_line(aggregate(out.takes, get_settings().contested_above)), highlight=False)
     print_calibrations(out.takes)
+    print_cost(out.takes)
 
 
 @app.command(name="settings")
@@ -335,6 +345,7 @@ def show(tool: Annotated[str, typer.Argument(help="Tool slug.")]) -> None:
     console.print(takes_table(card.name, takes))
     console.print(verdict_line(aggregate(takes, get_settings().contested_above)), highlight=False)
     print_calibrations(takes)
+    print_cost(takes)
 
 
 @app.command()
@@ -459,7 +470,20 @@ def ingest(
         parts.append(f"busy elsewhere {len(report['busy'])} (left for the process reviewing them)")
     if report.get("deferred"):
         parts.append(f"left {len(report['deferred'])} for the next run (SHIPSKIP_MAX_NEW_PER_RUN)")
-    console.print(", ".join(parts), highlight=False)
+    if report.get("batch_waiting"):
+        parts.append(f"waiting for their batch {len(report['batch_waiting'])}")
+    if report.get("cost"):
+        parts.append(f"cost {report['cost']}")
+    console.print(for_terminal(", ".join(parts)), highlight=False)
+    if report.get("batch"):
+        err.print(for_terminal(f"batch mode: {report['batch']}"), highlight=False, soft_wrap=True)
+    if report.get("over_budget"):
+        # One line: what the run spent of its cap, and what it left for the next run.
+        err.print(
+            for_terminal(f"budget reached: {report['budget']}; left {len(report['over_budget'])} tools "
+                         "for the next run (finished takes are kept and resumed)"),
+            highlight=False, soft_wrap=True,
+        )  # fmt: skip
     for line in report["refused"]:
         err.print(f"  refused: {for_terminal(line)}", highlight=False, soft_wrap=True)
 
@@ -1011,3 +1035,24 @@ def web(
     console.print(f"Serving {for_terminal(settings.out_dir)} on http://{host}:{port}/ (Ctrl-C stops)",
                   highlight=False)  # fmt: skip
     serve_web(store, settings, host, port)
+
+
+@app.command()
+def prices() -> None:
+    """List the model prices the cost views use (US dollars per million tokens), after loading
+    the shipped ones and your file (SHIPSKIP_PRICES_PATH) into the store."""
+    from .costs import sync_prices
+
+    with user_errors():
+        listed = sync_prices(_store(), get_settings())
+    table = Table(title="Model prices, USD per million tokens", title_justify="left")
+    for col, side in (("Model", "left"), ("Input", "right"), ("Cached input", "right"),
+                      ("Output", "right"), ("As of", "left"), ("From", "left")):  # fmt: skip
+        table.add_column(col, justify=side)  # type: ignore[arg-type]
+    for p in listed:
+        table.add_row(*(for_terminal(cell) for cell in (
+            p.model, f"{p.input:g}", "as input" if p.cached_input is None else f"{p.cached_input:g}",
+            f"{p.output:g}", str(p.as_of or "undated"), p.source,
+        )))  # fmt: skip
+    console.print(table)
+    console.print('A model not listed is unpriced: its cost reads "unpriced", never 0.', highlight=False)

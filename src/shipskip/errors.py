@@ -211,3 +211,16 @@ class ToolBusy(ShipskipError):
 
     def __reduce__(self) -> tuple[type, tuple[str, str, datetime | None]]:
         return (type(self), (self.slug, self.owner, self.last_seen))
+
+
+class BudgetReached(ShipskipError):
+    """The run's spending cap (SHIPSKIP_MAX_COST_PER_RUN / SHIPSKIP_MAX_TOKENS_PER_RUN) is
+    reached: no seat starts after it. Takes finished before it are checkpointed, and the tool is
+    left for the next run, not marked reviewed."""
+
+    def __init__(self, spent: str) -> None:
+        self.spent = spent
+        super().__init__(f"the run's budget is reached ({spent}); left for the next run")
+
+    def __reduce__(self) -> tuple[type, tuple[str]]:
+        return (type(self), (self.spent,))

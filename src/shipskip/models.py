@@ -281,12 +281,17 @@ class Usage(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
+    # Of the tokens above, those answered through a Batch API (batch mode), priced at half.
+    batch_prompt_tokens: int = 0
+    batch_completion_tokens: int = 0
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
             prompt_tokens=self.prompt_tokens + other.prompt_tokens,
             completion_tokens=self.completion_tokens + other.completion_tokens,
             cached_tokens=self.cached_tokens + other.cached_tokens,
+            batch_prompt_tokens=self.batch_prompt_tokens + other.batch_prompt_tokens,
+            batch_completion_tokens=self.batch_completion_tokens + other.batch_completion_tokens,
         )
 
 

@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from . import calibrations
+from .batch import question_id
 from .calibrations import ModelKey, Scoring
 from .checklist import abstains, below_relevance, score_from, take_problem
+from .costs import Budget
 from .embedded import embedded_model_name, embedded_server, model_path
 from .errors import Stopped, UncalibratedModel
 from .injection import gives_orders, score_jumped, without_suspicious
-from .llm import CircuitBreaker, LLMClient, LLMFailure
+from .llm import CircuitBreaker, LLMClient, LLMFailure, RateGovernor
 from .models import Criterion, Take, ToolCard, Usage, clean_text, pattern_literal, verdict_for
 from .personas import Item, PromptSet, question_messages, render_messages, take_instructions, take_messages
 from .quality import consensus, grounding
@@ -75,6 +77,11 @@ class Critics:
     # Each seat's model as its calibration is looked up: the model asked for, and for a GGUF
     # the embedded server serves, the file's digest. Empty: the client's model, no digest.
     keys: dict[str, ModelKey] = field(default_factory=dict)
+    # The run's spending cap (an ingest's), shared by its seats: none starts once it is reached.
+    budget: Budget | None = None
+    # Batch mode: answers a Batch API job gave, by custom_id (`batch.question_id`); a question
+    # found here is not asked again.
+    batched: dict[str, dict[str, Any]] = field(default_factory=dict)
     _scorings: dict[tuple, Scoring] = field(default_factory=dict, repr=False)
     _seat_locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -155,6 +162,17 @@ class Critics:
 
     def ask(self, persona: str, card: ToolCard, reason: str | None = None) -> Take:
         """One seat's take on one card: graded by its checklist, or one holistic reply."""
+        if self.budget is None:
+            return self._ask(persona, card, reason)
+        self.budget.start()  # raises BudgetReached: the seat is left for the next run
+        take = None
+        try:
+            take = self._ask(persona, card, reason)
+        finally:
+            self.budget.finished(take)
+        return take
+
+    def _ask(self, persona: str, card: ToolCard, reason: str | None = None) -> Take:
         # A seat asks one question at a time, so seats in flight bound calls in flight; a slot
         # per seat rather than per call keeps the cross-process limit to one round trip a take.
         with ExitStack() as held:
@@ -191,6 +209,14 @@ class Critics:
 
     def answer(self, persona: str, card: ToolCard, question: str, spend: Spend) -> tuple[float | None, str]:
         """P(yes) to one question about one card, and where it came from; None when it failed."""
+        if self.batched:
+            got = self.batched.get(question_id(persona, self.prompts.prompt_hash(persona), card, question))
+            if got is not None:
+                tokens = (got["prompt_tokens"], got["completion_tokens"])
+                usage = Usage(prompt_tokens=tokens[0], completion_tokens=tokens[1],
+                              batch_prompt_tokens=tokens[0], batch_completion_tokens=tokens[1])  # fmt: skip
+                spend.add(usage, 1, model=got["model"])
+                return got["p_yes"], got["source"]
         try:
             a = self.clients[persona].yes_probability(
                 question_messages(self.prompts, persona, card, question),
@@ -416,6 +442,7 @@ def open_critics(
     model_override: str | None = None,
     seat_slot: SlotFactory | None = None,
     require: bool = True,
+    budget: Budget | None = None,
 ) -> Iterator[Critics]:
     """Build a client per persona; start the embedded server only if some persona needs it.
 
@@ -424,7 +451,8 @@ def open_critics(
     `require=False` (calibrating, evaluating) lets an uncalibrated model through whatever
     SHIPSKIP_REQUIRE_CALIBRATION says."""
     names = personas or list(prompts.personas)
-    in_flight = threading.BoundedSemaphore(max(1, settings.llm_concurrency))
+    # One governor for every client: 429s, 5xx and rate-limit headers slow all seats at once.
+    in_flight = RateGovernor(max(1, settings.llm_concurrency))
     redactor = redactor_for(settings)
     # One breaker per provider (base URL and model) for as long as these critics: seats that
     # share a provider give up on it together.
@@ -447,11 +475,7 @@ def open_critics(
             prov = settings.provider_for(name)
             local = prov.base_url is None
             base_url: str = embedded_url if local else prov.base_url  # type: ignore[assignment]
-            model = (
-                model_override
-                or prov.model
-                or embedded_model_name(settings.embedded_model_path)  # a hosted seat's model is always set
-            )
+            model = asked_model(settings, name, model_override)
             breaker = breakers.setdefault(
                 (base_url, model),
                 CircuitBreaker(base_url, model, settings.breaker_failures, settings.provider_deadline_s()),
@@ -481,8 +505,15 @@ def open_critics(
         stack.callback(stop.set)
         yield Critics(
             prompts=prompts, clients=clients, settings=settings, seat_slot=seat_slot or nullcontext,
-            pool=pool, stop=stop, keys=keys,
+            pool=pool, stop=stop, keys=keys, budget=budget,
         )  # fmt: skip
+
+
+def asked_model(settings: Settings, persona: str, model_override: str | None = None) -> str:
+    """The model a seat's requests name: the override, the seat's own or the panel's, else the
+    embedded model (no base URL) or SHIPSKIP_HOSTED_MODEL (`provider_for` fills that in)."""
+    prov = settings.provider_for(persona)
+    return model_override or prov.model or embedded_model_name(settings.embedded_model_path)
 
 
 def model_keys(

@@ -289,6 +289,31 @@ class Settings(BaseSettings):
         description="The largest request body `shipskip web` reads; a bigger one gets 413.",
     )
 
+    prices_path: Path = Field(
+        default=Path("data") / "prices.toml",
+        description="Your model prices (TOML, US dollars per million input, cached input and output "
+        "tokens, with a date), over the dated ones shipped with shipskip; `shipskip prices` lists them.",
+    )
+    max_cost_per_run: float | None = Field(
+        default=None,
+        gt=0,
+        description="Dollars an ingest may spend; once reached it starts no more seats or tools, keeps "
+        "what it finished and leaves the rest for the next run. Every model must have a price.",
+    )
+    max_tokens_per_run: int | None = Field(
+        default=None,
+        ge=1,
+        description="Tokens (prompt and completion) an ingest may spend, with the same stop as "
+        "MAX_COST_PER_RUN; works for unpriced models.",
+    )
+
+    batch: bool = Field(
+        default=False,
+        description="Ingest in batch mode: the checklist questions of new tools go to the provider's "
+        "Batch API as one job (half price, answered within 24 h); a later run collects them and reviews "
+        "those tools.",
+    )
+
     @field_validator("site_url")
     @classmethod
     def _site_url(cls, v: str | None) -> str | None:

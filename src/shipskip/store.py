@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -869,6 +869,8 @@ class Store:
                 "created_at": now,
                 "prompt_tokens": t.usage.prompt_tokens, "completion_tokens": t.usage.completion_tokens,
                 "cached_tokens": t.usage.cached_tokens, "is_current": True,
+                "batch_prompt_tokens": t.usage.batch_prompt_tokens,
+                "batch_completion_tokens": t.usage.batch_completion_tokens,
                 "criteria": json.dumps([c.model_dump() for c in t.criteria]) if t.criteria else None,
                 **t.model_dump(include=_TAKE_FIELDS, by_alias=True),
             }
@@ -1217,6 +1219,109 @@ class Store:
         rows = self.query("SELECT vote FROM votes WHERE slug = ? AND voter = ?", [slug, voter])
         return rows[0]["vote"] if rows else None
 
+    # -- prices ----------------------------------------------------------------------
+
+    _PRICE_COLUMNS = (
+        "model", "usd_per_mtok_prompt", "usd_per_mtok_cached", "usd_per_mtok_completion", "as_of",
+    )  # fmt: skip
+
+    def prices(self) -> list[dict[str, Any]]:
+        """model_prices, by model: the prices the cost views read."""
+        return self.query(f"SELECT {', '.join(self._PRICE_COLUMNS)} FROM model_prices ORDER BY model")
+
+    @_again_on_conflict
+    def set_prices(self, rows: list[tuple[str, float, float | None, float, date | None]]) -> int:
+        """Put these prices (model, input, cached input, output, as of) in model_prices, each
+        replacing its model's row; rows already as given are left alone, so a run that changes
+        no price writes nothing (no commit on a lake). Returns how many rows changed."""
+        with self.transaction() as con:
+            have = {
+                r[0]: tuple(r)
+                for r in con.execute(f"SELECT {', '.join(self._PRICE_COLUMNS)} FROM model_prices").fetchall()
+            }
+            changed = [tuple(r) for r in rows if have.get(r[0]) != tuple(r)]
+            for row in changed:
+                con.execute("DELETE FROM model_prices WHERE model = ?", [row[0]])
+                con.execute(
+                    f"INSERT INTO model_prices ({', '.join(self._PRICE_COLUMNS)}) VALUES (?, ?, ?, ?, ?)",
+                    list(row),
+                )
+        return len(changed)
+
+    # -- batch mode ------------------------------------------------------------------
+
+    def open_batches(self) -> list[dict[str, Any]]:
+        """Batch jobs not collected yet, oldest first."""
+        return self.query(
+            "SELECT batch_key, batch_id, base_url, model, requests, status, created_at FROM llm_batches"
+            " WHERE collected_at IS NULL ORDER BY created_at"
+        )
+
+    @_again_on_conflict
+    def record_batch(self, key: str, base_url: str, model: str, requests: list[tuple[str, str]]) -> None:
+        """A batch job about to be submitted, with its (custom_id, slug) requests: recorded
+        first, so a run killed before it learns the job's id finds the job by its key."""
+        now = _now()
+        with self.transaction() as con:
+            con.execute(
+                "INSERT INTO llm_batches (batch_key, base_url, model, requests, status, created_at)"
+                " VALUES (?, ?, ?, ?, 'submitting', ?)",
+                [key, base_url, model, len(requests), now],
+            )
+            con.executemany(
+                "INSERT INTO batch_requests (custom_id, batch_key, slug, state, prompt_tokens,"
+                " completion_tokens, updated_at) VALUES (?, ?, ?, 'submitted', 0, 0, ?)",
+                [[cid, key, slug, now] for cid, slug in requests],
+            )
+
+    @_again_on_conflict
+    def batch_submitted(self, key: str, batch_id: str | None, status: str) -> None:
+        """The provider's id of a recorded job (None: it was never submitted; forget it)."""
+        with self.transaction() as con:
+            if batch_id is None:
+                con.execute("DELETE FROM batch_requests WHERE batch_key = ?", [key])
+                con.execute("DELETE FROM llm_batches WHERE batch_key = ?", [key])
+                return
+            con.execute(
+                "UPDATE llm_batches SET batch_id = ?, status = ? WHERE batch_key = ?", [batch_id, status, key]
+            )
+
+    @_again_on_conflict
+    def collect_batch(self, key: str, status: str, results: list[dict[str, Any]]) -> None:
+        """A finished job: each request's answer (state, p_yes, source, tokens, model, error),
+        every request of it settled as answered or failed, and the job marked collected."""
+        now = _now()
+        with self.transaction() as con:
+            for r in results:
+                con.execute(
+                    "UPDATE batch_requests SET state = ?, p_yes = ?, source = ?, prompt_tokens = ?,"
+                    " completion_tokens = ?, model = ?, error = ?, updated_at = ?"
+                    " WHERE custom_id = ? AND batch_key = ?",
+                    [r["state"], r.get("p_yes"), r.get("source"), r.get("prompt_tokens", 0),
+                     r.get("completion_tokens", 0), r.get("model"), r.get("error"), now, r["custom_id"], key],
+                )  # fmt: skip
+            # Lines the provider returned nothing for (an expired job's unrun lines) failed.
+            con.execute(
+                "UPDATE batch_requests SET state = 'failed', error = ?, updated_at = ?"
+                " WHERE batch_key = ? AND state = 'submitted'",
+                [f"no result (job {status})", now, key],
+            )
+            con.execute(
+                "UPDATE llm_batches SET status = ?, collected_at = ? WHERE batch_key = ?", [status, now, key]
+            )
+
+    def batch_requests(self, slugs: list[str]) -> dict[str, dict[str, Any]]:
+        """Every batched question of these tools, by custom_id."""
+        if not slugs:
+            return {}
+        marks = ", ".join("?" * len(slugs))
+        rows = self.query(
+            "SELECT custom_id, batch_key, slug, state, p_yes, source, prompt_tokens, completion_tokens,"
+            f" model, error FROM batch_requests WHERE slug IN ({marks})",
+            list(slugs),
+        )
+        return {r["custom_id"]: r for r in rows}
+
 
 # Columns of `tools` that are not text, for the row a review merges in.
 _TOOL_TYPES = {"launched": "DATE", "updated_at": "TIMESTAMP"}
@@ -1261,6 +1366,9 @@ def _validate_take_row(row: dict[str, Any]) -> Take:
                 prompt_tokens=row["prompt_tokens"],
                 completion_tokens=row["completion_tokens"],
                 cached_tokens=row["cached_tokens"],
+                # NULL on a lake's takes from before migration 023.
+                batch_prompt_tokens=row.get("batch_prompt_tokens") or 0,
+                batch_completion_tokens=row.get("batch_completion_tokens") or 0,
             ),
             "criteria": json.loads(row["criteria"]) if row["criteria"] else [],
         }

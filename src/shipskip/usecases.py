@@ -15,16 +15,26 @@ from contextlib import ExitStack
 from contextvars import copy_context
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from . import progress
-from .errors import BadParameter, InputError, ShipskipError, Stopped, UnknownPersona, UnknownTool
+from . import batch, costs, progress
+from .errors import (
+    BadParameter,
+    BudgetReached,
+    InputError,
+    SettingsError,
+    ShipskipError,
+    Stopped,
+    UnknownPersona,
+    UnknownTool,
+)
 from .llm import ProviderDown, ProviderRejected
 from .models import Take, ToolCard, card_text
 from .outcome import ReviewOutcome
 from .personas import PromptSet, load_prompts
 from .publish import compare_both_orders, verdicts_by_tool, write_compare
 from .quality import order_independent
-from .review import Critics, SlotFactory, open_critics
+from .review import Critics, SlotFactory, asked_model, open_critics
 from .settings import Settings
 from .sources import SOURCE_SUFFIXES, read_source
 from .store import Run, Store, ToolBusy
@@ -89,6 +99,8 @@ def review_card(
     seats still missing, and commit the five takes together. With `critics`, their clients (and
     model server) are used; otherwise critics are opened for this card alone."""
     prompts = critics.prompts if critics else load_prompts(settings.prompts_dir)
+    if critics is None:
+        costs.sync_prices(store, settings)  # an ingest, which passes its critics, has already
     # Whether this exact card was reviewed, and whether its slug belongs to another tool, are
     # checked inside begin_run, under the same lock that starts the run, so two processes
     # cannot both find it new.
@@ -131,8 +143,17 @@ class IngestReport:
     refused: list[str] = field(default_factory=list)
     deferred: list[str] = field(default_factory=list)
     busy: list[str] = field(default_factory=list)
+    # Tools not started, or started and checkpointed, once the run's budget was reached.
+    over_budget: list[str] = field(default_factory=list)
+    # What the reviewed tools' takes cost (`costs.CostSummary.text`), and with a budget, what
+    # was spent of it.
+    cost: str = ""
+    budget: str = ""
+    # Batch mode: tools whose questions are still in a Batch API job, and what it did.
+    batch_waiting: list[str] = field(default_factory=list)
+    batch: str = ""
 
-    def as_dict(self) -> dict[str, list[str]]:
+    def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
@@ -179,18 +200,40 @@ def ingest(
             report.deferred.append(entry.card.slug)
         else:
             todo.append(entry.card)
+    prompts = load_prompts(settings.prompts_dir)
+    batched: dict[str, dict[str, Any]] = {}
+    if todo and settings.batch:
+        if settings.scoring != "checklist":
+            raise SettingsError(
+                "SHIPSKIP_BATCH", "batches checklist questions: set SHIPSKIP_SCORING=checklist"
+            )
+        plan = batch.prepare(todo, store, settings, prompts)
+        todo, batched = plan.ready, plan.answers
+        report.batch_waiting, report.batch = plan.waiting, plan.line()
     if not todo:
         return report
-    prompts = load_prompts(settings.prompts_dir)
+    book = costs.PriceBook.of(costs.sync_prices(store, settings))
+    # Before any request: a cap in money with an unpriced model is refused here.
+    budget = costs.Budget.from_settings(settings, book, [asked_model(settings, p) for p in prompts.personas])
+    spent: list[Take] = []
+
+    def within_budget(card: ToolCard, *args: Any, **kwargs: Any) -> ReviewOutcome:
+        if budget is not None and budget.reached:
+            raise BudgetReached(budget.line_spent())  # not started: nothing to keep
+        return review(card, *args, **kwargs)
+
     with (
-        open_critics(settings, prompts, seat_slot=seat_slot) as critics,
+        open_critics(settings, prompts, seat_slot=seat_slot, budget=budget) as critics,
         ThreadPoolExecutor(max_workers=tools_in_flight(settings, len(prompts.personas))) as pool,
     ):
+        critics.batched = batched
 
         def review_all(cards: list[ToolCard]) -> list[tuple[ToolCard, ToolBusy]]:
             """Review the cards concurrently; those another live process holds come back."""
             futures = {
-                _submit(pool, review, card, store, settings, critics=critics, flow_run_id=flow_run_id): card
+                _submit(
+                    pool, within_budget, card, store, settings, critics=critics, flow_run_id=flow_run_id
+                ): card
                 for card in cards
             }
             held = []
@@ -202,6 +245,10 @@ def ingest(
                     except ToolBusy as exc:
                         held.append((card, exc))
                         continue
+                    except BudgetReached:
+                        # Its finished takes are checkpointed; the next run resumes from them.
+                        report.over_budget.append(card.slug)
+                        continue
                     except (ProviderRejected, Stopped):
                         raise
                     except ShipskipError as exc:
@@ -209,6 +256,8 @@ def ingest(
                         report.refused.append(str(exc))
                         continue
                     (report.unchanged if out.skipped else report.reviewed).append(card.slug)
+                    if not out.skipped:
+                        spent.extend(out.takes)
                     on_review(out)
             except BaseException as exc:
                 # The provider refuses every tool alike (ProviderRejected): start no more tools,
@@ -235,9 +284,12 @@ def ingest(
             warn(f"left {card.slug}: {exc}")
             report.busy.append(card.slug)
         store.sweep_leases()
+    report.cost = costs.summarise(spent, book).text()
+    if budget is not None and report.over_budget:
+        report.budget = budget.line_spent()
     # Reports list tools in source order, whatever order they finished in.
     order = {c.slug: i for i, c in enumerate(todo)}
-    for name in ("reviewed", "busy"):
+    for name in ("reviewed", "busy", "over_budget"):
         getattr(report, name).sort(key=lambda slug: order.get(slug, 0))
     return report
 
@@ -313,6 +365,7 @@ def rerun(
     card, prompts = rerun_inputs(
         tool, persona, reason, store, settings, model=model, prompt_version=prompt_version
     )
+    costs.sync_prices(store, settings)  # the cost views price this take
     run = store.begin_run(card, kind="rerun", reason=reason)
     assert run is not None  # only a review can find its card already done
     with open_critics(settings, prompts, [persona], model_override=model, seat_slot=seat_slot) as critics:
