@@ -24,7 +24,7 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import openai
 from openai.types.chat import ChatCompletion
@@ -40,7 +40,7 @@ from .settings import Settings
 if TYPE_CHECKING:
     from .store import Store
 
-ENDPOINT = "/v1/chat/completions"
+ENDPOINT: Literal["/v1/chat/completions"] = "/v1/chat/completions"
 FINISHED = frozenset({"completed", "expired", "failed", "cancelled"})
 
 
@@ -182,12 +182,12 @@ def prepare(cards: list[ToolCard], store: Store, settings: Settings, prompts: Pr
             uploaded = client.files.create(
                 file=("shipskip-batch.jsonl", "\n".join(rows).encode()), purpose="batch"
             )
-            job = client.batches.create(
+            created = client.batches.create(
                 input_file_id=uploaded.id, endpoint=ENDPOINT, completion_window="24h",
                 metadata={"shipskip_key": key},
             )  # fmt: skip
-            store.batch_submitted(key, job.id, job.status)
-            plan.submitted, plan.submitted_requests = job.id, len(rows)
+            store.batch_submitted(key, created.id, created.status)
+            plan.submitted, plan.submitted_requests = created.id, len(rows)
     known = store.batch_requests([c.slug for c in cards])
     pending = {r["slug"] for r in known.values() if r["state"] == "submitted"}
     for card in cards:

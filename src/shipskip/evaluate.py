@@ -189,8 +189,9 @@ def _panel_takes(rows: list[ItemResult], ref: bool, counted: set[str] | None = N
     out = []
     for r in rows:
         v = r.ref_verdict if ref else r.verdict
+        verdict: Literal["ship", "skip"] | None = "ship" if v == "ship" else ("skip" if v == "skip" else None)
         out.append(Take(
-            persona=r.persona, verdict=v if v in ("ship", "skip") else None, score=None,
+            persona=r.persona, verdict=verdict, score=None,
             counted=ref or counted is None or r.persona in counted,
         ))  # fmt: skip
     return out
@@ -352,7 +353,7 @@ def _verdicts(
     reference gives those same counted seats, and the label of the whole labelled panel."""
     from .panel import aggregate, label_for
 
-    out = []
+    out: list[tuple[PanelVerdict, str, str]] = []
     for rows in _by_tool(results):
         takes = [
             t.model_copy(update={"p_ship": chances.get((r.slug, r.persona))})

@@ -539,8 +539,9 @@ class LLMClient:
                 raise
             self._answered()
             outcome["ok"] = True
-            if getattr(resp, "usage", None) is not None:
-                outcome["tokens"] = (resp.usage.prompt_tokens or 0) + (resp.usage.completion_tokens or 0)
+            usage = getattr(resp, "usage", None)
+            if usage is not None:
+                outcome["tokens"] = (usage.prompt_tokens or 0) + (usage.completion_tokens or 0)
         finally:
             self._limiter.release(ticket, **outcome)
         if not hasattr(resp, "choices"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from itertools import product
+from typing import Literal
 
 from .models import PanelVerdict, Take
 
@@ -15,7 +16,7 @@ def round_half_up_pct(part: int, whole: int) -> int:
     return (200 * part + whole) // (2 * whole)
 
 
-def label_for(ship: int, skip: int) -> str:
+def label_for(ship: int, skip: int) -> Literal["Ship", "Skip", "Mixed", "No verdict"]:
     """The one verdict rule: the majority of counted seats that spoke, an even split "Mixed",
     and fewer than two of them "No verdict"."""
     if ship + skip < MIN_COUNTED:

@@ -16,6 +16,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import partial
 from importlib import resources
 from pathlib import Path
 
@@ -252,6 +253,9 @@ def _plan(store: Store, settings: Settings, today: date, left_out: list[str]) ->
 
         return render
 
+    def one(path: str, page: Callable[[], str]) -> Callable[[], dict[str, str]]:
+        return lambda: {path: page()}
+
     for t in panels:
         slug, others = t.card.slug, near[t.card.slug]
         pages.append(
@@ -260,7 +264,7 @@ def _plan(store: Store, settings: Settings, today: date, left_out: list[str]) ->
                 _hash("tool", own[slug], [summary[o.card.slug] for o in others], salt),
                 md_pair(
                     f"tools/{slug}.html",
-                    lambda t=t, o=others: tool_page(t, today, tuple(o), site, fragments=fragments),
+                    partial(tool_page, t, today, tuple(others), site, fragments=fragments),
                 ),
                 0,
             )
@@ -269,7 +273,7 @@ def _plan(store: Store, settings: Settings, today: date, left_out: list[str]) ->
             _Page(
                 f"badges/{slug}.svg",
                 _hash("badge", summary[slug], salt),
-                lambda t=t, s=slug: {f"badges/{s}.svg": badge_svg(t)},
+                one(f"badges/{slug}.svg", partial(badge_svg, t)),
                 0,
             )
         )
@@ -277,7 +281,7 @@ def _plan(store: Store, settings: Settings, today: date, left_out: list[str]) ->
             _Page(
                 f"embed/{slug}.html",
                 _hash("embed", summary[slug], t.votes.model_dump(), salt),
-                lambda t=t, s=slug: {f"embed/{s}.html": embed_page(t, today, site)},
+                one(f"embed/{slug}.html", partial(embed_page, t, today, site)),
                 0,
             )
         )
@@ -298,7 +302,7 @@ def _plan(store: Store, settings: Settings, today: date, left_out: list[str]) ->
                 _Page(
                     path,
                     _hash("compare", own[first.card.slug], own[second.card.slug], salt),
-                    lambda a=first, b=second, e=extra, p=path: {p: compare_html(a, b, today, e)},
+                    one(path, partial(compare_html, first, second, today, extra)),
                     0,
                 )
             )
@@ -312,16 +316,16 @@ def _plan(store: Store, settings: Settings, today: date, left_out: list[str]) ->
             _Page(
                 path,
                 _hash("reviewer", persona.model_dump(mode="json"), takes, cats, salt),
-                md_pair(path, lambda p=persona, tk=takes, c=cats, e=extra: reviewer_page(p, tk, c, today, e)),
+                md_pair(path, partial(reviewer_page, persona, takes, cats, today, extra)),
                 0,
             )
         )
 
     weeks: dict[str, list[str]] = {}
     for r in rows["runs"]:
-        week = weeks.setdefault(_iso_week(r["finished_at"]), [])
-        if r["slug"] in by_slug and r["slug"] not in week:
-            week.append(r["slug"])
+        in_week = weeks.setdefault(_iso_week(r["finished_at"]), [])
+        if r["slug"] in by_slug and r["slug"] not in in_week:
+            in_week.append(r["slug"])
     for week, slugs in weeks.items():
         listed = [by_slug[s] for s in slugs]
         path = f"digest/{week}.html"
@@ -330,7 +334,7 @@ def _plan(store: Store, settings: Settings, today: date, left_out: list[str]) ->
             _Page(
                 path,
                 _hash("digest", [summary[s] for s in slugs], salt),
-                md_pair(path, lambda w=week, ls=listed, e=extra: digest_page(w, ls, today, e)),
+                md_pair(path, partial(digest_page, week, listed, today, extra)),
                 0,
             )
         )
@@ -356,9 +360,7 @@ def _plan(store: Store, settings: Settings, today: date, left_out: list[str]) ->
                     [(summary[t.card.slug], [o.card.slug for o in o_]) for t, o_ in ranked],
                     salt,
                 ),
-                lambda c=category, r=ranked: {
-                    f"categories/{category_slug(c)}.html": category_page(c, r, today, site)
-                },
+                one(path, partial(category_page, category, ranked, today, site)),
                 1,
             )
         )
@@ -394,12 +396,12 @@ def _plan(store: Store, settings: Settings, today: date, left_out: list[str]) ->
             2,
         )
     )
-    listed = sorted(p.path for p in pages if p.path.endswith(".html") and not p.path.startswith("embed/"))
+    mapped = sorted(p.path for p in pages if p.path.endswith(".html") and not p.path.startswith("embed/"))
     pages.append(
         _Page(
             "sitemap.xml",
-            _hash("sitemap", listed, salt),
-            lambda: {"sitemap.xml": sitemap_xml(listed, site)},
+            _hash("sitemap", mapped, salt),
+            lambda: {"sitemap.xml": sitemap_xml(mapped, site)},
             2,
         )
     )
