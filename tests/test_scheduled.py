@@ -111,6 +111,7 @@ def test_deployments_in_prefect_yaml_load():
         "render-comparison",
         "weekly-maintenance",
         "calibrate-model",
+        "label-seat",
     }
     for dep in spec["deployments"]:
         module, func = dep["entrypoint"].split(":")

@@ -677,10 +677,12 @@ def run_calibration(
     command: str = "",
     on_seat: OnSeat = _quiet,
     on_phase: Callable[[str, int], None] = lambda what, total: None,
+    with_labels: bool = False,
 ) -> dict:
     """Ask the configured model every checklist question on the labelled reference (the first
     `limit` tools), storing each answer as it arrives so a run that is killed goes on where it
-    stopped; then fit each persona, judge the fit out-of-fold and write the model's calibration."""
+    stopped; then fit each persona, judge the fit out-of-fold and write the model's calibration.
+    `with_labels` adds the store's editors' labels on this model's takes to what is fitted."""
     items = load_reference(reference)[:limit]
     prompts = load_prompts(settings.prompts_dir)
     names = list(prompts.personas)
@@ -730,6 +732,9 @@ def run_calibration(
         n: ModelKey(sorted(reported[n])[0], keys[n].digest) if len(reported[n]) == 1 else keys[n]
         for n in names
     }
+    labelled = 0
+    if with_labels:
+        results, labelled = with_editor_labels(Store.from_settings(settings), prompts, keys, results)
     oof = with_predictions(results, checklist_predictions(prompts, results, oof=True))
     oof_intervals = intervals(oof)
     written = write_fitted(settings, prompts, keys, results, oof, oof_intervals, command)
@@ -748,7 +753,30 @@ def run_calibration(
     store = Store.from_settings(settings)
     eval_id = store.save_eval(str(reference), model, prompt_hash, 1, summary, oof)
     return {"eval_id": eval_id, "summary": summary, "written": [str(p) for p in written], "model": model,
-            "calibrations": notes}  # fmt: skip
+            "calibrations": notes, "editor_labels": labelled}  # fmt: skip
+
+
+def with_editor_labels(
+    store: Store, prompts: PromptSet, keys: dict[str, ModelKey], results: list[ItemResult]
+) -> tuple[list[ItemResult], int]:
+    """The results plus one per editor's label on a seat scored by that seat's model (its
+    latest label there, on the answers of the take it judged). A labelled seat that is also a
+    reference card's takes the editor's call in place of the reference's, so no tool counts
+    twice in the out-of-fold figures. Also how many labels were added."""
+    from .labels import labelled_observations
+
+    versions = {n: p.version for n, p in prompts.personas.items()}
+    added: dict[tuple[str, str], ItemResult] = {}
+    for model in sorted({k.model for k in keys.values()}):
+        for row in labelled_observations(store, model, versions):
+            if keys.get(row["persona"], ModelKey("")).model != model:
+                continue
+            added[(row["slug"], row["persona"])] = ItemResult(
+                **row, verdict=None, score=None, first_attempt_valid=True, grounded=None,
+                verdict_flips=0.0, score_spread=None, take=None,
+            )  # fmt: skip
+    kept = [r for r in results if (r.slug, r.persona) not in added]
+    return kept + list(added.values()), len(added)
 
 
 def calibration_results(settings: Settings, reference: Path, key: ModelKey) -> list[ItemResult]:

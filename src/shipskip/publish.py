@@ -26,6 +26,7 @@ def load_panel(store: Store, slug: str) -> ReviewedTool:
             votes=store.votes(slug),
             reviewed_at=store.reviewed_at(slug),
             updates=tuple(_updates(store, slug)),
+            labels=tuple(store.labels(slug)),
         )
 
 

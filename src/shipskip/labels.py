@@ -1,0 +1,108 @@
+"""Editors teach the panel: their own call on a seat, the queue of tools to label first, and
+the labels as training data for a model's calibration. Plain functions over the store; the CLI
+and the `label-seat` flow call them."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import re
+from typing import Any
+
+from .errors import BadParameter, UnknownPersona, UnknownTool
+from .models import SHIP_THRESHOLD, Criterion, EditorLabel, card_text
+from .personas import load_prompts
+from .settings import Settings
+from .store import Store
+
+VERDICTS = ("ship", "skip", "abstain")
+MIN_REASON = 3
+_EDITOR = re.compile(r"[\w.@+-]{1,64}")
+
+
+def make_label(
+    tool: str,
+    persona: str,
+    verdict: str,
+    reason: str,
+    store: Store,
+    settings: Settings,
+    *,
+    score: int | None = None,
+    editor: str | None = None,
+) -> EditorLabel:
+    """An editor's label checked before anything is stored: a seat on the panel, a reviewed
+    tool, a call, a score that agrees with the call, a reason and a name. Raises a typed
+    ShipskipError naming the first bad input."""
+    known = tuple(load_prompts(settings.prompts_dir).personas)
+    if persona not in known:
+        raise UnknownPersona(persona, known)
+    if verdict not in VERDICTS:
+        raise BadParameter("verdict", f"'{card_text(verdict)[:20]}' is not one of {', '.join(VERDICTS)}")
+    if score is not None:
+        if not 0 <= score <= 100:
+            raise BadParameter("--score", f"{score} is outside 0-100")
+        if verdict == "abstain":
+            raise BadParameter("--score", "an abstention has no score; leave it out")
+        # The same rule as a take's: ship at the line or above, skip below it.
+        if (verdict == "ship") != (score >= SHIP_THRESHOLD):
+            side = f"{SHIP_THRESHOLD} or more" if verdict == "ship" else f"below {SHIP_THRESHOLD}"
+            raise BadParameter("--score", f"{score} does not fit '{verdict}' ({side})")
+    text = card_text(reason)
+    if len(text) < MIN_REASON:
+        raise BadParameter(
+            "--reason", f"must say why ({MIN_REASON} characters or more, control characters aside)"
+        )
+    who = card_text(editor if editor is not None else getpass.getuser())
+    if not _EDITOR.fullmatch(who):
+        raise BadParameter("--editor", f"'{who[:64]}' must be 1-64 letters, digits or . @ + - _")
+    if store.tool(tool) is None:
+        raise UnknownTool(tool)
+    return EditorLabel(slug=tool, persona=persona, editor=who, verdict=verdict, score=score, reason=text)  # type: ignore[arg-type]
+
+
+def record_label(
+    tool: str,
+    persona: str,
+    verdict: str,
+    reason: str,
+    store: Store,
+    settings: Settings,
+    *,
+    score: int | None = None,
+    editor: str | None = None,
+) -> EditorLabel:
+    """Check and store an editor's call on a seat; the editor's earlier call there stays as history."""
+    label = make_label(tool, persona, verdict, reason, store, settings, score=score, editor=editor)
+    store.add_label(label)
+    return label
+
+
+def queue(store: Store, limit: int = 20) -> list[dict[str, Any]]:
+    """The tools to label first: least certain verdict first (see `Store.label_queue`)."""
+    if limit < 1:
+        raise BadParameter("--limit", "must be 1 or more")
+    return store.label_queue(limit)
+
+
+def labelled_observations(store: Store, model: str, versions: dict[str, str]) -> list[dict[str, Any]]:
+    """Editors' labels on seats the checklist scored with `model` under the persona prompt
+    versions in use (`versions`: persona to version), each with the stored answers of the take
+    it judged: rows of slug, persona, ref_verdict, ref_score, relevance and criteria, in the
+    shape of an evaluation's results."""
+    out = []
+    for row in store.labelled_answers(model):
+        if versions.get(row["persona"]) != row["prompt_version"]:
+            continue  # another prompt version asked other questions
+        criteria = [Criterion.model_validate(c) for c in json.loads(row["criteria"] or "[]")]
+        out.append(
+            {
+                "slug": row["slug"],
+                "persona": row["persona"],
+                "ref_verdict": row["verdict"],
+                "ref_score": row["score"],
+                "relevance": row["relevance"],
+                "criteria": criteria,
+            }
+        )
+    return out
