@@ -1143,6 +1143,17 @@ class Store:
         )
 
 
+    def catalogue(self) -> list[dict[str, Any]]:
+        """Every reviewed tool with its day (launched, or the day first reviewed) and its
+        panel's ship %, for the catalogue facts (`shipskip.catalogue`), which keep only the
+        tools before a card's own day."""
+        return self.query(
+            "SELECT t.slug, t.name, t.tagline, t.description, t.category,"
+            " coalesce(t.launched, CAST(t.first_seen AS DATE)) AS day, v.ship_pct"
+            " FROM tools t LEFT JOIN panel_verdicts v USING (slug) ORDER BY day, t.slug"
+        )
+
+
 # Columns of `tools` that are not text, for the row a review merges in.
 _TOOL_TYPES = {"launched": "DATE", "updated_at": "TIMESTAMP"}
 

@@ -1,0 +1,134 @@
+"""Do the catalogue facts lift the checklist? Out-of-fold, on the committed answers.
+
+Usage: .venv/bin/python bench/catalogue_facts.py [--sets each,all]
+
+Offline, no model call: the embedded model's stored answers on the reference
+(data/reference/answers-smollm2-135m.jsonl) are fitted leave-one-tool-out (`evaluate`'s
+out-of-fold fit), once as they are and once per set of catalogue facts added as extra checklist
+inputs (`shipskip.catalogue`). Each reference card's catalogue is the cards above it in the file,
+one a day; "how the nearest fared" reads the reference panel of those earlier cards.
+
+A fact set is kept only where a figure with it rises above the upper end of the baseline's 95%
+bootstrap interval (panel ship % Spearman, Ship balanced accuracy, or a seat's kappa) and none
+falls below the lower end. Each out-of-fold run refits every seat 101 times: about 5 minutes on
+one busy core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from shipskip.catalogue import FACTS, reference_facts  # noqa: E402
+from shipskip.evaluate import (  # noqa: E402
+    checklist_predictions,
+    intervals,
+    load_reference,
+    panel_figures,
+    seat_figures,
+    stored_answers,
+    with_predictions,
+)
+from shipskip.models import Criterion  # noqa: E402
+from shipskip.personas import CardFact, Item, PromptSet, load_prompts  # noqa: E402
+
+# The way each fact counts, fixed from the lenses before any figure was seen: a card much like
+# earlier ones, or in a crowded category, is a me-too (against); for the Futurist a busy
+# category is the trend line the tool rides (for); rivals the panel shipped speak for the tool.
+DIRECTION = {
+    "catalogue_nearest": {},
+    "catalogue_similar": {},
+    "catalogue_category_busy": {"futurist": "for"},
+    "catalogue_rivals_shipped": {},
+}
+DEFAULT = {"catalogue_nearest": "against", "catalogue_similar": "against",
+           "catalogue_category_busy": "against", "catalogue_rivals_shipped": "for"}  # fmt: skip
+# A fact is no card pattern; this one never matches, and its value comes from the catalogue.
+_NEVER = CardFact(fields=["name"], pattern="(?!)x")
+
+
+def with_facts(prompts: PromptSet, names: list[str]) -> PromptSet:
+    """The prompts with the named facts as extra checklist items of every seat."""
+    personas = {}
+    for persona, p in prompts.personas.items():
+        extra = [
+            Item(id=n, from_card=_NEVER, label=n.replace("_", " "),
+                 counts=DIRECTION[n].get(persona, DEFAULT[n]))  # type: ignore[arg-type]
+            for n in names
+        ]  # fmt: skip
+        checklist = p.checklist.model_copy(update={"items": [*p.checklist.items, *extra]})
+        personas[persona] = p.model_copy(update={"checklist": checklist})
+    return prompts.model_copy(update={"personas": personas})
+
+
+def figures(oof: list) -> dict[str, float | None]:
+    panel = panel_figures(oof)
+    out = {"spearman": panel["panel_ship_pct_spearman"], "balanced": panel["ship_balanced_accuracy"]}
+    out.update({f"{p}_kappa": f["kappa"] for p, f in seat_figures(oof).items()})
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--reference", default=str(ROOT / "data" / "reference" / "panel.jsonl"))
+    ap.add_argument("--answers", default=str(ROOT / "data" / "reference" / "answers-smollm2-135m.jsonl"))
+    ap.add_argument("--sets", default="each,all", help="each (one fact at a time), all, or fact names")
+    ap.add_argument("--limit", type=int, default=None, help="the first N tools only (a quick check)")
+    args = ap.parse_args()
+
+    items = load_reference(Path(args.reference))[: args.limit]
+    prompts = load_prompts(ROOT / "prompts")
+    results = stored_answers(None, args.answers, items, prompts)
+    shipped = {}
+    for i in items:
+        said = [lb.verdict for lb in i.reference.values() if lb.verdict != "abstain"]
+        shipped[i.card.slug] = sum(v == "ship" for v in said) / len(said) if said else None
+    facts = reference_facts([i.card for i in items], shipped)
+
+    sets: list[list[str]] = []
+    for word in args.sets.split(","):
+        if word == "each":
+            sets += [[f] for f in FACTS]
+        elif word == "all":
+            sets.append(list(FACTS))
+        else:
+            sets.append([word])
+
+    t0 = time.monotonic()
+    base_oof = with_predictions(results, checklist_predictions(prompts, results, oof=True))
+    base, ci = figures(base_oof), intervals(base_oof)
+    bounds = {"spearman": ci["panel_ship_pct_spearman"], "balanced": ci["ship_balanced_accuracy"]}
+    bounds.update({k: ci.get(k) for k in base if k.endswith("_kappa")})
+    print(
+        f"{len(items)} reference tools, out-of-fold (leave one tool out); baseline in {time.monotonic() - t0:.0f} s"
+    )
+    cols = list(base)
+    print(f"{'facts':<44} " + " ".join(f"{c.replace('_kappa', ''):>9}" for c in cols) + "  verdict")
+    print(f"{'none (baseline)':<44} " + " ".join(f"{base[c]:>9.3f}" for c in cols))
+    print(f"{'  95% interval':<44} " + " ".join(f"{f'{b[0]:.2f}..{b[1]:.2f}':>9}" for b in bounds.values()))
+    for names in sets:
+        aug = with_facts(prompts, names)
+        rows = [
+            r.model_copy(update={"criteria": [
+                *r.criteria, *(Criterion(id=n, label=n, weight=0.0, p_yes=facts[r.slug][n]) for n in names)
+            ]})
+            for r in results
+        ]  # fmt: skip
+        got = figures(with_predictions(rows, checklist_predictions(aug, rows, oof=True)))
+        above = [c for c in cols if got[c] is not None and bounds[c] and got[c] > bounds[c][1]]
+        below = [c for c in cols if got[c] is not None and bounds[c] and got[c] < bounds[c][0]]
+        verdict = "kept: lifts " + ", ".join(above) if above and not below else "dropped"
+        if below:
+            verdict += " (falls below: " + ", ".join(below) + ")"
+        print(f"{'+ ' + ', '.join(names):<44} " + " ".join(f"{got[c]:>9.3f}" for c in cols) + f"  {verdict}")
+        sys.stdout.flush()
+    print(f"total {time.monotonic() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
