@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from shipskip.catalogue import FACTS, reference_facts  # noqa: E402
+from shipskip.catalogue import FACTS, reference_facts, reference_shipped, with_fact_answers, with_fact_items  # noqa: E402
 from shipskip.evaluate import (  # noqa: E402
     checklist_predictions,
     intervals,
@@ -34,36 +34,7 @@ from shipskip.evaluate import (  # noqa: E402
     stored_answers,
     with_predictions,
 )
-from shipskip.models import Criterion  # noqa: E402
-from shipskip.personas import CardFact, Item, PromptSet, load_prompts  # noqa: E402
-
-# The way each fact counts, fixed from the lenses before any figure was seen: a card much like
-# earlier ones, or in a crowded category, is a me-too (against); for the Futurist a busy
-# category is the trend line the tool rides (for); rivals the panel shipped speak for the tool.
-DIRECTION = {
-    "catalogue_nearest": {},
-    "catalogue_similar": {},
-    "catalogue_category_busy": {"futurist": "for"},
-    "catalogue_rivals_shipped": {},
-}
-DEFAULT = {"catalogue_nearest": "against", "catalogue_similar": "against",
-           "catalogue_category_busy": "against", "catalogue_rivals_shipped": "for"}  # fmt: skip
-# A fact is no card pattern; this one never matches, and its value comes from the catalogue.
-_NEVER = CardFact(fields=["name"], pattern="(?!)x")
-
-
-def with_facts(prompts: PromptSet, names: list[str]) -> PromptSet:
-    """The prompts with the named facts as extra checklist items of every seat."""
-    personas = {}
-    for persona, p in prompts.personas.items():
-        extra = [
-            Item(id=n, from_card=_NEVER, label=n.replace("_", " "),
-                 counts=DIRECTION[n].get(persona, DEFAULT[n]))  # type: ignore[arg-type]
-            for n in names
-        ]  # fmt: skip
-        checklist = p.checklist.model_copy(update={"items": [*p.checklist.items, *extra]})
-        personas[persona] = p.model_copy(update={"checklist": checklist})
-    return prompts.model_copy(update={"personas": personas})
+from shipskip.personas import load_prompts  # noqa: E402
 
 
 def figures(oof: list) -> dict[str, float | None]:
@@ -84,10 +55,7 @@ def main() -> None:
     items = load_reference(Path(args.reference))[: args.limit]
     prompts = load_prompts(ROOT / "prompts")
     results = stored_answers(None, args.answers, items, prompts)
-    shipped = {}
-    for i in items:
-        said = [lb.verdict for lb in i.reference.values() if lb.verdict != "abstain"]
-        shipped[i.card.slug] = sum(v == "ship" for v in said) / len(said) if said else None
+    shipped = reference_shipped(items)
     facts = reference_facts([i.card for i in items], shipped)
 
     sets: list[list[str]] = []
@@ -112,13 +80,8 @@ def main() -> None:
     print(f"{'none (baseline)':<44} " + " ".join(f"{base[c]:>9.3f}" for c in cols))
     print(f"{'  95% interval':<44} " + " ".join(f"{f'{b[0]:.2f}..{b[1]:.2f}':>9}" for b in bounds.values()))
     for names in sets:
-        aug = with_facts(prompts, names)
-        rows = [
-            r.model_copy(update={"criteria": [
-                *r.criteria, *(Criterion(id=n, label=n, weight=0.0, p_yes=facts[r.slug][n]) for n in names)
-            ]})
-            for r in results
-        ]  # fmt: skip
+        aug = with_fact_items(prompts, names)
+        rows = with_fact_answers(results, facts, names)
         got = figures(with_predictions(rows, checklist_predictions(aug, rows, oof=True)))
         above = [c for c in cols if got[c] is not None and bounds[c] and got[c] > bounds[c][1]]
         below = [c for c in cols if got[c] is not None and bounds[c] and got[c] < bounds[c][0]]

@@ -31,7 +31,9 @@ def test_the_nearest_earlier_card_is_the_one_that_does_the_same_thing():
     assert set(got) == set(FACTS)
     assert got["catalogue_nearest"] == sims[0]
     assert got["catalogue_rivals_shipped"] == pytest.approx(1.0, abs=0.05)  # the similar one shipped
-    assert got["catalogue_category_busy"] == pytest.approx(1 / 6, abs=1e-4)  # one Developer Tools launch before
+    assert got["catalogue_category_busy"] == pytest.approx(
+        1 / 6, abs=1e-4
+    )  # one Developer Tools launch before
     assert nearest(NEW, DAY + timedelta(days=1), [earlier(VECTOR, DAY), earlier(PIANO, DAY)]) == [
         ("VecDB", sims[0])
     ]
@@ -84,3 +86,26 @@ def test_the_store_catalogue_gives_each_tools_day_and_panel(file_store):
     # A card launched today reads the one launched in January, not the one reviewed today.
     got = nearest(make_card(slug="x", name="X"), datetime.now(UTC).date(), list(rows.values()))
     assert [n for n, _ in got] == ["Old-One"]
+
+
+def test_eval_with_the_setting_fits_the_facts_out_of_fold_and_writes_nothing(isolated, tmp_path, monkeypatch):
+    from shipskip.errors import BadParameter
+    from shipskip.evaluate import run_checklist_eval
+    from shipskip.settings import get_settings
+    from shipskip.store import Store
+
+    ref = tmp_path / "ref.jsonl"
+    ref.write_text("".join((ROOT / "data" / "reference" / "panel.jsonl").read_text().splitlines(True)[:8]))
+    answers = str(ROOT / "data" / "reference" / "answers-smollm2-135m.jsonl")
+    monkeypatch.setenv("SHIPSKIP_CATALOGUE_FACTS", "1")
+    with pytest.raises(BadParameter, match="SHIPSKIP_CATALOGUE_FACTS"):
+        run_checklist_eval(get_settings(), ref, answers_from=answers, write_weights=True)
+    assert not (isolated / "calibrations").exists()
+    out = run_checklist_eval(get_settings(), ref, answers_from=answers)
+    rows = Store(isolated / "shipskip.duckdb").eval_items(out["eval_id"])
+    items = load_reference(ref)
+    expected = reference_facts([i.card for i in items], catalogue.reference_shipped(items))
+    for r in rows:
+        got = {c["id"]: c["p_yes"] for c in r["criteria"] if c["id"].startswith("catalogue_")}
+        assert got == expected[r["slug"]]
+    assert out["summary"]["out_of_fold"]["tools"] == 8

@@ -30,8 +30,10 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import Any, TypeVar
 
-from .models import ToolCard
+from .models import Criterion, ToolCard
+from .personas import CardFact, Item, PromptSet
 
 FACTS = ("catalogue_nearest", "catalogue_similar", "catalogue_category_busy", "catalogue_rivals_shipped")
 
@@ -160,7 +162,11 @@ def from_store(rows: Sequence[dict]) -> list[Earlier]:
     """The catalogue from `Store.catalogue` rows (each tool's day and its panel's ship %)."""
     return [
         Earlier(
-            r["slug"], r["name"], f"{r['name']} {r['tagline']} {r['description']}", r["category"], r["day"],
+            r["slug"],
+            r["name"],
+            f"{r['name']} {r['tagline']} {r['description']}",
+            r["category"],
+            r["day"],
             None if r["ship_pct"] is None else r["ship_pct"] / 100,
         )  # fmt: skip
         for r in rows
@@ -170,3 +176,57 @@ def from_store(rows: Sequence[dict]) -> list[Earlier]:
 def card_day(card: ToolCard, today: date) -> date:
     """The day a card is placed on: its launch, or today for a card that gives none."""
     return card.launched or today
+
+
+# -- the facts as checklist inputs ------------------------------------------------------
+
+# The way each fact counts, fixed from the lenses before any figure was seen: a card much like
+# earlier ones, or in a crowded category, is a me-too (against); for the Futurist a busy
+# category is the trend line the tool rides (for); rivals the panel shipped speak for it.
+DIRECTION = {
+    "catalogue_nearest": "against", "catalogue_similar": "against",
+    "catalogue_category_busy": "against", "catalogue_rivals_shipped": "for",
+}  # fmt: skip
+DIRECTION_BY_SEAT = {("futurist", "catalogue_category_busy"): "for"}
+# A fact is no card pattern: this one never matches; the value comes from the catalogue.
+_NEVER = CardFact(fields=["name"], pattern="(?!)x")
+
+
+def with_fact_items(prompts: PromptSet, names: Sequence[str]) -> PromptSet:
+    """The prompts with the named facts as extra checklist inputs of every seat, each held to
+    its direction like any item, so a fit may weigh a fact but never turn it round."""
+    personas = {}
+    for persona, p in prompts.personas.items():
+        extra = [
+            Item(id=n, from_card=_NEVER, label=n.replace("_", " "),
+                 counts=DIRECTION_BY_SEAT.get((persona, n), DIRECTION[n]))  # type: ignore[arg-type]
+            for n in names
+        ]  # fmt: skip
+        checklist = p.checklist.model_copy(update={"items": [*p.checklist.items, *extra]})
+        personas[persona] = p.model_copy(update={"checklist": checklist})
+    return prompts.model_copy(update={"personas": personas})
+
+
+R = TypeVar("R", bound=Any)
+
+
+def with_fact_answers(
+    results: Sequence[R], facts_by_slug: dict[str, dict[str, float]], names: Sequence[str]
+) -> list[R]:
+    """Evaluation results with each tool's facts added to its seats' answers (read as P(yes))."""
+    return [
+        r.model_copy(update={"criteria": [
+            *r.criteria,
+            *(Criterion(id=n, label=n, weight=0.0, p_yes=facts_by_slug[r.slug][n]) for n in names),
+        ]})
+        for r in results
+    ]  # fmt: skip
+
+
+def reference_shipped(reference: Sequence[Any]) -> dict[str, float | None]:
+    """How each reference card fared: the share of its labelled seats that ship it."""
+    out: dict[str, float | None] = {}
+    for item in reference:
+        said = [lb.verdict for lb in item.reference.values() if lb.verdict != "abstain"]
+        out[item.card.slug] = sum(v == "ship" for v in said) / len(said) if said else None
+    return out

@@ -21,7 +21,7 @@ from .calibrate import Observation, Prediction, fit, out_of_fold, predict
 from .calibrations import Entry, ModelKey, Scoring
 from .cards import parse_card
 from .checklist import EXPLANATION_FAULTS, card_facts, explanation_faults, take_problem
-from .errors import InputError, ShipskipError, describe_validation_error
+from .errors import BadParameter, InputError, ShipskipError, describe_validation_error
 from .models import Criterion, Take, ToolCard
 from .personas import Checklist, PromptSet, load_prompts, tools_digest
 from .quality import cohen_kappa, consensus, is_grounded, panel_similarity, spearman
@@ -475,7 +475,14 @@ def run_checklist_eval(
     on_phase: Callable[[str, int], None] = lambda what, total: None,
 ) -> dict:
     """Ask the checklist on every labelled card (or reuse a stored evaluation's answers), then
-    judge the weights out-of-fold; with `write_weights`, fit on everything and write them."""
+    judge the weights out-of-fold; with `write_weights`, fit on everything and write them.
+    With SHIPSKIP_CATALOGUE_FACTS the out-of-fold fit also reads each card's catalogue facts
+    (from the cards above it in the reference); reviews do not, so no weights are written then."""
+    if settings.catalogue_facts and (write_weights or takes):
+        raise BadParameter(
+            "SHIPSKIP_CATALOGUE_FACTS",
+            "the catalogue facts are measured only: leave out --write-weights and --takes",
+        )
     items = load_reference(reference)
     raw = load_prompts(settings.prompts_dir)
     keys = model_keys(settings, raw, list(raw.personas), require=False)
@@ -492,7 +499,15 @@ def run_checklist_eval(
             checklists = {n: p.checklist for n, p in prompts.personas.items()}
             results = collect_answers(critics, items, on_seat, checklists)
             model = ", ".join(sorted({c.model for c in critics.clients.values()}))
-    oof = with_predictions(results, checklist_predictions(prompts, results, oof=True))
+    if settings.catalogue_facts:
+        from . import catalogue
+
+        facts = catalogue.reference_facts([i.card for i in items], catalogue.reference_shipped(items))
+        with_facts = catalogue.with_fact_items(prompts, catalogue.FACTS)
+        fed = catalogue.with_fact_answers(results, facts, catalogue.FACTS)
+        oof = with_predictions(fed, checklist_predictions(with_facts, fed, oof=True))
+    else:
+        oof = with_predictions(results, checklist_predictions(prompts, results, oof=True))
     oof_intervals = intervals(oof)
     if write_weights:
         # Written before the model's own figures are taken, so those figures are the new weights'.
