@@ -239,3 +239,26 @@ def test_calibrate_with_labels_fits_the_editors_calls_on_the_stored_answers(
     assert skeptic.calibration.tools == 4
     res = runner.invoke(app, ["calibrate", str(ref), "--with-labels", "--yes"])
     assert res.exit_code == 0 and "editors' labels fitted with the reference: 2" in res.output, res.output
+
+
+@pytest.mark.slow
+def test_the_label_flow_has_typed_parameters_and_stores_the_label(file_store, prefect_harness):
+    """The `label-seat` deployment's flow on a real Prefect API: typed parameters refuse a seat or
+    a call that is not one at submission; an unknown tool fails the run with the typed error."""
+    from prefect.exceptions import ParameterTypeError
+
+    from flows.labels import label_seat
+
+    seed(file_store, "alpha", ["ship"] * 5, [80] * 5)
+    got = label_seat(
+        tool="alpha", persona="founder", verdict="abstain", reason="no business here", editor="ana"
+    )
+    assert got["verdict"] == "abstain" and got["editor"] == "ana"
+    assert [(lb.persona, lb.verdict) for lb in file_store.labels("alpha")] == [("founder", "abstain")]
+    with pytest.raises(ParameterTypeError, match="persona"):
+        label_seat(tool="alpha", persona="critic", verdict="skip", reason="why not")
+    with pytest.raises(ParameterTypeError, match="verdict"):
+        label_seat(tool="alpha", persona="skeptic", verdict="maybe", reason="why not")
+    with pytest.raises(UnknownTool):
+        label_seat(tool="nope", persona="skeptic", verdict="skip", reason="why not")
+    assert len(file_store.labels("alpha", history=True)) == 1
