@@ -1142,7 +1142,6 @@ class Store:
             [model],
         )
 
-
     def catalogue(self) -> list[dict[str, Any]]:
         """Every reviewed tool with its day (launched, or the day first reviewed) and its
         panel's ship %, for the catalogue facts (`shipskip.catalogue`), which keep only the
