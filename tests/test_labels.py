@@ -135,6 +135,8 @@ def test_label_and_queue_commands(file_store, isolated):
             res.output
         )
     assert file_store.query("SELECT count(*) AS n FROM labels")[0]["n"] == 1
+    shown = runner.invoke(app, ["show", "alpha"])
+    assert shown.exit_code == 0 and "Skeptic: Editor: skip, 30/100 (no users) · ana" in shown.output
     res = runner.invoke(app, ["queue", "--limit", "5"])
     assert res.exit_code == 0 and "alpha" in res.output and "1 of 5" in res.output, res.output
 

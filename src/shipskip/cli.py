@@ -308,9 +308,12 @@ def show(tool: Annotated[str, typer.Argument(help="Tool slug.")]) -> None:
         if card is None:
             raise ShipskipError(f"no reviewed tool with slug '{tool}'")
         takes = store.current_takes(tool)
+        labels = store.labels(tool)
     console.print(takes_table(card.name, takes))
     console.print(verdict_line(aggregate(takes)), highlight=False)
     print_calibrations(takes)
+    for lb in labels:  # editors' own calls, beside the panel's
+        console.print(for_terminal(f"{lb.persona.title()}: {lb.text} · {lb.editor}"), highlight=False)
 
 
 @app.command()
