@@ -264,3 +264,31 @@ def test_the_label_flow_has_typed_parameters_and_stores_the_label(file_store, pr
     with pytest.raises(UnknownTool):
         label_seat(tool="nope", persona="skeptic", verdict="skip", reason="why not")
     assert len(file_store.labels("alpha", history=True)) == 1
+
+
+def test_labels_on_an_uncalibrated_models_takes_give_back_its_own_answers(file_store):
+    from shipskip.calibrations import corrected
+    from shipskip.labels import labelled_observations, raw_answer
+    from shipskip.models import Criterion
+
+    for p, b in ((0.3, 0.9), (0.98, 0.5), (0.02, 0.7), (0.55, 0.02)):
+        assert raw_answer(corrected(p, b), b) == pytest.approx(p, abs=2e-3)
+    # A skeptic take by a model that was uncalibrated then: its stored answers are corrected.
+    card = make_card(slug="alpha", name="Alpha")
+    raw, bias = {"edge": 0.8, "widely_used": 0.4}, {"edge": 0.9, "widely_used": 0.5}
+    criteria = [Criterion(id=k, label=k, weight=5.0, p_yes=corrected(v, bias[k])) for k, v in raw.items()]
+    take = make_take("skeptic", "skip", 40).model_copy(
+        update={"model": "new-model", "scoring": "checklist", "uncalibrated": True, "prompt_version": "6",
+                "prompt_hash": "ph", "criteria": criteria}
+    )  # fmt: skip
+    file_store.commit_review(file_store.begin_run(card), card, [take])
+    label(file_store, "alpha", "skeptic", "ship", editor="ana")
+    versions = {"skeptic": "6"}
+    # Without the bias the answers cannot be given back: the label is left out.
+    assert labelled_observations(file_store, "new-model", versions, {}) == []
+    [row] = labelled_observations(file_store, "new-model", versions, {("skeptic", "ph"): bias})
+    assert row["ref_verdict"] == "ship"
+    assert {c.id: c.p_yes for c in row["criteria"]} == pytest.approx(raw, abs=2e-3)
+    # Another model, or another prompt version, is not this calibration's data.
+    assert labelled_observations(file_store, "other-model", versions, {("skeptic", "ph"): bias}) == []
+    assert labelled_observations(file_store, "new-model", {"skeptic": "5"}, {("skeptic", "ph"): bias}) == []

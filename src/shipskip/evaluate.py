@@ -749,7 +749,9 @@ def run_calibration(
     }
     labelled = 0
     if with_labels:
-        results, labelled = with_editor_labels(Store.from_settings(settings), prompts, keys, results)
+        results, labelled = with_editor_labels(
+            Store.from_settings(settings), prompts, keys, results, settings.calibrations_dir
+        )
     oof = with_predictions(results, checklist_predictions(prompts, results, oof=True))
     oof_intervals = intervals(oof)
     written = write_fitted(settings, prompts, keys, results, oof, oof_intervals, command)
@@ -772,7 +774,11 @@ def run_calibration(
 
 
 def with_editor_labels(
-    store: Store, prompts: PromptSet, keys: dict[str, ModelKey], results: list[ItemResult]
+    store: Store,
+    prompts: PromptSet,
+    keys: dict[str, ModelKey],
+    results: list[ItemResult],
+    calibrations_dir: Path,
 ) -> tuple[list[ItemResult], int]:
     """The results plus one per editor's label on a seat scored by that seat's model (its
     latest label there, on the answers of the take it judged). A labelled seat that is also a
@@ -782,8 +788,12 @@ def with_editor_labels(
 
     versions = {n: p.version for n, p in prompts.personas.items()}
     added: dict[tuple[str, str], ItemResult] = {}
-    for model in sorted({k.model for k in keys.values()}):
-        for row in labelled_observations(store, model, versions):
+    for key in sorted(set(keys.values()), key=str):
+        model = key.model
+        # The content-free biases an uncalibrated take of this model was corrected by.
+        data = calibrations.read(calibrations_dir, key)
+        biases = {(b.persona, b.prompt_hash): b.p_yes for b in (data.contextual if data else [])}
+        for row in labelled_observations(store, model, versions, biases):
             if keys.get(row["persona"], ModelKey("")).model != model:
                 continue
             added[(row["slug"], row["persona"])] = ItemResult(

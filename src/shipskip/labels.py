@@ -9,6 +9,7 @@ import json
 import re
 from typing import Any
 
+from . import calibrations
 from .errors import BadParameter, UnknownPersona, UnknownTool
 from .models import SHIP_THRESHOLD, Criterion, EditorLabel, card_text
 from .personas import load_prompts
@@ -85,16 +86,42 @@ def queue(store: Store, limit: int = 20) -> list[dict[str, Any]]:
     return store.label_queue(limit)
 
 
-def labelled_observations(store: Store, model: str, versions: dict[str, str]) -> list[dict[str, Any]]:
+def raw_answer(p: float | None, bias: float | None) -> float | None:
+    """The model's own P(yes) behind one corrected by `calibrations.corrected` (the correction
+    multiplies the odds by (1 - b) / b, so this multiplies them back)."""
+    if p is None or bias is None:
+        return p
+    b = min(max(bias, calibrations.BIAS_FLOOR), 1 - calibrations.BIAS_FLOOR)
+    q = min(max(p, 1e-6), 1 - 1e-6)
+    odds = q / (1 - q) * b / (1 - b)
+    return round(odds / (1 + odds), 4)
+
+
+def labelled_observations(
+    store: Store, model: str, versions: dict[str, str], biases: dict[tuple[str, str], dict[str, float]]
+) -> list[dict[str, Any]]:
     """Editors' labels on seats the checklist scored with `model` under the persona prompt
     versions in use (`versions`: persona to version), each with the stored answers of the take
     it judged: rows of slug, persona, ref_verdict, ref_score, relevance and criteria, in the
-    shape of an evaluation's results."""
+    shape of an evaluation's results. A take scored while the model was uncalibrated stored its
+    answers corrected by the model's content-free bias; they are turned back into the model's
+    own answers with that bias (`biases`: by persona and prompt hash), which the reference's
+    answers are, and left out where the bias is not known."""
     out = []
     for row in store.labelled_answers(model):
         if versions.get(row["persona"]) != row["prompt_version"]:
             continue  # another prompt version asked other questions
         criteria = [Criterion.model_validate(c) for c in json.loads(row["criteria"] or "[]")]
+        if row["uncalibrated"]:
+            bias = biases.get((row["persona"], row["prompt_hash"]))
+            if bias is None:
+                continue
+            criteria = [
+                c
+                if c.source == "card"
+                else c.model_copy(update={"p_yes": raw_answer(c.p_yes, bias.get(c.id))})
+                for c in criteria
+            ]
         out.append(
             {
                 "slug": row["slug"],

@@ -1130,10 +1130,13 @@ class Store:
 
     def labelled_answers(self, model: str) -> list[dict[str, Any]]:
         """The latest editor's label on each seat whose labelled take the checklist scored with
-        `model`, with that take's stored answers (criteria, relevance) and prompt version."""
+        `model`, with that take's stored answers (criteria, relevance), prompt version and hash,
+        and whether its answers were corrected as an uncalibrated model's."""
         return self.query(
-            "SELECT slug, persona, verdict, score, criteria, relevance, prompt_version FROM ("
+            "SELECT slug, persona, verdict, score, criteria, relevance, prompt_version, prompt_hash,"
+            " uncalibrated FROM ("
             "  SELECT l.slug, l.persona, l.verdict, l.score, t.criteria, t.relevance, t.prompt_version,"
+            "  t.prompt_hash, coalesce(t.uncalibrated, false) AS uncalibrated,"
             "  row_number() OVER (PARTITION BY l.slug, l.persona"
             "   ORDER BY l.created_at DESC, l.label_id DESC) AS rn"
             "  FROM current_labels l JOIN takes t ON t.take_id = l.take_id"
