@@ -11,10 +11,13 @@ from shipskip.settings import get_settings
 
 
 @flow(name="calibrate-model")
-def calibrate_model(reference: str = "data/reference/panel.jsonl", limit: int | None = None) -> dict:
+def calibrate_model(
+    reference: str = "data/reference/panel.jsonl", limit: int | None = None, with_labels: bool = False
+) -> dict:
     """Ask the configured model every checklist question on the first `limit` reference tools
     (all with none), fit and write its calibration. Starting the run is the go-ahead: the
-    requests it will spend are logged first. A run that failed resumes from the stored answers."""
+    requests it will spend are logged first. A run that failed resumes from the stored answers.
+    `with_labels` also fits the editors' labels stored for this model (`calibrate --with-labels`)."""
     settings = get_settings()
     plan = plan_calibration(settings, Path(reference), limit)
     get_run_logger().info(
@@ -22,7 +25,8 @@ def calibrate_model(reference: str = "data/reference/panel.jsonl", limit: int | 
         plan.model, plan.tools, plan.requests, plan.prompt_tokens, plan.answered,
     )  # fmt: skip
     command = f"shipskip calibrate {reference}" + (f" --limit {limit}" if limit else "")
-    out = run_calibration(settings, Path(reference), limit=limit, command=command)
-    return {k: out[k] for k in ("eval_id", "model", "written", "calibrations")} | {
+    command += " --with-labels" if with_labels else ""
+    out = run_calibration(settings, Path(reference), limit=limit, command=command, with_labels=with_labels)
+    return {k: out[k] for k in ("eval_id", "model", "written", "calibrations", "editor_labels")} | {
         "out_of_fold": {k: v for k, v in out["summary"]["out_of_fold"].items() if k != "intervals"}
     }

@@ -113,6 +113,7 @@ def test_deployments_in_prefect_yaml_load():
         "calibrate-model",
         "weekly-digest",
         "publish-site",
+        "label-seat",
     }
     for dep in spec["deployments"]:
         module, func = dep["entrypoint"].split(":")

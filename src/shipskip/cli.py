@@ -342,10 +342,13 @@ def show(tool: Annotated[str, typer.Argument(help="Tool slug.")]) -> None:
         if card is None:
             raise ShipskipError(f"no reviewed tool with slug '{tool}'")
         takes = store.current_takes(tool)
+        labels = store.labels(tool)
     console.print(takes_table(card.name, takes))
     console.print(verdict_line(aggregate(takes, get_settings().contested_above)), highlight=False)
     print_calibrations(takes)
     print_cost(takes)
+    for lb in labels:  # editors' own calls, beside the panel's
+        console.print(for_terminal(f"{lb.persona.title()}: {lb.text} · {lb.editor}"), highlight=False)
 
 
 @app.command()
@@ -810,6 +813,9 @@ def calibrate(
         int | None,
         typer.Option(min=2, help="Only the first N reference tools (answers are kept for a longer run)."),
     ] = None,
+    with_labels: Annotated[
+        bool, typer.Option("--with-labels", help="Also fit on the editors' labels stored for this model.")
+    ] = False,
 ) -> None:
     """Fit the configured model's own calibration on the labelled reference.
 
@@ -833,10 +839,14 @@ def calibrate(
         err.print("Nothing asked.")
         raise typer.Exit(1)
     command = f"shipskip calibrate {reference}" + (f" --limit {limit}" if limit else "")
+    command += " --with-labels" if with_labels else ""
     with user_errors(), _EvalProgress() as shown:
         out = run_calibration(
-            settings, reference, limit=limit, command=command, on_seat=shown.seat, on_phase=shown.phase
-        )
+            settings, reference, limit=limit, command=command, on_seat=shown.seat, on_phase=shown.phase,
+            with_labels=with_labels,
+        )  # fmt: skip
+    if with_labels:
+        console.print(f"editors' labels fitted with the reference: {out['editor_labels']}", highlight=False)
     print_eval(out)
     for name in ("out_of_fold", "persona_files"):
         console.print(
@@ -1056,3 +1066,45 @@ def prices() -> None:
         )))  # fmt: skip
     console.print(table)
     console.print('A model not listed is unpriced: its cost reads "unpriced", never 0.', highlight=False)
+
+
+@app.command()
+def label(
+    tool: Annotated[str, typer.Argument(help="Tool slug.")],
+    persona: Annotated[str, typer.Argument(help="The seat the call is on.")],
+    verdict: Annotated[str, typer.Argument(help="Your call: ship, skip or abstain.")],
+    reason: Annotated[str, typer.Option(help="Why (shown on pages beside the panel's take).")],
+    score: Annotated[
+        int | None, typer.Option(help="Your score out of 100, on the verdict's side of 60.")
+    ] = None,
+    editor: Annotated[str | None, typer.Option(help="Who labels. Default: your OS user name.")] = None,
+) -> None:
+    """Record an editor's own call on one seat; it supersedes that editor's earlier call there,
+    which stays as history, and `calibrate --with-labels` learns from it."""
+    from .labels import record_label
+
+    with user_errors():
+        got = record_label(
+            tool, persona, verdict, reason, _store(), get_settings(), score=score, editor=editor
+        )
+    console.print(for_terminal(f"{tool} {persona}: {got.editor}: {got.text}"), highlight=False)
+
+
+@app.command()
+def queue(limit: Annotated[int, typer.Option(min=1, help="Tools listed.")] = 20) -> None:
+    """The tools whose verdict is least certain (seats most evenly split, then scores nearest
+    the ship line), for editors to label first; tools whose every seat is labelled are left out."""
+    from .labels import queue as label_queue
+
+    with user_errors():
+        rows = label_queue(_store(), limit)
+    table = Table(title="Label these first", title_justify="left")
+    for c in ("tool", "verdict", "ship / skip / abstain", "mean distance to 60", "seats labelled"):
+        table.add_column(c)
+    for r in rows:
+        table.add_row(
+            for_terminal(r["slug"]), for_terminal(r["label"]), f"{r['ship']} / {r['skip']} / {r['abstain']}",
+            "-" if r["mean_distance_to_line"] is None else str(r["mean_distance_to_line"]),
+            f"{r['labelled']} of {r['seats']}",
+        )  # fmt: skip
+    console.print(table)

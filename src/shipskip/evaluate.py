@@ -21,7 +21,7 @@ from .calibrate import Observation, Prediction, fit, out_of_fold, predict, ship_
 from .calibrations import Entry, ModelKey, Scoring
 from .cards import parse_card
 from .checklist import EXPLANATION_FAULTS, card_facts, explanation_faults, take_problem
-from .errors import InputError, ShipskipError, describe_validation_error
+from .errors import BadParameter, InputError, ShipskipError, describe_validation_error
 from .models import Criterion, PanelVerdict, Take, ToolCard
 from .personas import Checklist, PromptSet, load_prompts, tools_digest
 from .quality import cohen_kappa, consensus, is_grounded, panel_similarity, spearman
@@ -644,7 +644,14 @@ def run_checklist_eval(
     on_phase: Callable[[str, int], None] = lambda what, total: None,
 ) -> dict:
     """Ask the checklist on every labelled card (or reuse a stored evaluation's answers), then
-    judge the weights out-of-fold; with `write_weights`, fit on everything and write them."""
+    judge the weights out-of-fold; with `write_weights`, fit on everything and write them.
+    With SHIPSKIP_CATALOGUE_FACTS the out-of-fold fit also reads each card's catalogue facts
+    (from the cards above it in the reference); reviews do not, so no weights are written then."""
+    if settings.catalogue_facts and (write_weights or takes):
+        raise BadParameter(
+            "SHIPSKIP_CATALOGUE_FACTS",
+            "the catalogue facts are measured only: leave out --write-weights and --takes",
+        )
     items = load_reference(reference)
     raw = load_prompts(settings.prompts_dir)
     keys = model_keys(settings, raw, list(raw.personas), require=False)
@@ -661,7 +668,15 @@ def run_checklist_eval(
             checklists = {n: p.checklist for n, p in prompts.personas.items()}
             results = collect_answers(critics, items, on_seat, checklists)
             model = ", ".join(sorted({c.model for c in critics.clients.values()}))
-    oof = with_predictions(results, checklist_predictions(prompts, results, oof=True))
+    if settings.catalogue_facts:
+        from . import catalogue
+
+        facts = catalogue.reference_facts([i.card for i in items], catalogue.reference_shipped(items))
+        with_facts = catalogue.with_fact_items(prompts, catalogue.FACTS)
+        fed = catalogue.with_fact_answers(results, facts, catalogue.FACTS)
+        oof = with_predictions(fed, checklist_predictions(with_facts, fed, oof=True))
+    else:
+        oof = with_predictions(results, checklist_predictions(prompts, results, oof=True))
     oof_seats = seat_figures(oof)
     oof_intervals = intervals(oof, counted=counted_seats(oof_seats, settings.count_kappa_min))
     if write_weights:
@@ -869,10 +884,12 @@ def run_calibration(
     command: str = "",
     on_seat: OnSeat = _quiet,
     on_phase: Callable[[str, int], None] = lambda what, total: None,
+    with_labels: bool = False,
 ) -> dict:
     """Ask the configured model every checklist question on the labelled reference (the first
     `limit` tools), storing each answer as it arrives so a run that is killed goes on where it
-    stopped; then fit each persona, judge the fit out-of-fold and write the model's calibration."""
+    stopped; then fit each persona, judge the fit out-of-fold and write the model's calibration.
+    `with_labels` adds the store's editors' labels on this model's takes to what is fitted."""
     items = load_reference(reference)[:limit]
     prompts = load_prompts(settings.prompts_dir)
     names = list(prompts.personas)
@@ -922,6 +939,11 @@ def run_calibration(
         n: ModelKey(sorted(reported[n])[0], keys[n].digest) if len(reported[n]) == 1 else keys[n]
         for n in names
     }
+    labelled = 0
+    if with_labels:
+        results, labelled = with_editor_labels(
+            Store.from_settings(settings), prompts, keys, results, settings.calibrations_dir
+        )
     oof = with_predictions(results, checklist_predictions(prompts, results, oof=True))
     oof_intervals = intervals(oof)
     written = write_fitted(settings, prompts, keys, results, oof, oof_intervals, command)
@@ -940,7 +962,38 @@ def run_calibration(
     store = Store.from_settings(settings)
     eval_id = store.save_eval(str(reference), model, prompt_hash, 1, summary, oof)
     return {"eval_id": eval_id, "summary": summary, "written": [str(p) for p in written], "model": model,
-            "calibrations": notes}  # fmt: skip
+            "calibrations": notes, "editor_labels": labelled}  # fmt: skip
+
+
+def with_editor_labels(
+    store: Store,
+    prompts: PromptSet,
+    keys: dict[str, ModelKey],
+    results: list[ItemResult],
+    calibrations_dir: Path,
+) -> tuple[list[ItemResult], int]:
+    """The results plus one per editor's label on a seat scored by that seat's model (its
+    latest label there, on the answers of the take it judged). A labelled seat that is also a
+    reference card's takes the editor's call in place of the reference's, so no tool counts
+    twice in the out-of-fold figures. Also how many labels were added."""
+    from .labels import labelled_observations
+
+    versions = {n: p.version for n, p in prompts.personas.items()}
+    added: dict[tuple[str, str], ItemResult] = {}
+    for key in sorted(set(keys.values()), key=str):
+        model = key.model
+        # The content-free biases an uncalibrated take of this model was corrected by.
+        data = calibrations.read(calibrations_dir, key)
+        biases = {(b.persona, b.prompt_hash): b.p_yes for b in (data.contextual if data else [])}
+        for row in labelled_observations(store, model, versions, biases):
+            if keys.get(row["persona"], ModelKey("")).model != model:
+                continue
+            added[(row["slug"], row["persona"])] = ItemResult(
+                **row, verdict=None, score=None, first_attempt_valid=True, grounded=None,
+                verdict_flips=0.0, score_spread=None, take=None,
+            )  # fmt: skip
+    kept = [r for r in results if (r.slug, r.persona) not in added]
+    return kept + list(added.values()), len(added)
 
 
 def calibration_results(settings: Settings, reference: Path, key: ModelKey) -> list[ItemResult]:

@@ -7,7 +7,7 @@ import hashlib
 import json
 import re
 import unicodedata
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, Literal
 
 import yaml
@@ -501,3 +501,22 @@ class CommunityVotes(BaseModel):
             return "No community votes yet"
         pct = (200 * self.ship + total) // (2 * total)
         return f"{pct}% Ship ({self.ship} / {total} voter{'s' if total != 1 else ''})"
+
+
+class EditorLabel(BaseModel):
+    """An editor's own call on one seat of one tool (`shipskip label`), shown beside the
+    panel's take and used as a label by `calibrate --with-labels`."""
+
+    slug: str
+    persona: str
+    editor: str
+    verdict: Literal["ship", "skip", "abstain"]
+    score: Annotated[int, Field(ge=0, le=100)] | None = None
+    reason: str
+    created_at: datetime | None = None
+
+    @property
+    def text(self) -> str:
+        """ "Editor: skip (reason)" as pages show it, with the score where the editor gave one."""
+        call = self.verdict if self.score is None else f"{self.verdict}, {self.score}/100"
+        return f"Editor: {call} ({self.reason})"

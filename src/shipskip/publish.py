@@ -37,6 +37,7 @@ def load_panel(store: Store, slug: str) -> ReviewedTool:
             reviewed_at=store.reviewed_at(slug),
             updates=tuple(_updates(store, slug)),
             contested_above=get_settings().contested_above,
+            labels=tuple(store.labels(slug)),
         )
 
 

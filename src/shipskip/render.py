@@ -13,7 +13,7 @@ from markupsafe import Markup
 
 from .analytics import TrendPoint, histogram, line_chart
 from .embedded import EMBEDDED_MODEL
-from .models import CommunityVotes, PanelVerdict, Take, ToolCard, is_web_address
+from .models import CommunityVotes, EditorLabel, PanelVerdict, Take, ToolCard, is_web_address
 from .panel import aggregate
 from .quality import is_contested
 from .roster import COLOURS, FALLBACK_COLOUR, PERSONAS
@@ -91,9 +91,13 @@ class ReviewedTool:
     # SHIPSKIP_CONTESTED_ABOVE: a verdict whose flip chance is above it reads "contested"
     # (None: the flip chance is shown nowhere as contested).
     contested_above: float | None = None
+    labels: tuple[EditorLabel, ...] = ()  # editors' current calls, shown beside the takes
 
     def update(self, persona: str) -> Update | None:
         return next((u for u in self.updates if u.persona == persona), None)
+
+    def labels_of(self, persona: str) -> list[EditorLabel]:
+        return [lb for lb in self.labels if lb.persona == persona]
 
     @property
     def link(self) -> str | None:

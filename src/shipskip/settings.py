@@ -238,6 +238,13 @@ class Settings(BaseSettings):
         "(each seat stops before its next call; finished takes are checkpointed) before it "
         "kills them; a second SIGTERM kills them at once.",
     )
+    catalogue_facts: bool = Field(
+        default=False,
+        description="Add the catalogue facts (similarity to earlier cards, category launches in "
+        "90 days, how the nearest fared; shipskip.catalogue) to every seat's out-of-fold fit in "
+        "`shipskip eval`. Off: on the reference none lifted a figure beyond its interval "
+        "(docs/catalogue-and-labels.md), so reviews do not read them.",
+    )
 
     embedded_model_path: Path | None = Field(
         default=None, description="Any GGUF file to serve instead of the packaged SmolLM2-135M-Instruct."

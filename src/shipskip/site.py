@@ -102,7 +102,11 @@ def _templates_digest() -> str:
 
 
 def load_panels(
-    store: Store, rows: dict[str, list[dict]], left_out: list[str], digests: dict[str, str] | None = None
+    store: Store,
+    rows: dict[str, list[dict]],
+    left_out: list[str],
+    digests: dict[str, str] | None = None,
+    contested_above: float | None = None,
 ) -> list[ReviewedTool]:
     """Every reviewed tool as its pages show it, from the bulk reads of `Store.site_rows`. A
     tool whose stored card or take fails validation is left out (and said in `left_out`),
@@ -111,6 +115,9 @@ def load_panels(
     takes: dict[str, list] = {}
     for row in rows["takes"]:
         takes.setdefault(row["slug"], []).append(row)
+    label_rows: dict[str, list[dict]] = {}
+    for row in rows.get("labels", []):
+        label_rows.setdefault(row["slug"], []).append(row)
     votes = {r["slug"]: CommunityVotes(ship=r["ship"], skip=r["skip"]) for r in rows["votes"]}
     reviewed = {r["slug"]: r["at"] for r in rows["reviewed"]}
     pairs: dict[tuple[str, str], list[dict]] = {}
@@ -133,7 +140,7 @@ def load_panels(
     from pydantic import ValidationError
 
     from .errors import describe_validation_error
-    from .models import ToolCard, is_web_address
+    from .models import EditorLabel, ToolCard, is_web_address
     from .roster import seat_key
 
     out = []
@@ -157,7 +164,13 @@ def load_panels(
             continue
         if digests is not None:
             digests[slug] = _hash(
-                row, takes.get(slug), votes.get(slug), reviewed.get(slug), update_rows.get(slug)
+                row,
+                takes.get(slug),
+                votes.get(slug),
+                reviewed.get(slug),
+                update_rows.get(slug),
+                label_rows.get(slug),
+                contested_above,
             )
         out.append(
             ReviewedTool(
@@ -166,6 +179,8 @@ def load_panels(
                 votes.get(slug, CommunityVotes()),
                 reviewed.get(slug),
                 tuple(updates.get(slug, ())),
+                contested_above=contested_above,
+                labels=tuple(EditorLabel.model_validate(r) for r in label_rows.get(slug, ())),
             )
         )
     return out
@@ -231,7 +246,7 @@ def _plan(store: Store, settings: Settings, today: date, left_out: list[str]) ->
     salt = (_templates_digest(), site)
     rows = store.site_rows()
     own: dict[str, str] = {}
-    panels = load_panels(store, rows, left_out, own)
+    panels = load_panels(store, rows, left_out, own, settings.contested_above)
     by_slug = {t.card.slug: t for t in panels}
     summary = {t.card.slug: _summary(t) for t in panels}
     categories: dict[str, list[ReviewedTool]] = {}

@@ -35,8 +35,24 @@ import duckdb
 from pydantic import ValidationError
 from tenacity import Retrying, retry, retry_if_exception, stop_after_delay, wait_random_exponential
 
-from .errors import QueryTimeout, ShipskipError, StoredRowError, ToolBusy, describe_validation_error
-from .models import CommunityVotes, Take, ToolCard, Usage, is_web_address, verdict_for
+from .errors import (
+    QueryTimeout,
+    ShipskipError,
+    StoredRowError,
+    ToolBusy,
+    UnknownTool,
+    describe_validation_error,
+)
+from .models import (
+    SHIP_THRESHOLD,
+    CommunityVotes,
+    EditorLabel,
+    Take,
+    ToolCard,
+    Usage,
+    is_web_address,
+    verdict_for,
+)
 from .panel import aggregate
 from .roster import seat_key
 from .store_lake import ALIAS, Lake
@@ -1082,8 +1098,8 @@ class Store:
     def site_rows(self) -> dict[str, list[dict[str, Any]]]:
         """Everything the static site shows, in a few bulk reads on one connection (a read per
         tool cost 5 queries a tool: a minute for 10,000). Keys: `tools` (card columns),
-        `takes` (current takes, as rows), `votes`, `reviewed` (latest take per tool),
-        `updates` (the last two committed takes of each seat taken more than once, newest
+        `takes` (current takes, as rows), `labels` (editors' current labels), `votes`,
+        `reviewed` (latest take per tool), `updates` (the last two committed takes of each seat taken more than once, newest
         first, with the run's reason) and `runs` (each completed review's tool and time)."""
         with self.reading():
             return {
@@ -1091,6 +1107,10 @@ class Store:
                     "SELECT * EXCLUDE (content_hash, first_seen, updated_at) FROM tools ORDER BY slug"
                 ),
                 "takes": self.query("SELECT * FROM current_takes"),
+                "labels": self.query(
+                    "SELECT slug, persona, editor, verdict, score, reason, created_at FROM current_labels"
+                    " ORDER BY slug, persona, created_at, label_id"
+                ),
                 "votes": self.query(
                     "SELECT slug, count(*) FILTER (WHERE vote = 'ship') AS ship,"
                     " count(*) FILTER (WHERE vote = 'skip') AS skip FROM votes GROUP BY slug"
@@ -1321,6 +1341,87 @@ class Store:
             list(slugs),
         )
         return {r["custom_id"]: r for r in rows}
+
+    # -- editors' labels ---------------------------------------------------------------
+
+    @_again_on_conflict
+    def add_label(self, label: EditorLabel) -> str:
+        """Store an editor's call on a seat, tied to the seat's current take; the editor's earlier
+        label on that seat stays as history (`current_labels` shows the newest). Its id."""
+        label_id = uuid.uuid4().hex
+        with self.transaction() as con:
+            if not con.execute("SELECT 1 FROM tools WHERE slug = ?", [label.slug]).fetchone():
+                raise UnknownTool(label.slug)
+            take = con.execute(
+                "SELECT take_id FROM current_takes WHERE slug = ? AND persona = ?",
+                [label.slug, label.persona],
+            ).fetchone()
+            con.execute(
+                "INSERT INTO labels (label_id, slug, persona, editor, verdict, score, reason, take_id,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [label_id, label.slug, label.persona, label.editor, label.verdict, label.score,
+                 label.reason, take[0] if take else None, label.created_at or _now()],
+            )  # fmt: skip
+        return label_id
+
+    def labels(self, slug: str, persona: str | None = None, history: bool = False) -> list[EditorLabel]:
+        """Each editor's current label on a tool's seats (every label ever, oldest first, with
+        `history`)."""
+        where = "slug = ?" + (" AND persona = ?" if persona else "")
+        rows = self.query(
+            "SELECT slug, persona, editor, verdict, score, reason, created_at"
+            f" FROM {'labels' if history else 'current_labels'} WHERE {where}"
+            " ORDER BY persona, created_at, label_id",
+            [slug, persona] if persona else [slug],
+        )
+        return [EditorLabel.model_validate(r) for r in rows]
+
+    def label_queue(self, limit: int = 20) -> list[dict[str, Any]]:
+        """Tools whose panel verdict is least certain, for editors to label first: the seats most
+        evenly split (ship % nearest 50) first, then the scores nearest the ship line. A tool
+        every one of whose seats already has an editor's label is left out."""
+        return self.query(
+            "WITH seats AS ("
+            "  SELECT slug, count(*) AS seats,"
+            "  avg(abs(score - ?)) FILTER (WHERE verdict IS NOT NULL AND NOT suspicious) AS margin"
+            "  FROM current_takes GROUP BY slug),"
+            " labelled AS ("
+            "  SELECT slug, count(DISTINCT persona) AS labelled FROM current_labels GROUP BY slug)"
+            " SELECT v.slug, tools.name, v.label, v.ship, v.skip, v.abstain, v.ship_pct,"
+            "  round(s.margin, 1) AS mean_distance_to_line, coalesce(l.labelled, 0) AS labelled, s.seats"
+            " FROM panel_verdicts v JOIN tools USING (slug) JOIN seats s USING (slug)"
+            " LEFT JOIN labelled l USING (slug)"
+            " WHERE coalesce(l.labelled, 0) < s.seats"
+            " ORDER BY abs(coalesce(v.ship_pct, 50) - 50), s.margin NULLS LAST, v.slug LIMIT ?",
+            [SHIP_THRESHOLD, limit],
+        )
+
+    def labelled_answers(self, model: str) -> list[dict[str, Any]]:
+        """The latest editor's label on each seat whose labelled take the checklist scored with
+        `model`, with that take's stored answers (criteria, relevance), prompt version and hash,
+        and whether its answers were corrected as an uncalibrated model's."""
+        return self.query(
+            "SELECT slug, persona, verdict, score, criteria, relevance, prompt_version, prompt_hash,"
+            " uncalibrated FROM ("
+            "  SELECT l.slug, l.persona, l.verdict, l.score, t.criteria, t.relevance, t.prompt_version,"
+            "  t.prompt_hash, coalesce(t.uncalibrated, false) AS uncalibrated,"
+            "  row_number() OVER (PARTITION BY l.slug, l.persona"
+            "   ORDER BY l.created_at DESC, l.label_id DESC) AS rn"
+            "  FROM current_labels l JOIN takes t ON t.take_id = l.take_id"
+            "  WHERE t.model = ? AND t.scoring = 'checklist' AND t.criteria IS NOT NULL"
+            ") WHERE rn = 1 ORDER BY slug, persona",
+            [model],
+        )
+
+    def catalogue(self) -> list[dict[str, Any]]:
+        """Every reviewed tool with its day (launched, or the day first reviewed) and its
+        panel's ship %, for the catalogue facts (`shipskip.catalogue`), which keep only the
+        tools before a card's own day."""
+        return self.query(
+            "SELECT t.slug, t.name, t.tagline, t.description, t.category,"
+            " coalesce(t.launched, CAST(t.first_seen AS DATE)) AS day, v.ship_pct"
+            " FROM tools t LEFT JOIN panel_verdicts v USING (slug) ORDER BY day, t.slug"
+        )
 
 
 # Columns of `tools` that are not text, for the row a review merges in.
