@@ -1099,8 +1099,9 @@ class Store:
         """Everything the static site shows, in a few bulk reads on one connection (a read per
         tool cost 5 queries a tool: a minute for 10,000). Keys: `tools` (card columns),
         `takes` (current takes, as rows), `labels` (editors' current labels), `votes`,
-        `reviewed` (latest take per tool), `updates` (the last two committed takes of each seat taken more than once, newest
-        first, with the run's reason) and `runs` (each completed review's tool and time)."""
+        `reviewed` (latest take per tool), `updates` (the last two committed takes of each seat
+        taken more than once, newest first, with the run's reason) and `runs` (each completed
+        review's tool and time)."""
         with self.reading():
             return {
                 "tools": self.query(
