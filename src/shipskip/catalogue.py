@@ -115,13 +115,13 @@ def facts(
     ranked = sorted(zip(sims, range(len(prior)), strict=True), reverse=True)[:k]
     since = day - timedelta(days=window_days)
     busy = sum(1 for e in prior if e.category == card.category and e.day is not None and e.day >= since)
-    rated = [(s, prior[j].shipped) for s, j in ranked if s > 0 and prior[j].shipped is not None]
+    rated = [(s, float(v)) for s, j in ranked if s > 0 and (v := prior[j].shipped) is not None]
     weight = sum(s for s, _ in rated)
     return {
         "catalogue_nearest": ranked[0][0],
         "catalogue_similar": round(sum(s for s, _ in ranked) / k, 4),
         "catalogue_category_busy": round(busy / (busy + 5), 4),
-        "catalogue_rivals_shipped": round(sum(s * v for s, v in rated) / weight, 4) if weight else 0.5,  # type: ignore[operator]
+        "catalogue_rivals_shipped": round(sum(s * v for s, v in rated) / weight, 4) if weight else 0.5,
     }
 
 
