@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from conftest import make_card, make_take  # noqa: E402
 from pgserver import start_postgres  # noqa: E402
 
-from shipskip.roster import PERSONAS  # noqa: E402
+from shipskip.roster import personas  # noqa: E402
 from shipskip.store import Store  # noqa: E402
 from shipskip.store_lake import Lake  # noqa: E402
 
@@ -34,7 +34,7 @@ def time_writes(store: Store, n: int) -> dict[str, float]:
         t = time.perf_counter()
         run = store.begin_run(card, unless_reviewed=True)
         cost["begin_run"] += time.perf_counter() - t
-        takes = [make_take(seat, "ship", 70) for seat in PERSONAS]
+        takes = [make_take(seat, "ship", 70) for seat in personas()]
         t = time.perf_counter()
         for take in takes:
             store.checkpoint(run, take)
@@ -57,7 +57,7 @@ def main() -> None:
                                 ("lake", Store(Path(tmp) / "unused.duckdb", lake=lake))):  # fmt: skip
                 ms = time_writes(store, args.reviews)
                 steps = ", ".join(f"{step} {v:.1f} ms" for step, v in ms.items())
-                per_review = ms["begin_run"] + len(PERSONAS) * ms["checkpoint (each)"] + ms["commit_review"]
+                per_review = ms["begin_run"] + len(personas()) * ms["checkpoint (each)"] + ms["commit_review"]
                 print(f"{name}: {steps}; one review's writes {per_review:.0f} ms")
     finally:
         postgres.stop()

@@ -24,7 +24,7 @@ from shipskip.models import Take, ToolCard, clean_text
 from shipskip.orchestration import failed, one_line_parameter_errors, seat_limit
 from shipskip.outcome import ReviewOutcome
 from shipskip.render import ReviewedTool, review_markdown
-from shipskip.review import Critics
+from shipskip.review import Panel
 from shipskip.settings import get_settings
 from shipskip.store import Run, Store
 
@@ -36,7 +36,7 @@ SEAT_RETRIES = 1
 # The live objects a seat is asked with (a client pool, a database), for the tasks of this
 # flow run only: Prefect's task runner copies the context into each task's thread, so the task
 # itself takes only serialisable inputs and Prefect can key, cache and retry it.
-_ASKING: ContextVar[tuple[Critics, Store]] = ContextVar("shipskip_asking")
+_ASKING: ContextVar[tuple[Panel, Store]] = ContextVar("shipskip_asking")
 
 
 # The name of the state a seat's task ends in when its own asking failed (its take, an
@@ -47,10 +47,10 @@ SEAT_FAILED = "SeatFailed"
 def seat_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     """One take per run, seat, prompt and model: a retried flow run finds the seats already
     answered in Prefect's result store; a rerun is a new run and asks again."""
-    critics, _ = _ASKING.get()
+    panel, _ = _ASKING.get()
     persona, run = parameters["persona"], parameters["run"]
-    model = critics.clients[persona].model
-    return f"take-{run.run_id}-{persona}-{critics.prompts.prompt_hash(persona)}-{model}"
+    model = panel.clients[persona].model
+    return f"take-{run.run_id}-{persona}-{panel.prompts.prompt_hash(persona)}-{model}"
 
 
 def retry_unless_unusable_or_stopping(task: Any, task_run: Any, state: State) -> bool:
@@ -58,9 +58,9 @@ def retry_unless_unusable_or_stopping(task: Any, task_run: Any, state: State) ->
     refused us or was given up on (ProviderRejected, ProviderDown): that fails every seat
     alike, and asking again would only wait the retry delay to fail once more. Nor once its
     flow run is stopping (SIGTERM)."""
-    critics, _ = _ASKING.get()
+    panel, _ = _ASKING.get()
     refused = isinstance(state.data, ProviderRejected | BudgetReached)
-    return not refused and not critics.stop.is_set()
+    return not refused and not panel.stop.is_set()
 
 
 @task(
@@ -69,8 +69,8 @@ def retry_unless_unusable_or_stopping(task: Any, task_run: Any, state: State) ->
     retry_condition_fn=retry_unless_unusable_or_stopping,
 )  # fmt: skip
 def persona_take(card: ToolCard, persona: str, run: Run, reason: str | None = None) -> Take | State:
-    critics, store = _ASKING.get()
-    take = usecases.ask_seat(critics, store, run, persona, card, reason)
+    panel, store = _ASKING.get()
+    take = usecases.ask_seat(panel, store, run, persona, card, reason)
     log_take(get_run_logger(), card.slug, take)
     if take.error:
         tries = f"{take.attempts} attempts, try {task_run.run_count} of {SEAT_RETRIES + 1}"
@@ -89,10 +89,10 @@ def log_take(logger: Any, slug: str, take: Take) -> None:
 
 
 def ask_as_tasks(
-    critics: Critics, store: Store, run: Run, personas: list[str], card: ToolCard, reason: str | None
+    panel: Panel, store: Store, run: Run, personas: list[str], card: ToolCard, reason: str | None
 ) -> dict[str, Take]:
     """Each seat as a Prefect task, so the flow run shows one task per persona."""
-    token = _ASKING.set((critics, store))
+    token = _ASKING.set((panel, store))
     try:
         futures = {p: persona_take.submit(card, p, run, reason) for p in personas}
         for f in futures.values():
@@ -144,7 +144,7 @@ def publish_review(
     )
 
 
-# Threads for the seats; how many ask at once is SHIPSKIP_LLM_CONCURRENCY, held by the critics.
+# Threads for the seats; how many ask at once is SHIPSKIP_LLM_CONCURRENCY, held by the panel.
 @one_line_parameter_errors
 @flow(name="review-tool", task_runner=ThreadPoolTaskRunner(), log_prints=False)
 def review_tool(

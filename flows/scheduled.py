@@ -11,6 +11,7 @@ from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
+from flows import PersonaName
 from flows.review import ask_as_tasks, log_take, publish_review
 from flows.site import publish
 from shipskip import usecases
@@ -18,31 +19,30 @@ from shipskip.errors import ShipskipError
 from shipskip.models import ToolCard
 from shipskip.orchestration import failed, one_line_parameter_errors, seat_limit, shared_api
 from shipskip.outcome import ReviewOutcome
-from shipskip.review import Critics
-from shipskip.roster import PersonaName
+from shipskip.review import Panel
 from shipskip.settings import Settings, get_settings
 from shipskip.store import Store
 
 # The live objects a tool's subflow reviews with (set in the thread that calls it), so the
 # subflow's one parameter is the card: plain data Prefect shows and stores.
-_REVIEWING: ContextVar[tuple[Store, Settings, Critics]] = ContextVar("shipskip_reviewing")
+_REVIEWING: ContextVar[tuple[Store, Settings, Panel]] = ContextVar("shipskip_reviewing")
 
 
 @flow(name="review-listed-tool", flow_run_name="review-{card.slug}")
 def review_listed_tool(card: ToolCard) -> ReviewOutcome | State:
     """One tool of an ingest, as a subflow: its own run in the UI, with its own state and logs."""
-    store, settings, critics = _REVIEWING.get()
+    store, settings, panel = _REVIEWING.get()
     try:
-        return usecases.review_card(card, store, settings, critics=critics, flow_run_id=flow_run.id)
+        return usecases.review_card(card, store, settings, panel=panel, flow_run_id=flow_run.id)
     except ShipskipError as exc:
         # One line in its log; the ingest gets the error back as raised (busy, stopped...).
         return failed(exc)
 
 
 def _review_in_subflow(
-    card: ToolCard, store: Store, settings: Settings, *, critics: Critics, flow_run_id: str | None = None
+    card: ToolCard, store: Store, settings: Settings, *, panel: Panel, flow_run_id: str | None = None
 ) -> ReviewOutcome:
-    token = _REVIEWING.set((store, settings, critics))
+    token = _REVIEWING.set((store, settings, panel))
     try:
         return review_listed_tool(card)
     finally:

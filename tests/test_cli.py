@@ -227,7 +227,7 @@ def _store_hostile_tools(isolated):
     the way in was checked would be."""
     from conftest import make_card, make_take
 
-    from shipskip.roster import PERSONAS
+    from shipskip.roster import personas
     from shipskip.store import Store
 
     store = Store(isolated / "shipskip.duckdb")
@@ -237,7 +237,9 @@ def _store_hostile_tools(isolated):
     ]
     for card in cards:
         run = store.begin_run(card)
-        store.commit_review(run, card, [make_take(p, "ship", 80, f"Takes {HOSTILE} here") for p in PERSONAS])
+        store.commit_review(
+            run, card, [make_take(p, "ship", 80, f"Takes {HOSTILE} here") for p in personas()]
+        )
     take = make_take("skeptic", "skip", 40, f"Rerun {HOSTILE}").model_copy(update={"model": f"m{HOSTILE}"})
     run = store.begin_run(cards[0], kind="rerun", reason=f"licence {HOSTILE}")
     store.commit_review(run, cards[0], [take])
@@ -443,12 +445,12 @@ def _reviewed_demo_tool(isolated) -> None:
     """One stored panel (demo-tool), written straight to the store: no flow, no provider."""
     from conftest import make_card, make_take
 
-    from shipskip.roster import PERSONAS
+    from shipskip.roster import personas
     from shipskip.store import Store
 
     store, card = Store(isolated / "shipskip.duckdb"), make_card()
     run = store.begin_run(card)
-    store.commit_review(run, card, [make_take(p, "ship", 70) for p in PERSONAS])
+    store.commit_review(run, card, [make_take(p, "ship", 70) for p in personas()])
 
 
 def test_bad_rerun_and_ingest_inputs_fail_before_any_server_starts(isolated, caplog):

@@ -71,7 +71,9 @@ def test_a_label_is_stored_with_who_and_when_and_shown_beside_the_take(file_stor
     assert "&lt;b&gt;vendor numbers&lt;/b&gt;" in page and "<b>vendor" not in page  # autoescaped
     assert "Editor: skip, 35/100 (<b>vendor numbers</b> only) · ana" in text_of(page)
     # Beside the Skeptic's take, not another seat's: it sits in the Skeptic's cell.
-    cell = re.search(r'<tr><th scope="row">(?:<a [^>]*>)?Skeptic(?:</a>)?</th>(.*?)</tr>', page, re.S).group(1)
+    cell = re.search(r'<tr><th scope="row">(?:<a [^>]*>)?Skeptic(?:</a>)?</th>(.*?)</tr>', page, re.S).group(
+        1
+    )
     assert "Editor: skip" in cell
     assert "Editor: skip, 35/100" in path.with_suffix(".md").read_text()
     compare, _ = write_compare(file_store, isolated / "out", "alpha", "beta")

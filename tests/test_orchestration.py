@@ -157,7 +157,7 @@ def test_a_seat_task_takes_serialisable_inputs_and_is_cached_within_its_run(fake
     from flows.review import ask_as_tasks
     from shipskip.cards import load_card
     from shipskip.personas import load_prompts
-    from shipskip.review import open_critics
+    from shipskip.review import open_panel
     from shipskip.settings import get_settings
     from shipskip.store import Store
 
@@ -169,13 +169,13 @@ def test_a_seat_task_takes_serialisable_inputs_and_is_cached_within_its_run(fake
     @flow
     def ask_three_times() -> tuple[dict, dict, dict, list[int]]:
         counts = []
-        with open_critics(settings, load_prompts(settings.prompts_dir), ["builder"]) as critics:
-            first = ask_as_tasks(critics, store, run, ["builder"], card, None)
+        with open_panel(settings, load_prompts(settings.prompts_dir), ["builder"]) as panel:
+            first = ask_as_tasks(panel, store, run, ["builder"], card, None)
             counts.append(len(fake.requests))
-            again = ask_as_tasks(critics, store, run, ["builder"], card, None)  # a retried flow run
+            again = ask_as_tasks(panel, store, run, ["builder"], card, None)  # a retried flow run
             counts.append(len(fake.requests))
             other = dataclasses.replace(run, run_id=uuid.uuid4().hex)  # a rerun is a new run
-            fresh = ask_as_tasks(critics, store, other, ["builder"], card, None)
+            fresh = ask_as_tasks(panel, store, other, ["builder"], card, None)
             counts.append(len(fake.requests))
         return first, again, fresh, counts
 
@@ -224,14 +224,14 @@ def test_bad_inputs_end_the_flow_run_failed_in_one_line_without_a_traceback(fake
     from flows.render import render_comparison
     from flows.scheduled import rerun_persona, review_new_tools
     from shipskip.errors import UnknownTool
-    from shipskip.roster import PERSONAS
+    from shipskip.roster import personas
     from shipskip.store import Store
 
     caplog.set_level(logging.INFO, logger="shipskip.lifeline")
     for name in ("prefect", "prefect.flow_runs", "prefect.flows", "prefect.engine"):
         caplog.set_level(logging.INFO, logger=name)
     store, card = Store(isolated / "shipskip.duckdb"), make_card()
-    store.commit_review(store.begin_run(card), card, [make_take(p, "ship", 70) for p in PERSONAS])
+    store.commit_review(store.begin_run(card), card, [make_take(p, "ship", 70) for p in personas()])
     cases = [
         (rerun_persona, dict(tool="nope", persona="skeptic", reason="editor rerun"), "slug 'nope'"),
         # Refused by the flow's parameter types, before it runs.

@@ -242,12 +242,12 @@ def test_a_long_analyst_query_keeps_no_writer_waiting(tmp_path):
     analysts read a snapshot, the query held the file: the vote waited 30 s and was refused.)"""
     from conftest import make_card, make_take
 
-    from shipskip.roster import PERSONAS
+    from shipskip.roster import personas
 
     db = tmp_path / "busy.duckdb"
     store = Store(db)
     card = make_card(slug="voted-on", name="Voted On")
-    store.commit_review(store.begin_run(card), card, [make_take(p, "ship", 80) for p in PERSONAS])
+    store.commit_review(store.begin_run(card), card, [make_take(p, "ship", 80) for p in personas()])
     inbox, log, server, url = _inbox_and_fake(tmp_path, 3, 0.05)
     env = {**os.environ, "SHIPSKIP_DB_PATH": str(db), "SHIPSKIP_QUERY_TIMEOUT_S": "45"}
 

@@ -15,7 +15,7 @@ import duckdb
 from markupsafe import Markup, escape
 
 from .errors import ShipskipError, UnsafeWrite
-from .roster import COLOURS, FALLBACK_COLOUR, seat_key
+from .roster import FALLBACK_COLOUR, colours, seat_key
 from .store import EXPORT_TABLES, Store
 from .writes import locate, staging, write_text
 
@@ -257,7 +257,7 @@ def line_chart(
             f"{d.strftime('%b %d')}</text>"
         )
     for i, name in enumerate(names):
-        colour = COLOURS.get(name, FALLBACK_COLOUR)
+        colour = colours().get(name, FALLBACK_COLOUR)
         pts = sorted(series[name])
         coords = " ".join(f"{x(d):.1f},{y(v):.1f}" for d, v in pts)
         parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{coords}"/>')

@@ -23,7 +23,7 @@ from .errors import DiskFull, ShipskipError, UnsafeWrite
 from .models import PanelVerdict, Take, ToolCard, clean_text
 from .orchestration import prefect_api
 from .panel import aggregate
-from .roster import PERSONAS
+from .roster import personas
 from .settings import get_settings, quiet_prefect
 from .store import Store
 from .terminal import for_terminal
@@ -32,16 +32,25 @@ from .terminal import for_terminal
 WIDE_COLUMNS = 8
 
 
+def _persona_names() -> dict[str, str]:
+    # The CLI's persona arguments are choices, made when the CLI is imported (the library reads
+    # the roster only when asked). A setting that cannot be read leaves no choices here; every
+    # command then says what is wrong with it in one line.
+    try:
+        return {name: name for name in personas()}
+    except ShipskipError:
+        return {}
+
+
+PersonaChoice = StrEnum("PersonaChoice", _persona_names())  # type: ignore[misc]
+
+
 class OutputFormat(StrEnum):
     table = "table"
     csv = "csv"
     json = "json"
     markdown = "markdown"
     parquet = "parquet"
-
-
-# The seats as a choice, from the one persona list: help lists them, typos fail at once.
-PersonaChoice = StrEnum("PersonaChoice", {name: name for name in PERSONAS})  # type: ignore[misc]
 
 
 class VoteChoice(StrEnum):
@@ -102,7 +111,7 @@ def takes_table(title: str, takes: list[Take]) -> Table:
     table.add_column("Verdict")
     table.add_column("Take", overflow="fold")
     by_name = {t.persona: t for t in takes}
-    for name in PERSONAS:
+    for name in personas():
         t = by_name.get(name)
         if t is None or t.abstained:
             table.add_row(name.title(), "-", "-", "No panel take")
@@ -289,7 +298,7 @@ def _review_one(path: Path, card: ToolCard, force: bool, review_tool: Callable[.
         console=err,
         transient=True,
     ) as bar:
-        job = bar.add_task(f"Panel reviewing {for_terminal(card.name)}", total=len(PERSONAS))
+        job = bar.add_task(f"Panel reviewing {for_terminal(card.name)}", total=len(personas()))
 
         done: set[str] = set()
 
@@ -392,7 +401,7 @@ def _said_left_out(lines: list[str]) -> None:
 
 @app.command()
 def reviewer(
-    persona: Annotated[PersonaChoice, typer.Argument(help="The seat.", case_sensitive=False)],
+    persona: Annotated[PersonaChoice, typer.Argument(help="The persona.", case_sensitive=False)],
 ) -> None:
     """Write a reviewer's page out/reviewers/PERSONA.html and .md: lens, record, ship rate by category."""
     from .publish import write_reviewer
@@ -461,7 +470,7 @@ def ingest(
             label = _said(take)
             said = for_terminal(f"{slug} · {take.persona.title()}: {label}")
             bar.console.print(f"  {said}", highlight=False)
-            tools = sum(1 for n in done.values() if n >= len(PERSONAS))
+            tools = sum(1 for n in done.values() if n >= len(personas()))
             bar.update(job, description=f"Ingesting {shown}: {sum(done.values())} takes, {tools} tools done")
 
         with user_errors(), prefect_api(), signals.listening(tick):
@@ -494,7 +503,7 @@ def ingest(
 @app.command()
 def rerun(
     tool: Annotated[str, typer.Argument(help="Tool slug.")],
-    persona: Annotated[PersonaChoice, typer.Argument(help="The seat to ask again.", case_sensitive=False)],
+    persona: Annotated[PersonaChoice, typer.Argument(help="The persona to ask again.", case_sensitive=False)],
     reason: Annotated[str, typer.Option(help="Why the take is being redone (kept with it).")],
     model: Annotated[str | None, typer.Option(help="Model for this take.")] = None,
     prompt_version: Annotated[str | None, typer.Option(help="Persona prompt version.")] = None,
@@ -671,9 +680,9 @@ def trends(
         start = date.fromisoformat(since) if since else None
     except ValueError:
         _fail(ShipskipError(f"--since '{since}' must be a date such as 2026-01-31"))
-    seat = persona.value if persona else None
     target = out or get_settings().out_dir / "trends.html"
     with user_errors():
+        seat = persona.value if persona else None
         if target.suffix != ".html":
             raise ShipskipError(f"--out {target}: the trends page is an .html file")
         root = _check_out(target)

@@ -25,8 +25,8 @@ from .errors import BadParameter, InputError, ShipskipError, describe_validation
 from .models import Criterion, PanelVerdict, Take, ToolCard
 from .personas import Checklist, PromptSet, load_prompts, tools_digest
 from .quality import cohen_kappa, consensus, is_grounded, panel_similarity, spearman
-from .review import Critics, Spend, model_keys, open_critics
-from .roster import PERSONAS
+from .review import Panel, Spend, model_keys, open_panel
+from .roster import personas
 from .settings import Settings
 from .store import Store
 from .take_checks import unsupported
@@ -132,7 +132,7 @@ def summarise(results: list[ItemResult], similarities: list[float]) -> dict:
 
     out = {"overall": figures(results)}
     out["overall"]["similarity"] = round(statistics.fmean(similarities), 3) if similarities else None
-    for p in PERSONAS:
+    for p in personas():
         rows = [r for r in results if r.persona == p]
         if rows:
             out[p] = figures(rows)
@@ -304,7 +304,7 @@ def intervals(
 def seat_figures(results: list[ItemResult]) -> dict:
     """Agreement and kappa (ship / skip / abstain) and score error, per persona."""
     out = {}
-    for p in PERSONAS:
+    for p in personas():
         rows = [r for r in results if r.persona == p and r.ref_verdict]
         if not rows:
             continue
@@ -476,7 +476,7 @@ def _quiet(step: str, slug: str, persona: str) -> None:
 
 
 def collect_answers(
-    critics: Critics,
+    panel: Panel,
     items: list[RefItem],
     on_seat: OnSeat = _quiet,
     checklists: dict[str, Checklist] | None = None,
@@ -485,12 +485,12 @@ def collect_answers(
     the model gave them (never corrected), weighed by `checklists` (default: the prompts')."""
     results = []
     for item in items:
-        for persona in critics.prompts.personas:
+        for persona in panel.prompts.personas:
             spend = Spend()
-            rel = critics.prompts.personas[persona].checklist.relevance
-            p_rel = critics.answer(persona, item.card, rel.question, spend)[0] if rel else None
-            checklist = (checklists or {}).get(persona) or critics.prompts.personas[persona].checklist
-            answers = critics.raw_answers(persona, item.card, spend)
+            rel = panel.prompts.personas[persona].checklist.relevance
+            p_rel = panel.answer(persona, item.card, rel.question, spend)[0] if rel else None
+            checklist = (checklists or {}).get(persona) or panel.prompts.personas[persona].checklist
+            answers = panel.raw_answers(persona, item.card, spend)
             criteria = Scoring(checklist=checklist, model="", label="").criteria(item.card, answers)
             asked = sum(c.source != "card" for c in criteria)
             ref = item.reference.get(persona)  # type: ignore[call-overload]
@@ -527,7 +527,7 @@ def takes_to_check(items: list[RefItem], results: list[ItemResult], limit: int) 
 
 
 def check_takes(
-    critics: Critics, items: list[RefItem], results: list[ItemResult], limit: int, on_seat: OnSeat = _quiet
+    panel: Panel, items: list[RefItem], results: list[ItemResult], limit: int, on_seat: OnSeat = _quiet
 ) -> tuple[list[ItemResult], dict]:
     """Write takes for the first `limit` tools at their predicted verdicts; count what stood.
 
@@ -541,14 +541,14 @@ def check_takes(
         if r.slug in cards and r.verdict in ("ship", "skip") and r.score is not None:
             spend = Spend()
             card = cards[r.slug]
-            text, was_composed = critics.take_text(r.persona, card, r.verdict, r.score, r.criteria, spend)
+            text, was_composed = panel.take_text(r.persona, card, r.verdict, r.score, r.criteria, spend)
             refused.update(spend.refusals)
             if text is None:
                 failed += 1
             else:
                 written += 1
                 composed += was_composed
-                p = critics.prompts.personas[r.persona]
+                p = panel.prompts.personas[r.persona]
                 agree += take_problem(text, r.verdict, p, "") is None
                 bad = unsupported(text, card, r.score, [c.label for c in r.criteria])
                 invented += bad is not None and bad.kind != "ungrounded"
@@ -664,10 +664,10 @@ def run_checklist_eval(
         model = f"answers of eval {answers_from}"
     else:
         on_phase("Asking the checklist", len(items) * len(prompts.personas))
-        with open_critics(settings, raw, require=False) as critics:
+        with open_panel(settings, raw, require=False) as panel:
             checklists = {n: p.checklist for n, p in prompts.personas.items()}
-            results = collect_answers(critics, items, on_seat, checklists)
-            model = ", ".join(sorted({c.model for c in critics.clients.values()}))
+            results = collect_answers(panel, items, on_seat, checklists)
+            model = ", ".join(sorted({c.model for c in panel.clients.values()}))
     if settings.catalogue_facts:
         from . import catalogue
 
@@ -699,8 +699,8 @@ def run_checklist_eval(
     }
     if takes:
         on_phase("Writing takes", takes_to_check(items, oof, takes))
-        with open_critics(settings, raw, require=False) as critics:
-            oof, summary["takes"] = check_takes(critics, items, oof, takes, on_seat)
+        with open_panel(settings, raw, require=False) as panel:
+            oof, summary["takes"] = check_takes(panel, items, oof, takes, on_seat)
     prompt_hash = ",".join(prompts.prompt_hash(p) for p in prompts.personas)
     eval_id = store.save_eval(str(reference), model, prompt_hash, 1, summary, oof)
     return {"eval_id": eval_id, "summary": summary}
@@ -718,11 +718,11 @@ def run_holistic_eval(
     prompts = load_prompts(settings.prompts_dir)
     on_phase(f"Drawing {samples} takes per seat", len(items) * len(prompts.personas))
     results, similarities = [], []
-    with open_critics(settings, prompts) as critics:
+    with open_panel(settings, prompts) as panel:
         for item in items:
             takes = []
             for persona in prompts.personas:
-                draws = [critics.draw(persona, item.card) for _ in range(samples)]
+                draws = [panel.draw(persona, item.card) for _ in range(samples)]
                 result, take = judge_item(item, persona, draws)
                 results.append(result)
                 takes.append(take)
@@ -730,7 +730,7 @@ def run_holistic_eval(
             sim = panel_similarity(takes, item.card)
             if sim is not None:
                 similarities.append(sim)
-        model = ", ".join(sorted({c.model for c in critics.clients.values()}))
+        model = ", ".join(sorted({c.model for c in panel.clients.values()}))
     summary = summarise(results, similarities)
     summary["targets"] = {**panel_figures(results), "seats": seat_figures(results)}
     prompt_hash = ",".join(prompts.prompt_hash(p) for p in prompts.personas)
@@ -902,7 +902,7 @@ def run_calibration(
         f.parent.mkdir(parents=True, exist_ok=True)
     results = []
     with ExitStack() as stack:
-        critics = None
+        panel = None
         out = {k: stack.enter_context(f.open("a", encoding="utf-8")) for k, f in files.items()}
         for k, f in files.items():
             if f.stat().st_size and not f.read_bytes().endswith(b"\n"):
@@ -914,10 +914,10 @@ def run_calibration(
                 for item_id, question in _questions(prompts, persona).items():
                     a = have.get((item.card.slug, persona, h, item_id))
                     if a is None:
-                        if critics is None:  # nothing is started when every answer is stored
-                            critics = stack.enter_context(open_critics(settings, prompts, require=False))
+                        if panel is None:  # nothing is started when every answer is stored
+                            panel = stack.enter_context(open_panel(settings, prompts, require=False))
                         spend = Spend()
-                        p, source = critics.answer(persona, item.card, question, spend)
+                        p, source = panel.answer(persona, item.card, question, spend)
                         if p is None:
                             got[item_id] = (None, "failed")  # asked again on the next run
                             continue

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 STARTUP_S = 90.0
 # The Prefect global concurrency limit on calls in flight to the provider.
 LLM_LIMIT = "shipskip-llm-calls"
-# How long a seat waits for a global slot before asking again (`Critics.ask`): not a tunable,
+# How long a seat waits for a global slot before asking again (`Panel.ask`): not a tunable,
 # how soon a waiting seat notices that its process is stopping.
 SLOT_WAIT_S = 1.0
 # After the grace period's kill, how long the runner has (marking its killed runs Crashed
@@ -221,7 +221,7 @@ def seat_limit(settings: Settings) -> SlotFactory | None:
     A seat asks one question at a time, so seats in flight bound calls in flight; a slot per
     seat, not per call, keeps the cost to one acquire and release a take (0.1-0.4 s on the
     test harness, about 2 s more when a seat must wait for a slot: Prefect polls).
-    On a temporary API of our own nothing else counts against the limit and the critics'
+    On a temporary API of our own nothing else counts against the limit and the panel'
     in-process bound already holds, so none is used there."""
     if not shared_api():
         return None

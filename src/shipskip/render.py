@@ -16,7 +16,7 @@ from .embedded import EMBEDDED_MODEL
 from .models import CommunityVotes, EditorLabel, PanelVerdict, Take, ToolCard, is_web_address
 from .panel import aggregate
 from .quality import is_contested
-from .roster import COLOURS, FALLBACK_COLOUR, PERSONAS
+from .roster import FALLBACK_COLOUR, colours, personas
 
 # Every badge a page can put on a take or a tool, with its reason in words: shown as the
 # badge's title and in the legend under the scorecard, so no badge goes unexplained.
@@ -172,7 +172,7 @@ def _env() -> Environment:
     env.filters["paras"] = lambda text: Markup("").join(
         Markup("<p>{}</p>").format(p.strip()) for p in str(text).split("\n\n") if p.strip()
     )
-    env.globals["PERSONAS"] = PERSONAS
+    env.globals["PERSONAS"] = personas()
     env.globals["BADGES"] = BADGES
     env.globals["take_badges"] = take_badges
     env.globals["badge_legend"] = lambda tools: [k for k in BADGES if any(k in t.badges for t in tools)]
@@ -353,7 +353,7 @@ def trends_page(
         for p in sorted(points, key=lambda p: (p.week, p.persona), reverse=True)
     ]  # fmt: skip
     histograms = [
-        histogram(counts, f"{name.title()}: current scores", COLOURS.get(name, FALLBACK_COLOUR))
+        histogram(counts, f"{name.title()}: current scores", colours().get(name, FALLBACK_COLOUR))
         for name, counts in (distribution or {}).items()
     ]
     return _render(
@@ -450,7 +450,7 @@ def atom_feed(tools: list[ReviewedTool], updated: datetime, site_url: str | None
     feed = ET.Element(f"{{{ATOM}}}feed")
     ET.SubElement(feed, f"{{{ATOM}}}title").text = "shipskip: the panel's latest verdicts"
     ET.SubElement(feed, f"{{{ATOM}}}subtitle").text = (
-        "AI tools reviewed by five critics" if base
+        "AI tools reviewed by a five-persona panel" if base
         else "Local build: links are relative to this folder (set SHIPSKIP_SITE_URL for public links)"
     )  # fmt: skip
     ET.SubElement(feed, f"{{{ATOM}}}id").text = uid("feed.xml")

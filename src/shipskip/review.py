@@ -60,7 +60,7 @@ class Spend:
 
 
 @dataclass
-class Critics:
+class Panel:
     """The personas' clients and prompts: asks one seat for its take (a flow run, an ingest or
     an eval holds one). The takes together are the panel (`panel.aggregate`)."""
 
@@ -68,7 +68,7 @@ class Critics:
     clients: dict[str, LLMClient]
     settings: Settings
     seat_slot: SlotFactory = nullcontext
-    # Threads the seats are asked in, kept for as long as the critics: starting five threads
+    # Threads the seats are asked in, kept for as long as the panel: starting five threads
     # for every tool cost an ingest 5% of its time.
     pool: ThreadPoolExecutor | None = None
     # Set when the process stops (SIGTERM, Ctrl-C, a failure that ends the run): no seat
@@ -435,7 +435,7 @@ class Critics:
 
 
 @contextmanager
-def open_critics(
+def open_panel(
     settings: Settings,
     prompts: PromptSet,
     personas: list[str] | None = None,
@@ -443,7 +443,7 @@ def open_critics(
     seat_slot: SlotFactory | None = None,
     require: bool = True,
     budget: Budget | None = None,
-) -> Iterator[Critics]:
+) -> Iterator[Panel]:
     """Build a client per persona; start the embedded server only if some persona needs it.
 
     The panel's clients share one bound on calls in flight, SHIPSKIP_LLM_CONCURRENCY, however
@@ -454,7 +454,7 @@ def open_critics(
     # One governor for every client: 429s, 5xx and rate-limit headers slow all seats at once.
     in_flight = RateGovernor(max(1, settings.llm_concurrency))
     redactor = redactor_for(settings)
-    # One breaker per provider (base URL and model) for as long as these critics: seats that
+    # One breaker per provider (base URL and model) for as long as these panel: seats that
     # share a provider give up on it together.
     breakers: dict[tuple[str, str], CircuitBreaker] = {}
     stop = threading.Event()
@@ -503,7 +503,7 @@ def open_critics(
         # Leaving early (an exception, SIGTERM) stops the seats in flight before the pool waits
         # for them: each ends at its next call instead of asking the rest of its checklist.
         stack.callback(stop.set)
-        yield Critics(
+        yield Panel(
             prompts=prompts, clients=clients, settings=settings, seat_slot=seat_slot or nullcontext,
             pool=pool, stop=stop, keys=keys, budget=budget,
         )  # fmt: skip

@@ -7,16 +7,16 @@ everywhere (CLI choices, flow parameters, pages, evaluation); `order:` places it
 
 from __future__ import annotations
 
-import os
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import yaml
 
+from .errors import UnknownPersona
 from .models import load_yaml
-from .settings import default_prompts_dir
+from .settings import get_settings
 
 _NAME = re.compile(r"^[a-z]+$")
 _COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
@@ -61,21 +61,35 @@ def discover(prompts_dir: Path) -> tuple[Seat, ...]:
     return tuple(sorted(seats, key=lambda s: (s.order, s.name)))
 
 
-def _prompts_dir() -> Path:
-    # Read before settings are parsed (types and CLI choices are made at import), so only the
-    # environment variable is honoured here; the full settings point at the same folder.
-    override = os.environ.get("SHIPSKIP_PROMPTS_DIR")
-    return Path(override) if override else default_prompts_dir()
+@functools.cache
+def _seats_in(prompts_dir: Path) -> tuple[Seat, ...]:
+    return discover(prompts_dir)
 
 
-SEATS: tuple[Seat, ...] = discover(_prompts_dir())
-PERSONAS: tuple[str, ...] = tuple(s.name for s in SEATS)
-# The same names as a type, so a flow parameter offers them as choices and refuses others.
-PersonaName = Literal[PERSONAS]  # type: ignore[valid-type]
-COLOURS: dict[str, str] = {s.name: s.colour for s in SEATS}
-_PLACE = {name: i for i, name in enumerate(PERSONAS)}
+def seats() -> tuple[Seat, ...]:
+    """The panel's seats, read from the settings' prompts folder (the environment or `.env`)
+    when first asked for, never at import."""
+    return _seats_in(get_settings().prompts_dir)
+
+
+def personas() -> tuple[str, ...]:
+    """Persona names in seat order: the one list every command, page and flow uses."""
+    return tuple(s.name for s in seats())
+
+
+def colours() -> dict[str, str]:
+    return {s.name: s.colour for s in seats()}
 
 
 def seat_key(name: str) -> tuple[int, str]:
     """Sort key for persona names: seat order, then any name that is not a seat, by name."""
-    return (_PLACE.get(name, len(_PLACE)), name)
+    place = {n: i for i, n in enumerate(personas())}
+    return (place.get(name, len(place)), name)
+
+
+def known_persona(name: str) -> str:
+    """A persona name as typed (any case), checked against the panel: UnknownPersona if not one."""
+    found = name.strip().lower()
+    if found not in personas():
+        raise UnknownPersona(name, personas())
+    return found

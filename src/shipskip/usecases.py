@@ -34,7 +34,7 @@ from .outcome import ReviewOutcome
 from .personas import PromptSet, load_prompts
 from .publish import compare_both_orders, verdicts_by_tool, write_compare
 from .quality import order_independent
-from .review import Critics, SlotFactory, asked_model, open_critics
+from .review import Panel, SlotFactory, asked_model, open_panel
 from .settings import Settings
 from .sources import SOURCE_SUFFIXES, read_source
 from .store import Run, Store, ToolBusy
@@ -42,18 +42,16 @@ from .store import Run, Store, ToolBusy
 OnTake = Callable[[str, Take], None]
 
 
-def ask_seat(
-    critics: Critics, store: Store, run: Run, persona: str, card: ToolCard, reason: str | None
-) -> Take:
+def ask_seat(panel: Panel, store: Store, run: Run, persona: str, card: ToolCard, reason: str | None) -> Take:
     """One seat's take, checkpointed at once so a crash never asks for it again."""
-    take = critics.ask(persona, card, reason)
+    take = panel.ask(persona, card, reason)
     store.checkpoint(run, take)
     progress.emit(card.slug, take)
     return take
 
 
-# (critics, store, run, personas, card, reason) -> the takes of those personas.
-AskSeats = Callable[[Critics, Store, Run, list[str], ToolCard, "str | None"], dict[str, Take]]
+# (panel, store, run, personas, card, reason) -> the takes of those personas.
+AskSeats = Callable[[Panel, Store, Run, list[str], ToolCard, "str | None"], dict[str, Take]]
 
 
 def _submit(pool: ThreadPoolExecutor, fn: Callable[..., object], *args: object, **kwargs: object) -> Future:
@@ -64,13 +62,13 @@ def _submit(pool: ThreadPoolExecutor, fn: Callable[..., object], *args: object, 
 
 
 def ask_in_threads(
-    critics: Critics, store: Store, run: Run, personas: list[str], card: ToolCard, reason: str | None
+    panel: Panel, store: Store, run: Run, personas: list[str], card: ToolCard, reason: str | None
 ) -> dict[str, Take]:
-    # The limit on calls in flight is the critics' (SHIPSKIP_LLM_CONCURRENCY); their pool only
+    # The limit on calls in flight is the panel' (SHIPSKIP_LLM_CONCURRENCY); their pool only
     # has to be wide enough never to be the narrower bound.
     with ExitStack() as stack:
-        pool = critics.pool or stack.enter_context(ThreadPoolExecutor(max_workers=max(1, len(personas))))
-        futures = [_submit(pool, ask_seat, critics, store, run, p, card, reason) for p in personas]
+        pool = panel.pool or stack.enter_context(ThreadPoolExecutor(max_workers=max(1, len(personas))))
+        futures = [_submit(pool, ask_seat, panel, store, run, p, card, reason) for p in personas]
         # Every seat has finished (or failed) before the review goes on, so one that fails
         # cannot leave another still writing checkpoints behind the run's back.
         wait(futures)
@@ -92,15 +90,15 @@ def review_card(
     force: bool = False,
     ask: AskSeats = ask_in_threads,
     flow_run_id: str | None = None,
-    critics: Critics | None = None,
+    panel: Panel | None = None,
     seat_slot: SlotFactory | None = None,
 ) -> ReviewOutcome:
     """Review one card: skip it if this content was reviewed, resume an interrupted run, ask the
-    seats still missing, and commit the five takes together. With `critics`, their clients (and
-    model server) are used; otherwise critics are opened for this card alone."""
-    prompts = critics.prompts if critics else load_prompts(settings.prompts_dir)
-    if critics is None:
-        costs.sync_prices(store, settings)  # an ingest, which passes its critics, has already
+    seats still missing, and commit the five takes together. With `panel`, their clients (and
+    model server) are used; otherwise panel are opened for this card alone."""
+    prompts = panel.prompts if panel else load_prompts(settings.prompts_dir)
+    if panel is None:
+        costs.sync_prices(store, settings)  # an ingest, which passes its panel, has already
     # Whether this exact card was reviewed, and whether its slug belongs to another tool, are
     # checked inside begin_run, under the same lock that starts the run, so two processes
     # cannot both find it new.
@@ -112,9 +110,7 @@ def review_card(
     if todo:
         try:
             with ExitStack() as stack:
-                seats = critics or stack.enter_context(
-                    open_critics(settings, prompts, todo, seat_slot=seat_slot)
-                )
+                seats = panel or stack.enter_context(open_panel(settings, prompts, todo, seat_slot=seat_slot))
                 takes.update(ask(seats, store, run, todo, card, None))
         except ProviderDown:
             # A dead provider: the takes it spoiled are not kept, the good ones are (the next
@@ -159,14 +155,14 @@ class IngestReport:
 
 def tools_in_flight(settings: Settings, seats: int) -> int:
     """Tools reviewed at once: twice as many as it takes for their seats to fill the
-    calls-in-flight setting (SHIPSKIP_LLM_CONCURRENCY), which the critics' clients enforce call
+    calls-in-flight setting (SHIPSKIP_LLM_CONCURRENCY), which the panel' clients enforce call
     by call. With only enough, the slots of a tool whose last seat is still out, or that is
     being stored, stood empty: 57 against 66 requests/s (bench/ingest_bench.py)."""
     return 2 * max(1, -(-settings.llm_concurrency // max(1, seats)))
 
 
 # How an ingest reviews one of its tools: `review_card` itself here; a subflow per tool in
-# the scheduled flow. Called as review(card, store, settings, critics=..., flow_run_id=...).
+# the scheduled flow. Called as review(card, store, settings, panel=..., flow_run_id=...).
 ReviewOne = Callable[..., ReviewOutcome]
 
 
@@ -183,7 +179,7 @@ def ingest(
 ) -> IngestReport:
     """Review each new or changed tool of a source once; a bad entry costs that entry only.
 
-    New tools are reviewed concurrently, and one set of critics (one model server) serves them all.
+    New tools are reviewed concurrently, and one set of panel (one model server) serves them all.
     """
     report = IngestReport()
     todo: list[ToolCard] = []
@@ -223,16 +219,16 @@ def ingest(
         return review(card, *args, **kwargs)
 
     with (
-        open_critics(settings, prompts, seat_slot=seat_slot, budget=budget) as critics,
+        open_panel(settings, prompts, seat_slot=seat_slot, budget=budget) as panel,
         ThreadPoolExecutor(max_workers=tools_in_flight(settings, len(prompts.personas))) as pool,
     ):
-        critics.batched = batched
+        panel.batched = batched
 
         def review_all(cards: list[ToolCard]) -> list[tuple[ToolCard, ToolBusy]]:
             """Review the cards concurrently; those another live process holds come back."""
             futures = {
                 _submit(
-                    pool, within_budget, card, store, settings, critics=critics, flow_run_id=flow_run_id
+                    pool, within_budget, card, store, settings, panel=panel, flow_run_id=flow_run_id
                 ): card
                 for card in cards
             }
@@ -267,7 +263,7 @@ def ingest(
                 for f in futures:
                     f.cancel()
                 if not isinstance(exc, ProviderRejected):
-                    critics.stop.set()
+                    panel.stop.set()
                 raise
             return held
 
@@ -368,14 +364,14 @@ def rerun(
     costs.sync_prices(store, settings)  # the cost views price this take
     run = store.begin_run(card, kind="rerun", reason=reason)
     assert run is not None  # only a review can find its card already done
-    with open_critics(settings, prompts, [persona], model_override=model, seat_slot=seat_slot) as critics:
+    with open_panel(settings, prompts, [persona], model_override=model, seat_slot=seat_slot) as panel:
         try:
-            take = ask(critics, store, run, [persona], card, reason)[persona]
+            take = ask(panel, store, run, [persona], card, reason)[persona]
         except ProviderDown as exc:
             # A provider given up on fails the rerun like any other failure, its line the error.
             take = Take.abstention(
                 persona, "the provider is not answering", error=str(exc), reason=reason,
-                model=critics.clients[persona].model, prompt_version=prompts.personas[persona].version,
+                model=panel.clients[persona].model, prompt_version=prompts.personas[persona].version,
                 prompt_hash=prompts.prompt_hash(persona),
             )  # fmt: skip
     if take.error:

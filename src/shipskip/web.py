@@ -38,7 +38,7 @@ from starlette.staticfiles import StaticFiles
 
 from .errors import ShipskipError
 from .models import SLUG_RE
-from .roster import PERSONAS
+from .roster import personas
 from .settings import Settings
 from .store import Store
 
@@ -242,7 +242,7 @@ def make_app(store: Store, settings: Settings) -> Starlette:
         return await mark(request, "vote", "choice", ("ship", "skip"))
 
     async def helpful(request: Request) -> Response:
-        return await mark(request, "helpful", "persona", tuple(PERSONAS))
+        return await mark(request, "helpful", "persona", personas())
 
     async def home(request: Request) -> Response:
         return RedirectResponse("/index.html", status_code=307)
