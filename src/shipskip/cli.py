@@ -6,6 +6,7 @@ import errno
 import logging
 import re
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from enum import StrEnum
@@ -464,14 +465,19 @@ def ingest(
         shown = for_terminal(source)
         job = bar.add_task(f"Ingesting {shown}", total=None)
         done: dict[str, int] = {}
+        seats = len(personas())
+        # Seats of several tools finish at once on their own threads: one tick at a time.
+        ticking = threading.Lock()
 
         def tick(slug: str, take: Take) -> None:
-            done[slug] = done.get(slug, 0) + 1
-            label = _said(take)
-            said = for_terminal(f"{slug} · {take.persona.title()}: {label}")
-            bar.console.print(f"  {said}", highlight=False)
-            tools = sum(1 for n in done.values() if n >= len(personas()))
-            bar.update(job, description=f"Ingesting {shown}: {sum(done.values())} takes, {tools} tools done")
+            with ticking:
+                done[slug] = done.get(slug, 0) + 1
+                label = _said(take)
+                said = for_terminal(f"{slug} · {take.persona.title()}: {label}")
+                bar.console.print(f"  {said}", highlight=False)
+                tools = sum(1 for n in done.values() if n >= seats)
+                takes = sum(done.values())
+                bar.update(job, description=f"Ingesting {shown}: {takes} takes, {tools} tools done")
 
         with user_errors(), prefect_api(), signals.listening(tick):
             # Called without return_state, a flow returns its own value, not a State.

@@ -62,14 +62,11 @@ def discover(prompts_dir: Path) -> tuple[Seat, ...]:
 
 
 @functools.cache
-def _seats_in(prompts_dir: Path) -> tuple[Seat, ...]:
-    return discover(prompts_dir)
-
-
 def seats() -> tuple[Seat, ...]:
     """The panel's seats, read from the settings' prompts folder (the environment or `.env`)
-    when first asked for, never at import."""
-    return _seats_in(get_settings().prompts_dir)
+    when first asked for, never at import; then kept for the process, as every sort by seat
+    order asks for them."""
+    return discover(get_settings().prompts_dir)
 
 
 def personas() -> tuple[str, ...]:
