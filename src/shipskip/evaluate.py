@@ -21,7 +21,7 @@ from .calibrate import Observation, Prediction, fit, out_of_fold, predict
 from .calibrations import Entry, ModelKey, Scoring
 from .cards import parse_card
 from .checklist import EXPLANATION_FAULTS, card_facts, explanation_faults, take_problem
-from .errors import InputError, ShipskipError, describe_validation_error
+from .errors import InputError, NotHeldOut, ShipskipError, describe_validation_error
 from .models import Criterion, Take, ToolCard
 from .personas import Checklist, PromptSet, load_prompts, tools_digest
 from .quality import cohen_kappa, consensus, is_grounded, panel_similarity, spearman
@@ -445,16 +445,22 @@ def stored_answers(
     ]  # fmt: skip
 
 
+def _fitted_on(prompts: PromptSet) -> set[str]:
+    """The labelled files the calibrations were fitted on, as each one's command names it."""
+    fitted_on = set()
+    for p in prompts.personas.values():
+        words = shlex.split(p.checklist.calibration.command or "")
+        args = words[words.index("eval") + 1 :] if "eval" in words else []
+        fitted_on.add(next((a for a in args if not a.startswith("-")), "an unrecorded set"))
+    return fitted_on
+
+
 def _fit_note(prompts: PromptSet, reference: Path, slugs: list[str]) -> str:
     """Whether the persona files' weights were fitted on exactly these tools (their figures are
     then in-sample) or on others: the digest each file records of the tools its fit saw decides,
     so a reference file that has grown since the fit is not taken for the one it fitted."""
     cals = [p.checklist.calibration for p in prompts.personas.values()]
-    fitted_on = set()
-    for c in cals:
-        words = shlex.split(c.command or "")
-        args = words[words.index("eval") + 1 :] if "eval" in words else []
-        fitted_on.add(next((a for a in args if not a.startswith("-")), "an unrecorded set"))
+    fitted_on = _fitted_on(prompts)
     if all(c.tools_digest for c in cals):
         these = tools_digest(slugs)
         if all(c.tools_digest == these for c in cals):
@@ -466,6 +472,62 @@ def _fit_note(prompts: PromptSet, reference: Path, slugs: list[str]) -> str:
     return f"fitted on {', '.join(sorted(fitted_on))}{size}: held out where no tool is shared"
 
 
+def held_out_note(prompts: PromptSet, reference: Path, slugs: list[str]) -> str:
+    """The fit note of a held-out judgement, after checking that no tool in `slugs` was among
+    the tools the model's calibration was fitted on (by slug, in each labelled file its fit
+    names); raises NotHeldOut where one was. A file that is not here cannot be checked, and the
+    note says so rather than vouching for it."""
+    if _fit_note(prompts, reference, slugs) == "in-sample":
+        raise NotHeldOut(str(reference), str(reference), sorted(slugs))
+    checked, unchecked = [], []
+    for name in sorted(_fitted_on(prompts)):
+        path = Path(name)
+        if not path.is_file():
+            unchecked.append(name)
+            continue
+        fitted = {i.card.slug for i in load_reference(path)}
+        shared = sorted(fitted & set(slugs))
+        if shared:
+            raise NotHeldOut(str(reference), name, shared)
+        checked.append(f"{name} ({len(fitted)} tools)")
+    note = (
+        f"held out: fitted on {', '.join(checked)}, none of these {len(slugs)} tools"
+        if checked
+        else "held out"
+    )
+    return note + (
+        f"; fitted on {', '.join(unchecked)}, not found here: overlap unchecked" if unchecked else ""
+    )
+
+
+# Each seat's answers as `--answers` reads them back: the model's, not what was made of them.
+ANSWER_FIELDS = {
+    "slug",
+    "persona",
+    "ref_verdict",
+    "ref_score",
+    "first_attempt_valid",
+    "relevance",
+    "criteria",
+}
+
+
+def write_answers(path: Path, results: list[ItemResult]) -> None:
+    """The model's answers as JSON Lines, one seat of one tool a line, in the form of
+    data/reference/answers-*.jsonl; written whole, so a file is never left half-written."""
+    lines = [
+        json.dumps(
+            r.model_dump(
+                mode="json", include=ANSWER_FIELDS, exclude={"criteria": {"__all__": {"settled_by"}}}
+            )
+        )
+        for r in results
+    ]
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    tmp.replace(path)
+
+
 def run_checklist_eval(
     settings: Settings,
     reference: Path,
@@ -473,18 +535,29 @@ def run_checklist_eval(
     answers_from: str | None = None,
     takes: int = 0,
     write_weights: bool = False,
+    held_out: bool = False,
+    save_answers: Path | None = None,
     command: str = "",
     on_seat: OnSeat = _quiet,
     on_phase: Callable[[str, int], None] = lambda what, total: None,
 ) -> dict:
     """Ask the checklist on every labelled card (or reuse a stored evaluation's answers), then
-    judge the weights out-of-fold; with `write_weights`, fit on everything and write them."""
+    judge the weights out-of-fold; with `write_weights`, fit on everything and write them.
+    With `held_out`, judge only the model's calibration as it stands, fitted on other tools:
+    nothing is fitted on this file's labels. `save_answers` writes the answers to that file."""
+    if held_out and write_weights:
+        raise ShipskipError(
+            "--held-out judges the calibration as it stands, so it cannot also --write-weights"
+        )
     items = load_reference(reference)
     raw = load_prompts(settings.prompts_dir)
     keys = model_keys(settings, raw, list(raw.personas), require=False)
     prompts, _ = calibrations.calibrated_prompts(
         raw, settings.calibrations_dir, keys, settings.uncalibrated_points
     )
+    # Checked before a question is asked, so a file that is not held out costs nothing.
+    slugs = [i.card.slug for i in items]
+    fit = held_out_note(prompts, reference, slugs) if held_out else None
     store = Store.from_settings(settings)
     if answers_from:
         results = stored_answers(store, answers_from, items, prompts)
@@ -495,8 +568,17 @@ def run_checklist_eval(
             checklists = {n: p.checklist for n, p in prompts.personas.items()}
             results = collect_answers(critics, items, on_seat, checklists)
             model = ", ".join(sorted({c.model for c in critics.clients.values()}))
-    oof = with_predictions(results, checklist_predictions(prompts, results, oof=True))
-    oof_intervals = intervals(oof)
+    if save_answers:
+        write_answers(save_answers, results)
+    summary: dict = {}
+    if not held_out:
+        oof = with_predictions(results, checklist_predictions(prompts, results, oof=True))
+        oof_intervals = intervals(oof)
+        summary["out_of_fold"] = {
+            **panel_figures(oof),
+            "seats": seat_figures(oof),
+            "intervals": oof_intervals,
+        }
     if write_weights:
         # Written before the model's own figures are taken, so those figures are the new weights'.
         write_fitted(settings, prompts, keys, results, oof, oof_intervals, command)
@@ -504,22 +586,22 @@ def run_checklist_eval(
             raw, settings.calibrations_dir, keys, settings.uncalibrated_points
         )
     files = with_predictions(results, checklist_predictions(prompts, results, oof=False))
-    summary: dict = {
-        "out_of_fold": {**panel_figures(oof), "seats": seat_figures(oof), "intervals": oof_intervals},
-        "persona_files": {
-            **panel_figures(files),
-            "seats": seat_figures(files),
-            "intervals": intervals(files),
-            "fit": _fit_note(prompts, reference, [i.card.slug for i in items]),
-        },
-        "explanations": explanation_figures(prompts, files, {i.card.slug: i.card for i in items}),
+    summary["persona_files"] = {
+        **panel_figures(files),
+        "seats": seat_figures(files),
+        "intervals": intervals(files),
+        "fit": fit or _fit_note(prompts, reference, slugs),
     }
+    summary["explanations"] = explanation_figures(prompts, files, {i.card.slug: i.card for i in items})
+    # The rows stored (and whose takes are checked) are the judged ones: out-of-fold, or when
+    # held out the calibration's own.
+    judged = files if held_out else oof
     if takes:
-        on_phase("Writing takes", takes_to_check(items, oof, takes))
+        on_phase("Writing takes", takes_to_check(items, judged, takes))
         with open_critics(settings, raw, require=False) as critics:
-            oof, summary["takes"] = check_takes(critics, items, oof, takes, on_seat)
+            judged, summary["takes"] = check_takes(critics, items, judged, takes, on_seat)
     prompt_hash = ",".join(prompts.prompt_hash(p) for p in prompts.personas)
-    eval_id = store.save_eval(str(reference), model, prompt_hash, 1, summary, oof)
+    eval_id = store.save_eval(str(reference), model, prompt_hash, 1, summary, judged)
     return {"eval_id": eval_id, "summary": summary}
 
 
