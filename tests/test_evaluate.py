@@ -388,3 +388,52 @@ def test_held_out_judges_the_shipped_calibration_and_saves_answers_that_replay(f
     assert res.exit_code == 0, res.output
     assert "held out: fitted on data/reference/panel.jsonl" in res.output and "out-of-fold" not in res.output
     assert len(fake.requests) == asked
+
+
+def test_save_answers_resumes_a_killed_collection_without_asking_a_seat_twice(fake, tmp_path, monkeypatch):
+    """A long collection (the embedded model on a held-out set) that is killed keeps every seat
+    it finished in the --save-answers file; run again, it asks only the rest, and a line the kill
+    cut short is asked again rather than read."""
+    import hashlib
+
+    from fakeopenai import is_question, persona_of, question_of, tool_of, yes
+
+    from shipskip.evaluate import run_checklist_eval
+
+    monkeypatch.chdir(ROOT)
+    ref = _first_lines(ROOT / "data" / "heldout" / "launches.jsonl", tmp_path / "held.jsonl", 2)
+    saved = tmp_path / "answers.jsonl"
+
+    def answer(req):
+        h = int(hashlib.sha256(f"{tool_of(req)}|{question_of(req)}".encode()).hexdigest(), 16)
+        return yes(0.3 + (h % 40) / 100)
+
+    fake.default = answer
+    seen: list[tuple[str, str, str]] = []
+
+    def killed_at_third(step, slug, persona):
+        seen.append((step, slug, persona))
+        if len(seen) == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_checklist_eval(get_settings(), ref, held_out=True, save_answers=saved, on_seat=killed_at_third)
+    lines = saved.read_text().splitlines()
+    assert [(json.loads(s)["slug"], json.loads(s)["persona"]) for s in lines] == [(s, p) for _, s, p in seen]
+    saved.write_text("\n".join(lines[:2]) + "\n" + lines[2][:50])  # the third seat's line, cut by the kill
+
+    seen.clear()
+    out = run_checklist_eval(
+        get_settings(), ref, held_out=True, save_answers=saved, on_seat=lambda *a: seen.append(a)
+    )
+    assert [step for step, _, _ in seen].count("kept") == 2 and len(seen) == 10
+    asked = [(tool_of(r), persona_of(r), question_of(r)) for r in fake.requests if is_question(r)]
+    first_two = {(s, p) for _, s, p in seen[:2]}
+    names = {
+        json.loads(ln)["card"]["slug"]: json.loads(ln)["card"]["name"] for ln in ref.read_text().splitlines()
+    }
+    twice = [q for q in asked if asked.count(q) > 1]
+    assert twice and {(names[s], p) for s, p in first_two}.isdisjoint({(t, p) for t, p, _ in twice})
+    rows = [json.loads(ln) for ln in saved.read_text().splitlines()]
+    assert len(rows) == 10 and len({(r["slug"], r["persona"]) for r in rows}) == 10
+    assert out["summary"]["persona_files"]["tools"] == 2

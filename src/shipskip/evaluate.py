@@ -8,8 +8,8 @@ import random
 import shlex
 import statistics
 from collections import Counter
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal
@@ -314,12 +314,21 @@ def collect_answers(
     items: list[RefItem],
     on_seat: OnSeat = _quiet,
     checklists: dict[str, Checklist] | None = None,
+    *,
+    done: dict[tuple[str, str], ItemResult] | None = None,
+    keep: Callable[[ItemResult], None] | None = None,
 ) -> list[ItemResult]:
     """Every persona's relevance and checklist answers on every labelled card (no take yet), as
-    the model gave them (never corrected), weighed by `checklists` (default: the prompts')."""
+    the model gave them (never corrected), weighed by `checklists` (default: the prompts').
+    Seats in `done` (by tool and persona) are not asked again; `keep` gets each seat as soon as
+    it is answered, so a run that is killed loses at most the seat it was on."""
     results = []
     for item in items:
         for persona in critics.prompts.personas:
+            if done and (item.card.slug, persona) in done:
+                results.append(done[(item.card.slug, persona)])
+                on_seat("kept", item.card.slug, persona)
+                continue
             spend = Spend()
             rel = critics.prompts.personas[persona].checklist.relevance
             p_rel = critics.answer(persona, item.card, rel.question, spend)[0] if rel else None
@@ -338,6 +347,8 @@ def collect_answers(
                     relevance=p_rel, criteria=criteria,
                 )
             )  # fmt: skip
+            if keep:
+                keep(results[-1])
             on_seat("asked", item.card.slug, persona)
     return results
 
@@ -512,20 +523,64 @@ ANSWER_FIELDS = {
 }
 
 
+def _answer_line(r: ItemResult) -> str:
+    return json.dumps(
+        r.model_dump(mode="json", include=ANSWER_FIELDS, exclude={"criteria": {"__all__": {"settled_by"}}})
+    )
+
+
 def write_answers(path: Path, results: list[ItemResult]) -> None:
     """The model's answers as JSON Lines, one seat of one tool a line, in the form of
     data/reference/answers-*.jsonl; written whole, so a file is never left half-written."""
-    lines = [
-        json.dumps(
-            r.model_dump(
-                mode="json", include=ANSWER_FIELDS, exclude={"criteria": {"__all__": {"settled_by"}}}
-            )
-        )
-        for r in results
-    ]
     tmp = path.with_name(path.name + ".part")
-    tmp.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    tmp.write_text("".join(f"{_answer_line(r)}\n" for r in results), encoding="utf-8")
     tmp.replace(path)
+
+
+@contextmanager
+def appending_answers(path: Path) -> Iterator[Callable[[ItemResult], None]]:
+    """A function that appends one seat's answers to `path` and flushes, for a long collection
+    to survive a kill; the file is rewritten whole, in order, once the collection is done."""
+    with path.open("a", encoding="utf-8") as f:
+
+        def keep(r: ItemResult) -> None:
+            f.write(f"{_answer_line(r)}\n")
+            f.flush()
+
+        yield keep
+
+
+def answered_seats(path: Path, items: list[RefItem], prompts: PromptSet) -> dict[tuple[str, str], ItemResult]:
+    """The seats already answered in a --save-answers file from an interrupted run, to be kept
+    rather than asked again: only those of these tools whose stored items are still exactly
+    their persona's checklist items (a changed checklist is asked afresh). A last line cut short
+    by a kill is left out; any other bad line stops with the file and line named."""
+    if not path.is_file():
+        return {}
+    cards = {i.card.slug: i.card for i in items}
+    lines = path.read_text(encoding="utf-8").splitlines()
+    done = {}
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            r = ItemResult.model_validate({
+                "verdict": None, "score": None, "grounded": None, "verdict_flips": 0.0,
+                "score_spread": None, "take": None, **json.loads(line),
+            })  # fmt: skip
+        except (json.JSONDecodeError, ValidationError) as exc:
+            if n == len(lines) and not path.read_text(encoding="utf-8").endswith("\n"):
+                continue  # the seat a kill interrupted: asked again
+            raise InputError(path, f"line {n}", str(exc).splitlines()[0]) from None
+        checklist = prompts.personas[r.persona].checklist if r.persona in prompts.personas else None
+        if r.slug not in cards or checklist is None:
+            continue
+        if [c.id for c in r.criteria] != [i.id for i in checklist.items]:
+            continue
+        done[(r.slug, r.persona)] = r.model_copy(
+            update={"criteria": card_facts(checklist, cards[r.slug], r.criteria)}
+        )
+    return done
 
 
 def run_checklist_eval(
@@ -563,10 +618,14 @@ def run_checklist_eval(
         results = stored_answers(store, answers_from, items, prompts)
         model = f"answers of eval {answers_from}"
     else:
+        # With --save-answers, the seats a killed run already answered are kept, not asked again.
+        done = answered_seats(save_answers, items, prompts) if save_answers else {}
         on_phase("Asking the checklist", len(items) * len(prompts.personas))
-        with open_critics(settings, raw, require=False) as critics:
+        with ExitStack() as stack:
+            critics = stack.enter_context(open_critics(settings, raw, require=False))
+            keep = stack.enter_context(appending_answers(save_answers)) if save_answers else None
             checklists = {n: p.checklist for n, p in prompts.personas.items()}
-            results = collect_answers(critics, items, on_seat, checklists)
+            results = collect_answers(critics, items, on_seat, checklists, done=done, keep=keep)
             model = ", ".join(sorted({c.model for c in critics.clients.values()}))
     if save_answers:
         write_answers(save_answers, results)
