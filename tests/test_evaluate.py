@@ -363,3 +363,131 @@ def test_counted_figures_drop_the_seat_with_no_signal_and_report_ece_and_coverag
     # Where the panel is surest it is right more often than over every tool.
     surest = next(row for row in c["selective"] if row["tools"])
     assert surest["accuracy"] >= c["selective"][-1]["accuracy"]
+
+
+def _first_lines(src, dest, n):
+    dest.write_text("".join(src.read_text().splitlines(True)[:n]))
+    return dest
+
+
+def test_held_out_refuses_a_file_that_shares_tools_with_the_fit(isolated, tmp_path, monkeypatch):
+    """`eval --held-out` on tools the shipped calibration was fitted on would print in-sample
+    figures as held out: refused, naming the shared tools, before anything is asked or stored."""
+    from shipskip.errors import NotHeldOut, ShipskipError
+    from shipskip.evaluate import run_checklist_eval
+
+    monkeypatch.chdir(ROOT)  # the calibration names its fit's file relative to the checkout
+    ref = _first_lines(ROOT / "data" / "reference" / "panel.jsonl", tmp_path / "ref.jsonl", 3)
+    answers = str(ROOT / "data" / "reference" / "answers-smollm2-135m.jsonl")
+    with pytest.raises(NotHeldOut) as e:
+        run_checklist_eval(get_settings(), ref, answers_from=answers, held_out=True)
+    assert e.value.fitted_on == "data/reference/panel.jsonl"
+    assert e.value.shared == ["claw-code", "ollama", "smollm3"]
+    with pytest.raises(ShipskipError, match="--write-weights"):
+        run_checklist_eval(get_settings(), ref, answers_from=answers, held_out=True, write_weights=True)
+    assert not (isolated / "shipskip.duckdb").exists() or not Store(isolated / "shipskip.duckdb").query(
+        "SELECT * FROM eval_runs"
+    )
+
+
+def test_held_out_judges_the_shipped_calibration_and_saves_answers_that_replay(fake, tmp_path, monkeypatch):
+    """On cards its fit never saw, `--held-out` asks the model once, judges the calibration as
+    it stands (no out-of-fold refit on these labels), and `--save-answers` writes answers that
+    `--answers` reads back to the same figures without asking again."""
+    import hashlib
+
+    from fakeopenai import is_question, question_of, tool_of, yes
+    from typer.testing import CliRunner
+
+    from shipskip.cli import app
+    from shipskip.evaluate import ANSWER_FIELDS, run_checklist_eval
+
+    monkeypatch.chdir(ROOT)
+    ref = _first_lines(ROOT / "data" / "heldout" / "launches.jsonl", tmp_path / "held.jsonl", 4)
+    saved = tmp_path / "answers.jsonl"
+
+    def answer(req):
+        assert is_question(req)  # no take is written
+        h = int(hashlib.sha256(f"{tool_of(req)}|{question_of(req)}".encode()).hexdigest(), 16)
+        return yes(0.3 + (h % 40) / 100)
+
+    fake.default = answer
+    out = run_checklist_eval(get_settings(), ref, held_out=True, save_answers=saved)
+    asked = len(fake.requests)
+    s = out["summary"]
+    assert asked > 0 and "out_of_fold" not in s
+    judged = s["persona_files"]
+    assert (
+        judged["fit"] == "held out: fitted on data/reference/panel.jsonl (101 tools), none of these 4 tools"
+    )
+    assert judged["tools"] == 4 and set(judged["seats"]) == {
+        "builder",
+        "skeptic",
+        "futurist",
+        "creator",
+        "founder",
+    }
+    lo, hi = judged["intervals"]["builder_agreement"]
+    assert lo <= judged["seats"]["builder"]["verdict_agreement"] <= hi
+    rows = [json.loads(line) for line in saved.read_text().splitlines()]
+    assert len(rows) == 4 * 5 and all(set(r) == ANSWER_FIELDS for r in rows)
+    assert {c["source"] for r in rows for c in r["criteria"]} == {"logprobs", "card"}
+
+    again = run_checklist_eval(get_settings(), ref, answers_from=str(saved), held_out=True)
+    assert len(fake.requests) == asked
+    assert again["summary"]["persona_files"]["seats"] == judged["seats"]
+    assert again["summary"]["persona_files"]["panel_ship_pct_spearman"] == judged["panel_ship_pct_spearman"]
+
+    res = CliRunner().invoke(app, ["eval", str(ref), "--answers", str(saved), "--held-out"])
+    assert res.exit_code == 0, res.output
+    assert "held out: fitted on data/reference/panel.jsonl" in res.output and "out-of-fold" not in res.output
+    assert len(fake.requests) == asked
+
+
+def test_save_answers_resumes_a_killed_collection_without_asking_a_seat_twice(fake, tmp_path, monkeypatch):
+    """A long collection (the embedded model on a held-out set) that is killed keeps every seat
+    it finished in the --save-answers file; run again, it asks only the rest, and a line the kill
+    cut short is asked again rather than read."""
+    import hashlib
+
+    from fakeopenai import is_question, persona_of, question_of, tool_of, yes
+
+    from shipskip.evaluate import run_checklist_eval
+
+    monkeypatch.chdir(ROOT)
+    ref = _first_lines(ROOT / "data" / "heldout" / "launches.jsonl", tmp_path / "held.jsonl", 2)
+    saved = tmp_path / "answers.jsonl"
+
+    def answer(req):
+        h = int(hashlib.sha256(f"{tool_of(req)}|{question_of(req)}".encode()).hexdigest(), 16)
+        return yes(0.3 + (h % 40) / 100)
+
+    fake.default = answer
+    seen: list[tuple[str, str, str]] = []
+
+    def killed_at_third(step, slug, persona):
+        seen.append((step, slug, persona))
+        if len(seen) == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_checklist_eval(get_settings(), ref, held_out=True, save_answers=saved, on_seat=killed_at_third)
+    lines = saved.read_text().splitlines()
+    assert [(json.loads(s)["slug"], json.loads(s)["persona"]) for s in lines] == [(s, p) for _, s, p in seen]
+    saved.write_text("\n".join(lines[:2]) + "\n" + lines[2][:50])  # the third seat's line, cut by the kill
+
+    seen.clear()
+    out = run_checklist_eval(
+        get_settings(), ref, held_out=True, save_answers=saved, on_seat=lambda *a: seen.append(a)
+    )
+    assert [step for step, _, _ in seen].count("kept") == 2 and len(seen) == 10
+    asked = [(tool_of(r), persona_of(r), question_of(r)) for r in fake.requests if is_question(r)]
+    first_two = {(s, p) for _, s, p in seen[:2]}
+    names = {
+        json.loads(ln)["card"]["slug"]: json.loads(ln)["card"]["name"] for ln in ref.read_text().splitlines()
+    }
+    twice = [q for q in asked if asked.count(q) > 1]
+    assert twice and {(names[s], p) for s, p in first_two}.isdisjoint({(t, p) for t, p, _ in twice})
+    rows = [json.loads(ln) for ln in saved.read_text().splitlines()]
+    assert len(rows) == 10 and len({(r["slug"], r["persona"]) for r in rows}) == 10
+    assert out["summary"]["persona_files"]["tools"] == 2

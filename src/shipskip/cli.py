@@ -787,10 +787,23 @@ def eval_(
         bool,
         typer.Option(help="Checklist: fit on the whole set and write the model's calibration file."),
     ] = False,
+    held_out: Annotated[
+        bool,
+        typer.Option(
+            "--held-out",
+            help="Checklist: judge only the model's calibration as it stands, fitted on other tools "
+            "(refused if the file shares a tool with its fit); nothing is fitted on these labels.",
+        ),
+    ] = False,
+    save_answers: Annotated[
+        Path | None,
+        typer.Option(help="Checklist: also write the answers to this .jsonl file, as --answers reads them."),
+    ] = None,
 ) -> None:
     """Score the panel against a labelled set; figures go to DuckDB (eval_runs, eval_items).
 
     Checklist figures are out-of-fold: each tool is judged by weights fitted without it.
+    With --held-out, the model's own calibration is judged on tools its fit never saw.
     """
     from .evaluate import load_reference
 
@@ -801,6 +814,8 @@ def eval_(
     with user_errors():
         load_reference(reference)
     if mode == "holistic":
+        if held_out or save_answers:
+            _fail(ShipskipError("--held-out and --save-answers are for checklist scoring"))
         _eval_holistic(reference, samples)
         return
     from .evaluate import run_checklist_eval
@@ -809,13 +824,16 @@ def eval_(
     with user_errors(), _EvalProgress() as shown:
         out = run_checklist_eval(
             settings, reference, answers_from=answers, takes=takes, write_weights=write_weights,
-            command=command, on_seat=shown.seat, on_phase=shown.phase,
+            held_out=held_out, save_answers=save_answers, command=command, on_seat=shown.seat,
+            on_phase=shown.phase,
         )  # fmt: skip
     print_eval(out)
     if write_weights:
         console.print(
             f"Wrote the fitted calibration under {for_terminal(settings.calibrations_dir)}", highlight=False
         )
+    if save_answers:
+        console.print(f"Wrote the answers to {for_terminal(save_answers)}", highlight=False)
 
 
 @app.command()
@@ -904,6 +922,8 @@ def print_eval(out: dict) -> None:
         ("out_of_fold", "out-of-fold (leave one tool out)"),
         ("persona_files", "the model's calibration"),
     ):
+        if key not in s:  # a held-out judgement fits nothing, so has no out-of-fold figures
+            continue
         fit = s[key].get("fit")
         print_figures(f"{title}{f' ({fit})' if fit else ''} · eval {out['eval_id'][:8]}", s[key])
     if "counted" in s:

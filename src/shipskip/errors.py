@@ -224,3 +224,20 @@ class BudgetReached(ShipskipError):
 
     def __reduce__(self) -> tuple[type, tuple[str]]:
         return (type(self), (self.spent,))
+
+
+class NotHeldOut(ShipskipError):
+    """`eval --held-out` on a labelled file that shares tools with the file the model's
+    calibration was fitted on: its figures would be in-sample, so it is refused before any
+    question is asked."""
+
+    def __init__(self, reference: str, fitted_on: str, shared: list[str]) -> None:
+        self.reference, self.fitted_on, self.shared = reference, fitted_on, list(shared)
+        more = f" and {len(shared) - 5} more" if len(shared) > 5 else ""
+        super().__init__(
+            f"{reference}: not held out: {len(shared)} of its tools were in the calibration's fit "
+            f"on {fitted_on} ({', '.join(shared[:5])}{more})"
+        )
+
+    def __reduce__(self) -> tuple[type, tuple[str, str, list[str]]]:
+        return (type(self), (self.reference, self.fitted_on, self.shared))

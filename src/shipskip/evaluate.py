@@ -8,8 +8,8 @@ import random
 import shlex
 import statistics
 from collections import Counter
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal
@@ -21,7 +21,7 @@ from .calibrate import Observation, Prediction, fit, out_of_fold, predict, ship_
 from .calibrations import Entry, ModelKey, Scoring
 from .cards import parse_card
 from .checklist import EXPLANATION_FAULTS, card_facts, explanation_faults, take_problem
-from .errors import BadParameter, InputError, ShipskipError, describe_validation_error
+from .errors import BadParameter, InputError, NotHeldOut, ShipskipError, describe_validation_error
 from .models import Criterion, PanelVerdict, Take, ToolCard
 from .personas import Checklist, PromptSet, load_prompts, tools_digest
 from .quality import cohen_kappa, consensus, is_grounded, panel_similarity, spearman
@@ -480,12 +480,21 @@ def collect_answers(
     items: list[RefItem],
     on_seat: OnSeat = _quiet,
     checklists: dict[str, Checklist] | None = None,
+    *,
+    done: dict[tuple[str, str], ItemResult] | None = None,
+    keep: Callable[[ItemResult], None] | None = None,
 ) -> list[ItemResult]:
     """Every persona's relevance and checklist answers on every labelled card (no take yet), as
-    the model gave them (never corrected), weighed by `checklists` (default: the prompts')."""
+    the model gave them (never corrected), weighed by `checklists` (default: the prompts').
+    Seats in `done` (by tool and persona) are not asked again; `keep` gets each seat as soon as
+    it is answered, so a run that is killed loses at most the seat it was on."""
     results = []
     for item in items:
         for persona in panel.prompts.personas:
+            if done and (item.card.slug, persona) in done:
+                results.append(done[(item.card.slug, persona)])
+                on_seat("kept", item.card.slug, persona)
+                continue
             spend = Spend()
             rel = panel.prompts.personas[persona].checklist.relevance
             p_rel = panel.answer(persona, item.card, rel.question, spend)[0] if rel else None
@@ -504,6 +513,8 @@ def collect_answers(
                     relevance=p_rel, criteria=criteria,
                 )
             )  # fmt: skip
+            if keep:
+                keep(results[-1])
             on_seat("asked", item.card.slug, persona)
     return results
 
@@ -611,16 +622,22 @@ def stored_answers(
     ]  # fmt: skip
 
 
+def _fitted_on(prompts: PromptSet) -> set[str]:
+    """The labelled files the calibrations were fitted on, as each one's command names it."""
+    fitted_on = set()
+    for p in prompts.personas.values():
+        words = shlex.split(p.checklist.calibration.command or "")
+        args = words[words.index("eval") + 1 :] if "eval" in words else []
+        fitted_on.add(next((a for a in args if not a.startswith("-")), "an unrecorded set"))
+    return fitted_on
+
+
 def _fit_note(prompts: PromptSet, reference: Path, slugs: list[str]) -> str:
     """Whether the persona files' weights were fitted on exactly these tools (their figures are
     then in-sample) or on others: the digest each file records of the tools its fit saw decides,
     so a reference file that has grown since the fit is not taken for the one it fitted."""
     cals = [p.checklist.calibration for p in prompts.personas.values()]
-    fitted_on = set()
-    for c in cals:
-        words = shlex.split(c.command or "")
-        args = words[words.index("eval") + 1 :] if "eval" in words else []
-        fitted_on.add(next((a for a in args if not a.startswith("-")), "an unrecorded set"))
+    fitted_on = _fitted_on(prompts)
     if all(c.tools_digest for c in cals):
         these = tools_digest(slugs)
         if all(c.tools_digest == these for c in cals):
@@ -632,6 +649,106 @@ def _fit_note(prompts: PromptSet, reference: Path, slugs: list[str]) -> str:
     return f"fitted on {', '.join(sorted(fitted_on))}{size}: held out where no tool is shared"
 
 
+def held_out_note(prompts: PromptSet, reference: Path, slugs: list[str]) -> str:
+    """The fit note of a held-out judgement, after checking that no tool in `slugs` was among
+    the tools the model's calibration was fitted on (by slug, in each labelled file its fit
+    names); raises NotHeldOut where one was. A file that is not here cannot be checked, and the
+    note says so rather than vouching for it."""
+    if _fit_note(prompts, reference, slugs) == "in-sample":
+        raise NotHeldOut(str(reference), str(reference), sorted(slugs))
+    checked, unchecked = [], []
+    for name in sorted(_fitted_on(prompts)):
+        path = Path(name)
+        if not path.is_file():
+            unchecked.append(name)
+            continue
+        fitted = {i.card.slug for i in load_reference(path)}
+        shared = sorted(fitted & set(slugs))
+        if shared:
+            raise NotHeldOut(str(reference), name, shared)
+        checked.append(f"{name} ({len(fitted)} tools)")
+    note = (
+        f"held out: fitted on {', '.join(checked)}, none of these {len(slugs)} tools"
+        if checked
+        else "held out"
+    )
+    return note + (
+        f"; fitted on {', '.join(unchecked)}, not found here: overlap unchecked" if unchecked else ""
+    )
+
+
+# Each seat's answers as `--answers` reads them back: the model's, not what was made of them.
+ANSWER_FIELDS = {
+    "slug",
+    "persona",
+    "ref_verdict",
+    "ref_score",
+    "first_attempt_valid",
+    "relevance",
+    "criteria",
+}
+
+
+def _answer_line(r: ItemResult) -> str:
+    return json.dumps(
+        r.model_dump(mode="json", include=ANSWER_FIELDS, exclude={"criteria": {"__all__": {"settled_by"}}})
+    )
+
+
+def write_answers(path: Path, results: list[ItemResult]) -> None:
+    """The model's answers as JSON Lines, one seat of one tool a line, in the form of
+    data/reference/answers-*.jsonl; written whole, so a file is never left half-written."""
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text("".join(f"{_answer_line(r)}\n" for r in results), encoding="utf-8")
+    tmp.replace(path)
+
+
+@contextmanager
+def appending_answers(path: Path) -> Iterator[Callable[[ItemResult], None]]:
+    """A function that appends one seat's answers to `path` and flushes, for a long collection
+    to survive a kill; the file is rewritten whole, in order, once the collection is done."""
+    with path.open("a", encoding="utf-8") as f:
+
+        def keep(r: ItemResult) -> None:
+            f.write(f"{_answer_line(r)}\n")
+            f.flush()
+
+        yield keep
+
+
+def answered_seats(path: Path, items: list[RefItem], prompts: PromptSet) -> dict[tuple[str, str], ItemResult]:
+    """The seats already answered in a --save-answers file from an interrupted run, to be kept
+    rather than asked again: only those of these tools whose stored items are still exactly
+    their persona's checklist items (a changed checklist is asked afresh). A last line cut short
+    by a kill is left out; any other bad line stops with the file and line named."""
+    if not path.is_file():
+        return {}
+    cards = {i.card.slug: i.card for i in items}
+    lines = path.read_text(encoding="utf-8").splitlines()
+    done = {}
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            r = ItemResult.model_validate({
+                "verdict": None, "score": None, "grounded": None, "verdict_flips": 0.0,
+                "score_spread": None, "take": None, **json.loads(line),
+            })  # fmt: skip
+        except (json.JSONDecodeError, ValidationError) as exc:
+            if n == len(lines) and not path.read_text(encoding="utf-8").endswith("\n"):
+                continue  # the seat a kill interrupted: asked again
+            raise InputError(path, f"line {n}", str(exc).splitlines()[0]) from None
+        checklist = prompts.personas[r.persona].checklist if r.persona in prompts.personas else None
+        if r.slug not in cards or checklist is None:
+            continue
+        if [c.id for c in r.criteria] != [i.id for i in checklist.items]:
+            continue
+        done[(r.slug, r.persona)] = r.model_copy(
+            update={"criteria": card_facts(checklist, cards[r.slug], r.criteria)}
+        )
+    return done
+
+
 def run_checklist_eval(
     settings: Settings,
     reference: Path,
@@ -639,6 +756,8 @@ def run_checklist_eval(
     answers_from: str | None = None,
     takes: int = 0,
     write_weights: bool = False,
+    held_out: bool = False,
+    save_answers: Path | None = None,
     command: str = "",
     on_seat: OnSeat = _quiet,
     on_phase: Callable[[str, int], None] = lambda what, total: None,
@@ -646,11 +765,17 @@ def run_checklist_eval(
     """Ask the checklist on every labelled card (or reuse a stored evaluation's answers), then
     judge the weights out-of-fold; with `write_weights`, fit on everything and write them.
     With SHIPSKIP_CATALOGUE_FACTS the out-of-fold fit also reads each card's catalogue facts
-    (from the cards above it in the reference); reviews do not, so no weights are written then."""
+    (from the cards above it in the reference); reviews do not, so no weights are written then.
+    With `held_out`, judge only the model's calibration as it stands, fitted on other tools:
+    nothing is fitted on this file's labels. `save_answers` writes the answers to that file."""
     if settings.catalogue_facts and (write_weights or takes):
         raise BadParameter(
             "SHIPSKIP_CATALOGUE_FACTS",
             "the catalogue facts are measured only: leave out --write-weights and --takes",
+        )
+    if held_out and write_weights:
+        raise ShipskipError(
+            "--held-out judges the calibration as it stands, so it cannot also --write-weights"
         )
     items = load_reference(reference)
     raw = load_prompts(settings.prompts_dir)
@@ -658,27 +783,40 @@ def run_checklist_eval(
     prompts, _ = calibrations.calibrated_prompts(
         raw, settings.calibrations_dir, keys, settings.uncalibrated_points
     )
+    # Checked before a question is asked, so a file that is not held out costs nothing.
+    slugs = [i.card.slug for i in items]
+    fit = held_out_note(prompts, reference, slugs) if held_out else None
     store = Store.from_settings(settings)
     if answers_from:
         results = stored_answers(store, answers_from, items, prompts)
         model = f"answers of eval {answers_from}"
     else:
+        # With --save-answers, the seats a killed run already answered are kept, not asked again.
+        done = answered_seats(save_answers, items, prompts) if save_answers else {}
         on_phase("Asking the checklist", len(items) * len(prompts.personas))
-        with open_panel(settings, raw, require=False) as panel:
+        with ExitStack() as stack:
+            panel = stack.enter_context(open_panel(settings, raw, require=False))
+            keep = stack.enter_context(appending_answers(save_answers)) if save_answers else None
             checklists = {n: p.checklist for n, p in prompts.personas.items()}
-            results = collect_answers(panel, items, on_seat, checklists)
+            results = collect_answers(panel, items, on_seat, checklists, done=done, keep=keep)
             model = ", ".join(sorted({c.model for c in panel.clients.values()}))
-    if settings.catalogue_facts:
-        from . import catalogue
+    if save_answers:
+        write_answers(save_answers, results)
+    summary: dict = {}
+    if not held_out:
+        if settings.catalogue_facts:
+            from . import catalogue
 
-        facts = catalogue.reference_facts([i.card for i in items], catalogue.reference_shipped(items))
-        with_facts = catalogue.with_fact_items(prompts, catalogue.FACTS)
-        fed = catalogue.with_fact_answers(results, facts, catalogue.FACTS)
-        oof = with_predictions(fed, checklist_predictions(with_facts, fed, oof=True))
-    else:
-        oof = with_predictions(results, checklist_predictions(prompts, results, oof=True))
-    oof_seats = seat_figures(oof)
-    oof_intervals = intervals(oof, counted=counted_seats(oof_seats, settings.count_kappa_min))
+            facts = catalogue.reference_facts([i.card for i in items], catalogue.reference_shipped(items))
+            with_facts = catalogue.with_fact_items(prompts, catalogue.FACTS)
+            fed = catalogue.with_fact_answers(results, facts, catalogue.FACTS)
+            oof = with_predictions(fed, checklist_predictions(with_facts, fed, oof=True))
+        else:
+            oof = with_predictions(results, checklist_predictions(prompts, results, oof=True))
+        oof_seats = seat_figures(oof)
+        oof_intervals = intervals(oof, counted=counted_seats(oof_seats, settings.count_kappa_min))
+        summary["out_of_fold"] = {**panel_figures(oof), "seats": oof_seats, "intervals": oof_intervals}
+        summary["counted"] = counted_figures(oof, oof_seats, settings.count_kappa_min)
     if write_weights:
         # Written before the model's own figures are taken, so those figures are the new weights'.
         write_fitted(settings, prompts, keys, results, oof, oof_intervals, command)
@@ -686,23 +824,22 @@ def run_checklist_eval(
             raw, settings.calibrations_dir, keys, settings.uncalibrated_points
         )
     files = with_predictions(results, checklist_predictions(prompts, results, oof=False))
-    summary: dict = {
-        "out_of_fold": {**panel_figures(oof), "seats": oof_seats, "intervals": oof_intervals},
-        "counted": counted_figures(oof, oof_seats, settings.count_kappa_min),
-        "persona_files": {
-            **panel_figures(files),
-            "seats": seat_figures(files),
-            "intervals": intervals(files),
-            "fit": _fit_note(prompts, reference, [i.card.slug for i in items]),
-        },
-        "explanations": explanation_figures(prompts, files, {i.card.slug: i.card for i in items}),
+    summary["persona_files"] = {
+        **panel_figures(files),
+        "seats": seat_figures(files),
+        "intervals": intervals(files),
+        "fit": fit or _fit_note(prompts, reference, slugs),
     }
+    summary["explanations"] = explanation_figures(prompts, files, {i.card.slug: i.card for i in items})
+    # The rows stored (and whose takes are checked) are the judged ones: out-of-fold, or when
+    # held out the calibration's own.
+    judged = files if held_out else oof
     if takes:
-        on_phase("Writing takes", takes_to_check(items, oof, takes))
+        on_phase("Writing takes", takes_to_check(items, judged, takes))
         with open_panel(settings, raw, require=False) as panel:
-            oof, summary["takes"] = check_takes(panel, items, oof, takes, on_seat)
+            judged, summary["takes"] = check_takes(panel, items, judged, takes, on_seat)
     prompt_hash = ",".join(prompts.prompt_hash(p) for p in prompts.personas)
-    eval_id = store.save_eval(str(reference), model, prompt_hash, 1, summary, oof)
+    eval_id = store.save_eval(str(reference), model, prompt_hash, 1, summary, judged)
     return {"eval_id": eval_id, "summary": summary}
 
 
