@@ -1063,9 +1063,37 @@ class Store:
         )
         return self.query(sql + " ORDER BY persona, created_at", params)
 
+    @contextmanager
+    def _voter_lock(self, slug: str, voter: str) -> Iterator[None]:
+        """On a lake, one process at a time votes as one voter on one tool. A vote reads, then
+        inserts or updates, and DuckLake lets two inserts into one table commit side by side,
+        so two machines voting as one voter at once could both insert. The lock is a lease in
+        the PostgreSQL catalog, as a review's is; the file needs none (its writers take turns)."""
+        if self.lake is None:
+            yield
+            return
+        key = f"vote:{slug}:{voter}"
+        deadline = time.monotonic() + self.lock_wait_s
+        while True:
+            with self.connect() as con:
+                held = self.lake.claim(con, key, OWNER, self._holder_alive)
+            if held is None:
+                break
+            if time.monotonic() > deadline:
+                raise ToolBusy(key, *held)
+            time.sleep(0.02)
+        try:
+            yield
+        finally:
+            self._release(key)
+
     @_again_on_conflict
     def add_vote(self, slug: str, vote: str, voter: str) -> bool:
         """Record or change `voter`'s vote on a tool; True when it changed an earlier vote."""
+        with self._voter_lock(slug, voter):
+            return self._add_vote(slug, vote, voter)
+
+    def _add_vote(self, slug: str, vote: str, voter: str) -> bool:
         now = _now()
         with self.transaction() as con:
             if not con.execute("SELECT 1 FROM tools WHERE slug = ?", [slug]).fetchone():
