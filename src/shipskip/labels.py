@@ -11,7 +11,7 @@ from typing import Any
 
 from . import calibrations
 from .errors import BadParameter, UnknownPersona, UnknownTool
-from .models import SHIP_THRESHOLD, Criterion, EditorLabel, card_text
+from .models import SHIP_THRESHOLD, Criterion, EditorLabel, card_text, verdict_for
 from .personas import load_prompts
 from .settings import Settings
 from .store import Store
@@ -46,7 +46,7 @@ def make_label(
         if verdict == "abstain":
             raise BadParameter("--score", "an abstention has no score; leave it out")
         # The same rule as a take's: ship at the line or above, skip below it.
-        if (verdict == "ship") != (score >= SHIP_THRESHOLD):
+        if verdict != verdict_for(score):
             side = f"{SHIP_THRESHOLD} or more" if verdict == "ship" else f"below {SHIP_THRESHOLD}"
             raise BadParameter("--score", f"{score} does not fit '{verdict}' ({side})")
     text = card_text(reason)

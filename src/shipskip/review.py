@@ -529,14 +529,13 @@ def model_keys(
     request (UncalibratedModel)."""
     keys = {}
     for name in personas:
-        prov = settings.provider_for(name)
-        if prov.base_url is None:
+        model = asked_model(settings, name, model_override)
+        if settings.provider_for(name).base_url is None:
             file = settings.embedded_model_path
             gguf = file if file is not None and Path(file).is_file() else (None if file else model_path())
-            model = model_override or prov.model or embedded_model_name(file)
             keys[name] = ModelKey(model, calibrations.gguf_digest(gguf) if gguf else None)
         else:
-            keys[name] = ModelKey(model_override or prov.model or settings.hosted_model)
+            keys[name] = ModelKey(model)
         version = prompts.personas[name].version
         if (
             require

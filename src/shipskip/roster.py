@@ -14,7 +14,6 @@ from pathlib import Path
 
 import yaml
 
-from .errors import UnknownPersona
 from .models import load_yaml
 from .settings import get_settings
 
@@ -78,15 +77,13 @@ def colours() -> dict[str, str]:
     return {s.name: s.colour for s in seats()}
 
 
+@functools.cache
+def _places() -> dict[str, int]:
+    return {n: i for i, n in enumerate(personas())}
+
+
 def seat_key(name: str) -> tuple[int, str]:
-    """Sort key for persona names: seat order, then any name that is not a seat, by name."""
-    place = {n: i for i, n in enumerate(personas())}
+    """Sort key for persona names: seat order, then any name that is not a seat, by name.
+    Called for every take a page sorts, so the places are made once, as the seats are read."""
+    place = _places()
     return (place.get(name, len(place)), name)
-
-
-def known_persona(name: str) -> str:
-    """A persona name as typed (any case), checked against the panel: UnknownPersona if not one."""
-    found = name.strip().lower()
-    if found not in personas():
-        raise UnknownPersona(name, personas())
-    return found
