@@ -13,7 +13,6 @@ from pathlib import Path
 from . import calibrations
 from .calibration_run import write_fitted
 from .calibrations import Scoring
-from .checklist import take_problem
 from .errors import BadParameter, ShipskipError
 from .eval_figures import (
     EvalRun,
@@ -45,7 +44,7 @@ from .reference import (
 from .review import Panel, Spend, model_keys, open_panel
 from .settings import Settings
 from .store import Store
-from .take_checks import unsupported
+from .take_checks import take_problem, unsupported
 
 
 def judge_item(item: RefItem, persona: str, draws: list[Take]) -> tuple[ItemResult, Take]:

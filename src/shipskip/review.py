@@ -14,18 +14,19 @@ from typing import Any
 from . import calibrations
 from .batch import question_id
 from .calibrations import ModelKey, Scoring
-from .checklist import abstains, below_relevance, score_from, take_problem
+from .checklist import abstains, below_relevance, score_from
 from .costs import Budget
 from .embedded import embedded_model_name, embedded_server, model_path
-from .errors import Stopped, UncalibratedModel
+from .errors import LLMFailure, Stopped, UncalibratedModel
 from .injection import gives_orders, score_jumped, without_suspicious
-from .llm import CircuitBreaker, LLMClient, LLMFailure, RateGovernor
+from .llm import LLMClient
 from .models import Criterion, Take, ToolCard, Usage, clean_text, pattern_literal, verdict_for
 from .personas import Item, PromptSet, question_messages, render_messages, take_instructions, take_messages
 from .quality import consensus, grounding
+from .rates import CircuitBreaker, RateGovernor
 from .redaction import redactor_for
 from .settings import Settings
-from .take_checks import compose_take, unsupported
+from .take_checks import compose_take, take_problem, unsupported
 
 # A slot to hold while a seat is asked: Prefect's global concurrency limit in a flow on a
 # shared server, so every worker counts against one SHIPSKIP_LLM_CONCURRENCY.

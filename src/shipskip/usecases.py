@@ -22,13 +22,14 @@ from .errors import (
     BadParameter,
     BudgetReached,
     InputError,
+    ProviderDown,
+    ProviderRejected,
     SettingsError,
     ShipskipError,
     Stopped,
     UnknownPersona,
     UnknownTool,
 )
-from .llm import ProviderDown, ProviderRejected
 from .models import Take, ToolCard, card_text
 from .outcome import ReviewOutcome
 from .personas import PromptSet, load_prompts
