@@ -13,6 +13,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from . import calibrations
+from .asking import Spend
 from .calibrate import fit, ship_curve
 from .calibrations import Entry, ModelKey, Scoring
 from .eval_figures import (
@@ -27,7 +28,7 @@ from .eval_figures import (
 )
 from .personas import PromptSet, load_prompts
 from .reference import ItemResult, OnSeat, RefItem, load_reference, quiet
-from .review import Spend, model_keys, open_panel
+from .review import model_keys, open_panel
 from .settings import Settings
 from .store import Store
 

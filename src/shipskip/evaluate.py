@@ -11,6 +11,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from . import calibrations
+from .asking import Spend
 from .calibration_run import write_fitted
 from .calibrations import Scoring
 from .errors import BadParameter, ShipskipError
@@ -41,7 +42,7 @@ from .reference import (
     stored_answers,
     write_answers,
 )
-from .review import Panel, Spend, model_keys, open_panel
+from .review import Panel, model_keys, open_panel
 from .settings import Settings
 from .store import Store
 from .take_checks import take_problem, unsupported

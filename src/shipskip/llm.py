@@ -313,15 +313,18 @@ class LLMClient:
         lead: str | None = None,
     ) -> Completion:
         """The holistic reply: verdict, score and take in one JSON object."""
+        return self._json_reply(
+            messages, parse_reply, temperature=temperature, max_tokens=max_tokens,
+            response_format=self._response_format(lead), logprobs=True,
+        )  # fmt: skip
+
+    def _json_reply(
+        self, messages: list[dict[str, str]], parse: Callable[[Any], Any], **kwargs: Any
+    ) -> Completion:
+        """One JSON reply read by `parse`, invalid ones fed back and asked again."""
         state = _State(messages=list(messages), model=self.model)
         started = time.perf_counter()
-        reply = self._run(
-            state,
-            lambda: self._request(
-                state, parse_reply, temperature=temperature, max_tokens=max_tokens,
-                response_format=self._response_format(lead), logprobs=True,
-            ),
-        )  # fmt: skip
+        reply = self._run(state, lambda: self._request(state, parse, **kwargs))
         return state.completion(reply, started)
 
     def yes_probability(self, messages: list[dict[str, str]], max_tokens: int = 1) -> Answer:
@@ -349,17 +352,10 @@ class LLMClient:
         opening: str | None = None,
     ) -> Completion:
         """A take as {"take": ...}; `check` names what is wrong with it, and the model is asked again."""
-        state = _State(messages=list(messages), model=self.model)
-        started = time.perf_counter()
-
-        text = self._run(
-            state,
-            lambda: self._request(
-                state, take_parser(check), temperature=temperature, max_tokens=max_tokens,
-                response_format=self._take_format(opening),
-            ),
+        return self._json_reply(
+            messages, take_parser(check), temperature=temperature, max_tokens=max_tokens,
+            response_format=self._take_format(opening),
         )  # fmt: skip
-        return state.completion(text, started)
 
     def _take_format(self, opening: str | None) -> dict:
         """A take of 40 to MAX_TAKE_CHARS characters; with `opening`, it must start with those words."""

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .injection import gives_orders
-from .models import Criterion, ToolCard, by_effect, clean_text, normalise_untrusted
+from .models import Criterion, ToolCard, by_effect
 from .personas import Persona
 from .quality import grounding_facts, is_grounded
+from .untrusted import clean_text, normalise_untrusted
 
 Kind = Literal["placeholder", "number", "name", "claim", "ungrounded"]
 
