@@ -190,7 +190,7 @@ def test_judge_alignment_gives_agreement_and_kappa_per_persona_model_and_month(s
     rows = {(r["persona"], r["model"]): r for r in store.query("SELECT * FROM judge_alignment")}
     month = datetime.now().date().replace(day=1)
     assert {r["month"] for r in rows.values()} == {month}
-    # Independently: the pairs (editor, panel) and quality.cohen_kappa on them.
+    # Independently: the pairs (editor, panel) and metrics.cohen_kappa on them.
     expected = {}
     for (slug, persona), verdicts in calls.items():
         takes, _, model = panel[slug]
