@@ -32,16 +32,11 @@ def main() -> None:
     from test_calibrations import decisive  # the tests' decisive provider
 
     from shipskip import calibrations
+    from shipskip.calibration_run import calibration_results, run_calibration
     from shipskip.calibrations import ModelKey
-    from shipskip.evaluate import (
-        calibration_results,
-        checklist_predictions,
-        extreme_share,
-        load_reference,
-        run_calibration,
-        with_predictions,
-    )
+    from shipskip.eval_figures import checklist_predictions, extreme_share, with_predictions
     from shipskip.personas import load_prompts
+    from shipskip.reference import load_reference
     from shipskip.settings import get_settings
 
     tmp = Path(tempfile.mkdtemp(prefix="calibration-bench-"))
@@ -68,7 +63,7 @@ def main() -> None:
         return extreme_share(with_predictions(results, checklist_predictions(scored, results, oof=False)))
 
     shipped = calibrations.load_file(next(calibrations.shipped_dir().glob("*.json"))).key
-    s = out["summary"]
+    s = out.summary
     answered = sum(c.source in ("logprobs", "sampled") for r in results for c in r.criteria)
     print(f"{args.tools} tools, {answered} answers, calibrate took {took:.1f} s")
     print("scores at exactly 0 or 100:")

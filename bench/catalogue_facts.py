@@ -26,17 +26,16 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from shipskip.calibrate import fit, predict  # noqa: E402
 from shipskip.catalogue import FACTS, reference_facts, reference_shipped, with_fact_answers, with_fact_items  # noqa: E402
-from shipskip.evaluate import (  # noqa: E402
+from shipskip.eval_figures import (  # noqa: E402
     checklist_predictions,
     intervals,
-    load_reference,
     observations,
     panel_figures,
     seat_figures,
-    stored_answers,
     with_predictions,
 )
 from shipskip.personas import load_prompts  # noqa: E402
+from shipskip.reference import load_reference, stored_answers  # noqa: E402
 
 
 def predictions(prompts, results: list, folds: int) -> dict:

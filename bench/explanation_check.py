@@ -25,15 +25,10 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from shipskip.calibrations import with_shipped  # noqa: E402
 from shipskip.checklist import EXPLANATION_FAULTS, explanation_faults  # noqa: E402
-from shipskip.evaluate import (  # noqa: E402
-    checklist_predictions,
-    explanation_figures,
-    load_reference,
-    stored_answers,
-    with_predictions,
-)
+from shipskip.eval_figures import checklist_predictions, explanation_figures, with_predictions  # noqa: E402
 from shipskip.models import Criterion  # noqa: E402
 from shipskip.personas import PromptSet, load_prompts  # noqa: E402
+from shipskip.reference import load_reference, stored_answers  # noqa: E402
 from shipskip.store import Store  # noqa: E402
 
 

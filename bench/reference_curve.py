@@ -33,15 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from shipskip.calibrate import feature_matrix, fit, predict  # noqa: E402
-from shipskip.evaluate import (  # noqa: E402
-    load_reference,
-    observations,
-    panel_figures,
-    seat_figures,
-    stored_answers,
-    with_predictions,
-)
+from shipskip.eval_figures import observations, panel_figures, seat_figures, with_predictions  # noqa: E402
 from shipskip.personas import load_prompts  # noqa: E402
+from shipskip.reference import load_reference, stored_answers  # noqa: E402
 
 
 def auc(pos: list[float], neg: list[float]) -> float:

@@ -118,7 +118,7 @@ def bench(args: argparse.Namespace) -> None:
     import shutil
 
     from flows.scheduled import review_new_tools
-    from shipskip.llm import DeadlineTransport
+    from shipskip.transport import DeadlineTransport
 
     plain = DeadlineTransport.handle_request
     recorded: list[tuple[float, bytes, float, int]] = []

@@ -25,15 +25,10 @@ def main() -> None:
     args = ap.parse_args()
 
     from shipskip import calibrations
-    from shipskip.evaluate import (
-        checklist_predictions,
-        intervals,
-        load_reference,
-        stored_answers,
-        with_figures,
-        with_predictions,
-    )
+    from shipskip.calibration_run import with_figures
+    from shipskip.eval_figures import checklist_predictions, intervals, with_predictions
     from shipskip.personas import load_prompts
+    from shipskip.reference import load_reference, stored_answers
 
     items = load_reference(args.reference)
     prompts = calibrations.with_shipped(load_prompts(ROOT / "prompts"))

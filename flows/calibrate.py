@@ -6,7 +6,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
-from shipskip.evaluate import plan_calibration, run_calibration
+from shipskip.calibration_run import plan_calibration, run_calibration
 from shipskip.settings import get_settings
 
 
@@ -27,6 +27,6 @@ def calibrate_model(
     command = f"shipskip calibrate {reference}" + (f" --limit {limit}" if limit else "")
     command += " --with-labels" if with_labels else ""
     out = run_calibration(settings, Path(reference), limit=limit, command=command, with_labels=with_labels)
-    return {k: out[k] for k in ("eval_id", "model", "written", "calibrations", "editor_labels")} | {
-        "out_of_fold": {k: v for k, v in out["summary"]["out_of_fold"].items() if k != "intervals"}
+    return out.model_dump(include={"eval_id", "model", "written", "calibrations", "editor_labels"}) | {
+        "out_of_fold": {k: v for k, v in out.summary["out_of_fold"].items() if k != "intervals"}
     }

@@ -18,6 +18,6 @@ from shipskip.settings import get_settings
 def evaluate_panel(reference: str, samples: int = 3) -> dict | State:
     """The holistic prompt against a labelled set; the checklist's own evaluation is `shipskip eval`."""
     try:
-        return run_holistic_eval(get_settings(), Path(reference), samples)
+        return run_holistic_eval(get_settings(), Path(reference), samples).model_dump()
     except ShipskipError as exc:
         return failed(exc)

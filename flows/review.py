@@ -18,8 +18,7 @@ from pydantic import Field
 
 from shipskip import costs, usecases
 from shipskip.cards import load_card
-from shipskip.errors import BudgetReached, ShipskipError
-from shipskip.llm import ProviderRejected
+from shipskip.errors import BudgetReached, ProviderRejected, ShipskipError
 from shipskip.models import Take, ToolCard, clean_text
 from shipskip.orchestration import failed, one_line_parameter_errors, seat_limit
 from shipskip.outcome import ReviewOutcome

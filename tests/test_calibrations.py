@@ -15,22 +15,16 @@ from fakeopenai import is_question, persona_of, question_of, take_text, tool_of,
 from typer.testing import CliRunner
 
 from shipskip import calibrations
+from shipskip.calibration_run import answers_path, plan_calibration, run_calibration
 from shipskip.calibrations import ModelKey, corrected, generic_calibration
 from shipskip.checklist import score_from
 from shipskip.cli import app
 from shipskip.errors import InputError, UncalibratedModel
-from shipskip.evaluate import (
-    answers_path,
-    checklist_predictions,
-    extreme_share,
-    load_reference,
-    plan_calibration,
-    run_calibration,
-    with_predictions,
-)
+from shipskip.eval_figures import checklist_predictions, extreme_share, with_predictions
 from shipskip.models import Criterion
 from shipskip.personas import load_prompts
 from shipskip.publish import write_tool
+from shipskip.reference import load_reference
 from shipskip.review import model_keys
 from shipskip.settings import get_settings
 from shipskip.store import Store
@@ -279,8 +273,8 @@ def test_calibrate_fits_a_decisive_model_so_its_scores_spread(fake, isolated, tm
     fake.default = decisive(load_reference(ref))
     settings = get_settings()
     out = run_calibration(settings, ref)
-    assert out["written"] and all(n.startswith("decisive-model: ") for n in out["calibrations"].values())
-    figures = out["summary"]
+    assert out.written and all(n.startswith("decisive-model: ") for n in out.calibrations.values())
+    figures = out.summary
     assert figures["out_of_fold"]["extreme_share"] <= 0.05
     assert figures["persona_files"]["extreme_share"] <= 0.05
     # Each seat's entry records its out-of-fold figures: what decides whether it counts.
@@ -307,7 +301,7 @@ def test_calibrate_fits_a_decisive_model_so_its_scores_spread(fake, isolated, tm
 
 
 def _answers_as_results(settings, ref):
-    from shipskip.evaluate import calibration_results
+    from shipskip.calibration_run import calibration_results
 
     return calibration_results(settings, ref, ModelKey("decisive-model"))
 

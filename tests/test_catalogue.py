@@ -7,7 +7,7 @@ from conftest import ROOT, make_card, make_take
 
 from shipskip import catalogue
 from shipskip.catalogue import FACTS, Earlier, card_words, facts, nearest, reference_facts, similarities
-from shipskip.evaluate import load_reference
+from shipskip.reference import load_reference
 
 DAY = date(2026, 3, 1)
 
@@ -102,10 +102,10 @@ def test_eval_with_the_setting_fits_the_facts_out_of_fold_and_writes_nothing(iso
         run_checklist_eval(get_settings(), ref, answers_from=answers, write_weights=True)
     assert not (isolated / "calibrations").exists()
     out = run_checklist_eval(get_settings(), ref, answers_from=answers)
-    rows = Store(isolated / "shipskip.duckdb").eval_items(out["eval_id"])
+    rows = Store(isolated / "shipskip.duckdb").eval_items(out.eval_id)
     items = load_reference(ref)
     expected = reference_facts([i.card for i in items], catalogue.reference_shipped(items))
     for r in rows:
         got = {c["id"]: c["p_yes"] for c in r["criteria"] if c["id"].startswith("catalogue_")}
         assert got == expected[r["slug"]]
-    assert out["summary"]["out_of_fold"]["tools"] == 8
+    assert out.summary["out_of_fold"]["tools"] == 8

@@ -6,19 +6,11 @@ import pytest
 from conftest import ROOT
 
 from shipskip.calibrate import Observation, fit, out_of_fold, predict
-from shipskip.checklist import (
-    abstains,
-    below_relevance,
-    card_facts,
-    explanation_faults,
-    features,
-    normalise,
-    score_from,
-    take_problem,
-)
+from shipskip.checklist import abstains, below_relevance, card_facts, explanation_faults, features, score_from
 from shipskip.errors import InputError
 from shipskip.models import Criterion, Take, verdict_for
 from shipskip.personas import Calibration, load_prompts
+from shipskip.take_checks import normalise, take_problem
 
 
 @pytest.fixture

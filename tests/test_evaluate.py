@@ -5,7 +5,8 @@ from conftest import ROOT, compare, review, shipped_prompts
 from fakeopenai import Reply, lead_of, persona_of, take_json
 
 from shipskip.errors import InputError
-from shipskip.evaluate import load_reference, run_holistic_eval
+from shipskip.evaluate import run_holistic_eval
+from shipskip.reference import load_reference
 from shipskip.settings import get_settings
 from shipskip.store import Store
 
@@ -58,7 +59,7 @@ def test_eval_reports_agreement_and_stability_and_stores_them(holistic, isolated
     )
     # Progress: one phase sized to every seat of every tool, advanced once per seat.
     assert phases == [("Drawing 3 takes per seat", 15)] and len(seen) == 15 and seen[0][0] == "drew"
-    s = out["summary"]
+    s = out.summary
     assert s["builder"]["verdict_agreement"] == 1.0 and s["builder"]["mae"] == 0
     assert s["builder"]["flip_rate"] == 0 and s["skeptic"]["flip_rate"] == round(1 / 3, 3)
     assert s["overall"]["valid_first_attempt"] == 1.0
@@ -108,7 +109,7 @@ def test_the_committed_model_answers_refit_offline_with_card_facts_read_afresh(i
     ref.write_text("".join((ROOT / "data" / "reference" / "panel.jsonl").read_text().splitlines(True)[:12]))
     answers = ROOT / "data" / "reference" / "answers-smollm2-135m.jsonl"
     out = run_checklist_eval(get_settings(), ref, answers_from=str(answers))
-    oof = out["summary"]["out_of_fold"]
+    oof = out.summary["out_of_fold"]
     assert oof["tools"] == 12 and set(oof["seats"]) == {
         "builder",
         "skeptic",
@@ -118,11 +119,11 @@ def test_the_committed_model_answers_refit_offline_with_card_facts_read_afresh(i
     }
     lo, hi = oof["intervals"]["panel_ship_pct_spearman"]
     assert lo <= oof["panel_ship_pct_spearman"] <= hi
-    rows = Store(isolated / "shipskip.duckdb").eval_items(out["eval_id"])
+    rows = Store(isolated / "shipskip.duckdb").eval_items(out.eval_id)
     assert len(rows) == 60
     sources = {c["source"] for r in rows for c in r["criteria"]}
     assert sources == {"logprobs", "card"}
-    explained = out["summary"]["explanations"]
+    explained = out.summary["explanations"]
     assert explained["takes"] > 0 and explained["two_sides"] == explained["lacking_what_card_states"] == 0
 
 
@@ -132,13 +133,8 @@ def test_explanations_on_the_reference_cards_never_contradict_a_card_fact():
     the card's facts assert. Explained the old way (against each take's own mean answer, with no
     settling fact), the same answers gave many such takes."""
     from shipskip.checklist import explanation_faults
-    from shipskip.evaluate import (
-        checklist_predictions,
-        explanation_figures,
-        load_reference,
-        stored_answers,
-        with_predictions,
-    )
+    from shipskip.eval_figures import checklist_predictions, explanation_figures, with_predictions
+    from shipskip.reference import load_reference, stored_answers
 
     items = load_reference(ROOT / "data" / "reference" / "panel.jsonl")
     prompts = shipped_prompts()
@@ -163,7 +159,7 @@ def test_explanations_on_the_reference_cards_never_contradict_a_card_fact():
 
 
 def _seat(slug, persona, ref, got):
-    from shipskip.evaluate import ItemResult
+    from shipskip.reference import ItemResult
 
     return ItemResult(
         slug=slug, persona=persona, ref_verdict=ref, ref_score=None, verdict=got, score=None,
@@ -172,7 +168,7 @@ def _seat(slug, persona, ref, got):
 
 
 def test_bootstrap_intervals_are_exact_for_a_perfect_panel_and_bracket_an_imperfect_one():
-    from shipskip.evaluate import intervals, panel_figures, seat_figures
+    from shipskip.eval_figures import intervals, panel_figures, seat_figures
 
     seats = ["builder", "skeptic", "futurist"]
     # Twelve tools whose reference panels run from all-skip to all-ship.
@@ -206,28 +202,27 @@ def test_persona_file_figures_say_whether_they_are_in_sample(monkeypatch, tmp_pa
     at the recorded path that has since grown is held out where it is new."""
     import re
 
-    from shipskip.evaluate import _fit_note, load_reference
+    from shipskip.heldout import fit_note
     from shipskip.personas import load_prompts
+    from shipskip.reference import load_reference
 
     monkeypatch.chdir(ROOT)
     prompts = _with_shipped_calibration(load_prompts(ROOT / "prompts"))
     panel = ROOT / "data" / "reference" / "panel.jsonl"
     slugs = [i.card.slug for i in load_reference(panel)]
-    assert _fit_note(prompts, panel, slugs) == "in-sample"
+    assert fit_note(prompts, panel, slugs) == "in-sample"
     other = tmp_path / "held-out.jsonl"
     other.write_text("")
-    note = _fit_note(prompts, other, ["a-new-tool"])
+    note = fit_note(prompts, other, ["a-new-tool"])
     assert re.fullmatch(
         r"fitted on data/reference/panel\.jsonl \(\d+ tools\): held out where no tool is shared", note
     )
     # The same path with one tool more than the fit saw: no longer in-sample.
-    assert _fit_note(prompts, panel, [*slugs, "a-new-tool"]).startswith(
-        "fitted on data/reference/panel.jsonl"
-    )
+    assert fit_note(prompts, panel, [*slugs, "a-new-tool"]).startswith("fitted on data/reference/panel.jsonl")
     # Files fitted before digests were recorded: the recorded path is all there is to go on.
     for p in prompts.personas.values():
         p.checklist.calibration = p.checklist.calibration.model_copy(update={"tools": 0, "tools_digest": ""})
-    assert _fit_note(prompts, panel, ["a-new-tool"]) == "in-sample"
+    assert fit_note(prompts, panel, ["a-new-tool"]) == "in-sample"
 
 
 def _with_shipped_calibration(prompts):
@@ -270,12 +265,12 @@ def test_write_weights_reports_the_weights_it_wrote(isolated, tmp_path, monkeypa
     assert after.figures["tools"] == 12 and len(after.figures["kappa_interval"]) == 2
     again_prompts = load_prompts(settings.prompts_dir)
     assert {p: again_prompts.prompt_hash(p) for p in again_prompts.personas} == hashes
-    assert first["summary"]["persona_files"]["fit"] == "in-sample"
+    assert first.summary["persona_files"]["fit"] == "in-sample"
     again = run_checklist_eval(get_settings(), ref, answers_from=answers)
-    assert first["summary"]["persona_files"]["seats"] == again["summary"]["persona_files"]["seats"]
+    assert first.summary["persona_files"]["seats"] == again.summary["persona_files"]["seats"]
     assert (
-        first["summary"]["persona_files"]["panel_ship_pct_spearman"]
-        == (again["summary"]["persona_files"]["panel_ship_pct_spearman"])
+        first.summary["persona_files"]["panel_ship_pct_spearman"]
+        == (again.summary["persona_files"]["panel_ship_pct_spearman"])
     )
 
 
@@ -301,7 +296,7 @@ def test_eval_takes_counts_what_cards_lack_what_was_refused_and_what_was_compose
     fake.default = answer
     answers = ROOT / "data" / "reference" / "answers-smollm2-135m.jsonl"
     out = run_checklist_eval(get_settings(), ref, answers_from=str(answers), takes=2)
-    t = out["summary"]["takes"]
+    t = out.summary["takes"]
     firsts = [r for r in fake.requests if len(r["messages"]) == 2]
     skeptics = sum(persona_of(r) == "skeptic" for r in firsts)
     assert skeptics >= 1 and t["takes_asked"] == len(firsts) == t["takes_written"]
@@ -315,8 +310,8 @@ def test_eval_takes_counts_what_cards_lack_what_was_refused_and_what_was_compose
 
 
 def _scored_seat(slug, persona, ref, score):
-    from shipskip.evaluate import ItemResult
     from shipskip.models import verdict_for
+    from shipskip.reference import ItemResult
 
     return ItemResult(
         slug=slug, persona=persona, ref_verdict=ref, ref_score=None, verdict=verdict_for(score), score=score,
@@ -339,15 +334,15 @@ def _results(n=40):
 
 
 def test_expected_calibration_error_weighs_each_bin_by_its_panels():
-    from shipskip.evaluate import _ece
+    from shipskip.metrics import calibration_error
 
-    ece, bins = _ece([(0.05, False)] * 10 + [(0.95, True)] * 9 + [(0.95, False)])
+    ece, bins = calibration_error([(0.05, False)] * 10 + [(0.95, True)] * 9 + [(0.95, False)])
     # Bin 0.0-0.1: 0.05 against 0 flipped; bin 0.9-1.0: 0.95 against 0.9.
     assert ece == 0.05 and [b["panels"] for b in bins] == [10, 10]
 
 
 def test_counted_figures_drop_the_seat_with_no_signal_and_report_ece_and_coverage():
-    from shipskip.evaluate import counted_figures, seat_figures
+    from shipskip.eval_figures import counted_figures, seat_figures
 
     results = _results()
     seats = seat_figures(results)
@@ -400,7 +395,8 @@ def test_held_out_judges_the_shipped_calibration_and_saves_answers_that_replay(f
     from typer.testing import CliRunner
 
     from shipskip.cli import app
-    from shipskip.evaluate import ANSWER_FIELDS, run_checklist_eval
+    from shipskip.evaluate import run_checklist_eval
+    from shipskip.reference import ANSWER_FIELDS
 
     monkeypatch.chdir(ROOT)
     ref = _first_lines(ROOT / "data" / "heldout" / "launches.jsonl", tmp_path / "held.jsonl", 4)
@@ -414,7 +410,7 @@ def test_held_out_judges_the_shipped_calibration_and_saves_answers_that_replay(f
     fake.default = answer
     out = run_checklist_eval(get_settings(), ref, held_out=True, save_answers=saved)
     asked = len(fake.requests)
-    s = out["summary"]
+    s = out.summary
     assert asked > 0 and "out_of_fold" not in s
     judged = s["persona_files"]
     assert (
@@ -435,8 +431,8 @@ def test_held_out_judges_the_shipped_calibration_and_saves_answers_that_replay(f
 
     again = run_checklist_eval(get_settings(), ref, answers_from=str(saved), held_out=True)
     assert len(fake.requests) == asked
-    assert again["summary"]["persona_files"]["seats"] == judged["seats"]
-    assert again["summary"]["persona_files"]["panel_ship_pct_spearman"] == judged["panel_ship_pct_spearman"]
+    assert again.summary["persona_files"]["seats"] == judged["seats"]
+    assert again.summary["persona_files"]["panel_ship_pct_spearman"] == judged["panel_ship_pct_spearman"]
 
     res = CliRunner().invoke(app, ["eval", str(ref), "--answers", str(saved), "--held-out"])
     assert res.exit_code == 0, res.output
@@ -490,4 +486,4 @@ def test_save_answers_resumes_a_killed_collection_without_asking_a_seat_twice(fa
     assert twice and {(names[s], p) for s, p in first_two}.isdisjoint({(t, p) for t, p, _ in twice})
     rows = [json.loads(ln) for ln in saved.read_text().splitlines()]
     assert len(rows) == 10 and len({(r["slug"], r["persona"]) for r in rows}) == 10
-    assert out["summary"]["persona_files"]["tools"] == 2
+    assert out.summary["persona_files"]["tools"] == 2

@@ -10,14 +10,15 @@ from conftest import ROOT, make_card, make_take, review
 from typer.testing import CliRunner
 
 from shipskip import calibrations
+from shipskip.calibration_run import run_calibration
 from shipskip.calibrations import ModelKey
 from shipskip.cli import app
 from shipskip.errors import BadParameter, UnknownPersona, UnknownTool
-from shipskip.evaluate import load_reference, run_calibration
 from shipskip.labels import queue, record_label
+from shipskip.metrics import cohen_kappa
 from shipskip.models import EditorLabel
 from shipskip.publish import write_compare, write_tool
-from shipskip.quality import cohen_kappa
+from shipskip.reference import load_reference
 from shipskip.settings import get_settings
 
 PERSONAS = ["builder", "skeptic", "futurist", "creator", "founder"]
@@ -189,7 +190,7 @@ def test_judge_alignment_gives_agreement_and_kappa_per_persona_model_and_month(s
     rows = {(r["persona"], r["model"]): r for r in store.query("SELECT * FROM judge_alignment")}
     month = datetime.now().date().replace(day=1)
     assert {r["month"] for r in rows.values()} == {month}
-    # Independently: the pairs (editor, panel) and quality.cohen_kappa on them.
+    # Independently: the pairs (editor, panel) and metrics.cohen_kappa on them.
     expected = {}
     for (slug, persona), verdicts in calls.items():
         takes, _, model = panel[slug]
@@ -230,7 +231,7 @@ def test_calibrate_with_labels_fits_the_editors_calls_on_the_stored_answers(
     label(store, "elsewhere", "skeptic", "skip", editor="ana")
 
     out = run_calibration(settings, ref, with_labels=True)
-    assert out["editor_labels"] == 2
+    assert out.editor_labels == 2
     key = ModelKey("decisive-model")
     skeptic = calibrations.find_fitted(settings.calibrations_dir, key, "skeptic", "6")
     futurist = calibrations.find_fitted(settings.calibrations_dir, key, "futurist", "4")
@@ -238,7 +239,7 @@ def test_calibrate_with_labels_fits_the_editors_calls_on_the_stored_answers(
     assert futurist.calibration.tools == 4
     # Without labels the same answers fit the four reference tools only.
     again = run_calibration(settings, ref)
-    assert again["editor_labels"] == 0
+    assert again.editor_labels == 0
     skeptic = calibrations.find_fitted(settings.calibrations_dir, key, "skeptic", "6")
     assert skeptic.calibration.tools == 4
     res = runner.invoke(app, ["calibrate", str(ref), "--with-labels", "--yes"])

@@ -5,8 +5,8 @@ import pytest
 from fakeopenai import FakeOpenAI, Reply, take_json
 from pydantic import SecretStr
 
-from shipskip.errors import ShipskipError
-from shipskip.llm import LLMClient, LLMFailure
+from shipskip.errors import LLMFailure, ShipskipError
+from shipskip.llm import LLMClient
 from shipskip.models import ShipReply, SkipReply
 
 MSGS = [{"role": "system", "content": "rules"}, {"role": "user", "content": "tool"}]
@@ -110,7 +110,7 @@ def test_client_errors_are_not_retried(server):
 
 @pytest.mark.parametrize("status", [401, 403, 404])
 def test_a_provider_that_refuses_us_stops_with_one_masked_line(server, status):
-    from shipskip.llm import ProviderRejected
+    from shipskip.errors import ProviderRejected
 
     server.default = Reply(status=status, body=json.dumps({"error": {"message": "bad key sk-test-secret"}}))
     with pytest.raises(ProviderRejected) as e:
@@ -133,7 +133,7 @@ def _choice(tokens):
 
 
 def test_holistic_score_is_read_as_a_probability_weighted_expectation():
-    from shipskip.llm import expected_score
+    from shipskip.replies import expected_score
 
     toks = [('{"verdict": "ship", "score": ', []), ("7", [("7", 0.5), ("8", 0.3), ("6", 0.2)]), ("4", []),
             (', "take": "x"}', [])]  # fmt: skip
@@ -218,7 +218,7 @@ def test_a_reply_holding_the_key_whole_or_in_pieces_is_refused_and_asked_again(s
 
 
 def test_a_401_that_echoes_pieces_of_the_key_gives_a_line_with_none_of_them(server):
-    from shipskip.llm import ProviderRejected
+    from shipskip.errors import ProviderRejected
 
     key = "sk-red-secret-1234567890abcdef"
     server.default = Reply(
@@ -231,13 +231,13 @@ def test_a_401_that_echoes_pieces_of_the_key_gives_a_line_with_none_of_them(serv
 
 
 def _breaker(server, failures=4, deadline_s=60.0):
-    from shipskip.llm import CircuitBreaker
+    from shipskip.rates import CircuitBreaker
 
     return CircuitBreaker(server.base_url, "fake-model", failures, deadline_s)
 
 
 def test_a_breaker_stops_asking_a_provider_that_failed_n_calls_in_a_row(server):
-    from shipskip.llm import ProviderDown
+    from shipskip.errors import ProviderDown
 
     server.default = Reply(status=503)
     c = client(server, attempts=3, breaker=_breaker(server, failures=4))
@@ -267,7 +267,7 @@ def test_an_answer_closes_the_streak_and_429_or_invalid_output_do_not_count(serv
 
 
 def test_a_breaker_opens_once_a_provider_has_failed_for_its_deadline(server):
-    from shipskip.llm import ProviderDown
+    from shipskip.errors import ProviderDown
 
     server.default = Reply(content=take_json(), trickle_s=0.2)
     c = client(server, attempts=10, timeout_s=0.5, breaker=_breaker(server, failures=100, deadline_s=1.0))
@@ -283,7 +283,7 @@ def test_a_breaker_opens_once_a_provider_has_failed_for_its_deadline(server):
 
 
 def test_rate_limit_header_durations_are_read():
-    from shipskip.llm import header_seconds
+    from shipskip.rates import header_seconds
 
     assert header_seconds("1s") == 1.0 and header_seconds("6m0s") == 360.0
     assert header_seconds("20ms") == pytest.approx(0.02) and header_seconds("0.5") == 0.5
@@ -294,7 +294,7 @@ def test_rate_limit_header_durations_are_read():
 def test_a_429_halves_the_limit_once_per_burst_and_clean_answers_add_one():
     import threading
 
-    from shipskip.llm import RateGovernor
+    from shipskip.rates import RateGovernor
 
     gov, stop = RateGovernor(8), threading.Event()
     burst = [gov.acquire(stop) for _ in range(3)]
@@ -314,7 +314,7 @@ def test_a_429_halves_the_limit_once_per_burst_and_clean_answers_add_one():
 def test_no_call_starts_while_the_provider_says_none_are_left():
     import threading
 
-    from shipskip.llm import RateGovernor
+    from shipskip.rates import RateGovernor
 
     gov, stop = RateGovernor(8), threading.Event()
     first, second = gov.acquire(stop), gov.acquire(stop)
@@ -338,7 +338,7 @@ def test_clients_sharing_a_governor_stay_under_a_providers_rate_limit(server):
 
     from fakeopenai import yes
 
-    from shipskip.llm import RateGovernor
+    from shipskip.rates import RateGovernor
 
     server.rate_limit = 10
     server.default = lambda req: Reply(

@@ -1,8 +1,8 @@
 from conftest import make_card, make_take
 
+from shipskip.metrics import cohen_kappa, spearman
 from shipskip.models import Take
 from shipskip.quality import (
-    cohen_kappa,
     consensus,
     flip_rate,
     grounding,
@@ -10,7 +10,6 @@ from shipskip.quality import (
     is_grounded,
     order_independent,
     panel_similarity,
-    spearman,
 )
 
 CARD = make_card(

@@ -10,7 +10,7 @@ import pytest
 from conftest import ROOT, compare, rerun, review
 from fakeopenai import LeakingTakes, Reply, is_take_request
 
-from shipskip.llm import ProviderRejected
+from shipskip.errors import ProviderRejected
 from shipskip.redaction import Redactor, catalog_password, settings_secrets
 from shipskip.settings import get_settings
 

@@ -441,7 +441,8 @@ def test_a_take_the_card_supports_stands_and_may_state_its_own_score(fake, isola
 def test_names_with_dots_and_brackets_make_grammars_the_real_server_accepts():
     """A tool name once spliced into a pattern as 'Gemini 2\\.5' crashed llama.cpp's server."""
     from shipskip.embedded import embedded_server
-    from shipskip.llm import LLMClient, LLMFailure
+    from shipskip.errors import LLMFailure
+    from shipskip.llm import LLMClient
 
     names = ["Gemini 2.5 Flash", "C++ (Beta)! v1.0", 'Say "hi" \\ now']
     with embedded_server(n_ctx=1024) as url:
@@ -519,7 +520,7 @@ def test_a_dead_provider_costs_a_bounded_time_and_leaves_the_tool_for_a_later_ru
     tool, within 2 x TIMEOUT_S x MAX_ATTEMPTS, and nothing of the tool is kept."""
     import time
 
-    from shipskip.llm import ProviderDown
+    from shipskip.errors import ProviderDown
     from shipskip.settings import get_settings
 
     monkeypatch.setenv("SHIPSKIP_TIMEOUT_S", "3")

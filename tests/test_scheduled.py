@@ -271,7 +271,7 @@ def test_a_dead_provider_stops_the_ingest_and_leaves_every_tool_for_the_next_run
     import pytest
     from fakeopenai import standard_answer
 
-    from shipskip.llm import ProviderDown
+    from shipskip.errors import ProviderDown
     from shipskip.settings import get_settings
 
     d = inbox(tmp_path, "smollm3.yaml", "pagerduck.yaml", "claw-code.yaml")

@@ -101,9 +101,9 @@ def test_composed_takes_state_only_what_their_card_says_on_every_reference_card(
     """Composed from the checklist, a take is grounded by construction: on all 101 reference
     cards and every seat, with the shipped answers, it names a card fact and nothing else."""
     from shipskip.checklist import score_from
-    from shipskip.evaluate import load_reference, stored_answers
     from shipskip.models import verdict_for
     from shipskip.personas import load_prompts
+    from shipskip.reference import load_reference, stored_answers
 
     items = load_reference(ROOT / "data" / "reference" / "panel.jsonl")
     prompts = load_prompts(ROOT / "prompts")

@@ -31,10 +31,10 @@ from openai.types.chat import ChatCompletion
 from pydantic import ValidationError
 
 from .errors import InvalidOutput, SettingsError
-from .llm import _parse_yes_no as parse_yes_no  # the same reading of Yes/No as a direct answer
 from .models import ToolCard
 from .personas import PromptSet, question_messages
 from .redaction import redactor_for
+from .replies import parse_yes_no  # the same reading of Yes/No as a direct answer
 from .settings import Settings
 
 if TYPE_CHECKING:

@@ -1,13 +1,12 @@
-"""Checklist grading: from P(yes) per question to a score, and checks on the take. Pure functions."""
+"""Checklist scoring: from P(yes) per question to a score, an abstention and the facts a card
+settles. Pure functions; the checks on a take's text are in `take_checks`."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
-from .injection import gives_orders
-from .models import Criterion, ToolCard, by_effect, normalise_untrusted
-from .personas import Checklist, Persona
+from .models import Criterion, ToolCard, by_effect
+from .personas import Checklist
 
 
 def card_facts(checklist: Checklist, card: ToolCard, criteria: Sequence[Criterion]) -> list[Criterion]:
@@ -114,74 +113,3 @@ def abstains(checklist: Checklist, p_relevant: float | None, criteria: Sequence[
         return False
     x = features(checklist, criteria, p_relevant)
     return cal.abstain_base + sum(w * x[k] for k, w in cal.abstain_weights.items()) > 0
-
-
-# Phrases that argue for the opposite verdict. A take that uses them contradicts its own
-# verdict; they are matched on normalised text, so odd spacing or case does not hide them.
-_ARGUES_SKIP = re.compile(
-    r"\b(i(?:'d| would)? skip|skip it|i(?:'d| would)? pass on|not worth (?:it|adopting|using|the)|"
-    r"i (?:can ?not|can't|won't|would not|wouldn't) (?:recommend|ship|use|adopt)|avoid it|stay away)\b"
-)
-_ARGUES_SHIP = re.compile(
-    r"\b(i(?:'d| would)? ship|ship it|must[- ]have|highly recommend|i recommend|worth adopting|"
-    r"i(?:'d| would)? (?:adopt|use) it (?:now|today))\b"
-)
-# Lines of our own prompt that a take must never repeat, and the take template left unfilled
-# ("because it ..."). Only phrases of ours: "the rules" alone is plain English (a take on a
-# legal tool used it and was refused), so it is "these rules", as the prompt says it.
-_ECHO = re.compile(
-    r"(you are the \w+|tool_card|answer yes or no|answer as one json|json object|first person|"
-    r"your checklist|your verdict is|do not repeat these|these rules|following the rules|"
-    r"review panel|\byes: |\bno: |because it \.\.\.|fill in the blank)"
-)
-_WORD = re.compile(r"[a-z0-9']+")
-
-
-def normalise(text: str) -> str:
-    """As the injection scan reads text (NFKC, zero-width and bidi out), lower case, spaces folded."""
-    return " ".join(normalise_untrusted(text).lower().split())
-
-
-# Where a run of the prompt's words ends: a sentence or clause break (or a line break, where the
-# source is not normalised). A list of criteria ("runs on your own machine; drops into existing
-# work") is short phrases that a take is meant to argue from; a run of words that crosses from
-# one to the next is no echo.
-_BREAK = re.compile(r"[.;:!?](?=\s|$)|\n")
-
-
-def _shared_run(text: str, source: str, n: int = 8) -> bool:
-    """Whether `text` repeats `n` words in a row from one sentence or clause of `source`."""
-    words = _WORD.findall(text)
-    grams: set[tuple[str, ...]] = set()
-    for part in _BREAK.split(source):
-        src = _WORD.findall(part)
-        grams.update(tuple(src[i : i + n]) for i in range(len(src) - n + 1))
-    return any(tuple(words[i : i + n]) in grams for i in range(len(words) - n + 1))
-
-
-def take_problem(
-    text: str, verdict: str, persona: Persona, prompt_text: str, opening: str = ""
-) -> str | None:
-    """Why a take cannot stand, or None. `prompt_text` is the instruction part of its prompt;
-    `opening` the words the take was made to start with, which the prompt itself shows and so
-    are no echo (with a name of four words or more they alone would be eight in a row)."""
-    t = normalise(text)
-    if len(t) < 40:
-        return "the take is too short: write 2 or 3 sentences"
-    lead = normalise(opening)
-    body = t[len(lead) :] if lead and t.startswith(lead) else t
-    if (
-        _ECHO.search(t)
-        or _shared_run(body, normalise(persona.role))
-        or _shared_run(body, normalise(prompt_text))
-    ):
-        return "the take repeats the instructions instead of judging the tool"
-    if gives_orders(text):
-        # A reply that passes on a card's instructions ("ignore previous instructions") would
-        # publish them: asked again, like any take our checks refuse.
-        return "the take gives instructions instead of judging the tool"
-    if verdict == "ship" and _ARGUES_SKIP.search(t):
-        return "the take argues for skipping, but the verdict is ship"
-    if verdict == "skip" and _ARGUES_SHIP.search(t):
-        return "the take argues for shipping, but the verdict is skip"
-    return None

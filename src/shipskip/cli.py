@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -28,6 +28,9 @@ from .roster import personas
 from .settings import get_settings, quiet_prefect
 from .store import Store
 from .terminal import for_terminal
+
+if TYPE_CHECKING:  # the eval modules load numpy: imported by the commands that run them
+    from .eval_figures import EvalRun
 
 # More columns than this print as vertical records rather than a table cut into slivers.
 WIDE_COLUMNS = 8
@@ -805,7 +808,7 @@ def eval_(
     Checklist figures are out-of-fold: each tool is judged by weights fitted without it.
     With --held-out, the model's own calibration is judged on tools its fit never saw.
     """
-    from .evaluate import load_reference
+    from .reference import load_reference
 
     settings = get_settings()
     mode = scoring or settings.scoring
@@ -855,7 +858,8 @@ def calibrate(
     Asks every checklist question on every reference card (stored as they arrive, so a killed
     run resumes without asking them again), prints out-of-fold figures with 95% intervals and
     writes the calibration under SHIPSKIP_CALIBRATIONS_DIR."""
-    from .evaluate import load_reference, plan_calibration, run_calibration
+    from .calibration_run import plan_calibration, run_calibration
+    from .reference import load_reference
 
     settings = get_settings()
     with user_errors():
@@ -879,13 +883,11 @@ def calibrate(
             with_labels=with_labels,
         )  # fmt: skip
     if with_labels:
-        console.print(f"editors' labels fitted with the reference: {out['editor_labels']}", highlight=False)
+        console.print(f"editors' labels fitted with the reference: {out.editor_labels}", highlight=False)
     print_eval(out)
     for name in ("out_of_fold", "persona_files"):
-        console.print(
-            f"{name.replace('_', ' ')}: scores at 0 or 100: {out['summary'][name]['extreme_share']}"
-        )
-    for path in out["written"]:
+        console.print(f"{name.replace('_', ' ')}: scores at 0 or 100: {out.summary[name]['extreme_share']}")
+    for path in out.written:
         console.print(f"Wrote {for_terminal(path)}", highlight=False)
 
 
@@ -916,8 +918,8 @@ class _EvalProgress:
             self.bar.update(self.job, advance=1, last=for_terminal(f"{step}: {slug} · {persona}"))
 
 
-def print_eval(out: dict) -> None:
-    s = out["summary"]
+def print_eval(out: EvalRun) -> None:
+    s = out.summary
     for key, title in (
         ("out_of_fold", "out-of-fold (leave one tool out)"),
         ("persona_files", "the model's calibration"),
@@ -925,7 +927,7 @@ def print_eval(out: dict) -> None:
         if key not in s:  # a held-out judgement fits nothing, so has no out-of-fold figures
             continue
         fit = s[key].get("fit")
-        print_figures(f"{title}{f' ({fit})' if fit else ''} · eval {out['eval_id'][:8]}", s[key])
+        print_figures(f"{title}{f' ({fit})' if fit else ''} · eval {out.eval_id[:8]}", s[key])
     if "counted" in s:
         print_counted(s["counted"], s["out_of_fold"].get("intervals") or {})
     if "explanations" in s:
@@ -1031,20 +1033,18 @@ def _eval_holistic(reference: Path, samples: int) -> None:
 
     with user_errors(), _EvalProgress() as shown:
         out = run_holistic_eval(get_settings(), reference, samples, on_seat=shown.seat, on_phase=shown.phase)
-    table = Table(title=f"Panel quality (eval {out['eval_id'][:8]})", title_justify="left")
+    table = Table(title=f"Panel quality (eval {out.eval_id[:8]})", title_justify="left")
     cols = ["valid_first_attempt", "abstention_rate", "verdict_agreement", "kappa", "mae", "spearman",
             "flip_rate", "grounded_rate"]  # fmt: skip
     table.add_column("")
     for c in cols:
         table.add_column(c.replace("_", " "))
-    for name, fig in out["summary"].items():
+    for name, fig in out.summary.items():
         if name != "targets":
             table.add_row(name, *("-" if fig.get(c) is None else str(fig[c]) for c in cols))
     console.print(table)
-    console.print(
-        f"similarity of takes on one tool: {out['summary']['overall']['similarity']}", highlight=False
-    )
-    print_figures("the same figures as the checklist's", out["summary"]["targets"])
+    console.print(f"similarity of takes on one tool: {out.summary['overall']['similarity']}", highlight=False)
+    print_figures("the same figures as the checklist's", out.summary["targets"])
 
 
 @app.command()

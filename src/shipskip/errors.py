@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -20,15 +20,22 @@ class ShipskipError(Exception):
     # Set once a flow run has said it in one line (`orchestration.failed`), so Prefect's own
     # logging of the same exception is left out.
     said: bool = False
+    # The constructor's arguments, by attribute: Prefect pickles a failed run's exception, and
+    # it is rebuilt from these fields, not from its message. Empty: the message alone.
+    _fields: tuple[str, ...] = ()
+
+    def __reduce__(self) -> str | tuple[Any, ...]:
+        if not self._fields:
+            return super().__reduce__()
+        return (type(self), tuple(getattr(self, f) for f in self._fields))
 
 
 class InputError(ShipskipError):
+    _fields = ("path", "field", "message")
+
     def __init__(self, path: Path | str, field: str, message: str) -> None:
         self.path, self.field, self.message = str(path), field, message
         super().__init__(f"{self.path}: {field}: {message}")
-
-    def __reduce__(self) -> tuple[type, tuple[str, str, str]]:
-        return (type(self), (self.path, self.field, self.message))
 
 
 def describe_validation_error(exc: ValidationError) -> tuple[str, str]:
@@ -66,48 +73,43 @@ class DiskFull(ShipskipError):
 class UnknownTool(ShipskipError):
     """A slug that names no reviewed tool."""
 
+    _fields = ("slug",)
+
     def __init__(self, slug: str) -> None:
         self.slug = slug
         super().__init__(f"no reviewed tool with slug '{slug}'")
-
-    def __reduce__(self) -> tuple[type, tuple[str]]:
-        # Prefect pickles a failed run's exception; rebuild it from its fields, not its message.
-        return (type(self), (self.slug,))
 
 
 class UnknownPersona(ShipskipError):
     """A seat that is not on the panel (no prompts/personas/NAME.yaml)."""
 
+    _fields = ("persona", "known")
+
     def __init__(self, persona: str, known: tuple[str, ...]) -> None:
         self.persona, self.known = persona, tuple(known)
         super().__init__(f"unknown persona '{persona}' (one of {', '.join(self.known)})")
-
-    def __reduce__(self) -> tuple[type, tuple[str, tuple[str, ...]]]:
-        return (type(self), (self.persona, self.known))
 
 
 class BadParameter(ShipskipError):
     """A command's or flow's parameter that is not valid, named with what it must be."""
 
+    _fields = ("name", "message")
+
     def __init__(self, name: str, message: str) -> None:
         self.name, self.message = name, message
         super().__init__(f"{name}: {message}")
-
-    def __reduce__(self) -> tuple[type, tuple[str, str]]:
-        return (type(self), (self.name, self.message))
 
 
 class Stopped(ShipskipError):
     """The process is shutting down (SIGTERM): a seat stops before its next call to the
     provider. Takes finished before it are checkpointed; the next run resumes from them."""
 
+    _fields = ("slug", "persona")
+
     def __init__(self, slug: str = "", persona: str = "") -> None:
         self.slug, self.persona = slug, persona
         where = f" ({slug} · {persona})" if slug or persona else ""
         super().__init__(f"stopped before the review finished{where}; finished takes are kept")
-
-    def __reduce__(self) -> tuple[type, tuple[str, str]]:
-        return (type(self), (self.slug, self.persona))
 
 
 class UnsafeWrite(ShipskipError):
@@ -204,13 +206,12 @@ class ProviderDown(ProviderRejected):
 class ToolBusy(ShipskipError):
     """Another live process (`owner`, host:pid) is reviewing this tool right now."""
 
+    _fields = ("slug", "owner", "last_seen")
+
     def __init__(self, slug: str, owner: str, last_seen: datetime | None) -> None:
         self.slug, self.owner, self.last_seen = slug, owner, last_seen
         seen = f" (last seen {last_seen:%H:%M:%S})" if last_seen is not None else ""
         super().__init__(f"'{slug}' is being reviewed by process {owner}{seen}")
-
-    def __reduce__(self) -> tuple[type, tuple[str, str, datetime | None]]:
-        return (type(self), (self.slug, self.owner, self.last_seen))
 
 
 class BudgetReached(ShipskipError):
@@ -218,18 +219,19 @@ class BudgetReached(ShipskipError):
     reached: no seat starts after it. Takes finished before it are checkpointed, and the tool is
     left for the next run, not marked reviewed."""
 
+    _fields = ("spent",)
+
     def __init__(self, spent: str) -> None:
         self.spent = spent
         super().__init__(f"the run's budget is reached ({spent}); left for the next run")
-
-    def __reduce__(self) -> tuple[type, tuple[str]]:
-        return (type(self), (self.spent,))
 
 
 class NotHeldOut(ShipskipError):
     """`eval --held-out` on a labelled file that shares tools with the file the model's
     calibration was fitted on: its figures would be in-sample, so it is refused before any
     question is asked."""
+
+    _fields = ("reference", "fitted_on", "shared")
 
     def __init__(self, reference: str, fitted_on: str, shared: list[str]) -> None:
         self.reference, self.fitted_on, self.shared = reference, fitted_on, list(shared)
@@ -238,6 +240,3 @@ class NotHeldOut(ShipskipError):
             f"{reference}: not held out: {len(shared)} of its tools were in the calibration's fit "
             f"on {fitted_on} ({', '.join(shared[:5])}{more})"
         )
-
-    def __reduce__(self) -> tuple[type, tuple[str, str, list[str]]]:
-        return (type(self), (self.reference, self.fitted_on, self.shared))

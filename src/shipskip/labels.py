@@ -15,13 +15,13 @@ from .models import SHIP_THRESHOLD, Criterion, EditorLabel, card_text, verdict_f
 from .personas import load_prompts
 from .settings import Settings
 from .store import Store
+from .untrusted import MIN_REASON, REASON_TOO_SHORT
 
 VERDICTS = ("ship", "skip", "abstain")
-MIN_REASON = 3
 _EDITOR = re.compile(r"[\w.@+-]{1,64}")
 
 
-def make_label(
+def record_label(
     tool: str,
     persona: str,
     verdict: str,
@@ -32,9 +32,10 @@ def make_label(
     score: int | None = None,
     editor: str | None = None,
 ) -> EditorLabel:
-    """An editor's label checked before anything is stored: a seat on the panel, a reviewed
-    tool, a call, a score that agrees with the call, a reason and a name. Raises a typed
-    ShipskipError naming the first bad input."""
+    """Check and store an editor's call on a seat; the editor's earlier call there stays as
+    history. Checked before anything is stored: a seat on the panel, a reviewed tool, a call, a
+    score that agrees with the call, a reason and a name. Raises a typed ShipskipError naming
+    the first bad input."""
     known = tuple(load_prompts(settings.prompts_dir).personas)
     if persona not in known:
         raise UnknownPersona(persona, known)
@@ -51,30 +52,13 @@ def make_label(
             raise BadParameter("--score", f"{score} does not fit '{verdict}' ({side})")
     text = card_text(reason)
     if len(text) < MIN_REASON:
-        raise BadParameter(
-            "--reason", f"must say why ({MIN_REASON} characters or more, control characters aside)"
-        )
+        raise BadParameter("--reason", REASON_TOO_SHORT)
     who = card_text(editor if editor is not None else getpass.getuser())
     if not _EDITOR.fullmatch(who):
         raise BadParameter("--editor", f"'{who[:64]}' must be 1-64 letters, digits or . @ + - _")
     if store.tool(tool) is None:
         raise UnknownTool(tool)
-    return EditorLabel(slug=tool, persona=persona, editor=who, verdict=verdict, score=score, reason=text)  # type: ignore[arg-type]
-
-
-def record_label(
-    tool: str,
-    persona: str,
-    verdict: str,
-    reason: str,
-    store: Store,
-    settings: Settings,
-    *,
-    score: int | None = None,
-    editor: str | None = None,
-) -> EditorLabel:
-    """Check and store an editor's call on a seat; the editor's earlier call there stays as history."""
-    label = make_label(tool, persona, verdict, reason, store, settings, score=score, editor=editor)
+    label = EditorLabel(slug=tool, persona=persona, editor=who, verdict=verdict, score=score, reason=text)  # type: ignore[arg-type]
     store.add_label(label)
     return label
 

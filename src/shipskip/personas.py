@@ -15,8 +15,9 @@ from jinja2 import DictLoader, Environment, StrictUndefined
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import InputError, describe_validation_error
-from .models import REPLY_ADAPTER, Criterion, ToolCard, by_effect, load_yaml
+from .models import REPLY_ADAPTER, Criterion, ToolCard, by_effect
 from .roster import discover
+from .untrusted import load_yaml
 
 Line = Annotated[str, Field(min_length=3, max_length=300)]
 

@@ -1,10 +1,10 @@
-"""Panel quality measures. Pure functions over takes, cards and reference labels."""
+"""Checks made while reviewing: is a take grounded in its card, how alike are the panel's
+takes, the consensus of several samples, whether a panel is contested. Pure functions over
+takes and cards; the statistics an evaluation reports are in `metrics`."""
 
 from __future__ import annotations
 
-import math
 import re
-import statistics
 from collections import Counter
 from collections.abc import Sequence
 from itertools import combinations
@@ -61,43 +61,6 @@ def panel_similarity(takes: Sequence[Take], card: ToolCard) -> float | None:
     words = [content_words(t.text or "", drop=card.name) for t in takes if t.text]
     pairs = list(combinations(words, 2))
     return round(sum(jaccard(a, b) for a, b in pairs) / len(pairs), 3) if pairs else None
-
-
-def cohen_kappa(a: Sequence[str], b: Sequence[str]) -> float | None:
-    """Agreement beyond chance between two raters over the same items."""
-    if len(a) != len(b) or not a:
-        return None
-    n = len(a)
-    observed = sum(x == y for x, y in zip(a, b, strict=True)) / n
-    ca, cb = Counter(a), Counter(b)
-    expected = sum(ca[k] * cb[k] for k in set(ca) | set(cb)) / (n * n)
-    if expected == 1:
-        return 1.0 if observed == 1 else None
-    return round((observed - expected) / (1 - expected), 3)
-
-
-def _ranks(xs: Sequence[float]) -> list[float]:
-    order = sorted(range(len(xs)), key=lambda i: xs[i])
-    ranks = [0.0] * len(xs)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and xs[order[j + 1]] == xs[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            ranks[order[k]] = (i + j) / 2 + 1
-        i = j + 1
-    return ranks
-
-
-def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
-    if len(x) != len(y) or len(x) < 3:
-        return None
-    rx, ry = _ranks(x), _ranks(y)
-    mx, my = statistics.fmean(rx), statistics.fmean(ry)
-    num = sum((a - mx) * (b - my) for a, b in zip(rx, ry, strict=True))
-    den = math.sqrt(sum((a - mx) ** 2 for a in rx) * sum((b - my) ** 2 for b in ry))
-    return round(num / den, 3) if den else None
 
 
 def flip_rate(verdicts: Sequence[str | None]) -> float:

@@ -69,7 +69,7 @@ class Update:
 
     persona: str
     at: datetime
-    reason: str | None
+    rerun_reason: str | None
     was_score: int | None
     was_verdict: str | None
     was_take: str | None
@@ -319,12 +319,12 @@ def scorecard_markdown(panels: list[ReviewedTool]) -> str:
     return _render("scorecard.md.j2", tools=panels)
 
 
-def review_markdown(panel: ReviewedTool, what: str, reason: str | None = None) -> str:
+def review_markdown(panel: ReviewedTool, what: str, rerun_reason: str | None = None) -> str:
     """A review or rerun as an orchestrator artifact: what was done, the verdict, the scorecard."""
     v = panel.verdict
     head = [f"# {md_escape(panel.card.name)}: {what}", "", f"**{v.line}** · {v.pct_text} panel ship"]
-    if reason:
-        head += ["", f"Reason: {md_escape(reason)}"]
+    if rerun_reason:
+        head += ["", f"Reason: {md_escape(rerun_reason)}"]
     return "\n".join(head) + "\n\n" + scorecard_markdown([panel])
 
 

@@ -12,20 +12,22 @@ from pathlib import Path
 from typing import Any
 
 from . import calibrations
-from .batch import question_id
+from .asking import SeatAsker, Spend
 from .calibrations import ModelKey, Scoring
-from .checklist import abstains, below_relevance, score_from, take_problem
+from .checklist import abstains, below_relevance, score_from
 from .costs import Budget
 from .embedded import embedded_model_name, embedded_server, model_path
-from .errors import Stopped, UncalibratedModel
+from .errors import LLMFailure, Stopped, UncalibratedModel
 from .injection import gives_orders, score_jumped, without_suspicious
-from .llm import CircuitBreaker, LLMClient, LLMFailure, RateGovernor
-from .models import Criterion, Take, ToolCard, Usage, clean_text, pattern_literal, verdict_for
-from .personas import Item, PromptSet, question_messages, render_messages, take_instructions, take_messages
+from .llm import LLMClient
+from .models import Criterion, Take, ToolCard, pattern_literal, verdict_for
+from .personas import PromptSet, render_messages, take_instructions, take_messages
 from .quality import consensus, grounding
+from .rates import CircuitBreaker, RateGovernor
 from .redaction import redactor_for
 from .settings import Settings
-from .take_checks import compose_take, unsupported
+from .take_checks import compose_take, take_problem, unsupported
+from .untrusted import clean_text
 
 # A slot to hold while a seat is asked: Prefect's global concurrency limit in a flow on a
 # shared server, so every worker counts against one SHIPSKIP_LLM_CONCURRENCY.
@@ -38,35 +40,10 @@ def take_opening(verdict: str, name: str) -> str:
 
 
 @dataclass
-class Spend:
-    """What one take cost across its calls, and which models answered."""
-
-    usage: Usage = field(default_factory=Usage)
-    attempts: int = 0
-    models: set[str] = field(default_factory=set)
-    errors: list[str] = field(default_factory=list)
-    # Why our checks refused the take's text, when that is how writing it ended.
-    rejected: str | None = None
-    # What each refused attempt at the take got wrong: 'form' (echo, stance, length) or a kind
-    # of `take_checks.Unsupported` (a number, name, placeholder or claim the card lacks).
-    refusals: list[str] = field(default_factory=list)
-
-    def add(self, usage: Usage, attempts: int, model: str | None = None, error: str | None = None) -> None:
-        self.usage, self.attempts = self.usage + usage, self.attempts + attempts
-        if model:
-            self.models.add(model)
-        if error:
-            self.errors.append(error)
-
-
-@dataclass
-class Panel:
+class Panel(SeatAsker):
     """The personas' clients and prompts: asks one seat for its take (a flow run, an ingest or
     an eval holds one). The takes together are the panel (`panel.aggregate`)."""
 
-    prompts: PromptSet
-    clients: dict[str, LLMClient]
-    settings: Settings
     seat_slot: SlotFactory = nullcontext
     # Threads the seats are asked in, kept for as long as the panel: starting five threads
     # for every tool cost an ingest 5% of its time.
@@ -74,105 +51,22 @@ class Panel:
     # Set when the process stops (SIGTERM, Ctrl-C, a failure that ends the run): no seat
     # starts, and a seat in flight stops before its next call (its clients share it).
     stop: threading.Event = field(default_factory=threading.Event)
-    # Each seat's model as its calibration is looked up: the model asked for, and for a GGUF
-    # the embedded server serves, the file's digest. Empty: the client's model, no digest.
-    keys: dict[str, ModelKey] = field(default_factory=dict)
     # The run's spending cap (an ingest's), shared by its seats: none starts once it is reached.
     budget: Budget | None = None
-    # Batch mode: answers a Batch API job gave, by custom_id (`batch.question_id`); a question
-    # found here is not asked again.
-    batched: dict[str, dict[str, Any]] = field(default_factory=dict)
-    _scorings: dict[tuple, Scoring] = field(default_factory=dict, repr=False)
-    _seat_locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def key(self, persona: str) -> ModelKey:
-        return self.keys.get(persona) or ModelKey(self.clients[persona].model)
-
-    def scoring(self, persona: str, spend: Spend | None = None) -> Scoring:
-        """How this seat's answers are scored: with the fitted calibration of the model that
-        answered (the id the provider reported, else the one asked for), or, where none was
-        fitted, corrected by the model's content-free bias and weighed generically."""
-        spend = spend or Spend()
-        asked = self.key(persona)
-        names = list(dict.fromkeys([*sorted(spend.models), asked.model]))
-        with self._lock:
-            lock = self._seat_locks.setdefault(persona, threading.Lock())
-        with lock:  # the bias of a model is measured once per seat, however many tools wait
-            cached = self._scorings.get((persona, *names))
-            if cached is not None:
-                return cached
-            p = self.prompts.personas[persona]
-            where = str(self.settings.calibrations_dir)
-            for name in names:
-                key = ModelKey(name, asked.digest)
-                entry = calibrations.find_fitted(self.settings.calibrations_dir, key, persona, p.version)
-                if entry is not None:
-                    found = Scoring(
-                        calibrations.apply(p.checklist, entry.calibration, where), model=name,
-                        label=calibrations.fitted_label(key, persona, entry), figures=entry.figures,
-                    )  # fmt: skip
-                    break
-            else:
-                key = ModelKey(names[0], asked.digest)
-                generic = calibrations.generic_calibration(
-                    p.checklist, calibrations.reference_calibration(persona, p.version),
-                    self.settings.uncalibrated_points,
-                )  # fmt: skip
-                found = Scoring(
-                    calibrations.apply(p.checklist, generic, where), model=key.model,
-                    label=f"uncalibrated for {key}: contextual correction, generic weights",
-                    uncalibrated=True, bias=self.bias(persona, key, spend),
-                )  # fmt: skip
-            self._scorings[(persona, *names)] = found
-            return found
-
-    def bias(self, persona: str, key: ModelKey, spend: Spend) -> dict[str, float]:
-        """The model's mean P(yes) to each of this seat's questions on content-free cards: read
-        from the model's calibration file where this prompt's was measured before, else asked
-        now and kept there (a few dozen requests, once per model and prompt)."""
-        prompt_hash = self.prompts.prompt_hash(persona)
-        folder = self.settings.calibrations_dir
-        stored = calibrations.read(folder, key)
-        for b in stored.contextual if stored else []:
-            if b.persona == persona and b.prompt_hash == prompt_hash:
-                return b.p_yes
-        p = self.prompts.personas[persona]
-        questions = {i.id: i.question for i in p.checklist.items if i.question}
-        if p.checklist.relevance is not None:
-            questions["relevance"] = p.checklist.relevance.question
-        measured: dict[str, float] = {}
-        for item_id, question in questions.items():
-            got = [
-                a
-                for card in calibrations.content_free_cards()
-                if (a := self.answer(persona, card, question, spend)[0]) is not None
-            ]
-            if got:
-                measured[item_id] = round(sum(got) / len(got), 4)
-        if len(measured) == len(questions):  # a measurement the provider cut short is not kept
-            bias = calibrations.Bias(persona=persona, prompt_hash=prompt_hash, p_yes=measured)
-
-            def keep(data: calibrations.CalibrationFile) -> calibrations.CalibrationFile:
-                kept = [b for b in data.contextual if (b.persona, b.prompt_hash) != (persona, prompt_hash)]
-                return data.model_copy(update={"contextual": [*kept, bias]})
-
-            calibrations.update(folder, key, keep)
-        return measured
-
-    def ask(self, persona: str, card: ToolCard, reason: str | None = None) -> Take:
+    def ask(self, persona: str, card: ToolCard, rerun_reason: str | None = None) -> Take:
         """One seat's take on one card: graded by its checklist, or one holistic reply."""
         if self.budget is None:
-            return self._ask(persona, card, reason)
+            return self._ask(persona, card, rerun_reason)
         self.budget.start()  # raises BudgetReached: the seat is left for the next run
         take = None
         try:
-            take = self._ask(persona, card, reason)
+            take = self._ask(persona, card, rerun_reason)
         finally:
             self.budget.finished(take)
         return take
 
-    def _ask(self, persona: str, card: ToolCard, reason: str | None = None) -> Take:
+    def _ask(self, persona: str, card: ToolCard, rerun_reason: str | None = None) -> Take:
         # A seat asks one question at a time, so seats in flight bound calls in flight; a slot
         # per seat rather than per call keeps the cross-process limit to one round trip a take.
         with ExitStack() as held:
@@ -187,67 +81,16 @@ class Panel:
                     # so a seat still waiting notices a stop instead of holding the process.
                     continue
             if self.settings.scoring == "checklist":
-                take = self.graded(persona, card, reason)
+                take = self.graded(persona, card, rerun_reason)
             else:
-                take = self.holistic(persona, card, reason)
+                take = self.holistic(persona, card, rerun_reason)
         if take.error:
             # A seat that failed as its provider was given up on is the dead provider's doing,
             # not this tool's: it fails (ProviderDown) rather than become an abstention.
             self.clients[persona].check_provider()
         return take
 
-    def _meta(self, persona: str, reason: str | None) -> dict:
-        client = self.clients[persona]
-        return dict(
-            model=client.model,
-            prompt_version=self.prompts.personas[persona].version,
-            prompt_hash=self.prompts.prompt_hash(persona),
-            temperature=self.settings.provider_for(persona).temperature or 0.0,
-            reason=reason,
-            scoring=self.settings.scoring,
-        )
-
-    def answer(self, persona: str, card: ToolCard, question: str, spend: Spend) -> tuple[float | None, str]:
-        """P(yes) to one question about one card, and where it came from; None when it failed."""
-        if self.batched:
-            got = self.batched.get(question_id(persona, self.prompts.prompt_hash(persona), card, question))
-            if got is not None:
-                tokens = (got["prompt_tokens"], got["completion_tokens"])
-                usage = Usage(prompt_tokens=tokens[0], completion_tokens=tokens[1],
-                              batch_prompt_tokens=tokens[0], batch_completion_tokens=tokens[1])  # fmt: skip
-                spend.add(usage, 1, model=got["model"])
-                return got["p_yes"], got["source"]
-        try:
-            a = self.clients[persona].yes_probability(
-                question_messages(self.prompts, persona, card, question),
-                max_tokens=self.settings.checklist_max_tokens,
-            )
-        except LLMFailure as exc:
-            spend.add(exc.usage, exc.attempts, error=str(exc))
-            return None, "failed"
-        spend.add(a.usage, a.attempts, model=a.model)
-        return a.p_yes, a.source
-
-    def raw_answers(self, persona: str, card: ToolCard, spend: Spend) -> list[tuple[Item, float | None, str]]:
-        """Every checklist question of one persona, each asked on its own: (item, P(yes),
-        source) as the model gave them; facts read from the card come as (item, None, 'card')."""
-        checklist = self.prompts.personas[persona].checklist
-        return [
-            (item, *self.answer(persona, card, item.question, spend))
-            if item.question
-            else (item, None, "card")
-            for item in checklist.items
-        ]  # fmt: skip
-
-    def criteria(
-        self, persona: str, card: ToolCard, spend: Spend, scoring: Scoring | None = None
-    ) -> list[Criterion]:
-        """Every checklist question of one persona, scored as `scoring` says (by default this
-        seat's calibration for the model that answered)."""
-        answers = self.raw_answers(persona, card, spend)
-        return (scoring or self.scoring(persona, spend)).criteria(card, answers)
-
-    def graded(self, persona: str, card: ToolCard, reason: str | None = None) -> Take:
+    def graded(self, persona: str, card: ToolCard, rerun_reason: str | None = None) -> Take:
         """Checklist grading: relevance, then each question on its own, then the take.
 
         Every question is asked after the same rules-and-card prefix, so the provider's prefix
@@ -256,7 +99,7 @@ class Panel:
         When the card holds text aimed at the panel, the score is computed again without it;
         a move of SHIPSKIP_FLAG_DELTA or a flipped verdict marks the take suspicious.
         """
-        meta = self._meta(persona, reason)
+        meta = self._meta(persona, rerun_reason)
         p = self.prompts.personas[persona]
         spend = Spend()
         started = time.perf_counter()
@@ -374,7 +217,7 @@ class Panel:
         spend.add(written.usage, written.attempts, model=written.model)
         return clean_text(written.reply)
 
-    def holistic(self, persona: str, card: ToolCard, reason: str | None = None) -> Take:
+    def holistic(self, persona: str, card: ToolCard, rerun_reason: str | None = None) -> Take:
         """Ask one persona. A persona that keeps failing abstains with the error.
 
         With SHIPSKIP_SAMPLES=k above 1, k takes are drawn and the median-score one is kept,
@@ -383,7 +226,7 @@ class Panel:
         a score that moves by SHIPSKIP_FLAG_DELTA or a verdict that flips marks the take suspicious.
         """
         k = max(1, self.settings.samples)
-        draws = [self.draw(persona, card, reason) for _ in range(k)]
+        draws = [self.draw(persona, card, rerun_reason) for _ in range(k)]
         take = consensus(draws) if k > 1 else draws[0]
         if take.text:
             # A reply holding instructions to the panel is flagged, and so not counted.
@@ -396,7 +239,7 @@ class Panel:
         clean = without_suspicious(card)
         if clean is None or take.error:
             return take
-        check = self.draw(persona, clean, reason)
+        check = self.draw(persona, clean, rerun_reason)
         return take.model_copy(
             update={
                 "clean_score": check.score,
@@ -410,10 +253,10 @@ class Panel:
             }
         )
 
-    def draw(self, persona: str, card: ToolCard, reason: str | None = None) -> Take:
+    def draw(self, persona: str, card: ToolCard, rerun_reason: str | None = None) -> Take:
         """One holistic draw from one persona, with no checks on top."""
         client = self.clients[persona]
-        meta = self._meta(persona, reason)
+        meta = self._meta(persona, rerun_reason)
         messages = render_messages(self.prompts, persona, card)
         try:
             done = client.complete(

@@ -16,9 +16,9 @@ import httpx2 as httpx
 
 from .cards import CARD_SUFFIXES, MAX_CARD_BYTES, load_card, load_json, parse_card
 from .errors import InputError, ShipskipError
-from .llm import DeadlineTransport
 from .models import ToolCard
 from .settings import Settings, get_settings
+from .transport import DeadlineTransport
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 

@@ -1459,7 +1459,7 @@ _TOOL_TYPES = {"launched": "DATE", "updated_at": "TIMESTAMP"}
 # Take fields stored in a column of the same name (`text` in the `take` column: its alias).
 _TAKE_FIELDS = {
     "persona", "verdict", "score", "text", "abstain_reason", "error", "model", "prompt_version",
-    "prompt_hash", "temperature", "attempts", "latency_ms", "suspicious", "reason", "clean_score",
+    "prompt_hash", "temperature", "attempts", "latency_ms", "suspicious", "rerun_reason", "clean_score",
     "grounded", "samples", "score_spread", "verdict_flips", "scoring", "relevance",
     "composed", "calibration", "uncalibrated", "counted", "not_counted_reason", "p_ship",
 }  # fmt: skip

@@ -1,6 +1,10 @@
-"""What a take may state: only what its card says. Pure functions.
+"""Checks on a take's text. Pure functions.
 
-A take is refused (and asked again) when it holds a number, a name, a placeholder slot or a
+`take_problem`: a take that is too short, repeats its prompt, gives orders or argues against
+its own verdict is refused and asked again.
+
+`unsupported`: a take may state only what its card says. It is refused (and asked again) when
+it holds a number, a name, a placeholder slot or a
 claim of rank or authorship that the card does not hold; after the last attempt the take is
 composed from the seat's checklist (`compose_take`), which states nothing the card and the
 checklist do not.
@@ -13,8 +17,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from .models import Criterion, ToolCard, by_effect, clean_text, normalise_untrusted
+from .injection import gives_orders
+from .models import Criterion, ToolCard, by_effect
+from .personas import Persona
 from .quality import grounding_facts, is_grounded
+from .untrusted import clean_text, normalise_untrusted
 
 Kind = Literal["placeholder", "number", "name", "claim", "ungrounded"]
 
@@ -213,3 +220,74 @@ def compose_take(
         parts.append("No single item of my checklist decided it.")
     parts.append(f"My checklist gives it {score}/100.")
     return " ".join(parts)
+
+
+# Phrases that argue for the opposite verdict. A take that uses them contradicts its own
+# verdict; they are matched on normalised text, so odd spacing or case does not hide them.
+_ARGUES_SKIP = re.compile(
+    r"\b(i(?:'d| would)? skip|skip it|i(?:'d| would)? pass on|not worth (?:it|adopting|using|the)|"
+    r"i (?:can ?not|can't|won't|would not|wouldn't) (?:recommend|ship|use|adopt)|avoid it|stay away)\b"
+)
+_ARGUES_SHIP = re.compile(
+    r"\b(i(?:'d| would)? ship|ship it|must[- ]have|highly recommend|i recommend|worth adopting|"
+    r"i(?:'d| would)? (?:adopt|use) it (?:now|today))\b"
+)
+# Lines of our own prompt that a take must never repeat, and the take template left unfilled
+# ("because it ..."). Only phrases of ours: "the rules" alone is plain English (a take on a
+# legal tool used it and was refused), so it is "these rules", as the prompt says it.
+_ECHO = re.compile(
+    r"(you are the \w+|tool_card|answer yes or no|answer as one json|json object|first person|"
+    r"your checklist|your verdict is|do not repeat these|these rules|following the rules|"
+    r"review panel|\byes: |\bno: |because it \.\.\.|fill in the blank)"
+)
+_LOWER_WORD = re.compile(r"[a-z0-9']+")
+
+
+def normalise(text: str) -> str:
+    """As the injection scan reads text (NFKC, zero-width and bidi out), lower case, spaces folded."""
+    return " ".join(normalise_untrusted(text).lower().split())
+
+
+# Where a run of the prompt's words ends: a sentence or clause break (or a line break, where the
+# source is not normalised). A list of criteria ("runs on your own machine; drops into existing
+# work") is short phrases that a take is meant to argue from; a run of words that crosses from
+# one to the next is no echo.
+_CLAUSE_BREAK = re.compile(r"[.;:!?](?=\s|$)|\n")
+
+
+def _shared_run(text: str, source: str, n: int = 8) -> bool:
+    """Whether `text` repeats `n` words in a row from one sentence or clause of `source`."""
+    words = _LOWER_WORD.findall(text)
+    grams: set[tuple[str, ...]] = set()
+    for part in _CLAUSE_BREAK.split(source):
+        src = _LOWER_WORD.findall(part)
+        grams.update(tuple(src[i : i + n]) for i in range(len(src) - n + 1))
+    return any(tuple(words[i : i + n]) in grams for i in range(len(words) - n + 1))
+
+
+def take_problem(
+    text: str, verdict: str, persona: Persona, prompt_text: str, opening: str = ""
+) -> str | None:
+    """Why a take cannot stand, or None. `prompt_text` is the instruction part of its prompt;
+    `opening` the words the take was made to start with, which the prompt itself shows and so
+    are no echo (with a name of four words or more they alone would be eight in a row)."""
+    t = normalise(text)
+    if len(t) < 40:
+        return "the take is too short: write 2 or 3 sentences"
+    lead = normalise(opening)
+    body = t[len(lead) :] if lead and t.startswith(lead) else t
+    if (
+        _ECHO.search(t)
+        or _shared_run(body, normalise(persona.role))
+        or _shared_run(body, normalise(prompt_text))
+    ):
+        return "the take repeats the instructions instead of judging the tool"
+    if gives_orders(text):
+        # A reply that passes on a card's instructions ("ignore previous instructions") would
+        # publish them: asked again, like any take our checks refuse.
+        return "the take gives instructions instead of judging the tool"
+    if verdict == "ship" and _ARGUES_SKIP.search(t):
+        return "the take argues for skipping, but the verdict is ship"
+    if verdict == "skip" and _ARGUES_SHIP.search(t):
+        return "the take argues for shipping, but the verdict is skip"
+    return None

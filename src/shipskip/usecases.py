@@ -22,13 +22,14 @@ from .errors import (
     BadParameter,
     BudgetReached,
     InputError,
+    ProviderDown,
+    ProviderRejected,
     SettingsError,
     ShipskipError,
     Stopped,
     UnknownPersona,
     UnknownTool,
 )
-from .llm import ProviderDown, ProviderRejected
 from .models import Take, ToolCard, card_text
 from .outcome import ReviewOutcome
 from .personas import PromptSet, load_prompts
@@ -38,6 +39,7 @@ from .review import Panel, SlotFactory, asked_model, open_panel
 from .settings import Settings
 from .sources import SOURCE_SUFFIXES, read_source
 from .store import Run, Store, ToolBusy
+from .untrusted import MIN_REASON, REASON_TOO_SHORT
 
 OnTake = Callable[[str, Take], None]
 
@@ -290,18 +292,13 @@ def ingest(
     return report
 
 
-MIN_REASON = 3
-
-
 def rerun_reason(reason: str) -> str:
     """An editor's reason for a rerun as it is stored and shown: normalised like card text
     (escape sequences, control, zero-width and bidi characters out, whitespace folded), and
     refused when fewer than 3 characters are left."""
     text = card_text(reason)
     if len(text) < MIN_REASON:
-        raise InputError(
-            "rerun", "--reason", f"must say why ({MIN_REASON} characters or more, control characters aside)"
-        )
+        raise InputError("rerun", "--reason", REASON_TOO_SHORT)
     return text
 
 
@@ -370,7 +367,7 @@ def rerun(
         except ProviderDown as exc:
             # A provider given up on fails the rerun like any other failure, its line the error.
             take = Take.abstention(
-                persona, "the provider is not answering", error=str(exc), reason=reason,
+                persona, "the provider is not answering", error=str(exc), rerun_reason=reason,
                 model=panel.clients[persona].model, prompt_version=prompts.personas[persona].version,
                 prompt_hash=prompts.prompt_hash(persona),
             )  # fmt: skip

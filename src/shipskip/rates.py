@@ -1,0 +1,232 @@
+"""Pacing one provider: the rate governor that every call of the process shares (AIMD on the
+provider's rate-limit headers and 429s), the circuit breaker that gives up on a provider that
+does not answer, and the wait a provider's headers ask for."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ProviderDown, Stopped
+
+
+class CircuitBreaker:
+    """One provider (base URL and model) for one run, shared by every seat that uses it.
+
+    Retrying each question on its own made a dead provider cost minutes a tool (every question
+    timed out MAX_ATTEMPTS times). The breaker counts calls that got no answer at all; after
+    `max_failures` in a row, or once two or more failed calls in a row have spent `deadline_s`
+    between them waiting on the provider, it opens, and every call after that fails at once
+    with ProviderDown, without a request. Any answer ends the streak. It stays open for the
+    run: the next run starts with a closed one.
+
+    The time counted is the failed calls' own, not the wall clock between them: on a busy
+    machine two 503s a few seconds apart say nothing about a deadline. One slow call alone
+    never opens it. Calls one at a time against a dead provider stop after the deadline plus
+    one call; calls side by side reach `max_failures` first.
+    """
+
+    def __init__(self, base_url: str, model: str, max_failures: int, deadline_s: float) -> None:
+        self.base_url, self.model = base_url, model
+        self.max_failures, self.deadline_s = max(1, max_failures), deadline_s
+        self._lock = threading.Lock()
+        self.failures = 0
+        self._failing_s = 0.0  # time the failed calls of the streak spent waiting
+        self.is_open = False
+        self._last_error = ""
+
+    def _down(self) -> ProviderDown:
+        return ProviderDown.of(self.base_url, self.model, self.failures, self._failing_s, self._last_error)
+
+    def before_call(self) -> float:
+        """The time the call is sent; raises ProviderDown instead when the breaker is open."""
+        with self._lock:
+            if self.is_open:
+                raise self._down()
+            return time.monotonic()
+
+    def failed(self, sent_at: float, error: str) -> None:
+        with self._lock:
+            self.failures += 1
+            self._failing_s += time.monotonic() - sent_at
+            self._last_error = error
+            too_long = self.failures >= 2 and self._failing_s >= self.deadline_s
+            if self.failures >= self.max_failures or too_long:
+                self.is_open = True
+
+    def answered(self) -> None:
+        with self._lock:
+            self.failures, self._failing_s = 0, 0.0
+
+    def check(self) -> None:
+        """Raise ProviderDown if the breaker is open."""
+        with self._lock:
+            if self.is_open:
+                raise self._down()
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+
+
+def header_seconds(raw: str | None) -> float | None:
+    """A duration as rate-limit headers write it: seconds ("1.5"), or "6m0s", "1s", "20ms"."""
+    if raw is None:
+        return None
+    raw = raw.strip()
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    parts = _DURATION.findall(raw)
+    if not parts or "".join(n + u for n, u in parts) != raw:
+        return None
+    scale = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+    return sum(float(n) * scale[u] for n, u in parts)
+
+
+def _header_int(headers: Any, name: str) -> int | None:
+    raw = headers.get(name) if headers is not None else None
+    try:
+        return int(float(raw)) if raw is not None else None
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """One call let through the governor: its place in the order calls were sent, and the
+    congestion epoch it was sent in."""
+
+    seq: int
+    epoch: int
+
+
+class RateGovernor:
+    """How many calls may be in flight to a provider right now, shared by every client (and so
+    every seat and tool) of a process: the one place rate limits are obeyed.
+
+    - Concurrency adapts within SHIPSKIP_LLM_CONCURRENCY (AIMD, as llm-d's batch gateway does):
+      a 429 or 5xx halves it, and a clean window of as many answers as the limit adds one. Only a
+      call sent since the last cut can cut again, so one burst of 429s halves once, not to 1.
+    - A 429's `Retry-After` (or `retry-after-ms`) holds every call of the process, not only the
+      one that got it.
+    - `x-ratelimit-remaining-requests` with `-reset-requests` is read as what the provider still
+      allows in its window, less the calls sent after the answered one (the provider had not
+      counted those yet); at 0 no call starts until the window resets.
+      `x-ratelimit-remaining-tokens` with `-reset-tokens` holds calls the same way once fewer
+      tokens are left than the calls sent since would likely use (the mean call so far).
+    """
+
+    def __init__(self, max_limit: int) -> None:
+        self.max_limit = max(1, max_limit)
+        self.limit = self.max_limit
+        self.in_flight = 0
+        self._cond = threading.Condition()
+        self._clean = 0
+        self._epoch = 0
+        self._sent = 0
+        self._not_before = 0.0  # monotonic time before which no call starts
+        self._allowance: int | None = None  # calls the provider still allows in its window
+        self._window_ends = 0.0
+        self._tokens, self._calls_with_tokens = 0, 0
+        # What happened, for benchmarks and tests.
+        self.throttled = self.answered = self.cuts = self.held = 0
+
+    def _ready(self, now: float) -> float:
+        """0 when a call may start now; else how long to wait at most before looking again."""
+        if self._allowance is not None and now >= self._window_ends:
+            self._allowance = None  # a new window: unknown until the next answer says
+        if now < self._not_before:
+            return self._not_before - now
+        if self._allowance is not None and self._allowance <= 0:
+            return self._window_ends - now
+        if self.in_flight >= self.limit:
+            return 0.5  # woken by a release; the timeout only bounds a missed wake-up
+        return 0.0
+
+    def acquire(self, stop: threading.Event) -> Ticket:
+        with self._cond:
+            waited = False
+            while True:
+                if stop.is_set():
+                    raise Stopped()
+                pause = self._ready(time.monotonic())
+                if pause <= 0:
+                    break
+                if not waited and self.in_flight < self.limit:
+                    self.held += 1  # held by the provider's limits, not by our own concurrency
+                waited = True
+                self._cond.wait(min(pause, 0.5))
+            self.in_flight += 1
+            ticket = Ticket(self._sent, self._epoch)
+            self._sent += 1
+            if self._allowance is not None:
+                self._allowance -= 1
+            return ticket
+
+    def release(
+        self, ticket: Ticket, *, ok: bool = False, congested: bool = False, headers: Any = None,
+        retry_after_s: float | None = None, tokens: int = 0,
+    ) -> None:  # fmt: skip
+        """After a call: `ok` an answer, `congested` a 429 or 5xx (or neither: a 4xx, no answer)."""
+        now = time.monotonic()
+        with self._cond:
+            self.in_flight -= 1
+            if congested:
+                self.throttled += 1
+                self._clean = 0
+                if ticket.epoch == self._epoch:
+                    self.limit = max(1, self.limit // 2)
+                    self._epoch, self.cuts = self._epoch + 1, self.cuts + 1
+                if retry_after_s:
+                    self._not_before = max(self._not_before, now + retry_after_s)
+            elif ok:
+                self.answered += 1
+                self._clean += 1
+                if self._clean >= self.limit:
+                    self.limit, self._clean = min(self.max_limit, self.limit + 1), 0
+            if tokens:
+                self._tokens, self._calls_with_tokens = self._tokens + tokens, self._calls_with_tokens + 1
+            self._read_headers(ticket, headers, now)
+            self._cond.notify_all()
+
+    def _read_headers(self, ticket: Ticket, headers: Any, now: float) -> None:
+        if headers is None:
+            return
+        later = self._sent - ticket.seq - 1  # sent after this call: not yet counted in its answer
+        remaining = _header_int(headers, "x-ratelimit-remaining-requests")
+        reset = header_seconds(headers.get("x-ratelimit-reset-requests"))
+        if remaining is not None and reset is not None:
+            allowance, ends = remaining - later, now + reset
+            if self._allowance is None or ends > self._window_ends + 0.05:
+                self._allowance, self._window_ends = allowance, ends  # a newer window
+            else:
+                self._allowance = min(self._allowance, allowance)
+        tokens_left = _header_int(headers, "x-ratelimit-remaining-tokens")
+        tokens_reset = header_seconds(headers.get("x-ratelimit-reset-tokens"))
+        if tokens_left is not None and tokens_reset is not None and self._calls_with_tokens:
+            per_call = self._tokens / self._calls_with_tokens
+            if tokens_left < per_call * (later + 1):
+                self._not_before = max(self._not_before, now + tokens_reset)
+
+
+def retry_after_seconds(exc: BaseException) -> float | None:
+    response = getattr(exc, "response", None)
+    if response is None:
+        return None
+    ms = response.headers.get("retry-after-ms")
+    if ms is not None:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    raw = response.headers.get("retry-after")
+    if raw is None:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        return None  # an HTTP date: the exponential back-off stands in
