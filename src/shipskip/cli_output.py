@@ -9,7 +9,7 @@ import errno
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -37,7 +37,8 @@ WIDE_COLUMNS = 8
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
-def fail(exc: Exception) -> None:
+def fail(exc: Exception) -> NoReturn:
+    """The command's one line on stderr, and exit status 2."""
     err.print(f"[red]error:[/] {for_terminal(exc)}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
@@ -267,7 +268,7 @@ def as_fields(out: Any) -> dict[str, Any]:
     pydantic model: the printers read both the same way."""
     if isinstance(out, Mapping):
         return dict(out)
-    return out.model_dump()  # type: ignore[no-any-return]
+    return out.model_dump()
 
 
 def print_eval(result: Any) -> None:
