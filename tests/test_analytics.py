@@ -251,7 +251,7 @@ def test_trends_with_data_and_empty(fx, store):
 def test_the_line_chart_dates_every_week_and_keys_seats_in_order():
     from datetime import timedelta
 
-    from shipskip.analytics import line_chart
+    from shipskip.charts import line_chart
 
     weeks = [date(2026, 9, 7) + timedelta(weeks=i) for i in range(5)]
     svg = str(line_chart({p: [(w, 50.0) for w in weeks] for p in ("skeptic", "builder")}, 100, "t"))

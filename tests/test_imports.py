@@ -37,3 +37,33 @@ def test_no_import_cycles_and_only_the_cli_imports_flows():
 
     cycles = [c for m in graph if (c := cycle_from(m))]
     assert cycles == []
+
+
+def modules_reached(start: str) -> set[str]:
+    """Every module `start` imports, directly or through another shipskip module: shipskip's by
+    their own names, others by their top-level package (duckdb, prefect)."""
+    package = ROOT / "src" / "shipskip"
+    seen, todo = set(), [start]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        path = package / f"{name}.py"
+        if not path.exists():
+            continue
+        todo.extend(imports_of(path))
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                seen.update(a.name.split(".")[0] for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                seen.add(node.module.split(".")[0])
+    return seen - {start}
+
+
+def test_pages_and_charts_are_drawn_without_the_store_analytics_duckdb_or_the_model_server():
+    # Pure: values in, text out. What reads the store (publish, site) hands render its values.
+    for pure in ("render", "charts"):
+        reached = modules_reached(pure)
+        assert reached & {"store", "store_lake", "analytics", "duckdb", "embedded"} == set(), pure
+    assert "charts" in modules_reached("render")

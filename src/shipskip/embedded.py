@@ -10,8 +10,7 @@ from pathlib import Path
 
 from . import lifeline
 from .errors import ShipskipError
-
-EMBEDDED_MODEL = "SmolLM2-135M-Instruct"
+from .settings import EMBEDDED_MODEL
 
 
 def model_path() -> Path:

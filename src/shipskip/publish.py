@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+from .analytics import score_distribution, trend_points, trend_summary
 from .errors import ShipskipError, StoredRowError
 from .models import SLUG_RE
 from .render import (
@@ -17,8 +19,9 @@ from .render import (
     digest_page,
     reviewer_page,
     tool_page,
+    trends_page,
 )
-from .settings import get_settings
+from .settings import EMBEDDED_MODEL, get_settings
 from .store import Store
 from .writes import write_text
 
@@ -199,3 +202,45 @@ def verdicts_by_tool(markdown: str) -> dict[str, str]:
 def tool_neighbours(store: Store, panel: ReviewedTool) -> tuple[ReviewedTool, ...]:
     """The similar tools a tool page lists (same category, as `page` writes it)."""
     return tuple(_panels(store, store.similar(panel.card.slug, panel.card.category), None))
+
+
+def write_trends(
+    store: Store,
+    root: Path,
+    target: Path,
+    persona: str | None = None,
+    category: str | None = None,
+    since: date | None = None,
+    all_versions: bool = False,
+) -> list[dict[str, Any]]:
+    """The trends page (inline SVG charts, takes per week) at `target`, kept under `root`;
+    returns its summary per persona. Counts each tool's current take per seat, in the week it
+    was made; `all_versions` counts every version instead."""
+    store.init()
+    with store.analysing():
+        points = trend_points(store, persona, category, since, all_versions)
+        distribution = score_distribution(store, persona)
+        models = store.current_models()
+    summary = trend_summary(points)
+    filters = ", ".join(
+        f"{k}: {v}"
+        for k, v in (("persona", persona), ("category", category), ("since", since and since.isoformat()))
+        if v
+    )
+    counted = (
+        "Every take version, reruns included, in the week each was made."
+        if all_versions
+        else "Current takes (each tool's latest take per seat), in the week each was made."
+    )
+    page = trends_page(
+        points,
+        summary,
+        f"{counted} {f'Only {filters}.' if filters else 'All personas, categories and dates.'}",
+        datetime.now(UTC).date(),
+        distribution,
+        # The same notes as the other pages: the demo model's, and each uncalibrated model's.
+        demo=any(EMBEDDED_MODEL in m["model"] for m in models),
+        notes=tuple(sorted(f"uncalibrated for {m['model']}" for m in models if m["uncalibrated"])),
+    )
+    write_text(root, target, page)
+    return summary

@@ -11,12 +11,12 @@ from urllib.parse import quote
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from .analytics import TrendPoint, histogram, line_chart
-from .embedded import EMBEDDED_MODEL
+from .charts import TrendPoint, histogram, line_chart
 from .models import CommunityVotes, EditorLabel, PanelVerdict, Take, ToolCard, is_web_address
 from .panel import aggregate
 from .quality import is_contested
 from .roster import FALLBACK_COLOUR, colours, personas
+from .settings import EMBEDDED_MODEL
 
 # Every badge a page can put on a take or a tool, with its reason in words: shown as the
 # badge's title and in the legend under the scorecard, so no badge goes unexplained.

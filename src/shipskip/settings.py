@@ -15,6 +15,10 @@ from .errors import SettingsError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
+# The packaged model the embedded server runs when no provider is set. Here rather than in
+# `embedded`, so pages can name the demo model without importing the server.
+EMBEDDED_MODEL = "SmolLM2-135M-Instruct"
+
 
 def default_prompts_dir() -> Path:
     """The checkout's prompts/ when running from one; the copy inside an installed wheel otherwise."""
