@@ -58,6 +58,7 @@ def q(store, sql):
     return store.query(sql)
 
 
+@pytest.mark.slow
 def test_current_takes_and_panel_verdicts(fx):
     cur = {(r["slug"], r["persona"]): r["score"] for r in q(fx, "SELECT * FROM current_takes")}
     assert len(cur) == 10 and cur[("alpha", "skeptic")] == 35
@@ -68,6 +69,7 @@ def test_current_takes_and_panel_verdicts(fx):
     assert (v["beta"]["label"], v["beta"]["ship_pct"]) == ("Skip", 20)
 
 
+@pytest.mark.slow
 def test_persona_weekly_and_category(fx):
     rows = {(r["persona"], str(r["week"])): r for r in q(fx, "SELECT * FROM persona_weekly")}
     # Current takes, in the week each was made. Skeptic: alpha's current take is its v2 (35),
@@ -102,6 +104,7 @@ def _categories(page: str) -> str:
     return re.search(r'<table id="categories">.*?</table>', page, re.S).group(0)
 
 
+@pytest.mark.slow
 def test_rerunning_a_seat_five_times_changes_no_figure_that_counts_current_takes(
     fake, store, isolated, monkeypatch
 ):
@@ -154,6 +157,7 @@ def test_rerunning_a_seat_five_times_changes_no_figure_that_counts_current_takes
     assert "Every take version" in (isolated / "reports" / "all.html").read_text()
 
 
+@pytest.mark.slow
 def test_score_distribution_and_disagreement(fx):
     dist = {(r["persona"], r["bucket"]): r["takes"] for r in q(fx, "SELECT * FROM score_distribution")}
     assert dist[("creator", 90)] == 1 and dist[("creator", 20)] == 1 and dist[("skeptic", 30)] == 2
@@ -162,6 +166,7 @@ def test_score_distribution_and_disagreement(fx):
     assert d["beta"]["spread"] == 40 and d["beta"]["scored"] == 5
 
 
+@pytest.mark.slow
 def test_take_changes(fx):
     rows = q(fx, "SELECT * FROM take_changes")
     assert len(rows) == 1
@@ -176,6 +181,7 @@ def test_take_changes(fx):
     assert r["reason"] == "second look" and r["kind"] == "rerun"
 
 
+@pytest.mark.slow
 def test_costs_per_run_and_model(fx):
     runs = q(fx, "SELECT * FROM run_costs ORDER BY started_at")
     # Each scored take has 10 prompt and 5 completion tokens (the abstention none); gpt-x costs
@@ -187,6 +193,7 @@ def test_costs_per_run_and_model(fx):
     assert models["gpt-x"]["takes"] == 10 and models["gpt-y"]["takes"] == 1
 
 
+@pytest.mark.slow
 def test_sql_is_read_only(fx, tmp_path):
     assert run_sql(fx, "SELECT count(*) FROM takes").rows == [(11,)]
     for bad in [
@@ -204,6 +211,7 @@ def test_sql_is_read_only(fx, tmp_path):
         con.execute("DELETE FROM takes")
 
 
+@pytest.mark.slow
 def test_sql_formats_and_export(fx, tmp_path):
     write_result(fx, "SELECT slug, label FROM panel_verdicts ORDER BY slug", "csv", tmp_path / "v.csv")
     assert (tmp_path / "v.csv").read_text().splitlines() == ["slug,label", "alpha,Mixed", "beta,Skip"]
@@ -223,6 +231,7 @@ def test_sql_formats_and_export(fx, tmp_path):
     assert duckdb.execute(f"SELECT count(*) FROM '{tmp_path / 'exp' / 'takes.parquet'}'").fetchone()[0] == 11
 
 
+@pytest.mark.slow
 def test_trends_with_data_and_empty(fx, store):
     # Current takes: alpha's Skeptic take is its rerun (35, week of 11-09), counted once.
     pts = trend_points(fx, persona="skeptic")
@@ -273,6 +282,7 @@ def test_trends_command_on_an_empty_database(isolated):
     assert (isolated / "out" / "trends.html").is_file()
 
 
+@pytest.mark.slow
 def test_sql_runs_in_a_sandbox_without_files_network_or_extensions(fx, tmp_path, monkeypatch):
     secret_file = tmp_path / "secret.txt"
     secret_file.write_text("key=sk-do-not-read\n")
@@ -306,6 +316,7 @@ def test_sql_out_stays_under_the_working_directory(fake, isolated, tmp_path, mon
     assert ok.exit_code == 0 and (tmp_path / "here.csv").read_text().startswith("a")
 
 
+@pytest.mark.slow
 def test_sql_fetches_only_up_to_the_limit(fx):
     from shipskip.analytics import run_sql
 
@@ -320,6 +331,7 @@ def test_sql_fetches_only_up_to_the_limit(fx):
 ENDLESS = "SELECT count(*) AS n FROM range(1000000000000) a WHERE hash(a.range) = 42"
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)  # before the time limit existed this query ran for hours
 def test_an_analyst_query_stops_at_its_time_limit(fx, tmp_path):
     from shipskip.errors import QueryTimeout
@@ -337,6 +349,7 @@ def test_an_analyst_query_stops_at_its_time_limit(fx, tmp_path):
     assert run_sql(fx, "SELECT count(*) FROM takes").rows == [(11,)]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_the_sql_command_stops_at_the_limit_with_one_line(fx, isolated, monkeypatch):
     from typer.testing import CliRunner
@@ -349,6 +362,7 @@ def test_the_sql_command_stops_at_the_limit_with_one_line(fx, isolated, monkeypa
     assert res.exit_code == 2 and len(lines) == 1 and "SHIPSKIP_QUERY_TIMEOUT_S" in lines[0], res.output
 
 
+@pytest.mark.slow
 def test_an_analyst_reads_a_snapshot_and_holds_no_lock_on_the_file(file_store, isolated):
     """While an analyst's query is open, a vote in the same process (and so any writer) gets the
     file at once; the query goes on seeing the data as it was when it started."""
@@ -365,6 +379,7 @@ def test_an_analyst_reads_a_snapshot_and_holds_no_lock_on_the_file(file_store, i
     assert list(isolated.glob(".shipskip-snapshot-*")) == []  # removed once read
 
 
+@pytest.mark.slow
 def test_a_snapshot_left_by_a_dead_process_is_removed(file_store, isolated):
     build(file_store)
     dead = isolated / ".shipskip-snapshot-999999999-abc"  # no such process
@@ -374,6 +389,7 @@ def test_a_snapshot_left_by_a_dead_process_is_removed(file_store, isolated):
     assert not dead.exists()
 
 
+@pytest.mark.slow
 def test_export_needs_a_new_or_empty_folder_or_overwrite(fx, isolated, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
@@ -404,6 +420,7 @@ def test_export_needs_a_new_or_empty_folder_or_overwrite(fx, isolated, tmp_path,
     assert a_file.read_text() == "not a folder"
 
 
+@pytest.mark.slow
 def test_export_never_writes_through_a_link_inside_its_folder(fx, tmp_path):
     exp, outside = tmp_path / "exp", tmp_path / "outside"
     outside.mkdir()
@@ -425,6 +442,7 @@ def test_export_never_writes_through_a_link_inside_its_folder(fx, tmp_path):
     assert not [p for p in exp.iterdir() if p.name.startswith(".")]
 
 
+@pytest.mark.slow
 def test_the_cookbook_in_docs_analytics_runs_as_written(fx):
     """Every example query under 'Example queries' in docs/analytics.md runs on a real store."""
     from shipskip.analytics import run_sql
@@ -445,6 +463,7 @@ def test_the_cookbook_in_docs_analytics_runs_as_written(fx):
         assert res.columns, q
 
 
+@pytest.mark.slow
 def test_trends_marks_the_partial_week_shows_n_and_writes_where_asked(fx, isolated, monkeypatch):
     from typer.testing import CliRunner
 

@@ -50,6 +50,7 @@ def run_direct(isolated, monkeypatch, inbox):
     return takes_of(isolated / "direct.duckdb")
 
 
+@pytest.mark.slow
 def test_batch_mode_gives_the_direct_takes_at_half_the_price_of_its_questions(
     batch_fake, isolated, monkeypatch
 ):
@@ -86,6 +87,7 @@ def test_batch_mode_gives_the_direct_takes_at_half_the_price_of_its_questions(
     assert half == pytest.approx(full - question_cost / 2)
 
 
+@pytest.mark.slow
 def test_a_kill_between_submit_and_collect_loses_nothing_and_submits_nothing_twice(
     batch_fake, isolated, monkeypatch
 ):
@@ -114,6 +116,7 @@ def test_a_kill_between_submit_and_collect_loses_nothing_and_submits_nothing_twi
     assert ingest(inbox)["unchanged"] == ["tool-000", "tool-001"]
 
 
+@pytest.mark.slow
 def test_expired_and_failed_lines_are_asked_again_directly(batch_fake, isolated, monkeypatch):
     inbox = isolated / "inbox"
     write_cards(inbox, 3)

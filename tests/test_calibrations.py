@@ -151,6 +151,7 @@ def test_generic_weights_spread_decisive_answers_without_reaching_0_or_100():
         assert min(scores) > 0 and max(scores) < 100 and max(scores) - min(scores) >= 30, name
 
 
+@pytest.mark.slow
 def test_an_uncalibrated_model_is_corrected_by_its_bias_and_says_so_everywhere(fake, isolated, monkeypatch):
     monkeypatch.setenv("SHIPSKIP_MODEL", "hosted-model")
     fake.default = decisive(load_reference(PANEL), content_free_yes=0.9)
@@ -189,6 +190,7 @@ def test_an_uncalibrated_model_is_corrected_by_its_bias_and_says_so_everywhere(f
     assert not [q for q in questions_asked(fake) if q[0] in ("N/A", "")]
 
 
+@pytest.mark.slow
 def test_a_calibrated_model_says_which_calibration_scored_it(fake, isolated):
     out = review(CARD)
     spoke = [t for t in out.takes if t.criteria]
@@ -201,6 +203,7 @@ def test_a_calibrated_model_says_which_calibration_scored_it(fake, isolated):
     assert row["calibration_note"] is None
 
 
+@pytest.mark.slow
 def test_require_calibration_refuses_an_uncalibrated_model_before_any_request(fake, isolated, monkeypatch):
     monkeypatch.setenv("SHIPSKIP_MODEL", "hosted-model")
     monkeypatch.setenv("SHIPSKIP_REQUIRE_CALIBRATION", "1")
@@ -223,6 +226,7 @@ def per_tool_questions(prompts):
     )
 
 
+@pytest.mark.slow
 def test_calibrate_asks_first_resumes_after_a_kill_without_asking_anything_twice(
     fake, isolated, tmp_path, monkeypatch
 ):
@@ -265,6 +269,7 @@ def test_calibrate_asks_first_resumes_after_a_kill_without_asking_anything_twice
     assert entry is not None and entry.calibration.tools == 4 and entry.figures["tools"] == 4
 
 
+@pytest.mark.slow
 def test_calibrate_fits_a_decisive_model_so_its_scores_spread(fake, isolated, tmp_path, monkeypatch):
     """The issue's target: after `shipskip calibrate` on a provider that answers P(yes) 0.02 or
     0.98, at most 5% of that model's scores sit at 0 or 100, out of fold and with the fit."""

@@ -88,6 +88,7 @@ def test_the_store_catalogue_gives_each_tools_day_and_panel(file_store):
     assert [n for n, _ in got] == ["Old-One"]
 
 
+@pytest.mark.slow
 def test_eval_with_the_setting_fits_the_facts_out_of_fold_and_writes_nothing(isolated, tmp_path, monkeypatch):
     from shipskip.errors import BadParameter
     from shipskip.evaluate import run_checklist_eval

@@ -204,6 +204,7 @@ def test_abstention_reads_only_the_declared_lens_signals_each_held_to_its_direct
     assert fit(declared, flipped).abstain_weights.get("y", 0.0) == 0.0
 
 
+@pytest.mark.slow
 def test_out_of_fold_never_sees_the_tool_it_predicts(two_item):
     # Each tool's label is the opposite of what its answers say in the rest of the set, so a
     # fit that saw the held-out tool could get it right; out of fold it cannot.

@@ -246,6 +246,7 @@ def _store_hostile_tools(isolated):
     return store, cards
 
 
+@pytest.mark.slow
 def test_hostile_text_prints_as_text_through_every_command(fake, isolated, monkeypatch):
     monkeypatch.chdir(isolated)
     monkeypatch.setenv("COLUMNS", "400")
@@ -282,6 +283,7 @@ def test_hostile_text_prints_as_text_through_every_command(fake, isolated, monke
     assert store.query("SELECT count(*) AS n FROM runs")[0]["n"] == before
 
 
+@pytest.mark.slow
 def test_a_stored_row_that_fails_validation_costs_only_its_own_page(fake, isolated, monkeypatch):
     """Simulated by writing a bad row straight into DuckDB: the tool's own page and `show` fail
     with one line; a neighbour's page (whose similar-tools block lists it) and the digest work."""
@@ -453,6 +455,7 @@ def _reviewed_demo_tool(isolated) -> None:
     store.commit_review(run, card, [make_take(p, "ship", 70) for p in personas()])
 
 
+@pytest.mark.slow
 def test_bad_rerun_and_ingest_inputs_fail_before_any_server_starts(isolated, caplog):
     """With the embedded model (no provider set) and no Prefect server configured, a command
     whose input is bad says so in one line, exit 2, and starts neither the temporary Prefect

@@ -74,6 +74,7 @@ def test_a_take_costs_uncached_cached_and_output_tokens_at_their_own_prices():
     assert summary.text().startswith("$0.0019 + unpriced (no price for other;")
 
 
+@pytest.mark.slow
 def test_an_unpriced_model_reads_unpriced_in_the_views_and_in_show(fake, isolated):
     review(CARD)
     store = Store.from_settings(get_settings())
@@ -86,6 +87,7 @@ def test_an_unpriced_model_reads_unpriced_in_the_views_and_in_show(fake, isolate
     assert "Cost: unpriced (no price for fake-model; 5 takes" in shown.output
 
 
+@pytest.mark.slow
 def test_cost_views_count_failed_attempts_and_price_cached_input(fake, isolated, monkeypatch):
     own = isolated / "prices.toml"
     write_prices(
@@ -165,6 +167,7 @@ def many_cards(folder, n: int):
     return path
 
 
+@pytest.mark.slow
 def test_a_run_capped_at_30_percent_stops_near_the_cap_and_marks_nothing_it_did_not_finish(
     holistic, isolated, monkeypatch
 ):

@@ -89,6 +89,7 @@ def test_self_consistency_setting_draws_k_takes(holistic, isolated, monkeypatch)
     assert (t.samples, t.score, t.score_spread, t.verdict_flips) == (3, 65, 40, round(1 / 3, 3))
 
 
+@pytest.mark.slow
 def test_comparison_order_check_passes_for_stored_panels(holistic, isolated):
     from shipskip.publish import compare_both_orders, verdicts_by_tool
 
@@ -100,6 +101,7 @@ def test_comparison_order_check_passes_for_stored_panels(holistic, isolated):
     assert compare("smollm3", "claw-code").endswith("smollm3-vs-claw-code.html")
 
 
+@pytest.mark.slow
 def test_the_committed_model_answers_refit_offline_with_card_facts_read_afresh(isolated, tmp_path):
     """`shipskip eval REF --answers data/reference/answers-smollm2-135m.jsonl` needs no model."""
     from shipskip.evaluate import run_checklist_eval
@@ -127,6 +129,7 @@ def test_the_committed_model_answers_refit_offline_with_card_facts_read_afresh(i
     assert explained["takes"] > 0 and explained["two_sides"] == explained["lacking_what_card_states"] == 0
 
 
+@pytest.mark.slow
 def test_explanations_on_the_reference_cards_never_contradict_a_card_fact():
     """The 101 reference cards with the embedded model's stored answers and the persona files'
     weights: no take lists one thing the card settles on two sides, or lists as lacking what
@@ -167,6 +170,7 @@ def _seat(slug, persona, ref, got):
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_bootstrap_intervals_are_exact_for_a_perfect_panel_and_bracket_an_imperfect_one():
     from shipskip.eval_figures import intervals, panel_figures, seat_figures
 
@@ -236,6 +240,7 @@ def _with_shipped_calibration(prompts):
     }})  # fmt: skip
 
 
+@pytest.mark.slow
 def test_write_weights_reports_the_weights_it_wrote(isolated, tmp_path, monkeypatch):
     """With --write-weights, the model's own figures are those of the calibration just written,
     which goes to the calibrations folder, not the prompts: judged again, the same figures come
@@ -274,6 +279,7 @@ def test_write_weights_reports_the_weights_it_wrote(isolated, tmp_path, monkeypa
     )
 
 
+@pytest.mark.slow
 def test_eval_takes_counts_what_cards_lack_what_was_refused_and_what_was_composed(fake, isolated, tmp_path):
     """`eval --takes`: every published take states only what its card says; a seat whose every
     attempt invents a number is composed from its checklist; refused attempts are counted by kind."""
@@ -385,6 +391,7 @@ def test_held_out_refuses_a_file_that_shares_tools_with_the_fit(isolated, tmp_pa
     )
 
 
+@pytest.mark.slow
 def test_held_out_judges_the_shipped_calibration_and_saves_answers_that_replay(fake, tmp_path, monkeypatch):
     """On cards its fit never saw, `--held-out` asks the model once, judges the calibration as
     it stands (no out-of-fold refit on these labels), and `--save-answers` writes answers that
@@ -440,6 +447,7 @@ def test_held_out_judges_the_shipped_calibration_and_saves_answers_that_replay(f
     assert len(fake.requests) == asked
 
 
+@pytest.mark.slow
 def test_save_answers_resumes_a_killed_collection_without_asking_a_seat_twice(fake, tmp_path, monkeypatch):
     """A long collection (the embedded model on a held-out set) that is killed keeps every seat
     it finished in the --save-answers file; run again, it asks only the rest, and a line the kill

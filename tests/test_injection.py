@@ -49,6 +49,7 @@ def evil_card(tmp_path):
     return card
 
 
+@pytest.mark.slow
 def test_a_take_whose_score_jumps_without_the_injection_is_flagged(holistic, isolated, tmp_path):
     fake = holistic
     card = evil_card(tmp_path)
@@ -93,6 +94,7 @@ def test_a_steady_take_on_an_injected_card_is_not_flagged(holistic, tmp_path):
     assert not any(t.suspicious for t in out.takes) and all(t.clean_score == 80 for t in out.takes)
 
 
+@pytest.mark.slow
 def test_checklist_answers_that_move_with_the_injection_flag_the_take(fake, isolated, tmp_path):
     from fakeopenai import is_question, take_text, yes
 

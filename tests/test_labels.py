@@ -46,6 +46,7 @@ def text_of(page: str) -> str:
     return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
 
 
+@pytest.mark.slow
 def test_a_label_is_stored_with_who_and_when_and_shown_beside_the_take(file_store, isolated):
     seed(file_store, "alpha", ["ship"] * 5, [80] * 5)
     seed(file_store, "beta", ["skip"] * 5, [40] * 5)
@@ -81,6 +82,7 @@ def test_a_label_is_stored_with_who_and_when_and_shown_beside_the_take(file_stor
     assert text_of(compare.read_text()).count("Editor: skip, 35/100") == 1
 
 
+@pytest.mark.slow
 def test_a_new_label_supersedes_the_editors_last_one_and_history_is_kept(file_store):
     seed(file_store, "alpha", ["ship"] * 5, [80] * 5)
     label(file_store, "alpha", "skeptic", "skip", "first look", editor="ana")
@@ -118,6 +120,7 @@ def test_a_bad_label_is_one_clear_error_and_stores_nothing(file_store, args, err
     assert file_store.query("SELECT count(*) AS n FROM labels")[0]["n"] == 0
 
 
+@pytest.mark.slow
 def test_label_and_queue_commands(file_store, isolated):
     seed(file_store, "alpha", ["ship"] * 5, [80] * 5)
     ok = runner.invoke(
@@ -144,6 +147,7 @@ def test_label_and_queue_commands(file_store, isolated):
     assert res.exit_code == 0 and "alpha" in res.output and "1 of 5" in res.output, res.output
 
 
+@pytest.mark.slow
 def test_queue_lists_the_least_certain_verdicts_first(file_store):
     seed(file_store, "sure-ship", ["ship"] * 5, [90, 88, 85, 92, 90])  # 5-0, far from the line
     seed(file_store, "split-far", ["ship", "ship", "ship", "skip", "skip"], [95, 95, 95, 10, 10])  # 3-2
@@ -165,6 +169,7 @@ def test_queue_lists_the_least_certain_verdicts_first(file_store):
         queue(file_store, 0)
 
 
+@pytest.mark.slow
 def test_judge_alignment_gives_agreement_and_kappa_per_persona_model_and_month(store):
     # Two models' takes; editors' calls chosen so agreement and kappa differ by model.
     panel = {
@@ -213,6 +218,7 @@ def test_judge_alignment_gives_agreement_and_kappa_per_persona_model_and_month(s
     assert rows[("founder", "m1")]["labels"] == 3 and rows[("builder", "m2")]["labels"] == 2
 
 
+@pytest.mark.slow
 def test_calibrate_with_labels_fits_the_editors_calls_on_the_stored_answers(
     fake, isolated, tmp_path, monkeypatch
 ):

@@ -333,6 +333,7 @@ def test_no_call_starts_while_the_provider_says_none_are_left():
     assert time.monotonic() - started >= 0.25
 
 
+@pytest.mark.slow
 def test_clients_sharing_a_governor_stay_under_a_providers_rate_limit(server):
     from concurrent.futures import ThreadPoolExecutor
 

@@ -98,6 +98,7 @@ def test_the_seats_are_the_persona_files_in_their_stated_order(tmp_path):
     assert seats[0].colour == "#ff7f0e"  # copied from the founder's file
 
 
+@pytest.mark.slow
 def test_the_cli_offers_the_discovered_seats(tmp_path):
     copy = _with_seats(tmp_path, {"investor": "order: 6\n"})
     env = {**os.environ, "SHIPSKIP_PROMPTS_DIR": str(copy), "COLUMNS": "200", "NO_COLOR": "1"}

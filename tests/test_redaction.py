@@ -63,6 +63,7 @@ def haystacks(isolated: Path) -> dict[str, str]:
     return {str(p): p.read_bytes().decode("latin-1") for p in isolated.rglob("*") if p.is_file()}
 
 
+@pytest.mark.slow
 def test_a_provider_that_returns_the_key_leaves_none_of_it_stored_or_published(
     fake, isolated, monkeypatch, capsys
 ):

@@ -77,6 +77,7 @@ def test_abstaining_persona_renders_no_panel_take_and_pct_over_the_rest(store, i
     assert "67%" in text and text.count("No panel take") == 2
 
 
+@pytest.mark.slow
 def test_votes_show_apart_from_the_panel(pair, isolated):
     pair.add_vote("smollm3", "skip", "ana")
     path, panels = write_compare(pair, isolated / "out", "claw-code", "smollm3")
@@ -201,6 +202,7 @@ def test_pages_and_show_explain_a_checklist_score_by_its_criteria(store, isolate
     ]
 
 
+@pytest.mark.slow
 def test_pages_show_reruns_links_meta_and_the_demo_model(pair, isolated):
     from shipskip.models import Take, Usage
 
@@ -241,6 +243,7 @@ def test_a_non_web_address_never_becomes_a_link(store, isolated):
     assert "javascript:" not in path.read_text() and "javascript:" not in path.with_suffix(".md").read_text()
 
 
+@pytest.mark.slow
 def test_tool_pages_have_similar_tools_a_badge_and_its_snippet(store, isolated):
     import xml.etree.ElementTree as ET
 
@@ -279,6 +282,7 @@ def test_a_reviewer_page_shows_the_lens_and_the_record(pair, isolated):
         write_reviewer(pair, isolated / "out", ROOT / "prompts", "critic")
 
 
+@pytest.mark.slow
 def test_compare_with_the_demo_model_note_still_reads_back_its_verdicts(store, isolated):
     """The demo note sits above the decision table; the order check must still find it."""
     from typer.testing import CliRunner
@@ -297,6 +301,7 @@ def test_compare_with_the_demo_model_note_still_reads_back_its_verdicts(store, i
     assert "embedded demo model" in md and "warning" not in res.output
 
 
+@pytest.mark.slow
 def test_a_composed_take_is_marked_with_its_reason_on_pages_and_in_show(store, isolated, monkeypatch):
     from typer.testing import CliRunner
 
@@ -336,6 +341,7 @@ def test_a_take_the_checks_cannot_judge_gets_no_badge(store, isolated):
     assert 'class="flag' not in page and "ungrounded" not in page
 
 
+@pytest.mark.slow
 def test_flagged_on_the_pages_agrees_with_the_views(store, isolated):
     """A flagged seat that abstained is left out of nothing: the page marks no injection and
     panel_verdicts counts none. A flagged seat that spoke is marked and counted as flagged."""
@@ -357,6 +363,7 @@ def test_flagged_on_the_pages_agrees_with_the_views(store, isolated):
     assert view == 1 and "injection flagged" in page and "1 flagged, not counted" in page
 
 
+@pytest.mark.slow
 def test_digest_writes_only_its_own_page_and_compare_reports_every_file(pair, isolated):
     from shipskip import usecases
     from shipskip.publish import current_week
@@ -412,6 +419,7 @@ def test_a_seat_with_no_signal_is_shown_but_not_counted_on_pages_in_the_view_and
     assert shown.exit_code == 0 and NO_SIGNAL in flat and "1 seat not counted" in flat
 
 
+@pytest.mark.slow
 def test_a_verdict_likely_to_flip_reads_contested_on_the_page_badge_and_in_show(store, isolated, monkeypatch):
     from typer.testing import CliRunner
 

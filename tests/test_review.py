@@ -16,6 +16,7 @@ def stored(isolated):
     return Store(isolated / "shipskip.duckdb")
 
 
+@pytest.mark.slow
 def test_review_stores_five_takes_in_one_run(fake, isolated):
     out = review(CARD)
     assert len(out.takes) == 5 and not out.skipped
@@ -31,6 +32,7 @@ def test_review_stores_five_takes_in_one_run(fake, isolated):
     assert sum(r["attempts"] for r in rows) == len(fake.requests)
 
 
+@pytest.mark.slow
 def test_same_card_is_not_reviewed_twice_unless_forced(holistic, isolated):
     fake = holistic
     review(CARD)
@@ -57,6 +59,7 @@ def test_a_persona_that_keeps_failing_abstains_and_the_rest_count(holistic, isol
     assert row["verdict"] is None and "JSON" in row["error"] and row["attempts"] == 3
 
 
+@pytest.mark.slow
 def test_an_interrupted_review_does_not_ask_again_for_stored_takes(holistic, isolated):
     fake = holistic
     store = stored(isolated)
@@ -126,6 +129,7 @@ def test_end_to_end_with_the_real_embedded_model(isolated, prefect_harness):
     assert not [c for c in own_children() if "llama_cpp.server" in c], "the embedded server must be stopped"
 
 
+@pytest.mark.slow
 def test_a_persona_can_use_its_own_provider_and_model(holistic, isolated, monkeypatch):
     fake = holistic
     from fakeopenai import FakeOpenAI
@@ -212,6 +216,7 @@ def test_checklist_score_is_the_weighted_sum_of_logprob_answers(fake, isolated):
     )
 
 
+@pytest.mark.slow
 def test_an_answer_is_explained_against_the_fit_never_against_the_other_answers(fake, isolated):
     """The same answer to one question is listed the same way whatever the model says to the
     others: it is measured against the fit's mean answer to that question. (Measured against the
@@ -239,6 +244,7 @@ def test_an_answer_is_explained_against_the_fit_never_against_the_other_answers(
         )
 
 
+@pytest.mark.slow
 def test_a_model_answer_never_contradicts_the_card_fact_that_settles_it(fake, isolated):
     """SmolLM3's card reports no failures and offers a free start; Claw Code's card offers no
     free start. A model that answers the opposite is not listed against the card: each seat
@@ -290,6 +296,7 @@ def test_checklist_falls_back_to_sampled_answers_without_logprobs(fake, isolated
     assert {c["p_yes"] for c in crit} <= {0.0, 1.0} and 1.0 in {c["p_yes"] for c in crit}
 
 
+@pytest.mark.slow
 def test_a_provider_that_refuses_logprobs_is_asked_plainly(fake, isolated):
     from fakeopenai import Reply, is_question, take_text
 
@@ -511,6 +518,7 @@ def test_a_killed_review_leaves_no_model_server_behind(isolated):
     assert not [p for p in isolated.iterdir() if p.name.startswith("shipskip-")], "temporary files left"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arm", ["failures in a row", "deadline"])
 def test_a_dead_provider_costs_a_bounded_time_and_leaves_the_tool_for_a_later_run(
     fake, isolated, monkeypatch, arm

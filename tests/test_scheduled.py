@@ -1,5 +1,6 @@
 import shutil
 
+import pytest
 import yaml
 from conftest import ROOT, ingest, rerun
 from fakeopenai import Reply, lead_of, persona_of, take_json
@@ -15,6 +16,7 @@ def inbox(tmp_path, *names):
     return d
 
 
+@pytest.mark.slow
 def test_new_tools_are_reviewed_once_and_again_when_changed(holistic, tmp_path):
     fake = holistic
     d = inbox(tmp_path, "smollm3.yaml", "pagerduck.yaml")
@@ -34,6 +36,7 @@ def test_new_tools_are_reviewed_once_and_again_when_changed(holistic, tmp_path):
     assert hashes[0]["n"] == 2
 
 
+@pytest.mark.slow
 def test_rerun_keeps_history_and_can_flip_the_verdict(holistic, tmp_path):
     fake = holistic
     fake.default = lambda req: (
@@ -65,6 +68,7 @@ def test_rerun_keeps_history_and_can_flip_the_verdict(holistic, tmp_path):
     assert (run["label"], run["ship"], run["skip"]) == ("Ship", 3, 1)
 
 
+@pytest.mark.slow
 def test_a_rerun_reason_is_stored_without_control_characters_or_refused(holistic, tmp_path):
     import pytest
 
@@ -137,6 +141,7 @@ def test_llm_concurrency_bounds_calls_in_flight(holistic, tmp_path, monkeypatch)
     assert slow.peak == 2
 
 
+@pytest.mark.slow
 def test_checklist_rerun_keeps_the_old_take_and_stores_new_criteria(fake, tmp_path):
     from fakeopenai import is_question, take_text, yes
 
@@ -165,6 +170,7 @@ def test_an_ingest_reviews_at_most_the_cap_and_leaves_the_rest_for_the_next_run(
     assert sorted(second["unchanged"]) == first["reviewed"]
 
 
+@pytest.mark.slow
 def test_a_failed_rerun_keeps_the_good_take_and_fails(fake, tmp_path, monkeypatch):
     import pytest
     from fakeopenai import is_question, take_text, yes
@@ -233,6 +239,7 @@ def _held_elsewhere(store: Store, slug: str) -> None:
         )
 
 
+@pytest.mark.slow
 def test_an_ingest_comes_back_to_a_tool_another_process_holds(holistic, tmp_path, monkeypatch):
     import threading
     import time
@@ -263,6 +270,7 @@ def test_an_ingest_comes_back_to_a_tool_another_process_holds(holistic, tmp_path
     assert store.query("SELECT count(*) AS n FROM current_takes WHERE slug = 'pagerduck'")[0]["n"] == 5
 
 
+@pytest.mark.slow
 def test_a_dead_provider_stops_the_ingest_and_leaves_every_tool_for_the_next_run(fake, tmp_path, monkeypatch):
     """One breaker for the run: the seats of every tool in flight fail at once when it opens,
     no tool is marked reviewed, and the next ingest reviews them all."""

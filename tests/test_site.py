@@ -81,6 +81,7 @@ def crawl(out: Path) -> tuple[set[Path], list[str]]:
     return seen, broken
 
 
+@pytest.mark.slow
 def test_site_builds_every_page_kind_and_every_link_resolves(shelf, isolated):
     out = isolated / "out"
     report = site.build(shelf, get_settings())
@@ -112,6 +113,7 @@ def test_site_builds_every_page_kind_and_every_link_resolves(shelf, isolated):
     assert "Ship · 4 ship / 0 skip" in index and "<b>" not in index.replace("<b>Tool", "")
 
 
+@pytest.mark.slow
 def test_the_feed_parses_and_the_sitemap_lists_the_pages(shelf, isolated, monkeypatch):
     out = isolated / "out"
     site.build(shelf, get_settings())
@@ -146,6 +148,7 @@ def test_the_feed_parses_and_the_sitemap_lists_the_pages(shelf, isolated, monkey
     assert "href=&#34;https://ship.example/reviews/tools/alpha.html&#34;" in tool
 
 
+@pytest.mark.slow
 def test_a_second_build_writes_nothing_and_a_vote_rewrites_only_that_tools_pages(shelf, isolated):
     out = isolated / "out"
     first = site.build(shelf, get_settings())
@@ -170,6 +173,7 @@ def test_a_second_build_writes_nothing_and_a_vote_rewrites_only_that_tools_pages
     assert "Skeptic updated" in (out / "tools" / "beta.html").read_text()
 
 
+@pytest.mark.slow
 def test_a_deleted_file_is_written_again_and_pages_of_a_removed_tool_are_removed(shelf, isolated):
     out = isolated / "out"
     site.build(shelf, get_settings())
@@ -186,6 +190,7 @@ def test_a_deleted_file_is_written_again_and_pages_of_a_removed_tool_are_removed
     assert crawl(out)[1] == []
 
 
+@pytest.mark.slow
 def test_every_page_kind_says_when_the_demo_model_made_it(store, isolated):
     from typer.testing import CliRunner
 
@@ -230,6 +235,7 @@ def test_nearest_takes_the_closest_ship_rates_in_the_category():
     assert site.nearest(ranked, 0)["a"] == []
 
 
+@pytest.mark.slow
 def test_no_page_name_comes_from_anything_but_a_checked_slug(shelf, isolated):
     out = isolated / "out"
     site.build(shelf, get_settings())
@@ -280,6 +286,7 @@ def test_the_flows_publish_what_they_reviewed_with_an_artifact_listing_the_pages
     assert "tools/smollm3.html" in tables["rerun"].data and "tools/claw-code.md" not in tables["rerun"].data
 
 
+@pytest.mark.slow
 def test_shipskip_site_builds_without_a_prefect_server_and_names_the_file_to_open(shelf, isolated):
     from typer.testing import CliRunner
 
@@ -326,6 +333,7 @@ def test_chromium_walks_the_site_and_no_page_scrolls_sideways_on_a_phone(shelf, 
                     page.load((out / walk[-1][1]).as_uri())
 
 
+@pytest.mark.slow
 def test_a_build_rendered_in_forked_processes_writes_the_same_site(shelf, isolated, monkeypatch):
     one = site.build(shelf, get_settings())
     monkeypatch.setattr(site, "_FORK_FROM", 1)  # the demo store is far below the real threshold

@@ -88,6 +88,7 @@ def test_database_file_lives_where_settings_say(isolated):
     assert (isolated / "nested" / "db.duckdb").is_file()
 
 
+@pytest.mark.slow
 def test_a_tool_has_one_writer_at_a_time(store):
     import subprocess
     import sys
@@ -122,6 +123,7 @@ def test_a_tool_has_one_writer_at_a_time(store):
     assert store.begin_run(card, unless_reviewed=True) is None
 
 
+@pytest.mark.slow
 def test_a_writer_that_cannot_get_the_database_names_the_holder(tmp_path):
     import subprocess
     import sys
@@ -169,6 +171,7 @@ def test_a_reader_brings_an_older_database_up_to_date(tmp_path):
     assert versions == [m[0] for m in migrations()]
 
 
+@pytest.mark.slow
 def test_the_sql_view_applies_the_same_verdict_rule_as_aggregate(store):
     """The verdict rule lives in panel.aggregate; panel_verdicts restates it for analysts.
     The rule depends only on how many seats ship, skip and abstain (and how many are flagged),
@@ -227,6 +230,7 @@ RANKED = (
 )
 
 
+@pytest.mark.slow
 def test_the_current_flag_marks_exactly_the_latest_committed_take(store, tmp_path):
     """current_takes filters on a flag the store keeps at commit: it must be the same set the
     ranking of every committed take gives, after reviews, reruns, a failed rerun, a run left
@@ -267,6 +271,7 @@ BY_JOIN = (
 )
 
 
+@pytest.mark.slow
 def test_take_changes_reads_what_a_join_of_every_take_finds(store, tmp_path):
     """Migration 014 has each take keep what it replaced; the view must give what joining every
     take to its previous version gave: after reviews, reruns on other models, a changed card,
@@ -340,6 +345,7 @@ def test_a_load_refuses_takes_whose_run_is_not_complete(store, tmp_path):
     assert [r["n"] for r in store.query("SELECT count(*) AS n FROM committed_takes")] == [5]
 
 
+@pytest.mark.slow
 def test_a_take_whose_verdict_does_not_follow_its_score_is_refused_on_both_backends(store, tmp_path):
     """The single file's CHECK, which a lake cannot hold, asked by the store of every take."""
     from shipskip.errors import ShipskipError
@@ -421,6 +427,7 @@ def _racing_checkpoints(store, monkeypatch, fail_calls=()):
     return batches, raised
 
 
+@pytest.mark.slow
 def test_checkpoints_waiting_at_once_are_written_together(file_store, monkeypatch):
     batches, raised = _racing_checkpoints(file_store, monkeypatch)
     assert not raised
@@ -430,6 +437,7 @@ def test_checkpoints_waiting_at_once_are_written_together(file_store, monkeypatc
     assert batches[0] == 1 and len(batches) <= 3 and max(batches) >= 5, batches
 
 
+@pytest.mark.slow
 def test_a_failed_checkpoint_write_costs_its_writer_and_the_others_write_their_own(file_store, monkeypatch):
     # The second write (the queued nine together) fails: its writer raises; the other eight
     # takes it held go back to their own threads, which store them.
@@ -443,6 +451,7 @@ def test_a_failed_checkpoint_write_costs_its_writer_and_the_others_write_their_o
     assert file_store._queue == []  # nothing left to be written behind a caller's back
 
 
+@pytest.mark.slow
 def test_threads_of_one_process_hand_the_open_file_on_instead_of_reopening_it(file_store, monkeypatch):
     """Group commit: writes queued behind one another share one open of the file (14 ms
     each), and every write still lands."""

@@ -97,6 +97,7 @@ def test_a_name_or_number_the_card_holds_in_brackets_or_labels_passes():
     assert unsupported(text, CLAW, labels=["Vendor check passes"]) is None
 
 
+@pytest.mark.slow
 def test_composed_takes_state_only_what_their_card_says_on_every_reference_card():
     """Composed from the checklist, a take is grounded by construction: on all 101 reference
     cards and every seat, with the shipped answers, it names a card fact and nothing else."""

@@ -38,6 +38,7 @@ def votes_in(store: Store) -> list[dict]:
     return store.query("SELECT slug, vote, voter FROM votes ORDER BY slug, voter")
 
 
+@pytest.mark.slow
 def test_a_reader_votes_changes_the_vote_and_the_page_shows_the_stores_count(served):
     client = TestClient(make_app(served, get_settings()))
     page = client.get("/tools/alpha.html")
@@ -56,6 +57,7 @@ def test_a_reader_votes_changes_the_vote_and_the_page_shows_the_stores_count(ser
     assert len(votes_in(served)) == 2
 
 
+@pytest.mark.slow
 def test_helpful_marks_count_once_per_reader(served):
     client = TestClient(make_app(served, get_settings()))
     token = token_of(client.get("/tools/alpha.html").text)
@@ -65,6 +67,7 @@ def test_helpful_marks_count_once_per_reader(served):
     assert "1 found this helpful" in client.get("/tools/alpha.html").text
 
 
+@pytest.mark.slow
 def test_forged_oversized_unknown_and_too_many_posts_store_nothing(served):
     app = make_app(served, get_settings())
     client = TestClient(app)
@@ -105,6 +108,7 @@ def test_the_site_is_served_with_the_static_pages_headers(served):
     assert 'name="csrf"' not in (get_settings().out_dir / "tools" / "alpha.html").read_text()
 
 
+@pytest.mark.slow
 def test_votes_from_many_readers_at_once_are_batched_and_none_is_lost(served, monkeypatch):
     monkeypatch.setenv("SHIPSKIP_WEB_POSTS_PER_MINUTE", "1000")
     app = make_app(served, get_settings())

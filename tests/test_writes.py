@@ -33,6 +33,7 @@ def files_under(folder):
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
 
 
+@pytest.mark.slow
 def test_a_subfolder_that_links_outside_is_refused_and_nothing_lands_there(two_tools, isolated):
     out, elsewhere = isolated / "out", isolated / "elsewhere"
     elsewhere.mkdir()
@@ -139,6 +140,7 @@ def test_a_staged_write_into_a_folder_linking_outside_moves_nothing(tmp_path):
     assert files_under(outside) == [] and files_under(root) == ["views"]
 
 
+@pytest.mark.slow
 def test_sql_and_trends_out_never_write_through_a_link(fake, isolated, tmp_path, monkeypatch):
     Store(isolated / "shipskip.duckdb").init()
     work, outside = tmp_path / "work", tmp_path / "outside"
