@@ -11,9 +11,6 @@ from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
-from flows import PersonaName
-from flows.review import ask_as_tasks, log_take, publish_review
-from flows.site import publish
 from shipskip import usecases
 from shipskip.errors import ShipskipError
 from shipskip.models import ToolCard
@@ -22,6 +19,10 @@ from shipskip.outcome import ReviewOutcome
 from shipskip.review import Panel
 from shipskip.settings import Settings, get_settings
 from shipskip.store import Store
+
+from .choices import PersonaName
+from .review import ask_as_tasks, log_take, publish_review
+from .site import publish
 
 # The live objects a tool's subflow reviews with (set in the thread that calls it), so the
 # subflow's one parameter is the card: plain data Prefect shows and stores.

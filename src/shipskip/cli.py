@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import importlib
 import logging
 import re
 import sys
@@ -11,6 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from enum import StrEnum
 from pathlib import Path
+from types import ModuleType
 from typing import Annotated, Any
 
 import typer
@@ -93,6 +95,20 @@ err = Console(stderr=True, emoji=False)
 
 def _store() -> Store:
     return Store.from_settings(get_settings())
+
+
+def flows_module(name: str) -> ModuleType:
+    """A module of the Prefect flows, imported when a command runs one. An installed wheel holds
+    them as `shipskip_flows`; a checkout as the folder `flows/` beside `src/` (on the path in an
+    editable install), which keeps its name for prefect.yaml's entrypoints."""
+    try:
+        return importlib.import_module(f"shipskip_flows.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != "shipskip_flows":
+            raise  # the package is there and something it imports is not: say so
+    import flows
+
+    return importlib.import_module(f"{flows.__name__}.{name}")
 
 
 def _quiet_prefect_loggers() -> None:
@@ -282,8 +298,7 @@ def review(
     """Run the panel on one or more tool cards and print each panel."""
     with user_errors():
         checked = [load_card(p) for p in cards]
-    from flows.review import review_tool
-
+    review_tool = flows_module("review").review_tool
     _quiet_prefect_loggers()
     with prefect_api():
         for path, card in zip(cards, checked, strict=True):
@@ -454,12 +469,11 @@ def ingest(
     source: Annotated[str, typer.Argument(help="Folder of cards, .jsonl file, feed file or URL.")],
 ) -> None:
     """Review every new or changed tool in a source, once (what the scheduled run does)."""
-    from flows.scheduled import review_new_tools
-
     from .usecases import ingest_inputs
 
     with user_errors():
         ingest_inputs(source)  # before the Prefect API or a model server starts
+    review_new_tools = flows_module("scheduled").review_new_tools  # imports Prefect: after the check
     _quiet_prefect_loggers()
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=err, transient=True) as bar:
         shown = for_terminal(source)
@@ -515,8 +529,6 @@ def rerun(
     prompt_version: Annotated[str | None, typer.Option(help="Persona prompt version.")] = None,
 ) -> None:
     """Run one persona again on one tool; the old take stays as history."""
-    from flows.scheduled import rerun_persona
-
     from .usecases import rerun_inputs, rerun_reason
 
     # Checked before anything starts (the Prefect API, the model server): an unknown tool or
@@ -528,6 +540,8 @@ def rerun(
         rerun_inputs(
             tool, persona.value, reason, _store(), settings, model=model, prompt_version=prompt_version
         )
+    # Only now: importing the flows imports Prefect, seconds a bad input need not wait.
+    rerun_persona = flows_module("scheduled").rerun_persona
     _quiet_prefect_loggers()
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=err, transient=True) as bar:
         bar.add_task(f"Asking the {persona.value.title()} about {for_terminal(tool)} again", total=None)
@@ -587,10 +601,10 @@ def serve(
     store, its weekly upkeep too (Sundays 05:00 UTC, as prefect.yaml's weekly-maintenance)."""
     from prefect.schedules import Cron
 
-    from flows.maintain import maintain_store
-    from flows.scheduled import review_new_tools
-
     from .orchestration import serve as serve_deployments
+
+    maintain_store = flows_module("maintain").maintain_store
+    review_new_tools = flows_module("scheduled").review_new_tools
 
     # Its own name, so it never replaces the `daily-new-tools` deployment of prefect.yaml; one
     # run at a time, as there.
