@@ -301,11 +301,11 @@ def review(
     review_tool = flows_module("review").review_tool
     _quiet_prefect_loggers()
     with prefect_api():
-        for path, card in zip(cards, checked, strict=True):
-            _review_one(path, card, force, review_tool)
+        for card in checked:
+            _review_one(card, force, review_tool)
 
 
-def _review_one(path: Path, card: ToolCard, force: bool, review_tool: Callable[..., Any]) -> None:
+def _review_one(card: ToolCard, force: bool, review_tool: Callable[..., Any]) -> None:
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -328,10 +328,10 @@ def _review_one(path: Path, card: ToolCard, force: bool, review_tool: Callable[.
                 bar.advance(job)
 
         with user_errors(), signals.listening(tick):
-            out = review_tool(card_path=str(path), force=force)
+            out = review_tool(card=card, force=force)  # read once, above: never parsed again
     note = " (already reviewed; --force to review again)" if out.skipped else ""
     console.print(takes_table(f"{out.name}{note}", out.takes))
-    console.print(verdict_line(aggregate(out.takes, get_settings().contested_above)), highlight=False)
+    console.print(verdict_line(out.verdict), highlight=False)  # as the review worked it out
     print_calibrations(out.takes)
     print_cost(out.takes)
 
