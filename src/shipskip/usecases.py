@@ -33,7 +33,7 @@ from .models import Take, ToolCard, card_text
 from .outcome import ReviewOutcome
 from .panel import aggregate
 from .personas import PromptSet, load_prompts
-from .publish import compare_both_orders, verdicts_by_tool, write_compare
+from .publish import verdicts_shown, write_compare
 from .quality import order_independent
 from .review import SlotFactory, asked_model, open_panel
 from .settings import Settings
@@ -359,7 +359,9 @@ def compare(store: Store, settings: Settings, tool_a: str, tool_b: str) -> Compa
 
     files: list[Path] = []
     path, panels = write_compare(store, settings.out_dir, tool_a, tool_b, files)
-    stable = order_independent(*(verdicts_by_tool(p) for p in compare_both_orders(store, tool_a, tool_b)))
+    # The panels the page was rendered from, in both orders: no second read of the store, and
+    # no rendered page read back.
+    stable = order_independent(verdicts_shown(panels), verdicts_shown(panels[::-1]))
     names = (panels[0].card.name, panels[1].card.name)
     return Comparison(path, scorecard_markdown(panels), stable, names, tuple(files))
 
