@@ -122,20 +122,17 @@ def rerun_persona(
     try:
         store = Store.from_settings(settings)
         # An unknown tool, persona or prompt version fails here, before a model server starts.
-        card, _ = usecases.rerun_inputs(
+        inputs = usecases.rerun_inputs(
             tool, persona, reason, store, settings, model=model, prompt_version=prompt_version
         )
         seat_slot = seat_limit(settings)
-        take = usecases.rerun(
-            tool, persona, reason, store, settings, model=model, prompt_version=prompt_version,
-            asker=PrefectAsker, seat_slot=seat_slot,
-        )  # fmt: skip
+        take = usecases.rerun(inputs, store, settings, asker=PrefectAsker, seat_slot=seat_slot)
     except ShipskipError as exc:
         return failed(exc)
     publish_review(
-        ReviewOutcome.from_store(store, card, skipped=False, contested_above=settings.contested_above),
-        card, store, f"{persona} rerun",
-        usecases.rerun_reason(reason),  # as stored: control characters out
+        ReviewOutcome.from_store(store, inputs.card, skipped=False, contested_above=settings.contested_above),
+        inputs.card, store, f"{persona} rerun",
+        inputs.reason,  # as stored: control characters out
     )  # fmt: skip
     try:  # every page the tool appears on: its digests changed, no other page's did
         publish(store, settings, f"{persona} rerun of {tool}")

@@ -268,6 +268,18 @@ def rerun_reason(reason: str) -> str:
     return text
 
 
+@dataclass(frozen=True)
+class RerunInputs:
+    """A rerun's inputs as checked (`rerun_inputs`): the tool's card, the persona, the reason as
+    stored, the prompts with the asked version, and another model, if one was asked for."""
+
+    card: ToolCard
+    persona: str
+    reason: str
+    prompts: PromptSet
+    model: str | None = None
+
+
 def rerun_inputs(
     tool: str,
     persona: str,
@@ -277,11 +289,10 @@ def rerun_inputs(
     *,
     model: str | None = None,
     prompt_version: str | None = None,
-) -> tuple[ToolCard, PromptSet]:
-    """A rerun's inputs, checked before anything starts (a Prefect API, a model server): the
-    card of the tool and the prompts with the asked version. Raises a typed ShipskipError
-    naming the first bad input."""
-    rerun_reason(reason)
+) -> RerunInputs:
+    """A rerun's inputs, checked before anything starts (a Prefect API, a model server). Raises
+    a typed ShipskipError naming the first bad input."""
+    reason = rerun_reason(reason)
     if model is not None and not model.strip():
         raise BadParameter("model", "names no model; leave it out for the seat's own")
     # The seats first: an unknown one needs no database, and its archived versions are its own.
@@ -292,7 +303,7 @@ def rerun_inputs(
     if card is None:
         raise UnknownTool(tool)
     prompts = load_prompts(settings.prompts_dir, versions={persona: prompt_version})
-    return card, prompts
+    return RerunInputs(card, persona, reason, prompts, model)
 
 
 def ingest_inputs(source: str) -> None:
@@ -307,23 +318,19 @@ def ingest_inputs(source: str) -> None:
 
 
 def rerun(
-    tool: str,
-    persona: str,
-    reason: str,
+    inputs: RerunInputs,
     store: Store,
     settings: Settings,
     *,
-    model: str | None = None,
-    prompt_version: str | None = None,
     asker: Asker = ThreadAsker,
     seat_slot: SlotFactory | None = None,
 ) -> Take:
-    """One persona again on one tool: the new take becomes current, the old one stays as history.
-    A failure keeps the current take, is recorded in history, and raises."""
-    reason = rerun_reason(reason)
-    card, prompts = rerun_inputs(
-        tool, persona, reason, store, settings, model=model, prompt_version=prompt_version
-    )
+    """One persona again on one tool, its inputs checked already (`rerun_inputs`): the new take
+    becomes current, the old one stays as history. A failure keeps the current take, is
+    recorded in history, and raises."""
+    card, persona, reason, prompts, model = (
+        inputs.card, inputs.persona, inputs.reason, inputs.prompts, inputs.model
+    )  # fmt: skip
     costs.sync_prices(store, settings)  # the cost views price this take
     run = store.begin_run(card, kind="rerun", reason=reason)
     assert run is not None  # only a review can find its card already done
@@ -339,7 +346,9 @@ def rerun(
             )  # fmt: skip
     if take.error:
         store.fail_rerun(run, take, reason)
-        raise ShipskipError(f"rerun of {persona} on {tool} failed, the current take is kept: {take.error}")
+        raise ShipskipError(
+            f"rerun of {persona} on {card.slug} failed, the current take is kept: {take.error}"
+        )
     store.commit_review(run, card, [take])
     return take
 
