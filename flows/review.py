@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -44,11 +45,12 @@ class SeatPrompt(CachePolicy):
     model, which the live panel knows (`describe`, given the persona)."""
 
     # (persona) -> (prompt hash, model). Given by name: CachePolicy's own fields come first.
-    describe: Any = None
+    describe: Callable[[str], tuple[str, str]] | None = None
 
     def compute_key(
         self, task_ctx: TaskRunContext, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs: Any
     ) -> str | None:
+        assert self.describe is not None, "SeatPrompt(describe=...) names the seat's prompt and model"
         return hash_objects(*self.describe(inputs["persona"]), raise_on_failure=True)
 
 
