@@ -59,6 +59,7 @@ def bench(args: argparse.Namespace) -> None:
     import httpx
 
     from shipskip.cards import load_card
+    from shipskip.cli import flows_module  # the flows' package, from a checkout or a wheel
     from shipskip.embedded import EMBEDDED_MODEL, embedded_server
     from shipskip.models import reply_json_schema
     from shipskip.personas import load_prompts, render_messages
@@ -78,7 +79,7 @@ def bench(args: argparse.Namespace) -> None:
         for p in prompts.personas
     ]
 
-    from flows.review import review_tool
+    review_tool = flows_module("review").review_tool
 
     direct: list[float] = []
     through: dict[str, list[float]] = {"holistic": [], "checklist": []}
@@ -117,7 +118,7 @@ def bench(args: argparse.Namespace) -> None:
     # prompt cache included: the raw cost of the same review.
     import shutil
 
-    from flows.scheduled import review_new_tools
+    review_new_tools = flows_module("scheduled").review_new_tools
     from shipskip.transport import DeadlineTransport
 
     plain = DeadlineTransport.handle_request

@@ -8,12 +8,13 @@ from prefect import flow, get_run_logger
 from prefect.states import State
 from pydantic import Field
 
-from flows import PersonaName
 from shipskip import labels
 from shipskip.errors import ShipskipError
 from shipskip.orchestration import failed, one_line_parameter_errors
 from shipskip.settings import get_settings
 from shipskip.store import Store
+
+from .choices import PersonaName
 
 
 @one_line_parameter_errors

@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
-from contextvars import ContextVar
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from prefect import flow, get_run_logger, task
+from prefect import Task, flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
-from prefect.client.orchestration import SyncPrefectClient
-from prefect.client.schemas.actions import ArtifactCreate as ArtifactRequest
+from prefect.cache_policies import INPUTS, CachePolicy
 from prefect.context import TaskRunContext
 from prefect.runtime import flow_run, task_run
 from prefect.states import Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.utilities.hashing import hash_objects
 from pydantic import Field
 
 from shipskip import costs, usecases
+from shipskip.asking import ask_seat
 from shipskip.cards import load_card
-from shipskip.errors import BudgetReached, ProviderRejected, ShipskipError
+from shipskip.errors import BadParameter, BudgetReached, ProviderRejected, ShipskipError
 from shipskip.models import Take, ToolCard, clean_text
 from shipskip.orchestration import failed, one_line_parameter_errors, seat_limit
 from shipskip.outcome import ReviewOutcome
@@ -32,51 +34,84 @@ from shipskip.store import Run, Store
 SEAT_RETRIES = 1
 
 
-# The live objects a seat is asked with (a client pool, a database), for the tasks of this
-# flow run only: Prefect's task runner copies the context into each task's thread, so the task
-# itself takes only serialisable inputs and Prefect can key, cache and retry it.
-_ASKING: ContextVar[tuple[Panel, Store]] = ContextVar("shipskip_asking")
-
-
 # The name of the state a seat's task ends in when its own asking failed (its take, an
 # abstention holding the error, is checkpointed): told apart from a task that broke by name.
 SEAT_FAILED = "SeatFailed"
 
 
-def seat_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
-    """One take per run, seat, prompt and model: a retried flow run finds the seats already
-    answered in Prefect's result store; a rerun is a new run and asks again."""
-    panel, _ = _ASKING.get()
-    persona, run = parameters["persona"], parameters["run"]
-    model = panel.clients[persona].model
-    return f"take-{run.run_id}-{persona}-{panel.prompts.prompt_hash(persona)}-{model}"
+@dataclass
+class SeatPrompt(CachePolicy):
+    """The part of a take's cache key its task's inputs do not carry: the seat's prompt hash and
+    model, which the live panel knows (`describe`, given the persona)."""
+
+    # (persona) -> (prompt hash, model). Given by name: CachePolicy's own fields come first.
+    describe: Callable[[str], tuple[str, str]] | None = None
+
+    def compute_key(
+        self, task_ctx: TaskRunContext, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs: Any
+    ) -> str | None:
+        assert self.describe is not None, "SeatPrompt(describe=...) names the seat's prompt and model"
+        return hash_objects(*self.describe(inputs["persona"]), raise_on_failure=True)
 
 
-def retry_unless_unusable_or_stopping(task: Any, task_run: Any, state: State) -> bool:
-    """A seat is asked once more after its provider failed it, but not when the provider
-    refused us or was given up on (ProviderRejected, ProviderDown): that fails every seat
-    alike, and asking again would only wait the retry delay to fail once more. Nor once its
-    flow run is stopping (SIGTERM)."""
-    panel, _ = _ASKING.get()
-    refused = isinstance(state.data, ProviderRejected | BudgetReached)
-    return not refused and not panel.stop.is_set()
+class PrefectAsker:
+    """The panel asked with a Prefect task per persona, so a flow run shows one task per seat,
+    retried and cached by Prefect. A use case is handed the class and makes one for the panel
+    it opens (`shipskip.asking.Asker`).
 
+    As pydantic-ai's `PrefectModel` does, the task closes over the live objects (the panel's
+    clients, the store) and takes only values: the card, the persona, the run, the reason. Its
+    cache key composes those inputs with the seat's prompt hash and model (`SeatPrompt`): one
+    take per run, seat, prompt and model. A retried flow run finds the seats already answered
+    in Prefect's result store; a rerun is a new run and asks again."""
 
-@task(
-    cache_key_fn=seat_cache_key, persist_result=True, result_serializer="json",
-    task_run_name="{persona}", retries=SEAT_RETRIES, retry_delay_seconds=2,
-    retry_condition_fn=retry_unless_unusable_or_stopping,
-)  # fmt: skip
-def persona_take(card: ToolCard, persona: str, run: Run, reason: str | None = None) -> Take | State:
-    panel, store = _ASKING.get()
-    take = usecases.ask_seat(panel, store, run, persona, card, reason)
-    log_take(get_run_logger(), card.slug, take)
-    if take.error:
-        tries = f"{take.attempts} attempts, try {task_run.run_count} of {SEAT_RETRIES + 1}"
-        # The take (an abstention with the error) is checkpointed already; the state carries
-        # only the message, so Prefect's log line stays one line.
-        return Failed(name=SEAT_FAILED, message=f"{persona} failed after {tries}: {take.error}")
-    return take
+    def __init__(self, panel: Panel, store: Store) -> None:
+        self.panel, self.store = panel, store
+
+        def persona_take(card: ToolCard, persona: str, run: Run, reason: str | None = None) -> Take | State:
+            take = ask_seat(panel, store, run, persona, card, reason)
+            log_take(get_run_logger(), card.slug, take)
+            if take.error:
+                tries = f"{take.attempts} attempts, try {task_run.run_count} of {SEAT_RETRIES + 1}"
+                # The take (an abstention with the error) is checkpointed already; the state
+                # carries only the message, so Prefect's log line stays one line.
+                return Failed(name=SEAT_FAILED, message=f"{persona} failed after {tries}: {take.error}")
+            return take
+
+        def retry_unless_unusable_or_stopping(task: Any, task_run: Any, state: State) -> bool:
+            """A seat is asked once more after its provider failed it, but not when the provider
+            refused us or was given up on (ProviderRejected, ProviderDown): that fails every
+            seat alike, and asking again would only wait the retry delay to fail once more. Nor
+            once its flow run is stopping (SIGTERM)."""
+            refused = isinstance(state.data, ProviderRejected | BudgetReached)
+            return not refused and not panel.stop.is_set()
+
+        def seat(persona: str) -> tuple[str, str]:
+            return panel.prompts.prompt_hash(persona), panel.clients[persona].model
+
+        self.take: Task[..., Take | State] = task(
+            persona_take, cache_policy=INPUTS + SeatPrompt(describe=seat), persist_result=True,
+            result_serializer="json", task_run_name="{persona}", retries=SEAT_RETRIES,
+            retry_delay_seconds=2, retry_condition_fn=retry_unless_unusable_or_stopping,
+        )  # fmt: skip
+
+    def ask(
+        self, card: ToolCard, personas: list[str], run: Run, reason: str | None = None
+    ) -> dict[str, Take]:
+        futures = {p: self.take.submit(card, p, run, reason) for p in personas}
+        for f in futures.values():
+            f.wait()
+        takes = {}
+        for persona, f in futures.items():
+            if f.state.is_failed() and f.state.name == SEAT_FAILED:
+                # The seat's own failure, kept as its take.
+                takes[persona] = self.store.checkpoints(run)[persona]
+                continue
+            got = f.state.result(raise_on_failure=False)
+            if isinstance(got, BaseException):
+                raise got  # the task itself broke (a refused key, say): not a seat's failure
+            takes[persona] = got
+        return takes
 
 
 def log_take(logger: Any, slug: str, take: Take) -> None:
@@ -87,69 +122,35 @@ def log_take(logger: Any, slug: str, take: Take) -> None:
     )  # fmt: skip
 
 
-def ask_as_tasks(
-    panel: Panel, store: Store, run: Run, personas: list[str], card: ToolCard, reason: str | None
-) -> dict[str, Take]:
-    """Each seat as a Prefect task, so the flow run shows one task per persona."""
-    token = _ASKING.set((panel, store))
-    try:
-        futures = {p: persona_take.submit(card, p, run, reason) for p in personas}
-        for f in futures.values():
-            f.wait()
-    finally:
-        _ASKING.reset(token)
-    takes = {}
-    for persona, f in futures.items():
-        if f.state.is_failed() and f.state.name == SEAT_FAILED:
-            takes[persona] = store.checkpoints(run)[persona]  # the seat's own failure, kept as its take
-            continue
-        got = f.state.result(raise_on_failure=False)
-        if isinstance(got, BaseException):
-            raise got  # the task itself broke (a refused key, say): not a seat's failure
-        takes[persona] = got
-    return takes
-
-
 def publish_review(
-    out: ReviewOutcome,
-    store: Store,
-    what: str,
-    reason: str | None = None,
-    client: SyncPrefectClient | None = None,
+    out: ReviewOutcome, card: ToolCard, store: Store, what: str, reason: str | None = None
 ) -> None:
-    """The review as a `review-SLUG` Markdown artifact of this flow run. An ingest passes the
-    one `client` it holds: Prefect's own helper builds a client, TLS context included, per call."""
+    """The review as a `review-SLUG` Markdown artifact of this flow run, through Prefect's
+    public artifact API (inside a flow run it uses the run's own client)."""
     if out.skipped:
         return
+    settings = get_settings()
     with store.reading():
-        card = store.tool(out.slug)
-        if card is None:
-            return
-        panel = ReviewedTool(
+        reviewed = ReviewedTool(
             card, tuple(out.takes), store.votes(out.slug), store.reviewed_at(out.slug),
-            contested_above=get_settings().contested_above,
+            contested_above=settings.contested_above, given_verdict=out.verdict,
         )  # fmt: skip
-    markdown = review_markdown(panel, what, reason)
-    book = costs.PriceBook.of(costs.configured_prices(get_settings()))
+    markdown = review_markdown(reviewed, what, reason)
+    book = costs.PriceBook.of(costs.configured_prices(settings))
     markdown += f"\n\nCost: {costs.summarise(list(out.takes), book).text()}\n"
-    key, description = f"review-{out.slug}", f"{what}: {card.name}"
-    if client is None:
-        create_markdown_artifact(key=key, markdown=markdown, description=description)
-        return
-    client.create_artifact(
-        ArtifactRequest(
-            type="markdown", key=key, description=description, data=markdown, flow_run_id=flow_run.id
-        )
-    )
+    create_markdown_artifact(markdown=markdown, key=f"review-{out.slug}", description=f"{what}: {card.name}")
 
 
 # Threads for the seats; how many ask at once is SHIPSKIP_LLM_CONCURRENCY, held by the panel.
 @one_line_parameter_errors
 @flow(name="review-tool", task_runner=ThreadPoolTaskRunner(), log_prints=False)
 def review_tool(
-    card_path: Annotated[str, Field(description="Path to a tool card: YAML, JSON or Markdown.")],
+    card_path: Annotated[
+        str | None, Field(description="Path to a tool card: YAML, JSON or Markdown.")
+    ] = None,
     force: Annotated[bool, Field(description="Review again even if this exact card was reviewed.")] = False,
     db_path: Annotated[str | None, Field(description="DuckDB file; default SHIPSKIP_DB_PATH.")] = None,
+    card: Annotated[ToolCard | None, Field(description="The card itself, read already (the CLI's).")] = None,
 ) -> ReviewOutcome | State:
     """Review one tool card and store the five takes.
 
@@ -157,16 +158,21 @@ def review_tool(
         card_path: Path to a tool card: YAML, JSON or Markdown with front matter.
         force: Review again even if this exact card was reviewed.
         db_path: DuckDB file; SHIPSKIP_DB_PATH by default.
+        card: The card itself, instead of its path, when the caller has read it already.
     """
     settings = get_settings()
     try:
-        card = load_card(Path(card_path))  # before anything starts: a bad card costs nothing
+        if (card is None) == (card_path is None):
+            raise BadParameter("card_path", "give a card's path or the card itself, one of the two")
+        if card is None:
+            card = load_card(Path(str(card_path)))  # before anything starts: a bad card costs nothing
         seat_slot = seat_limit(settings)
         store = Store.from_settings(settings, db_path)
         out = usecases.review_card(
-            card, store, settings, force=force, ask=ask_as_tasks, flow_run_id=flow_run.id, seat_slot=seat_slot
-        )
+            card, store, settings, force=force, asker=PrefectAsker, flow_run_id=flow_run.id,
+            seat_slot=seat_slot,
+        )  # fmt: skip
     except ShipskipError as exc:
         return failed(exc)
-    publish_review(out, store, "panel review")
+    publish_review(out, card, store, "panel review")
     return out

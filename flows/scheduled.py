@@ -2,51 +2,56 @@
 
 from __future__ import annotations
 
-from contextvars import ContextVar
 from typing import Annotated
 
-from prefect import flow, get_client, get_run_logger
+from prefect import Flow, flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
-from flows import PersonaName
-from flows.review import ask_as_tasks, log_take, publish_review
-from flows.site import publish
 from shipskip import usecases
+from shipskip.asking import Asker, ThreadAsker
 from shipskip.errors import ShipskipError
-from shipskip.models import ToolCard
+from shipskip.models import Take, ToolCard
 from shipskip.orchestration import failed, one_line_parameter_errors, seat_limit, shared_api
 from shipskip.outcome import ReviewOutcome
 from shipskip.review import Panel
-from shipskip.settings import Settings, get_settings
-from shipskip.store import Store
+from shipskip.settings import get_settings
+from shipskip.store import Run, Store
 
-# The live objects a tool's subflow reviews with (set in the thread that calls it), so the
-# subflow's one parameter is the card: plain data Prefect shows and stores.
-_REVIEWING: ContextVar[tuple[Store, Settings, Panel]] = ContextVar("shipskip_reviewing")
-
-
-@flow(name="review-listed-tool", flow_run_name="review-{card.slug}")
-def review_listed_tool(card: ToolCard) -> ReviewOutcome | State:
-    """One tool of an ingest, as a subflow: its own run in the UI, with its own state and logs."""
-    store, settings, panel = _REVIEWING.get()
-    try:
-        return usecases.review_card(card, store, settings, panel=panel, flow_run_id=flow_run.id)
-    except ShipskipError as exc:
-        # One line in its log; the ingest gets the error back as raised (busy, stopped...).
-        return failed(exc)
+from .choices import PersonaName
+from .review import PrefectAsker, log_take, publish_review
+from .site import publish
 
 
-def _review_in_subflow(
-    card: ToolCard, store: Store, settings: Settings, *, panel: Panel, flow_run_id: str | None = None
-) -> ReviewOutcome:
-    token = _REVIEWING.set((store, settings, panel))
-    try:
-        return review_listed_tool(card)
-    finally:
-        _REVIEWING.reset(token)
+class ToolSubflows(ThreadAsker):
+    """An ingest's asker on a shared server: each tool's seats are asked (on the panel's
+    threads, as without Prefect) inside a subflow run `review-SLUG`, so the UI shows each tool
+    as its own run, with its own state and logs. The subflow closes over the panel and store;
+    its parameters are values. Made once per ingest: defining a flow costs tens of ms."""
+
+    def __init__(self, panel: Panel, store: Store) -> None:
+        super().__init__(panel, store)
+        in_threads = super().ask
+
+        @flow(name="review-listed-tool", flow_run_name="review-{card.slug}")
+        def review_listed_tool(
+            card: ToolCard, personas: list[str], run: Run, reason: str | None = None
+        ) -> dict[str, Take] | State:
+            try:
+                return in_threads(card, personas, run, reason)
+            except ShipskipError as exc:
+                # One line in its log; the ingest gets the error back as raised (stopped...).
+                return failed(exc)
+
+        self.subflow: Flow[..., dict[str, Take] | State] = review_listed_tool
+
+    def ask(
+        self, card: ToolCard, personas: list[str], run: Run, reason: str | None = None
+    ) -> dict[str, Take]:
+        # Called without return_state, a flow returns its own value, or raises its failure.
+        return self.subflow(card, personas, run, reason)  # type: ignore[return-value]
 
 
 @one_line_parameter_errors
@@ -71,23 +76,21 @@ def review_new_tools(
     except ShipskipError as exc:
         return failed(exc)
     logger = get_run_logger()
-    client = get_client(sync_client=True)  # one for all the run's artifacts
 
-    def reviewed(out: ReviewOutcome) -> None:
+    def reviewed(card: ToolCard, out: ReviewOutcome) -> None:
         for take in out.takes:
             log_take(logger, out.slug, take)
-        publish_review(out, store, "panel review", client=client)
+        publish_review(out, card, store, "panel review")
 
+    # The one ingest of the library, with or without Prefect; only the asker is the flow's. A
+    # subflow per tool shows in the UI of a shared server; on a temporary API of our own nobody
+    # sees it, and it doubled the cost per tool (0.36 -> 0.78 s, bench/ingest_bench.py).
+    asker: Asker = ToolSubflows if shared_api() else ThreadAsker
     try:
-        with client:
-            report = usecases.ingest(
-                source, store, settings, warn=logger.warning, on_review=reviewed, flow_run_id=flow_run.id,
-                seat_slot=seat_slot,
-                # A subflow per tool shows in the UI of a shared server; on a temporary API of
-                # our own nobody sees it, and it doubled the cost per tool (0.36 -> 0.78 s,
-                # bench/ingest_bench.py).
-                review=_review_in_subflow if shared_api() else usecases.review_card,
-            )  # fmt: skip
+        report = usecases.ingest(
+            source, store, settings, warn=logger.warning, on_review=reviewed, flow_run_id=flow_run.id,
+            seat_slot=seat_slot, asker=asker,
+        )  # fmt: skip
         # The reviews are committed; then the pages that show them, the index, category pages
         # and feed (only pages whose inputs changed), with a `site-pages` artifact.
         if store.exists():
@@ -119,19 +122,17 @@ def rerun_persona(
     try:
         store = Store.from_settings(settings)
         # An unknown tool, persona or prompt version fails here, before a model server starts.
-        card, _ = usecases.rerun_inputs(
+        inputs = usecases.rerun_inputs(
             tool, persona, reason, store, settings, model=model, prompt_version=prompt_version
         )
         seat_slot = seat_limit(settings)
-        take = usecases.rerun(
-            tool, persona, reason, store, settings, model=model, prompt_version=prompt_version,
-            ask=ask_as_tasks, seat_slot=seat_slot,
-        )  # fmt: skip
+        take = usecases.rerun(inputs, store, settings, asker=PrefectAsker, seat_slot=seat_slot)
     except ShipskipError as exc:
         return failed(exc)
     publish_review(
-        ReviewOutcome.from_store(store, card, skipped=False), store, f"{persona} rerun",
-        usecases.rerun_reason(reason),  # as stored: control characters out
+        ReviewOutcome.from_store(store, inputs.card, skipped=False, contested_above=settings.contested_above),
+        inputs.card, store, f"{persona} rerun",
+        inputs.reason,  # as stored: control characters out
     )  # fmt: skip
     try:  # every page the tool appears on: its digests changed, no other page's did
         publish(store, settings, f"{persona} rerun of {tool}")

@@ -193,7 +193,9 @@ def ingest(source: str | Path) -> dict[str, list[str]]:
 
 def rerun(tool: str, persona: str, reason: str, **options: str | None) -> Take:
     settings = get_settings()
-    return usecases.rerun(tool, persona, reason, Store.from_settings(settings), settings, **options)  # type: ignore[arg-type]
+    store = Store.from_settings(settings)
+    inputs = usecases.rerun_inputs(tool, persona, reason, store, settings, **options)  # type: ignore[arg-type]
+    return usecases.rerun(inputs, store, settings)
 
 
 def compare(tool_a: str, tool_b: str) -> str:

@@ -163,6 +163,24 @@ def test_a_review_of_several_cards_prints_no_prefect_errors(fake, isolated):
         assert noise not in run.stdout + run.stderr
 
 
+def test_a_rerun_of_an_unknown_tool_says_so_before_prefect_is_even_imported(isolated):
+    """`shipskip rerun unknown-slug ...` answers from the store at once: Prefect (seconds to
+    import) is blocked in this process, so neither its API nor a model server, both started by
+    the flow, can have started; the command still fails with its one clear line."""
+    import os
+
+    _reviewed_demo_tool(isolated)
+    argv = ["shipskip", "rerun", "unknown-slug", "skeptic", "--reason", "licence clarified"]
+    code = (
+        f"import sys; sys.modules['prefect'] = None; sys.argv = {argv!r}; from shipskip.cli import run; run()"
+    )
+    res = subprocess.run([sys.executable, "-c", code], env=dict(os.environ), capture_output=True, text=True,
+                         timeout=120)  # fmt: skip
+    assert res.returncode == 2, res.stderr[-2000:]
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert lines == ["error: no reviewed tool with slug 'unknown-slug'"], res.stderr[-2000:]
+
+
 @runs_flows
 def test_an_installed_wheel_reviews_a_card_outside_the_checkout(fake, tmp_path):
     """The wheel carries its prompts; data and pages land under the working directory."""

@@ -10,7 +10,9 @@ def imports_of(path: Path) -> set[str]:
     """Modules of shipskip (or 'flows') a file imports, at the top or inside functions."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom):
+        if isinstance(node, ast.Import):  # `import flows`, as the CLI finds the flows in a checkout
+            found.update(a.name.split(".")[0] for a in node.names if a.name.split(".")[0] == "flows")
+        elif isinstance(node, ast.ImportFrom):
             if node.level == 1:
                 found.update([node.module.split(".")[0]] if node.module else [a.name for a in node.names])
             elif node.module and node.module.split(".")[0] in ("shipskip", "flows"):

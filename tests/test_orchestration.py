@@ -154,7 +154,7 @@ def test_a_seat_task_takes_serialisable_inputs_and_is_cached_within_its_run(fake
 
     from prefect import flow
 
-    from flows.review import ask_as_tasks
+    from flows.review import PrefectAsker
     from shipskip.cards import load_card
     from shipskip.personas import load_prompts
     from shipskip.review import open_panel
@@ -170,12 +170,13 @@ def test_a_seat_task_takes_serialisable_inputs_and_is_cached_within_its_run(fake
     def ask_three_times() -> tuple[dict, dict, dict, list[int]]:
         counts = []
         with open_panel(settings, load_prompts(settings.prompts_dir), ["builder"]) as panel:
-            first = ask_as_tasks(panel, store, run, ["builder"], card, None)
+            asker = PrefectAsker(panel, store)
+            first = asker.ask(card, ["builder"], run)
             counts.append(len(fake.requests))
-            again = ask_as_tasks(panel, store, run, ["builder"], card, None)  # a retried flow run
+            again = asker.ask(card, ["builder"], run)  # a retried flow run
             counts.append(len(fake.requests))
             other = dataclasses.replace(run, run_id=uuid.uuid4().hex)  # a rerun is a new run
-            fresh = ask_as_tasks(panel, store, other, ["builder"], card, None)
+            fresh = asker.ask(card, ["builder"], other)
             counts.append(len(fake.requests))
         return first, again, fresh, counts
 

@@ -129,6 +129,22 @@ def test_deployments_in_prefect_yaml_load():
     assert weekly["schedules"][0] == {"cron": "0 7 * * 1", "timezone": "UTC", "active": True}  # Mondays 07:00
 
 
+def test_deployment_entrypoints_load_by_file_path_as_a_worker_loads_them():
+    """A worker loads `flows/x.py:fn` by its path, as a script outside any package: the flows'
+    imports of one another (relative, so that the wheel's `shipskip_flows` works too) still
+    resolve there."""
+    import subprocess
+    import sys
+
+    code = (
+        "import yaml; from prefect.utilities.importtools import import_object\n"
+        "for d in yaml.safe_load(open('prefect.yaml'))['deployments']:\n"
+        "    import_object(d['entrypoint']).validate_parameters(d.get('parameters', {}))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+
+
 def test_llm_concurrency_bounds_calls_in_flight(holistic, tmp_path, monkeypatch):
     fake = holistic
     from fakeopenai import PeakInFlight

@@ -13,7 +13,6 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from . import calibrations
-from .asking import Spend
 from .calibrate import fit, ship_curve
 from .calibrations import Entry, ModelKey, Scoring
 from .eval_figures import (
@@ -27,6 +26,7 @@ from .eval_figures import (
     with_predictions,
 )
 from .personas import PromptSet, load_prompts
+from .questions import Spend
 from .reference import ItemResult, OnSeat, RefItem, load_reference, quiet
 from .review import model_keys, open_panel
 from .settings import Settings

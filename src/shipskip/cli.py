@@ -4,6 +4,7 @@ pages are in `cli_site`, those that judge the panel in `cli_eval`, all on the on
 
 from __future__ import annotations
 
+import importlib
 import logging
 import re
 import sys
@@ -11,6 +12,7 @@ import threading
 from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
+from types import ModuleType
 from typing import Annotated, Any
 
 import typer
@@ -47,6 +49,20 @@ from .settings import get_settings
 from .terminal import for_terminal
 
 __all__ = ["app", "run"]
+
+
+def flows_module(name: str) -> ModuleType:
+    """A module of the Prefect flows, imported when a command runs one. An installed wheel holds
+    them as `shipskip_flows`; a checkout as the folder `flows/` beside `src/` (on the path in an
+    editable install), which keeps its name for prefect.yaml's entrypoints."""
+    try:
+        return importlib.import_module(f"shipskip_flows.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != "shipskip_flows":
+            raise  # the package is there and something it imports is not: say so
+    import flows
+
+    return importlib.import_module(f"{flows.__name__}.{name}")
 
 
 def _quiet_prefect_loggers() -> None:
@@ -114,15 +130,14 @@ def review(
     """Run the panel on one or more tool cards and print each panel."""
     with user_errors():
         checked = [load_card(p) for p in cards]
-    from flows.review import review_tool
-
+    review_tool = flows_module("review").review_tool
     _quiet_prefect_loggers()
     with prefect_api():
-        for path, card in zip(cards, checked, strict=True):
-            _review_one(path, card, force, review_tool)
+        for card in checked:
+            _review_one(card, force, review_tool)
 
 
-def _review_one(path: Path, card: ToolCard, force: bool, review_tool: Callable[..., Any]) -> None:
+def _review_one(card: ToolCard, force: bool, review_tool: Callable[..., Any]) -> None:
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -145,10 +160,10 @@ def _review_one(path: Path, card: ToolCard, force: bool, review_tool: Callable[.
                 bar.advance(job)
 
         with user_errors(), signals.listening(tick):
-            out = review_tool(card_path=str(path), force=force)
+            out = review_tool(card=card, force=force)  # read once, above: never parsed again
     note = " (already reviewed; --force to review again)" if out.skipped else ""
     console.print(takes_table(f"{out.name}{note}", out.takes))
-    console.print(verdict_line(aggregate(out.takes, get_settings().contested_above)), highlight=False)
+    console.print(verdict_line(out.verdict), highlight=False)  # as the review worked it out
     print_calibrations(out.takes)
     print_cost(out.takes)
 
@@ -215,12 +230,11 @@ def ingest(
     source: Annotated[str, typer.Argument(help="Folder of cards, .jsonl file, feed file or URL.")],
 ) -> None:
     """Review every new or changed tool in a source, once (what the scheduled run does)."""
-    from flows.scheduled import review_new_tools
-
     from .usecases import ingest_inputs
 
     with user_errors():
         ingest_inputs(source)  # before the Prefect API or a model server starts
+    review_new_tools = flows_module("scheduled").review_new_tools  # imports Prefect: after the check
     _quiet_prefect_loggers()
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=err, transient=True) as bar:
         shown = for_terminal(source)
@@ -276,8 +290,6 @@ def rerun(
     prompt_version: Annotated[str | None, typer.Option(help="Persona prompt version.")] = None,
 ) -> None:
     """Run one persona again on one tool; the old take stays as history."""
-    from flows.scheduled import rerun_persona
-
     from .usecases import rerun_inputs, rerun_reason
 
     # Checked before anything starts (the Prefect API, the model server): an unknown tool or
@@ -289,6 +301,8 @@ def rerun(
         rerun_inputs(
             tool, persona.value, reason, _store(), settings, model=model, prompt_version=prompt_version
         )
+    # Only now: importing the flows imports Prefect, seconds a bad input need not wait.
+    rerun_persona = flows_module("scheduled").rerun_persona
     _quiet_prefect_loggers()
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=err, transient=True) as bar:
         bar.add_task(f"Asking the {persona.value.title()} about {for_terminal(tool)} again", total=None)
@@ -329,10 +343,10 @@ def serve(
     store, its weekly upkeep too (Sundays 05:00 UTC, as prefect.yaml's weekly-maintenance)."""
     from prefect.schedules import Cron
 
-    from flows.maintain import maintain_store
-    from flows.scheduled import review_new_tools
-
     from .orchestration import serve as serve_deployments
+
+    maintain_store = flows_module("maintain").maintain_store
+    review_new_tools = flows_module("scheduled").review_new_tools
 
     # Its own name, so it never replaces the `daily-new-tools` deployment of prefect.yaml; one
     # run at a time, as there.

@@ -11,7 +11,6 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from . import calibrations
-from .asking import Spend
 from .calibration_run import write_fitted
 from .calibrations import Scoring
 from .errors import BadParameter, ShipskipError
@@ -31,6 +30,7 @@ from .heldout import fit_note, held_out_note
 from .models import Take
 from .personas import Checklist, load_prompts
 from .quality import consensus, is_grounded, panel_similarity
+from .questions import Spend
 from .reference import (
     ItemResult,
     OnSeat,

@@ -182,10 +182,17 @@ def write_digest(
 
 
 def compare_both_orders(store: Store, a: str, b: str) -> tuple[str, str]:
-    """The comparison page rendered A-vs-B and B-vs-A, for the order check."""
+    """The comparison page rendered A-vs-B and B-vs-A: that its rendering is order-free is
+    checked on the pages themselves (tests); `compare` checks the panels it renders."""
     pa, pb = load_panel(store, a), load_panel(store, b)
     today = datetime.now(UTC).date()
     return compare_page(pa, pb, today)[1], compare_page(pb, pa, today)[1]
+
+
+def verdicts_shown(panels: list[ReviewedTool]) -> dict[str, str]:
+    """Tool name to the panel verdict a comparison of `panels`, in that order, shows: read off
+    the panels the page is rendered from, not off the page."""
+    return {p.card.name: p.verdict.line for p in panels}
 
 
 def verdicts_by_tool(markdown: str) -> dict[str, str]:

@@ -92,6 +92,8 @@ class ReviewedTool:
     # (None: the flip chance is shown nowhere as contested).
     contested_above: float | None = None
     labels: tuple[EditorLabel, ...] = ()  # editors' current calls, shown beside the takes
+    # The panel's verdict where the caller worked it out already (a review flow's): not again.
+    given_verdict: PanelVerdict | None = None
 
     def update(self, persona: str) -> Update | None:
         return next((u for u in self.updates if u.persona == persona), None)
@@ -118,7 +120,7 @@ class ReviewedTool:
 
     @cached_property  # computed once: a site build shows a tool on many pages
     def verdict(self) -> PanelVerdict:
-        return aggregate(self.takes, self.contested_above)
+        return self.given_verdict or aggregate(self.takes, self.contested_above)
 
     def take_of(self, persona: str) -> Take | None:
         return next((t for t in self.takes if t.persona == persona), None)

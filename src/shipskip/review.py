@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from . import calibrations
-from .asking import SeatAsker, Spend
 from .calibrations import ModelKey, Scoring
 from .checklist import abstains, below_relevance, score_from
 from .costs import Budget
@@ -23,6 +22,7 @@ from .llm import LLMClient
 from .models import Criterion, Take, ToolCard, pattern_literal, verdict_for
 from .personas import PromptSet, render_messages, take_instructions, take_messages
 from .quality import consensus, grounding
+from .questions import SeatAsker, Spend
 from .rates import CircuitBreaker, RateGovernor
 from .redaction import redactor_for
 from .settings import Settings

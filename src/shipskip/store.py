@@ -47,6 +47,7 @@ from .models import (
     SHIP_THRESHOLD,
     CommunityVotes,
     EditorLabel,
+    PanelVerdict,
     Take,
     ToolCard,
     Usage,
@@ -802,8 +803,11 @@ class Store:
         return {r[0] for r in rows}
 
     @_again_on_conflict
-    def commit_review(self, run: Run, card: ToolCard, takes: list[Take]) -> None:
-        """Tool, takes and run status land together or not at all."""
+    def commit_review(
+        self, run: Run, card: ToolCard, takes: list[Take], verdict: PanelVerdict | None = None
+    ) -> None:
+        """Tool, takes and run status land together or not at all. A review passes the panel's
+        `verdict` it worked out; a rerun's is the whole panel's after it, read here."""
         verdict_takes = takes
         now = _now()
         seats = [t.persona for t in takes]
@@ -831,7 +835,7 @@ class Store:
             # A rerun changes one seat; the verdict it records is the whole panel's after it.
             if run.kind == "rerun":
                 verdict_takes = self._current(con, card.slug)
-            v = aggregate(verdict_takes)
+            v = verdict if verdict is not None and run.kind != "rerun" else aggregate(verdict_takes)
             con.execute(
                 "UPDATE runs SET status = 'complete', finished_at = ?, label = ?, ship = ?, skip = ?,"
                 " abstain = ?, ship_pct = ? WHERE run_id = ?",

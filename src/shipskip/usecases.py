@@ -2,22 +2,22 @@
 
 Reviewing a card (with resume), ingesting a source, rerunning one persona and rendering a
 comparison live here. The Prefect flows in `flows/` wrap these and nothing else; commands that
-need no orchestration call them directly. How the seats are asked is a parameter (`AskSeats`):
-threads here, Prefect tasks in a flow.
+need no orchestration call them directly. How the personas are asked is handed in (`asking.Asker`):
+threads by default, a Prefect task per persona from a flow; the rest is the same either way.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import ExitStack
-from contextvars import copy_context
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import batch, costs, progress
+from . import batch, costs
+from .asking import Asker, PanelAsker, ThreadAsker, in_context
 from .errors import (
     BadParameter,
     BudgetReached,
@@ -32,49 +32,15 @@ from .errors import (
 )
 from .models import Take, ToolCard, card_text
 from .outcome import ReviewOutcome
+from .panel import aggregate
 from .personas import PromptSet, load_prompts
-from .publish import compare_both_orders, verdicts_by_tool, write_compare
+from .publish import verdicts_shown, write_compare
 from .quality import order_independent
-from .review import Panel, SlotFactory, asked_model, open_panel
+from .review import SlotFactory, asked_model, open_panel
 from .settings import Settings
 from .sources import SOURCE_SUFFIXES, read_source
-from .store import Run, Store, ToolBusy
+from .store import Store, ToolBusy
 from .untrusted import MIN_REASON, REASON_TOO_SHORT
-
-OnTake = Callable[[str, Take], None]
-
-
-def ask_seat(panel: Panel, store: Store, run: Run, persona: str, card: ToolCard, reason: str | None) -> Take:
-    """One seat's take, checkpointed at once so a crash never asks for it again."""
-    take = panel.ask(persona, card, reason)
-    store.checkpoint(run, take)
-    progress.emit(card.slug, take)
-    return take
-
-
-# (panel, store, run, personas, card, reason) -> the takes of those personas.
-AskSeats = Callable[[Panel, Store, Run, list[str], ToolCard, "str | None"], dict[str, Take]]
-
-
-def _submit(pool: ThreadPoolExecutor, fn: Callable[..., object], *args: object, **kwargs: object) -> Future:
-    # Each job runs in a copy of the caller's context, so a flow's settings (its Prefect API)
-    # and logger reach the worker threads as they do Prefect's own task runner.
-    runner: Callable[..., object] = copy_context().run
-    return pool.submit(runner, fn, *args, **kwargs)
-
-
-def ask_in_threads(
-    panel: Panel, store: Store, run: Run, personas: list[str], card: ToolCard, reason: str | None
-) -> dict[str, Take]:
-    # The limit on calls in flight is the panel' (SHIPSKIP_LLM_CONCURRENCY); their pool only
-    # has to be wide enough never to be the narrower bound.
-    with ExitStack() as stack:
-        pool = panel.pool or stack.enter_context(ThreadPoolExecutor(max_workers=max(1, len(personas))))
-        futures = [_submit(pool, ask_seat, panel, store, run, p, card, reason) for p in personas]
-        # Every seat has finished (or failed) before the review goes on, so one that fails
-        # cannot leave another still writing checkpoints behind the run's back.
-        wait(futures)
-        return {t.persona: t for t in (f.result() for f in futures)}
 
 
 def _no_seat_answered(takes: list[Take]) -> str | None:
@@ -90,30 +56,33 @@ def review_card(
     settings: Settings,
     *,
     force: bool = False,
-    ask: AskSeats = ask_in_threads,
+    asker: Asker = ThreadAsker,
+    asking: PanelAsker | None = None,
     flow_run_id: str | None = None,
-    panel: Panel | None = None,
     seat_slot: SlotFactory | None = None,
 ) -> ReviewOutcome:
     """Review one card: skip it if this content was reviewed, resume an interrupted run, ask the
-    seats still missing, and commit the five takes together. With `panel`, their clients (and
-    model server) are used; otherwise panel are opened for this card alone."""
-    prompts = panel.prompts if panel else load_prompts(settings.prompts_dir)
-    if panel is None:
-        costs.sync_prices(store, settings)  # an ingest, which passes its panel, has already
+    seats still missing, and commit the five takes together. With `asking` (an ingest's, made
+    once for its one panel), its clients and model server are used; otherwise a panel is opened
+    for this card alone and `asker` made for it."""
+    prompts = asking.panel.prompts if asking else load_prompts(settings.prompts_dir)
+    if asking is None:
+        costs.sync_prices(store, settings)  # an ingest, which passes its asker, has already
     # Whether this exact card was reviewed, and whether its slug belongs to another tool, are
     # checked inside begin_run, under the same lock that starts the run, so two processes
     # cannot both find it new.
     run = store.begin_run(card, flow_run_id=flow_run_id, unless_reviewed=not force)
     if run is None:
-        return ReviewOutcome.from_store(store, card, skipped=True)
+        return ReviewOutcome.from_store(store, card, skipped=True, contested_above=settings.contested_above)
     takes = store.checkpoints(run) if run.resumed else {}
     todo = [p for p in prompts.personas if p not in takes]
     if todo:
         try:
             with ExitStack() as stack:
-                seats = panel or stack.enter_context(open_panel(settings, prompts, todo, seat_slot=seat_slot))
-                takes.update(ask(seats, store, run, todo, card, None))
+                if asking is None:
+                    panel = stack.enter_context(open_panel(settings, prompts, todo, seat_slot=seat_slot))
+                    asking = asker(panel, store)
+                takes.update(asking.ask(card, todo, run))
         except ProviderDown:
             # A dead provider: the takes it spoiled are not kept, the good ones are (the next
             # run resumes from them); the tool is not marked reviewed.
@@ -129,9 +98,11 @@ def review_card(
         # Five failures are not a review: keep nothing, mark nothing reviewed, and stop.
         store.abandon_run(run)
         raise ProviderRejected(f"no seat got a valid reply, so nothing was stored: {error}")
-    store.commit_review(run, card, ordered)
+    # The panel's verdict, worked out once here: stored with the run, returned, shown.
+    verdict = aggregate(ordered, settings.contested_above)
+    store.commit_review(run, card, ordered, verdict)
     # A review's takes are the current ones now: no need to read them back.
-    return ReviewOutcome.of(card, ordered, resumed=len(ordered) - len(todo))
+    return ReviewOutcome.of(card, ordered, verdict, resumed=len(ordered) - len(todo))
 
 
 @dataclass
@@ -163,25 +134,21 @@ def tools_in_flight(settings: Settings, seats: int) -> int:
     return 2 * max(1, -(-settings.llm_concurrency // max(1, seats)))
 
 
-# How an ingest reviews one of its tools: `review_card` itself here; a subflow per tool in
-# the scheduled flow. Called as review(card, store, settings, panel=..., flow_run_id=...).
-ReviewOne = Callable[..., ReviewOutcome]
-
-
 def ingest(
     source: str,
     store: Store,
     settings: Settings,
     *,
     warn: Callable[[str], None] = lambda line: None,
-    on_review: Callable[[ReviewOutcome], None] = lambda out: None,
+    on_review: Callable[[ToolCard, ReviewOutcome], None] = lambda card, out: None,
     flow_run_id: str | None = None,
     seat_slot: SlotFactory | None = None,
-    review: ReviewOne = review_card,
+    asker: Asker = ThreadAsker,
 ) -> IngestReport:
     """Review each new or changed tool of a source once; a bad entry costs that entry only.
 
-    New tools are reviewed concurrently, and one set of panel (one model server) serves them all.
+    New tools are reviewed concurrently (`review_card` each), and one panel (one model server)
+    and one asker made for it serve them all.
     """
     report = IngestReport()
     todo: list[ToolCard] = []
@@ -215,25 +182,21 @@ def ingest(
     budget = costs.Budget.from_settings(settings, book, [asked_model(settings, p) for p in prompts.personas])
     spent: list[Take] = []
 
-    def within_budget(card: ToolCard, *args: Any, **kwargs: Any) -> ReviewOutcome:
+    def within_budget(card: ToolCard, asking: PanelAsker) -> ReviewOutcome:
         if budget is not None and budget.reached:
             raise BudgetReached(budget.line_spent())  # not started: nothing to keep
-        return review(card, *args, **kwargs)
+        return review_card(card, store, settings, asking=asking, flow_run_id=flow_run_id)
 
     with (
         open_panel(settings, prompts, seat_slot=seat_slot, budget=budget) as panel,
         ThreadPoolExecutor(max_workers=tools_in_flight(settings, len(prompts.personas))) as pool,
     ):
         panel.batched = batched
+        asking = asker(panel, store)
 
         def review_all(cards: list[ToolCard]) -> list[tuple[ToolCard, ToolBusy]]:
             """Review the cards concurrently; those another live process holds come back."""
-            futures = {
-                _submit(
-                    pool, within_budget, card, store, settings, panel=panel, flow_run_id=flow_run_id
-                ): card
-                for card in cards
-            }
+            futures = {in_context(pool, within_budget, card, asking): card for card in cards}
             held = []
             try:
                 for future in as_completed(futures):
@@ -256,7 +219,7 @@ def ingest(
                     (report.unchanged if out.skipped else report.reviewed).append(card.slug)
                     if not out.skipped:
                         spent.extend(out.takes)
-                    on_review(out)
+                    on_review(card, out)
             except BaseException as exc:
                 # The provider refuses every tool alike (ProviderRejected): start no more tools,
                 # and mark nothing more reviewed. The process is stopping (SIGTERM, Ctrl-C): also
@@ -302,6 +265,18 @@ def rerun_reason(reason: str) -> str:
     return text
 
 
+@dataclass(frozen=True)
+class RerunInputs:
+    """A rerun's inputs as checked (`rerun_inputs`): the tool's card, the persona, the reason as
+    stored, the prompts with the asked version, and another model, if one was asked for."""
+
+    card: ToolCard
+    persona: str
+    reason: str
+    prompts: PromptSet
+    model: str | None = None
+
+
 def rerun_inputs(
     tool: str,
     persona: str,
@@ -311,11 +286,10 @@ def rerun_inputs(
     *,
     model: str | None = None,
     prompt_version: str | None = None,
-) -> tuple[ToolCard, PromptSet]:
-    """A rerun's inputs, checked before anything starts (a Prefect API, a model server): the
-    card of the tool and the prompts with the asked version. Raises a typed ShipskipError
-    naming the first bad input."""
-    rerun_reason(reason)
+) -> RerunInputs:
+    """A rerun's inputs, checked before anything starts (a Prefect API, a model server). Raises
+    a typed ShipskipError naming the first bad input."""
+    reason = rerun_reason(reason)
     if model is not None and not model.strip():
         raise BadParameter("model", "names no model; leave it out for the seat's own")
     # The seats first: an unknown one needs no database, and its archived versions are its own.
@@ -326,7 +300,7 @@ def rerun_inputs(
     if card is None:
         raise UnknownTool(tool)
     prompts = load_prompts(settings.prompts_dir, versions={persona: prompt_version})
-    return card, prompts
+    return RerunInputs(card, persona, reason, prompts, model)
 
 
 def ingest_inputs(source: str) -> None:
@@ -341,29 +315,25 @@ def ingest_inputs(source: str) -> None:
 
 
 def rerun(
-    tool: str,
-    persona: str,
-    reason: str,
+    inputs: RerunInputs,
     store: Store,
     settings: Settings,
     *,
-    model: str | None = None,
-    prompt_version: str | None = None,
-    ask: AskSeats = ask_in_threads,
+    asker: Asker = ThreadAsker,
     seat_slot: SlotFactory | None = None,
 ) -> Take:
-    """One persona again on one tool: the new take becomes current, the old one stays as history.
-    A failure keeps the current take, is recorded in history, and raises."""
-    reason = rerun_reason(reason)
-    card, prompts = rerun_inputs(
-        tool, persona, reason, store, settings, model=model, prompt_version=prompt_version
-    )
+    """One persona again on one tool, its inputs checked already (`rerun_inputs`): the new take
+    becomes current, the old one stays as history. A failure keeps the current take, is
+    recorded in history, and raises."""
+    card, persona, reason, prompts, model = (
+        inputs.card, inputs.persona, inputs.reason, inputs.prompts, inputs.model
+    )  # fmt: skip
     costs.sync_prices(store, settings)  # the cost views price this take
     run = store.begin_run(card, kind="rerun", reason=reason)
     assert run is not None  # only a review can find its card already done
     with open_panel(settings, prompts, [persona], model_override=model, seat_slot=seat_slot) as panel:
         try:
-            take = ask(panel, store, run, [persona], card, reason)[persona]
+            take = asker(panel, store).ask(card, [persona], run, reason)[persona]
         except ProviderDown as exc:
             # A provider given up on fails the rerun like any other failure, its line the error.
             take = Take.abstention(
@@ -373,7 +343,9 @@ def rerun(
             )  # fmt: skip
     if take.error:
         store.fail_rerun(run, take, reason)
-        raise ShipskipError(f"rerun of {persona} on {tool} failed, the current take is kept: {take.error}")
+        raise ShipskipError(
+            f"rerun of {persona} on {card.slug} failed, the current take is kept: {take.error}"
+        )
     store.commit_review(run, card, [take])
     return take
 
@@ -393,7 +365,9 @@ def compare(store: Store, settings: Settings, tool_a: str, tool_b: str) -> Compa
 
     files: list[Path] = []
     path, panels = write_compare(store, settings.out_dir, tool_a, tool_b, files)
-    stable = order_independent(*(verdicts_by_tool(p) for p in compare_both_orders(store, tool_a, tool_b)))
+    # The panels the page was rendered from, in both orders: no second read of the store, and
+    # no rendered page read back.
+    stable = order_independent(verdicts_shown(panels), verdicts_shown(panels[::-1]))
     names = (panels[0].card.name, panels[1].card.name)
     return Comparison(path, scorecard_markdown(panels), stable, names, tuple(files))
 
