@@ -398,6 +398,7 @@ def test_held_out_judges_the_shipped_calibration_and_saves_answers_that_replay(f
     `--answers` reads back to the same figures without asking again."""
     import hashlib
 
+    from conftest import calibrate_as
     from fakeopenai import is_question, question_of, tool_of, yes
     from typer.testing import CliRunner
 
@@ -406,6 +407,9 @@ def test_held_out_judges_the_shipped_calibration_and_saves_answers_that_replay(f
     from shipskip.reference import ANSWER_FIELDS
 
     monkeypatch.chdir(ROOT)
+    # The fake model gets the shipped calibration with its recorded out-of-fold figures, so
+    # which seats count is SmolLM2's (the Futurist does not).
+    calibrate_as("fake-model", get_settings().calibrations_dir, figures=True)
     ref = _first_lines(ROOT / "data" / "heldout" / "launches.jsonl", tmp_path / "held.jsonl", 4)
     saved = tmp_path / "answers.jsonl"
 
@@ -440,9 +444,15 @@ def test_held_out_judges_the_shipped_calibration_and_saves_answers_that_replay(f
     assert len(fake.requests) == asked
     assert again.summary["persona_files"]["seats"] == judged["seats"]
     assert again.summary["persona_files"]["panel_ship_pct_spearman"] == judged["panel_ship_pct_spearman"]
+    # The seats that count come from the calibration's own recorded fit (the shipped one does
+    # not count the Futurist), not from these labels; the panel is judged with them alone too.
+    counted = s["held_out_counted"]
+    assert counted["not_counted"] == ["futurist"] and "futurist" not in counted["counted"]
+    assert counted["tools"] == 4 and "counted_ship_balanced_accuracy" in counted["intervals"]
 
     res = CliRunner().invoke(app, ["eval", str(ref), "--answers", str(saved), "--held-out"])
     assert res.exit_code == 0, res.output
+    assert "held out, counted seats only" in res.output and "not counted: futurist" in res.output
     assert "held out: fitted on data/reference/panel.jsonl" in res.output and "out-of-fold" not in res.output
     assert len(fake.requests) == asked
 

@@ -284,11 +284,34 @@ def print_eval(result: Any) -> None:
         print_figures(f"{title}{f' ({fit})' if fit else ''} · eval {out['eval_id'][:8]}", s[key])
     if s.get("counted") is not None:
         print_counted(s["counted"], s["out_of_fold"].get("intervals") or {})
+    if s.get("held_out_counted") is not None:
+        print_held_out_counted(s["held_out_counted"])
     if s.get("explanations") is not None:
         figures = "  ".join(f"{k.replace('_', ' ')}: {v}" for k, v in s["explanations"].items())
         console.print(f"explanations: {figures}", highlight=False)
     if s.get("takes") is not None:
         console.print("takes: " + "  ".join(f"{k.replace('_', ' ')}: {v}" for k, v in s["takes"].items()))
+
+
+def print_held_out_counted(c: dict) -> None:
+    """The held-out panel counting only the seats the calibration's own fit counts."""
+    ci = c.get("intervals") or {}
+
+    def shown(key: str) -> str:
+        lo_hi = ci.get(f"counted_{key}")
+        return f"{c[key]}" + (f" ({lo_hi[0]:.2f}-{lo_hi[1]:.2f})" if lo_hi else "")
+
+    console.print(
+        f"counted seats (kappa recorded by the calibration's fit ≥ {c['kappa_min']}): "
+        f"{', '.join(c['counted']) or 'none'}; not counted: {', '.join(c['not_counted']) or 'none'}",
+        highlight=False,
+    )
+    console.print(
+        f"held out, counted seats only: panel ship pct spearman {shown('panel_ship_pct_spearman')}  "
+        f"ship balanced accuracy {shown('ship_balanced_accuracy')}  panels ship {c['panels_ship']} "
+        f"(ref {c['reference_panels_ship']})",
+        highlight=False,
+    )
 
 
 def print_figures(title: str, figures: Any) -> None:

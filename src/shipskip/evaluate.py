@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import calibrations
 from .calibration_run import write_fitted
-from .calibrations import Scoring
+from .calibrations import ModelKey, Scoring
 from .errors import BadParameter, ShipskipError
 from .eval_figures import (
     EvalRun,
@@ -28,7 +28,7 @@ from .eval_figures import (
 )
 from .heldout import fit_note, held_out_note
 from .models import Take
-from .personas import Checklist, load_prompts
+from .personas import Checklist, PromptSet, load_prompts
 from .quality import consensus, is_grounded, panel_similarity
 from .questions import Spend
 from .reference import (
@@ -248,6 +248,17 @@ def run_checklist_eval(
         "intervals": intervals(files),
         "fit": fit or fit_note(prompts, reference, slugs),
     }
+    if held_out:
+        # The seats that count are those the calibration's own fit counts (its recorded
+        # out-of-fold kappa), never judged from this file's labels, which nothing may learn from.
+        counted = calibration_counted(settings, prompts, keys)
+        summary["held_out_counted"] = {
+            "kappa_min": settings.count_kappa_min,
+            "counted": sorted(counted),
+            "not_counted": sorted(set(prompts.personas) - counted),
+            **panel_figures(files, counted),
+            "intervals": intervals(files, counted=counted),
+        }
     summary["explanations"] = explanation_figures(prompts, files, {i.card.slug: i.card for i in items})
     # The rows stored (and whose takes are checked) are the judged ones: out-of-fold, or when
     # held out the calibration's own.
@@ -292,3 +303,16 @@ def run_holistic_eval(
     store = Store.from_settings(settings)
     eval_id = store.save_eval(str(reference), model, prompt_hash, samples, summary, results)
     return EvalRun(eval_id=eval_id, summary=summary)
+
+
+def calibration_counted(settings: Settings, prompts: PromptSet, keys: dict[str, ModelKey]) -> set[str]:
+    """The personas whose verdicts count with the model's calibration as it stands: by the
+    out-of-fold kappa its fit recorded, as a review decides (a seat with no fitted calibration
+    counts, as in a review)."""
+    counted = set()
+    for name, p in prompts.personas.items():
+        key = keys.get(name)
+        entry = calibrations.find_fitted(settings.calibrations_dir, key, name, p.version) if key else None
+        if calibrations.seat_standing(entry.figures if entry else {}, p.title, settings.count_kappa_min)[0]:
+            counted.add(name)
+    return counted
