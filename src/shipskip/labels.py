@@ -10,9 +10,9 @@ import re
 from typing import Any
 
 from . import calibrations
-from .errors import BadParameter, UnknownPersona, UnknownTool
+from .errors import BadParameter, UnknownTool
 from .models import SHIP_THRESHOLD, Criterion, EditorLabel, card_text, verdict_for
-from .personas import load_prompts
+from .personas import check_persona
 from .settings import Settings
 from .store import Store
 from .untrusted import MIN_REASON, REASON_TOO_SHORT
@@ -36,9 +36,7 @@ def record_label(
     history. Checked before anything is stored: a seat on the panel, a reviewed tool, a call, a
     score that agrees with the call, a reason and a name. Raises a typed ShipskipError naming
     the first bad input."""
-    known = tuple(load_prompts(settings.prompts_dir).personas)
-    if persona not in known:
-        raise UnknownPersona(persona, known)
+    check_persona(settings.prompts_dir, persona)
     if verdict not in VERDICTS:
         raise BadParameter("verdict", f"'{card_text(verdict)[:20]}' is not one of {', '.join(VERDICTS)}")
     if score is not None:

@@ -14,7 +14,7 @@ import yaml
 from jinja2 import DictLoader, Environment, StrictUndefined
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import InputError, describe_validation_error
+from .errors import InputError, UnknownPersona, describe_validation_error
 from .models import REPLY_ADAPTER, Criterion, ToolCard, by_effect
 from .roster import discover
 from .untrusted import load_yaml
@@ -282,6 +282,13 @@ def load_prompts(prompts_dir: Path, versions: dict[str, str | None] | None = Non
         except OSError as exc:
             raise InputError(path, "file", "missing prompt template") from exc
     return PromptSet(personas=personas, templates=templates)
+
+
+def check_persona(prompts_dir: Path, persona: str) -> None:
+    """Raise UnknownPersona unless `persona` has a file in the panel's prompts."""
+    known = tuple(load_prompts(prompts_dir).personas)
+    if persona not in known:
+        raise UnknownPersona(persona, known)
 
 
 @cache

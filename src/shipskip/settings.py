@@ -50,10 +50,8 @@ class Provider(BaseModel):
 ENV_PREFIX = "SHIPSKIP_"
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_file=".env", env_nested_delimiter="__", extra="ignore"
-    )
+class StoreSettings(BaseModel):
+    """Where reviews are stored, and how processes share the store."""
 
     # Data and pages live under the working directory (a deployment's, or the shell's), never
     # beside wherever the package happens to be installed.
@@ -89,43 +87,15 @@ class Settings(BaseSettings):
         "lets other processes in. At 0.25 s a busy ingest kept the provider 81% busy, at 0.5 s 88%, at "
         "1 s 93% (bench/ingest_bench.py); another process waits about this long for its turn.",
     )  # fmt: skip
-    out_dir: Path = Field(default=Path("out"), description="Where pages, badges and exports are written.")
     query_timeout_s: float = Field(
         default=60.0, gt=0,
         description="Seconds an analyst's query (sql, trends, export) may run on its snapshot of the "
         "database before it is stopped, with one line and exit status 2.",
     )  # fmt: skip
-    prompts_dir: Path = Field(
-        default_factory=default_prompts_dir,
-        description="Another prompts folder (personas, templates); default: the checkout's prompts/, or "
-        "the copy inside the installed package.",
-    )
-    calibrations_dir: Path = Field(
-        default=Path("data") / "calibrations",
-        description="Where `shipskip calibrate` writes the calibrations it fits (one JSON file per model) "
-        "and keeps the answers it has collected; looked up before the ones shipped with the package.",
-    )
-    require_calibration: bool = Field(
-        default=False,
-        description="Refuse, before any review, a model with no fitted calibration for a persona's prompt "
-        "version, instead of scoring it with the label-free (contextual) correction.",
-    )
-    uncalibrated_points: float = Field(
-        default=70.0, gt=0, le=100,
-        description="For a model with no fitted calibration: how many points lie between a card every "
-        "checklist answer speaks for and one every answer speaks against (the generic weights sum to it).",
-    )  # fmt: skip
-    count_kappa_min: float = Field(
-        default=0.2, ge=-1, le=1,
-        description="A seat's verdict counts in the panel only where its persona's out-of-fold Cohen's kappa "
-        "on the model in use (recorded in that model's calibration) is at least this; below it the take is "
-        "shown, marked not counted.",
-    )  # fmt: skip
-    contested_above: float = Field(
-        default=0.35, ge=0, le=1,
-        description="A panel verdict whose chance of flipping (from its counted seats' P(ship)) is above "
-        "this reads \"contested\" on pages, badges and in `show`.",
-    )  # fmt: skip
+
+
+class ProviderSettings(BaseModel):
+    """The provider every persona asks (unless it has its own), and how its calls are bounded."""
 
     base_url: str | None = Field(
         default=None,
@@ -176,6 +146,60 @@ class Settings(BaseSettings):
         description="Any run of this many characters of a secret (an API key, the catalog's "
         "password) in a provider's reply or error is masked; a reply holding one is refused.",
     )
+    llm_concurrency: int = Field(
+        default=5, ge=1, le=1024,
+        description="Calls in flight to the provider at once, across tools: the one concurrency setting. "
+        "In a flow on a shared Prefect server it is also the size of the global concurrency limit every "
+        "worker counts against.",
+    )  # fmt: skip
+    personas: dict[str, Provider] = Field(
+        default_factory=dict,
+        description="A persona's own provider: `PERSONAS__SKEPTIC__BASE_URL`, `__MODEL`, `__API_KEY`, "
+        "`__TEMPERATURE`, `__RESPONSE_FORMAT`; unset fields fall back to the panel-wide ones.",
+    )
+
+    def resolved_base_url(self) -> str | None:
+        return self.base_url or os.environ.get("OPENAI_BASE_URL") or None
+
+    def resolved_api_key(self) -> SecretStr | None:
+        if self.api_key is not None:
+            return self.api_key
+        env = os.environ.get("OPENAI_API_KEY")
+        return SecretStr(env) if env else None
+
+    def provider_for(self, persona: str) -> Provider:
+        """Merge the persona's own provider settings over the panel-wide ones."""
+        own = self.personas.get(persona.lower(), Provider())
+        base_url = own.base_url or self.resolved_base_url()
+        return Provider(
+            base_url=base_url,
+            api_key=own.api_key or self.resolved_api_key(),
+            model=own.model or self.model or (self.hosted_model if base_url else None),
+            temperature=own.temperature if own.temperature is not None else self.temperature,
+            response_format=own.response_format or self.response_format,
+        )
+
+    def provider_deadline_s(self) -> float:
+        """How long a provider may fail without an answer before its breaker opens."""
+        return self.breaker_deadline_s or self.timeout_s * max(1, self.max_attempts)
+
+    def needs_embedded(self, personas: list[str]) -> bool:
+        return any(self.provider_for(p).base_url is None for p in personas)
+
+
+class ScoringSettings(BaseModel):
+    """The panel's prompts, how a take is scored and calibrated, and when a verdict counts."""
+
+    prompts_dir: Path = Field(
+        default_factory=default_prompts_dir,
+        description="Another prompts folder (personas, templates); default: the checkout's prompts/, or "
+        "the copy inside the installed package.",
+    )
+    calibrations_dir: Path = Field(
+        default=Path("data") / "calibrations",
+        description="Where `shipskip calibrate` writes the calibrations it fits (one JSON file per model) "
+        "and keeps the answers it has collected; looked up before the ones shipped with the package.",
+    )
     scoring: Literal["checklist", "holistic"] = Field(
         default="checklist",
         description="`checklist`: yes/no questions per persona, weighted by the model's calibration; "
@@ -202,6 +226,39 @@ class Settings(BaseSettings):
         description="How far a score may move when a card's suspicious text (orders to the model) is "
         "removed before the take is marked suspicious (a flipped verdict always is).",
     )  # fmt: skip
+    require_calibration: bool = Field(
+        default=False,
+        description="Refuse, before any review, a model with no fitted calibration for a persona's prompt "
+        "version, instead of scoring it with the label-free (contextual) correction.",
+    )
+    uncalibrated_points: float = Field(
+        default=70.0, gt=0, le=100,
+        description="For a model with no fitted calibration: how many points lie between a card every "
+        "checklist answer speaks for and one every answer speaks against (the generic weights sum to it).",
+    )  # fmt: skip
+    count_kappa_min: float = Field(
+        default=0.2, ge=-1, le=1,
+        description="A seat's verdict counts in the panel only where its persona's out-of-fold Cohen's kappa "
+        "on the model in use (recorded in that model's calibration) is at least this; below it the take is "
+        "shown, marked not counted.",
+    )  # fmt: skip
+    contested_above: float = Field(
+        default=0.35, ge=0, le=1,
+        description="A panel verdict whose chance of flipping (from its counted seats' P(ship)) is above "
+        "this reads \"contested\" on pages, badges and in `show`.",
+    )  # fmt: skip
+    catalogue_facts: bool = Field(
+        default=False,
+        description="Add the catalogue facts (similarity to earlier cards, category launches in "
+        "90 days, how the nearest fared; shipskip.catalogue) to every seat's out-of-fold fit in "
+        "`shipskip eval`. Off: on the reference none lifted a figure beyond its interval "
+        "(docs/catalogue-and-labels.md), so reviews do not read them.",
+    )
+
+
+class RunSettings(BaseModel):
+    """How an ingest reads its source and how a run logs and stops."""
+
     max_new_per_run: int = Field(
         default=200,
         ge=1,
@@ -217,18 +274,6 @@ class Settings(BaseSettings):
         ge=1024,
         description="The largest feed (URL or file) that is read; a bigger one is refused.",
     )
-    llm_concurrency: int = Field(
-        default=5, ge=1, le=1024,
-        description="Calls in flight to the provider at once, across tools: the one concurrency setting. "
-        "In a flow on a shared Prefect server it is also the size of the global concurrency limit every "
-        "worker counts against.",
-    )  # fmt: skip
-    personas: dict[str, Provider] = Field(
-        default_factory=dict,
-        description="A persona's own provider: `PERSONAS__SKEPTIC__BASE_URL`, `__MODEL`, `__API_KEY`, "
-        "`__TEMPERATURE`, `__RESPONSE_FORMAT`; unset fields fall back to the panel-wide ones.",
-    )
-
     debug: bool = Field(
         default=False,
         description="Log tracebacks with errors: a flow run that fails on bad input logs its one "
@@ -242,13 +287,10 @@ class Settings(BaseSettings):
         "(each seat stops before its next call; finished takes are checkpointed) before it "
         "kills them; a second SIGTERM kills them at once.",
     )
-    catalogue_facts: bool = Field(
-        default=False,
-        description="Add the catalogue facts (similarity to earlier cards, category launches in "
-        "90 days, how the nearest fared; shipskip.catalogue) to every seat's out-of-fold fit in "
-        "`shipskip eval`. Off: on the reference none lifted a figure beyond its interval "
-        "(docs/catalogue-and-labels.md), so reviews do not read them.",
-    )
+
+
+class EmbeddedSettings(BaseModel):
+    """The llama.cpp server started when a persona has no provider."""
 
     embedded_model_path: Path | None = Field(
         default=None, description="Any GGUF file to serve instead of the packaged SmolLM2-135M-Instruct."
@@ -263,6 +305,11 @@ class Settings(BaseSettings):
         default=120.0, gt=0, description="How long the embedded server may take to start answering."
     )
 
+
+class SiteSettings(BaseModel):
+    """The static site and `shipskip web`."""
+
+    out_dir: Path = Field(default=Path("out"), description="Where pages, badges and exports are written.")
     site_url: str | None = Field(
         default=None,
         description="The site's public base URL (http or https), for canonical links, the embed "
@@ -300,6 +347,18 @@ class Settings(BaseSettings):
         description="The largest request body `shipskip web` reads; a bigger one gets 413.",
     )
 
+    @field_validator("site_url")
+    @classmethod
+    def _site_url(cls, v: str | None) -> str | None:
+        # It ends up in every page's links: a web address only, no query or fragment.
+        if v is not None and not re.fullmatch(r"https?://[^\s/?#\\\"'<>]+(/[^\s?#\\\"'<>]*)?", v):
+            raise ValueError("must be an http or https address such as https://example.org/reviews")
+        return v.rstrip("/") if v else None
+
+
+class CostSettings(BaseModel):
+    """What a run may spend, and the cheaper batch route."""
+
     prices_path: Path = Field(
         default=Path("data") / "prices.toml",
         description="Your model prices (TOML, US dollars per million input, cached input and output "
@@ -317,7 +376,6 @@ class Settings(BaseSettings):
         description="Tokens (prompt and completion) an ingest may spend, with the same stop as "
         "MAX_COST_PER_RUN; works for unpriced models.",
     )
-
     batch: bool = Field(
         default=False,
         description="Ingest in batch mode: the checklist questions of new tools go to the provider's "
@@ -325,41 +383,24 @@ class Settings(BaseSettings):
         "those tools.",
     )
 
-    @field_validator("site_url")
-    @classmethod
-    def _site_url(cls, v: str | None) -> str | None:
-        # It ends up in every page's links: a web address only, no query or fragment.
-        if v is not None and not re.fullmatch(r"https?://[^\s/?#\\\"'<>]+(/[^\s?#\\\"'<>]*)?", v):
-            raise ValueError("must be an http or https address such as https://example.org/reviews")
-        return v.rstrip("/") if v else None
 
-    def resolved_base_url(self) -> str | None:
-        return self.base_url or os.environ.get("OPENAI_BASE_URL") or None
+class Settings(
+    CostSettings,
+    SiteSettings,
+    EmbeddedSettings,
+    RunSettings,
+    ScoringSettings,
+    ProviderSettings,
+    StoreSettings,
+    BaseSettings,
+):
+    """Every setting, read from SHIPSKIP_* variables and .env. The groups are listed last to
+    first because pydantic collects fields from the last base up: so `shipskip settings` and the
+    README's table list them store first, cost last."""
 
-    def resolved_api_key(self) -> SecretStr | None:
-        if self.api_key is not None:
-            return self.api_key
-        env = os.environ.get("OPENAI_API_KEY")
-        return SecretStr(env) if env else None
-
-    def provider_for(self, persona: str) -> Provider:
-        """Merge the persona's own provider settings over the panel-wide ones."""
-        own = self.personas.get(persona.lower(), Provider())
-        base_url = own.base_url or self.resolved_base_url()
-        return Provider(
-            base_url=base_url,
-            api_key=own.api_key or self.resolved_api_key(),
-            model=own.model or self.model or (self.hosted_model if base_url else None),
-            temperature=own.temperature if own.temperature is not None else self.temperature,
-            response_format=own.response_format or self.response_format,
-        )
-
-    def provider_deadline_s(self) -> float:
-        """How long a provider may fail without an answer before its breaker opens."""
-        return self.breaker_deadline_s or self.timeout_s * max(1, self.max_attempts)
-
-    def needs_embedded(self, personas: list[str]) -> bool:
-        return any(self.provider_for(p).base_url is None for p in personas)
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", env_nested_delimiter="__", extra="ignore"
+    )
 
 
 def get_settings() -> Settings:

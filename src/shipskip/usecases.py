@@ -27,13 +27,12 @@ from .errors import (
     SettingsError,
     ShipskipError,
     Stopped,
-    UnknownPersona,
     UnknownTool,
 )
 from .models import Take, ToolCard, card_text
 from .outcome import ReviewOutcome
 from .panel import aggregate
-from .personas import PromptSet, load_prompts
+from .personas import PromptSet, check_persona, load_prompts
 from .publish import verdicts_shown, write_compare
 from .quality import order_independent
 from .review import SlotFactory, asked_model, open_panel
@@ -293,9 +292,7 @@ def rerun_inputs(
     if model is not None and not model.strip():
         raise BadParameter("model", "names no model; leave it out for the seat's own")
     # The seats first: an unknown one needs no database, and its archived versions are its own.
-    known = tuple(load_prompts(settings.prompts_dir).personas)
-    if persona not in known:
-        raise UnknownPersona(persona, known)
+    check_persona(settings.prompts_dir, persona)
     card = store.tool(tool)
     if card is None:
         raise UnknownTool(tool)
