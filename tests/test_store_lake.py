@@ -149,10 +149,10 @@ def test_leases_of_gone_holders_are_swept_and_live_ones_kept(lake, postgres):
     with lake.connect() as con:
         lake.lake.ensure_leases(con)
         assert lake.lake.claim(con, "tool-a", gone, lambda owner, beat: True) is None
-    lake._claim("tool-b")  # this process: alive
+    lake.db.claim("tool-b")  # this process: alive
     assert lake.sweep_leases() == ["tool-a"]
     assert [slug for slug, _ in leases(postgres, lake)] == ["tool-b"]
-    lake._release("tool-b")
+    lake.db.release("tool-b")
 
 
 VOTER = textwrap.dedent(
@@ -244,7 +244,7 @@ def test_a_new_migration_reaches_an_existing_lake(lake, monkeypatch):
     lake.commit_review(lake.begin_run(card), card, five())
     extra = (999, "999_mood.sql", "ALTER TABLE takes ADD COLUMN mood VARCHAR;\n"
              "CREATE VIEW moods AS SELECT slug, persona, mood FROM takes;")  # fmt: skip
-    monkeypatch.setattr("shipskip.store.migrations", lambda: [*migrations(), extra])
+    monkeypatch.setattr("shipskip.migrate.migrations", lambda: [*migrations(), extra])
     later = Store.from_settings(get_settings())
     rows = later.query("SELECT * FROM moods ORDER BY persona")
     assert len(rows) == 5 and all(r["mood"] is None for r in rows)

@@ -16,7 +16,8 @@ from markupsafe import Markup, escape
 
 from .errors import ShipskipError, UnsafeWrite
 from .roster import FALLBACK_COLOUR, colours, seat_key
-from .store import EXPORT_TABLES, Store
+from .store import Store
+from .store_export import EXPORT_TABLES
 from .writes import locate, staging, write_text
 
 
