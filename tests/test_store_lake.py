@@ -183,6 +183,49 @@ def test_one_voter_voting_from_three_machines_at_once_has_one_vote(lake):
     assert sum(lake.votes("tool-0").model_dump().values()) == 1
 
 
+MARKER = textwrap.dedent(
+    """
+    import sys, time
+    sys.path.insert(0, sys.argv[1])
+    from shipskip.settings import get_settings
+    from shipskip.store import Store
+    store = Store.from_settings(get_settings())
+    store.votes("tool-0")  # open the lake before the start
+    time.sleep(max(0, float(sys.argv[2]) - time.time()))
+    for i in range(8):
+        store.add_marks([("vote", "tool-0", "ship" if i % 2 else "skip", "ana"),
+                         ("helpful", "tool-0", "builder", "ana")])
+    """
+)
+
+
+def test_one_reader_voting_from_three_web_servers_at_once_has_one_vote(lake):
+    # The web's batched writes (`add_marks`) read then insert as `add_vote` does, so they take
+    # the same per-tool-and-voter lock on a lake.
+    card = make_card(slug="tool-0", name="Tool 0")
+    lake.commit_review(lake.begin_run(card), card, five())
+    together(MARKER, 3)
+    assert lake.query("SELECT voter, count(*) AS n FROM votes GROUP BY voter") == [{"voter": "ana", "n": 1}]
+    marks = lake.query("SELECT persona, voter, count(*) AS n FROM helpful_marks GROUP BY ALL")
+    assert marks == [{"persona": "builder", "voter": "ana", "n": 1}]
+
+
+def test_a_readers_batched_vote_waits_for_the_voters_lock_another_machine_holds(lake):
+    card = make_card(slug="tool-0", name="Tool 0")
+    lake.commit_review(lake.begin_run(card), card, five())
+    other = "otherhost:123"  # another machine, alive: it beat just now
+    with lake.connect() as con:
+        assert lake.lake.claim(con, "vote:tool-0:ana", other, lambda owner, beat: True) is None
+    lake.db.lock_wait_s = 0.3
+    with pytest.raises(ToolBusy, match=other):
+        lake.add_marks([("vote", "tool-0", "ship", "ana")])
+    assert lake.votes("tool-0").model_dump() == {"ship": 0, "skip": 0}
+    with lake.connect() as con:
+        lake.lake.release(con, "vote:tool-0:ana", other)
+    assert lake.add_marks([("vote", "tool-0", "ship", "ana")]) == ["recorded"]
+    assert lake.votes("tool-0").model_dump() == {"ship": 1, "skip": 0}
+
+
 def test_maintenance_folds_small_files_and_expires_old_snapshots_losing_nothing(lake, isolated):
     from typer.testing import CliRunner
 
