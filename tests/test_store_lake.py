@@ -216,7 +216,7 @@ def test_a_readers_batched_vote_waits_for_the_voters_lock_another_machine_holds(
     other = "otherhost:123"  # another machine, alive: it beat just now
     with lake.connect() as con:
         assert lake.lake.claim(con, "vote:tool-0:ana", other, lambda owner, beat: True) is None
-    lake.db.lock_wait_s = 0.3
+    lake.lock_wait_s = 0.3
     with pytest.raises(ToolBusy, match=other):
         lake.add_marks([("vote", "tool-0", "ship", "ana")])
     assert lake.votes("tool-0").model_dump() == {"ship": 0, "skip": 0}

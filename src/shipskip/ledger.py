@@ -10,7 +10,7 @@ import threading
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 import duckdb
 
@@ -22,6 +22,15 @@ from .panel import aggregate
 
 # Columns of `tools` that are not text, for the row a review merges in.
 _TOOL_TYPES = {"launched": "DATE", "updated_at": "TIMESTAMP"}
+
+
+class RunOptions(TypedDict, total=False):
+    """`Ledger.begin_run`'s options, for the façade that passes them on."""
+
+    kind: str
+    reason: str | None
+    flow_run_id: str | None
+    unless_reviewed: bool
 
 
 @dataclass(frozen=True)
@@ -99,18 +108,6 @@ class Ledger:
         self.db = db
         self._queue: list[_Queued] = []
         self._queue_guard = threading.Lock()
-
-    def begin(
-        self,
-        card: ToolCard,
-        kind: str = "review",
-        reason: str | None = None,
-        flow_run_id: str | None = None,
-        unless_reviewed: bool = False,
-    ) -> ReviewRun | None:
-        """`begin_run`, as the run object the use case holds."""
-        run = self.begin_run(card, kind, reason, flow_run_id, unless_reviewed)
-        return None if run is None else ReviewRun(self, run)
 
     def begin_run(
         self,

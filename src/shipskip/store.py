@@ -15,14 +15,14 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 import duckdb
 
 from . import queries, store_evals, store_export, store_writes
 from .backends import Backend, FileBackend
 from .errors import ShipskipError, ToolBusy
-from .ledger import Ledger, ReviewRun, Run, identity_problem
+from .ledger import Ledger, ReviewRun, Run, RunOptions, identity_problem
 from .migrate import migrations
 from .models import CommunityVotes, EditorLabel, Take, ToolCard
 from .store_export import EXPORT_TABLES
@@ -63,9 +63,26 @@ class Store:
         return cls(path or settings.db_path, lake=lake, query_timeout_s=settings.query_timeout_s,
                    lease_s=settings.lease_s, hold_s=settings.store_hold_s)  # fmt: skip
 
+    # The backend's tunables, read and set through the store as before the split.
     @property
     def lease_s(self) -> float:
         return self.db.lease_s
+
+    @property
+    def query_timeout_s(self) -> float | None:
+        return self.db.query_timeout_s
+
+    @query_timeout_s.setter
+    def query_timeout_s(self, seconds: float | None) -> None:
+        self.db.query_timeout_s = seconds
+
+    @property
+    def lock_wait_s(self) -> float:
+        return self.db.lock_wait_s
+
+    @lock_wait_s.setter
+    def lock_wait_s(self, seconds: float) -> None:
+        self.db.lock_wait_s = seconds
 
     def exists(self) -> bool:
         """Whether anything was stored yet (a lake is made on first use, readers included)."""
@@ -114,26 +131,13 @@ class Store:
 
     # -- reviews (the ledger's) --------------------------------------------------------
 
-    def begin_review(
-        self,
-        card: ToolCard,
-        kind: str = "review",
-        reason: str | None = None,
-        flow_run_id: str | None = None,
-        unless_reviewed: bool = False,
-    ) -> ReviewRun | None:
+    def begin_review(self, card: ToolCard, **options: Unpack[RunOptions]) -> ReviewRun | None:
         """The run object a review holds from claim to commit (see `Ledger.begin_run`)."""
-        return self.ledger.begin(card, kind, reason, flow_run_id, unless_reviewed)
+        run = self.ledger.begin_run(card, **options)
+        return None if run is None else ReviewRun(self.ledger, run)
 
-    def begin_run(
-        self,
-        card: ToolCard,
-        kind: str = "review",
-        reason: str | None = None,
-        flow_run_id: str | None = None,
-        unless_reviewed: bool = False,
-    ) -> Run | None:
-        return self.ledger.begin_run(card, kind, reason, flow_run_id, unless_reviewed)
+    def begin_run(self, card: ToolCard, **options: Unpack[RunOptions]) -> Run | None:
+        return self.ledger.begin_run(card, **options)
 
     def checkpoint(self, run: Run, take: Take) -> None:
         self.ledger.checkpoint(run, take)
