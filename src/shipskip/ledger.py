@@ -1,5 +1,5 @@
 """The run ledger: a review's (or a rerun's) life in the store, from taking the tool's lease
-to committing its takes. `Ledger.begin` hands back one `ReviewRun`, which the use case asks to
+to committing its takes. `Store.begin_review` hands back one `ReviewRun`, which the use case asks to
 checkpoint each take and then to commit, abandon or release; `Run` is its plain value (ids,
 safe to pass to a task). Every statement of a run is here, and only here."""
 
