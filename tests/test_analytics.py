@@ -114,7 +114,7 @@ def test_rerunning_a_seat_five_times_changes_no_figure_that_counts_current_takes
     from conftest import rerun, review
     from typer.testing import CliRunner
 
-    import shipskip.store as store_module
+    import shipskip.backends as store_clock
     from shipskip.cli import app
     from shipskip.publish import write_reviewer
 
@@ -122,7 +122,7 @@ def test_rerunning_a_seat_five_times_changes_no_figure_that_counts_current_takes
     # so every take of the test falls in one week (2026-11-02) whatever the day it runs.
     ticks = count()
     monkeypatch.setattr(
-        store_module, "_now", lambda: datetime(2026, 11, 4, 12) + timedelta(seconds=next(ticks))
+        store_clock, "now", lambda: datetime(2026, 11, 4, 12) + timedelta(seconds=next(ticks))
     )
     monkeypatch.chdir(isolated)
     for name in ("claw-code.yaml", "smollm3.yaml"):

@@ -45,14 +45,16 @@ def test_a_review_commits_takes_and_verdict_together(store):
 def test_failed_commit_leaves_nothing_half_written(store, monkeypatch):
     card = make_card()
     run = store.begin_run(card)
-    real, written = Store._insert_takes, []
+    from shipskip import ledger
 
-    def written_then_fails(self, con, run, takes, now):
-        real(self, con, run, takes, now)  # the takes are in, inside the transaction
+    real, written = ledger.insert_takes, []
+
+    def written_then_fails(con, run, takes, now):
+        real(con, run, takes, now)  # the takes are in, inside the transaction
         written.append(con.execute("SELECT count(*) FROM takes").fetchone()[0])
         raise duckdb.ConversionException("the run's status cannot be written")
 
-    monkeypatch.setattr(Store, "_insert_takes", written_then_fails)
+    monkeypatch.setattr(ledger, "insert_takes", written_then_fails)
     with pytest.raises(duckdb.ConversionException):
         store.commit_review(run, card, five())
     assert written == [5]
@@ -397,7 +399,9 @@ def _racing_checkpoints(store, monkeypatch, fail_calls=()):
 
     store.init()
     runs = [store.begin_run(make_card(slug=f"t-{i}", name=f"T {i}")) for i in range(10)]
-    real, batches, first_in = Store._insert_checkpoints, [], threading.Event()
+    from shipskip import ledger
+
+    real, batches, first_in = ledger.insert_checkpoints, [], threading.Event()
 
     def slowed(con, batch):
         batches.append(len(batch))
@@ -408,7 +412,7 @@ def _racing_checkpoints(store, monkeypatch, fail_calls=()):
             raise duckdb.IOException("disk went away")
         return real(con, batch)
 
-    monkeypatch.setattr(Store, "_insert_checkpoints", staticmethod(slowed))
+    monkeypatch.setattr(ledger, "insert_checkpoints", slowed)
     raised = []
 
     def write(i, run):
@@ -448,7 +452,7 @@ def test_a_failed_checkpoint_write_costs_its_writer_and_the_others_write_their_o
         for r in file_store.query("SELECT r.slug FROM take_checkpoints c JOIN runs r USING (run_id)")
     }
     assert stored == {f"t-{i}" for i in range(10)} - set(raised)
-    assert file_store._queue == []  # nothing left to be written behind a caller's back
+    assert file_store.ledger._queue == []  # nothing left to be written behind a caller's back
 
 
 @pytest.mark.slow
@@ -458,13 +462,15 @@ def test_threads_of_one_process_hand_the_open_file_on_instead_of_reopening_it(fi
     import threading
 
     file_store.init()
-    real, opens = Store._open_file, []
+    from shipskip.backends import FileBackend
+
+    real, opens = FileBackend._open_file, []
 
     def counted(self, read_only):
         opens.append(read_only)
         return real(self, read_only)
 
-    monkeypatch.setattr(Store, "_open_file", counted)
+    monkeypatch.setattr(FileBackend, "_open_file", counted)
     runs = [file_store.begin_run(make_card(slug=f"t-{i}", name=f"T {i}")) for i in range(8)]
     opens.clear()
     barrier = threading.Barrier(8)
@@ -484,6 +490,6 @@ def test_threads_of_one_process_hand_the_open_file_on_instead_of_reopening_it(fi
     assert file_store.query("SELECT count(*) AS n FROM take_checkpoints")[0]["n"] == 8 * 5  # one a seat
     assert len(opens) < writes / 4, f"{len(opens)} opens for {writes} writes"
     # Nothing stays open once no thread waits: another process can open the file now.
-    from shipskip import store as store_module
+    from shipskip import backends
 
-    assert store_module._HANDOVER.con is None
+    assert backends._HANDOVER.con is None

@@ -149,10 +149,10 @@ def test_leases_of_gone_holders_are_swept_and_live_ones_kept(lake, postgres):
     with lake.connect() as con:
         lake.lake.ensure_leases(con)
         assert lake.lake.claim(con, "tool-a", gone, lambda owner, beat: True) is None
-    lake._claim("tool-b")  # this process: alive
+    lake.db.claim("tool-b")  # this process: alive
     assert lake.sweep_leases() == ["tool-a"]
     assert [slug for slug, _ in leases(postgres, lake)] == ["tool-b"]
-    lake._release("tool-b")
+    lake.db.release("tool-b")
 
 
 VOTER = textwrap.dedent(
@@ -181,6 +181,49 @@ def test_one_voter_voting_from_three_machines_at_once_has_one_vote(lake):
     rows = lake.query("SELECT voter, count(*) AS n FROM votes GROUP BY voter")
     assert rows == [{"voter": "ana", "n": 1}]
     assert sum(lake.votes("tool-0").model_dump().values()) == 1
+
+
+MARKER = textwrap.dedent(
+    """
+    import sys, time
+    sys.path.insert(0, sys.argv[1])
+    from shipskip.settings import get_settings
+    from shipskip.store import Store
+    store = Store.from_settings(get_settings())
+    store.votes("tool-0")  # open the lake before the start
+    time.sleep(max(0, float(sys.argv[2]) - time.time()))
+    for i in range(8):
+        store.add_marks([("vote", "tool-0", "ship" if i % 2 else "skip", "ana"),
+                         ("helpful", "tool-0", "builder", "ana")])
+    """
+)
+
+
+def test_one_reader_voting_from_three_web_servers_at_once_has_one_vote(lake):
+    # The web's batched writes (`add_marks`) read then insert as `add_vote` does, so they take
+    # the same per-tool-and-voter lock on a lake.
+    card = make_card(slug="tool-0", name="Tool 0")
+    lake.commit_review(lake.begin_run(card), card, five())
+    together(MARKER, 3)
+    assert lake.query("SELECT voter, count(*) AS n FROM votes GROUP BY voter") == [{"voter": "ana", "n": 1}]
+    marks = lake.query("SELECT persona, voter, count(*) AS n FROM helpful_marks GROUP BY ALL")
+    assert marks == [{"persona": "builder", "voter": "ana", "n": 1}]
+
+
+def test_a_readers_batched_vote_waits_for_the_voters_lock_another_machine_holds(lake):
+    card = make_card(slug="tool-0", name="Tool 0")
+    lake.commit_review(lake.begin_run(card), card, five())
+    other = "otherhost:123"  # another machine, alive: it beat just now
+    with lake.connect() as con:
+        assert lake.lake.claim(con, "vote:tool-0:ana", other, lambda owner, beat: True) is None
+    lake.lock_wait_s = 0.3
+    with pytest.raises(ToolBusy, match=other):
+        lake.add_marks([("vote", "tool-0", "ship", "ana")])
+    assert lake.votes("tool-0").model_dump() == {"ship": 0, "skip": 0}
+    with lake.connect() as con:
+        lake.lake.release(con, "vote:tool-0:ana", other)
+    assert lake.add_marks([("vote", "tool-0", "ship", "ana")]) == ["recorded"]
+    assert lake.votes("tool-0").model_dump() == {"ship": 1, "skip": 0}
 
 
 def test_maintenance_folds_small_files_and_expires_old_snapshots_losing_nothing(lake, isolated):
@@ -244,7 +287,7 @@ def test_a_new_migration_reaches_an_existing_lake(lake, monkeypatch):
     lake.commit_review(lake.begin_run(card), card, five())
     extra = (999, "999_mood.sql", "ALTER TABLE takes ADD COLUMN mood VARCHAR;\n"
              "CREATE VIEW moods AS SELECT slug, persona, mood FROM takes;")  # fmt: skip
-    monkeypatch.setattr("shipskip.store.migrations", lambda: [*migrations(), extra])
+    monkeypatch.setattr("shipskip.migrate.migrations", lambda: [*migrations(), extra])
     later = Store.from_settings(get_settings())
     rows = later.query("SELECT * FROM moods ORDER BY persona")
     assert len(rows) == 5 and all(r["mood"] is None for r in rows)

@@ -16,7 +16,8 @@ import duckdb
 
 from .charts import TrendPoint
 from .errors import ShipskipError, UnsafeWrite
-from .store import EXPORT_TABLES, Store
+from .store import Store
+from .store_export import EXPORT_TABLES
 from .writes import locate, staging, write_text
 
 

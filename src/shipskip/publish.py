@@ -170,13 +170,8 @@ def write_digest(
 ) -> tuple[Path, list[ReviewedTool]]:
     """`left_out` collects the tools left out because their stored rows fail validation."""
     start, end = week_bounds(week)
-    rows = store.query(
-        "SELECT slug FROM runs WHERE status = 'complete' AND finished_at >= ? AND finished_at < ?"
-        " GROUP BY slug ORDER BY min(finished_at)",
-        [start, end],
-    )
     # Only the digest itself: the tool pages it links to are `page`'s and `site`'s to write.
-    panels = _panels(store, [r["slug"] for r in rows], left_out)
+    panels = _panels(store, store.completed_between(start, end), left_out)
     html, md = digest_page(week, panels, datetime.now(UTC).date())
     return _write(out_dir, _target(out_dir, "digest", week), html, md), panels
 

@@ -70,10 +70,10 @@ def review_card(
     # Whether this exact card was reviewed, and whether its slug belongs to another tool, are
     # checked inside begin_run, under the same lock that starts the run, so two processes
     # cannot both find it new.
-    run = store.begin_run(card, flow_run_id=flow_run_id, unless_reviewed=not force)
+    run = store.begin_review(card, flow_run_id=flow_run_id, unless_reviewed=not force)
     if run is None:
         return ReviewOutcome.from_store(store, card, skipped=True, contested_above=settings.contested_above)
-    takes = store.checkpoints(run) if run.resumed else {}
+    takes = run.checkpoints() if run.resumed else {}
     todo = [p for p in prompts.personas if p not in takes]
     if todo:
         try:
@@ -81,25 +81,25 @@ def review_card(
                 if asking is None:
                     panel = stack.enter_context(open_panel(settings, prompts, todo, seat_slot=seat_slot))
                     asking = asker(panel, store)
-                takes.update(asking.ask(card, todo, run))
+                takes.update(asking.ask(card, todo, run.run))
         except ProviderDown:
             # A dead provider: the takes it spoiled are not kept, the good ones are (the next
             # run resumes from them); the tool is not marked reviewed.
-            store.drop_checkpoints(run, [p for p, t in store.checkpoints(run).items() if t.error])
-            store.release_run(run)
+            run.drop_checkpoints([p for p, t in run.checkpoints().items() if t.error])
+            run.release()
             raise
         except BaseException:
-            store.release_run(run)  # keep its checkpoints; let the next run take it at once
+            run.release()  # keep its checkpoints; let the next run take it at once
             raise
     ordered = [takes[p] for p in prompts.personas]
     error = _no_seat_answered([takes[p] for p in todo])
     if error and len(todo) == len(ordered):
         # Five failures are not a review: keep nothing, mark nothing reviewed, and stop.
-        store.abandon_run(run)
+        run.abandon()
         raise ProviderRejected(f"no seat got a valid reply, so nothing was stored: {error}")
     # The panel's verdict, worked out once here: stored with the run, returned, shown.
     verdict = aggregate(ordered, settings.contested_above)
-    store.commit_review(run, card, ordered, verdict)
+    run.commit(card, ordered, verdict)
     # A review's takes are the current ones now: no need to read them back.
     return ReviewOutcome.of(card, ordered, verdict, resumed=len(ordered) - len(todo))
 
@@ -326,11 +326,11 @@ def rerun(
         inputs.card, inputs.persona, inputs.reason, inputs.prompts, inputs.model
     )  # fmt: skip
     costs.sync_prices(store, settings)  # the cost views price this take
-    run = store.begin_run(card, kind="rerun", reason=reason)
+    run = store.begin_review(card, kind="rerun", reason=reason)
     assert run is not None  # only a review can find its card already done
     with open_panel(settings, prompts, [persona], model_override=model, seat_slot=seat_slot) as panel:
         try:
-            take = asker(panel, store).ask(card, [persona], run, reason)[persona]
+            take = asker(panel, store).ask(card, [persona], run.run, reason)[persona]
         except ProviderDown as exc:
             # A provider given up on fails the rerun like any other failure, its line the error.
             take = Take.abstention(
@@ -339,11 +339,11 @@ def rerun(
                 prompt_hash=prompts.prompt_hash(persona),
             )  # fmt: skip
     if take.error:
-        store.fail_rerun(run, take, reason)
+        run.fail(take, reason)
         raise ShipskipError(
             f"rerun of {persona} on {card.slug} failed, the current take is kept: {take.error}"
         )
-    store.commit_review(run, card, [take])
+    run.commit(card, [take])
     return take
 
 
