@@ -19,7 +19,7 @@ from .choices import PersonaName
 
 @one_line_parameter_errors
 @flow(name="label-seat")
-def label_seat(
+def label_persona(
     tool: Annotated[str, Field(description="Slug of a reviewed tool.")],
     persona: Annotated[PersonaName, Field(description="The seat the call is on.")],
     verdict: Annotated[Literal["ship", "skip", "abstain"], Field(description="The editor's call.")],

@@ -20,7 +20,9 @@ from .review import Panel
 from .store import Run, Store
 
 
-def ask_seat(panel: Panel, store: Store, run: Run, persona: str, card: ToolCard, reason: str | None) -> Take:
+def ask_persona(
+    panel: Panel, store: Store, run: Run, persona: str, card: ToolCard, reason: str | None
+) -> Take:
     """One seat's take, checkpointed at once so a crash never asks for it again."""
     take = panel.ask(persona, card, reason)
     store.checkpoint(run, take)
@@ -67,7 +69,7 @@ class ThreadAsker:
                 ThreadPoolExecutor(max_workers=max(1, len(personas)))
             )
             futures = [
-                in_context(pool, ask_seat, self.panel, self.store, run, p, card, reason) for p in personas
+                in_context(pool, ask_persona, self.panel, self.store, run, p, card, reason) for p in personas
             ]
             # Every seat has finished (or failed) before the review goes on, so one that fails
             # cannot leave another still writing checkpoints behind the run's back.

@@ -287,7 +287,7 @@ class Scoring:
         return card_facts(self.checklist, card, asked)
 
 
-def seat_standing(figures: dict, title: str, kappa_min: float) -> tuple[bool, str | None]:
+def persona_standing(figures: dict, title: str, kappa_min: float) -> tuple[bool, str | None]:
     """Whether a seat's verdict counts on its model, and if not, why: it counts unless the
     persona's out-of-fold kappa on that model is below `kappa_min`. A model with no fitted
     calibration (or a calibration written before figures were recorded) has no kappa to judge

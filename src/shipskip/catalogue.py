@@ -187,7 +187,7 @@ DIRECTION = {
     "catalogue_nearest": "against", "catalogue_similar": "against",
     "catalogue_category_busy": "against", "catalogue_rivals_shipped": "for",
 }  # fmt: skip
-DIRECTION_BY_SEAT = {("futurist", "catalogue_category_busy"): "for"}
+DIRECTION_BY_PERSONA = {("futurist", "catalogue_category_busy"): "for"}
 # A fact is no card pattern: this one never matches; the value comes from the catalogue.
 _NEVER = CardFact(fields=["name"], pattern="(?!)x")
 
@@ -199,7 +199,7 @@ def with_fact_items(prompts: PromptSet, names: Sequence[str]) -> PromptSet:
     for persona, p in prompts.personas.items():
         extra = [
             Item(id=n, from_card=_NEVER, label=n.replace("_", " "),
-                 counts=DIRECTION_BY_SEAT.get((persona, n), DIRECTION[n]))  # type: ignore[arg-type]
+                 counts=DIRECTION_BY_PERSONA.get((persona, n), DIRECTION[n]))  # type: ignore[arg-type]
             for n in names
         ]  # fmt: skip
         checklist = p.checklist.model_copy(update={"items": [*p.checklist.items, *extra]})

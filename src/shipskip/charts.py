@@ -8,7 +8,7 @@ from datetime import date
 
 from markupsafe import Markup, escape
 
-from .roster import FALLBACK_COLOUR, colours, seat_key
+from .roster import FALLBACK_COLOUR, colours, persona_key
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ def line_chart(
     Drawn for a phone first (compared in Chromium against pygal 3.1.3 on the same data): a
     narrow canvas so text stays legible when scaled to 390 px, a gridline every quarter, a
     date under every week (every second or third when there are many), the legend below."""
-    names = sorted(series, key=seat_key)
+    names = sorted(series, key=persona_key)
     legend_rows = -(-len(names) // 3)
     w, left, right, top, plot_h = 480, 34, 12, 26, 170
     h = top + plot_h + 34 + 18 * legend_rows

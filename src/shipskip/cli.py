@@ -240,7 +240,7 @@ def ingest(
         shown = for_terminal(source)
         job = bar.add_task(f"Ingesting {shown}", total=None)
         done: dict[str, int] = {}
-        seats = len(personas())
+        panel_size = len(personas())
         # Seats of several tools finish at once on their own threads: one tick at a time.
         ticking = threading.Lock()
 
@@ -250,7 +250,7 @@ def ingest(
                 label = _said(take)
                 said = for_terminal(f"{slug} · {take.persona.title()}: {label}")
                 bar.console.print(f"  {said}", highlight=False)
-                tools = sum(1 for n in done.values() if n >= seats)
+                tools = sum(1 for n in done.values() if n >= panel_size)
                 takes = sum(done.values())
                 bar.update(job, description=f"Ingesting {shown}: {takes} takes, {tools} tools done")
 

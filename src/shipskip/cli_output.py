@@ -258,7 +258,7 @@ class EvalProgress:
             self.bar.remove_task(self.job)
         self.job = self.bar.add_task(what, total=total, last="")
 
-    def seat(self, step: str, slug: str, persona: str) -> None:
+    def persona_step(self, step: str, slug: str, persona: str) -> None:
         if self.job is not None:
             self.bar.update(self.job, advance=1, last=for_terminal(f"{step}: {slug} · {persona}"))
 

@@ -210,14 +210,14 @@ def intervals(
             ):
                 if value is not None:
                     kept.setdefault(key, []).append(value)
-        for p, f in seat_figures([r for rows in drawn for r in rows]).items():
+        for p, f in persona_figures([r for rows in drawn for r in rows]).items():
             kept.setdefault(f"{p}_agreement", []).append(f["verdict_agreement"])
             if f["kappa"] is not None:
                 kept.setdefault(f"{p}_kappa", []).append(f["kappa"])
     return {"draws": draws, **{k: percentiles(v) for k, v in kept.items()}}
 
 
-def seat_figures(results: list[ItemResult]) -> dict:
+def persona_figures(results: list[ItemResult]) -> dict:
     """Agreement and kappa (ship / skip / abstain) and score error, per persona."""
     out = {}
     for p in personas():
@@ -237,10 +237,10 @@ def seat_figures(results: list[ItemResult]) -> dict:
     return out
 
 
-def counted_seats(seats: dict, kappa_min: float) -> set[str]:
+def counted_personas(per_persona: dict, kappa_min: float) -> set[str]:
     """The personas whose out-of-fold kappa (seat_figures) lets them count: the rule a review
     applies to each take (calibrations.seat_standing)."""
-    return {p for p, f in seats.items() if calibrations.seat_standing(f, p, kappa_min)[0]}
+    return {p for p, f in per_persona.items() if calibrations.persona_standing(f, p, kappa_min)[0]}
 
 
 def oof_ship_chances(results: list[ItemResult]) -> dict[tuple[str, str], float]:
@@ -339,17 +339,17 @@ def selective_figures(
     return out
 
 
-def counted_figures(results: list[ItemResult], seats: dict, kappa_min: float) -> dict:
+def counted_figures(results: list[ItemResult], per_persona: dict, kappa_min: float) -> dict:
     """What counting only the seats with signal, and the flip chance, do to the panel figures
     out-of-fold: the panel with every seat and with the counted ones, the share of tools given
     a verdict, the flip chance's calibration and accuracy against coverage."""
-    counted = counted_seats(seats, kappa_min)
+    counted = counted_personas(per_persona, kappa_min)
     chances = oof_ship_chances(results)
-    every, kept = _verdicts(results, set(seats), chances), _verdicts(results, counted, chances)
+    every, kept = _verdicts(results, set(per_persona), chances), _verdicts(results, counted, chances)
     return {
         "kappa_min": kappa_min,
-        "counted": [p for p in seats if p in counted],
-        "not_counted": [p for p in seats if p not in counted],
+        "counted": [p for p in per_persona if p in counted],
+        "not_counted": [p for p in per_persona if p not in counted],
         "all_seats": {**panel_figures(results),
                       "coverage": round(sum(v.label != "No verdict" for v, _, _ in every) / len(every), 3)},
         "counted_seats": {**panel_figures(results, counted),

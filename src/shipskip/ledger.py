@@ -284,7 +284,7 @@ class Ledger:
         `verdict` it worked out; a rerun's is the whole panel's after it, read here."""
         verdict_takes = takes
         now = backends.now()
-        seats = [t.persona for t in takes]
+        personas = [t.persona for t in takes]
         # A handful of statements for the whole panel, not a few per seat: on a lake each
         # statement is a round trip to the catalog.
         with self.db.transaction() as con:
@@ -294,7 +294,7 @@ class Ledger:
             cur = con.execute(
                 "SELECT persona, version, score, verdict, model, prompt_version FROM takes"
                 " WHERE slug = ? AND persona IN (SELECT unnest(?)) ORDER BY version",
-                [card.slug, seats],
+                [card.slug, personas],
             )
             cols = [d[0] for d in cur.description or []]
             rows = [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
@@ -303,7 +303,7 @@ class Ledger:
             con.execute(
                 "UPDATE takes SET is_current = false"
                 " WHERE slug = ? AND is_current AND persona IN (SELECT unnest(?))",
-                [card.slug, seats],
+                [card.slug, personas],
             )
             insert_takes(con, run, [(t, latest.get(t.persona, {})) for t in takes], now)
             # A rerun changes one seat; the verdict it records is the whole panel's after it.

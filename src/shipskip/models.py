@@ -428,8 +428,8 @@ class PanelVerdict(BaseModel):
     def not_counted_note(self) -> str:
         if not self.not_counted:
             return ""
-        seats = f"{self.not_counted} seat{'s' if self.not_counted > 1 else ''}"
-        return f" · {seats} not counted (no signal on this model)"
+        count = f"{self.not_counted} seat{'s' if self.not_counted > 1 else ''}"
+        return f" · {count} not counted (no signal on this model)"
 
     @property
     def flagged_note(self) -> str:

@@ -214,7 +214,7 @@ def shared_api() -> bool:
     return bool(url) and url not in _PRIVATE_APIS
 
 
-def seat_limit(settings: Settings) -> SlotFactory | None:
+def persona_limit(settings: Settings) -> SlotFactory | None:
     """SHIPSKIP_LLM_CONCURRENCY as Prefect's global concurrency limit on calls in flight, created
     or resized on the server at each flow start; what a seat holds while it is asked.
 

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from .backends import Backend
 from .errors import StoredRowError, describe_validation_error
 from .models import SHIP_THRESHOLD, CommunityVotes, EditorLabel, Take, ToolCard, Usage, is_web_address
-from .roster import seat_key
+from .roster import persona_key
 
 # Take fields stored in a column of the same name (`text` in the `take` column: its alias).
 TAKE_FIELDS = {
@@ -65,7 +65,7 @@ def current(con: duckdb.DuckDBPyConnection, slug: str) -> list[Take]:
     cur = con.execute("SELECT * FROM current_takes WHERE slug = ?", [slug])
     cols = [d[0] for d in cur.description or []]
     takes = [take_from_row(dict(zip(cols, r, strict=True)), slug) for r in cur.fetchall()]
-    return sorted(takes, key=lambda t: seat_key(t.persona))
+    return sorted(takes, key=lambda t: persona_key(t.persona))
 
 
 def current_takes(db: Backend, slug: str) -> list[Take]:

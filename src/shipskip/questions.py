@@ -41,7 +41,7 @@ class Spend:
 
 
 @dataclass
-class SeatAsker:
+class PersonaAsker:
     """The personas' clients and prompts, asked one question at a time."""
 
     prompts: PromptSet
@@ -54,7 +54,7 @@ class SeatAsker:
     # found here is not asked again.
     batched: dict[str, dict[str, Any]] = field(default_factory=dict)
     _scorings: dict[tuple, Scoring] = field(default_factory=dict, repr=False)
-    _seat_locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
+    _persona_locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def key(self, persona: str) -> ModelKey:
@@ -68,7 +68,7 @@ class SeatAsker:
         asked = self.key(persona)
         names = list(dict.fromkeys([*sorted(spend.models), asked.model]))
         with self._lock:
-            lock = self._seat_locks.setdefault(persona, threading.Lock())
+            lock = self._persona_locks.setdefault(persona, threading.Lock())
         with lock:  # the bias of a model is measured once per seat, however many tools wait
             cached = self._scorings.get((persona, *names))
             if cached is not None:

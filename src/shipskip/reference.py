@@ -76,7 +76,7 @@ class ItemResult(BaseModel):
 
 
 # (what was done, tool slug, persona): called after each seat, for progress.
-OnSeat = Callable[[str, str, str], None]
+OnPersona = Callable[[str, str, str], None]
 
 
 def quiet(step: str, slug: str, persona: str) -> None:
@@ -160,7 +160,9 @@ def appending_answers(path: Path) -> Iterator[Callable[[ItemResult], None]]:
         yield keep
 
 
-def answered_seats(path: Path, items: list[RefItem], prompts: PromptSet) -> dict[tuple[str, str], ItemResult]:
+def answered_personas(
+    path: Path, items: list[RefItem], prompts: PromptSet
+) -> dict[tuple[str, str], ItemResult]:
     """The seats already answered in a --save-answers file from an interrupted run, to be kept
     rather than asked again: only those of these tools whose stored items are still exactly
     their persona's checklist items (a changed checklist is asked afresh). A last line cut short

@@ -22,7 +22,7 @@ from .llm import LLMClient
 from .models import Criterion, Take, ToolCard, pattern_literal, verdict_for
 from .personas import PromptSet, render_messages, take_instructions, take_messages
 from .quality import consensus, grounding
-from .questions import SeatAsker, Spend
+from .questions import PersonaAsker, Spend
 from .rates import CircuitBreaker, RateGovernor
 from .redaction import redactor_for
 from .settings import Settings
@@ -40,11 +40,11 @@ def take_opening(verdict: str, name: str) -> str:
 
 
 @dataclass
-class Panel(SeatAsker):
+class Panel(PersonaAsker):
     """The personas' clients and prompts: asks one seat for its take (a flow run, an ingest or
     an eval holds one). The takes together are the panel (`panel.aggregate`)."""
 
-    seat_slot: SlotFactory = nullcontext
+    persona_slot: SlotFactory = nullcontext
     # Threads the seats are asked in, kept for as long as the panel: starting five threads
     # for every tool cost an ingest 5% of its time.
     pool: ThreadPoolExecutor | None = None
@@ -74,7 +74,7 @@ class Panel(SeatAsker):
                 if self.stop.is_set():
                     raise Stopped(card.slug, persona)
                 try:
-                    held.enter_context(self.seat_slot())
+                    held.enter_context(self.persona_slot())
                     break
                 except TimeoutError:
                     # A slot that waits a bounded time (the global limit's) is asked for again,
@@ -108,7 +108,7 @@ class Panel(SeatAsker):
         scoring: Scoring | None = None
 
         def done(**fields: object) -> Take:
-            counted, why = calibrations.seat_standing(
+            counted, why = calibrations.persona_standing(
                 scoring.figures if scoring else {}, p.title, self.settings.count_kappa_min
             )
             score = fields.get("score")
@@ -283,7 +283,7 @@ def open_panel(
     prompts: PromptSet,
     personas: list[str] | None = None,
     model_override: str | None = None,
-    seat_slot: SlotFactory | None = None,
+    persona_slot: SlotFactory | None = None,
     require: bool = True,
     budget: Budget | None = None,
 ) -> Iterator[Panel]:
@@ -347,7 +347,7 @@ def open_panel(
         # for them: each ends at its next call instead of asking the rest of its checklist.
         stack.callback(stop.set)
         yield Panel(
-            prompts=prompts, clients=clients, settings=settings, seat_slot=seat_slot or nullcontext,
+            prompts=prompts, clients=clients, settings=settings, persona_slot=persona_slot or nullcontext,
             pool=pool, stop=stop, keys=keys, budget=budget,
         )  # fmt: skip
 

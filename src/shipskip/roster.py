@@ -23,7 +23,7 @@ FALLBACK_COLOUR = "#555555"
 
 
 @dataclass(frozen=True)
-class Seat:
+class Persona:
     name: str
     title: str
     order: int
@@ -36,10 +36,10 @@ def persona_files(prompts_dir: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*.yaml") if "@" not in p.stem and _NAME.match(p.stem))
 
 
-def discover(prompts_dir: Path) -> tuple[Seat, ...]:
+def discover(prompts_dir: Path) -> tuple[Persona, ...]:
     """Seats in their stated order (ties by name). A file too broken to read still gives a seat
     under its file name, so the full check (`personas.load_prompts`) can name its fault."""
-    seats = []
+    found = []
     for path in persona_files(prompts_dir):
         try:
             data = load_yaml(path.read_text(encoding="utf-8"))
@@ -49,19 +49,19 @@ def discover(prompts_dir: Path) -> tuple[Seat, ...]:
         order = data.get("order")
         colour = data.get("colour")
         title = data.get("title")
-        seats.append(
-            Seat(
+        found.append(
+            Persona(
                 name=path.stem,
                 title=title if isinstance(title, str) else path.stem.title(),
                 order=order if isinstance(order, int) and not isinstance(order, bool) else 1000,
                 colour=colour if isinstance(colour, str) and _COLOUR.match(colour) else FALLBACK_COLOUR,
             )
         )
-    return tuple(sorted(seats, key=lambda s: (s.order, s.name)))
+    return tuple(sorted(found, key=lambda s: (s.order, s.name)))
 
 
 @functools.cache
-def seats() -> tuple[Seat, ...]:
+def panel_personas() -> tuple[Persona, ...]:
     """The panel's seats, read from the settings' prompts folder (the environment or `.env`)
     when first asked for, never at import; then kept for the process, as every sort by seat
     order asks for them."""
@@ -70,11 +70,11 @@ def seats() -> tuple[Seat, ...]:
 
 def personas() -> tuple[str, ...]:
     """Persona names in seat order: the one list every command, page and flow uses."""
-    return tuple(s.name for s in seats())
+    return tuple(s.name for s in panel_personas())
 
 
 def colours() -> dict[str, str]:
-    return {s.name: s.colour for s in seats()}
+    return {s.name: s.colour for s in panel_personas()}
 
 
 @functools.cache
@@ -82,7 +82,7 @@ def _places() -> dict[str, int]:
     return {n: i for i, n in enumerate(personas())}
 
 
-def seat_key(name: str) -> tuple[int, str]:
+def persona_key(name: str) -> tuple[int, str]:
     """Sort key for persona names: seat order, then any name that is not a seat, by name.
     Called for every take a page sorts, so the places are made once, as the seats are read."""
     place = _places()

@@ -88,11 +88,11 @@ def add_marks(db: Backend, batch: list[tuple[str, str, str, str]]) -> list[str]:
                         )
                         out.append("changed")
                     continue
-                seat = con.execute(
+                has_take = con.execute(
                     "SELECT 1 FROM current_takes WHERE slug = ? AND persona = ? AND verdict IS NOT NULL",
                     [slug, value],
                 ).fetchone()
-                if not seat:
+                if not has_take:
                     out.append("unknown")
                     continue
                 if con.execute(
