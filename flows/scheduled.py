@@ -26,7 +26,7 @@ from .site import publish
 
 
 class ToolSubflows(ThreadAsker):
-    """An ingest's asker on a shared server: each tool's seats are asked (on the panel's
+    """An ingest's asker on a shared server: each tool's personas are asked (on the panel's
     threads, as without Prefect) inside a subflow run `review-SLUG`, so the UI shows each tool
     as its own run, with its own state and logs. The subflow closes over the panel and store;
     its parameters are values. Made once per ingest: defining a flow costs tens of ms."""
@@ -113,7 +113,7 @@ def rerun_persona(
 
     Args:
         tool: Slug of a reviewed tool.
-        persona: The seat to ask again.
+        persona: The persona to ask again.
         reason: Why it is asked again; kept with the take and shown on pages.
         model: Another model for this take.
         prompt_version: An archived persona prompt version (prompts/personas/NAME@V.yaml).

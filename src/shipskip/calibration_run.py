@@ -265,8 +265,8 @@ def with_editor_labels(
     results: list[ItemResult],
     calibrations_dir: Path,
 ) -> tuple[list[ItemResult], int]:
-    """The results plus one per editor's label on a seat scored by that seat's model (its
-    latest label there, on the answers of the take it judged). A labelled seat that is also a
+    """The results plus one per editor's label on a persona scored by that persona's model (its
+    latest label there, on the answers of the take it judged). A labelled persona that is also a
     reference card's takes the editor's call in place of the reference's, so no tool counts
     twice in the out-of-fold figures. Also how many labels were added."""
     from .labels import labelled_observations
@@ -291,7 +291,7 @@ def with_editor_labels(
 
 def calibration_results(settings: Settings, reference: Path, key: ModelKey) -> list[ItemResult]:
     """The answers `shipskip calibrate` stored for one model, as evaluation results per
-    reference card and seat (for the current prompts; a question not answered reads as failed)."""
+    reference card and persona (for the current prompts; a question not answered reads as failed)."""
     prompts = load_prompts(settings.prompts_dir)
     stored = _read_answers(answers_path(settings, key))
     out = []
@@ -310,7 +310,7 @@ def calibration_results(settings: Settings, reference: Path, key: ModelKey) -> l
 def _stored_persona(
     prompts: PromptSet, item: RefItem, persona: str, got: dict[str, tuple[float | None, str]]
 ) -> ItemResult:
-    """One seat's stored answers on one reference card, as an evaluation reads them."""
+    """One persona's stored answers on one reference card, as an evaluation reads them."""
     checklist = prompts.personas[persona].checklist
     answers = [(i, *got.get(i.id, (None, "card"))) for i in checklist.items]
     criteria = Scoring(checklist=checklist, model="", label="").criteria(item.card, answers)  # type: ignore[arg-type]

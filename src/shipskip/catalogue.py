@@ -193,7 +193,7 @@ _NEVER = CardFact(fields=["name"], pattern="(?!)x")
 
 
 def with_fact_items(prompts: PromptSet, names: Sequence[str]) -> PromptSet:
-    """The prompts with the named facts as extra checklist inputs of every seat, each held to
+    """The prompts with the named facts as extra checklist inputs of every persona, each held to
     its direction like any item, so a fit may weigh a fact but never turn it round."""
     personas = {}
     for persona, p in prompts.personas.items():
@@ -213,7 +213,7 @@ R = TypeVar("R", bound=Any)
 def with_fact_answers(
     results: Sequence[R], facts_by_slug: dict[str, dict[str, float]], names: Sequence[str]
 ) -> list[R]:
-    """Evaluation results with each tool's facts added to its seats' answers (read as P(yes))."""
+    """Evaluation results with each tool's facts added to its personas' answers (read as P(yes))."""
     return [
         r.model_copy(update={"criteria": [
             *r.criteria,
@@ -224,7 +224,7 @@ def with_fact_answers(
 
 
 def reference_shipped(reference: Sequence[Any]) -> dict[str, float | None]:
-    """How each reference card fared: the share of its labelled seats that ship it."""
+    """How each reference card fared: the share of its labelled personas that ship it."""
     out: dict[str, float | None] = {}
     for item in reference:
         said = [lb.verdict for lb in item.reference.values() if lb.verdict != "abstain"]

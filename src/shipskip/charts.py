@@ -51,7 +51,7 @@ def histogram(counts: list[int], title: str, colour: str) -> Markup:
 def line_chart(
     series: dict[str, list[tuple[date, float]]], y_max: float, title: str, fmt: str = "{:.0f}"
 ) -> Markup:
-    """A small self-contained SVG line chart, one line per persona in seat order.
+    """A small self-contained SVG line chart, one line per persona in persona order.
 
     Drawn for a phone first (compared in Chromium against pygal 3.1.3 on the same data): a
     narrow canvas so text stays legible when scaled to 390 px, a gridline every quarter, a

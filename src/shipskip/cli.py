@@ -155,7 +155,7 @@ def _review_one(card: ToolCard, force: bool, review_tool: Callable[..., Any]) ->
             if take.error and take.persona not in done:
                 label += " (provider failed; asking once more)"  # the flow's retry follows
             bar.console.print(f"  {for_terminal(take.persona.title())}: {label}", highlight=False)
-            if take.persona not in done:  # a retried seat reports twice but counts once
+            if take.persona not in done:  # a retried persona reports twice but counts once
                 done.add(take.persona)
                 bar.advance(job)
 
@@ -241,7 +241,7 @@ def ingest(
         job = bar.add_task(f"Ingesting {shown}", total=None)
         done: dict[str, int] = {}
         panel_size = len(personas())
-        # Seats of several tools finish at once on their own threads: one tick at a time.
+        # Personas of several tools finish at once on their own threads: one tick at a time.
         ticking = threading.Lock()
 
         def tick(slug: str, take: Take) -> None:

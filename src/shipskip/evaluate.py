@@ -81,8 +81,8 @@ def collect_answers(
 ) -> list[ItemResult]:
     """Every persona's relevance and checklist answers on every labelled card (no take yet), as
     the model gave them (never corrected), weighed by `checklists` (default: the prompts').
-    Seats in `done` (by tool and persona) are not asked again; `keep` gets each seat as soon as
-    it is answered, so a run that is killed loses at most the seat it was on."""
+    Personas in `done` (by tool and persona) are not asked again; `keep` gets each persona as soon as
+    it is answered, so a run that is killed loses at most the persona it was on."""
     results = []
     for item in items:
         for persona in panel.prompts.personas:
@@ -115,7 +115,7 @@ def collect_answers(
 
 
 def takes_to_check(items: list[RefItem], results: list[ItemResult], limit: int) -> int:
-    """How many takes `check_takes` will ask for: seats with a verdict on the first `limit` tools."""
+    """How many takes `check_takes` will ask for: personas with a verdict on the first `limit` tools."""
     first = {i.card.slug for i in items[:limit]}
     return sum(r.slug in first and r.verdict in ("ship", "skip") and r.score is not None for r in results)
 
@@ -209,7 +209,7 @@ def run_checklist_eval(
         results = stored_answers(store, answers_from, items, prompts)
         model = f"answers of eval {answers_from}"
     else:
-        # With --save-answers, the seats a killed run already answered are kept, not asked again.
+        # With --save-answers, the personas a killed run already answered are kept, not asked again.
         done = answered_personas(save_answers, items, prompts) if save_answers else {}
         on_phase("Asking the checklist", len(items) * len(prompts.personas))
         with ExitStack() as stack:
@@ -249,7 +249,7 @@ def run_checklist_eval(
         "fit": fit or fit_note(prompts, reference, slugs),
     }
     if held_out:
-        # The seats that count are those the calibration's own fit counts (its recorded
+        # The personas that count are those the calibration's own fit counts (its recorded
         # out-of-fold kappa), never judged from this file's labels, which nothing may learn from.
         counted = calibration_counted(settings, prompts, keys)
         summary["held_out_counted"] = {
@@ -279,7 +279,7 @@ def run_holistic_eval(
     on_persona: OnPersona = quiet,
     on_phase: Callable[[str, int], None] = lambda what, total: None,
 ) -> EvalRun:
-    """The holistic prompt on every labelled card, `samples` draws per seat (median kept)."""
+    """The holistic prompt on every labelled card, `samples` draws per persona (median kept)."""
     items = load_reference(reference)
     prompts = load_prompts(settings.prompts_dir)
     on_phase(f"Drawing {samples} takes per seat", len(items) * len(prompts.personas))
@@ -307,7 +307,7 @@ def run_holistic_eval(
 
 def calibration_counted(settings: Settings, prompts: PromptSet, keys: dict[str, ModelKey]) -> set[str]:
     """The personas whose verdicts count with the model's calibration as it stands: by the
-    out-of-fold kappa its fit recorded, as a review decides (a seat with no fitted calibration
+    out-of-fold kappa its fit recorded, as a review decides (a persona with no fitted calibration
     counts, as in a review)."""
     counted = set()
     for name, p in prompts.personas.items():

@@ -202,7 +202,7 @@ class Persona(BaseModel):
 
     name: Annotated[str, Field(pattern=r"^[a-z]+$")]
     title: Annotated[str, Field(min_length=3, max_length=40)]
-    # Where the seat sits (pages, tables, the panel's order) and its colour in charts.
+    # Where the persona sits (pages, tables, the panel's order) and its colour in charts.
     order: Annotated[int, Field(ge=0, le=999)]
     colour: Annotated[str, Field(pattern=r"^#[0-9a-fA-F]{6}$")]
     version: Annotated[str, Field(pattern=r"^[0-9A-Za-z._-]{1,20}$")]

@@ -1,8 +1,8 @@
-"""The panel's seats, discovered from the persona files: who sits, in what order, in what colour.
+"""The panel's personas, discovered from the persona files: who sits, in what order, in what colour.
 
-`prompts/personas/NAME.yaml` is the one source for the persona list. Adding a file adds a seat
+`prompts/personas/NAME.yaml` is the one source for the persona list. Adding a file adds a persona
 everywhere (CLI choices, flow parameters, pages, evaluation); `order:` places it and
-`colour:` draws it in charts. Archived versions (`NAME@V.yaml`) are not seats.
+`colour:` draws it in charts. Archived versions (`NAME@V.yaml`) are not personas.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def persona_files(prompts_dir: Path) -> list[Path]:
 
 
 def discover(prompts_dir: Path) -> tuple[Persona, ...]:
-    """Seats in their stated order (ties by name). A file too broken to read still gives a seat
+    """Personas in their stated order (ties by name). A file too broken to read still gives a persona
     under its file name, so the full check (`personas.load_prompts`) can name its fault."""
     found = []
     for path in persona_files(prompts_dir):
@@ -62,14 +62,14 @@ def discover(prompts_dir: Path) -> tuple[Persona, ...]:
 
 @functools.cache
 def panel_personas() -> tuple[Persona, ...]:
-    """The panel's seats, read from the settings' prompts folder (the environment or `.env`)
-    when first asked for, never at import; then kept for the process, as every sort by seat
+    """The panel's personas, read from the settings' prompts folder (the environment or `.env`)
+    when first asked for, never at import; then kept for the process, as every sort by persona
     order asks for them."""
     return discover(get_settings().prompts_dir)
 
 
 def personas() -> tuple[str, ...]:
-    """Persona names in seat order: the one list every command, page and flow uses."""
+    """Persona names in persona order: the one list every command, page and flow uses."""
     return tuple(s.name for s in panel_personas())
 
 
@@ -83,7 +83,7 @@ def _places() -> dict[str, int]:
 
 
 def persona_key(name: str) -> tuple[int, str]:
-    """Sort key for persona names: seat order, then any name that is not a seat, by name.
-    Called for every take a page sorts, so the places are made once, as the seats are read."""
+    """Sort key for persona names: persona order, then any name that is not a persona, by name.
+    Called for every take a page sorts, so the places are made once, as the personas are read."""
     place = _places()
     return (place.get(name, len(place)), name)

@@ -43,7 +43,7 @@ from .untrusted import MIN_REASON, REASON_TOO_SHORT
 
 
 def _no_persona_answered(takes: list[Take]) -> str | None:
-    """The first error when every seat failed: the provider is unusable, not the card."""
+    """The first error when every persona failed: the provider is unusable, not the card."""
     if takes and all(t.error for t in takes):
         return takes[0].error
     return None
@@ -61,7 +61,7 @@ def review_card(
     persona_slot: SlotFactory | None = None,
 ) -> ReviewOutcome:
     """Review one card: skip it if this content was reviewed, resume an interrupted run, ask the
-    seats still missing, and commit the five takes together. With `asking` (an ingest's, made
+    personas still missing, and commit the five takes together. With `asking` (an ingest's, made
     once for its one panel), its clients and model server are used; otherwise a panel is opened
     for this card alone and `asker` made for it."""
     prompts = asking.panel.prompts if asking else load_prompts(settings.prompts_dir)
@@ -128,9 +128,9 @@ class IngestReport:
 
 
 def tools_in_flight(settings: Settings, panel_size: int) -> int:
-    """Tools reviewed at once: twice as many as it takes for their seats to fill the
+    """Tools reviewed at once: twice as many as it takes for their personas to fill the
     calls-in-flight setting (SHIPSKIP_LLM_CONCURRENCY), which the panel' clients enforce call
-    by call. With only enough, the slots of a tool whose last seat is still out, or that is
+    by call. With only enough, the slots of a tool whose last persona is still out, or that is
     being stored, stood empty: 57 against 66 requests/s (bench/ingest_bench.py)."""
     return 2 * max(1, -(-settings.llm_concurrency // max(1, panel_size)))
 
@@ -224,7 +224,7 @@ def ingest(
             except BaseException as exc:
                 # The provider refuses every tool alike (ProviderRejected): start no more tools,
                 # and mark nothing more reviewed. The process is stopping (SIGTERM, Ctrl-C): also
-                # stop the seats in flight before their next call; their finished takes are
+                # stop the personas in flight before their next call; their finished takes are
                 # checkpointed and the next run resumes from them.
                 for f in futures:
                     f.cancel()
@@ -293,7 +293,7 @@ def rerun_inputs(
     reason = rerun_reason(reason)
     if model is not None and not model.strip():
         raise BadParameter("model", "names no model; leave it out for the seat's own")
-    # The seats first: an unknown one needs no database, and its archived versions are its own.
+    # The personas first: an unknown one needs no database, and its archived versions are its own.
     check_persona(settings.prompts_dir, persona)
     card = store.tool(tool)
     if card is None:
