@@ -58,7 +58,7 @@ def test_eval_reports_agreement_and_stability_and_stores_them(holistic, isolated
         get_settings(), ref, 3, on_persona=lambda *a: seen.append(a), on_phase=lambda *a: phases.append(a)
     )
     # Progress: one phase sized to every seat of every tool, advanced once per seat.
-    assert phases == [("Drawing 3 takes per seat", 15)] and len(seen) == 15 and seen[0][0] == "drew"
+    assert phases == [("Drawing 3 takes per persona", 15)] and len(seen) == 15 and seen[0][0] == "drew"
     s = out.summary
     assert s["builder"]["verdict_agreement"] == 1.0 and s["builder"]["mae"] == 0
     assert s["builder"]["flip_rate"] == 0 and s["skeptic"]["flip_rate"] == round(1 / 3, 3)
@@ -454,7 +454,7 @@ def test_held_out_judges_the_shipped_calibration_and_saves_answers_that_replay(f
 
     res = CliRunner().invoke(app, ["eval", str(ref), "--answers", str(saved), "--held-out"])
     assert res.exit_code == 0, res.output
-    assert "held out, counted seats only" in res.output and "not counted: futurist" in res.output
+    assert "held out, counted personas only" in res.output and "not counted: futurist" in res.output
     assert "held out: fitted on data/reference/panel.jsonl" in res.output and "out-of-fold" not in res.output
     assert len(fake.requests) == asked
 

@@ -307,7 +307,7 @@ def print_held_out_counted(c: dict) -> None:
         highlight=False,
     )
     console.print(
-        f"held out, counted seats only: panel ship pct spearman {shown('panel_ship_pct_spearman')}  "
+        f"held out, counted personas only: panel ship pct spearman {shown('panel_ship_pct_spearman')}  "
         f"ship balanced accuracy {shown('ship_balanced_accuracy')}  panels ship {c['panels_ship']} "
         f"(ref {c['reference_panels_ship']})",
         highlight=False,

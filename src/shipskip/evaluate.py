@@ -282,7 +282,7 @@ def run_holistic_eval(
     """The holistic prompt on every labelled card, `samples` draws per persona (median kept)."""
     items = load_reference(reference)
     prompts = load_prompts(settings.prompts_dir)
-    on_phase(f"Drawing {samples} takes per seat", len(items) * len(prompts.personas))
+    on_phase(f"Drawing {samples} takes per persona", len(items) * len(prompts.personas))
     results, similarities = [], []
     with open_panel(settings, prompts) as panel:
         for item in items:

@@ -428,7 +428,7 @@ class PanelVerdict(BaseModel):
     def not_counted_note(self) -> str:
         if not self.not_counted:
             return ""
-        count = f"{self.not_counted} seat{'s' if self.not_counted > 1 else ''}"
+        count = f"{self.not_counted} persona{'s' if self.not_counted > 1 else ''}"
         return f" · {count} not counted (no signal on this model)"
 
     @property

@@ -98,7 +98,7 @@ def review_card(
     if error and len(todo) == len(ordered):
         # Five failures are not a review: keep nothing, mark nothing reviewed, and stop.
         run.abandon()
-        raise ProviderRejected(f"no seat got a valid reply, so nothing was stored: {error}")
+        raise ProviderRejected(f"no persona got a valid reply, so nothing was stored: {error}")
     # The panel's verdict, worked out once here: stored with the run, returned, shown.
     verdict = aggregate(ordered, settings.contested_above)
     run.commit(card, ordered, verdict)
