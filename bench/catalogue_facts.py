@@ -31,7 +31,7 @@ from shipskip.eval_figures import (  # noqa: E402
     intervals,
     observations,
     panel_figures,
-    seat_figures,
+    persona_figures,
     with_predictions,
 )
 from shipskip.personas import load_prompts  # noqa: E402
@@ -57,7 +57,7 @@ def predictions(prompts, results: list, folds: int) -> dict:
 def figures(oof: list) -> dict[str, float | None]:
     panel = panel_figures(oof)
     out = {"spearman": panel["panel_ship_pct_spearman"], "balanced": panel["ship_balanced_accuracy"]}
-    out.update({f"{p}_kappa": f["kappa"] for p, f in seat_figures(oof).items()})
+    out.update({f"{p}_kappa": f["kappa"] for p, f in persona_figures(oof).items()})
     return out
 
 

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from shipskip.calibrate import feature_matrix, fit, predict  # noqa: E402
-from shipskip.eval_figures import observations, panel_figures, seat_figures, with_predictions  # noqa: E402
+from shipskip.eval_figures import observations, panel_figures, persona_figures, with_predictions  # noqa: E402
 from shipskip.personas import load_prompts  # noqa: E402
 from shipskip.reference import load_reference, stored_answers  # noqa: E402
 
@@ -88,10 +88,10 @@ def main() -> None:
             figures = panel_figures(judged)
             spear.append(figures["panel_ship_pct_spearman"])
             bal.append(figures["ship_balanced_accuracy"])
-            for persona, f in seat_figures(judged).items():
+            for persona, f in persona_figures(judged).items():
                 kappa[persona].append(f["kappa"])
-        seats = " / ".join(f"{mean(v):.2f}" for v in kappa.values())
-        print(f"{n:>9}  {mean(spear):>8.2f}  {mean(bal):>9.2f}  {seats}")
+        per_persona = " / ".join(f"{mean(v):.2f}" for v in kappa.values())
+        print(f"{n:>9}  {mean(spear):>8.2f}  {mean(bal):>9.2f}  {per_persona}")
 
     print("\nseparation (AUC, ship against skip, whole set); items that count against should sit below 0.5")
     for persona, p in prompts.personas.items():
@@ -162,11 +162,11 @@ def label_curve(args: argparse.Namespace, prompts, results, slugs: list[str]) ->
                 pool = least_certain_first(fit_and_judge(prompts, results, set(base), set(pool)))
             for n in added:
                 judged = fit_and_judge(prompts, results, set(base) | set(pool[:n]), set(test))
-                seats = seat_figures(judged)
+                per_persona = persona_figures(judged)
                 figures = panel_figures(judged)
                 rows[n].append((
-                    statistics.fmean(f["verdict_agreement"] for f in seats.values()),
-                    mean([f["kappa"] for f in seats.values()]),
+                    statistics.fmean(f["verdict_agreement"] for f in per_persona.values()),
+                    mean([f["kappa"] for f in per_persona.values()]),
                     figures["panel_ship_pct_spearman"] if figures["panel_ship_pct_spearman"] is not None else float("nan"),
                     figures["ship_balanced_accuracy"] if figures["ship_balanced_accuracy"] is not None else float("nan"),
                 ))  # fmt: skip

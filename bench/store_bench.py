@@ -34,7 +34,7 @@ def time_writes(store: Store, n: int) -> dict[str, float]:
         t = time.perf_counter()
         run = store.begin_run(card, unless_reviewed=True)
         cost["begin_run"] += time.perf_counter() - t
-        takes = [make_take(seat, "ship", 70) for seat in personas()]
+        takes = [make_take(persona, "ship", 70) for persona in personas()]
         t = time.perf_counter()
         for take in takes:
             store.checkpoint(run, take)

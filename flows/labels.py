@@ -1,4 +1,4 @@
-"""Flow: an editor's own call on one seat (`shipskip label`). The work is `shipskip.labels`."""
+"""Flow: an editor's own call on one persona (`shipskip label`). The work is `shipskip.labels`."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from .choices import PersonaName
 
 @one_line_parameter_errors
 @flow(name="label-seat")
-def label_seat(
+def label_persona(
     tool: Annotated[str, Field(description="Slug of a reviewed tool.")],
     persona: Annotated[PersonaName, Field(description="The seat the call is on.")],
     verdict: Annotated[Literal["ship", "skip", "abstain"], Field(description="The editor's call.")],
@@ -29,12 +29,12 @@ def label_seat(
         str | None, Field(description="Who labels; the worker's OS user when left out.")
     ] = None,
 ) -> dict | State:
-    """Store an editor's call on one seat; it supersedes that editor's earlier call there,
+    """Store an editor's call on one persona; it supersedes that editor's earlier call there,
     which stays as history.
 
     Args:
         tool: Slug of a reviewed tool.
-        persona: The seat the call is on.
+        persona: The persona the call is on.
         verdict: The editor's call: ship, skip or abstain.
         reason: Why; shown on pages beside the panel's take.
         score: The editor's score out of 100, on the verdict's side of 60.

@@ -18,30 +18,30 @@ from prefect.utilities.hashing import hash_objects
 from pydantic import Field
 
 from shipskip import costs, usecases
-from shipskip.asking import ask_seat
+from shipskip.asking import ask_persona
 from shipskip.cards import load_card
 from shipskip.errors import BadParameter, BudgetReached, ProviderRejected, ShipskipError
 from shipskip.models import Take, ToolCard, clean_text
-from shipskip.orchestration import failed, one_line_parameter_errors, seat_limit
+from shipskip.orchestration import failed, one_line_parameter_errors, persona_limit
 from shipskip.outcome import ReviewOutcome
 from shipskip.render import ReviewedTool, review_markdown
 from shipskip.review import Panel
 from shipskip.settings import get_settings
 from shipskip.store import Run, Store
 
-# A seat whose provider failed every attempt is asked once more after a pause (Prefect shows
+# A persona whose provider failed every attempt is asked once more after a pause (Prefect shows
 # it AwaitingRetry, then Retrying); failing again, it ends Failed, its abstention kept.
-SEAT_RETRIES = 1
+PERSONA_RETRIES = 1
 
 
-# The name of the state a seat's task ends in when its own asking failed (its take, an
+# The name of the state a persona's task ends in when its own asking failed (its take, an
 # abstention holding the error, is checkpointed): told apart from a task that broke by name.
-SEAT_FAILED = "SeatFailed"
+PERSONA_FAILED = "PersonaFailed"
 
 
 @dataclass
-class SeatPrompt(CachePolicy):
-    """The part of a take's cache key its task's inputs do not carry: the seat's prompt hash and
+class PersonaPrompt(CachePolicy):
+    """The part of a take's cache key its task's inputs do not carry: the persona's prompt hash and
     model, which the live panel knows (`describe`, given the persona)."""
 
     # (persona) -> (prompt hash, model). Given by name: CachePolicy's own fields come first.
@@ -50,48 +50,48 @@ class SeatPrompt(CachePolicy):
     def compute_key(
         self, task_ctx: TaskRunContext, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs: Any
     ) -> str | None:
-        assert self.describe is not None, "SeatPrompt(describe=...) names the seat's prompt and model"
+        assert self.describe is not None, "PersonaPrompt(describe=...) names the persona's prompt and model"
         return hash_objects(*self.describe(inputs["persona"]), raise_on_failure=True)
 
 
 class PrefectAsker:
-    """The panel asked with a Prefect task per persona, so a flow run shows one task per seat,
+    """The panel asked with a Prefect task per persona, so a flow run shows one task per persona,
     retried and cached by Prefect. A use case is handed the class and makes one for the panel
     it opens (`shipskip.asking.Asker`).
 
     As pydantic-ai's `PrefectModel` does, the task closes over the live objects (the panel's
     clients, the store) and takes only values: the card, the persona, the run, the reason. Its
-    cache key composes those inputs with the seat's prompt hash and model (`SeatPrompt`): one
-    take per run, seat, prompt and model. A retried flow run finds the seats already answered
+    cache key composes those inputs with the persona's prompt hash and model (`PersonaPrompt`): one
+    take per run, persona, prompt and model. A retried flow run finds the personas already answered
     in Prefect's result store; a rerun is a new run and asks again."""
 
     def __init__(self, panel: Panel, store: Store) -> None:
         self.panel, self.store = panel, store
 
         def persona_take(card: ToolCard, persona: str, run: Run, reason: str | None = None) -> Take | State:
-            take = ask_seat(panel, store, run, persona, card, reason)
+            take = ask_persona(panel, store, run, persona, card, reason)
             log_take(get_run_logger(), card.slug, take)
             if take.error:
-                tries = f"{take.attempts} attempts, try {task_run.run_count} of {SEAT_RETRIES + 1}"
+                tries = f"{take.attempts} attempts, try {task_run.run_count} of {PERSONA_RETRIES + 1}"
                 # The take (an abstention with the error) is checkpointed already; the state
                 # carries only the message, so Prefect's log line stays one line.
-                return Failed(name=SEAT_FAILED, message=f"{persona} failed after {tries}: {take.error}")
+                return Failed(name=PERSONA_FAILED, message=f"{persona} failed after {tries}: {take.error}")
             return take
 
         def retry_unless_unusable_or_stopping(task: Any, task_run: Any, state: State) -> bool:
-            """A seat is asked once more after its provider failed it, but not when the provider
+            """A persona is asked once more after its provider failed it, but not when the provider
             refused us or was given up on (ProviderRejected, ProviderDown): that fails every
-            seat alike, and asking again would only wait the retry delay to fail once more. Nor
+            persona alike, and asking again would only wait the retry delay to fail once more. Nor
             once its flow run is stopping (SIGTERM)."""
             refused = isinstance(state.data, ProviderRejected | BudgetReached)
             return not refused and not panel.stop.is_set()
 
-        def seat(persona: str) -> tuple[str, str]:
+        def describe_persona(persona: str) -> tuple[str, str]:
             return panel.prompts.prompt_hash(persona), panel.clients[persona].model
 
         self.take: Task[..., Take | State] = task(
-            persona_take, cache_policy=INPUTS + SeatPrompt(describe=seat), persist_result=True,
-            result_serializer="json", task_run_name="{persona}", retries=SEAT_RETRIES,
+            persona_take, cache_policy=INPUTS + PersonaPrompt(describe=describe_persona), persist_result=True,
+            result_serializer="json", task_run_name="{persona}", retries=PERSONA_RETRIES,
             retry_delay_seconds=2, retry_condition_fn=retry_unless_unusable_or_stopping,
         )  # fmt: skip
 
@@ -103,13 +103,13 @@ class PrefectAsker:
             f.wait()
         takes = {}
         for persona, f in futures.items():
-            if f.state.is_failed() and f.state.name == SEAT_FAILED:
-                # The seat's own failure, kept as its take.
+            if f.state.is_failed() and f.state.name == PERSONA_FAILED:
+                # The persona's own failure, kept as its take.
                 takes[persona] = self.store.checkpoints(run)[persona]
                 continue
             got = f.state.result(raise_on_failure=False)
             if isinstance(got, BaseException):
-                raise got  # the task itself broke (a refused key, say): not a seat's failure
+                raise got  # the task itself broke (a refused key, say): not a persona's failure
             takes[persona] = got
         return takes
 
@@ -141,7 +141,7 @@ def publish_review(
     create_markdown_artifact(markdown=markdown, key=f"review-{out.slug}", description=f"{what}: {card.name}")
 
 
-# Threads for the seats; how many ask at once is SHIPSKIP_LLM_CONCURRENCY, held by the panel.
+# Threads for the personas; how many ask at once is SHIPSKIP_LLM_CONCURRENCY, held by the panel.
 @one_line_parameter_errors
 @flow(name="review-tool", task_runner=ThreadPoolTaskRunner(), log_prints=False)
 def review_tool(
@@ -166,11 +166,11 @@ def review_tool(
             raise BadParameter("card_path", "give a card's path or the card itself, one of the two")
         if card is None:
             card = load_card(Path(str(card_path)))  # before anything starts: a bad card costs nothing
-        seat_slot = seat_limit(settings)
+        persona_slot = persona_limit(settings)
         store = Store.from_settings(settings, db_path)
         out = usecases.review_card(
             card, store, settings, force=force, asker=PrefectAsker, flow_run_id=flow_run.id,
-            seat_slot=seat_slot,
+            persona_slot=persona_slot,
         )  # fmt: skip
     except ShipskipError as exc:
         return failed(exc)

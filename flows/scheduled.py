@@ -14,7 +14,7 @@ from shipskip import usecases
 from shipskip.asking import Asker, ThreadAsker
 from shipskip.errors import ShipskipError
 from shipskip.models import Take, ToolCard
-from shipskip.orchestration import failed, one_line_parameter_errors, seat_limit, shared_api
+from shipskip.orchestration import failed, one_line_parameter_errors, persona_limit, shared_api
 from shipskip.outcome import ReviewOutcome
 from shipskip.review import Panel
 from shipskip.settings import get_settings
@@ -26,7 +26,7 @@ from .site import publish
 
 
 class ToolSubflows(ThreadAsker):
-    """An ingest's asker on a shared server: each tool's seats are asked (on the panel's
+    """An ingest's asker on a shared server: each tool's personas are asked (on the panel's
     threads, as without Prefect) inside a subflow run `review-SLUG`, so the UI shows each tool
     as its own run, with its own state and logs. The subflow closes over the panel and store;
     its parameters are values. Made once per ingest: defining a flow costs tens of ms."""
@@ -71,7 +71,7 @@ def review_new_tools(
     settings = get_settings()
     try:
         usecases.ingest_inputs(source)  # before anything starts
-        seat_slot = seat_limit(settings)
+        persona_slot = persona_limit(settings)
         store = Store.from_settings(settings)
     except ShipskipError as exc:
         return failed(exc)
@@ -89,7 +89,7 @@ def review_new_tools(
     try:
         report = usecases.ingest(
             source, store, settings, warn=logger.warning, on_review=reviewed, flow_run_id=flow_run.id,
-            seat_slot=seat_slot, asker=asker,
+            persona_slot=persona_slot, asker=asker,
         )  # fmt: skip
         # The reviews are committed; then the pages that show them, the index, category pages
         # and feed (only pages whose inputs changed), with a `site-pages` artifact.
@@ -113,7 +113,7 @@ def rerun_persona(
 
     Args:
         tool: Slug of a reviewed tool.
-        persona: The seat to ask again.
+        persona: The persona to ask again.
         reason: Why it is asked again; kept with the take and shown on pages.
         model: Another model for this take.
         prompt_version: An archived persona prompt version (prompts/personas/NAME@V.yaml).
@@ -125,8 +125,8 @@ def rerun_persona(
         inputs = usecases.rerun_inputs(
             tool, persona, reason, store, settings, model=model, prompt_version=prompt_version
         )
-        seat_slot = seat_limit(settings)
-        take = usecases.rerun(inputs, store, settings, asker=PrefectAsker, seat_slot=seat_slot)
+        persona_slot = persona_limit(settings)
+        take = usecases.rerun(inputs, store, settings, asker=PrefectAsker, persona_slot=persona_slot)
     except ShipskipError as exc:
         return failed(exc)
     publish_review(

@@ -252,7 +252,7 @@ def test_calibrate_asks_first_resumes_after_a_kill_without_asking_anything_twice
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_calibration(settings, ref, on_seat=stop)
+        run_calibration(settings, ref, on_persona=stop)
     first = len(fake.requests)
     assert 0 < first < plan.requests
     assert calibrations.read(settings.calibrations_dir, ModelKey("decisive-model")) is None
@@ -391,7 +391,7 @@ def test_the_shipped_calibration_records_each_seats_out_of_fold_figures():
     for f in figures.values():
         assert f["tools"] == 101 and len(f["kappa_interval"]) == 2 and f["ship_curve"]["slope"] >= 0
         assert f["kappa_interval"][0] <= f["kappa"] <= f["kappa_interval"][1]
-    standing = {p: calibrations.seat_standing(f, p.title(), 0.2) for p, f in figures.items()}
+    standing = {p: calibrations.persona_standing(f, p.title(), 0.2) for p, f in figures.items()}
     # A counted seat's P(ship) rises with its score; the Futurist's scores run against its
     # labels, so its curve is flat.
     assert all(figures[p]["ship_curve"]["slope"] > 0 for p, (counts, _) in standing.items() if counts)

@@ -137,7 +137,7 @@ def test_a_base_url_that_is_not_an_openai_api_stops_the_run(fake, isolated, monk
     inbox.mkdir()
     shutil.copy(CARD, inbox / "claw-code.yaml")
     res = runner.invoke(app, ["ingest", str(inbox)])
-    assert res.exit_code == 2 and "no seat got a valid reply" in res.output
+    assert res.exit_code == 2 and "no persona got a valid reply" in res.output
     # One line says why (the lines before it are the seats' progress).
     assert len([ln for ln in res.output.splitlines() if ln.startswith("error:")]) == 1
     assert "Traceback" not in res.output

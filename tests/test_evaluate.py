@@ -55,10 +55,10 @@ def test_eval_reports_agreement_and_stability_and_stores_them(holistic, isolated
     fake.default = answer
     seen, phases = [], []
     out = run_holistic_eval(
-        get_settings(), ref, 3, on_seat=lambda *a: seen.append(a), on_phase=lambda *a: phases.append(a)
+        get_settings(), ref, 3, on_persona=lambda *a: seen.append(a), on_phase=lambda *a: phases.append(a)
     )
     # Progress: one phase sized to every seat of every tool, advanced once per seat.
-    assert phases == [("Drawing 3 takes per seat", 15)] and len(seen) == 15 and seen[0][0] == "drew"
+    assert phases == [("Drawing 3 takes per persona", 15)] and len(seen) == 15 and seen[0][0] == "drew"
     s = out.summary
     assert s["builder"]["verdict_agreement"] == 1.0 and s["builder"]["mae"] == 0
     assert s["builder"]["flip_rate"] == 0 and s["skeptic"]["flip_rate"] == round(1 / 3, 3)
@@ -161,7 +161,7 @@ def test_explanations_on_the_reference_cards_never_contradict_a_card_fact():
     assert sum("two_sides" in f for f in old) > 10 and sum("lacking_what_card_states" in f for f in old) > 10
 
 
-def _seat(slug, persona, ref, got):
+def _answered(slug, persona, ref, got):
     from shipskip.reference import ItemResult
 
     return ItemResult(
@@ -172,12 +172,14 @@ def _seat(slug, persona, ref, got):
 
 @pytest.mark.slow
 def test_bootstrap_intervals_are_exact_for_a_perfect_panel_and_bracket_an_imperfect_one():
-    from shipskip.eval_figures import intervals, panel_figures, seat_figures
+    from shipskip.eval_figures import intervals, panel_figures, persona_figures
 
-    seats = ["builder", "skeptic", "futurist"]
+    personas = ["builder", "skeptic", "futurist"]
     # Twelve tools whose reference panels run from all-skip to all-ship.
     refs = [["ship" if j < k % 4 else "skip" for j in range(3)] for k in range(12)]
-    perfect = [_seat(f"t{k}", p, r, r) for k, row in enumerate(refs) for p, r in zip(seats, row, strict=True)]
+    perfect = [
+        _answered(f"t{k}", p, r, r) for k, row in enumerate(refs) for p, r in zip(personas, row, strict=True)
+    ]
     ci = intervals(perfect, draws=200)
     assert ci["draws"] == 200
     assert ci["builder_agreement"] == [1.0, 1.0] and ci["ship_balanced_accuracy"] == [1.0, 1.0]
@@ -191,7 +193,7 @@ def test_bootstrap_intervals_are_exact_for_a_perfect_panel_and_bracket_an_imperf
         for r in perfect
     ]  # fmt: skip
     ci = intervals(noisy, draws=400)
-    agreement = seat_figures(noisy)["skeptic"]["verdict_agreement"]
+    agreement = persona_figures(noisy)["skeptic"]["verdict_agreement"]
     lo, hi = ci["skeptic_agreement"]
     assert lo < agreement < hi and hi - lo > 0.2
     assert ci["builder_agreement"] == [1.0, 1.0]
@@ -315,7 +317,7 @@ def test_eval_takes_counts_what_cards_lack_what_was_refused_and_what_was_compose
 # -- counted seats and the flip chance, out-of-fold ---------------------------------------
 
 
-def _scored_seat(slug, persona, ref, score):
+def _scored_persona(slug, persona, ref, score):
     from shipskip.models import verdict_for
     from shipskip.reference import ItemResult
 
@@ -332,9 +334,9 @@ def _results(n=40):
         ref = "ship" if i % 2 else "skip"
         sure = 75 + i % 7 if ref == "ship" else 40 - i % 7
         out += [
-            _scored_seat(f"t{i}", "builder", ref, sure if i % 10 else 100 - sure),  # one in ten wrong
-            _scored_seat(f"t{i}", "skeptic", ref, sure - 3 if i % 8 else 100 - sure),
-            _scored_seat(f"t{i}", "futurist", ref, 70 if (i // 2) % 2 else 45),
+            _scored_persona(f"t{i}", "builder", ref, sure if i % 10 else 100 - sure),  # one in ten wrong
+            _scored_persona(f"t{i}", "skeptic", ref, sure - 3 if i % 8 else 100 - sure),
+            _scored_persona(f"t{i}", "futurist", ref, 70 if (i // 2) % 2 else 45),
         ]
     return out
 
@@ -348,12 +350,12 @@ def test_expected_calibration_error_weighs_each_bin_by_its_panels():
 
 
 def test_counted_figures_drop_the_seat_with_no_signal_and_report_ece_and_coverage():
-    from shipskip.eval_figures import counted_figures, seat_figures
+    from shipskip.eval_figures import counted_figures, persona_figures
 
     results = _results()
-    seats = seat_figures(results)
-    assert seats["futurist"]["kappa"] < 0.2 < seats["skeptic"]["kappa"]
-    c = counted_figures(results, seats, 0.2)
+    personas = persona_figures(results)
+    assert personas["futurist"]["kappa"] < 0.2 < personas["skeptic"]["kappa"]
+    c = counted_figures(results, personas, 0.2)
     assert c["counted"] == ["builder", "skeptic"] and c["not_counted"] == ["futurist"]
     # Two counted seats that agree with their labels beat three with a coin among them.
     assert c["counted_seats"]["ship_balanced_accuracy"] > c["all_seats"]["ship_balanced_accuracy"]
@@ -452,7 +454,7 @@ def test_held_out_judges_the_shipped_calibration_and_saves_answers_that_replay(f
 
     res = CliRunner().invoke(app, ["eval", str(ref), "--answers", str(saved), "--held-out"])
     assert res.exit_code == 0, res.output
-    assert "held out, counted seats only" in res.output and "not counted: futurist" in res.output
+    assert "held out, counted personas only" in res.output and "not counted: futurist" in res.output
     assert "held out: fitted on data/reference/panel.jsonl" in res.output and "out-of-fold" not in res.output
     assert len(fake.requests) == asked
 
@@ -485,14 +487,14 @@ def test_save_answers_resumes_a_killed_collection_without_asking_a_seat_twice(fa
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_checklist_eval(get_settings(), ref, held_out=True, save_answers=saved, on_seat=killed_at_third)
+        run_checklist_eval(get_settings(), ref, held_out=True, save_answers=saved, on_persona=killed_at_third)
     lines = saved.read_text().splitlines()
     assert [(json.loads(s)["slug"], json.loads(s)["persona"]) for s in lines] == [(s, p) for _, s, p in seen]
     saved.write_text("\n".join(lines[:2]) + "\n" + lines[2][:50])  # the third seat's line, cut by the kill
 
     seen.clear()
     out = run_checklist_eval(
-        get_settings(), ref, held_out=True, save_answers=saved, on_seat=lambda *a: seen.append(a)
+        get_settings(), ref, held_out=True, save_answers=saved, on_persona=lambda *a: seen.append(a)
     )
     assert [step for step, _, _ in seen].count("kept") == 2 and len(seen) == 10
     asked = [(tool_of(r), persona_of(r), question_of(r)) for r in fake.requests if is_question(r)]

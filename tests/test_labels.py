@@ -258,20 +258,20 @@ def test_the_label_flow_has_typed_parameters_and_stores_the_label(file_store, pr
     a call that is not one at submission; an unknown tool fails the run with the typed error."""
     from prefect.exceptions import ParameterTypeError
 
-    from flows.labels import label_seat
+    from flows.labels import label_persona
 
     seed(file_store, "alpha", ["ship"] * 5, [80] * 5)
-    got = label_seat(
+    got = label_persona(
         tool="alpha", persona="founder", verdict="abstain", reason="no business here", editor="ana"
     )
     assert got["verdict"] == "abstain" and got["editor"] == "ana"
     assert [(lb.persona, lb.verdict) for lb in file_store.labels("alpha")] == [("founder", "abstain")]
     with pytest.raises(ParameterTypeError, match="persona"):
-        label_seat(tool="alpha", persona="critic", verdict="skip", reason="why not")
+        label_persona(tool="alpha", persona="critic", verdict="skip", reason="why not")
     with pytest.raises(ParameterTypeError, match="verdict"):
-        label_seat(tool="alpha", persona="skeptic", verdict="maybe", reason="why not")
+        label_persona(tool="alpha", persona="skeptic", verdict="maybe", reason="why not")
     with pytest.raises(UnknownTool):
-        label_seat(tool="nope", persona="skeptic", verdict="skip", reason="why not")
+        label_persona(tool="nope", persona="skeptic", verdict="skip", reason="why not")
     assert len(file_store.labels("alpha", history=True)) == 1
 
 

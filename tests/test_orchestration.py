@@ -17,7 +17,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.settings import PREFECT_API_URL
 from reliability_helpers import alive, descendants, logged_requests, start_fake_process, write_cards
 
-from flows.review import SEAT_FAILED, review_tool
+from flows.review import PERSONA_FAILED, review_tool
 from shipskip.orchestration import LLM_LIMIT
 
 CARD = str(ROOT / "data" / "tools" / "smollm3.yaml")
@@ -50,7 +50,7 @@ def test_a_seat_whose_provider_keeps_failing_is_retrying_then_failed(fake, monke
         names = [s.name for s in client.read_task_run_states(skeptic.id)]
     # The seat's own failure ends in a state of its own name (of type FAILED), which is how the
     # flow tells it from a task that broke.
-    assert "AwaitingRetry" in names and "Retrying" in names and names[-1] == SEAT_FAILED
+    assert "AwaitingRetry" in names and "Retrying" in names and names[-1] == PERSONA_FAILED
     assert all(by_name[p].state.is_completed() for p in ("builder", "futurist", "creator", "founder"))
 
 

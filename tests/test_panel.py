@@ -61,7 +61,7 @@ def test_a_seat_with_no_signal_is_shown_but_not_counted():
     takes[2] = not_counted(takes[2])
     v = aggregate(takes)
     assert (v.label, v.ship, v.skip, v.not_counted, v.ship_pct) == ("Ship", 3, 1, 1, 75)
-    assert v.line == "Ship · 3 ship / 1 skip · 1 seat not counted (no signal on this model)"
+    assert v.line == "Ship · 3 ship / 1 skip · 1 persona not counted (no signal on this model)"
 
 
 def test_fewer_than_two_counted_seats_is_no_verdict():

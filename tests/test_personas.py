@@ -77,7 +77,7 @@ def test_bad_persona_file_names_file_and_field(tmp_path):
     assert "founder.yaml" in str(e.value) and "asks" in str(e.value)
 
 
-def _with_seats(tmp_path, add: dict[str, str], drop: tuple[str, ...] = ()):
+def _with_personas(tmp_path, add: dict[str, str], drop: tuple[str, ...] = ()):
     copy = tmp_path / "prompts"
     shutil.copytree(ROOT / "prompts", copy)
     for name in drop:
@@ -90,17 +90,17 @@ def _with_seats(tmp_path, add: dict[str, str], drop: tuple[str, ...] = ()):
 
 
 def test_the_seats_are_the_persona_files_in_their_stated_order(tmp_path):
-    copy = _with_seats(tmp_path, {"investor": "order: 0\n"}, drop=("creator",))
+    copy = _with_personas(tmp_path, {"investor": "order: 0\n"}, drop=("creator",))
     (copy / "personas" / "skeptic@3.yaml").write_text("an archived version is not a seat")
     assert list(load_prompts(copy).personas) == ["investor", "builder", "skeptic", "futurist", "founder"]
-    seats = discover(copy)
-    assert [s.name for s in seats][:2] == ["investor", "builder"]
-    assert seats[0].colour == "#ff7f0e"  # copied from the founder's file
+    found = discover(copy)
+    assert [s.name for s in found][:2] == ["investor", "builder"]
+    assert found[0].colour == "#ff7f0e"  # copied from the founder's file
 
 
 @pytest.mark.slow
 def test_the_cli_offers_the_discovered_seats(tmp_path):
-    copy = _with_seats(tmp_path, {"investor": "order: 6\n"})
+    copy = _with_personas(tmp_path, {"investor": "order: 6\n"})
     env = {**os.environ, "SHIPSKIP_PROMPTS_DIR": str(copy), "COLUMNS": "200", "NO_COLOR": "1"}
     shown = subprocess.run(
         [str(ROOT / ".venv/bin/shipskip"), "rerun", "--help"],
@@ -118,7 +118,7 @@ def test_the_cli_offers_the_discovered_seats(tmp_path):
 
 
 def test_a_seat_without_order_or_a_bad_colour_is_named(tmp_path):
-    copy = _with_seats(tmp_path, {"investor": 'order: 7\ncolour: "red"\n'})
+    copy = _with_personas(tmp_path, {"investor": 'order: 7\ncolour: "red"\n'})
     f = copy / "personas" / "investor.yaml"
     f.write_text(f.read_text().replace('colour: "#ff7f0e"\n', "", 1))
     with pytest.raises(InputError) as e:

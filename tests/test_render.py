@@ -408,7 +408,7 @@ def test_a_seat_with_no_signal_is_shown_but_not_counted_on_pages_in_the_view_and
     text = " ".join(text_of(page.read_text()).split())
     # The take is on the page, with its reason, and the verdict says a seat was left out.
     assert "Nosignal take by futurist" in text and NO_SIGNAL in text
-    assert "Ship · 3 ship / 1 skip · 1 seat not counted (no signal on this model)" in text
+    assert "Ship · 3 ship / 1 skip · 1 persona not counted (no signal on this model)" in text
     assert 'class="flag badge-not_counted"' in page.read_text()
     md = page.with_suffix(".md").read_text()
     assert "Nosignal take by futurist" in md and "lens has shown no signal" in md
@@ -416,7 +416,7 @@ def test_a_seat_with_no_signal_is_shown_but_not_counted_on_pages_in_the_view_and
     monkeypatch.setenv("SHIPSKIP_DB_PATH", str(store.path))
     shown = CliRunner().invoke(app, ["show", "nosignal"], terminal_width=250)
     flat = " ".join(re.sub(r"[│┃]", " ", shown.output).split())
-    assert shown.exit_code == 0 and NO_SIGNAL in flat and "1 seat not counted" in flat
+    assert shown.exit_code == 0 and NO_SIGNAL in flat and "1 persona not counted" in flat
 
 
 @pytest.mark.slow

@@ -142,7 +142,7 @@ def trend_points(
     since: date | None = None,
     all_versions: bool = False,
 ) -> list[TrendPoint]:
-    """Per persona and week, the current takes made that week (one per tool and seat); with
+    """Per persona and week, the current takes made that week (one per tool and persona); with
     `all_versions`, every version, so a take rerun three times counts four times."""
     # Only a category filter needs the category's join with every card version.
     source = "takes_enriched" if category else "takes_by_week"

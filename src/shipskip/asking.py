@@ -1,7 +1,7 @@
 """Asking the panel: every persona of one card, each take checkpointed in its run.
 
 A use case is handed an `Asker`, which it calls with the panel it opens and its store to get a
-`PanelAsker`. The library's own is `ThreadAsker` (the seats on the panel's threads); the flows
+`PanelAsker`. The library's own is `ThreadAsker` (the personas on the panel's threads); the flows
 hand in a Prefect one (`flows/review.py`: a task per persona), which closes over the same live
 objects and gives its tasks values only. The library never calls up into `flows/`.
 """
@@ -20,8 +20,10 @@ from .review import Panel
 from .store import Run, Store
 
 
-def ask_seat(panel: Panel, store: Store, run: Run, persona: str, card: ToolCard, reason: str | None) -> Take:
-    """One seat's take, checkpointed at once so a crash never asks for it again."""
+def ask_persona(
+    panel: Panel, store: Store, run: Run, persona: str, card: ToolCard, reason: str | None
+) -> Take:
+    """One persona's take, checkpointed at once so a crash never asks for it again."""
     take = panel.ask(persona, card, reason)
     store.checkpoint(run, take)
     progress.emit(card.slug, take)
@@ -52,7 +54,7 @@ def in_context(
 
 
 class ThreadAsker:
-    """The seats asked at once on the panel's threads: what commands without Prefect use."""
+    """The personas asked at once on the panel's threads: what commands without Prefect use."""
 
     def __init__(self, panel: Panel, store: Store) -> None:
         self.panel, self.store = panel, store
@@ -67,9 +69,9 @@ class ThreadAsker:
                 ThreadPoolExecutor(max_workers=max(1, len(personas)))
             )
             futures = [
-                in_context(pool, ask_seat, self.panel, self.store, run, p, card, reason) for p in personas
+                in_context(pool, ask_persona, self.panel, self.store, run, p, card, reason) for p in personas
             ]
-            # Every seat has finished (or failed) before the review goes on, so one that fails
+            # Every persona has finished (or failed) before the review goes on, so one that fails
             # cannot leave another still writing checkpoints behind the run's back.
             wait(futures)
             return {t.persona: t for t in (f.result() for f in futures)}

@@ -45,14 +45,14 @@ FINISHED = frozenset({"completed", "expired", "failed", "cancelled"})
 
 
 def question_id(persona: str, prompt_hash: str, card: ToolCard, question: str) -> str:
-    """The custom_id of one question: the same seat, prompt, card content and question give the
+    """The custom_id of one question: the same persona, prompt, card content and question give the
     same id in every run, so an answer is found again whichever run asked for it."""
     blob = "\0".join((persona, prompt_hash, card.content_hash(), question))
     return "q-" + hashlib.sha256(blob.encode()).hexdigest()[:40]
 
 
 def questions(prompts: PromptSet, card: ToolCard) -> list[tuple[str, str]]:
-    """(persona, question) for every question the checklist asks about a card: each seat's
+    """(persona, question) for every question the checklist asks about a card: each persona's
     relevance question and its items' questions (facts read from the card are not asked)."""
     out = []
     for persona, p in prompts.personas.items():
@@ -86,7 +86,7 @@ class Plan:
 
 
 def _provider(settings: Settings, prompts: PromptSet) -> tuple[str, str, str]:
-    """The one hosted provider every seat uses: (base_url, api key, model)."""
+    """The one hosted provider every persona uses: (base_url, api key, model)."""
     providers = {(p.base_url, p.model) for p in map(settings.provider_for, prompts.personas)}
     (base_url, model), *others = providers
     if others:

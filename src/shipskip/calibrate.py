@@ -197,14 +197,14 @@ def out_of_fold(checklist: Checklist, obs: Sequence[Observation]) -> list[Predic
 
 
 # The ship curve's own small ridge: it keeps the slope finite where the scores separate the
-# labels perfectly (a seat that never errs on the tools it was fitted on).
+# labels perfectly (a persona that never errs on the tools it was fitted on).
 CURVE_L2 = 0.1
 # Points of score per unit the slope is fitted in, so the Newton steps are well scaled.
 CURVE_SCALE = 10.0
 
 
 def ship_curve(scores: Sequence[int], ships: Sequence[bool]) -> dict[str, float] | None:
-    """P(the labelled call is ship | the seat's score), as a logistic curve of the score's
+    """P(the labelled call is ship | the persona's score), as a logistic curve of the score's
     distance from the ship line (Platt scaling), fitted by Newton's method on out-of-fold
     scores, its slope held at zero or above. None with fewer than two of either label, where
     no curve can be told."""
@@ -224,13 +224,13 @@ def ship_curve(scores: Sequence[int], ships: Sequence[bool]) -> dict[str, float]
             break
     if a < 0:
         # A higher score never makes ship less likely: where the scores run against the labels
-        # (a seat with no signal), the curve is flat at the share of ships.
+        # (a persona with no signal), the curve is flat at the share of ships.
         a, b = 0.0, float(np.log(y.mean() / (1 - y.mean())))
     return {"slope": round(a / CURVE_SCALE, 5), "intercept": round(b, 5)}
 
 
 def ship_chance(curve: dict[str, float] | None, score: int | None) -> float | None:
-    """A seat's P(ship) at this score on its fitted curve; None without a curve or a score."""
+    """A persona's P(ship) at this score on its fitted curve; None without a curve or a score."""
     if not curve or score is None:
         return None
     z = curve["slope"] * (score - SHIP_THRESHOLD) + curve["intercept"]

@@ -22,12 +22,12 @@ from .eval_figures import (
     intervals,
     observations,
     panel_figures,
-    seat_figures,
+    persona_figures,
     with_predictions,
 )
 from .personas import PromptSet, load_prompts
 from .questions import Spend
-from .reference import ItemResult, OnSeat, RefItem, load_reference, quiet
+from .reference import ItemResult, OnPersona, RefItem, load_reference, quiet
 from .review import model_keys, open_panel
 from .settings import Settings
 from .store import Store
@@ -42,10 +42,10 @@ class CalibrationRun(EvalRun):
     editor_labels: int  # editors' labels fitted beside the reference
 
 
-def seat_entry_figures(oof: list[ItemResult], oof_intervals: dict, persona: str) -> dict:
+def persona_entry_figures(oof: list[ItemResult], oof_intervals: dict, persona: str) -> dict:
     """What a calibration records of its persona's out-of-fold fit: agreement and kappa with
     their intervals, on how many tools."""
-    f = seat_figures(oof).get(persona)
+    f = persona_figures(oof).get(persona)
     if f is None:
         return {}
     rows = [
@@ -68,7 +68,7 @@ def with_figures(
     results (for the entry's persona, where its prompt version is the one evaluated), its
     weights untouched: how the shipped file gets its figures from the committed answers."""
     entries = [
-        e.model_copy(update={"figures": seat_entry_figures(oof, oof_intervals, e.persona)})
+        e.model_copy(update={"figures": persona_entry_figures(oof, oof_intervals, e.persona)})
         if e.persona in prompts.personas and prompts.personas[e.persona].version == e.prompt_version
         else e
         for e in data.entries
@@ -93,7 +93,7 @@ def write_fitted(
         cal = fit(p.checklist, observations(results, persona), command=command, fitted_on=today)
         by_key.setdefault(keys[persona], []).append(
             Entry(persona=persona, prompt_version=p.version, calibration=cal,
-                  figures=seat_entry_figures(oof, oof_intervals, persona))
+                  figures=persona_entry_figures(oof, oof_intervals, persona))
         )  # fmt: skip
     folder = settings.calibrations_dir
     return [
@@ -175,7 +175,7 @@ def run_calibration(
     *,
     limit: int | None = None,
     command: str = "",
-    on_seat: OnSeat = quiet,
+    on_persona: OnPersona = quiet,
     on_phase: Callable[[str, int], None] = lambda what, total: None,
     with_labels: bool = False,
 ) -> CalibrationRun:
@@ -225,8 +225,8 @@ def run_calibration(
                     got[item_id] = (a["p_yes"], a["source"])
                     if a.get("model"):
                         reported[persona].update(a["model"].split(", "))
-                results.append(_stored_seat(prompts, item, persona, got))
-                on_seat("asked", item.card.slug, persona)
+                results.append(_stored_persona(prompts, item, persona, got))
+                on_persona("asked", item.card.slug, persona)
     # The calibration is filed under the model the provider said answered, where it said one.
     keys = {
         n: ModelKey(sorted(reported[n])[0], keys[n].digest) if len(reported[n]) == 1 else keys[n]
@@ -245,9 +245,9 @@ def run_calibration(
     )
     in_sample = with_predictions(results, checklist_predictions(fitted, results, oof=False))
     summary = {
-        "out_of_fold": {**panel_figures(oof), "seats": seat_figures(oof), "intervals": oof_intervals,
+        "out_of_fold": {**panel_figures(oof), "seats": persona_figures(oof), "intervals": oof_intervals,
                         "extreme_share": extreme_share(oof)},
-        "persona_files": {**panel_figures(in_sample), "seats": seat_figures(in_sample),
+        "persona_files": {**panel_figures(in_sample), "seats": persona_figures(in_sample),
                           "extreme_share": extreme_share(in_sample), "fit": "in-sample"},
     }  # fmt: skip
     model = ", ".join(sorted({str(k) for k in keys.values()}))
@@ -265,8 +265,8 @@ def with_editor_labels(
     results: list[ItemResult],
     calibrations_dir: Path,
 ) -> tuple[list[ItemResult], int]:
-    """The results plus one per editor's label on a seat scored by that seat's model (its
-    latest label there, on the answers of the take it judged). A labelled seat that is also a
+    """The results plus one per editor's label on a persona scored by that persona's model (its
+    latest label there, on the answers of the take it judged). A labelled persona that is also a
     reference card's takes the editor's call in place of the reference's, so no tool counts
     twice in the out-of-fold figures. Also how many labels were added."""
     from .labels import labelled_observations
@@ -291,7 +291,7 @@ def with_editor_labels(
 
 def calibration_results(settings: Settings, reference: Path, key: ModelKey) -> list[ItemResult]:
     """The answers `shipskip calibrate` stored for one model, as evaluation results per
-    reference card and seat (for the current prompts; a question not answered reads as failed)."""
+    reference card and persona (for the current prompts; a question not answered reads as failed)."""
     prompts = load_prompts(settings.prompts_dir)
     stored = _read_answers(answers_path(settings, key))
     out = []
@@ -303,14 +303,14 @@ def calibration_results(settings: Settings, reference: Path, key: ModelKey) -> l
                 for k, a in stored.items()
                 if k[:3] == (item.card.slug, persona, h)
             }
-            out.append(_stored_seat(prompts, item, persona, got))
+            out.append(_stored_persona(prompts, item, persona, got))
     return out
 
 
-def _stored_seat(
+def _stored_persona(
     prompts: PromptSet, item: RefItem, persona: str, got: dict[str, tuple[float | None, str]]
 ) -> ItemResult:
-    """One seat's stored answers on one reference card, as an evaluation reads them."""
+    """One persona's stored answers on one reference card, as an evaluation reads them."""
     checklist = prompts.personas[persona].checklist
     answers = [(i, *got.get(i.id, (None, "card"))) for i in checklist.items]
     criteria = Scoring(checklist=checklist, model="", label="").criteria(item.card, answers)  # type: ignore[arg-type]

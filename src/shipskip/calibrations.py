@@ -151,8 +151,8 @@ def write(calibrations_dir: Path, data: CalibrationFile) -> Path:
     return path
 
 
-# Seats in threads keep their biases in one file per model: each read-change-write holds this,
-# so one seat's write never drops another's. (Two processes may still race; the loser's bias
+# Personas in threads keep their biases in one file per model: each read-change-write holds this,
+# so one persona's write never drops another's. (Two processes may still race; the loser's bias
 # is only measured again next time.)
 _UPDATING = threading.Lock()
 
@@ -253,7 +253,7 @@ def corrected(p: float | None, bias: float | None) -> float | None:
 
 @dataclass(frozen=True)
 class Scoring:
-    """How one seat's answers become its score on one model: the checklist with the calibration
+    """How one persona's answers become its score on one model: the checklist with the calibration
     to use, and for an uncalibrated model the bias its answers are corrected by."""
 
     checklist: Checklist
@@ -262,7 +262,7 @@ class Scoring:
     uncalibrated: bool = False
     bias: dict[str, float] = field(default_factory=dict)
     # The out-of-fold figures of the fitted calibration (Entry.figures): its kappa decides
-    # whether the seat counts, its ship curve gives the seat's P(ship).
+    # whether the persona counts, its ship curve gives the persona's P(ship).
     figures: dict = field(default_factory=dict)
 
     def p_ship(self, score: int | None) -> float | None:
@@ -287,11 +287,11 @@ class Scoring:
         return card_facts(self.checklist, card, asked)
 
 
-def seat_standing(figures: dict, title: str, kappa_min: float) -> tuple[bool, str | None]:
-    """Whether a seat's verdict counts on its model, and if not, why: it counts unless the
+def persona_standing(figures: dict, title: str, kappa_min: float) -> tuple[bool, str | None]:
+    """Whether a persona's verdict counts on its model, and if not, why: it counts unless the
     persona's out-of-fold kappa on that model is below `kappa_min`. A model with no fitted
     calibration (or a calibration written before figures were recorded) has no kappa to judge
-    by: its seats count, and its pages already say the model is uncalibrated."""
+    by: its personas count, and its pages already say the model is uncalibrated."""
     kappa, tools = figures.get("kappa"), figures.get("tools")
     if kappa is None or kappa >= kappa_min:
         return True, None

@@ -187,19 +187,19 @@ DIRECTION = {
     "catalogue_nearest": "against", "catalogue_similar": "against",
     "catalogue_category_busy": "against", "catalogue_rivals_shipped": "for",
 }  # fmt: skip
-DIRECTION_BY_SEAT = {("futurist", "catalogue_category_busy"): "for"}
+DIRECTION_BY_PERSONA = {("futurist", "catalogue_category_busy"): "for"}
 # A fact is no card pattern: this one never matches; the value comes from the catalogue.
 _NEVER = CardFact(fields=["name"], pattern="(?!)x")
 
 
 def with_fact_items(prompts: PromptSet, names: Sequence[str]) -> PromptSet:
-    """The prompts with the named facts as extra checklist inputs of every seat, each held to
+    """The prompts with the named facts as extra checklist inputs of every persona, each held to
     its direction like any item, so a fit may weigh a fact but never turn it round."""
     personas = {}
     for persona, p in prompts.personas.items():
         extra = [
             Item(id=n, from_card=_NEVER, label=n.replace("_", " "),
-                 counts=DIRECTION_BY_SEAT.get((persona, n), DIRECTION[n]))  # type: ignore[arg-type]
+                 counts=DIRECTION_BY_PERSONA.get((persona, n), DIRECTION[n]))  # type: ignore[arg-type]
             for n in names
         ]  # fmt: skip
         checklist = p.checklist.model_copy(update={"items": [*p.checklist.items, *extra]})
@@ -213,7 +213,7 @@ R = TypeVar("R", bound=Any)
 def with_fact_answers(
     results: Sequence[R], facts_by_slug: dict[str, dict[str, float]], names: Sequence[str]
 ) -> list[R]:
-    """Evaluation results with each tool's facts added to its seats' answers (read as P(yes))."""
+    """Evaluation results with each tool's facts added to its personas' answers (read as P(yes))."""
     return [
         r.model_copy(update={"criteria": [
             *r.criteria,
@@ -224,7 +224,7 @@ def with_fact_answers(
 
 
 def reference_shipped(reference: Sequence[Any]) -> dict[str, float | None]:
-    """How each reference card fared: the share of its labelled seats that ship it."""
+    """How each reference card fared: the share of its labelled personas that ship it."""
     out: dict[str, float | None] = {}
     for item in reference:
         said = [lb.verdict for lb in item.reference.values() if lb.verdict != "abstain"]

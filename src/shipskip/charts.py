@@ -8,7 +8,7 @@ from datetime import date
 
 from markupsafe import Markup, escape
 
-from .roster import FALLBACK_COLOUR, colours, seat_key
+from .roster import FALLBACK_COLOUR, colours, persona_key
 
 
 @dataclass(frozen=True)
@@ -51,12 +51,12 @@ def histogram(counts: list[int], title: str, colour: str) -> Markup:
 def line_chart(
     series: dict[str, list[tuple[date, float]]], y_max: float, title: str, fmt: str = "{:.0f}"
 ) -> Markup:
-    """A small self-contained SVG line chart, one line per persona in seat order.
+    """A small self-contained SVG line chart, one line per persona in persona order.
 
     Drawn for a phone first (compared in Chromium against pygal 3.1.3 on the same data): a
     narrow canvas so text stays legible when scaled to 390 px, a gridline every quarter, a
     date under every week (every second or third when there are many), the legend below."""
-    names = sorted(series, key=seat_key)
+    names = sorted(series, key=persona_key)
     legend_rows = -(-len(names) // 3)
     w, left, right, top, plot_h = 480, 34, 12, 26, 170
     h = top + plot_h + 34 + 18 * legend_rows

@@ -155,7 +155,7 @@ def _review_one(card: ToolCard, force: bool, review_tool: Callable[..., Any]) ->
             if take.error and take.persona not in done:
                 label += " (provider failed; asking once more)"  # the flow's retry follows
             bar.console.print(f"  {for_terminal(take.persona.title())}: {label}", highlight=False)
-            if take.persona not in done:  # a retried seat reports twice but counts once
+            if take.persona not in done:  # a retried persona reports twice but counts once
                 done.add(take.persona)
                 bar.advance(job)
 
@@ -240,8 +240,8 @@ def ingest(
         shown = for_terminal(source)
         job = bar.add_task(f"Ingesting {shown}", total=None)
         done: dict[str, int] = {}
-        seats = len(personas())
-        # Seats of several tools finish at once on their own threads: one tick at a time.
+        panel_size = len(personas())
+        # Personas of several tools finish at once on their own threads: one tick at a time.
         ticking = threading.Lock()
 
         def tick(slug: str, take: Take) -> None:
@@ -250,7 +250,7 @@ def ingest(
                 label = _said(take)
                 said = for_terminal(f"{slug} · {take.persona.title()}: {label}")
                 bar.console.print(f"  {said}", highlight=False)
-                tools = sum(1 for n in done.values() if n >= seats)
+                tools = sum(1 for n in done.values() if n >= panel_size)
                 takes = sum(done.values())
                 bar.update(job, description=f"Ingesting {shown}: {takes} takes, {tools} tools done")
 

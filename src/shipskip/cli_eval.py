@@ -79,7 +79,7 @@ def eval_(
     with user_errors(), EvalProgress() as shown:
         out = run_checklist_eval(
             settings, reference, answers_from=answers, takes=takes, write_weights=write_weights,
-            held_out=held_out, save_answers=save_answers, command=command, on_seat=shown.seat,
+            held_out=held_out, save_answers=save_answers, command=command, on_persona=shown.persona_step,
             on_phase=shown.phase,
         )  # fmt: skip
     print_eval(out)
@@ -131,8 +131,8 @@ def calibrate(
     command += " --with-labels" if with_labels else ""
     with user_errors(), EvalProgress() as shown:
         out = run_calibration(
-            settings, reference, limit=limit, command=command, on_seat=shown.seat, on_phase=shown.phase,
-            with_labels=with_labels,
+            settings, reference, limit=limit, command=command, on_persona=shown.persona_step,
+            on_phase=shown.phase, with_labels=with_labels,
         )  # fmt: skip
     fields = as_fields(out)
     if with_labels:
@@ -152,7 +152,9 @@ def _eval_holistic(reference: Path, samples: int) -> None:
     from .evaluate import run_holistic_eval
 
     with user_errors(), EvalProgress() as shown:
-        out = run_holistic_eval(get_settings(), reference, samples, on_seat=shown.seat, on_phase=shown.phase)
+        out = run_holistic_eval(
+            get_settings(), reference, samples, on_persona=shown.persona_step, on_phase=shown.phase
+        )
     print_holistic(out)
 
 

@@ -105,7 +105,7 @@ def calibration_line(takes: list[Take]) -> str | None:
 
 
 def print_calibrations(takes: list[Take]) -> None:
-    """Which calibration scored each seat, and a warning where a model had none fitted."""
+    """Which calibration scored each persona, and a warning where a model had none fitted."""
     fitted = sorted({t.calibration for t in takes if t.calibration and not t.uncalibrated})
     if fitted:
         console.print(for_terminal("Calibrations: " + "; ".join(fitted)), style="dim", highlight=False)
@@ -237,7 +237,7 @@ def queue_table(rows: list[dict[str, Any]]) -> Table:
 
 
 class EvalProgress:
-    """A bar per phase of an evaluation (asking, writing takes), advanced seat by seat."""
+    """A bar per phase of an evaluation (asking, writing takes), advanced persona by persona."""
 
     def __init__(self) -> None:
         self.bar = Progress(
@@ -258,7 +258,7 @@ class EvalProgress:
             self.bar.remove_task(self.job)
         self.job = self.bar.add_task(what, total=total, last="")
 
-    def seat(self, step: str, slug: str, persona: str) -> None:
+    def persona_step(self, step: str, slug: str, persona: str) -> None:
         if self.job is not None:
             self.bar.update(self.job, advance=1, last=for_terminal(f"{step}: {slug} · {persona}"))
 
@@ -294,7 +294,7 @@ def print_eval(result: Any) -> None:
 
 
 def print_held_out_counted(c: dict) -> None:
-    """The held-out panel counting only the seats the calibration's own fit counts."""
+    """The held-out panel counting only the personas the calibration's own fit counts."""
     ci = c.get("intervals") or {}
 
     def shown(key: str) -> str:
@@ -307,7 +307,7 @@ def print_held_out_counted(c: dict) -> None:
         highlight=False,
     )
     console.print(
-        f"held out, counted seats only: panel ship pct spearman {shown('panel_ship_pct_spearman')}  "
+        f"held out, counted personas only: panel ship pct spearman {shown('panel_ship_pct_spearman')}  "
         f"ship balanced accuracy {shown('ship_balanced_accuracy')}  panels ship {c['panels_ship']} "
         f"(ref {c['reference_panels_ship']})",
         highlight=False,
@@ -315,7 +315,7 @@ def print_held_out_counted(c: dict) -> None:
 
 
 def print_figures(title: str, figures: Any) -> None:
-    """Per-seat agreement and the panel-level figures, as `shipskip eval` reports them; with
+    """Per-persona agreement and the panel-level figures, as `shipskip eval` reports them; with
     bootstrap intervals where the figures carry them (out-of-fold)."""
     fig = as_fields(figures)
     ci = fig.get("intervals") or {}
@@ -352,7 +352,7 @@ def print_figures(title: str, figures: Any) -> None:
 
 
 def print_counted(counted: Any, ci: dict) -> None:
-    """The panel with every seat and with the seats that count (out-of-fold kappa at least
+    """The panel with every persona and with the personas that count (out-of-fold kappa at least
     COUNT_KAPPA_MIN), the flip chance's calibration, and accuracy against coverage."""
     c = as_fields(counted)
 
@@ -408,7 +408,7 @@ def print_counted(counted: Any, ci: dict) -> None:
 
 
 def print_holistic(result: Any) -> None:
-    """A holistic evaluation: each seat's quality figures, then the checklist's own figures."""
+    """A holistic evaluation: each persona's quality figures, then the checklist's own figures."""
     out = as_fields(result)
     table = Table(title=f"Panel quality (eval {out['eval_id'][:8]})", title_justify="left")
     cols = ["valid_first_attempt", "abstention_rate", "verdict_agreement", "kappa", "mae", "spearman",

@@ -100,11 +100,11 @@ def trends(
         fail(ShipskipError(f"--since '{since}' must be a date such as 2026-01-31"))
     target = out or get_settings().out_dir / "trends.html"
     with user_errors():
-        seat = persona.value if persona else None
+        name = persona.value if persona else None
         if target.suffix != ".html":
             raise ShipskipError(f"--out {target}: the trends page is an .html file")
         root = check_out(target)
-        summary = write_trends(open_store(), root, target, seat, category, start, all_versions)
+        summary = write_trends(open_store(), root, target, name, category, start, all_versions)
     err.print(f"Wrote {for_terminal(target)}", highlight=False)
     print_trends(summary, all_versions)
 

@@ -167,13 +167,13 @@ def summarise(takes: list[Take], book: PriceBook) -> CostSummary:
 @dataclass
 class Budget:
     """A run's spending cap (SHIPSKIP_MAX_COST_PER_RUN in dollars, SHIPSKIP_MAX_TOKENS_PER_RUN in
-    tokens), shared by every seat of the run.
+    tokens), shared by every persona of the run.
 
-    A seat asks before it starts; it may not when what was spent, plus what the seats already
+    A persona asks before it starts; it may not when what was spent, plus what the personas already
     in flight will likely spend (the mean take so far), would pass the cap. So the run stops
-    starting work just under the cap rather than a wave of seats past it; a take already
+    starting work just under the cap rather than a wave of personas past it; a take already
     started is finished and kept. Before the first take ends nothing is known of a take's
-    cost, and seats start up to the calls-in-flight limit.
+    cost, and personas start up to the calls-in-flight limit.
     """
 
     max_usd: float | None
@@ -208,10 +208,10 @@ class Budget:
         )
 
     def start(self) -> None:
-        """Before a seat is asked: raises BudgetReached when it may not start."""
+        """Before a persona is asked: raises BudgetReached when it may not start."""
         with self._lock:
             if not self.reached and self.takes:
-                # What the seats in flight and this one will likely spend, at the mean so far.
+                # What the personas in flight and this one will likely spend, at the mean so far.
                 ahead = self.in_flight + 1
                 usd = self.spent_usd + ahead * self.spent_usd / self.takes
                 tokens = self.spent_tokens + ahead * self.spent_tokens / self.takes
@@ -221,7 +221,7 @@ class Budget:
             self.in_flight += 1
 
     def finished(self, take: Take | None) -> None:
-        """After a seat was asked (its take, or None when it failed without one)."""
+        """After a persona was asked (its take, or None when it failed without one)."""
         with self._lock:
             self.in_flight -= 1
             if take is None:

@@ -81,7 +81,7 @@ class UnknownTool(ShipskipError):
 
 
 class UnknownPersona(ShipskipError):
-    """A seat that is not on the panel (no prompts/personas/NAME.yaml)."""
+    """A persona that is not on the panel (no prompts/personas/NAME.yaml)."""
 
     _fields = ("persona", "known")
 
@@ -101,7 +101,7 @@ class BadParameter(ShipskipError):
 
 
 class Stopped(ShipskipError):
-    """The process is shutting down (SIGTERM): a seat stops before its next call to the
+    """The process is shutting down (SIGTERM): a persona stops before its next call to the
     provider. Takes finished before it are checkpointed; the next run resumes from them."""
 
     _fields = ("slug", "persona")
@@ -133,7 +133,7 @@ class QueryTimeout(ShipskipError):
 
 
 class UncalibratedModel(ShipskipError):
-    """SHIPSKIP_REQUIRE_CALIBRATION is set and a seat's model has no fitted calibration for its
+    """SHIPSKIP_REQUIRE_CALIBRATION is set and a persona's model has no fitted calibration for its
     persona's prompt version: refused before any review."""
 
     def __init__(self, model: str, persona: str, prompt_version: str) -> None:
@@ -216,7 +216,7 @@ class ToolBusy(ShipskipError):
 
 class BudgetReached(ShipskipError):
     """The run's spending cap (SHIPSKIP_MAX_COST_PER_RUN / SHIPSKIP_MAX_TOKENS_PER_RUN) is
-    reached: no seat starts after it. Takes finished before it are checkpointed, and the tool is
+    reached: no persona starts after it. Takes finished before it are checkpointed, and the tool is
     left for the next run, not marked reviewed."""
 
     _fields = ("spent",)

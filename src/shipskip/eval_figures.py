@@ -1,5 +1,5 @@
-"""The figures an evaluation reports over its results (one row per tool and seat): panel
-ranking and Ship accuracy, per-seat agreement, bootstrap intervals, which seats count, how well
+"""The figures an evaluation reports over its results (one row per tool and persona): panel
+ranking and Ship accuracy, per-persona agreement, bootstrap intervals, which personas count, how well
 calibrated the flip chance is. Pure: no model, no store."""
 
 from __future__ import annotations
@@ -109,8 +109,8 @@ def _by_tool(results: list[ItemResult]) -> list[list[ItemResult]]:
 
 
 def _panel_takes(rows: list[ItemResult], ref: bool, counted: set[str] | None = None) -> list[Take]:
-    """One tool's seats as takes: the reference labels (every seat counts: the labelled panel is
-    the truth) or the predictions, where a seat outside `counted` (None: all) does not count."""
+    """One tool's personas as takes: the reference labels (every persona counts: the labelled panel is
+    the truth) or the predictions, where a persona outside `counted` (None: all) does not count."""
     out = []
     for r in rows:
         v = r.ref_verdict if ref else r.verdict
@@ -126,8 +126,8 @@ def _panels(
     tools: list[list[ItemResult]], counted: set[str] | None = None
 ) -> tuple[float | None, float | None, int, int]:
     """Panel ship % Spearman, Ship vs not-Ship balanced accuracy, and how many panels read Ship
-    (predicted, reference), over per-tool groups of seats, the predicted panel counting only
-    the seats in `counted` (None: all). A tool may appear more than once (a bootstrap draw)."""
+    (predicted, reference), over per-tool groups of personas, the predicted panel counting only
+    the personas in `counted` (None: all). A tool may appear more than once (a bootstrap draw)."""
 
     ref_pct, got_pct, ref_ship, got_ship = [], [], [], []
     for rows in tools:
@@ -142,8 +142,8 @@ def _panels(
 
 
 def panel_figures(results: list[ItemResult], counted: set[str] | None = None) -> dict:
-    """The issue's targets: panel ranking, Ship vs not-Ship, per-seat agreement, abstention,
-    spread; the panel counting only the seats in `counted` (None: all)."""
+    """The issue's targets: panel ranking, Ship vs not-Ship, per-persona agreement, abstention,
+    spread; the panel counting only the personas in `counted` (None: all)."""
     tools = _by_tool(results)
     rho, balanced, got_ship, ref_ship = _panels(tools, counted)
     scores = [r.score for r in results if r.score is not None]
@@ -164,7 +164,7 @@ def panel_figures(results: list[ItemResult], counted: set[str] | None = None) ->
 
 
 def explanation_figures(prompts: PromptSet, results: list[ItemResult], cards: dict[str, ToolCard]) -> dict:
-    """Over the seats that speak (and so show why): how many takes' explanations list one thing
+    """Over the personas that speak (and so show why): how many takes' explanations list one thing
     the card settles on two sides, list as lacking what the card's facts assert, or contradict
     a card fact at all (checklist.explanation_faults), each explained by the persona files as
     they are now. Each should be 0."""
@@ -189,7 +189,7 @@ def intervals(
     seed: int = BOOTSTRAP_SEED,
     counted: set[str] | None = None,
 ) -> dict:
-    """95% bootstrap intervals for the panel figures and each seat's agreement and kappa, by
+    """95% bootstrap intervals for the panel figures and each persona's agreement and kappa, by
     drawing whole tools with replacement. They say how far a figure could move on another set
     of this size, such as a held-out one: on forty-odd tools one tool's panel moves the
     Spearman by about 0.04."""
@@ -210,14 +210,14 @@ def intervals(
             ):
                 if value is not None:
                     kept.setdefault(key, []).append(value)
-        for p, f in seat_figures([r for rows in drawn for r in rows]).items():
+        for p, f in persona_figures([r for rows in drawn for r in rows]).items():
             kept.setdefault(f"{p}_agreement", []).append(f["verdict_agreement"])
             if f["kappa"] is not None:
                 kept.setdefault(f"{p}_kappa", []).append(f["kappa"])
     return {"draws": draws, **{k: percentiles(v) for k, v in kept.items()}}
 
 
-def seat_figures(results: list[ItemResult]) -> dict:
+def persona_figures(results: list[ItemResult]) -> dict:
     """Agreement and kappa (ship / skip / abstain) and score error, per persona."""
     out = {}
     for p in personas():
@@ -237,14 +237,14 @@ def seat_figures(results: list[ItemResult]) -> dict:
     return out
 
 
-def counted_seats(seats: dict, kappa_min: float) -> set[str]:
-    """The personas whose out-of-fold kappa (seat_figures) lets them count: the rule a review
-    applies to each take (calibrations.seat_standing)."""
-    return {p for p, f in seats.items() if calibrations.seat_standing(f, p, kappa_min)[0]}
+def counted_personas(per_persona: dict, kappa_min: float) -> set[str]:
+    """The personas whose out-of-fold kappa (persona_figures) lets them count: the rule a review
+    applies to each take (calibrations.persona_standing)."""
+    return {p for p, f in per_persona.items() if calibrations.persona_standing(f, p, kappa_min)[0]}
 
 
 def oof_ship_chances(results: list[ItemResult]) -> dict[tuple[str, str], float]:
-    """Each seat's P(ship) at its out-of-fold score, on a ship curve fitted on the other tools'
+    """Each persona's P(ship) at its out-of-fold score, on a ship curve fitted on the other tools'
     out-of-fold scores (leave one tool out again), so the chance is as out-of-fold as the score."""
     out = {}
     for persona in dict.fromkeys(r.persona for r in results):
@@ -262,8 +262,8 @@ def oof_ship_chances(results: list[ItemResult]) -> dict[tuple[str, str], float]:
 def _verdicts(
     results: list[ItemResult], counted: set[str], chances: dict[tuple[str, str], float]
 ) -> list[tuple[PanelVerdict, str, str]]:
-    """Per tool: the predicted panel (counted seats, each with its P(ship)), the label the
-    reference gives those same counted seats, and the label of the whole labelled panel."""
+    """Per tool: the predicted panel (counted personas, each with its P(ship)), the label the
+    reference gives those same counted personas, and the label of the whole labelled panel."""
 
     out: list[tuple[PanelVerdict, str, str]] = []
     for rows in _by_tool(results):
@@ -286,7 +286,7 @@ def flip_figures(
     seed: int = BOOTSTRAP_SEED,
 ) -> dict:
     """How well calibrated the flip chance is, out-of-fold: over the panels that give a verdict,
-    each panel's flip chance against whether the reference labels of the same counted seats give
+    each panel's flip chance against whether the reference labels of the same counted personas give
     another label (what the chance claims to measure), as expected calibration error with a 95%
     bootstrap interval over tools; and the same against the whole labelled panel."""
     rows = [(v.flip_chance, ref, full, v.label) for v, ref, full in _verdicts(results, counted, chances)]
@@ -339,17 +339,17 @@ def selective_figures(
     return out
 
 
-def counted_figures(results: list[ItemResult], seats: dict, kappa_min: float) -> dict:
-    """What counting only the seats with signal, and the flip chance, do to the panel figures
-    out-of-fold: the panel with every seat and with the counted ones, the share of tools given
+def counted_figures(results: list[ItemResult], per_persona: dict, kappa_min: float) -> dict:
+    """What counting only the personas with signal, and the flip chance, do to the panel figures
+    out-of-fold: the panel with every persona and with the counted ones, the share of tools given
     a verdict, the flip chance's calibration and accuracy against coverage."""
-    counted = counted_seats(seats, kappa_min)
+    counted = counted_personas(per_persona, kappa_min)
     chances = oof_ship_chances(results)
-    every, kept = _verdicts(results, set(seats), chances), _verdicts(results, counted, chances)
+    every, kept = _verdicts(results, set(per_persona), chances), _verdicts(results, counted, chances)
     return {
         "kappa_min": kappa_min,
-        "counted": [p for p in seats if p in counted],
-        "not_counted": [p for p in seats if p not in counted],
+        "counted": [p for p in per_persona if p in counted],
+        "not_counted": [p for p in per_persona if p not in counted],
         "all_seats": {**panel_figures(results),
                       "coverage": round(sum(v.label != "No verdict" for v, _, _ in every) / len(every), 3)},
         "counted_seats": {**panel_figures(results, counted),

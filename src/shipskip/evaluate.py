@@ -18,11 +18,11 @@ from .eval_figures import (
     EvalRun,
     checklist_predictions,
     counted_figures,
-    counted_seats,
+    counted_personas,
     explanation_figures,
     intervals,
     panel_figures,
-    seat_figures,
+    persona_figures,
     summarise,
     with_predictions,
 )
@@ -33,9 +33,9 @@ from .quality import consensus, is_grounded, panel_similarity
 from .questions import Spend
 from .reference import (
     ItemResult,
-    OnSeat,
+    OnPersona,
     RefItem,
-    answered_seats,
+    answered_personas,
     appending_answers,
     load_reference,
     quiet,
@@ -73,7 +73,7 @@ def judge_item(item: RefItem, persona: str, draws: list[Take]) -> tuple[ItemResu
 def collect_answers(
     panel: Panel,
     items: list[RefItem],
-    on_seat: OnSeat = quiet,
+    on_persona: OnPersona = quiet,
     checklists: dict[str, Checklist] | None = None,
     *,
     done: dict[tuple[str, str], ItemResult] | None = None,
@@ -81,14 +81,14 @@ def collect_answers(
 ) -> list[ItemResult]:
     """Every persona's relevance and checklist answers on every labelled card (no take yet), as
     the model gave them (never corrected), weighed by `checklists` (default: the prompts').
-    Seats in `done` (by tool and persona) are not asked again; `keep` gets each seat as soon as
-    it is answered, so a run that is killed loses at most the seat it was on."""
+    Personas in `done` (by tool and persona) are not asked again; `keep` gets each persona as soon as
+    it is answered, so a run that is killed loses at most the persona it was on."""
     results = []
     for item in items:
         for persona in panel.prompts.personas:
             if done and (item.card.slug, persona) in done:
                 results.append(done[(item.card.slug, persona)])
-                on_seat("kept", item.card.slug, persona)
+                on_persona("kept", item.card.slug, persona)
                 continue
             spend = Spend()
             rel = panel.prompts.personas[persona].checklist.relevance
@@ -110,18 +110,18 @@ def collect_answers(
             )  # fmt: skip
             if keep:
                 keep(results[-1])
-            on_seat("asked", item.card.slug, persona)
+            on_persona("asked", item.card.slug, persona)
     return results
 
 
 def takes_to_check(items: list[RefItem], results: list[ItemResult], limit: int) -> int:
-    """How many takes `check_takes` will ask for: seats with a verdict on the first `limit` tools."""
+    """How many takes `check_takes` will ask for: personas with a verdict on the first `limit` tools."""
     first = {i.card.slug for i in items[:limit]}
     return sum(r.slug in first and r.verdict in ("ship", "skip") and r.score is not None for r in results)
 
 
 def check_takes(
-    panel: Panel, items: list[RefItem], results: list[ItemResult], limit: int, on_seat: OnSeat = quiet
+    panel: Panel, items: list[RefItem], results: list[ItemResult], limit: int, on_persona: OnPersona = quiet
 ) -> tuple[list[ItemResult], dict]:
     """Write takes for the first `limit` tools at their predicted verdicts; count what stood.
 
@@ -147,7 +147,7 @@ def check_takes(
                 bad = unsupported(text, card, r.score, [c.label for c in r.criteria])
                 invented += bad is not None and bad.kind != "ungrounded"
                 r = r.model_copy(update={"take": text, "grounded": is_grounded(text, card)})
-            on_seat("wrote a take", r.slug, r.persona)
+            on_persona("wrote a take", r.slug, r.persona)
         out.append(r)
     asked = written + failed
     return out, {
@@ -177,7 +177,7 @@ def run_checklist_eval(
     held_out: bool = False,
     save_answers: Path | None = None,
     command: str = "",
-    on_seat: OnSeat = quiet,
+    on_persona: OnPersona = quiet,
     on_phase: Callable[[str, int], None] = lambda what, total: None,
 ) -> EvalRun:
     """Ask the checklist on every labelled card (or reuse a stored evaluation's answers), then
@@ -209,14 +209,14 @@ def run_checklist_eval(
         results = stored_answers(store, answers_from, items, prompts)
         model = f"answers of eval {answers_from}"
     else:
-        # With --save-answers, the seats a killed run already answered are kept, not asked again.
-        done = answered_seats(save_answers, items, prompts) if save_answers else {}
+        # With --save-answers, the personas a killed run already answered are kept, not asked again.
+        done = answered_personas(save_answers, items, prompts) if save_answers else {}
         on_phase("Asking the checklist", len(items) * len(prompts.personas))
         with ExitStack() as stack:
             panel = stack.enter_context(open_panel(settings, raw, require=False))
             keep = stack.enter_context(appending_answers(save_answers)) if save_answers else None
             checklists = {n: p.checklist for n, p in prompts.personas.items()}
-            results = collect_answers(panel, items, on_seat, checklists, done=done, keep=keep)
+            results = collect_answers(panel, items, on_persona, checklists, done=done, keep=keep)
             model = ", ".join(sorted({c.model for c in panel.clients.values()}))
     if save_answers:
         write_answers(save_answers, results)
@@ -231,10 +231,10 @@ def run_checklist_eval(
             oof = with_predictions(fed, checklist_predictions(with_facts, fed, oof=True))
         else:
             oof = with_predictions(results, checklist_predictions(prompts, results, oof=True))
-        oof_seats = seat_figures(oof)
-        oof_intervals = intervals(oof, counted=counted_seats(oof_seats, settings.count_kappa_min))
-        summary["out_of_fold"] = {**panel_figures(oof), "seats": oof_seats, "intervals": oof_intervals}
-        summary["counted"] = counted_figures(oof, oof_seats, settings.count_kappa_min)
+        oof_personas = persona_figures(oof)
+        oof_intervals = intervals(oof, counted=counted_personas(oof_personas, settings.count_kappa_min))
+        summary["out_of_fold"] = {**panel_figures(oof), "seats": oof_personas, "intervals": oof_intervals}
+        summary["counted"] = counted_figures(oof, oof_personas, settings.count_kappa_min)
     if write_weights:
         # Written before the model's own figures are taken, so those figures are the new weights'.
         write_fitted(settings, prompts, keys, results, oof, oof_intervals, command)
@@ -244,12 +244,12 @@ def run_checklist_eval(
     files = with_predictions(results, checklist_predictions(prompts, results, oof=False))
     summary["persona_files"] = {
         **panel_figures(files),
-        "seats": seat_figures(files),
+        "seats": persona_figures(files),
         "intervals": intervals(files),
         "fit": fit or fit_note(prompts, reference, slugs),
     }
     if held_out:
-        # The seats that count are those the calibration's own fit counts (its recorded
+        # The personas that count are those the calibration's own fit counts (its recorded
         # out-of-fold kappa), never judged from this file's labels, which nothing may learn from.
         counted = calibration_counted(settings, prompts, keys)
         summary["held_out_counted"] = {
@@ -266,7 +266,7 @@ def run_checklist_eval(
     if takes:
         on_phase("Writing takes", takes_to_check(items, judged, takes))
         with open_panel(settings, raw, require=False) as panel:
-            judged, summary["takes"] = check_takes(panel, items, judged, takes, on_seat)
+            judged, summary["takes"] = check_takes(panel, items, judged, takes, on_persona)
     prompt_hash = ",".join(prompts.prompt_hash(p) for p in prompts.personas)
     eval_id = store.save_eval(str(reference), model, prompt_hash, 1, summary, judged)
     return EvalRun(eval_id=eval_id, summary=summary)
@@ -276,13 +276,13 @@ def run_holistic_eval(
     settings: Settings,
     reference: Path,
     samples: int = 3,
-    on_seat: OnSeat = quiet,
+    on_persona: OnPersona = quiet,
     on_phase: Callable[[str, int], None] = lambda what, total: None,
 ) -> EvalRun:
-    """The holistic prompt on every labelled card, `samples` draws per seat (median kept)."""
+    """The holistic prompt on every labelled card, `samples` draws per persona (median kept)."""
     items = load_reference(reference)
     prompts = load_prompts(settings.prompts_dir)
-    on_phase(f"Drawing {samples} takes per seat", len(items) * len(prompts.personas))
+    on_phase(f"Drawing {samples} takes per persona", len(items) * len(prompts.personas))
     results, similarities = [], []
     with open_panel(settings, prompts) as panel:
         for item in items:
@@ -292,13 +292,13 @@ def run_holistic_eval(
                 result, take = judge_item(item, persona, draws)
                 results.append(result)
                 takes.append(take)
-                on_seat("drew", item.card.slug, persona)
+                on_persona("drew", item.card.slug, persona)
             sim = panel_similarity(takes, item.card)
             if sim is not None:
                 similarities.append(sim)
         model = ", ".join(sorted({c.model for c in panel.clients.values()}))
     summary = summarise(results, similarities)
-    summary["targets"] = {**panel_figures(results), "seats": seat_figures(results)}
+    summary["targets"] = {**panel_figures(results), "seats": persona_figures(results)}
     prompt_hash = ",".join(prompts.prompt_hash(p) for p in prompts.personas)
     store = Store.from_settings(settings)
     eval_id = store.save_eval(str(reference), model, prompt_hash, samples, summary, results)
@@ -307,12 +307,14 @@ def run_holistic_eval(
 
 def calibration_counted(settings: Settings, prompts: PromptSet, keys: dict[str, ModelKey]) -> set[str]:
     """The personas whose verdicts count with the model's calibration as it stands: by the
-    out-of-fold kappa its fit recorded, as a review decides (a seat with no fitted calibration
+    out-of-fold kappa its fit recorded, as a review decides (a persona with no fitted calibration
     counts, as in a review)."""
     counted = set()
     for name, p in prompts.personas.items():
         key = keys.get(name)
         entry = calibrations.find_fitted(settings.calibrations_dir, key, name, p.version) if key else None
-        if calibrations.seat_standing(entry.figures if entry else {}, p.title, settings.count_kappa_min)[0]:
+        if calibrations.persona_standing(entry.figures if entry else {}, p.title, settings.count_kappa_min)[
+            0
+        ]:
             counted.add(name)
     return counted

@@ -1,4 +1,4 @@
-"""Editors teach the panel: their own call on a seat, the queue of tools to label first, and
+"""Editors teach the panel: their own call on a persona, the queue of tools to label first, and
 the labels as training data for a model's calibration. Plain functions over the store; the CLI
 and the `label-seat` flow call them."""
 
@@ -32,8 +32,8 @@ def record_label(
     score: int | None = None,
     editor: str | None = None,
 ) -> EditorLabel:
-    """Check and store an editor's call on a seat; the editor's earlier call there stays as
-    history. Checked before anything is stored: a seat on the panel, a reviewed tool, a call, a
+    """Check and store an editor's call on a persona; the editor's earlier call there stays as
+    history. Checked before anything is stored: a persona on the panel, a reviewed tool, a call, a
     score that agrees with the call, a reason and a name. Raises a typed ShipskipError naming
     the first bad input."""
     check_persona(settings.prompts_dir, persona)
@@ -82,7 +82,7 @@ def raw_answer(p: float | None, bias: float | None) -> float | None:
 def labelled_observations(
     store: Store, model: str, versions: dict[str, str], biases: dict[tuple[str, str], dict[str, float]]
 ) -> list[dict[str, Any]]:
-    """Editors' labels on seats the checklist scored with `model` under the persona prompt
+    """Editors' labels on personas the checklist scored with `model` under the persona prompt
     versions in use (`versions`: persona to version), each with the stored answers of the take
     it judged: rows of slug, persona, ref_verdict, ref_score, relevance and criteria, in the
     shape of an evaluation's results. A take scored while the model was uncalibrated stored its

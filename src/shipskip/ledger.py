@@ -180,9 +180,9 @@ class Ledger:
     # -- checkpoints -----------------------------------------------------------------
 
     def checkpoint(self, run: Run, take: Take) -> None:
-        """Keep one seat's take of a running run; returns once it is stored.
+        """Keep one persona's take of a running run; returns once it is stored.
 
-        Seats finish in bursts (a whole ingest's seats share the provider), so takes that wait
+        Personas finish in bursts (a whole ingest's personas share the provider), so takes that wait
         for the store at the same moment are written together: each is queued, and whichever
         thread gets the store first writes everything queued, in one transaction. A thread
         whose take another wrote returns at once; a write that fails puts the others' takes
@@ -228,7 +228,7 @@ class Ledger:
 
     @again_on_conflict
     def drop_checkpoints(self, run: Run, personas: list[str]) -> None:
-        """Forget some seats' checkpoints of a running run, so the next run asks them again."""
+        """Forget some personas' checkpoints of a running run, so the next run asks them again."""
         if not personas:
             return
         with self.db.transaction() as con:
@@ -284,29 +284,29 @@ class Ledger:
         `verdict` it worked out; a rerun's is the whole panel's after it, read here."""
         verdict_takes = takes
         now = backends.now()
-        seats = [t.persona for t in takes]
-        # A handful of statements for the whole panel, not a few per seat: on a lake each
+        personas = [t.persona for t in takes]
+        # A handful of statements for the whole panel, not a few per persona: on a lake each
         # statement is a round trip to the catalog.
         with self.db.transaction() as con:
             upsert_tool(con, card, now)
-            # Each seat's latest take: the new one's version follows it, and it keeps what it
+            # Each persona's latest take: the new one's version follows it, and it keeps what it
             # replaces (the `take_changes` view reads that instead of joining every take).
             cur = con.execute(
                 "SELECT persona, version, score, verdict, model, prompt_version FROM takes"
                 " WHERE slug = ? AND persona IN (SELECT unnest(?)) ORDER BY version",
-                [card.slug, seats],
+                [card.slug, personas],
             )
             cols = [d[0] for d in cur.description or []]
             rows = [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
             latest = {r["persona"]: r for r in rows}  # in version order: the last one wins
-            # The new takes become their seats' current ones in the same transaction.
+            # The new takes become their personas' current ones in the same transaction.
             con.execute(
                 "UPDATE takes SET is_current = false"
                 " WHERE slug = ? AND is_current AND persona IN (SELECT unnest(?))",
-                [card.slug, seats],
+                [card.slug, personas],
             )
             insert_takes(con, run, [(t, latest.get(t.persona, {})) for t in takes], now)
-            # A rerun changes one seat; the verdict it records is the whole panel's after it.
+            # A rerun changes one persona; the verdict it records is the whole panel's after it.
             if run.kind == "rerun":
                 verdict_takes = queries.current(con, card.slug)
             v = verdict if verdict is not None and run.kind != "rerun" else aggregate(verdict_takes)
@@ -321,7 +321,7 @@ class Ledger:
 
 def insert_checkpoints(con: duckdb.DuckDBPyConnection, batch: list[_Queued]) -> None:
     now = backends.now()
-    # The last take queued for a seat wins, as when each was written in turn.
+    # The last take queued for a persona wins, as when each was written in turn.
     latest = list({(q.run.run_id, q.take.persona): q for q in batch}.values())
     keys = [v for q in latest for v in (q.run.run_id, q.take.persona)]
     pairs = ", ".join(["(?, ?)"] * len(latest))

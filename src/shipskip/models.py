@@ -327,7 +327,7 @@ class Take(BaseModel):
     clean_score: int | None = None
     grounded: bool | None = None
     # The text was composed from the checklist (take_checks.compose_take) because every take
-    # the model wrote stated what the card does not say; verdict and score are the seat's own.
+    # the model wrote stated what the card does not say; verdict and score are the persona's own.
     composed: bool = False
     samples: int = 1
     score_spread: int | None = None
@@ -341,11 +341,11 @@ class Take(BaseModel):
     # or, with `uncalibrated`, the label-free correction for a model that has none.
     calibration: str | None = None
     uncalibrated: bool = False
-    # Whether the seat's verdict counts in the panel: not where its persona has shown no signal
+    # Whether the persona's verdict counts in the panel: not where its persona has shown no signal
     # on the model that answered (kappa below SHIPSKIP_COUNT_KAPPA_MIN), and why not.
     counted: bool = True
     not_counted_reason: str | None = None
-    # The chance the seat's call is "ship", from its calibrated score (the fit's out-of-fold
+    # The chance the persona's call is "ship", from its calibrated score (the fit's out-of-fold
     # curve); None where no curve is known (holistic, uncalibrated, older calibrations).
     p_ship: Annotated[float, Field(ge=0, le=1)] | None = None
 
@@ -402,10 +402,10 @@ class PanelVerdict(BaseModel):
     ship_pct: int | None
     label: Literal["Ship", "Skip", "Mixed", "No verdict"]
     flagged: int = 0  # takes flagged for prompt injection, left out of ship and skip
-    # Seats that spoke but do not count on their model (no signal there): shown, not counted.
+    # Personas that spoke but do not count on their model (no signal there): shown, not counted.
     not_counted: int = 0
-    # The chance the label would come out otherwise were each counted seat's call drawn from
-    # its P(ship); None where a counted seat has no P(ship) or there is no verdict.
+    # The chance the label would come out otherwise were each counted persona's call drawn from
+    # its P(ship); None where a counted persona has no P(ship) or there is no verdict.
     flip_chance: float | None = None
     # flip_chance above SHIPSKIP_CONTESTED_ABOVE (as the caller of panel.aggregate set it).
     contested: bool = False
@@ -428,8 +428,8 @@ class PanelVerdict(BaseModel):
     def not_counted_note(self) -> str:
         if not self.not_counted:
             return ""
-        seats = f"{self.not_counted} seat{'s' if self.not_counted > 1 else ''}"
-        return f" · {seats} not counted (no signal on this model)"
+        count = f"{self.not_counted} persona{'s' if self.not_counted > 1 else ''}"
+        return f" · {count} not counted (no signal on this model)"
 
     @property
     def flagged_note(self) -> str:
@@ -456,7 +456,7 @@ class CommunityVotes(BaseModel):
 
 
 class EditorLabel(BaseModel):
-    """An editor's own call on one seat of one tool (`shipskip label`), shown beside the
+    """An editor's own call on one persona of one tool (`shipskip label`), shown beside the
     panel's take and used as a label by `calibrate --with-labels`."""
 
     slug: str

@@ -6,7 +6,7 @@ tied to this process by `lifeline`, with its output kept off our stdout. Only co
 run a flow start it.
 
 On a shared server (not one of ours), the calls-in-flight setting also becomes a Prefect
-global concurrency limit that every worker counts against (`seat_limit`).
+global concurrency limit that every worker counts against (`persona_limit`).
 
 Also how a flow ends on a user's error (`failed`: one line, no traceback), and `shipskip
 serve`'s worker, which stops on SIGTERM within its grace period (`serve`).
@@ -41,8 +41,8 @@ if TYPE_CHECKING:
 STARTUP_S = 90.0
 # The Prefect global concurrency limit on calls in flight to the provider.
 LLM_LIMIT = "shipskip-llm-calls"
-# How long a seat waits for a global slot before asking again (`Panel.ask`): not a tunable,
-# how soon a waiting seat notices that its process is stopping.
+# How long a persona waits for a global slot before asking again (`Panel.ask`): not a tunable,
+# how soon a waiting persona notices that its process is stopping.
 SLOT_WAIT_S = 1.0
 # After the grace period's kill, how long the runner has (marking its killed runs Crashed
 # included) to notice and end before the worker ends itself.
@@ -158,7 +158,7 @@ class _OneLineUserErrors(logging.Filter):
 
 
 class _NoSlotWaitTimeouts(logging.Filter):
-    """A seat waits for a global slot `SLOT_WAIT_S` at a time, and Prefect's slot service logs
+    """A persona waits for a global slot `SLOT_WAIT_S` at a time, and Prefect's slot service logs
     each wait that ran out as an ERROR ("failed to process item ..."); those are expected."""
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -214,13 +214,13 @@ def shared_api() -> bool:
     return bool(url) and url not in _PRIVATE_APIS
 
 
-def seat_limit(settings: Settings) -> SlotFactory | None:
+def persona_limit(settings: Settings) -> SlotFactory | None:
     """SHIPSKIP_LLM_CONCURRENCY as Prefect's global concurrency limit on calls in flight, created
-    or resized on the server at each flow start; what a seat holds while it is asked.
+    or resized on the server at each flow start; what a persona holds while it is asked.
 
-    A seat asks one question at a time, so seats in flight bound calls in flight; a slot per
-    seat, not per call, keeps the cost to one acquire and release a take (0.1-0.4 s on the
-    test harness, about 2 s more when a seat must wait for a slot: Prefect polls).
+    A persona asks one question at a time, so personas in flight bound calls in flight; a slot per
+    persona, not per call, keeps the cost to one acquire and release a take (0.1-0.4 s on the
+    test harness, about 2 s more when a persona must wait for a slot: Prefect polls).
     On a temporary API of our own nothing else counts against the limit and the panel'
     in-process bound already holds, so none is used there."""
     if not shared_api():
@@ -245,9 +245,9 @@ def serve(*deployments: Any, grace_s: float, say: Callable[[str], None]) -> None
     process), with a stop that keeps its word.
 
     On SIGTERM it takes no more runs at once, and Prefect's runner sends each run in flight
-    SIGTERM: the run's seats stop before their next call to the provider, its finished takes
+    SIGTERM: the run's personas stop before their next call to the provider, its finished takes
     stay checkpointed (the next run resumes from them) and its tool's lease is let go. A run
-    still there after `grace_s` is killed (SIGKILL loses only the seats that were mid-way;
+    still there after `grace_s` is killed (SIGKILL loses only the personas that were mid-way;
     their tool's lease goes to the next run, as after a crash), and the worker exits: where
     Prefect's own runner waits 30 s. A second SIGTERM kills the runs and exits at once."""
     from prefect.runner import Runner

@@ -8,7 +8,7 @@ from typing import Literal
 
 from .models import PanelVerdict, Take
 
-# A verdict needs at least this many counted seats: one seat alone is a take, not a panel.
+# A verdict needs at least this many counted personas: one persona alone is a take, not a panel.
 MIN_COUNTED = 2
 
 
@@ -17,7 +17,7 @@ def round_half_up_pct(part: int, whole: int) -> int:
 
 
 def label_for(ship: int, skip: int) -> Literal["Ship", "Skip", "Mixed", "No verdict"]:
-    """The one verdict rule: the majority of counted seats that spoke, an even split "Mixed",
+    """The one verdict rule: the majority of counted personas that spoke, an even split "Mixed",
     and fewer than two of them "No verdict"."""
     if ship + skip < MIN_COUNTED:
         return "No verdict"
@@ -25,7 +25,7 @@ def label_for(ship: int, skip: int) -> Literal["Ship", "Skip", "Mixed", "No verd
 
 
 def flip_chance(p_ship: Sequence[float], label: str) -> float | None:
-    """The chance the label would come out otherwise, were each counted seat's call drawn
+    """The chance the label would come out otherwise, were each counted persona's call drawn
     independently with its P(ship): exact, by enumerating the 2^n calls (n is five at most)."""
     if label == "No verdict" or not p_ship:
         return None
@@ -42,16 +42,16 @@ def flip_chance(p_ship: Sequence[float], label: str) -> float | None:
 
 def counts(take: Take) -> bool:
     """A take counts in the panel when it has a verdict, was not flagged for prompt injection
-    (the card may have bought it) and its seat carries signal on its model."""
+    (the card may have bought it) and its persona carries signal on its model."""
     return take.verdict is not None and not take.suspicious and take.counted
 
 
 def aggregate(takes: Iterable[Take], contested_above: float | None = None) -> PanelVerdict:
-    """Panel ship % is ship / (ship + skip) over the counted seats; abstentions sit outside
+    """Panel ship % is ship / (ship + skip) over the counted personas; abstentions sit outside
     both counts.
 
-    The label follows the majority of counted seats that spoke (`label_for`). A take flagged
-    for prompt injection, or from a seat with no signal on its model, is shown but not counted.
+    The label follows the majority of counted personas that spoke (`label_for`). A take flagged
+    for prompt injection, or from a persona with no signal on its model, is shown but not counted.
     With `contested_above`, a verdict whose flip chance is above it is marked contested.
     """
     takes = list(takes)

@@ -202,7 +202,7 @@ class Persona(BaseModel):
 
     name: Annotated[str, Field(pattern=r"^[a-z]+$")]
     title: Annotated[str, Field(min_length=3, max_length=40)]
-    # Where the seat sits (pages, tables, the panel's order) and its colour in charts.
+    # Where the persona sits (pages, tables, the panel's order) and its colour in charts.
     order: Annotated[int, Field(ge=0, le=999)]
     colour: Annotated[str, Field(pattern=r"^#[0-9a-fA-F]{6}$")]
     version: Annotated[str, Field(pattern=r"^[0-9A-Za-z._-]{1,20}$")]
@@ -260,10 +260,10 @@ def load_persona(path: Path) -> Persona:
 def load_prompts(prompts_dir: Path, versions: dict[str, str | None] | None = None) -> PromptSet:
     """The current persona files, or for a persona in `versions`, its archived `name@V.yaml`."""
     personas = {}
-    seats = discover(prompts_dir)
-    if not seats:
+    found = discover(prompts_dir)
+    if not found:
         raise InputError(prompts_dir / "personas", "file", "no persona files (NAME.yaml)")
-    for name in (s.name for s in seats):
+    for name in (s.name for s in found):
         wanted = (versions or {}).get(name)
         persona = load_persona(prompts_dir / "personas" / f"{name}.yaml")
         if wanted and wanted != persona.version:

@@ -58,7 +58,7 @@ def _panels(store: Store, slugs: list[str], left_out: list[str] | None) -> list[
 
 
 def _updates(store: Store, slug: str) -> list[Update]:
-    """For each seat whose current take is not its first, the change and the take it replaced."""
+    """For each persona whose current take is not its first, the change and the take it replaced."""
     by_persona: dict[str, list[dict]] = {}
     for row in store.history(slug):
         if row["status"] == "complete":
@@ -216,7 +216,7 @@ def write_trends(
     all_versions: bool = False,
 ) -> list[dict[str, Any]]:
     """The trends page (inline SVG charts, takes per week) at `target`, kept under `root`;
-    returns its summary per persona. Counts each tool's current take per seat, in the week it
+    returns its summary per persona. Counts each tool's current take per persona, in the week it
     was made; `all_versions` counts every version instead."""
     store.init()
     with store.analysing():

@@ -92,7 +92,7 @@ def consensus(samples: Sequence[Take]) -> Take:
 
 
 def is_contested(takes: Sequence[Take]) -> bool:
-    """The panel label would change if any one unstable seat had voted its other way."""
+    """The panel label would change if any one unstable persona had voted its other way."""
     label = aggregate(takes).label
     for i, t in enumerate(takes):
         if not t.verdict_flips or t.verdict is None:

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from .backends import Backend
 from .errors import StoredRowError, describe_validation_error
 from .models import SHIP_THRESHOLD, CommunityVotes, EditorLabel, Take, ToolCard, Usage, is_web_address
-from .roster import seat_key
+from .roster import persona_key
 
 # Take fields stored in a column of the same name (`text` in the `take` column: its alias).
 TAKE_FIELDS = {
@@ -61,11 +61,11 @@ def _validate_take_row(row: dict[str, Any]) -> Take:
 
 
 def current(con: duckdb.DuckDBPyConnection, slug: str) -> list[Take]:
-    """A tool's current takes in seat order, on a connection the caller holds (a commit's)."""
+    """A tool's current takes in persona order, on a connection the caller holds (a commit's)."""
     cur = con.execute("SELECT * FROM current_takes WHERE slug = ?", [slug])
     cols = [d[0] for d in cur.description or []]
     takes = [take_from_row(dict(zip(cols, r, strict=True)), slug) for r in cur.fetchall()]
-    return sorted(takes, key=lambda t: seat_key(t.persona))
+    return sorted(takes, key=lambda t: persona_key(t.persona))
 
 
 def current_takes(db: Backend, slug: str) -> list[Take]:
@@ -198,7 +198,7 @@ def voter_choice(db: Backend, slug: str, voter: str) -> str | None:
 
 
 def helpful_counts(db: Backend, slug: str) -> dict[str, int]:
-    """How many readers marked each seat's take on a tool helpful."""
+    """How many readers marked each persona's take on a tool helpful."""
     rows = db.query(
         "SELECT persona, count(*) AS n FROM helpful_marks WHERE slug = ? GROUP BY persona", [slug]
     )
@@ -212,7 +212,7 @@ def site_rows(db: Backend) -> dict[str, list[dict[str, Any]]]:
     """Everything the static site shows, in a few bulk reads on one connection (a read per
     tool cost 5 queries a tool: a minute for 10,000). Keys: `tools` (card columns),
     `takes` (current takes, as rows), `labels` (editors' current labels), `votes`,
-    `reviewed` (latest take per tool), `updates` (the last two committed takes of each seat
+    `reviewed` (latest take per tool), `updates` (the last two committed takes of each persona
     taken more than once, newest first, with the run's reason) and `runs` (each completed
     review's tool and time)."""
     with db.reading():
@@ -288,7 +288,7 @@ def batch_requests(db: Backend, slugs: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def labels(db: Backend, slug: str, persona: str | None = None, history: bool = False) -> list[EditorLabel]:
-    """Each editor's current label on a tool's seats (every label ever, oldest first, with
+    """Each editor's current label on a tool's personas (every label ever, oldest first, with
     `history`)."""
     where = "slug = ?" + (" AND persona = ?" if persona else "")
     rows = db.query(
@@ -301,9 +301,9 @@ def labels(db: Backend, slug: str, persona: str | None = None, history: bool = F
 
 
 def label_queue(db: Backend, limit: int = 20) -> list[dict[str, Any]]:
-    """Tools whose panel verdict is least certain, for editors to label first: the seats most
+    """Tools whose panel verdict is least certain, for editors to label first: the personas most
     evenly split (ship % nearest 50) first, then the scores nearest the ship line. A tool
-    every one of whose seats already has an editor's label is left out."""
+    every one of whose personas already has an editor's label is left out."""
     return db.query(
         "WITH seats AS ("
         "  SELECT slug, count(*) AS seats,"

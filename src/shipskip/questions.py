@@ -1,6 +1,6 @@
-"""Asking one seat's questions: P(yes) to each checklist question from the seat's client
-(or a Batch API job's answers), and how the seat's answers are scored, looked up once per
-seat and model. `review.Panel` builds the takes on top."""
+"""Asking one persona's questions: P(yes) to each checklist question from the persona's client
+(or a Batch API job's answers), and how the persona's answers are scored, looked up once per
+persona and model. `review.Panel` builds the takes on top."""
 
 from __future__ import annotations
 
@@ -41,35 +41,35 @@ class Spend:
 
 
 @dataclass
-class SeatAsker:
+class PersonaAsker:
     """The personas' clients and prompts, asked one question at a time."""
 
     prompts: PromptSet
     clients: dict[str, LLMClient]
     settings: Settings
-    # Each seat's model as its calibration is looked up: the model asked for, and for a GGUF
+    # Each persona's model as its calibration is looked up: the model asked for, and for a GGUF
     # the embedded server serves, the file's digest. Empty: the client's model, no digest.
     keys: dict[str, ModelKey] = field(default_factory=dict)
     # Batch mode: answers a Batch API job gave, by custom_id (`batch.question_id`); a question
     # found here is not asked again.
     batched: dict[str, dict[str, Any]] = field(default_factory=dict)
     _scorings: dict[tuple, Scoring] = field(default_factory=dict, repr=False)
-    _seat_locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
+    _persona_locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def key(self, persona: str) -> ModelKey:
         return self.keys.get(persona) or ModelKey(self.clients[persona].model)
 
     def scoring(self, persona: str, spend: Spend | None = None) -> Scoring:
-        """How this seat's answers are scored: with the fitted calibration of the model that
+        """How this persona's answers are scored: with the fitted calibration of the model that
         answered (the id the provider reported, else the one asked for), or, where none was
         fitted, corrected by the model's content-free bias and weighed generically."""
         spend = spend or Spend()
         asked = self.key(persona)
         names = list(dict.fromkeys([*sorted(spend.models), asked.model]))
         with self._lock:
-            lock = self._seat_locks.setdefault(persona, threading.Lock())
-        with lock:  # the bias of a model is measured once per seat, however many tools wait
+            lock = self._persona_locks.setdefault(persona, threading.Lock())
+        with lock:  # the bias of a model is measured once per persona, however many tools wait
             cached = self._scorings.get((persona, *names))
             if cached is not None:
                 return cached
@@ -99,7 +99,7 @@ class SeatAsker:
             return found
 
     def bias(self, persona: str, key: ModelKey, spend: Spend) -> dict[str, float]:
-        """The model's mean P(yes) to each of this seat's questions on content-free cards: read
+        """The model's mean P(yes) to each of this persona's questions on content-free cards: read
         from the model's calibration file where this prompt's was measured before, else asked
         now and kept there (a few dozen requests, once per model and prompt)."""
         prompt_hash = self.prompts.prompt_hash(persona)
@@ -178,6 +178,6 @@ class SeatAsker:
         self, persona: str, card: ToolCard, spend: Spend, scoring: Scoring | None = None
     ) -> list[Criterion]:
         """Every checklist question of one persona, scored as `scoring` says (by default this
-        seat's calibration for the model that answered)."""
+        persona's calibration for the model that answered)."""
         answers = self.raw_answers(persona, card, spend)
         return (scoring or self.scoring(persona, spend)).criteria(card, answers)

@@ -14,7 +14,7 @@ from .errors import ProviderDown, Stopped
 
 
 class CircuitBreaker:
-    """One provider (base URL and model) for one run, shared by every seat that uses it.
+    """One provider (base URL and model) for one run, shared by every persona that uses it.
 
     Retrying each question on its own made a dead provider cost minutes a tool (every question
     timed out MAX_ATTEMPTS times). The breaker counts calls that got no answer at all; after
@@ -106,7 +106,7 @@ class Ticket:
 
 class RateGovernor:
     """How many calls may be in flight to a provider right now, shared by every client (and so
-    every seat and tool) of a process: the one place rate limits are obeyed.
+    every persona and tool) of a process: the one place rate limits are obeyed.
 
     - Concurrency adapts within SHIPSKIP_LLM_CONCURRENCY (AIMD, as llm-d's batch gateway does):
       a 429 or 5xx halves it, and a clean window of as many answers as the limit adds one. Only a

@@ -75,8 +75,8 @@ class ItemResult(BaseModel):
     criteria: list[Criterion] = []
 
 
-# (what was done, tool slug, persona): called after each seat, for progress.
-OnSeat = Callable[[str, str, str], None]
+# (what was done, tool slug, persona): called after each persona, for progress.
+OnPersona = Callable[[str, str, str], None]
 
 
 def quiet(step: str, slug: str, persona: str) -> None:
@@ -121,7 +121,7 @@ def stored_answers(
     ]  # fmt: skip
 
 
-# Each seat's answers as `--answers` reads them back: the model's, not what was made of them.
+# Each persona's answers as `--answers` reads them back: the model's, not what was made of them.
 ANSWER_FIELDS = {
     "slug",
     "persona",
@@ -140,7 +140,7 @@ def _answer_line(r: ItemResult) -> str:
 
 
 def write_answers(path: Path, results: list[ItemResult]) -> None:
-    """The model's answers as JSON Lines, one seat of one tool a line, in the form of
+    """The model's answers as JSON Lines, one persona of one tool a line, in the form of
     data/reference/answers-*.jsonl; written whole, so a file is never left half-written."""
     tmp = path.with_name(path.name + ".part")
     tmp.write_text("".join(f"{_answer_line(r)}\n" for r in results), encoding="utf-8")
@@ -149,7 +149,7 @@ def write_answers(path: Path, results: list[ItemResult]) -> None:
 
 @contextmanager
 def appending_answers(path: Path) -> Iterator[Callable[[ItemResult], None]]:
-    """A function that appends one seat's answers to `path` and flushes, for a long collection
+    """A function that appends one persona's answers to `path` and flushes, for a long collection
     to survive a kill; the file is rewritten whole, in order, once the collection is done."""
     with path.open("a", encoding="utf-8") as f:
 
@@ -160,8 +160,10 @@ def appending_answers(path: Path) -> Iterator[Callable[[ItemResult], None]]:
         yield keep
 
 
-def answered_seats(path: Path, items: list[RefItem], prompts: PromptSet) -> dict[tuple[str, str], ItemResult]:
-    """The seats already answered in a --save-answers file from an interrupted run, to be kept
+def answered_personas(
+    path: Path, items: list[RefItem], prompts: PromptSet
+) -> dict[tuple[str, str], ItemResult]:
+    """The personas already answered in a --save-answers file from an interrupted run, to be kept
     rather than asked again: only those of these tools whose stored items are still exactly
     their persona's checklist items (a changed checklist is asked afresh). A last line cut short
     by a kill is left out; any other bad line stops with the file and line named."""
@@ -180,7 +182,7 @@ def answered_seats(path: Path, items: list[RefItem], prompts: PromptSet) -> dict
             })  # fmt: skip
         except (json.JSONDecodeError, ValidationError) as exc:
             if n == len(lines) and not path.read_text(encoding="utf-8").endswith("\n"):
-                continue  # the seat a kill interrupted: asked again
+                continue  # the persona a kill interrupted: asked again
             raise InputError(path, f"line {n}", str(exc).splitlines()[0]) from None
         checklist = prompts.personas[r.persona].checklist if r.persona in prompts.personas else None
         if r.slug not in cards or checklist is None:

@@ -65,7 +65,7 @@ def take_badges(take: Take) -> list[str]:
 
 @dataclass(frozen=True)
 class Update:
-    """A seat's current take replaced an earlier one: when, why, and what it said before."""
+    """A persona's current take replaced an earlier one: when, why, and what it said before."""
 
     persona: str
     at: datetime
@@ -140,7 +140,7 @@ class ReviewedTool:
 
     @property
     def flagged(self) -> bool:
-        # The same takes as `verdict.flagged` and the panel_verdicts view: a flagged seat that
+        # The same takes as `verdict.flagged` and the panel_verdicts view: a flagged persona that
         # spoke. An abstention is never counted, so its flag leaves nothing out.
         return self.verdict.flagged > 0
 
@@ -220,7 +220,7 @@ _BADGE_COLOURS = {"Ship": "#12805c", "Skip": "#b3261e", "Mixed": "#8a6d00", "No 
 
 
 class Fragments:
-    """A tool's card and each seat's scorecard cell, rendered once and reused on every page of
+    """A tool's card and each persona's scorecard cell, rendered once and reused on every page of
     one site build that shows them (a tool is on its own page and several comparisons). Only
     for pages one folder down with no reader's forms: the macros render with the globals."""
 

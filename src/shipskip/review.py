@@ -22,14 +22,14 @@ from .llm import LLMClient
 from .models import Criterion, Take, ToolCard, pattern_literal, verdict_for
 from .personas import PromptSet, render_messages, take_instructions, take_messages
 from .quality import consensus, grounding
-from .questions import SeatAsker, Spend
+from .questions import PersonaAsker, Spend
 from .rates import CircuitBreaker, RateGovernor
 from .redaction import redactor_for
 from .settings import Settings
 from .take_checks import compose_take, take_problem, unsupported
 from .untrusted import clean_text
 
-# A slot to hold while a seat is asked: Prefect's global concurrency limit in a flow on a
+# A slot to hold while a persona is asked: Prefect's global concurrency limit in a flow on a
 # shared server, so every worker counts against one SHIPSKIP_LLM_CONCURRENCY.
 SlotFactory = Callable[[], AbstractContextManager[Any]]
 
@@ -40,25 +40,25 @@ def take_opening(verdict: str, name: str) -> str:
 
 
 @dataclass
-class Panel(SeatAsker):
-    """The personas' clients and prompts: asks one seat for its take (a flow run, an ingest or
+class Panel(PersonaAsker):
+    """The personas' clients and prompts: asks one persona for its take (a flow run, an ingest or
     an eval holds one). The takes together are the panel (`panel.aggregate`)."""
 
-    seat_slot: SlotFactory = nullcontext
-    # Threads the seats are asked in, kept for as long as the panel: starting five threads
+    persona_slot: SlotFactory = nullcontext
+    # Threads the personas are asked in, kept for as long as the panel: starting five threads
     # for every tool cost an ingest 5% of its time.
     pool: ThreadPoolExecutor | None = None
-    # Set when the process stops (SIGTERM, Ctrl-C, a failure that ends the run): no seat
-    # starts, and a seat in flight stops before its next call (its clients share it).
+    # Set when the process stops (SIGTERM, Ctrl-C, a failure that ends the run): no persona
+    # starts, and a persona in flight stops before its next call (its clients share it).
     stop: threading.Event = field(default_factory=threading.Event)
-    # The run's spending cap (an ingest's), shared by its seats: none starts once it is reached.
+    # The run's spending cap (an ingest's), shared by its personas: none starts once it is reached.
     budget: Budget | None = None
 
     def ask(self, persona: str, card: ToolCard, rerun_reason: str | None = None) -> Take:
-        """One seat's take on one card: graded by its checklist, or one holistic reply."""
+        """One persona's take on one card: graded by its checklist, or one holistic reply."""
         if self.budget is None:
             return self._ask(persona, card, rerun_reason)
-        self.budget.start()  # raises BudgetReached: the seat is left for the next run
+        self.budget.start()  # raises BudgetReached: the persona is left for the next run
         take = None
         try:
             take = self._ask(persona, card, rerun_reason)
@@ -67,25 +67,25 @@ class Panel(SeatAsker):
         return take
 
     def _ask(self, persona: str, card: ToolCard, rerun_reason: str | None = None) -> Take:
-        # A seat asks one question at a time, so seats in flight bound calls in flight; a slot
-        # per seat rather than per call keeps the cross-process limit to one round trip a take.
+        # A persona asks one question at a time, so personas in flight bound calls in flight; a slot
+        # per persona rather than per call keeps the cross-process limit to one round trip a take.
         with ExitStack() as held:
             while True:
                 if self.stop.is_set():
                     raise Stopped(card.slug, persona)
                 try:
-                    held.enter_context(self.seat_slot())
+                    held.enter_context(self.persona_slot())
                     break
                 except TimeoutError:
                     # A slot that waits a bounded time (the global limit's) is asked for again,
-                    # so a seat still waiting notices a stop instead of holding the process.
+                    # so a persona still waiting notices a stop instead of holding the process.
                     continue
             if self.settings.scoring == "checklist":
                 take = self.graded(persona, card, rerun_reason)
             else:
                 take = self.holistic(persona, card, rerun_reason)
         if take.error:
-            # A seat that failed as its provider was given up on is the dead provider's doing,
+            # A persona that failed as its provider was given up on is the dead provider's doing,
             # not this tool's: it fails (ProviderDown) rather than become an abstention.
             self.clients[persona].check_provider()
         return take
@@ -108,7 +108,7 @@ class Panel(SeatAsker):
         scoring: Scoring | None = None
 
         def done(**fields: object) -> Take:
-            counted, why = calibrations.seat_standing(
+            counted, why = calibrations.persona_standing(
                 scoring.figures if scoring else {}, p.title, self.settings.count_kappa_min
             )
             score = fields.get("score")
@@ -168,7 +168,7 @@ class Panel(SeatAsker):
 
         When the provider answered every attempt and our checks refused every text (it stated
         what the card does not, or did not fit its verdict), the take is composed from the
-        seat's criteria instead: the seat keeps the verdict its checklist gave it rather than
+        persona's criteria instead: the persona keeps the verdict its checklist gave it rather than
         abstaining for the writer's faults. None only when the provider itself failed."""
         text = self.write(persona, card, verdict, score, criteria, spend)
         if text is not None:
@@ -283,21 +283,21 @@ def open_panel(
     prompts: PromptSet,
     personas: list[str] | None = None,
     model_override: str | None = None,
-    seat_slot: SlotFactory | None = None,
+    persona_slot: SlotFactory | None = None,
     require: bool = True,
     budget: Budget | None = None,
 ) -> Iterator[Panel]:
     """Build a client per persona; start the embedded server only if some persona needs it.
 
     The panel's clients share one bound on calls in flight, SHIPSKIP_LLM_CONCURRENCY, however
-    many tools the panel serves at once; `seat_slot` adds a bound shared across processes.
+    many tools the panel serves at once; `persona_slot` adds a bound shared across processes.
     `require=False` (calibrating, evaluating) lets an uncalibrated model through whatever
     SHIPSKIP_REQUIRE_CALIBRATION says."""
     names = personas or list(prompts.personas)
-    # One governor for every client: 429s, 5xx and rate-limit headers slow all seats at once.
+    # One governor for every client: 429s, 5xx and rate-limit headers slow all personas at once.
     in_flight = RateGovernor(max(1, settings.llm_concurrency))
     redactor = redactor_for(settings)
-    # One breaker per provider (base URL and model) for as long as these panel: seats that
+    # One breaker per provider (base URL and model) for as long as these panel: personas that
     # share a provider give up on it together.
     breakers: dict[tuple[str, str], CircuitBreaker] = {}
     stop = threading.Event()
@@ -339,21 +339,21 @@ def open_panel(
             )
             stack.callback(client.close)
             clients[name] = client
-        # Seats beyond the calls in flight wait for a slot anyway, so this never binds first.
+        # Personas beyond the calls in flight wait for a slot anyway, so this never binds first.
         pool = stack.enter_context(
             ThreadPoolExecutor(max_workers=settings.llm_concurrency + len(names), thread_name_prefix="seat")
         )
-        # Leaving early (an exception, SIGTERM) stops the seats in flight before the pool waits
+        # Leaving early (an exception, SIGTERM) stops the personas in flight before the pool waits
         # for them: each ends at its next call instead of asking the rest of its checklist.
         stack.callback(stop.set)
         yield Panel(
-            prompts=prompts, clients=clients, settings=settings, seat_slot=seat_slot or nullcontext,
+            prompts=prompts, clients=clients, settings=settings, persona_slot=persona_slot or nullcontext,
             pool=pool, stop=stop, keys=keys, budget=budget,
         )  # fmt: skip
 
 
 def asked_model(settings: Settings, persona: str, model_override: str | None = None) -> str:
-    """The model a seat's requests name: the override, the seat's own or the panel's, else the
+    """The model a persona's requests name: the override, the persona's own or the panel's, else the
     embedded model (no base URL) or SHIPSKIP_HOSTED_MODEL (`provider_for` fills that in)."""
     prov = settings.provider_for(persona)
     return model_override or prov.model or embedded_model_name(settings.embedded_model_path)
@@ -366,8 +366,8 @@ def model_keys(
     model_override: str | None = None,
     require: bool = True,
 ) -> dict[str, ModelKey]:
-    """Each seat's model as calibrations know it: the model asked for, with the GGUF file's
-    digest where the embedded server serves it. With SHIPSKIP_REQUIRE_CALIBRATION, a seat whose
+    """Each persona's model as calibrations know it: the model asked for, with the GGUF file's
+    digest where the embedded server serves it. With SHIPSKIP_REQUIRE_CALIBRATION, a persona whose
     model has no fitted calibration for its prompt version stops everything here, before any
     request (UncalibratedModel)."""
     keys = {}

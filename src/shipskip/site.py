@@ -141,7 +141,7 @@ def load_panels(
 
     from .errors import describe_validation_error
     from .models import EditorLabel, ToolCard, is_web_address
-    from .roster import seat_key
+    from .roster import persona_key
 
     out = []
     for row in rows["tools"]:
@@ -153,7 +153,7 @@ def load_panels(
             panel = tuple(
                 sorted(
                     (store.take_from_row(t, slug) for t in takes.get(slug, [])),
-                    key=lambda t: seat_key(t.persona),
+                    key=lambda t: persona_key(t.persona),
                 )
             )
         except ValidationError as exc:

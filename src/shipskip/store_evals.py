@@ -48,7 +48,7 @@ def eval_items(db: Backend, eval_id: str) -> list[dict[str, Any]]:
 
 
 def labelled_answers(db: Backend, model: str) -> list[dict[str, Any]]:
-    """The latest editor's label on each seat whose labelled take the checklist scored with
+    """The latest editor's label on each persona whose labelled take the checklist scored with
     `model`, with that take's stored answers (criteria, relevance), prompt version and hash,
     and whether its answers were corrected as an uncalibrated model's."""
     return db.query(

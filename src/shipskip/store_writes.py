@@ -54,7 +54,7 @@ def add_marks(db: Backend, batch: list[tuple[str, str, str, str]]) -> list[str]:
     transaction (DuckDB has one writer per file: a transaction per click would queue).
     Each item is (kind, slug, value, voter): kind "vote" with value ship/skip, changeable as
     `add_vote`; kind "helpful" with value a persona, once per reader. Returns, per item,
-    "recorded", "changed", "unchanged", or "unknown" for a slug (or seat) with no
+    "recorded", "changed", "unchanged", or "unknown" for a slug (or persona) with no
     current take, which stores nothing. Each voter's lock on a tool is held as `add_vote`
     holds it (taken in sorted order, so two writers never wait on each other's)."""
     keys = sorted({_vote_key(s, w) if k == "vote" else f"helpful:{s}:{v}:{w}" for k, s, v, w in batch})
@@ -88,11 +88,11 @@ def add_marks(db: Backend, batch: list[tuple[str, str, str, str]]) -> list[str]:
                         )
                         out.append("changed")
                     continue
-                seat = con.execute(
+                has_take = con.execute(
                     "SELECT 1 FROM current_takes WHERE slug = ? AND persona = ? AND verdict IS NOT NULL",
                     [slug, value],
                 ).fetchone()
-                if not seat:
+                if not has_take:
                     out.append("unknown")
                     continue
                 if con.execute(
@@ -114,8 +114,8 @@ def add_marks(db: Backend, batch: list[tuple[str, str, str, str]]) -> list[str]:
 
 @again_on_conflict
 def add_label(db: Backend, label: EditorLabel) -> str:
-    """Store an editor's call on a seat, tied to the seat's current take; the editor's earlier
-    label on that seat stays as history (`current_labels` shows the newest). Its id."""
+    """Store an editor's call on a persona, tied to the persona's current take; the editor's earlier
+    label on that persona stays as history (`current_labels` shows the newest). Its id."""
     label_id = uuid.uuid4().hex
     with db.transaction() as con:
         if not con.execute("SELECT 1 FROM tools WHERE slug = ?", [label.slug]).fetchone():

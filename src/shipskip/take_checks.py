@@ -6,7 +6,7 @@ its own verdict is refused and asked again.
 `unsupported`: a take may state only what its card says. It is refused (and asked again) when
 it holds a number, a name, a placeholder slot or a
 claim of rank or authorship that the card does not hold; after the last attempt the take is
-composed from the seat's checklist (`compose_take`), which states nothing the card and the
+composed from the persona's checklist (`compose_take`), which states nothing the card and the
 checklist do not.
 """
 
@@ -202,7 +202,7 @@ def _in_its_words(card: ToolCard, limit: int = 160) -> str:
 def compose_take(
     card: ToolCard, verdict: str, score: int, criteria: Sequence[Criterion], top: int = 2
 ) -> str:
-    """A take in plain sentences from the seat's own checklist: the card's tagline, then the
+    """A take in plain sentences from the persona's own checklist: the card's tagline, then the
     criteria behind the score (the `top` that weighed most in each group), then the score.
     Everything in it is the card's words or ours, so it states nothing the card does not."""
     favour, against, lacking = (

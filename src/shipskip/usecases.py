@@ -42,8 +42,8 @@ from .store import Store, ToolBusy
 from .untrusted import MIN_REASON, REASON_TOO_SHORT
 
 
-def _no_seat_answered(takes: list[Take]) -> str | None:
-    """The first error when every seat failed: the provider is unusable, not the card."""
+def _no_persona_answered(takes: list[Take]) -> str | None:
+    """The first error when every persona failed: the provider is unusable, not the card."""
     if takes and all(t.error for t in takes):
         return takes[0].error
     return None
@@ -58,10 +58,10 @@ def review_card(
     asker: Asker = ThreadAsker,
     asking: PanelAsker | None = None,
     flow_run_id: str | None = None,
-    seat_slot: SlotFactory | None = None,
+    persona_slot: SlotFactory | None = None,
 ) -> ReviewOutcome:
     """Review one card: skip it if this content was reviewed, resume an interrupted run, ask the
-    seats still missing, and commit the five takes together. With `asking` (an ingest's, made
+    personas still missing, and commit the five takes together. With `asking` (an ingest's, made
     once for its one panel), its clients and model server are used; otherwise a panel is opened
     for this card alone and `asker` made for it."""
     prompts = asking.panel.prompts if asking else load_prompts(settings.prompts_dir)
@@ -79,7 +79,9 @@ def review_card(
         try:
             with ExitStack() as stack:
                 if asking is None:
-                    panel = stack.enter_context(open_panel(settings, prompts, todo, seat_slot=seat_slot))
+                    panel = stack.enter_context(
+                        open_panel(settings, prompts, todo, persona_slot=persona_slot)
+                    )
                     asking = asker(panel, store)
                 takes.update(asking.ask(card, todo, run.run))
         except ProviderDown:
@@ -92,11 +94,11 @@ def review_card(
             run.release()  # keep its checkpoints; let the next run take it at once
             raise
     ordered = [takes[p] for p in prompts.personas]
-    error = _no_seat_answered([takes[p] for p in todo])
+    error = _no_persona_answered([takes[p] for p in todo])
     if error and len(todo) == len(ordered):
         # Five failures are not a review: keep nothing, mark nothing reviewed, and stop.
         run.abandon()
-        raise ProviderRejected(f"no seat got a valid reply, so nothing was stored: {error}")
+        raise ProviderRejected(f"no persona got a valid reply, so nothing was stored: {error}")
     # The panel's verdict, worked out once here: stored with the run, returned, shown.
     verdict = aggregate(ordered, settings.contested_above)
     run.commit(card, ordered, verdict)
@@ -125,12 +127,12 @@ class IngestReport:
         return dict(self.__dict__)
 
 
-def tools_in_flight(settings: Settings, seats: int) -> int:
-    """Tools reviewed at once: twice as many as it takes for their seats to fill the
+def tools_in_flight(settings: Settings, panel_size: int) -> int:
+    """Tools reviewed at once: twice as many as it takes for their personas to fill the
     calls-in-flight setting (SHIPSKIP_LLM_CONCURRENCY), which the panel' clients enforce call
-    by call. With only enough, the slots of a tool whose last seat is still out, or that is
+    by call. With only enough, the slots of a tool whose last persona is still out, or that is
     being stored, stood empty: 57 against 66 requests/s (bench/ingest_bench.py)."""
-    return 2 * max(1, -(-settings.llm_concurrency // max(1, seats)))
+    return 2 * max(1, -(-settings.llm_concurrency // max(1, panel_size)))
 
 
 def ingest(
@@ -141,7 +143,7 @@ def ingest(
     warn: Callable[[str], None] = lambda line: None,
     on_review: Callable[[ToolCard, ReviewOutcome], None] = lambda card, out: None,
     flow_run_id: str | None = None,
-    seat_slot: SlotFactory | None = None,
+    persona_slot: SlotFactory | None = None,
     asker: Asker = ThreadAsker,
 ) -> IngestReport:
     """Review each new or changed tool of a source once; a bad entry costs that entry only.
@@ -187,7 +189,7 @@ def ingest(
         return review_card(card, store, settings, asking=asking, flow_run_id=flow_run_id)
 
     with (
-        open_panel(settings, prompts, seat_slot=seat_slot, budget=budget) as panel,
+        open_panel(settings, prompts, persona_slot=persona_slot, budget=budget) as panel,
         ThreadPoolExecutor(max_workers=tools_in_flight(settings, len(prompts.personas))) as pool,
     ):
         panel.batched = batched
@@ -222,7 +224,7 @@ def ingest(
             except BaseException as exc:
                 # The provider refuses every tool alike (ProviderRejected): start no more tools,
                 # and mark nothing more reviewed. The process is stopping (SIGTERM, Ctrl-C): also
-                # stop the seats in flight before their next call; their finished takes are
+                # stop the personas in flight before their next call; their finished takes are
                 # checkpointed and the next run resumes from them.
                 for f in futures:
                     f.cancel()
@@ -291,7 +293,7 @@ def rerun_inputs(
     reason = rerun_reason(reason)
     if model is not None and not model.strip():
         raise BadParameter("model", "names no model; leave it out for the seat's own")
-    # The seats first: an unknown one needs no database, and its archived versions are its own.
+    # The personas first: an unknown one needs no database, and its archived versions are its own.
     check_persona(settings.prompts_dir, persona)
     card = store.tool(tool)
     if card is None:
@@ -317,7 +319,7 @@ def rerun(
     settings: Settings,
     *,
     asker: Asker = ThreadAsker,
-    seat_slot: SlotFactory | None = None,
+    persona_slot: SlotFactory | None = None,
 ) -> Take:
     """One persona again on one tool, its inputs checked already (`rerun_inputs`): the new take
     becomes current, the old one stays as history. A failure keeps the current take, is
@@ -328,7 +330,7 @@ def rerun(
     costs.sync_prices(store, settings)  # the cost views price this take
     run = store.begin_review(card, kind="rerun", reason=reason)
     assert run is not None  # only a review can find its card already done
-    with open_panel(settings, prompts, [persona], model_override=model, seat_slot=seat_slot) as panel:
+    with open_panel(settings, prompts, [persona], model_override=model, persona_slot=persona_slot) as panel:
         try:
             take = asker(panel, store).ask(card, [persona], run.run, reason)[persona]
         except ProviderDown as exc:
