@@ -21,7 +21,7 @@ from .choices import PersonaName
 @flow(name="label-seat")
 def label_persona(
     tool: Annotated[str, Field(description="Slug of a reviewed tool.")],
-    persona: Annotated[PersonaName, Field(description="The seat the call is on.")],
+    persona: Annotated[PersonaName, Field(description="The persona the call is on.")],
     verdict: Annotated[Literal["ship", "skip", "abstain"], Field(description="The editor's call.")],
     reason: Annotated[str, Field(min_length=3, description="Why; shown on pages beside the panel's take.")],
     score: Annotated[int | None, Field(ge=0, le=100, description="The editor's score out of 100.")] = None,

@@ -104,7 +104,7 @@ def review_new_tools(
 @flow(name="rerun-persona", task_runner=ThreadPoolTaskRunner())
 def rerun_persona(
     tool: Annotated[str, Field(description="Slug of a reviewed tool.")],
-    persona: Annotated[PersonaName, Field(description="The seat to ask again.")],
+    persona: Annotated[PersonaName, Field(description="The persona to ask again.")],
     reason: Annotated[str, Field(min_length=3, description="Why it is asked again; kept with the take.")],
     model: Annotated[str | None, Field(description="Another model for this take.")] = None,
     prompt_version: Annotated[str | None, Field(description="An archived persona prompt version.")] = None,

@@ -90,7 +90,7 @@ def _provider(settings: Settings, prompts: PromptSet) -> tuple[str, str, str]:
     providers = {(p.base_url, p.model) for p in map(settings.provider_for, prompts.personas)}
     (base_url, model), *others = providers
     if others:
-        raise SettingsError("SHIPSKIP_BATCH", "needs every seat on the same provider and model")
+        raise SettingsError("SHIPSKIP_BATCH", "needs every persona on the same provider and model")
     if base_url is None:
         raise SettingsError(
             "SHIPSKIP_BATCH",

@@ -161,7 +161,7 @@ def _eval_holistic(reference: Path, samples: int) -> None:
 @app.command()
 def label(
     tool: Annotated[str, typer.Argument(help="Tool slug.")],
-    persona: Annotated[str, typer.Argument(help="The seat the call is on.")],
+    persona: Annotated[str, typer.Argument(help="The persona the call is on.")],
     verdict: Annotated[str, typer.Argument(help="Your call: ship, skip or abstain.")],
     reason: Annotated[str, typer.Option(help="Why (shown on pages beside the panel's take).")],
     score: Annotated[
@@ -169,7 +169,7 @@ def label(
     ] = None,
     editor: Annotated[str | None, typer.Option(help="Who labels. Default: your OS user name.")] = None,
 ) -> None:
-    """Record an editor's own call on one seat; it supersedes that editor's earlier call there,
+    """Record an editor's own call on one persona; it supersedes that editor's earlier call there,
     which stays as history, and `calibrate --with-labels` learns from it."""
     from .labels import record_label
 
@@ -182,8 +182,8 @@ def label(
 
 @app.command()
 def queue(limit: Annotated[int, typer.Option(min=1, help="Tools listed.")] = 20) -> None:
-    """The tools whose verdict is least certain (seats most evenly split, then scores nearest
-    the ship line), for editors to label first; tools whose every seat is labelled are left out."""
+    """The tools whose verdict is least certain (personas most evenly split, then scores nearest
+    the ship line), for editors to label first; tools whose every persona is labelled are left out."""
     from .labels import queue as label_queue
 
     with user_errors():

@@ -222,7 +222,7 @@ def prices_table(listed: list[Price]) -> Table:
 
 def queue_table(rows: list[dict[str, Any]]) -> Table:
     table = Table(title="Label these first", title_justify="left")
-    for c in ("tool", "verdict", "ship / skip / abstain", "mean distance to 60", "seats labelled"):
+    for c in ("tool", "verdict", "ship / skip / abstain", "mean distance to 60", "personas labelled"):
         table.add_column(c)
     for r in rows:
         table.add_row(
@@ -241,7 +241,8 @@ class EvalProgress:
 
     def __init__(self) -> None:
         self.bar = Progress(
-            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} seats"),
+            TextColumn("{task.description}"), BarColumn(),
+            TextColumn("{task.completed}/{task.total} personas"),
             TextColumn("{task.fields[last]}"), console=err, transient=True,
         )  # fmt: skip
         self.job: TaskID | None = None
@@ -302,7 +303,7 @@ def print_held_out_counted(c: dict) -> None:
         return f"{c[key]}" + (f" ({lo_hi[0]:.2f}-{lo_hi[1]:.2f})" if lo_hi else "")
 
     console.print(
-        f"counted seats (kappa recorded by the calibration's fit ≥ {c['kappa_min']}): "
+        f"counted personas (kappa recorded by the calibration's fit ≥ {c['kappa_min']}): "
         f"{', '.join(c['counted']) or 'none'}; not counted: {', '.join(c['not_counted']) or 'none'}",
         highlight=False,
     )
@@ -329,7 +330,7 @@ def print_figures(title: str, figures: Any) -> None:
 
     console.print(f"[bold]{for_terminal(title)}[/]", highlight=False)
     table = Table(title_justify="left", caption="(95% bootstrap interval)" if ci else None)
-    for c in ("seat", "n", "agreement", "kappa", "mae", "abstained"):
+    for c in ("persona", "n", "agreement", "kappa", "mae", "abstained"):
         table.add_column(c)
     for name, f in fig["seats"].items():
         table.add_row(
@@ -361,7 +362,7 @@ def print_counted(counted: Any, ci: dict) -> None:
         return f" ({lo_hi[0]:.2f}-{lo_hi[1]:.2f})" if lo_hi else ""
 
     console.print(
-        f"[bold]counted seats (out-of-fold kappa ≥ {c['kappa_min']}): {', '.join(c['counted']) or 'none'}"
+        f"[bold]counted personas (out-of-fold kappa ≥ {c['kappa_min']}): {', '.join(c['counted']) or 'none'}"
         f"; not counted: {', '.join(c['not_counted']) or 'none'}[/]",
         highlight=False,
     )

@@ -90,8 +90,8 @@ def trends(
 ) -> None:
     """Write a trends page (inline SVG charts, takes per week) and print a summary per persona.
 
-    Counts each tool's current take per seat, in the week it was made; --all-versions counts
-    every version instead (the history: a seat rerun three times counts four times)."""
+    Counts each tool's current take per persona, in the week it was made; --all-versions counts
+    every version instead (the history: a persona rerun three times counts four times)."""
     from .publish import write_trends
 
     try:

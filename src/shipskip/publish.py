@@ -232,7 +232,7 @@ def write_trends(
     counted = (
         "Every take version, reruns included, in the week each was made."
         if all_versions
-        else "Current takes (each tool's latest take per seat), in the week each was made."
+        else "Current takes (each tool's latest take per persona), in the week each was made."
     )
     page = trends_page(
         points,

@@ -30,17 +30,17 @@ BADGES: dict[str, tuple[str, str]] = {
     "composed": (
         "composed from the checklist",
         "every take the model wrote stated something the card does not say, so this one is "
-        "written from the seat's checklist answers; the verdict and score are the seat's own",
+        "written from the persona's checklist answers; the verdict and score are the persona's own",
     ),
     "contested": (
         "contested",
         "the verdict could well come out otherwise: the chance it would flip, from how sure its "
-        "counted seats are of their calls, is above the contested line, or one unstable seat "
+        "counted personas are of their calls, is above the contested line, or one unstable persona "
         "could change it",
     ),
     "not_counted": (
         "not counted",
-        "on the model that wrote it, this seat's lens has shown no signal on the labelled tools "
+        "on the model that wrote it, this persona's lens has shown no signal on the labelled tools "
         "(out-of-fold kappa below the line), so its take is shown but not counted in the verdict",
     ),
 }

@@ -238,19 +238,19 @@ class ScoringSettings(BaseModel):
     )  # fmt: skip
     count_kappa_min: float = Field(
         default=0.2, ge=-1, le=1,
-        description="A seat's verdict counts in the panel only where its persona's out-of-fold Cohen's kappa "
+        description="A persona's verdict counts in the panel only where its out-of-fold Cohen's kappa "
         "on the model in use (recorded in that model's calibration) is at least this; below it the take is "
         "shown, marked not counted.",
     )  # fmt: skip
     contested_above: float = Field(
         default=0.35, ge=0, le=1,
-        description="A panel verdict whose chance of flipping (from its counted seats' P(ship)) is above "
+        description="A panel verdict whose chance of flipping (from its counted personas' P(ship)) is above "
         "this reads \"contested\" on pages, badges and in `show`.",
     )  # fmt: skip
     catalogue_facts: bool = Field(
         default=False,
         description="Add the catalogue facts (similarity to earlier cards, category launches in "
-        "90 days, how the nearest fared; shipskip.catalogue) to every seat's out-of-fold fit in "
+        "90 days, how the nearest fared; shipskip.catalogue) to every persona's out-of-fold fit in "
         "`shipskip eval`. Off: on the reference none lifted a figure beyond its interval "
         "(docs/catalogue-and-labels.md), so reviews do not read them.",
     )
@@ -284,7 +284,7 @@ class RunSettings(BaseModel):
         ge=0,
         le=60,
         description="How long `shipskip serve` gives the runs in flight after SIGTERM to stop "
-        "(each seat stops before its next call; finished takes are checkpointed) before it "
+        "(each persona stops before its next call; finished takes are checkpointed) before it "
         "kills them; a second SIGTERM kills them at once.",
     )
 
@@ -367,7 +367,7 @@ class CostSettings(BaseModel):
     max_cost_per_run: float | None = Field(
         default=None,
         gt=0,
-        description="Dollars an ingest may spend; once reached it starts no more seats or tools, keeps "
+        description="Dollars an ingest may spend; once reached it starts no more personas or tools, keeps "
         "what it finished and leaves the rest for the next run. Every model must have a price.",
     )
     max_tokens_per_run: int | None = Field(

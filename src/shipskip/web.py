@@ -235,7 +235,7 @@ def make_app(store: Store, settings: Settings) -> Starlette:
             return PlainTextResponse(f"{field}: must be one of {', '.join(allowed)}.", status_code=400)
         result = await anyio.to_thread.run_sync(batcher.submit, kind, slug, value, "web-" + fields["voter"])
         if result == "unknown":
-            return PlainTextResponse("No such tool (or no take from that seat).", status_code=404)
+            return PlainTextResponse("No such tool (or no take from that persona).", status_code=404)
         return RedirectResponse(f"/tools/{slug}.html", status_code=303)
 
     async def vote(request: Request) -> Response:
