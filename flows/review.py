@@ -68,8 +68,10 @@ class PrefectAsker:
     def __init__(self, panel: Panel, store: Store) -> None:
         self.panel, self.store = panel, store
 
-        def persona_take(card: ToolCard, persona: str, run: Run, reason: str | None = None) -> Take | State:
-            take = ask_persona(panel, store, run, persona, card, reason)
+        def persona_take(
+            card: ToolCard, persona: str, run: Run, rerun_reason: str | None = None
+        ) -> Take | State:
+            take = ask_persona(panel, store, run, persona, card, rerun_reason)
             log_take(get_run_logger(), card.slug, take)
             if take.error:
                 tries = f"{take.attempts} attempts, try {task_run.run_count} of {PERSONA_RETRIES + 1}"
@@ -96,9 +98,9 @@ class PrefectAsker:
         )  # fmt: skip
 
     def ask(
-        self, card: ToolCard, personas: list[str], run: Run, reason: str | None = None
+        self, card: ToolCard, personas: list[str], run: Run, rerun_reason: str | None = None
     ) -> dict[str, Take]:
-        futures = {p: self.take.submit(card, p, run, reason) for p in personas}
+        futures = {p: self.take.submit(card, p, run, rerun_reason) for p in personas}
         for f in futures.values():
             f.wait()
         takes = {}

@@ -37,10 +37,10 @@ class ToolSubflows(ThreadAsker):
 
         @flow(name="review-listed-tool", flow_run_name="review-{card.slug}")
         def review_listed_tool(
-            card: ToolCard, personas: list[str], run: Run, reason: str | None = None
+            card: ToolCard, personas: list[str], run: Run, rerun_reason: str | None = None
         ) -> dict[str, Take] | State:
             try:
-                return in_threads(card, personas, run, reason)
+                return in_threads(card, personas, run, rerun_reason)
             except ShipskipError as exc:
                 # One line in its log; the ingest gets the error back as raised (stopped...).
                 return failed(exc)
@@ -48,10 +48,10 @@ class ToolSubflows(ThreadAsker):
         self.subflow: Flow[..., dict[str, Take] | State] = review_listed_tool
 
     def ask(
-        self, card: ToolCard, personas: list[str], run: Run, reason: str | None = None
+        self, card: ToolCard, personas: list[str], run: Run, rerun_reason: str | None = None
     ) -> dict[str, Take]:
         # Called without return_state, a flow returns its own value, or raises its failure.
-        return self.subflow(card, personas, run, reason)  # type: ignore[return-value]
+        return self.subflow(card, personas, run, rerun_reason)  # type: ignore[return-value]
 
 
 @one_line_parameter_errors
@@ -132,7 +132,7 @@ def rerun_persona(
     publish_review(
         ReviewOutcome.from_store(store, inputs.card, skipped=False, contested_above=settings.contested_above),
         inputs.card, store, f"{persona} rerun",
-        inputs.reason,  # as stored: control characters out
+        inputs.rerun_reason,  # as stored: control characters out
     )  # fmt: skip
     try:  # every page the tool appears on: its digests changed, no other page's did
         publish(store, settings, f"{persona} rerun of {tool}")

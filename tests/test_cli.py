@@ -259,7 +259,7 @@ def _store_hostile_tools(isolated):
             run, card, [make_take(p, "ship", 80, f"Takes {HOSTILE} here") for p in personas()]
         )
     take = make_take("skeptic", "skip", 40, f"Rerun {HOSTILE}").model_copy(update={"model": f"m{HOSTILE}"})
-    run = store.begin_run(cards[0], kind="rerun", reason=f"licence {HOSTILE}")
+    run = store.begin_run(cards[0], kind="rerun", rerun_reason=f"licence {HOSTILE}")
     store.commit_review(run, cards[0], [take])
     return store, cards
 

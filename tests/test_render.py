@@ -124,7 +124,7 @@ def test_page_opens_in_headless_chromium(pair, isolated):
     from shipskip.render import trends_page
 
     card = pair.tool("claw-code")
-    run = pair.begin_run(card, kind="rerun", reason="licence clarified")
+    run = pair.begin_run(card, kind="rerun", rerun_reason="licence clarified")
     pair.commit_review(run, card, [make_take("skeptic", "ship", 66, "Claw Code now states its licence.")])
     tool, _ = write_tool(pair, isolated / "out", "claw-code")
     points = trend_points(pair)
@@ -143,7 +143,7 @@ def test_page_opens_in_headless_chromium(pair, isolated):
 
 def test_ungrounded_and_sampled_takes_are_marked(store, isolated):
     c = seed(store, "marks", "Marks", ["ship"] * 5, [70] * 5)
-    run = store.begin_run(c, kind="rerun", reason="k=3")
+    run = store.begin_run(c, kind="rerun", rerun_reason="k=3")
     t = make_take("builder", "ship", 75, "Marks is lovely.").model_copy(
         update={"grounded": False, "samples": 3, "score_spread": 12}
     )
@@ -208,7 +208,7 @@ def test_pages_show_reruns_links_meta_and_the_demo_model(pair, isolated):
 
     store = pair
     card = store.tool("claw-code").model_copy(update={"url": "https://example.com/claw?x=<b>"})
-    run = store.begin_run(card, kind="rerun", reason="licence clarified")
+    run = store.begin_run(card, kind="rerun", rerun_reason="licence clarified")
     newer = Take(persona="skeptic", verdict="ship", score=68, text="Claw Code now states its licence plainly.",
                  model="SmolLM2-135M-Instruct", prompt_version="4", prompt_hash="h", usage=Usage())  # fmt: skip
     store.commit_review(run, card, [newer])
@@ -308,7 +308,7 @@ def test_a_composed_take_is_marked_with_its_reason_on_pages_and_in_show(store, i
     from shipskip.cli import app
 
     c = seed(store, "composed", "Composed", ["ship"] * 5, [70] * 5)
-    run = store.begin_run(c, kind="rerun", reason="composed")
+    run = store.begin_run(c, kind="rerun", rerun_reason="composed")
     t = make_take("skeptic", "skip", 41, "I skip Composed, which its card describes as a demo thing.")
     store.commit_review(run, c, [t.model_copy(update={"composed": True})])
     page = write_tool(store, isolated / "out", "composed")[0]
@@ -335,7 +335,7 @@ def test_a_composed_take_is_marked_with_its_reason_on_pages_and_in_show(store, i
 
 def test_a_take_the_checks_cannot_judge_gets_no_badge(store, isolated):
     c = seed(store, "unjudged", "Unjudged", ["ship"] * 5, [70] * 5)
-    run = store.begin_run(c, kind="rerun", reason="no grounding check")
+    run = store.begin_run(c, kind="rerun", rerun_reason="no grounding check")
     store.commit_review(run, c, [make_take("builder", "ship", 75, "Unjudged is lovely.")])  # grounded: None
     page = write_tool(store, isolated / "out", "unjudged")[0].read_text()
     assert 'class="flag' not in page and "ungrounded" not in page
@@ -346,7 +346,7 @@ def test_flagged_on_the_pages_agrees_with_the_views(store, isolated):
     """A flagged seat that abstained is left out of nothing: the page marks no injection and
     panel_verdicts counts none. A flagged seat that spoke is marked and counted as flagged."""
     c = seed(store, "flags", "Flags", ["ship", "ship", "skip", None, "ship"], [70, 70, 40, None, 70])
-    run = store.begin_run(c, kind="rerun", reason="abstained, flagged")
+    run = store.begin_run(c, kind="rerun", rerun_reason="abstained, flagged")
     store.commit_review(run, c, [make_take("creator", None, None).model_copy(update={"suspicious": True})])
 
     def page_and_view():
@@ -356,7 +356,7 @@ def test_flagged_on_the_pages_agrees_with_the_views(store, isolated):
 
     page, view = page_and_view()
     assert view == 0 and "injection flagged" not in page and "flagged, not counted" not in page
-    run = store.begin_run(c, kind="rerun", reason="spoke, flagged")
+    run = store.begin_run(c, kind="rerun", rerun_reason="spoke, flagged")
     store.commit_review(run, c, [make_take("skeptic", "ship", 90, "Flags took it.").model_copy(
         update={"suspicious": True})])  # fmt: skip
     page, view = page_and_view()

@@ -164,7 +164,7 @@ def test_a_second_build_writes_nothing_and_a_vote_rewrites_only_that_tools_pages
 
     # A rerun changes Beta's verdict: its pages, the comparisons that show it, the listings.
     card = shelf.tool("beta")
-    run = shelf.begin_run(card, kind="rerun", reason="licence clarified")
+    run = shelf.begin_run(card, kind="rerun", rerun_reason="licence clarified")
     shelf.commit_review(run, card, [make_take("skeptic", "ship", 66, "Beta now states its licence clearly.")])
     rerun = set(site.build(shelf, get_settings()).written)
     assert {"tools/beta.html", "badges/beta.svg", "compare/alpha-vs-beta.html",
@@ -305,7 +305,7 @@ def test_chromium_walks_the_site_and_no_page_scrolls_sideways_on_a_phone(shelf, 
 
     monkeypatch.setenv("SHIPSKIP_SITE_URL", "https://reviews.example-with-a-long-name.org/ai-tools/shipskip")
     card = shelf.tool("alpha")
-    run = shelf.begin_run(card, kind="rerun", reason="a licence was added to the repository")
+    run = shelf.begin_run(card, kind="rerun", rerun_reason="a licence was added to the repository")
     shelf.commit_review(
         run, card, [make_take("skeptic", "ship", 66, "Alpha now states its licence clearly.")]
     )

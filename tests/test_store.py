@@ -107,7 +107,7 @@ def test_a_tool_has_one_writer_at_a_time(store):
     with pytest.raises(ToolBusy, match="otherhost:123"):
         store.begin_run(card)
     with pytest.raises(ToolBusy):
-        store.begin_run(card, kind="rerun", reason="x")
+        store.begin_run(card, kind="rerun", rerun_reason="x")
     with store.transaction() as con:  # silent for longer than the lease: taken over
         con.execute("UPDATE runs SET heartbeat_at = heartbeat_at - ?", [timedelta(seconds=store.lease_s + 1)])
     again = store.begin_run(card)
@@ -240,9 +240,9 @@ def test_the_current_flag_marks_exactly_the_latest_committed_take(store, tmp_pat
     card = make_card()
     store.commit_review(store.begin_run(card), card, five(["ship", "skip", "ship", None, "skip"]))
     for score in (40, 75):
-        rerun = store.begin_run(card, kind="rerun", reason="again")
+        rerun = store.begin_run(card, kind="rerun", rerun_reason="again")
         store.commit_review(rerun, card, [make_take("skeptic", "ship" if score >= 60 else "skip", score)])
-    failed = store.begin_run(card, kind="rerun", reason="broken")
+    failed = store.begin_run(card, kind="rerun", rerun_reason="broken")
     store.fail_rerun(failed, make_take("founder", None, None), "broken")
     store.begin_run(make_card(slug="other", name="Other"))  # started, never committed
 
@@ -282,7 +282,7 @@ def test_take_changes_reads_what_a_join_of_every_take_finds(store, tmp_path):
     for c in (card, other):
         store.commit_review(store.begin_run(c), c, five())
     for score, model in ((40, "gpt-a"), (75, "gpt-b")):
-        rerun = store.begin_run(card, kind="rerun", reason="again")
+        rerun = store.begin_run(card, kind="rerun", rerun_reason="again")
         take = make_take("skeptic", "ship" if score >= 60 else "skip", score).model_copy(
             update={"model": model}
         )

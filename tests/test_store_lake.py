@@ -235,7 +235,7 @@ def test_maintenance_folds_small_files_and_expires_old_snapshots_losing_nothing(
         card = make_card(slug=f"tool-{i}", name=f"Tool {i}")
         lake.commit_review(lake.begin_run(card), card, five())
     card = make_card(slug="tool-0", name="Tool 0")
-    run = lake.begin_run(card, kind="rerun", reason="an editor's second look")
+    run = lake.begin_run(card, kind="rerun", rerun_reason="an editor's second look")
     lake.commit_review(run, card, [make_take(p, "skip", 41) for p in P])
 
     def stored():

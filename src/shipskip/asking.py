@@ -21,10 +21,10 @@ from .store import Run, Store
 
 
 def ask_persona(
-    panel: Panel, store: Store, run: Run, persona: str, card: ToolCard, reason: str | None
+    panel: Panel, store: Store, run: Run, persona: str, card: ToolCard, rerun_reason: str | None
 ) -> Take:
     """One persona's take, checkpointed at once so a crash never asks for it again."""
-    take = panel.ask(persona, card, reason)
+    take = panel.ask(persona, card, rerun_reason)
     store.checkpoint(run, take)
     progress.emit(card.slug, take)
     return take
@@ -36,7 +36,7 @@ class PanelAsker(Protocol):
     panel: Panel
 
     def ask(
-        self, card: ToolCard, personas: list[str], run: Run, reason: str | None = None
+        self, card: ToolCard, personas: list[str], run: Run, rerun_reason: str | None = None
     ) -> dict[str, Take]: ...
 
 
@@ -60,7 +60,7 @@ class ThreadAsker:
         self.panel, self.store = panel, store
 
     def ask(
-        self, card: ToolCard, personas: list[str], run: Run, reason: str | None = None
+        self, card: ToolCard, personas: list[str], run: Run, rerun_reason: str | None = None
     ) -> dict[str, Take]:
         # The limit on calls in flight is the panel's (SHIPSKIP_LLM_CONCURRENCY); their pool
         # only has to be wide enough never to be the narrower bound.
@@ -69,7 +69,8 @@ class ThreadAsker:
                 ThreadPoolExecutor(max_workers=max(1, len(personas)))
             )
             futures = [
-                in_context(pool, ask_persona, self.panel, self.store, run, p, card, reason) for p in personas
+                in_context(pool, ask_persona, self.panel, self.store, run, p, card, rerun_reason)
+                for p in personas
             ]
             # Every persona has finished (or failed) before the review goes on, so one that fails
             # cannot leave another still writing checkpoints behind the run's back.

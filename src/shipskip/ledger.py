@@ -28,7 +28,7 @@ class RunOptions(TypedDict, total=False):
     """`Ledger.begin_run`'s options, for the façade that passes them on."""
 
     kind: str
-    reason: str | None
+    rerun_reason: str | None
     flow_run_id: str | None
     unless_reviewed: bool
 
@@ -73,8 +73,8 @@ class ReviewRun:
     def commit(self, card: ToolCard, takes: list[Take], verdict: PanelVerdict | None = None) -> None:
         self.ledger.commit_review(self.run, card, takes, verdict)
 
-    def fail(self, take: Take, reason: str | None) -> None:
-        self.ledger.fail_rerun(self.run, take, reason)
+    def fail(self, take: Take, rerun_reason: str | None) -> None:
+        self.ledger.fail_rerun(self.run, take, rerun_reason)
 
     def abandon(self) -> None:
         self.ledger.abandon_run(self.run)
@@ -113,7 +113,7 @@ class Ledger:
         self,
         card: ToolCard,
         kind: str = "review",
-        reason: str | None = None,
+        rerun_reason: str | None = None,
         flow_run_id: str | None = None,
         unless_reviewed: bool = False,
     ) -> Run | None:
@@ -127,7 +127,7 @@ class Ledger:
         """
         self.db.claim(card.slug)
         try:
-            run = self._begin_run(card, kind, reason, flow_run_id, unless_reviewed)
+            run = self._begin_run(card, kind, rerun_reason, flow_run_id, unless_reviewed)
         except BaseException:
             self.db.release(card.slug)
             raise
@@ -137,7 +137,12 @@ class Ledger:
 
     @again_on_conflict
     def _begin_run(
-        self, card: ToolCard, kind: str, reason: str | None, flow_run_id: str | None, unless_reviewed: bool
+        self,
+        card: ToolCard,
+        kind: str,
+        rerun_reason: str | None,
+        flow_run_id: str | None,
+        unless_reviewed: bool,
     ) -> Run | None:
         h = card.content_hash()
         now = backends.now()
@@ -173,7 +178,7 @@ class Ledger:
             con.execute(
                 "INSERT INTO runs (run_id, slug, content_hash, kind, status, reason, flow_run_id,"
                 " started_at, owner, heartbeat_at) VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?, ?)",
-                [run_id, card.slug, h, kind, reason, flow_run_id, now, OWNER, now],
+                [run_id, card.slug, h, kind, rerun_reason, flow_run_id, now, OWNER, now],
             )
         return Run(run_id, card.slug, h, kind)
 
@@ -255,11 +260,11 @@ class Ledger:
         self.db.release(run.slug)
 
     @again_on_conflict
-    def fail_rerun(self, run: Run, take: Take, reason: str | None) -> None:
+    def fail_rerun(self, run: Run, take: Take, rerun_reason: str | None) -> None:
         """Record a rerun whose persona failed, and end its run; the current take is untouched."""
         now = backends.now()
         row = {
-            "run_id": run.run_id, "slug": run.slug, "persona": take.persona, "reason": reason,
+            "run_id": run.run_id, "slug": run.slug, "persona": take.persona, "reason": rerun_reason,
             "error": take.error or "no take", "model": take.model, "prompt_version": take.prompt_version,
             "prompt_hash": take.prompt_hash, "attempts": take.attempts,
             "prompt_tokens": take.usage.prompt_tokens, "completion_tokens": take.usage.completion_tokens,

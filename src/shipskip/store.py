@@ -154,8 +154,8 @@ class Store:
     def abandon_run(self, run: Run) -> None:
         self.ledger.abandon_run(run)
 
-    def fail_rerun(self, run: Run, take: Take, reason: str | None) -> None:
-        self.ledger.fail_rerun(run, take, reason)
+    def fail_rerun(self, run: Run, take: Take, rerun_reason: str | None) -> None:
+        self.ledger.fail_rerun(run, take, rerun_reason)
 
     def commit_review(
         self, run: Run, card: ToolCard, takes: list[Take], verdict: PanelVerdict | None = None

@@ -273,7 +273,7 @@ class RerunInputs:
 
     card: ToolCard
     persona: str
-    reason: str
+    rerun_reason: str
     prompts: PromptSet
     model: str | None = None
 
@@ -325,10 +325,10 @@ def rerun(
     becomes current, the old one stays as history. A failure keeps the current take, is
     recorded in history, and raises."""
     card, persona, reason, prompts, model = (
-        inputs.card, inputs.persona, inputs.reason, inputs.prompts, inputs.model
+        inputs.card, inputs.persona, inputs.rerun_reason, inputs.prompts, inputs.model
     )  # fmt: skip
     costs.sync_prices(store, settings)  # the cost views price this take
-    run = store.begin_review(card, kind="rerun", reason=reason)
+    run = store.begin_review(card, kind="rerun", rerun_reason=reason)
     assert run is not None  # only a review can find its card already done
     with open_panel(settings, prompts, [persona], model_override=model, persona_slot=persona_slot) as panel:
         try:
