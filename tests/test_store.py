@@ -493,3 +493,33 @@ def test_threads_of_one_process_hand_the_open_file_on_instead_of_reopening_it(fi
     from shipskip import backends
 
     assert backends._HANDOVER.con is None
+
+
+def test_a_batch_of_marks_settles_each_item_as_one_at_a_time_would(store):
+    # `add_marks` reads and writes a batch in a few statements; its answers must be those of
+    # the items taken in order, a reader's second item in the batch seeing the first.
+    card = make_card()
+    store.commit_review(store.begin_run(card), card, five())
+    store.add_vote(card.slug, "skip", "bo")
+    batch = [
+        ("vote", card.slug, "ship", "ana"),
+        ("vote", card.slug, "ship", "ana"),
+        ("vote", card.slug, "skip", "ana"),
+        ("vote", "no-such-tool", "ship", "ana"),
+        ("vote", card.slug, "skip", "bo"),
+        ("vote", card.slug, "ship", "bo"),
+        ("helpful", card.slug, "builder", "ana"),
+        ("helpful", card.slug, "builder", "ana"),
+        ("helpful", card.slug, "founder", "ana"),  # the founder abstained: no take to mark
+        ("helpful", "no-such-tool", "builder", "ana"),
+    ]
+    assert store.add_marks(batch) == [
+        "recorded", "unchanged", "changed", "unknown", "unchanged", "changed",
+        "recorded", "unchanged", "unknown", "unknown",
+    ]  # fmt: skip
+    votes = store.query("SELECT voter, vote FROM votes ORDER BY voter")
+    assert [(r["voter"], r["vote"]) for r in votes] == [("ana", "skip"), ("bo", "ship")]
+    marks = store.query("SELECT slug, persona, voter FROM helpful_marks")
+    assert [(r["slug"], r["persona"], r["voter"]) for r in marks] == [(card.slug, "builder", "ana")]
+    assert store.add_marks([("vote", card.slug, "ship", "ana")]) == ["changed"]
+    assert store.add_marks([]) == []

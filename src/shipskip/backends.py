@@ -24,7 +24,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -151,6 +151,12 @@ class Backend:
         """The backend's upkeep, and what it did; None where there is none to do."""
         return None
 
+    def linger(self, idle_s: float) -> None:
+        """Keep the connection open between writes until another process asks for it or it
+        sits `idle_s` unused (`let_go`, called often, checks); a lake's needs no keeping."""
+
+    def let_go(self) -> None: ...
+
     # -- connections -------------------------------------------------------------------
 
     @contextmanager
@@ -263,10 +269,10 @@ class _Handover:
     one: so a writer that finishes while other threads of this process queue for the file
     hands them its open connection instead of closing it. Once no one here is waiting, or after
     `hold_s` (SHIPSKIP_STORE_HOLD_S), it is closed, and other processes (an analyst, another
-    worker) get their turn."""
+    worker) get their turn. A process kept out touches the file's ".wanted" file each time it
+    retries; a holder that finds it touched since it opened lets go after its current write."""
 
-    # After closing on hold_s with threads still queued, the file stays closed this long, so
-    # another process's retry can find it free.
+    # After closing with threads queued or when asked, the file stays closed this long.
     GAP_S = 0.05
 
     def __init__(self) -> None:
@@ -277,6 +283,9 @@ class _Handover:
         self.opened = 0.0
         self.depth = 0
         self.hold_s = 1.0
+        self.linger_s, self.linger_path = 0.0, ""  # `Backend.linger`, for one file
+        self.opened_ns = 0  # wall clock, to compare with the "wanted" file's time
+        self.used = 0.0
 
 
 _HANDOVER = _Handover()
@@ -306,6 +315,7 @@ class FileBackend(Backend):
     ) -> None:
         super().__init__(lock_wait_s, query_timeout_s, lease_s)
         self.path = Path(path)
+        self.wanted = self.path.with_name(self.path.name + ".wanted")  # see _Handover
         if hold_s is not None:
             _HANDOVER.hold_s = hold_s  # one file handover per process, as the settings say
 
@@ -327,10 +337,30 @@ class FileBackend(Backend):
     def _retrying(self) -> Retrying:
         return Retrying(
             retry=retry_if_exception(is_lock_conflict),
-            wait=wait_random_exponential(multiplier=0.05, max=1.0),
+            # Short waits: a holder that was asked lets go for GAP_S, which a 1 s wait missed.
+            wait=wait_random_exponential(multiplier=0.01, max=_Handover.GAP_S),
             stop=stop_after_delay(self.lock_wait_s),
+            before_sleep=lambda _: self._want(),
             reraise=True,
         )
+
+    def _want(self) -> None:
+        with suppress(OSError):
+            self.wanted.touch()
+
+    def _asked_for(self) -> bool:  # since this process opened the file
+        with suppress(OSError):
+            return self.wanted.stat().st_mtime_ns >= _HANDOVER.opened_ns
+        return False
+
+    def linger(self, idle_s: float) -> None:
+        _HANDOVER.linger_s, _HANDOVER.linger_path = idle_s, str(self.path.resolve())
+
+    def let_go(self) -> None:
+        h = _HANDOVER
+        with _LOCK:
+            if h.con is not None and (self._asked_for() or time.monotonic() - h.used > h.linger_s):
+                self._close_handover()
 
     @contextmanager
     def _read_only_file(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -394,7 +424,7 @@ class FileBackend(Backend):
                 return
             if h.con is None:
                 h.con = self._open_file(read_only=False)
-                h.path, h.opened = mine, time.monotonic()
+                h.path, h.opened, h.opened_ns = mine, time.monotonic(), time.time_ns()
             elif not self.migrated:
                 self._migrate(h.con)
             h.depth += 1
@@ -409,10 +439,16 @@ class FileBackend(Backend):
                 if h.depth == 0:
                     with h.guard:
                         waiting = h.queued
-                    held_long = time.monotonic() - h.opened > h.hold_s
-                    if not waiting or held_long:
+                    h.used = time.monotonic()
+                    held_long = h.used - h.opened > h.hold_s
+                    # Kept for this process's next writer (up to hold_s), or lingering, unless
+                    # another process asked for the file: then it has it after this write.
+                    lingers = h.linger_s > 0 and h.path == h.linger_path
+                    keep = (waiting and not held_long) or (lingers and not waiting)
+                    asked = keep and self._asked_for()
+                    if not keep or asked:
                         self._close_handover()
-                        if waiting:
+                        if waiting or asked:
                             time.sleep(h.GAP_S)
 
     @staticmethod
