@@ -27,28 +27,13 @@ def _vote_key(slug: str, voter: str) -> str:
     return f"vote:{slug}:{voter}"
 
 
-@again_on_conflict
 def add_vote(db: Backend, slug: str, vote: str, voter: str) -> bool:
-    """Record or change `voter`'s vote on a tool; True when it changed an earlier vote."""
-    with db.hold(_vote_key(slug, voter)):
-        now = backends.now()
-        with db.transaction() as con:
-            if not con.execute("SELECT 1 FROM tools WHERE slug = ?", [slug]).fetchone():
-                raise ShipskipError(f"no reviewed tool with slug '{slug}'")
-            earlier = con.execute(
-                "SELECT vote FROM votes WHERE slug = ? AND voter = ?", [slug, voter]
-            ).fetchone()
-            if earlier:
-                con.execute(
-                    "UPDATE votes SET vote = ?, updated_at = ? WHERE slug = ? AND voter = ?",
-                    [vote, now, slug, voter],
-                )
-            else:
-                con.execute(
-                    "INSERT INTO votes (slug, vote, created_at, voter, updated_at) VALUES (?, ?, ?, ?, ?)",
-                    [slug, vote, now, voter, now],
-                )
-        return earlier is not None
+    """Record or change `voter`'s vote on a tool; True when the voter had voted on it before.
+    One vote is a batch of one: the web's batches and the CLI's vote are one code path."""
+    (result,) = add_marks(db, [("vote", slug, vote, voter)])
+    if result == "unknown":
+        raise ShipskipError(f"no reviewed tool with slug '{slug}'")
+    return result in ("changed", "unchanged")
 
 
 @again_on_conflict
