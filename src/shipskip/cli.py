@@ -71,9 +71,17 @@ def _quiet_prefect_loggers() -> None:
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
+def _debug() -> bool:
+    """SHIPSKIP_DEBUG as the settings read it (the environment or .env); an error too early
+    for the settings to be read shows no traceback, as without it."""
+    try:
+        return get_settings().debug
+    except ShipskipError:
+        return False
+
+
 def run() -> None:
     """Entry point: an unexpected failure prints one line, not a traceback (SHIPSKIP_DEBUG=1 shows it)."""
-    import os
 
     try:
         app(standalone_mode=True)
@@ -86,7 +94,7 @@ def run() -> None:
                 _refuse(DiskFull(exc.filename or "standard output"))
         raise
     except OSError as exc:
-        if exc.errno not in DISK_FULL or os.environ.get("SHIPSKIP_DEBUG"):
+        if exc.errno not in DISK_FULL or _debug():
             raise
         _refuse(DiskFull(exc.filename or "writing output"))
     except ShipskipError as exc:
@@ -94,7 +102,7 @@ def run() -> None:
         # refusal, so one line and exit 2 like the rest.
         _refuse(exc)
     except Exception as exc:
-        if os.environ.get("SHIPSKIP_DEBUG"):
+        if _debug():
             raise
         msg = str(exc).splitlines()[0] if str(exc) else ""
         err.print(

@@ -25,7 +25,7 @@ SHIP_THRESHOLD = 60
 
 
 def verdict_for(score: int) -> Literal["ship", "skip"]:
-    """The one verdict rule: the verdict follows the score."""
+    """A take's verdict: ship at SHIP_THRESHOLD and above. The one place a score becomes a verdict."""
     return "ship" if score >= SHIP_THRESHOLD else "skip"
 
 
