@@ -17,8 +17,8 @@ def round_half_up_pct(part: int, whole: int) -> int:
 
 
 def label_for(ship: int, skip: int) -> Literal["Ship", "Skip", "Mixed", "No verdict"]:
-    """The panel's label from its counted calls (the one place it is decided): the majority of counted personas that spoke, an even split "Mixed",
-    and fewer than two of them "No verdict"."""
+    """The panel's label from its counted calls, the one place it is decided: the majority of
+    counted personas that spoke, an even split "Mixed", and fewer than two of them "No verdict"."""
     if ship + skip < MIN_COUNTED:
         return "No verdict"
     return "Ship" if ship > skip else "Skip" if skip > ship else "Mixed"
