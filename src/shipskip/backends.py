@@ -151,6 +151,23 @@ class Backend:
         """The backend's upkeep, and what it did; None where there is none to do."""
         return None
 
+    # -- checkpoints kept beside the leases --------------------------------------------
+    # By default a running run's checkpoints are rows of the store's `take_checkpoints`,
+    # written by the ledger. A backend whose leases live elsewhere may keep them there too:
+    # these calls then store, read and forget them, and answer True (or the rows).
+
+    def put_checkpoints(self, rows: list[tuple[str, str, str, str]]) -> bool:
+        """Keep checkpoints (run id, slug, persona, payload), each replacing that seat's, and
+        renew those tools' leases; False where they belong in the store's own tables."""
+        return False
+
+    def checkpoints(self, run_id: str) -> list[tuple[str, str]]:
+        """(persona, payload) of the checkpoints this backend keeps for a run."""
+        return []
+
+    def forget_checkpoints(self, run_id: str, personas: list[str] | None = None) -> None:
+        """Drop a run's checkpoints that this backend keeps (only those seats', if named)."""
+
     # -- connections -------------------------------------------------------------------
 
     @contextmanager
