@@ -462,7 +462,7 @@ def test_threads_of_one_process_hand_the_open_file_on_instead_of_reopening_it(fi
     import threading
 
     file_store.init()
-    from shipskip.backends import FileBackend
+    from shipskip.store_file import FileBackend
 
     real, opens = FileBackend._open_file, []
 
@@ -490,9 +490,9 @@ def test_threads_of_one_process_hand_the_open_file_on_instead_of_reopening_it(fi
     assert file_store.query("SELECT count(*) AS n FROM take_checkpoints")[0]["n"] == 8 * 5  # one a seat
     assert len(opens) < writes / 4, f"{len(opens)} opens for {writes} writes"
     # Nothing stays open once no thread waits: another process can open the file now.
-    from shipskip import backends
+    from shipskip import store_file
 
-    assert backends._HANDOVER.con is None
+    assert store_file._HANDOVER.con is None
 
 
 def test_a_batch_of_marks_settles_each_item_as_one_at_a_time_would(store):

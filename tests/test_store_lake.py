@@ -40,6 +40,13 @@ def leases(postgres, store: Store) -> list[tuple[str, str]]:
     return [tuple(line.split("|")) for line in out.splitlines() if line]
 
 
+def kept_checkpoints(postgres, store: Store) -> list[tuple[str, str]]:
+    """The checkpoints the lake keeps beside its leases, in PostgreSQL: (run id, persona)."""
+    dbname = dict(kv.split("=") for kv in store.lake.catalog.split())["dbname"]
+    out = postgres.psql("SELECT run_id, persona FROM shipskip_take_checkpoints ORDER BY 1, 2", dbname)
+    return [tuple(line.split("|")) for line in out.splitlines() if line]
+
+
 HOLDER = textwrap.dedent(
     """
     import sys, time
@@ -73,8 +80,10 @@ def test_a_tool_another_live_process_holds_is_busy_and_taken_over_once_it_dies(l
     run = lake.begin_run(make_card())  # its holder is dead: the run is resumed, not restarted
     assert run.run_id == run_id and run.resumed
     assert lake.checkpoints(run)["builder"].score == 81
+    assert kept_checkpoints(postgres, lake) == [(run_id, "builder")]  # one statement, beside the lease
     lake.commit_review(run, make_card(), five())
     assert leases(postgres, lake) == []  # a commit gives the lease back
+    assert kept_checkpoints(postgres, lake) == []  # and forgets its checkpoints
     assert lake.begin_run(make_card(), unless_reviewed=True) is None
     assert leases(postgres, lake) == []
 
@@ -139,6 +148,7 @@ def test_four_processes_racing_over_twelve_tools_review_each_once(lake, postgres
     assert lake.query("SELECT count(*) AS n FROM runs WHERE status <> 'complete'")[0]["n"] == 0
     assert lake.query("SELECT count(*) AS n FROM take_checkpoints")[0]["n"] == 0
     assert leases(postgres, lake) == []
+    assert kept_checkpoints(postgres, lake) == []
 
 
 def test_leases_of_gone_holders_are_swept_and_live_ones_kept(lake, postgres):

@@ -192,6 +192,8 @@ class Ledger:
         thread gets the store first writes everything queued, in one transaction. A thread
         whose take another wrote returns at once; a write that fails puts the others' takes
         back for their own threads to write, so a failure costs its own take only."""
+        if self.db.put_checkpoints([(run.run_id, run.slug, take.persona, take.model_dump_json())]):
+            return  # kept beside the leases, in one statement: nothing to batch
         mine = _Queued(run, take)
         with self._queue_guard:
             self._queue.append(mine)
@@ -229,6 +231,8 @@ class Ledger:
             rows = con.execute(
                 "SELECT persona, payload FROM take_checkpoints WHERE run_id = ?", [run.run_id]
             ).fetchall()
+        # Those the backend keeps beside its leases come last: they are the newer ones.
+        rows += self.db.checkpoints(run.run_id)
         return {p: Take.model_validate_json(payload) for p, payload in rows}
 
     @again_on_conflict
@@ -241,6 +245,7 @@ class Ledger:
                 "DELETE FROM take_checkpoints WHERE run_id = ? AND persona IN (SELECT unnest(?))",
                 [run.run_id, personas],
             )
+        self.db.forget_checkpoints(run.run_id, personas)
 
     # -- the end of a run ------------------------------------------------------------
 
@@ -257,6 +262,7 @@ class Ledger:
         with self.db.transaction() as con:
             con.execute("DELETE FROM take_checkpoints WHERE run_id = ?", [run.run_id])
             con.execute("DELETE FROM runs WHERE run_id = ? AND status = 'running'", [run.run_id])
+        self.db.forget_checkpoints(run.run_id)
         self.db.release(run.slug)
 
     @again_on_conflict
@@ -279,6 +285,7 @@ class Ledger:
             )
             con.execute("DELETE FROM take_checkpoints WHERE run_id = ?", [run.run_id])
             con.execute("DELETE FROM runs WHERE run_id = ? AND status = 'running'", [run.run_id])
+        self.db.forget_checkpoints(run.run_id)
         self.db.release(run.slug)
 
     @again_on_conflict
@@ -321,6 +328,9 @@ class Ledger:
                 [now, v.label, v.ship, v.skip, v.abstain, v.ship_pct, run.run_id],
             )
             con.execute("DELETE FROM take_checkpoints WHERE run_id = ?", [run.run_id])
+        # After the commit: a kill in between leaves checkpoints of a complete run, which no
+        # run resumes; before it, it could lose a running run's takes.
+        self.db.forget_checkpoints(run.run_id)
         self.db.release(run.slug)
 
 

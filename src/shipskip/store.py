@@ -20,12 +20,13 @@ from typing import TYPE_CHECKING, Any, Unpack
 import duckdb
 
 from . import queries, store_evals, store_export, store_writes
-from .backends import Backend, FileBackend
+from .backends import Backend
 from .errors import ShipskipError, ToolBusy
 from .ledger import Ledger, ReviewRun, Run, RunOptions, identity_problem
 from .migrate import migrations
 from .models import CommunityVotes, EditorLabel, PanelVerdict, Take, ToolCard
 from .store_export import EXPORT_TABLES
+from .store_file import FileBackend
 from .store_lake import Lake, LakeBackend
 
 if TYPE_CHECKING:

@@ -32,6 +32,7 @@ from .errors import ShipskipError, ToolBusy
 ALIAS = "lake"
 _PG = "shipskip_pg"
 _LEASES = "shipskip_tool_leases"
+_CHECKPOINTS = "shipskip_take_checkpoints"
 _PASSWORD_RE = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
 
 
@@ -191,6 +192,53 @@ class Lake:
             f"CREATE TABLE IF NOT EXISTS {_LEASES} (slug text PRIMARY KEY, owner text NOT NULL,"
             " heartbeat_at timestamp NOT NULL)",
         )
+        self._execute(
+            con,
+            f"CREATE TABLE IF NOT EXISTS {_CHECKPOINTS} (run_id text NOT NULL, persona text NOT NULL,"
+            " slug text NOT NULL, payload text NOT NULL, created_at timestamp NOT NULL,"
+            " PRIMARY KEY (run_id, persona))",
+        )
+
+    # -- checkpoints -----------------------------------------------------------------
+    # A checkpoint in a lake table cost a DuckLake commit (a delete file, a data file and
+    # several catalog statements) and then a lease beat: 40 ms of the 68 a persona's take cost.
+    # Beside the leases it is one PostgreSQL statement, committed on its own as soon as it
+    # returns (so a SIGKILL after it loses nothing), that also renews the tools' leases.
+
+    def put_checkpoints(
+        self, con: duckdb.DuckDBPyConnection, rows: list[tuple[str, str, str, str]], owner: str
+    ) -> None:
+        latest = {
+            (run_id, persona): (run_id, slug, persona, payload) for run_id, slug, persona, payload in rows
+        }
+        values = ", ".join(
+            f"({_literal(r)}, {_literal(p)}, {_literal(s)}, {_literal(j)}, {_PG_NOW})"
+            for r, s, p, j in latest.values()
+        )
+        slugs = ", ".join(sorted({_literal(s) for _, s, _, _ in latest.values()}))
+        self._execute(
+            con,
+            f"WITH kept AS (INSERT INTO {_CHECKPOINTS} (run_id, persona, slug, payload, created_at)"
+            f" VALUES {values} ON CONFLICT (run_id, persona) DO UPDATE SET payload = excluded.payload,"
+            " created_at = excluded.created_at RETURNING 1)"
+            f" UPDATE {_LEASES} SET heartbeat_at = {_PG_NOW} WHERE slug IN ({slugs})"
+            f" AND owner = {_literal(owner)}",
+        )
+
+    def checkpoints(self, con: duckdb.DuckDBPyConnection, run_id: str) -> list[tuple[str, str]]:
+        rows = con.execute(
+            f"SELECT persona, payload FROM postgres_query('{_PG}', ?)",
+            [f"SELECT persona, payload FROM {_CHECKPOINTS} WHERE run_id = {_literal(run_id)}"],
+        ).fetchall()
+        return [(persona, payload) for persona, payload in rows]
+
+    def forget_checkpoints(
+        self, con: duckdb.DuckDBPyConnection, run_id: str, personas: list[str] | None
+    ) -> None:
+        if personas == []:
+            return
+        which = f" AND persona IN ({', '.join(map(_literal, personas))})" if personas else ""
+        self._execute(con, f"DELETE FROM {_CHECKPOINTS} WHERE run_id = {_literal(run_id)}{which}")
 
     def claim(
         self, con: duckdb.DuckDBPyConnection, slug: str, owner: str, alive: Callable[[str, datetime], bool]
@@ -391,6 +439,19 @@ class LakeBackend(Backend):
     def sweep(self) -> list[str]:
         with self.connect() as con:
             return self.lake.sweep(con, self.holder_alive)
+
+    def put_checkpoints(self, rows: list[tuple[str, str, str, str]]) -> bool:
+        with self.connect() as con:
+            self.lake.put_checkpoints(con, rows, OWNER)
+        return True
+
+    def checkpoints(self, run_id: str) -> list[tuple[str, str]]:
+        with self.connect() as con:
+            return self.lake.checkpoints(con, run_id)
+
+    def forget_checkpoints(self, run_id: str, personas: list[str] | None = None) -> None:
+        with self.connect() as con:
+            self.lake.forget_checkpoints(con, run_id, personas)
 
     @contextmanager
     def hold(self, key: str) -> Iterator[None]:
