@@ -41,7 +41,7 @@ def build(store):
     review(store, make_card(slug="beta", name="Beta", category="Video"), [50, 30, 60, 20, 55],
            datetime(2026, 11, 10, 12))  # fmt: skip
     # An editor reruns alpha's skeptic on another model: 70 -> 35.
-    run = store.begin_run(store.tool("alpha"), kind="rerun", reason="second look")
+    run = store.begin_run(store.tool("alpha"), kind="rerun", rerun_reason="second look")
     t = make_take("skeptic", "skip", 35, "Alpha again").model_copy(update={"model": "gpt-y"})
     store.commit_review(run, store.tool("alpha"), [t])
     with store.transaction() as con:

@@ -73,7 +73,7 @@ def test_a_tool_another_live_process_holds_is_busy_and_taken_over_once_it_dies(l
         with pytest.raises(ToolBusy, match=f":{holder.pid}"):
             lake.begin_run(make_card())
         with pytest.raises(ToolBusy):
-            lake.begin_run(make_card(), kind="rerun", reason="an editor, meanwhile")
+            lake.begin_run(make_card(), kind="rerun", rerun_reason="an editor, meanwhile")
     finally:
         os.killpg(holder.pid, signal.SIGKILL)
         holder.wait(timeout=30)
