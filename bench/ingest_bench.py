@@ -31,14 +31,27 @@ sys.path.insert(0, str(ROOT / "tests"))
 from reliability_helpers import logged_requests, start_fake_process, write_cards  # noqa: E402
 
 
+def run_dir(work: Path, n: int, latency: float) -> Path:
+    """Where one `ingest` keeps its cards, request log and database."""
+    return work / f"n{n}-l{latency}"
+
+
 def ingest(
-    n: int, latency: float, concurrency: int, scoring: str, work: Path, store_env: dict[str, str]
+    n: int,
+    latency: float,
+    concurrency: int,
+    scoring: str,
+    work: Path,
+    store_env: dict[str, str],
+    rate_limit: int = 0,
 ) -> tuple[float, list[dict]]:
-    run = work / f"n{n}-l{latency}"
+    """`shipskip ingest` of n new cards against the fake provider in its own process (allowing
+    `rate_limit` requests a second where set): its wall time and the requests it logged."""
+    run = run_dir(work, n, latency)
     run.mkdir()
     write_cards(run / "inbox", n)
     log = run / "requests.jsonl"
-    server, url = start_fake_process(latency, log)
+    server, url = start_fake_process(latency, log, rate_limit=rate_limit)
     env = {
         **os.environ, "SHIPSKIP_BASE_URL": url, "SHIPSKIP_MODEL": "fake-model", "SHIPSKIP_SCORING": scoring,
         "SHIPSKIP_DB_PATH": str(run / "bench.duckdb"), "SHIPSKIP_LLM_CONCURRENCY": str(concurrency),

@@ -20,13 +20,12 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from reliability_helpers import logged_requests, start_fake_process, write_cards  # noqa: E402
+from ingest_bench import ingest, run_dir  # noqa: E402
 
 
 def main() -> None:
@@ -38,27 +37,14 @@ def main() -> None:
     ap.add_argument("--scoring", choices=["holistic", "checklist"], default="holistic")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="shipskip-rate-bench-"))
-    write_cards(work / "inbox", args.tools)
-    log = work / "requests.jsonl"
-    server, url = start_fake_process(args.latency, log, rate_limit=args.limit)
-    db = work / "bench.duckdb"
+    store = {"SHIPSKIP_CALIBRATIONS_DIR": str(work / "calibrations")}
+    wall, reqs = ingest(args.tools, args.latency, args.concurrency, args.scoring, work, store, args.limit)
     env = {
-        **os.environ, "SHIPSKIP_BASE_URL": url, "SHIPSKIP_MODEL": "fake-model", "SHIPSKIP_SCORING": args.scoring,
-        "SHIPSKIP_DB_PATH": str(db), "SHIPSKIP_LLM_CONCURRENCY": str(args.concurrency),
-        "SHIPSKIP_MAX_NEW_PER_RUN": str(args.tools), "SHIPSKIP_CALIBRATIONS_DIR": str(work / "calibrations"),
-    }  # fmt: skip
+        **os.environ,
+        **store,
+        "SHIPSKIP_DB_PATH": str(run_dir(work, args.tools, args.latency) / "bench.duckdb"),
+    }
     env.pop("PREFECT_API_URL", None)
-    try:
-        started = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "shipskip", "ingest", str(work / "inbox")], env=env,
-                              capture_output=True, text=True, timeout=3600)  # fmt: skip
-        wall = time.perf_counter() - started
-    finally:
-        server.kill()
-        server.wait()
-    if done.returncode != 0:
-        raise SystemExit(f"ingest failed: {done.stderr[-2000:]}")
-    reqs = logged_requests(log)
     answered = sorted(r["t"] for r in reqs if r.get("status") != 429)
     limited = sum(1 for r in reqs if r.get("status") == 429)
     times = sorted(r["t"] for r in reqs)
