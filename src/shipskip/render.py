@@ -208,11 +208,15 @@ def _meta(panels: list[ReviewedTool]) -> dict[str, object]:
     }
 
 
+def _compare_context(a: ReviewedTool, b: ReviewedTool, generated: date, extra: dict | None) -> dict:
+    title = f"{a.card.name} vs {b.card.name}"
+    return {"tools": [a, b], "generated": generated, "title": title, **_meta([a, b]), **(extra or {})}
+
+
 def compare_page(
     a: ReviewedTool, b: ReviewedTool, generated: date, extra: dict | None = None
 ) -> tuple[str, str]:
-    title = f"{a.card.name} vs {b.card.name}"
-    ctx = {"tools": [a, b], "generated": generated, "title": title, **_meta([a, b]), **(extra or {})}
+    ctx = _compare_context(a, b, generated, extra)
     return _render("compare.html.j2", **ctx), _render("compare.md.j2", **ctx)
 
 
@@ -243,9 +247,7 @@ class Fragments:
 
 def compare_html(a: ReviewedTool, b: ReviewedTool, generated: date, extra: dict | None = None) -> str:
     """The comparison page's HTML alone (a site build writes no Markdown twin)."""
-    title = f"{a.card.name} vs {b.card.name}"
-    ctx = {"tools": [a, b], "generated": generated, "title": title, **_meta([a, b]), **(extra or {})}
-    return _render("compare.html.j2", **ctx)
+    return _render("compare.html.j2", **_compare_context(a, b, generated, extra))
 
 
 def badge_svg(t: ReviewedTool) -> str:
