@@ -1,12 +1,12 @@
 """`shipskip web`: readers vote and mark takes helpful from the page; bad posts store nothing."""
 
 import re
-import socket
 import subprocess
 import sys
 import threading
 import time
 
+import httpx
 import pytest
 from conftest import make_card, make_take
 from starlette.testclient import TestClient
@@ -134,88 +134,48 @@ def test_votes_from_many_readers_at_once_are_batched_and_none_is_lost(served, mo
     assert len(rows) == 12 and {r["vote"] for r in rows} == {"ship"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_chromium_votes_ship_sees_the_count_and_a_second_vote_changes_it(served, isolated):
     """A real browser on the real server: click Ship, reload, see the count; click Skip, the
     count of voters stays one. Driven over the DevTools protocol."""
-    import json
+    from cdp import chromium, free_port
 
-    from websockets.sync.client import connect
-
-    port, debug = _free_port(), _free_port()
+    port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "shipskip", "web", "--port", str(port)])
-    chrome = subprocess.Popen(
-        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-         "--disable-background-networking", f"--remote-debugging-port={debug}",
-         f"--user-data-dir={isolated / 'chrome'}", "about:blank"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
     try:
-        import httpx
-
         deadline = time.monotonic() + 60
         while True:
             try:
                 httpx.get(f"http://127.0.0.1:{port}/index.html")
-                targets = httpx.get(f"http://127.0.0.1:{debug}/json").json()
                 break
-            except (httpx.HTTPError, ValueError):
-                assert time.monotonic() < deadline, "server or browser did not start"
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, "the web server did not start"
                 time.sleep(0.3)
-        page = next(t for t in targets if t["type"] == "page")
-        with connect(page["webSocketDebuggerUrl"], max_size=None) as ws:
-            seq = iter(range(1, 10_000))
+        with chromium(isolated / "chrome") as page:
 
-            def call(method: str, **params: object) -> dict:
-                n = next(seq)
-                ws.send(json.dumps({"id": n, "method": method, "params": params}))
-                while True:
-                    msg = json.loads(ws.recv(timeout=60))
-                    if msg.get("id") == n:
-                        return msg.get("result", {})
-
-            def js(expr: str) -> object:
-                res = call("Runtime.evaluate", expression=expr, returnByValue=True, awaitPromise=True)
-                return res["result"].get("value")
-
-            def load(url: str) -> None:
-                call("Page.navigate", url=url)
-                for _ in range(100):
-                    time.sleep(0.1)
-                    if js("document.readyState") == "complete" and js(
-                        "!!document.getElementById('community')"
-                    ):
-                        return
-                raise AssertionError(f"{url} did not load")
+            def community() -> str:
+                return str(page.js("document.getElementById('community').innerText"))
 
             url = f"http://127.0.0.1:{port}/tools/alpha.html"
-            load(url)
-            js("document.getElementById('vote-ship').click()")
+            page.load(url)
+            page.js("document.getElementById('vote-ship').click()")
             time.sleep(1.5)
-            load(url)  # a reload: the count comes from the store
-            assert "100% Ship (1 / 1 voter)" in js("document.getElementById('community').innerText")
-            js("document.getElementById('vote-skip').click()")
+            page.load(url)  # a reload: the count comes from the store
+            assert "100% Ship (1 / 1 voter)" in community()
+            page.js("document.getElementById('vote-skip').click()")
             time.sleep(1.5)
-            load(url)
-            assert "0% Ship (0 / 1 voter)" in js("document.getElementById('community').innerText")
+            page.load(url)
+            assert "0% Ship (0 / 1 voter)" in community()
             # A forged post: the reader's own cookie rides along (as it would from another
             # site's form), but there is no token. Refused, and nothing changes.
-            cookies = {c["name"]: c["value"] for c in call("Network.getCookies")["cookies"]}
+            cookies = {c["name"]: c["value"] for c in page.call("Network.getCookies")["cookies"]}
             assert "shipskip_voter" in cookies
             forged = httpx.post(
                 f"http://127.0.0.1:{port}/vote/alpha", cookies=cookies, data={"choice": "ship"}
             )
             assert forged.status_code == 403
     finally:
-        chrome.terminate()
         server.terminate()
-        chrome.wait(timeout=30)
         server.wait(timeout=30)
     rows = votes_in(served)
     assert len(rows) == 1 and rows[0]["vote"] == "skip"
