@@ -78,13 +78,7 @@ def main() -> None:
             order = slugs[:]
             random.Random(seed).shuffle(order)
             test, train = set(order[: args.test]), set(order[args.test : args.test + n])
-            preds = {}
-            for persona, p in prompts.personas.items():
-                obs = observations(results, persona)
-                cal = fit(p.checklist, [o for o in obs if o.slug in train])
-                fitted = p.checklist.model_copy(update={"calibration": cal})
-                preds.update({(o.slug, persona): predict(fitted, o) for o in obs if o.slug in test})
-            judged = with_predictions([r for r in results if r.slug in test], preds)
+            judged = fit_and_judge(prompts, results, train, test)
             figures = panel_figures(judged)
             spear.append(figures["panel_ship_pct_spearman"])
             bal.append(figures["ship_balanced_accuracy"])
