@@ -27,7 +27,7 @@ def render_comparison(tool_a: str, tool_b: str) -> str | State:
         get_run_logger().warning("verdicts for %s vs %s depend on order", tool_a, tool_b)
         note = "\n\n**Flagged: the verdicts depend on the order of the comparison.**"
     create_markdown_artifact(
-        key=f"scorecard-{tool_a}-vs-{tool_b}",
+        key=f"scorecard-{done.path.stem}",  # the pair's one name, in slug order
         markdown=done.markdown + note,
         description=f"Reviewer scorecard: {done.names[0]} vs {done.names[1]}",
     )

@@ -21,7 +21,8 @@ def compare(
     tool_a: Annotated[str, typer.Argument(help="First tool slug.")],
     tool_b: Annotated[str, typer.Argument(help="Second tool slug.")],
 ) -> None:
-    """Write out/compare/A-vs-B.html and .md from the stored panels."""
+    """Write out/compare/A-vs-B.html and .md from the stored panels (named in slug order, as
+    the site names the pair, whichever order the tools are given in)."""
     from .usecases import compare as write_comparison
 
     # Rendering needs no orchestration: no Prefect server is started for it.

@@ -114,11 +114,13 @@ def write_compare(
             raise ShipskipError(f"'{s}' is not a tool slug")
     if a == b:
         raise ShipskipError("compare needs two different tools")
+    # One page per pair, as the site names and lays it out, whichever order it was asked in.
+    a, b = sorted((a, b))
     panels = [load_panel(store, a), load_panel(store, b)]
     html, md = compare_page(panels[0], panels[1], datetime.now(UTC).date())
     for panel in panels:  # the pages a comparison links to
         _write_tool_page(store, out_dir, panel, written=written)
-    return _write(out_dir, _target(out_dir, "compare", f"{a}-vs-{b}"), html, md, written), panels
+    return _write(out_dir, _target(out_dir, "compare", compare_name(a, b)), html, md, written), panels
 
 
 def _write_tool_page(
