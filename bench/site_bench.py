@@ -61,7 +61,7 @@ def main() -> None:
     ap.add_argument("--tools", type=int, default=10_000)
     ap.add_argument("--takes", type=int, default=50_000)
     ap.add_argument("--neighbours", type=int, default=5)
-    ap.add_argument("--processes", type=int, default=1, help="SHIPSKIP_SITE_PROCESSES")
+    ap.add_argument("--processes", type=int, default=0, help="SHIPSKIP_SITE_PROCESSES (0: one per CPU)")
     args = ap.parse_args()
 
     from analytics_bench import generate

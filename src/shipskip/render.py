@@ -169,6 +169,9 @@ def _env() -> Environment:
         autoescape=select_autoescape(["html", "html.j2", "svg.j2"], default_for_string=True),
         trim_blocks=True,
         lstrip_blocks=True,
+        # The templates ship inside the package: checking their files' times on every lookup
+        # cost three stat calls a page (a big site build renders tens of thousands).
+        auto_reload=False,
     )
     env.filters["md"] = md_escape
     env.filters["paras"] = lambda text: Markup("").join(

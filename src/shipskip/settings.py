@@ -323,11 +323,11 @@ class SiteSettings(BaseModel):
         "its category, the nearest by panel ship %.",
     )
     site_processes: int = Field(
-        default=1,
-        ge=1,
+        default=0,
+        ge=0,
         le=64,
         description="Processes `shipskip site` renders a big build in (2000 pages or more to write; "
-        "forked, so POSIX only); 1 renders in the calling process.",
+        "forked, so POSIX only); 0: one per CPU; 1 renders in the calling process.",
     )
     web_secret: SecretStr | None = Field(
         default=None,

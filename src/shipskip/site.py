@@ -13,6 +13,7 @@ store) are deleted last, once nothing links to them.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -44,7 +45,7 @@ from .render import (
 )
 from .settings import Settings
 from .store import Store
-from .writes import write_texts
+from .writes import write_tree
 
 # Feed entries: the latest verdicts only, as feed readers expect.
 _FEED_ENTRIES = 50
@@ -432,6 +433,7 @@ def build(store: Store, settings: Settings, today: date | None = None) -> SiteRe
     pages = plan(store, settings, today or datetime.now(UTC).date(), report.left_out)
     report.pages = len(pages)
     before = store.page_digests(key)
+    processes = settings.site_processes or os.cpu_count() or 1
     written: dict[str, str] = {}
     for stage in sorted({p.stage for p in pages}):
         # A stage's files are written before the next stage's pages (which link to them) are.
@@ -442,7 +444,7 @@ def build(store: Store, settings: Settings, today: date | None = None) -> SiteRe
                 continue
             todo.append(page)
             written[page.path] = page.digest
-        report.written += _render_and_write(out_dir, todo, settings.site_processes)
+        report.written += _render_and_write(out_dir, todo, processes)
     current = {p.path for p in pages}
     removed = [path for path in before if path not in current]
     for path in removed:  # after the index and categories stopped linking to them
@@ -461,15 +463,15 @@ _FORKED: list[_Page] = []
 
 def _render_range(out_dir: Path, start: int, stop: int) -> list[str]:
     out: list[str] = []
-    files: dict[Path, str] = {}
+    files: dict[str, str] = {}
     for page in _FORKED[start:stop]:
         for rel, text in page.render().items():
-            files[out_dir / rel] = text
+            files[rel] = text
             out.append(rel)
         if len(files) >= _WRITE_BATCH:
-            write_texts(out_dir, files)
+            write_tree(out_dir, files)
             files = {}
-    write_texts(out_dir, files)
+    write_tree(out_dir, files)
     return out
 
 
