@@ -251,8 +251,9 @@ def page_digests(db: Backend, out_dir: str) -> dict[str, str]:
     """Each published page of the site in `out_dir`: its path there and its inputs' digest."""
     if not db.exists():
         return {}
-    rows = db.query("SELECT path, digest FROM page_digests WHERE out_dir = ?", [out_dir])
-    return {r["path"]: r["digest"] for r in rows}
+    with db.connect(read_only=True) as con:  # pairs, not a dict a row: a big site has 75,000
+        rows = con.execute("SELECT path, digest FROM page_digests WHERE out_dir = ?", [out_dir])
+        return dict(rows.fetchall())
 
 
 # -- prices and batches --------------------------------------------------------------

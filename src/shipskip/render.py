@@ -232,9 +232,13 @@ class Fragments:
     for pages one folder down with no reader's forms: the macros render with the globals."""
 
     def __init__(self) -> None:
-        self._macros = _env().get_template("macros.html.j2").module
         self._cells: dict[tuple[str, str], Markup] = {}
         self._cards: dict[str, Markup] = {}
+
+    @cached_property
+    def _macros(self) -> object:
+        # Made on first use: a publish that renders no tool page or comparison needs none.
+        return _env().get_template("macros.html.j2").module
 
     def cell(self, t: ReviewedTool, persona: str) -> Markup:
         key = (t.card.slug, persona)
