@@ -322,6 +322,12 @@ class SiteSettings(BaseModel):
         description="Comparison pages `shipskip site` writes per tool: against this many tools of "
         "its category, the nearest by panel ship %.",
     )
+    site_markdown: bool = Field(
+        default=False,
+        description="Whether `shipskip site` also writes a Markdown twin (.md) of each tool, reviewer "
+        "and digest page; off, the site is HTML only (`page`, `compare` and `digest` still write "
+        "theirs).",
+    )
     site_processes: int = Field(
         default=0,
         ge=0,

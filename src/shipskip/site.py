@@ -67,6 +67,9 @@ class _Page:
     digest: str
     render: Callable[[], dict[str, str]]
     stage: int  # 0: pages nothing else depends on; 1: category pages; 2: index, feed, sitemap
+    # The Markdown twin this page has when SITE_MARKDOWN is on; with it off, a twin left by an
+    # earlier build is deleted when the page is written, so none goes stale.
+    twin: str = ""
 
 
 @dataclass
@@ -196,6 +199,10 @@ def load_panels(
     return out
 
 
+def _twin(path: str) -> str:
+    return path.removesuffix(".html") + ".md"
+
+
 def _summary(t: ReviewedTool) -> tuple[object, ...]:
     """What a listing shows of a tool (name, verdict, badge...), for the digests of the pages
     that list it: a vote on it changes its own pages, not every listing it is in."""
@@ -253,7 +260,8 @@ def _plan(store: Store, settings: Settings, today: date, left_out: list[str]) ->
     from .personas import load_prompts
 
     site = settings.site_url
-    salt = (_templates_digest(), site)
+    twins = settings.site_markdown
+    salt = (_templates_digest(), site, twins)
     rows = store.site_rows()
     own: dict[str, str] = {}
     panels = load_panels(store, rows, left_out, own, settings.contested_above)
@@ -273,10 +281,10 @@ def _plan(store: Store, settings: Settings, today: date, left_out: list[str]) ->
     pairs: set[str] = set()
     fragments = Fragments()  # rendered once per build, if a page needs them
 
-    def md_pair(path: str, pair: Callable[[], tuple[str, str]]) -> Callable[[], dict[str, str]]:
+    def md_pair(path: str, pair: Callable[..., tuple[str, str]]) -> Callable[[], dict[str, str]]:
         def render() -> dict[str, str]:
-            html, md = pair()
-            return {path: html, path.removesuffix(".html") + ".md": md}
+            html, md = pair(markdown=twins)
+            return {path: html, _twin(path): md} if twins else {path: html}
 
         return render
 
@@ -294,6 +302,7 @@ def _plan(store: Store, settings: Settings, today: date, left_out: list[str]) ->
                     partial(tool_page, t, today, tuple(others), site, fragments=fragments),
                 ),
                 0,
+                _twin(f"tools/{slug}.html"),
             )
         )
         pages.append(
@@ -345,6 +354,7 @@ def _plan(store: Store, settings: Settings, today: date, left_out: list[str]) ->
                 _hash("reviewer", persona.model_dump(mode="json"), takes, cats, salt),
                 md_pair(path, partial(reviewer_page, persona, takes, cats, today, extra)),
                 0,
+                _twin(path),
             )
         )
 
@@ -363,6 +373,7 @@ def _plan(store: Store, settings: Settings, today: date, left_out: list[str]) ->
                 _hash("digest", [summary[s] for s in slugs], salt),
                 md_pair(path, partial(digest_page, week, listed, today, extra)),
                 0,
+                _twin(path),
             )
         )
     archive = sorted(((w, len(s)) for w, s in weeks.items()), reverse=True)
@@ -458,6 +469,8 @@ def build(store: Store, settings: Settings, today: date | None = None) -> SiteRe
             todo.append(page)
             written[page.path] = page.digest
         report.written += _render_and_write(out_dir, todo, processes)
+        if not settings.site_markdown:
+            _drop_twins(out_dir, [p.twin for p in todo if p.twin in present], report)
     current = {p.path for p in pages}
     removed = [path for path in before if path not in current]
     for path in removed:  # after the index and categories stopped linking to them
@@ -468,6 +481,15 @@ def build(store: Store, settings: Settings, today: date | None = None) -> SiteRe
                 report.removed.append(rel)
     store.record_pages(key, written, removed)
     return report
+
+
+def _drop_twins(out_dir: Path, twins: list[str], report: SiteReport) -> None:
+    """The Markdown twins an earlier build wrote beside pages now written without them."""
+    for rel in twins:
+        target = out_dir / rel
+        if target.is_file() and not target.is_symlink():
+            target.unlink()
+            report.removed.append(rel)
 
 
 def _files_in(out_dir: Path, folders: set[str]) -> set[str]:
