@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from .backends import Backend
 from .errors import StoredRowError, describe_validation_error
-from .models import SHIP_THRESHOLD, CommunityVotes, EditorLabel, Take, ToolCard, Usage, is_web_address
+from .models import SHIP_THRESHOLD, CommunityVotes, EditorLabel, Take, ToolCard, is_web_address
 from .roster import persona_key
 
 # Take fields stored in a column of the same name (`text` in the `take` column: its alias).
@@ -44,14 +44,15 @@ def _validate_take_row(row: dict[str, Any]) -> Take:
         {
             **{c: row[c] for c in _TAKE_COLUMNS},
             "counted": row["counted"] is not False,  # a take from before migration 020 counted
-            "usage": Usage(
-                prompt_tokens=row["prompt_tokens"],
-                completion_tokens=row["completion_tokens"],
-                cached_tokens=row["cached_tokens"],
+            # A dict, validated with the take in one call (a site build reads every take).
+            "usage": {
+                "prompt_tokens": row["prompt_tokens"],
+                "completion_tokens": row["completion_tokens"],
+                "cached_tokens": row["cached_tokens"],
                 # NULL on a lake's takes from before migration 023.
-                batch_prompt_tokens=row.get("batch_prompt_tokens") or 0,
-                batch_completion_tokens=row.get("batch_completion_tokens") or 0,
-            ),
+                "batch_prompt_tokens": row.get("batch_prompt_tokens") or 0,
+                "batch_completion_tokens": row.get("batch_completion_tokens") or 0,
+            },
             "criteria": json.loads(row["criteria"]) if row["criteria"] else [],
         }
     )

@@ -105,6 +105,12 @@ def _hash(*parts: object) -> str:
     return hashlib.sha256(buf.getbuffer()).hexdigest()[:32]
 
 
+def _text_hash(*parts: str) -> str:
+    """`_hash` for parts that are short texts already (digests, names): the pages made for every
+    tool (75,000 for 10,000 tools) are digested from their tools' digests this way."""
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+
+
 def _templates_digest() -> str:
     """Changed templates or a new shipskip version rebuild every page."""
     h = hashlib.sha256(__version__.encode())
@@ -261,7 +267,7 @@ def _plan(store: Store, settings: Settings, today: date, left_out: list[str]) ->
 
     site = settings.site_url
     twins = settings.site_markdown
-    salt = (_templates_digest(), site, twins)
+    salt = _hash(_templates_digest(), site, twins)
     rows = store.site_rows()
     own: dict[str, str] = {}
     panels = load_panels(store, rows, left_out, own, settings.contested_above)
@@ -296,7 +302,7 @@ def _plan(store: Store, settings: Settings, today: date, left_out: list[str]) ->
         pages.append(
             _Page(
                 f"tools/{slug}.html",
-                _hash("tool", own[slug], [summary[o.card.slug] for o in others], salt),
+                _text_hash("tool", own[slug], *[summary[o.card.slug] for o in others], salt),
                 md_pair(
                     f"tools/{slug}.html",
                     partial(tool_page, t, today, tuple(others), site, fragments=fragments),
@@ -308,7 +314,7 @@ def _plan(store: Store, settings: Settings, today: date, left_out: list[str]) ->
         pages.append(
             _Page(
                 f"badges/{slug}.svg",
-                _hash("badge", summary[slug], salt),
+                _text_hash("badge", summary[slug], salt),
                 one(f"badges/{slug}.svg", partial(badge_svg, t)),
                 0,
             )
@@ -316,7 +322,7 @@ def _plan(store: Store, settings: Settings, today: date, left_out: list[str]) ->
         pages.append(
             _Page(
                 f"embed/{slug}.html",
-                _hash("embed", summary[slug], t.votes.model_dump(), salt),
+                _text_hash("embed", summary[slug], str(t.votes.ship), str(t.votes.skip), salt),
                 one(f"embed/{slug}.html", partial(embed_page, t, today, site)),
                 0,
             )
@@ -337,7 +343,7 @@ def _plan(store: Store, settings: Settings, today: date, left_out: list[str]) ->
             pages.append(
                 _Page(
                     path,
-                    _hash("compare", own[first.card.slug], own[second.card.slug], salt),
+                    _text_hash("compare", own[first.card.slug], own[second.card.slug], salt),
                     one(path, partial(compare_html, first, second, today, extra)),
                     0,
                 )
