@@ -462,7 +462,7 @@ def build(store: Store, settings: Settings, today: date | None = None) -> SiteRe
         pages = _plan(store, settings, today or datetime.now(UTC).date(), report.left_out)
         before = store.page_digests(key)
     report.pages = len(pages)
-    processes = settings.site_processes or os.cpu_count() or 1
+    processes = settings.site_processes or _cpus()
     written: dict[str, str] = {}
     present = _files_in(out_dir, {p.path.rpartition("/")[0] for p in pages})
     for stage in sorted({p.stage for p in pages}):
@@ -487,6 +487,13 @@ def build(store: Store, settings: Settings, today: date | None = None) -> SiteRe
                 report.removed.append(rel)
     store.record_pages(key, written, removed)
     return report
+
+
+def _cpus() -> int:
+    """The CPUs this process may run on (its affinity where the OS says, else every CPU)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
 
 
 def _drop_twins(out_dir: Path, twins: list[str], report: SiteReport) -> None:
