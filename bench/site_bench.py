@@ -1,9 +1,10 @@
 """Build the whole static site for 10,000 tools and 50,000 takes, then publish after one review.
 
-Usage: .venv/bin/python bench/site_bench.py [--tools 10000] [--takes 50000] [--neighbours 5] [--processes 2]
+Usage: .venv/bin/python bench/site_bench.py [--tools 10000] [--takes 50000] [--neighbours 5] [--processes 0]
 The store is filled in bulk as bench/analytics_bench.py does (Parquet through
 Store.load_parquet); each build runs in a fresh process, so its peak memory (VmHWM) is the
-build's own. Prints: the full build (time, files, peak memory), a rebuild with nothing changed,
+build's own (and a forked renderer's, the largest, beside it). Prints: the full build (time,
+CPU of the build and its renderers, files, peak memory), a rebuild with nothing changed,
 and publishing after one new review (files written, time); the targets are under 60 s for the
 full build and at most 20 files and 2 s after one review.
 """
@@ -46,10 +47,11 @@ def build(db: str, out: str, neighbours: int, review_one: bool, processes: int) 
     took, cpu = time.perf_counter() - t, time.process_time() - cpu
     import resource
 
-    cpu += resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime  # the forked renderers' share
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu += children.ru_utime + children.ru_stime  # the forked renderers' share
     hwm = next(ln for ln in Path("/proc/self/status").read_text().splitlines() if ln.startswith("VmHWM"))
     return {"s": took, "cpu": cpu, "written": len(report.written), "pages": report.pages, "left_out": len(report.left_out),
-            "rss_mb": int(hwm.split()[1]) / 1024}  # fmt: skip
+            "rss_mb": int(hwm.split()[1]) / 1024, "child_mb": children.ru_maxrss / 1024}  # fmt: skip
 
 
 def _report(results: object, *args: object) -> None:
@@ -61,7 +63,7 @@ def main() -> None:
     ap.add_argument("--tools", type=int, default=10_000)
     ap.add_argument("--takes", type=int, default=50_000)
     ap.add_argument("--neighbours", type=int, default=5)
-    ap.add_argument("--processes", type=int, default=1, help="SHIPSKIP_SITE_PROCESSES")
+    ap.add_argument("--processes", type=int, default=0, help="SHIPSKIP_SITE_PROCESSES (0: one per CPU)")
     args = ap.parse_args()
 
     from analytics_bench import generate
@@ -94,6 +96,7 @@ def main() -> None:
                 f"{label:<26} {r['s']:7.2f} s (CPU {r.get('cpu', 0):6.2f} s)  {r['written']:>7,} files written"
                 f" of {r['pages']:,} pages"
                 f"  peak memory {r['rss_mb']:5.0f} MB"
+                + (f" (largest renderer {r['child_mb']:.0f} MB)" if r["child_mb"] else "")
                 + (f"  ({r['left_out']} left out)" if r["left_out"] else "")
             )
         size = sum(f.stat().st_size for f in (folder / "out").rglob("*") if f.is_file())

@@ -118,3 +118,30 @@ def test_lengths_are_checked_on_the_normalised_text_and_it_validates_again_when_
     assert got.pricing == "Free now" and got.source == "feed" and got.url == "https://e.example/x"
     assert got.description == "Line one with spaces.\n\nLine two has more text here. end"
     assert ToolCard.model_validate(got.model_dump()) == got
+
+
+def test_plain_ascii_card_text_takes_the_short_way_to_the_same_text():
+    # card_text skips NFKC and the character checks for printable ASCII; every ASCII control,
+    # escape and whitespace must still come out as the full normalisation gives it.
+    import random
+    import re
+    import unicodedata
+
+    from shipskip.untrusted import card_text, normalise_untrusted
+
+    def full(value: str, multiline: bool) -> str:
+        value = normalise_untrusted(value)
+        if not multiline:
+            return " ".join("".join(" " if unicodedata.category(c) == "Cc" else c for c in value).split())
+        value = value.replace("\r\n", "\n").replace("\r", "\n")
+        value = "".join(" " if c != "\n" and unicodedata.category(c) == "Cc" else c for c in value)
+        return re.sub(r"\n{3,}", "\n\n", "\n".join(" ".join(ln.split()) for ln in value.split("\n"))).strip()
+
+    rng = random.Random(29)
+    alphabet = [chr(i) for i in range(128)] + ["\n", " "] * 8 + ["\u200b", "é"]
+    for _ in range(20_000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 10)))
+        for multiline in (False, True):
+            assert card_text(text, multiline=multiline) == full(text, multiline), (text, multiline)
+    assert card_text("  Plain   name ") == "Plain name"
+    assert card_text("a\n\n\n\nb  c", multiline=True) == "a\n\nb c"

@@ -87,11 +87,12 @@ def test_site_builds_every_page_kind_and_every_link_resolves(shelf, isolated):
     report = site.build(shelf, get_settings())
     assert not report.left_out and not report.removed
     for rel in ("index.html", "feed.xml", "sitemap.xml", "categories/index.html", "categories/agents.html",
-                "categories/models.html", "tools/alpha.html", "tools/alpha.md", "badges/alpha.svg",
+                "categories/models.html", "tools/alpha.html", "badges/alpha.svg",
                 "embed/alpha.html", "reviewers/skeptic.html", "digest/index.html",
                 "compare/alpha-vs-beta.html", "compare/delta-vs-alpha.html"):  # fmt: skip
         assert (out / rel).is_file() or rel == "compare/delta-vs-alpha.html", rel
     assert not (out / "compare/delta-vs-alpha.html").exists()  # nearest in the same category only
+    assert not list(out.rglob("*.md"))  # Markdown twins only with SHIPSKIP_SITE_MARKDOWN
     assert (out / "compare/alpha-vs-gamma.html").is_file()
     reached, broken = crawl(out)
     assert broken == []
@@ -152,14 +153,14 @@ def test_the_feed_parses_and_the_sitemap_lists_the_pages(shelf, isolated, monkey
 def test_a_second_build_writes_nothing_and_a_vote_rewrites_only_that_tools_pages(shelf, isolated):
     out = isolated / "out"
     first = site.build(shelf, get_settings())
-    assert first.unchanged == 0 and len(first.written) > 30
+    assert first.unchanged == 0 and len(first.written) == first.pages >= 28  # one file a page: no twins
     again = site.build(shelf, get_settings())
     assert again.written == [] and again.unchanged == first.pages
 
     shelf.add_vote("delta", "ship", "ana")
     after_vote = site.build(shelf, get_settings())
     # Its tool page and its embed show the count; the listings show no votes and stay.
-    assert sorted(after_vote.written) == ["embed/delta.html", "tools/delta.html", "tools/delta.md"]
+    assert sorted(after_vote.written) == ["embed/delta.html", "tools/delta.html"]
     assert "100% Ship (1 / 1 voter)" in (out / "tools" / "delta.html").read_text()
 
     # A rerun changes Beta's verdict: its pages, the comparisons that show it, the listings.
@@ -178,7 +179,7 @@ def test_a_deleted_file_is_written_again_and_pages_of_a_removed_tool_are_removed
     out = isolated / "out"
     site.build(shelf, get_settings())
     (out / "tools" / "alpha.html").unlink()
-    assert site.build(shelf, get_settings()).written == ["tools/alpha.html", "tools/alpha.md"]
+    assert site.build(shelf, get_settings()).written == ["tools/alpha.html"]
 
     with shelf.transaction() as con:  # a tool taken out of the store by hand
         for table in ("takes", "runs", "tool_versions", "tools"):
@@ -188,6 +189,26 @@ def test_a_deleted_file_is_written_again_and_pages_of_a_removed_tool_are_removed
     assert not (out / "tools" / "gamma.html").exists() and not (out / "badges" / "gamma.svg").exists()
     assert "gamma" not in (out / "index.html").read_text()
     assert crawl(out)[1] == []
+
+
+@pytest.mark.slow
+def test_markdown_twins_are_written_when_asked_and_removed_when_no_longer(shelf, isolated, monkeypatch):
+    out = isolated / "out"
+    monkeypatch.setenv("SHIPSKIP_SITE_MARKDOWN", "1")
+    with_twins = site.build(shelf, get_settings())
+    twins = sorted(p for p in with_twins.written if p.endswith(".md"))
+    assert {"tools/alpha.md", "tools/delta.md", "reviewers/skeptic.md"} <= set(twins)
+    assert any(p.startswith("digest/20") for p in twins)
+    assert "# Alpha" in (out / "tools" / "alpha.md").read_text()
+    shelf.add_vote("delta", "ship", "ana")
+    assert sorted(site.build(shelf, get_settings()).written) == [
+        "embed/delta.html", "tools/delta.html", "tools/delta.md"
+    ]  # fmt: skip
+
+    monkeypatch.setenv("SHIPSKIP_SITE_MARKDOWN", "0")
+    without = site.build(shelf, get_settings())
+    assert sorted(p for p in without.removed if p.endswith(".md")) == twins  # none left stale
+    assert not list(out.rglob("*.md")) and crawl(out)[1] == []
 
 
 @pytest.mark.slow
@@ -335,12 +356,13 @@ def test_chromium_walks_the_site_and_no_page_scrolls_sideways_on_a_phone(shelf, 
 
 @pytest.mark.slow
 def test_a_build_rendered_in_forked_processes_writes_the_same_site(shelf, isolated, monkeypatch):
+    monkeypatch.setenv("SHIPSKIP_SITE_PROCESSES", "1")
     one = site.build(shelf, get_settings())
     monkeypatch.setattr(site, "_FORK_FROM", 1)  # the demo store is far below the real threshold
     monkeypatch.setenv("SHIPSKIP_SITE_PROCESSES", "2")
     monkeypatch.setenv("SHIPSKIP_OUT_DIR", str(isolated / "forked"))
     two = site.build(shelf, get_settings())
     assert sorted(two.written) == sorted(one.written)
-    for rel in one.written:
-        assert (isolated / "forked" / rel).read_text() == (isolated / "out" / rel).read_text(), rel
+    for rel in one.written:  # the same bytes, whichever process rendered a page
+        assert (isolated / "forked" / rel).read_bytes() == (isolated / "out" / rel).read_bytes(), rel
     assert crawl(isolated / "forked")[1] == []

@@ -166,3 +166,20 @@ def test_sql_and_trends_out_never_write_through_a_link(fake, isolated, tmp_path,
     res = CliRunner().invoke(app, ["sql", "SELECT 2 AS b", "--format", "parquet", "--out", "p/b.parquet"])
     assert res.exit_code == 0 and (work / "p" / "b.parquet").is_file(), res.output
     assert files_under(work / "p") == ["b.parquet"]
+
+
+def test_a_site_builds_batch_stays_inside_the_folder(tmp_path):
+    # write_tree takes paths relative to the folder, as a site build names its pages.
+    root, elsewhere = tmp_path / "root", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    root.mkdir()
+    (root / "tools").symlink_to(elsewhere)
+    for bad in ({"../x.txt": "no"}, {"a/../../x.txt": "no"}, {"a/..": "no"}, {"": "no"}, {"a//b.txt": "no"}):
+        with pytest.raises(UnsafeWrite):
+            writes.write_tree(root, bad)
+    with pytest.raises(UnsafeWrite, match="outside"):
+        writes.write_tree(root, {"tools/alpha.html": "no"})
+    assert files_under(elsewhere) == [] and not (tmp_path / "x.txt").exists()
+    writes.write_tree(root, {"index.html": "één", "compare/a-vs-b.html": "x", "compare/b-vs-c.html": "y"})
+    assert (root / "index.html").read_text(encoding="utf-8") == "één"
+    assert sorted(p.name for p in (root / "compare").iterdir()) == ["a-vs-b.html", "b-vs-c.html"]

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from .backends import Backend
 from .errors import StoredRowError, describe_validation_error
-from .models import SHIP_THRESHOLD, CommunityVotes, EditorLabel, Take, ToolCard, Usage, is_web_address
+from .models import SHIP_THRESHOLD, CommunityVotes, EditorLabel, Take, ToolCard, is_web_address
 from .roster import persona_key
 
 # Take fields stored in a column of the same name (`text` in the `take` column: its alias).
@@ -44,14 +44,15 @@ def _validate_take_row(row: dict[str, Any]) -> Take:
         {
             **{c: row[c] for c in _TAKE_COLUMNS},
             "counted": row["counted"] is not False,  # a take from before migration 020 counted
-            "usage": Usage(
-                prompt_tokens=row["prompt_tokens"],
-                completion_tokens=row["completion_tokens"],
-                cached_tokens=row["cached_tokens"],
+            # A dict, validated with the take in one call (a site build reads every take).
+            "usage": {
+                "prompt_tokens": row["prompt_tokens"],
+                "completion_tokens": row["completion_tokens"],
+                "cached_tokens": row["cached_tokens"],
                 # NULL on a lake's takes from before migration 023.
-                batch_prompt_tokens=row.get("batch_prompt_tokens") or 0,
-                batch_completion_tokens=row.get("batch_completion_tokens") or 0,
-            ),
+                "batch_prompt_tokens": row.get("batch_prompt_tokens") or 0,
+                "batch_completion_tokens": row.get("batch_completion_tokens") or 0,
+            },
             "criteria": json.loads(row["criteria"]) if row["criteria"] else [],
         }
     )
@@ -251,8 +252,9 @@ def page_digests(db: Backend, out_dir: str) -> dict[str, str]:
     """Each published page of the site in `out_dir`: its path there and its inputs' digest."""
     if not db.exists():
         return {}
-    rows = db.query("SELECT path, digest FROM page_digests WHERE out_dir = ?", [out_dir])
-    return {r["path"]: r["digest"] for r in rows}
+    with db.connect(read_only=True) as con:  # pairs, not a dict a row: a big site has 75,000
+        rows = con.execute("SELECT path, digest FROM page_digests WHERE out_dir = ?", [out_dir])
+        return dict(rows.fetchall())
 
 
 # -- prices and batches --------------------------------------------------------------

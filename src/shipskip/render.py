@@ -169,6 +169,9 @@ def _env() -> Environment:
         autoescape=select_autoescape(["html", "html.j2", "svg.j2"], default_for_string=True),
         trim_blocks=True,
         lstrip_blocks=True,
+        # The templates ship inside the package: checking their files' times on every lookup
+        # cost three stat calls a page (a big site build renders tens of thousands).
+        auto_reload=False,
     )
     env.filters["md"] = md_escape
     env.filters["paras"] = lambda text: Markup("").join(
@@ -229,15 +232,40 @@ class Fragments:
     for pages one folder down with no reader's forms: the macros render with the globals."""
 
     def __init__(self) -> None:
-        self._macros = _env().get_template("macros.html.j2").module
         self._cells: dict[tuple[str, str], Markup] = {}
         self._cards: dict[str, Markup] = {}
+
+    @cached_property
+    def _macros(self) -> object:
+        # Made on first use: a publish that renders no tool page or comparison needs none.
+        return _env().get_template("macros.html.j2").module
 
     def cell(self, t: ReviewedTool, persona: str) -> Markup:
         key = (t.card.slug, persona)
         if key not in self._cells:
             self._cells[key] = Markup(self._macros.take_cell(t, persona))  # type: ignore[attr-defined]
         return self._cells[key]
+
+    @cached_property
+    def _row_ends(self) -> dict[str, tuple[str, str]]:
+        # Each persona's scorecard row as the macro makes it, cut where its cells go.
+        ends = {}
+        for persona in personas():
+            row = str(self._macros.scorecard_row(persona, Markup("\x00")))  # type: ignore[attr-defined]
+            head, tail = row.split("\x00")
+            ends[persona] = (head, tail)
+        return ends
+
+    def rows(self, tools: list[ReviewedTool]) -> Markup:
+        """The scorecard's rows: one call a page rather than a macro call a row and a cell. Joined
+        as plain text and marked safe once (every part is markup already): Markup's own + and
+        join escape each part again, which cost more than the rows themselves."""
+        parts: list[str] = []
+        for persona, (head, tail) in self._row_ends.items():
+            parts.append(head)
+            parts.extend(self.cell(t, persona) for t in tools)
+            parts.append(tail)
+        return Markup("".join(parts))
 
     def card(self, t: ReviewedTool) -> Markup:
         if t.card.slug not in self._cards:
@@ -270,9 +298,10 @@ def tool_page(
     site_url: str | None = None,
     vote: dict | None = None,
     fragments: Fragments | None = None,
+    markdown: bool = True,
 ) -> tuple[str, str]:
     """`vote`: the reader's forms when `shipskip web` serves the page (token, their vote, the
-    Helpful counts); the static page has none."""
+    Helpful counts); the static page has none. `markdown` False: the twin is "" (not rendered)."""
     import base64
 
     badge = badge_svg(t)
@@ -289,14 +318,20 @@ def tool_page(
         "site_url": site_url, "canonical": f"{base}tools/{slug}.html" if site_url else None, "vote": vote,
         "fragments": None if vote else fragments,
     }  # fmt: skip
-    return _render("tool.html.j2", **ctx), _render("tool.md.j2", **ctx)
+    return _render("tool.html.j2", **ctx), _render("tool.md.j2", **ctx) if markdown else ""
 
 
 def reviewer_page(
-    persona: object, takes: list[dict], categories: list[dict], generated: date, extra: dict | None = None
+    persona: object,
+    takes: list[dict],
+    categories: list[dict],
+    generated: date,
+    extra: dict | None = None,
+    markdown: bool = True,
 ) -> tuple[str, str]:
     """A reviewer's page: its lens, what it rewards and what tires it, its recent verdicts and
-    its ship rate per category. `persona` is the persona file as loaded (shipskip.personas)."""
+    its ship rate per category. `persona` is the persona file as loaded (shipskip.personas).
+    `markdown` False: the twin is "" (not rendered)."""
     title = f"The {persona.title}"  # type: ignore[attr-defined]
     ctx = {
         "p": persona, "takes": takes, "categories": categories, "generated": generated, "title": title,
@@ -305,18 +340,23 @@ def reviewer_page(
         "page_notes": sorted({f"uncalibrated for {t['model']}" for t in takes if t.get("uncalibrated")}),
         **(extra or {}),
     }  # fmt: skip
-    return _render("reviewer.html.j2", **ctx), _render("reviewer.md.j2", **ctx)
+    return _render("reviewer.html.j2", **ctx), _render("reviewer.md.j2", **ctx) if markdown else ""
 
 
 def digest_page(
-    week: str, panels: list[ReviewedTool], generated: date, extra: dict | None = None
+    week: str,
+    panels: list[ReviewedTool],
+    generated: date,
+    extra: dict | None = None,
+    markdown: bool = True,
 ) -> tuple[str, str]:
+    """The week's digest and, unless `markdown` is False (then ""), its Markdown twin."""
     ctx = {
         "week": week, "tools": panels, "generated": generated, "title": f"Weekly verdicts {week}",
         **_meta(panels), "description": f"The panel's verdicts on {len(panels)} AI tools, week {week}",
         **(extra or {}),
     }  # fmt: skip
-    return _render("digest.html.j2", **ctx), _render("digest.md.j2", **ctx)
+    return _render("digest.html.j2", **ctx), _render("digest.md.j2", **ctx) if markdown else ""
 
 
 def scorecard_markdown(panels: list[ReviewedTool]) -> str:

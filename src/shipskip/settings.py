@@ -322,12 +322,18 @@ class SiteSettings(BaseModel):
         description="Comparison pages `shipskip site` writes per tool: against this many tools of "
         "its category, the nearest by panel ship %.",
     )
+    site_markdown: bool = Field(
+        default=False,
+        description="Whether `shipskip site` also writes a Markdown twin (.md) of each tool, reviewer "
+        "and digest page; off, the site is HTML only (`page`, `compare` and `digest` still write "
+        "theirs).",
+    )
     site_processes: int = Field(
-        default=1,
-        ge=1,
+        default=0,
+        ge=0,
         le=64,
         description="Processes `shipskip site` renders a big build in (2000 pages or more to write; "
-        "forked, so POSIX only); 1 renders in the calling process.",
+        "forked, so POSIX only); 0: one per CPU; 1 renders in the calling process.",
     )
     web_secret: SecretStr | None = Field(
         default=None,

@@ -13,6 +13,9 @@ store) are deleted last, once nothing links to them.
 from __future__ import annotations
 
 import hashlib
+import io
+import os
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -44,7 +47,7 @@ from .render import (
 )
 from .settings import Settings
 from .store import Store
-from .writes import write_texts
+from .writes import write_tree
 
 # Feed entries: the latest verdicts only, as feed readers expect.
 _FEED_ENTRIES = 50
@@ -64,6 +67,9 @@ class _Page:
     digest: str
     render: Callable[[], dict[str, str]]
     stage: int  # 0: pages nothing else depends on; 1: category pages; 2: index, feed, sitemap
+    # The Markdown twin this page has when SITE_MARKDOWN is on; with it off, a twin left by an
+    # earlier build is deleted when the page is written, so none goes stale.
+    twin: str = ""
 
 
 @dataclass
@@ -87,9 +93,22 @@ class SiteReport:
 
 
 def _hash(*parts: object) -> str:
-    # repr, not JSON: a third of the time for the same tuples, dicts and datetimes; the values
-    # come from the store in column order, so the same inputs give the same text.
-    return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
+    # pickle, not repr or JSON: a third of repr's time for the same rows (and repr a third of
+    # JSON's). The values come from the store in column order, so the same inputs give the same
+    # bytes. Fast mode keeps no memo, so two equal values are written alike whether or not they
+    # are one object (with a memo, a shared string would be written as a back-reference). A new
+    # Python that pickled them otherwise would rewrite every page once, never leave one stale.
+    buf = io.BytesIO()
+    pickler = pickle.Pickler(buf, 5)
+    pickler.fast = True  # type: ignore[attr-defined]
+    pickler.dump(parts)
+    return hashlib.sha256(buf.getbuffer()).hexdigest()[:32]
+
+
+def _text_hash(*parts: str) -> str:
+    """`_hash` for parts that are short texts already (digests, names): the pages made for every
+    tool (75,000 for 10,000 tools) are digested from their tools' digests this way."""
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
 
 
 def _templates_digest() -> str:
@@ -186,6 +205,10 @@ def load_panels(
     return out
 
 
+def _twin(path: str) -> str:
+    return path.removesuffix(".html") + ".md"
+
+
 def _summary(t: ReviewedTool) -> tuple[object, ...]:
     """What a listing shows of a tool (name, verdict, badge...), for the digests of the pages
     that list it: a vote on it changes its own pages, not every listing it is in."""
@@ -243,12 +266,15 @@ def _plan(store: Store, settings: Settings, today: date, left_out: list[str]) ->
     from .personas import load_prompts
 
     site = settings.site_url
-    salt = (_templates_digest(), site)
+    twins = settings.site_markdown
+    salt = _hash(_templates_digest(), site, twins)
     rows = store.site_rows()
     own: dict[str, str] = {}
     panels = load_panels(store, rows, left_out, own, settings.contested_above)
     by_slug = {t.card.slug: t for t in panels}
-    summary = {t.card.slug: _summary(t) for t in panels}
+    # Each tool's listing summary, digested once: the pages that list a tool hash these short
+    # strings, not the summaries again (a tool is listed on a dozen pages).
+    summary = {t.card.slug: _hash(_summary(t)) for t in panels}
     categories: dict[str, list[ReviewedTool]] = {}
     for t in panels:
         categories.setdefault(t.card.category, []).append(t)
@@ -261,10 +287,10 @@ def _plan(store: Store, settings: Settings, today: date, left_out: list[str]) ->
     pairs: set[str] = set()
     fragments = Fragments()  # rendered once per build, if a page needs them
 
-    def md_pair(path: str, pair: Callable[[], tuple[str, str]]) -> Callable[[], dict[str, str]]:
+    def md_pair(path: str, pair: Callable[..., tuple[str, str]]) -> Callable[[], dict[str, str]]:
         def render() -> dict[str, str]:
-            html, md = pair()
-            return {path: html, path.removesuffix(".html") + ".md": md}
+            html, md = pair(markdown=twins)
+            return {path: html, _twin(path): md} if twins else {path: html}
 
         return render
 
@@ -276,18 +302,19 @@ def _plan(store: Store, settings: Settings, today: date, left_out: list[str]) ->
         pages.append(
             _Page(
                 f"tools/{slug}.html",
-                _hash("tool", own[slug], [summary[o.card.slug] for o in others], salt),
+                _text_hash("tool", own[slug], *[summary[o.card.slug] for o in others], salt),
                 md_pair(
                     f"tools/{slug}.html",
                     partial(tool_page, t, today, tuple(others), site, fragments=fragments),
                 ),
                 0,
+                _twin(f"tools/{slug}.html"),
             )
         )
         pages.append(
             _Page(
                 f"badges/{slug}.svg",
-                _hash("badge", summary[slug], salt),
+                _text_hash("badge", summary[slug], salt),
                 one(f"badges/{slug}.svg", partial(badge_svg, t)),
                 0,
             )
@@ -295,7 +322,7 @@ def _plan(store: Store, settings: Settings, today: date, left_out: list[str]) ->
         pages.append(
             _Page(
                 f"embed/{slug}.html",
-                _hash("embed", summary[slug], t.votes.model_dump(), salt),
+                _text_hash("embed", summary[slug], str(t.votes.ship), str(t.votes.skip), salt),
                 one(f"embed/{slug}.html", partial(embed_page, t, today, site)),
                 0,
             )
@@ -316,7 +343,7 @@ def _plan(store: Store, settings: Settings, today: date, left_out: list[str]) ->
             pages.append(
                 _Page(
                     path,
-                    _hash("compare", own[first.card.slug], own[second.card.slug], salt),
+                    _text_hash("compare", own[first.card.slug], own[second.card.slug], salt),
                     one(path, partial(compare_html, first, second, today, extra)),
                     0,
                 )
@@ -333,6 +360,7 @@ def _plan(store: Store, settings: Settings, today: date, left_out: list[str]) ->
                 _hash("reviewer", persona.model_dump(mode="json"), takes, cats, salt),
                 md_pair(path, partial(reviewer_page, persona, takes, cats, today, extra)),
                 0,
+                _twin(path),
             )
         )
 
@@ -351,6 +379,7 @@ def _plan(store: Store, settings: Settings, today: date, left_out: list[str]) ->
                 _hash("digest", [summary[s] for s in slugs], salt),
                 md_pair(path, partial(digest_page, week, listed, today, extra)),
                 0,
+                _twin(path),
             )
         )
     archive = sorted(((w, len(s)) for w, s in weeks.items()), reverse=True)
@@ -429,20 +458,25 @@ def build(store: Store, settings: Settings, today: date | None = None) -> SiteRe
     out_dir = settings.out_dir
     key = str(out_dir.resolve())
     report = SiteReport()
-    pages = plan(store, settings, today or datetime.now(UTC).date(), report.left_out)
+    with store.reading():  # one read connection for the plan and the digests stored
+        pages = _plan(store, settings, today or datetime.now(UTC).date(), report.left_out)
+        before = store.page_digests(key)
     report.pages = len(pages)
-    before = store.page_digests(key)
+    processes = settings.site_processes or _cpus()
     written: dict[str, str] = {}
+    present = _files_in(out_dir, {p.path.rpartition("/")[0] for p in pages})
     for stage in sorted({p.stage for p in pages}):
         # A stage's files are written before the next stage's pages (which link to them) are.
         todo = []
         for page in (p for p in pages if p.stage == stage):
-            if before.get(page.path) == page.digest and (out_dir / page.path).is_file():
+            if before.get(page.path) == page.digest and page.path in present:
                 report.unchanged += 1
                 continue
             todo.append(page)
             written[page.path] = page.digest
-        report.written += _render_and_write(out_dir, todo, settings.site_processes)
+        report.written += _render_and_write(out_dir, todo, processes)
+        if not settings.site_markdown:
+            _drop_twins(out_dir, [p.twin for p in todo if p.twin in present], report)
     current = {p.path for p in pages}
     removed = [path for path in before if path not in current]
     for path in removed:  # after the index and categories stopped linking to them
@@ -455,21 +489,50 @@ def build(store: Store, settings: Settings, today: date | None = None) -> SiteRe
     return report
 
 
+def _cpus() -> int:
+    """The CPUs this process may run on (its affinity where the OS says, else every CPU)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
+def _drop_twins(out_dir: Path, twins: list[str], report: SiteReport) -> None:
+    """The Markdown twins an earlier build wrote beside pages now written without them."""
+    for rel in twins:
+        target = out_dir / rel
+        if target.is_file() and not target.is_symlink():
+            target.unlink()
+            report.removed.append(rel)
+
+
+def _files_in(out_dir: Path, folders: set[str]) -> set[str]:
+    """The files (or links to files, as Path.is_file sees them) in each of `folders` under
+    `out_dir`, as paths relative to it: one listing a folder rather than a stat a page."""
+    found: set[str] = set()
+    for folder in folders:
+        try:
+            with os.scandir(out_dir / folder) as entries:
+                found.update(f"{folder}/{e.name}" if folder else e.name for e in entries if e.is_file())
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+    return found
+
+
 # The pages a forked renderer works on: set before the fork, so nothing is pickled but indexes.
 _FORKED: list[_Page] = []
 
 
 def _render_range(out_dir: Path, start: int, stop: int) -> list[str]:
     out: list[str] = []
-    files: dict[Path, str] = {}
+    files: dict[str, str] = {}
     for page in _FORKED[start:stop]:
         for rel, text in page.render().items():
-            files[out_dir / rel] = text
+            files[rel] = text
             out.append(rel)
         if len(files) >= _WRITE_BATCH:
-            write_texts(out_dir, files)
+            write_tree(out_dir, files)
             files = {}
-    write_texts(out_dir, files)
+    write_tree(out_dir, files)
     return out
 
 

@@ -62,11 +62,18 @@ def card_text(value: str, *, multiline: bool = False) -> str:
     """Card text as every check, the store and the panel read it: normalised as above, control
     characters (C0 and C1) as spaces, whitespace folded; a description keeps its line breaks,
     with runs of blank lines folded to one. Idempotent, so a stored card validates again."""
-    value = normalise_untrusted(value)
+    # Printable ASCII (and line breaks) is left as it is by NFKC and holds no escape, control or
+    # invisible character: only the folding applies. A site build validates every stored card.
+    plain = value.isascii() and value.replace("\n", "").isprintable()
+    if not plain:
+        value = normalise_untrusted(value)
     if not multiline:
-        return " ".join("".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in value).split())
-    value = value.replace("\r\n", "\n").replace("\r", "\n")
-    value = "".join(" " if ch != "\n" and unicodedata.category(ch) == "Cc" else ch for ch in value)
+        if not plain:
+            value = "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in value)
+        return " ".join(value.split())
+    if not plain:
+        value = value.replace("\r\n", "\n").replace("\r", "\n")
+        value = "".join(" " if ch != "\n" and unicodedata.category(ch) == "Cc" else ch for ch in value)
     return re.sub(r"\n{3,}", "\n\n", "\n".join(" ".join(line.split()) for line in value.split("\n"))).strip()
 
 
