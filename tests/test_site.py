@@ -235,6 +235,34 @@ def test_every_page_kind_says_when_the_demo_model_made_it(store, isolated):
     assert "embedded demo model" not in (out / "categories" / "index.html").read_text()  # names no tool
 
 
+def test_a_build_holds_the_file_only_while_it_reads_so_another_process_writes_meanwhile(
+    file_store, isolated, monkeypatch
+):
+    """Planning and rendering are CPU, not reads: while they run, another process (a reader's
+    vote, an ingest) can open the file for writing. A read connection held over the whole plan
+    kept every writer out for seconds on a big site."""
+    import subprocess
+    import sys
+
+    seed(file_store, "alpha", "Alpha", ["ship"] * 5, [80] * 5, category="Agents")
+    seed(file_store, "beta", "Beta", ["skip"] * 5, [20] * 5, category="Agents")
+    writes = []
+    planned = site.plan
+
+    def plan_while_another_process_writes(*args, **kwargs):
+        code = (
+            "import duckdb, sys; duckdb.connect(sys.argv[1]).execute('CREATE TABLE IF NOT EXISTS t (x INT)')"
+        )
+        writes.append(subprocess.run([sys.executable, "-c", code, str(file_store.db.path)],
+                                     capture_output=True, text=True, timeout=120))  # fmt: skip
+        return planned(*args, **kwargs)
+
+    monkeypatch.setattr(site, "plan", plan_while_another_process_writes)
+    report = site.build(file_store, get_settings())
+    assert report.written and len(writes) == 1
+    assert writes[0].returncode == 0, writes[0].stderr
+
+
 def test_nearest_takes_the_closest_ship_rates_in_the_category():
     from datetime import datetime
 
@@ -247,7 +275,7 @@ def test_nearest_takes_the_closest_ship_rates_in_the_category():
         return ReviewedTool(make_card(slug=slug, name=slug), takes, CommunityVotes(), datetime(2026, 1, 1))
 
     ranked = sorted(
-        [tool("a", 5), tool("b", 4), tool("c", 1), tool("d", 0), tool("e", 3)], key=site._ship_order
+        [tool("a", 5), tool("b", 4), tool("c", 1), tool("d", 0), tool("e", 3)], key=site.ship_order
     )
     near = site.nearest(ranked, 2)
     assert [t.card.slug for t in near["b"]] == ["a", "e"]
@@ -358,7 +386,9 @@ def test_chromium_walks_the_site_and_no_page_scrolls_sideways_on_a_phone(shelf, 
 def test_a_build_rendered_in_forked_processes_writes_the_same_site(shelf, isolated, monkeypatch):
     monkeypatch.setenv("SHIPSKIP_SITE_PROCESSES", "1")
     one = site.build(shelf, get_settings())
-    monkeypatch.setattr(site, "_FORK_FROM", 1)  # the demo store is far below the real threshold
+    from shipskip import site_files
+
+    monkeypatch.setattr(site_files, "_FORK_FROM", 1)  # the demo store is far below the real threshold
     monkeypatch.setenv("SHIPSKIP_SITE_PROCESSES", "2")
     monkeypatch.setenv("SHIPSKIP_OUT_DIR", str(isolated / "forked"))
     two = site.build(shelf, get_settings())

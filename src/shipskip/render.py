@@ -199,11 +199,13 @@ def category_slug(category: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", category.casefold()).strip("-") or "other"
 
 
-def _render(template: str, **context: object) -> str:
+def render_template(template: str, **context: object) -> str:
+    """One of the package's templates, rendered (autoescaped HTML, StrictUndefined)."""
     return _env().get_template(template).render(**context)
 
 
-def _meta(panels: list[ReviewedTool]) -> dict[str, object]:
+def page_meta(panels: list[ReviewedTool]) -> dict[str, object]:
+    """What a page says about the panels it shows: its description and the model notes."""
     return {
         "description": "; ".join(p.share for p in panels)[:300],
         "demo": any(p.demo for p in panels),
@@ -213,14 +215,14 @@ def _meta(panels: list[ReviewedTool]) -> dict[str, object]:
 
 def _compare_context(a: ReviewedTool, b: ReviewedTool, generated: date, extra: dict | None) -> dict:
     title = f"{a.card.name} vs {b.card.name}"
-    return {"tools": [a, b], "generated": generated, "title": title, **_meta([a, b]), **(extra or {})}
+    return {"tools": [a, b], "generated": generated, "title": title, **page_meta([a, b]), **(extra or {})}
 
 
 def compare_page(
     a: ReviewedTool, b: ReviewedTool, generated: date, extra: dict | None = None
 ) -> tuple[str, str]:
     ctx = _compare_context(a, b, generated, extra)
-    return _render("compare.html.j2", **ctx), _render("compare.md.j2", **ctx)
+    return render_template("compare.html.j2", **ctx), render_template("compare.md.j2", **ctx)
 
 
 _BADGE_COLOURS = {"Ship": "#12805c", "Skip": "#b3261e", "Mixed": "#8a6d00", "No verdict": "#5d6470"}
@@ -275,7 +277,7 @@ class Fragments:
 
 def compare_html(a: ReviewedTool, b: ReviewedTool, generated: date, extra: dict | None = None) -> str:
     """The comparison page's HTML alone (a site build writes no Markdown twin)."""
-    return _render("compare.html.j2", **_compare_context(a, b, generated, extra))
+    return render_template("compare.html.j2", **_compare_context(a, b, generated, extra))
 
 
 def badge_svg(t: ReviewedTool) -> str:
@@ -285,7 +287,7 @@ def badge_svg(t: ReviewedTool) -> str:
     contested = " · contested" if t.contested else ""
     right = f"{v.label} · {v.pct_text}{contested}"
     lw, rw = 12 + 7 * len(name), 12 + 7 * len(right)
-    return _render(
+    return render_template(
         "badge.svg.j2", name=name, right=right, lw=lw, rw=rw, colour=_BADGE_COLOURS[v.label],
         label=f"{t.card.name}: shipskip panel {v.label}, {v.pct_text} ship{contested.replace(' ·', ',')}",
     )  # fmt: skip
@@ -309,7 +311,7 @@ def tool_page(
     base = f"{site_url.rstrip('/')}/" if site_url else ""
     slug = t.card.slug
     ctx = {
-        "tools": [t], "generated": generated, "title": t.card.name, **_meta([t]), "similar": similar,
+        "tools": [t], "generated": generated, "title": t.card.name, **page_meta([t]), "similar": similar,
         "badge_data": "data:image/svg+xml;base64," + base64.b64encode(badge.encode()).decode(),
         "badge_snippet": f'<a href="{base}tools/{slug}.html"><img src="{base}badges/{slug}.svg" '
         f'alt="{t.share}"></a>',
@@ -318,7 +320,7 @@ def tool_page(
         "site_url": site_url, "canonical": f"{base}tools/{slug}.html" if site_url else None, "vote": vote,
         "fragments": None if vote else fragments,
     }  # fmt: skip
-    return _render("tool.html.j2", **ctx), _render("tool.md.j2", **ctx) if markdown else ""
+    return render_template("tool.html.j2", **ctx), render_template("tool.md.j2", **ctx) if markdown else ""
 
 
 def reviewer_page(
@@ -340,7 +342,8 @@ def reviewer_page(
         "page_notes": sorted({f"uncalibrated for {t['model']}" for t in takes if t.get("uncalibrated")}),
         **(extra or {}),
     }  # fmt: skip
-    return _render("reviewer.html.j2", **ctx), _render("reviewer.md.j2", **ctx) if markdown else ""
+    md = render_template("reviewer.md.j2", **ctx) if markdown else ""
+    return render_template("reviewer.html.j2", **ctx), md
 
 
 def digest_page(
@@ -353,14 +356,15 @@ def digest_page(
     """The week's digest and, unless `markdown` is False (then ""), its Markdown twin."""
     ctx = {
         "week": week, "tools": panels, "generated": generated, "title": f"Weekly verdicts {week}",
-        **_meta(panels), "description": f"The panel's verdicts on {len(panels)} AI tools, week {week}",
+        **page_meta(panels), "description": f"The panel's verdicts on {len(panels)} AI tools, week {week}",
         **(extra or {}),
     }  # fmt: skip
-    return _render("digest.html.j2", **ctx), _render("digest.md.j2", **ctx) if markdown else ""
+    md = render_template("digest.md.j2", **ctx) if markdown else ""
+    return render_template("digest.html.j2", **ctx), md
 
 
 def scorecard_markdown(panels: list[ReviewedTool]) -> str:
-    return _render("scorecard.md.j2", tools=panels)
+    return render_template("scorecard.md.j2", tools=panels)
 
 
 def review_markdown(panel: ReviewedTool, what: str, rerun_reason: str | None = None) -> str:
@@ -400,7 +404,7 @@ def trends_page(
         histogram(counts, f"{name.title()}: current scores", colours().get(name, FALLBACK_COLOUR))
         for name, counts in (distribution or {}).items()
     ]
-    return _render(
+    return render_template(
         "trends.html.j2",
         weekly=weekly,
         histograms=histograms,
@@ -414,122 +418,3 @@ def trends_page(
         score_chart=line_chart(scores, 100, "Mean score per week"),
         rate_chart=line_chart(rates, 100, "Ship rate per week (%)"),
     )
-
-
-# -- the site's own pages (shipskip.site writes them) --------------------------------------
-
-
-def _site_ctx(site_url: str | None, path: str, root: str = "../") -> dict[str, object]:
-    """What every site page is told about where it sits: its root and, with a public address,
-    its canonical URL."""
-    base = f"{site_url.rstrip('/')}/" if site_url else None
-    return {"root": root, "site_url": base, "canonical": f"{base}{path}" if base else None}
-
-
-def index_page(days: list[tuple[date, list[ReviewedTool]]], generated: date, site_url: str | None) -> str:
-    tools = [t for _, ts in days for t in ts]
-    return _render(
-        "index.html.j2", days=days, count=len(tools), generated=generated, title="Latest verdicts",
-        **{**_meta(tools), "description": f"The panel's verdicts on {len(tools)} AI tools, newest first"},
-        **_site_ctx(site_url, "index.html", root=""),
-    )  # fmt: skip
-
-
-def category_page(
-    category: str,
-    ranked: list[tuple[ReviewedTool, list[ReviewedTool]]],
-    generated: date,
-    site_url: str | None,
-) -> str:
-    tools = [t for t, _ in ranked]
-    return _render(
-        "category.html.j2", category=category, tools=ranked, generated=generated, title=f"{category} tools",
-        **{**_meta(tools), "description": f"{len(tools)} {category} tools ranked by the shipskip panel"},
-        **_site_ctx(site_url, f"categories/{category_slug(category)}.html"),
-    )  # fmt: skip
-
-
-def categories_page(categories: list[tuple[str, int]], generated: date, site_url: str | None) -> str:
-    return _render(
-        "categories.html.j2", categories=categories, generated=generated, title="Categories", demo=False,
-        description="Every category the shipskip panel has reviewed",
-        **_site_ctx(site_url, "categories/index.html"),
-    )  # fmt: skip
-
-
-def digest_index_page(weeks: list[tuple[str, int]], generated: date, site_url: str | None) -> str:
-    return _render(
-        "digest_index.html.j2", weeks=weeks, generated=generated, title="Weekly digests", demo=False,
-        description="Every week of the shipskip panel's verdicts", **_site_ctx(site_url, "digest/index.html"),
-    )  # fmt: skip
-
-
-def embed_page(t: ReviewedTool, generated: date, site_url: str | None) -> str:
-    ctx = _site_ctx(site_url, f"embed/{t.card.slug}.html")
-    href = f"{ctx['site_url']}tools/{t.card.slug}.html" if site_url else f"../tools/{t.card.slug}.html"
-    return _render(
-        "embed.html.j2", tools=[t], tool_href=href, generated=generated, title=f"{t.card.name} verdict",
-        **_meta([t]), **ctx,
-    )  # fmt: skip
-
-
-ATOM = "http://www.w3.org/2005/Atom"
-
-
-def atom_feed(tools: list[ReviewedTool], updated: datetime, site_url: str | None) -> str:
-    """An Atom feed of the latest verdicts. Built as XML, not from a template, so every text is
-    escaped by the XML writer. Without a public address its links are relative and its ids are
-    tag: URIs of a local build, and its subtitle says so."""
-    import xml.etree.ElementTree as ET
-
-    base = f"{site_url.rstrip('/')}/" if site_url else ""
-
-    def stamp(at: datetime | None) -> str:
-        return (at or updated).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-    def uid(path: str) -> str:
-        return f"{base}{path}" if base else f"tag:shipskip.local,2026:{path}"
-
-    ET.register_namespace("", ATOM)
-    feed = ET.Element(f"{{{ATOM}}}feed")
-    ET.SubElement(feed, f"{{{ATOM}}}title").text = "shipskip: the panel's latest verdicts"
-    ET.SubElement(feed, f"{{{ATOM}}}subtitle").text = (
-        "AI tools reviewed by a five-persona panel" if base
-        else "Local build: links are relative to this folder (set SHIPSKIP_SITE_URL for public links)"
-    )  # fmt: skip
-    ET.SubElement(feed, f"{{{ATOM}}}id").text = uid("feed.xml")
-    newest = max((t.reviewed_at for t in tools if t.reviewed_at), default=updated)
-    ET.SubElement(feed, f"{{{ATOM}}}updated").text = stamp(newest)
-    ET.SubElement(feed, f"{{{ATOM}}}link", rel="self", href=f"{base}feed.xml")
-    ET.SubElement(feed, f"{{{ATOM}}}link", rel="alternate", type="text/html", href=f"{base}index.html")
-    ET.SubElement(ET.SubElement(feed, f"{{{ATOM}}}author"), f"{{{ATOM}}}name").text = "shipskip panel"
-    for t in tools:
-        entry = ET.SubElement(feed, f"{{{ATOM}}}entry")
-        ET.SubElement(entry, f"{{{ATOM}}}title").text = t.share
-        ET.SubElement(entry, f"{{{ATOM}}}id").text = uid(f"tools/{t.card.slug}.html")
-        ET.SubElement(entry, f"{{{ATOM}}}updated").text = stamp(t.reviewed_at)
-        ET.SubElement(entry, f"{{{ATOM}}}link", rel="alternate", type="text/html",
-                      href=f"{base}tools/{t.card.slug}.html")  # fmt: skip
-        ET.SubElement(entry, f"{{{ATOM}}}category", term=t.card.category)
-        notes = [
-            n for n in ("made with the embedded demo model" if t.demo else "", *t.calibration_notes) if n
-        ]
-        summary = f"{t.card.tagline}. Panel ship {t.verdict.pct_text}." + (
-            f" ({'; '.join(notes)})" if notes else ""
-        )
-        ET.SubElement(entry, f"{{{ATOM}}}summary").text = summary
-    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(feed, encoding="unicode") + "\n"
-
-
-def sitemap_xml(paths: list[str], site_url: str | None) -> str:
-    """sitemap.xml. The protocol wants absolute addresses; a local build has none, so it lists
-    paths relative to the folder and says so in a comment."""
-    from xml.sax.saxutils import escape
-
-    base = f"{site_url.rstrip('/')}/" if site_url else ""
-    head = "" if base else "<!-- Local build: set SHIPSKIP_SITE_URL for absolute addresses. -->\n"
-    rows = "".join(f"  <url><loc>{escape(base + p)}</loc></url>\n" for p in paths)
-    return (
-        '<?xml version="1.0" encoding="utf-8"?>\n' + head
-        + '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">\n' + rows + "</urlset>\n"
-    )  # fmt: skip
