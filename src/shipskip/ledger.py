@@ -316,9 +316,9 @@ class Ledger:
         `verdict` it worked out; a rerun's is the whole panel's after it, read here. On a lake a
         review commits in a group with the process's other finished reviews."""
         if self.group is not None and run.kind == "review":
-            self.group.commit(run, card, takes, verdict)
-        else:
-            self._commit_review(run, card, takes, verdict)
+            self.group.commit(run, card, takes, verdict)  # then forgets and releases its group's
+            return
+        self._commit_review(run, card, takes, verdict)
         # After the commit: a kill in between leaves checkpoints of a complete run, which no
         # run resumes; before it, it could lose a running run's takes.
         self.db.forget_checkpoints(run.run_id)
@@ -414,6 +414,11 @@ def insert_takes(
     con: duckdb.DuckDBPyConnection, run: Run, takes: list[tuple[Take, dict[str, Any]]], now: datetime
 ) -> None:
     """One INSERT for the takes of a run, each after the take it replaces (empty: its first)."""
+    insert_rows(con, take_rows(run, takes, now))
+
+
+def take_rows(run: Run, takes: list[tuple[Take, dict[str, Any]]], now: datetime) -> list[dict[str, Any]]:
+    """A run's takes as rows of `takes`; a take whose verdict its score does not give is refused."""
     for t, _ in takes:
         if not verdict_follows(t.verdict, t.score):
             raise ShipskipError(
@@ -435,6 +440,10 @@ def insert_takes(
         }
         for t, prev in takes
     ]  # fmt: skip
+    return rows
+
+
+def insert_rows(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
     cols = list(rows[0])

@@ -88,7 +88,8 @@ class RunGroup:
         return result if isinstance(result, Run) else None
 
     def commit(self, run: Run, card: ToolCard, takes: list[Take], verdict: PanelVerdict | None) -> None:
-        """`Ledger._commit_review`'s transaction for a review, in the next group."""
+        """`Ledger.commit_review` for a review, in the next group: its transaction, then its
+        checkpoints forgotten and its lease given up."""
         self._wait(_Pending(run.slug, _Commit(run, card, takes, verdict)))
 
     def _wait(self, mine: _Pending) -> Any:
@@ -123,15 +124,31 @@ class RunGroup:
             with self._guard:
                 self._queue[:0] = [item for item in group if item is not mine]
             raise
+        finished = [
+            (item.what.run.run_id, item.slug)
+            for item, (_, error) in zip(group, outcomes, strict=True)
+            if error is None and isinstance(item.what, _Commit)
+        ]
+        if finished:
+            # After the commit, as the ledger does: a kill in between leaves checkpoints of a
+            # complete run, which no run resumes, and leases the sweep drops.
+            try:
+                self.db.finish(finished)
+            except Exception as exc:  # committed, but its caller hears of it, as alone
+                outcomes = [
+                    (result, exc if isinstance(item.what, _Commit) and error is None else error)
+                    for item, (result, error) in zip(group, outcomes, strict=True)
+                ]
         for item, (result, error) in zip(group, outcomes, strict=True):
             item.result, item.error, item.done = result, error, True
 
     def _outcomes(self, group: list[_Pending]) -> list[tuple[Any, BaseException | None]]:
+        if len(group) == 1:  # alone: the ledger's own transaction, as on the file
+            return [self._alone(group[0])]
         try:
             return self._together(group)
-        except Exception as exc:
-            if len(group) == 1:
-                return [(None, exc)]
+        except Exception:
+            pass
         # One bad item must not sink the others: each is written alone, as the ledger would.
         return [self._alone(item) for item in group]
 
@@ -164,7 +181,7 @@ def start_runs(
 ) -> list[tuple[Run | None, BaseException | None]]:
     """`Ledger._begin_run` for several tools (one each), each answered on its own: its run, None
     (this content is reviewed), or the error it would have raised (busy, another tool's slug).
-    Three reads and at most two writes, whatever the number of tools."""
+    Two reads and at most two writes, whatever the number of tools."""
     slugs = [s.card.slug for s in starts]
     known = {
         slug: (name, url)
@@ -172,24 +189,19 @@ def start_runs(
             "SELECT slug, name, url FROM tools WHERE slug IN (SELECT unnest(?))", [slugs]
         ).fetchall()
     }
-    asked = [s.card.slug for s in starts if s.unless_reviewed]
+    # The runs that matter, in one read: finished reviews (of each content), running runs.
     reviewed: set[tuple[str, str]] = set()
-    if asked:
-        reviewed = {
-            (slug, h)
-            for slug, h in con.execute(
-                "SELECT DISTINCT slug, content_hash FROM runs WHERE slug IN (SELECT unnest(?))"
-                " AND kind = 'review' AND status = 'complete'",
-                [asked],
-            ).fetchall()
-        }
     running: dict[str, list[tuple[Any, ...]]] = {}
-    for slug, *row in con.execute(
-        "SELECT slug, run_id, content_hash, kind, owner, heartbeat_at FROM runs"
-        " WHERE slug IN (SELECT unnest(?)) AND status = 'running' ORDER BY started_at DESC",
+    for slug, status, *row in con.execute(
+        "SELECT slug, status, run_id, content_hash, kind, owner, heartbeat_at FROM runs"
+        " WHERE slug IN (SELECT unnest(?)) AND (status = 'running' OR kind = 'review')"
+        " ORDER BY started_at DESC",
         [slugs],
     ).fetchall():
-        running.setdefault(slug, []).append(tuple(row))
+        if status == "running":
+            running.setdefault(slug, []).append(tuple(row))
+        else:
+            reviewed.add((slug, row[1]))
     out: list[tuple[Run | None, BaseException | None]] = []
     resumed: list[str] = []
     new: list[list[Any]] = []
@@ -240,7 +252,8 @@ def start_runs(
 def commit_reviews(con: duckdb.DuckDBPyConnection, commits: list[_Commit], now: datetime) -> None:
     """`Ledger._commit_review` for several reviews (one per tool), in the statements one
     review takes: the tools and their versions, the personas' latest takes, the current flags,
-    the new takes, the runs' status and the lake's old checkpoints, one statement each."""
+    the new takes, the runs' status and the lake's old checkpoints, one statement each (on a
+    lake each costs 15-40 ms of catalog round trips, whatever its rows)."""
     upsert_tools(con, [c.card for c in commits], now)
     slugs = [c.card.slug for c in commits]
     cur = con.execute(
@@ -250,7 +263,8 @@ def commit_reviews(con: duckdb.DuckDBPyConnection, commits: list[_Commit], now: 
     )
     cols = [d[0] for d in cur.description or []]
     latest = {(row[0], row[1]): dict(zip(cols, row, strict=True)) for row in cur.fetchall()}
-    pairs = [(c.card.slug, t.persona) for c in commits for t in c.takes]
+    # The new takes become their personas' current ones; a tool's first review has none to replace.
+    pairs = [(c.card.slug, t.persona) for c in commits for t in c.takes if (c.card.slug, t.persona) in latest]
     if pairs:
         con.execute(
             "UPDATE takes SET is_current = false WHERE is_current AND (slug, persona) IN ("
@@ -258,9 +272,14 @@ def commit_reviews(con: duckdb.DuckDBPyConnection, commits: list[_Commit], now: 
             + ")",
             [v for pair in pairs for v in pair],
         )
-    # One INSERT a review: `ledger.insert_takes` is the one place a take's row is made and checked.
-    for c in commits:
-        ledger.insert_takes(con, c.run, [(t, latest.get((c.card.slug, t.persona), {})) for t in c.takes], now)
+    rows = [
+        row
+        for c in commits
+        for row in ledger.take_rows(
+            c.run, [(t, latest.get((c.card.slug, t.persona), {})) for t in c.takes], now
+        )
+    ]
+    ledger.insert_rows(con, rows)
     finished = []
     for c in commits:
         v = c.verdict if c.verdict is not None else aggregate(c.takes)
@@ -273,9 +292,11 @@ def commit_reviews(con: duckdb.DuckDBPyConnection, commits: list[_Commit], now: 
         + ") AS v(run_id, finished_at, label, ship, skip, abstain, ship_pct) WHERE runs.run_id = v.run_id",
         [x for row in finished for x in row],
     )  # fmt: skip
-    con.execute(
-        "DELETE FROM take_checkpoints WHERE run_id IN (SELECT unnest(?))", [[c.run.run_id for c in commits]]
-    )
+    # A lake keeps its checkpoints in PostgreSQL; only a resumed run can have rows an older
+    # version left in the lake's own table.
+    resumed = [c.run.run_id for c in commits if c.run.resumed]
+    if resumed:
+        con.execute("DELETE FROM take_checkpoints WHERE run_id IN (SELECT unnest(?))", [resumed])
 
 
 def upsert_tools(con: duckdb.DuckDBPyConnection, cards: list[ToolCard], now: datetime) -> None:
