@@ -137,7 +137,7 @@ def tools_in_flight(settings: Settings, panel_size: int, lake: bool = False) -> 
     return (LAKE_FACTOR if lake else 2) * max(1, -(-settings.llm_concurrency // max(1, panel_size)))
 
 
-LAKE_FACTOR = 4
+LAKE_FACTOR = 8
 
 
 def ingest(
