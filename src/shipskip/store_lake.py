@@ -462,8 +462,8 @@ class LakeBackend(Backend):
     @contextmanager
     def _catalog(self) -> Iterator[duckdb.DuckDBPyConnection]:
         if not self.migrated:
-            with self.connect():  # the lease tables are made with the lake's schema
-                pass
+            with backends._LOCK:  # the lease tables are made with the lake's schema
+                self._base()
         with self._catalog_guard:
             if self._catalog_con is None:
                 self._catalog_con = self.lake.open_catalog()
