@@ -95,13 +95,19 @@ class RunGroup:
     def _wait(self, mine: _Pending) -> Any:
         with self._guard:
             self._queue.append(mine)
-        while not mine.done:
-            with self._turn:
-                if mine.done:  # written by the thread that had the turn
-                    break
-                with self._guard:
-                    batch, self._queue = self._queue, []
-                self._write(batch, mine)
+        try:
+            while not mine.done:
+                with self._turn:
+                    if mine.done:  # written by the thread that had the turn
+                        break
+                    with self._guard:
+                        batch, self._queue = self._queue, []
+                    self._write(batch, mine)
+        except BaseException:
+            with self._guard:  # its caller is gone (Ctrl-C): never written behind its back
+                if mine in self._queue:
+                    self._queue.remove(mine)
+            raise
         if mine.error is not None:
             raise mine.error
         return mine.result
