@@ -45,7 +45,7 @@ def timed(label: str, f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def instrument() -> None:
-    for name in ("claim", "beat", "release", "put_checkpoints", "forget_checkpoints"):
+    for name in ("claim", "beat", "release", "put_checkpoints", "forget_checkpoints", "finish"):
         setattr(store_lake.Lake, name, timed(f"Lake.{name}", getattr(store_lake.Lake, name)))
     store_lake.Lake._execute = staticmethod(timed("PostgreSQL statement", store_lake.Lake._execute))  # type: ignore[method-assign]
     for name in ("insert_checkpoints", "upsert_tool", "insert_takes"):

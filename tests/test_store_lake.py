@@ -165,6 +165,130 @@ def test_leases_of_gone_holders_are_swept_and_live_ones_kept(lake, postgres):
     lake.db.release("tool-b")
 
 
+def in_one_group(store: Store, calls: list) -> list:
+    """Run each call on a thread of its own while the group's turn is held, so all of them are
+    queued when it is let go and one thread writes them together: what each returned or raised."""
+    import threading
+
+    group = store.ledger.group
+    out: list = [None] * len(calls)
+
+    def call(i: int) -> None:
+        try:
+            out[i] = calls[i]()
+        except Exception as exc:  # what that thread's caller would have seen
+            out[i] = exc
+
+    with group._turn:
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(len(calls))]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 60
+        while len(group._queue) < len(calls) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(group._queue) == len(calls)
+    for t in threads:
+        t.join()
+    return out
+
+
+def test_reviews_that_finish_together_commit_in_one_transaction_each_whole(lake, postgres):
+    lake.init()
+    cards = [make_card(slug=f"tool-{i}", name=f"Tool {i}") for i in range(4)]
+    runs = [lake.begin_run(card) for card in cards]
+    for run in runs:
+        lake.checkpoint(run, make_take("builder", "ship", 70))
+    snapshots = lake.query("SELECT count(*) AS n FROM ducklake_snapshots('lake')")[0]["n"]
+    out = in_one_group(
+        lake,
+        [
+            lambda r=run, c=card: lake.commit_review(r, c, five())
+            for run, card in zip(runs, cards, strict=True)
+        ],
+    )
+    assert out == [None] * 4
+    # One DuckLake commit for the four reviews, not four.
+    assert lake.query("SELECT count(*) AS n FROM ducklake_snapshots('lake')")[0]["n"] == snapshots + 1
+    done = lake.query("SELECT slug, status, label, ship FROM runs ORDER BY slug")
+    assert [(r["slug"], r["status"], r["label"], r["ship"]) for r in done] == [
+        (c.slug, "complete", "Ship", 5) for c in cards
+    ]
+    takes = lake.query("SELECT slug, count(*) AS n, bool_and(is_current) AS cur FROM takes GROUP BY slug")
+    assert sorted((r["slug"], r["n"], r["cur"]) for r in takes) == [(c.slug, 5, True) for c in cards]
+    assert lake.query("SELECT count(*) AS n FROM tools")[0]["n"] == 4
+    assert lake.query("SELECT count(*) AS n FROM tool_versions")[0]["n"] == 4
+    assert leases(postgres, lake) == [] and kept_checkpoints(postgres, lake) == []
+    # A second review of one of them in a group: versions follow, the old takes stop being current.
+    card = cards[0].model_copy(update={"tagline": "Does a newer thing"})
+    again = lake.begin_run(card, unless_reviewed=True)
+    assert again is not None
+    newer = [make_take(p, "skip", 20) for p in P]
+    assert in_one_group(lake, [lambda: lake.commit_review(again, card, newer)]) == [None]
+    cur = lake.query("SELECT version, verdict FROM current_takes WHERE slug = 'tool-0'")
+    assert {(r["version"], r["verdict"]) for r in cur} == {(2, "skip")}
+    assert lake.query("SELECT content_hash FROM tools WHERE slug = 'tool-0'")[0]["content_hash"] == (
+        card.content_hash()
+    )
+
+
+def test_a_bad_review_in_a_group_costs_that_review_only(lake, postgres):
+    lake.init()
+    cards = [make_card(slug=f"tool-{i}", name=f"Tool {i}") for i in range(3)]
+    runs = [lake.begin_run(card) for card in cards]
+    bad = [*five()[:4], make_take("founder", "ship", 70).model_copy(update={"score": 10})]
+    for run in runs:
+        lake.checkpoint(run, make_take("builder", "ship", 70))
+    out = in_one_group(
+        lake,
+        [
+            lambda: lake.commit_review(runs[0], cards[0], five()),
+            lambda: lake.commit_review(runs[1], cards[1], bad),
+            lambda: lake.commit_review(runs[2], cards[2], five()),
+        ],
+    )
+    assert out[0] is None and out[2] is None
+    assert isinstance(out[1], ShipskipError) and "does not follow" in str(out[1])
+    status = {r["slug"]: r["status"] for r in lake.query("SELECT slug, status FROM runs")}
+    assert status == {"tool-0": "complete", "tool-1": "running", "tool-2": "complete"}
+    assert lake.query("SELECT DISTINCT slug FROM takes ORDER BY slug") == [
+        {"slug": "tool-0"},
+        {"slug": "tool-2"},
+    ]
+    # The failed one is resumable: its lease and its checkpoint stand.
+    assert [slug for slug, _ in leases(postgres, lake)] == ["tool-1"]
+    assert kept_checkpoints(postgres, lake) == [(runs[1].run_id, "builder")]
+
+
+def test_runs_started_together_are_answered_each_as_alone(lake, postgres):
+    lake.init()
+    done, busy, taken = (make_card(slug=s, name=s.title()) for s in ("done", "busy", "taken"))
+    lake.commit_review(lake.begin_run(done), done, five())
+    lake.commit_review(lake.begin_run(taken), taken, five())
+    held = lake.begin_run(busy)
+    with lake.transaction() as con:  # as if another machine held it and was alive just now
+        con.execute("UPDATE runs SET owner = 'otherhost:123', heartbeat_at = now()::TIMESTAMP")
+    lake.db.release("busy")
+    fresh = make_card(slug="fresh", name="Fresh")
+    other = make_card(slug="taken", name="Someone Else")
+    out = in_one_group(
+        lake,
+        [
+            lambda: lake.begin_run(done, unless_reviewed=True),
+            lambda: lake.begin_run(busy, unless_reviewed=True),
+            lambda: lake.begin_run(other, unless_reviewed=True),
+            lambda: lake.begin_run(fresh, unless_reviewed=True),
+        ],
+    )
+    assert out[0] is None
+    assert isinstance(out[1], ToolBusy) and "otherhost:123" in str(out[1])
+    assert isinstance(out[2], ShipskipError) and "already belongs to" in str(out[2])
+    assert out[3].slug == "fresh" and not out[3].resumed
+    running = lake.query("SELECT run_id, slug FROM runs WHERE status = 'running' ORDER BY slug")
+    assert running == [{"run_id": held.run_id, "slug": "busy"}, {"run_id": out[3].run_id, "slug": "fresh"}]
+    # Only the started one keeps its lease.
+    assert [slug for slug, _ in leases(postgres, lake)] == ["fresh"]
+
+
 VOTER = textwrap.dedent(
     """
     import sys, time

@@ -169,6 +169,12 @@ class Backend:
     def forget_checkpoints(self, run_id: str, personas: list[str] | None = None) -> None:
         """Drop a run's checkpoints that this backend keeps (only those personas', if named)."""
 
+    def finish(self, runs: list[tuple[str, str]]) -> None:
+        """Committed runs (run id, slug): forget the checkpoints kept here, give up the leases."""
+        for run_id, slug in runs:
+            self.forget_checkpoints(run_id)
+            self.release(slug)
+
     # -- connections -------------------------------------------------------------------
 
     @contextmanager

@@ -10,7 +10,7 @@ import threading
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypedDict
+from typing import Any, Protocol, TypedDict
 
 import duckdb
 
@@ -21,7 +21,7 @@ from .models import PanelVerdict, Take, ToolCard, is_web_address, verdict_for
 from .panel import aggregate
 
 # Columns of `tools` that are not text, for the row a review merges in.
-_TOOL_TYPES = {"launched": "DATE", "updated_at": "TIMESTAMP"}
+TOOL_TYPES = {"launched": "DATE", "updated_at": "TIMESTAMP"}
 
 
 class RunOptions(TypedDict, total=False):
@@ -103,11 +103,29 @@ def identity_problem(card: ToolCard, name: str, url: str | None) -> str | None:
     return f"slug '{card.slug}' already belongs to {what}; give '{card.name}' its own slug"
 
 
+class Grouping(Protocol):
+    """Where a backend's starts and review commits are written together (`store_group`)."""
+
+    def start(
+        self,
+        card: ToolCard,
+        kind: str,
+        rerun_reason: str | None,
+        flow_run_id: str | None,
+        unless_reviewed: bool,
+    ) -> Run | None: ...
+
+    def commit(self, run: Run, card: ToolCard, takes: list[Take], verdict: PanelVerdict | None) -> None: ...
+
+
 class Ledger:
     def __init__(self, db: Backend) -> None:
         self.db = db
         self._queue: list[_Queued] = []
         self._queue_guard = threading.Lock()
+        # On a lake, runs start and reviews commit in groups (set by the store); on the file,
+        # each in its own transaction, the file's writers handing their connection on.
+        self.group: Grouping | None = None
 
     def begin_run(
         self,
@@ -127,7 +145,10 @@ class Ledger:
         """
         self.db.claim(card.slug)
         try:
-            run = self._begin_run(card, kind, rerun_reason, flow_run_id, unless_reviewed)
+            if self.group is not None:
+                run = self.group.start(card, kind, rerun_reason, flow_run_id, unless_reviewed)
+            else:
+                run = self._begin_run(card, kind, rerun_reason, flow_run_id, unless_reviewed)
         except BaseException:
             self.db.release(card.slug)
             raise
@@ -288,12 +309,25 @@ class Ledger:
         self.db.forget_checkpoints(run.run_id)
         self.db.release(run.slug)
 
-    @again_on_conflict
     def commit_review(
         self, run: Run, card: ToolCard, takes: list[Take], verdict: PanelVerdict | None = None
     ) -> None:
         """Tool, takes and run status land together or not at all. A review passes the panel's
-        `verdict` it worked out; a rerun's is the whole panel's after it, read here."""
+        `verdict` it worked out; a rerun's is the whole panel's after it, read here. On a lake a
+        review commits in a group with the process's other finished reviews."""
+        if self.group is not None and run.kind == "review":
+            self.group.commit(run, card, takes, verdict)  # then forgets and releases its group's
+            return
+        self._commit_review(run, card, takes, verdict)
+        # After the commit: a kill in between leaves checkpoints of a complete run, which no
+        # run resumes; before it, it could lose a running run's takes.
+        self.db.forget_checkpoints(run.run_id)
+        self.db.release(run.slug)
+
+    @again_on_conflict
+    def _commit_review(
+        self, run: Run, card: ToolCard, takes: list[Take], verdict: PanelVerdict | None
+    ) -> None:
         verdict_takes = takes
         now = backends.now()
         personas = [t.persona for t in takes]
@@ -328,10 +362,6 @@ class Ledger:
                 [now, v.label, v.ship, v.skip, v.abstain, v.ship_pct, run.run_id],
             )
             con.execute("DELETE FROM take_checkpoints WHERE run_id = ?", [run.run_id])
-        # After the commit: a kill in between leaves checkpoints of a complete run, which no
-        # run resumes; before it, it could lose a running run's takes.
-        self.db.forget_checkpoints(run.run_id)
-        self.db.release(run.slug)
 
 
 def insert_checkpoints(con: duckdb.DuckDBPyConnection, batch: list[_Queued]) -> None:
@@ -351,16 +381,21 @@ def insert_checkpoints(con: duckdb.DuckDBPyConnection, batch: list[_Queued]) -> 
     con.execute(f"UPDATE runs SET heartbeat_at = ? WHERE run_id IN ({marks})", [now, *runs])
 
 
+def tool_row(card: ToolCard, now: datetime) -> dict[str, Any]:
+    """A card's row of `tools` (its first sighting aside)."""
+    return {
+        "slug": card.slug, "name": card.name, "tagline": card.tagline, "category": card.category,
+        "pricing": card.pricing, "entry_tier": card.entry_tier, "description": card.description,
+        "source": card.source, "url": card.url, "launched": card.launched,
+        "content_hash": card.content_hash(), "updated_at": now,
+    }  # fmt: skip
+
+
 def upsert_tool(con: duckdb.DuckDBPyConnection, card: ToolCard, now: datetime) -> None:
     h = card.content_hash()
     # MERGE and NOT EXISTS rather than ON CONFLICT: a lake has no keys to conflict on.
-    row = {
-        "slug": card.slug, "name": card.name, "tagline": card.tagline, "category": card.category,
-        "pricing": card.pricing, "entry_tier": card.entry_tier, "description": card.description,
-        "source": card.source, "url": card.url, "launched": card.launched, "content_hash": h,
-        "updated_at": now,
-    }  # fmt: skip
-    fields = ", ".join(f"CAST(? AS {_TOOL_TYPES.get(c, 'VARCHAR')}) AS {c}" for c in row)
+    row = tool_row(card, now)
+    fields = ", ".join(f"CAST(? AS {TOOL_TYPES.get(c, 'VARCHAR')}) AS {c}" for c in row)
     con.execute(
         f"MERGE INTO tools USING (SELECT {fields}) AS new ON tools.slug = new.slug"
         f" WHEN MATCHED THEN UPDATE SET {', '.join(f'{c} = new.{c}' for c in row if c != 'slug')}"
@@ -379,6 +414,11 @@ def insert_takes(
     con: duckdb.DuckDBPyConnection, run: Run, takes: list[tuple[Take, dict[str, Any]]], now: datetime
 ) -> None:
     """One INSERT for the takes of a run, each after the take it replaces (empty: its first)."""
+    insert_rows(con, take_rows(run, takes, now))
+
+
+def take_rows(run: Run, takes: list[tuple[Take, dict[str, Any]]], now: datetime) -> list[dict[str, Any]]:
+    """A run's takes as rows of `takes`; a take whose verdict its score does not give is refused."""
     for t, _ in takes:
         if not verdict_follows(t.verdict, t.score):
             raise ShipskipError(
@@ -400,6 +440,10 @@ def insert_takes(
         }
         for t, prev in takes
     ]  # fmt: skip
+    return rows
+
+
+def insert_rows(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
     cols = list(rows[0])

@@ -27,6 +27,7 @@ from .migrate import migrations
 from .models import CommunityVotes, EditorLabel, PanelVerdict, Take, ToolCard
 from .store_export import EXPORT_TABLES
 from .store_file import FileBackend
+from .store_group import RunGroup
 from .store_lake import Lake, LakeBackend
 
 if TYPE_CHECKING:
@@ -54,6 +55,10 @@ class Store:
             else FileBackend(self.path, lock_wait_s, query_timeout_s, lease_s, hold_s)
         )
         self.ledger = Ledger(self.db)
+        if lake is not None:
+            # Each DuckLake commit costs a dozen catalog round trips whatever it holds: the
+            # process's runs start and its reviews commit in groups (store_group).
+            self.ledger.group = RunGroup(self.ledger)
 
     @classmethod
     def from_settings(cls, settings: Settings, path: Path | str | None = None) -> Store:

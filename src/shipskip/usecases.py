@@ -127,12 +127,17 @@ class IngestReport:
         return dict(self.__dict__)
 
 
-def tools_in_flight(settings: Settings, panel_size: int) -> int:
+def tools_in_flight(settings: Settings, panel_size: int, lake: bool = False) -> int:
     """Tools reviewed at once: twice as many as it takes for their personas to fill the
     calls-in-flight setting (SHIPSKIP_LLM_CONCURRENCY), which the panel' clients enforce call
     by call. With only enough, the slots of a tool whose last persona is still out, or that is
-    being stored, stood empty: 57 against 66 requests/s (bench/ingest_bench.py)."""
-    return 2 * max(1, -(-settings.llm_concurrency // max(1, panel_size)))
+    being stored, stood empty: 57 against 66 requests/s (bench/ingest_bench.py). On a lake,
+    where runs start and commit in groups that each cost about the same whatever their size,
+    LAKE_FACTOR times that: more tools wait in each group, so fewer groups a tool."""
+    return (LAKE_FACTOR if lake else 2) * max(1, -(-settings.llm_concurrency // max(1, panel_size)))
+
+
+LAKE_FACTOR = 8
 
 
 def ingest(
@@ -190,7 +195,9 @@ def ingest(
 
     with (
         open_panel(settings, prompts, persona_slot=persona_slot, budget=budget) as panel,
-        ThreadPoolExecutor(max_workers=tools_in_flight(settings, len(prompts.personas))) as pool,
+        ThreadPoolExecutor(
+            max_workers=tools_in_flight(settings, len(prompts.personas), lake=store.lake is not None)
+        ) as pool,
     ):
         panel.batched = batched
         asking = asker(panel, store)
