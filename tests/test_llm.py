@@ -353,3 +353,32 @@ def test_clients_sharing_a_governor_stay_under_a_providers_rate_limit(server):
     # Without the governor 8 calls in flight at 20 a second would meet a 429 in every window.
     assert server.limited <= 2, server.limited
     assert gov.held > 0
+
+
+def test_a_governor_waking_one_waiter_per_freed_slot_loses_none_and_keeps_its_limit():
+    """A release wakes as many waiters as slots are free, not all of them: with ten times more
+    callers than slots every one still gets through, and no more than the limit at once."""
+    import threading
+
+    from shipskip.rates import RateGovernor
+
+    gov, stop = RateGovernor(4), threading.Event()
+    peak, done, lock = [0], [], threading.Lock()
+
+    def call(i: int) -> None:
+        ticket = gov.acquire(stop)
+        with lock:
+            peak[0] = max(peak[0], gov.in_flight)
+        time.sleep(0.002)
+        gov.release(ticket, ok=True)
+        with lock:
+            done.append(i)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(done) == list(range(40))
+    assert peak[0] <= 4
+    assert gov.in_flight == 0 and gov.answered == 40
