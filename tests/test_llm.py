@@ -382,3 +382,24 @@ def test_a_governor_waking_one_waiter_per_freed_slot_loses_none_and_keeps_its_li
     assert sorted(done) == list(range(40))
     assert peak[0] <= 4
     assert gov.in_flight == 0 and gov.answered == 40
+
+
+def test_a_question_and_a_take_send_exactly_the_parameters_asked_for(server):
+    """The client posts its own JSON body (not through `chat.completions.create`): each request
+    carries the conversation and the parameters shipskip sets, and nothing else."""
+    from fakeopenai import yes
+
+    server.script = [yes(0.8), Reply(content=json.dumps({"take": "Demo is " + "a tool for the tests. " * 3}))]
+    c = client(server)
+    c.yes_probability(MSGS)
+    c.write_take(MSGS, lambda text: None, temperature=0.3, max_tokens=120)
+    question, take = ({k: v for k, v in r.items() if k != "_auth"} for r in server.requests)
+    assert question == {
+        "model": "fake-model", "messages": MSGS, "logprobs": True, "top_logprobs": 10,
+        "temperature": 0.0, "max_tokens": 1,
+    }  # fmt: skip
+    assert take == {
+        "model": "fake-model", "messages": MSGS, "temperature": 0.3, "max_tokens": 120,
+        "response_format": c._take_format(None),
+    }  # fmt: skip
+    assert all(r["_auth"] == "Bearer sk-test-secret" for r in server.requests)
