@@ -186,7 +186,7 @@ class LLMClient:
                 # The client's documented low-level `post`, not `chat.completions.create`: the
                 # body is already plain JSON, and create's walk of it against the SDK's
                 # TypedDicts (`maybe_transform`) was a third of the CPU a question cost the
-                # client, which on 2 cores is what bounds an ingest's requests/s.
+                # client, spent while the call held its slot.
                 raw: Any = self._client.post(
                     "/chat/completions",
                     cast_to=ChatCompletion,
