@@ -5,7 +5,10 @@ A fake OpenAI-compatible server answers on loopback after a fixed latency, in it
 API included). Printed:
 - requests/s while busy (first to last request) against the provider's capacity, which is
   concurrency / latency;
-- per-tool overhead at zero latency: (wall for N tools - wall for 1 tool) / (N - 1);
+- the load average around that run, and the CPU seconds of the ingest and its Prefect API per
+  tool (what other work on the machine, such as the votes of bench/vote_bench.py, competes with);
+- per-tool overhead at zero latency: (wall for N tools - wall for 1 tool) / (N - 1), and the
+  same for CPU seconds;
 - wall times.
 
 Usage: .venv/bin/python bench/ingest_bench.py [--tools 200] [--latency 0.2] [--concurrency 16]
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -44,9 +48,12 @@ def ingest(
     work: Path,
     store_env: dict[str, str],
     rate_limit: int = 0,
+    cpu: list[float] | None = None,
 ) -> tuple[float, list[dict]]:
     """`shipskip ingest` of n new cards against the fake provider in its own process (allowing
-    `rate_limit` requests a second where set): its wall time and the requests it logged."""
+    `rate_limit` requests a second where set): its wall time and the requests it logged. `cpu`
+    gets the CPU seconds of the ingest and the processes it started (its Prefect API), not the
+    fake provider's."""
     run = run_dir(work, n, latency)
     run.mkdir()
     write_cards(run / "inbox", n)
@@ -59,16 +66,23 @@ def ingest(
     }  # fmt: skip
     env.pop("PREFECT_API_URL", None)
     try:
-        started = time.perf_counter()
+        started, used = time.perf_counter(), _children_cpu()
         done = subprocess.run([sys.executable, "-m", "shipskip", "ingest", str(run / "inbox")], env=env,
                               capture_output=True, text=True, timeout=3600)  # fmt: skip
         wall = time.perf_counter() - started
+        if cpu is not None:
+            cpu.append(_children_cpu() - used)  # before the fake provider is waited for
     finally:
         server.kill()
         server.wait()
     if done.returncode != 0:
         raise SystemExit(f"ingest failed: {done.stderr[-2000:]}")
     return wall, logged_requests(log)
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -101,7 +115,12 @@ def main() -> None:
 
 
 def run(args: argparse.Namespace, work: Path, store_env: Callable[[str], dict[str, str]]) -> None:
-    wall, reqs = ingest(args.tools, args.latency, args.concurrency, args.scoring, work, store_env("busy"))
+    cpu: list[float] = []
+    load = os.getloadavg()[0]
+    wall, reqs = ingest(
+        args.tools, args.latency, args.concurrency, args.scoring, work, store_env("busy"), cpu=cpu
+    )
+    loads = (load, os.getloadavg()[0])
     times = sorted(r["t"] for r in reqs)
     busy = times[-1] - times[0] if len(times) > 1 else float("nan")
     rate = (len(times) - 1) / busy if busy else float("nan")
@@ -114,14 +133,20 @@ def run(args: argparse.Namespace, work: Path, store_env: Callable[[str], dict[st
     print(f"{args.tools} tools at {args.latency * 1000:.0f} ms latency, concurrency {args.concurrency}:")
     print(f"  wall {wall:.1f} s, {len(reqs)} requests, busy {busy:.1f} s")
     print(f"  requests/s while busy {rate:.1f} of capacity {capacity:.0f} ({100 * rate / capacity:.0f}%)")
+    print(f"  load average {loads[0]:.1f} at its start, {loads[1]:.1f} at its end")
+    print(
+        f"  CPU of the ingest and its Prefect API {cpu[0]:.1f} s, {cpu[0] / args.tools:.3f} s a tool (start included)"
+    )
     if args.busy_only:
         return
-    wall_n, _ = ingest(args.tools, 0.0, args.concurrency, args.scoring, work, store_env("many"))
-    wall_1, _ = ingest(1, 0.0, args.concurrency, args.scoring, work, store_env("one"))
+    wall_n, _ = ingest(args.tools, 0.0, args.concurrency, args.scoring, work, store_env("many"), cpu=cpu)
+    wall_1, _ = ingest(1, 0.0, args.concurrency, args.scoring, work, store_env("one"), cpu=cpu)
     overhead = (wall_n - wall_1) / (args.tools - 1) if args.tools > 1 else float("nan")
     print("zero latency:")
     print(f"  wall for {args.tools} tools {wall_n:.1f} s, for 1 tool {wall_1:.1f} s")
     print(f"  overhead per tool {overhead:.3f} s, per take {overhead / 5 * 1000:.0f} ms")
+    if args.tools > 1:
+        print(f"  CPU per tool beyond the first {(cpu[1] - cpu[2]) / (args.tools - 1):.3f} s")
 
 
 if __name__ == "__main__":

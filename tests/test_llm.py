@@ -353,3 +353,53 @@ def test_clients_sharing_a_governor_stay_under_a_providers_rate_limit(server):
     # Without the governor 8 calls in flight at 20 a second would meet a 429 in every window.
     assert server.limited <= 2, server.limited
     assert gov.held > 0
+
+
+def test_a_governor_waking_one_waiter_per_freed_slot_loses_none_and_keeps_its_limit():
+    """A release wakes as many waiters as slots are free, not all of them: with ten times more
+    callers than slots every one still gets through, and no more than the limit at once."""
+    import threading
+
+    from shipskip.rates import RateGovernor
+
+    gov, stop = RateGovernor(4), threading.Event()
+    peak, done, lock = [0], [], threading.Lock()
+
+    def call(i: int) -> None:
+        ticket = gov.acquire(stop)
+        with lock:
+            peak[0] = max(peak[0], gov.in_flight)
+        time.sleep(0.002)
+        gov.release(ticket, ok=True)
+        with lock:
+            done.append(i)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(done) == list(range(40))
+    assert peak[0] <= 4
+    assert gov.in_flight == 0 and gov.answered == 40
+
+
+def test_a_question_and_a_take_send_exactly_the_parameters_asked_for(server):
+    """The client posts its own JSON body (not through `chat.completions.create`): each request
+    carries the conversation and the parameters shipskip sets, and nothing else."""
+    from fakeopenai import yes
+
+    server.script = [yes(0.8), Reply(content=json.dumps({"take": "Demo is " + "a tool for the tests. " * 3}))]
+    c = client(server)
+    c.yes_probability(MSGS)
+    c.write_take(MSGS, lambda text: None, temperature=0.3, max_tokens=120)
+    question, take = ({k: v for k, v in r.items() if k != "_auth"} for r in server.requests)
+    assert question == {
+        "model": "fake-model", "messages": MSGS, "logprobs": True, "top_logprobs": 10,
+        "temperature": 0.0, "max_tokens": 1,
+    }  # fmt: skip
+    assert take == {
+        "model": "fake-model", "messages": MSGS, "temperature": 0.3, "max_tokens": 120,
+        "response_format": c._take_format(None),
+    }  # fmt: skip
+    assert all(r["_auth"] == "Bearer sk-test-secret" for r in server.requests)

@@ -174,6 +174,7 @@ class RateGovernor:
         """After a call: `ok` an answer, `congested` a 429 or 5xx (or neither: a 4xx, no answer)."""
         now = time.monotonic()
         with self._cond:
+            rules = (self.limit, self._not_before, self._allowance)
             self.in_flight -= 1
             if congested:
                 self.throttled += 1
@@ -191,7 +192,14 @@ class RateGovernor:
             if tokens:
                 self._tokens, self._calls_with_tokens = self._tokens + tokens, self._calls_with_tokens + 1
             self._read_headers(ticket, headers, now)
-            self._cond.notify_all()
+            if congested or rules == (self.limit, self._not_before, self._allowance):
+                # A slot was freed and nothing else let more calls start (a cut or a hold lets
+                # fewer): wake one waiter per free slot, longest waiting first, rather than every
+                # persona waiting (dozens in an ingest), each taking the lock and the GIL only to
+                # wait again. A waiter also looks again on its own within 0.5 s.
+                self._cond.notify(max(1, self.limit - self.in_flight))
+            else:
+                self._cond.notify_all()  # a raised limit or a new window: every waiter looks
 
     def _read_headers(self, ticket: Ticket, headers: Any, now: float) -> None:
         if headers is None:

@@ -339,9 +339,15 @@ def open_panel(
             )
             stack.callback(client.close)
             clients[name] = client
-        # Personas beyond the calls in flight wait for a slot anyway, so this never binds first.
+        # Wide enough for every persona of every tool an ingest keeps in flight (twice what fills
+        # the calls, `usecases.tools_in_flight`: at most 2 * (concurrency + personas - 1)), so
+        # the slots, not the threads, bound how many are asked; at concurrency + personas, 21 of
+        # an ingest's 40 personas ran and the rest queued behind them. Threads start only as
+        # personas are submitted, so a smaller job starts no more than it needs.
         pool = stack.enter_context(
-            ThreadPoolExecutor(max_workers=settings.llm_concurrency + len(names), thread_name_prefix="seat")
+            ThreadPoolExecutor(
+                max_workers=2 * (settings.llm_concurrency + len(names)), thread_name_prefix="seat"
+            )
         )
         # Leaving early (an exception, SIGTERM) stops the personas in flight before the pool waits
         # for them: each ends at its next call instead of asking the rest of its checklist.

@@ -54,6 +54,10 @@ def clean_text(value: str) -> str:
 def normalise_untrusted(value: str) -> str:
     """NFKC (full-width and look-alike forms folded), terminal escapes and invisible characters
     (zero-width, bidi controls, fillers) removed, so what every check reads is what the model reads."""
+    if value.isascii():
+        # NFKC leaves ASCII as it is and every invisible character is beyond it: only escapes
+        # can go. The checks on each take read the card and the take this way several times.
+        return _ESCAPE_RE.sub("", value)
     value = _ESCAPE_RE.sub("", unicodedata.normalize("NFKC", value))
     return "".join(ch for ch in value if not _invisible(ch))
 
