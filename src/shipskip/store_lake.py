@@ -18,22 +18,19 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from datetime import datetime
 from pathlib import Path
 
 import duckdb
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random
 
 from . import backends, migrate
 from .backends import OWNER, Backend, again_on_conflict
 from .errors import ShipskipError, ToolBusy
+from .lake_leases import CATALOG_ALIAS, LeaseTables, sql_literal
 
 ALIAS = "lake"
-_PG = "shipskip_pg"
-_LEASES = "shipskip_tool_leases"
-_CHECKPOINTS = "shipskip_take_checkpoints"
 _CATALOG_POOL = 32
 _PASSWORD_RE = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
 
@@ -41,10 +38,6 @@ _PASSWORD_RE = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
 def scrub(text: str) -> str:
     """A catalog error may quote the connection string: never let its password through."""
     return _PASSWORD_RE.sub(r"\1***", text)
-
-
-def _literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def extension_file(dist: str) -> Path:
@@ -81,7 +74,7 @@ def _postgres_extension() -> Path:
     return link
 
 
-class Lake:
+class Lake(LeaseTables):
     """Where a DuckLake store lives: the catalog's libpq connection string and the data path."""
 
     def __init__(self, catalog: str, data_path: Path) -> None:
@@ -101,16 +94,16 @@ class Lake:
         try:
             for setting in ("autoinstall_known_extensions", "autoload_known_extensions"):
                 con.execute(f"SET {setting} = false")
-            con.execute(f"LOAD {_literal(str(extension_file('duckdb-extension-ducklake')))}")
-            con.execute(f"LOAD {_literal(str(_postgres_extension()))}")
+            con.execute(f"LOAD {sql_literal(str(extension_file('duckdb-extension-ducklake')))}")
+            con.execute(f"LOAD {sql_literal(str(_postgres_extension()))}")
             if not read_only:
                 self.data_path.mkdir(parents=True, exist_ok=True)
-            options = f"DATA_PATH {_literal(str(self.data_path.resolve()) + os.sep)}"
+            options = f"DATA_PATH {sql_literal(str(self.data_path.resolve()) + os.sep)}"
             if read_only:
                 options += ", READ_ONLY"
-            con.execute(f"ATTACH {_literal('ducklake:postgres:' + self.catalog)} AS {ALIAS} ({options})")
+            con.execute(f"ATTACH {sql_literal('ducklake:postgres:' + self.catalog)} AS {ALIAS} ({options})")
             if not read_only:
-                con.execute(f"ATTACH {_literal(self.catalog)} AS {_PG} (TYPE postgres)")
+                con.execute(f"ATTACH {sql_literal(self.catalog)} AS {CATALOG_ALIAS} (TYPE postgres)")
             con.execute(f"USE {ALIAS}")
         except duckdb.Error as exc:
             con.close()
@@ -126,11 +119,11 @@ class Lake:
         try:
             for setting in ("autoinstall_known_extensions", "autoload_known_extensions"):
                 con.execute(f"SET {setting} = false")
-            con.execute(f"LOAD {_literal(str(_postgres_extension()))}")
+            con.execute(f"LOAD {sql_literal(str(_postgres_extension()))}")
             # An ingest's threads checkpoint at once: past the pool's 4 connections each
             # statement opened a PostgreSQL connection of its own.
             con.execute(f"SET pg_pool_max_connections = {_CATALOG_POOL}")
-            con.execute(f"ATTACH {_literal(self.catalog)} AS {_PG} (TYPE postgres)")
+            con.execute(f"ATTACH {sql_literal(self.catalog)} AS {CATALOG_ALIAS} (TYPE postgres)")
         except duckdb.Error as exc:
             con.close()
             first = scrub(str(exc)).splitlines()[0]
@@ -191,7 +184,7 @@ class Lake:
         that are deleted. The store's history (old takes, reruns) is rows in its tables, not
         snapshots, so nothing a user sees is lost; only time travel past `keep_days` is.
         """
-        lake = _literal(ALIAS)
+        lake = sql_literal(ALIAS)
         older = f"now() - to_days(CAST({int(keep_days)} AS INTEGER))"
         flushed = con.execute(f"CALL ducklake_flush_inlined_data({lake})").fetchall()
         merged = con.execute(f"CALL ducklake_merge_adjacent_files({lake})").fetchall()
@@ -204,151 +197,6 @@ class Lake:
             "snapshots_expired": len(expired),
             "old_files_deleted": len(deleted),
         }
-
-    # -- leases ----------------------------------------------------------------------
-
-    def ensure_leases(self, con: duckdb.DuckDBPyConnection) -> None:
-        self._execute(
-            con,
-            f"CREATE TABLE IF NOT EXISTS {_LEASES} (slug text PRIMARY KEY, owner text NOT NULL,"
-            " heartbeat_at timestamp NOT NULL)",
-        )
-        self._execute(
-            con,
-            f"CREATE TABLE IF NOT EXISTS {_CHECKPOINTS} (run_id text NOT NULL, persona text NOT NULL,"
-            " slug text NOT NULL, payload text NOT NULL, created_at timestamp NOT NULL,"
-            " PRIMARY KEY (run_id, persona))",
-        )
-
-    # -- checkpoints -----------------------------------------------------------------
-    # A checkpoint in a lake table cost a DuckLake commit (a delete file, a data file and
-    # several catalog statements) and then a lease beat: 40 ms of the 68 a persona's take cost.
-    # Beside the leases it is one PostgreSQL statement, committed on its own as soon as it
-    # returns (so a SIGKILL after it loses nothing), that also renews the tools' leases.
-
-    def put_checkpoints(
-        self, con: duckdb.DuckDBPyConnection, rows: list[tuple[str, str, str, str]], owner: str
-    ) -> None:
-        latest = {
-            (run_id, persona): (run_id, slug, persona, payload) for run_id, slug, persona, payload in rows
-        }
-        values = ", ".join(
-            f"({_literal(r)}, {_literal(p)}, {_literal(s)}, {_literal(j)}, {_PG_NOW})"
-            for r, s, p, j in latest.values()
-        )
-        slugs = ", ".join(sorted({_literal(s) for _, s, _, _ in latest.values()}))
-        self._execute(
-            con,
-            f"WITH kept AS (INSERT INTO {_CHECKPOINTS} (run_id, persona, slug, payload, created_at)"
-            f" VALUES {values} ON CONFLICT (run_id, persona) DO UPDATE SET payload = excluded.payload,"
-            " created_at = excluded.created_at RETURNING 1)"
-            f" UPDATE {_LEASES} SET heartbeat_at = {_PG_NOW} WHERE slug IN ({slugs})"
-            f" AND owner = {_literal(owner)}",
-        )
-
-    def checkpoints(self, con: duckdb.DuckDBPyConnection, run_id: str) -> list[tuple[str, str]]:
-        rows = con.execute(
-            f"SELECT persona, payload FROM postgres_query('{_PG}', ?)",
-            [f"SELECT persona, payload FROM {_CHECKPOINTS} WHERE run_id = {_literal(run_id)}"],
-        ).fetchall()
-        return [(persona, payload) for persona, payload in rows]
-
-    def forget_checkpoints(
-        self, con: duckdb.DuckDBPyConnection, run_id: str, personas: list[str] | None
-    ) -> None:
-        if personas == []:
-            return
-        which = f" AND persona IN ({', '.join(map(_literal, personas))})" if personas else ""
-        self._execute(con, f"DELETE FROM {_CHECKPOINTS} WHERE run_id = {_literal(run_id)}{which}")
-
-    def finish(self, con: duckdb.DuckDBPyConnection, runs: list[tuple[str, str]], owner: str) -> None:
-        """Committed runs (run id, slug): forget their checkpoints and give up their leases, in
-        one statement for them all."""
-        ids = ", ".join(_literal(run_id) for run_id, _ in runs)
-        slugs = ", ".join(_literal(slug) for _, slug in runs)
-        self._execute(
-            con,
-            f"WITH gone AS (DELETE FROM {_CHECKPOINTS} WHERE run_id IN ({ids}) RETURNING 1)"
-            f" DELETE FROM {_LEASES} WHERE slug IN ({slugs}) AND owner = {_literal(owner)}",
-        )
-
-    def claim(
-        self, con: duckdb.DuckDBPyConnection, slug: str, owner: str, alive: Callable[[str, datetime], bool]
-    ) -> tuple[str, datetime] | None:
-        """Take the tool's lease for `owner`: None when it is ours now, else (holder, last seen)
-        of the live process that holds it. A holder that is gone is replaced in one statement
-        that only succeeds while the row still names it, so two takers cannot both win."""
-        self._execute(
-            con,
-            f"INSERT INTO {_LEASES} VALUES ({_literal(slug)}, {_literal(owner)}, {_PG_NOW})"
-            f" ON CONFLICT (slug) DO UPDATE SET heartbeat_at = {_PG_NOW}"
-            f" WHERE {_LEASES}.owner = {_literal(owner)}",
-        )
-        holder = self._holder(con, slug)
-        if holder is None or holder[0] == owner:
-            return None if holder else self.claim(con, slug, owner, alive)
-        if alive(*holder):
-            return holder
-        self._execute(
-            con,
-            f"UPDATE {_LEASES} SET owner = {_literal(owner)}, heartbeat_at = {_PG_NOW}"
-            f" WHERE slug = {_literal(slug)} AND owner = {_literal(holder[0])}",
-        )
-        after = self._holder(con, slug)
-        return None if after and after[0] == owner else after or (holder[0], holder[1])
-
-    def beat(self, con: duckdb.DuckDBPyConnection, slugs: list[str], owner: str) -> None:
-        """Renew the leases `owner` holds on these tools, in one statement."""
-        self._execute(
-            con,
-            f"UPDATE {_LEASES} SET heartbeat_at = {_PG_NOW}"
-            f" WHERE slug IN ({', '.join(map(_literal, slugs))}) AND owner = {_literal(owner)}",
-        )
-
-    def release(self, con: duckdb.DuckDBPyConnection, slug: str, owner: str) -> None:
-        self._execute(
-            con, f"DELETE FROM {_LEASES} WHERE slug = {_literal(slug)} AND owner = {_literal(owner)}"
-        )
-
-    def sweep(self, con: duckdb.DuckDBPyConnection, alive: Callable[[str, datetime], bool]) -> list[str]:
-        """Drop the leases of holders that are gone. A claim would take such a lease over, but
-        a process killed between committing a review and releasing its lease leaves one on a
-        tool that is reviewed now and so never claimed again. Each delete names the dead
-        holder, so a lease someone took over meanwhile stays."""
-        rows = con.execute(
-            f"SELECT slug, owner, heartbeat_at FROM postgres_query('{_PG}', ?)",
-            [f"SELECT slug, owner, heartbeat_at FROM {_LEASES}"],
-        ).fetchall()
-        gone = [(slug, owner) for slug, owner, beat in rows if not alive(owner, beat)]
-        for slug, owner in gone:
-            self.release(con, slug, owner)
-        return [slug for slug, _ in gone]
-
-    def _holder(self, con: duckdb.DuckDBPyConnection, slug: str) -> tuple[str, datetime] | None:
-        row = con.execute(
-            f"SELECT owner, heartbeat_at FROM postgres_query('{_PG}', ?)",
-            [f"SELECT owner, heartbeat_at FROM {_LEASES} WHERE slug = {_literal(slug)}"],
-        ).fetchone()
-        return (row[0], row[1]) if row else None
-
-    @staticmethod
-    def _execute(con: duckdb.DuckDBPyConnection, statement: str) -> None:
-        # One statement run by PostgreSQL itself, committed on its own: the lease's atomicity
-        # is PostgreSQL's, not a read-then-write through DuckDB. The extension runs it at
-        # REPEATABLE READ, where two processes writing the same lease row at once get "could
-        # not serialize access" for the loser: nothing was written, so it is simply run again.
-        for attempt in Retrying(
-            retry=retry_if_exception(lambda e: "could not serialize access" in str(e)),
-            wait=wait_random(0.01, 0.1),
-            stop=stop_after_attempt(50),
-            reraise=True,
-        ):
-            with attempt:
-                con.execute(f"CALL postgres_execute('{_PG}', ?)", [statement])
-
-
-# Lease times are UTC without a zone, as every time the store keeps.
-_PG_NOW = "(now() AT TIME ZONE 'UTC')"
 
 
 def _schema_of(
