@@ -7,7 +7,7 @@ rate, each vote for a random tool and choice. Printed: votes sent and their rate
 non-redirect answers, latency p50/p99, the votes stored against what the clients sent last for
 each (client, tool) (lost and duplicated), and whether the ingest committed all its reviews.
 
-Usage: .venv/bin/python bench/vote_bench.py [--rate 100] [--seconds 60] [--clients 50] [--ingest 30]
+Usage: .venv/bin/python bench/vote_bench.py [--rate 100] [--seconds 60] [--clients 50] [--ingest 200]
 Targets (issue 29): 100 votes/s for 60 s from 50 clients; 0 lost, 0 duplicated, 0 5xx; p99 under
 500 ms; the ingest's reviews all committed.
 """
@@ -57,7 +57,12 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=100.0, help="votes per second, all clients together")
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--clients", type=int, default=50)
-    ap.add_argument("--ingest", type=int, default=30, help="new tools the concurrent ingest reviews")
+    ap.add_argument(
+        "--ingest",
+        type=int,
+        default=200,
+        help="new tools the concurrent ingest reviews (enough to outlast the window)",
+    )
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="shipskip-vote-bench-"))
@@ -89,6 +94,7 @@ def main() -> None:
             clients.append((c, re.search(r'name="csrf" value="([^"]+)"', page).group(1)))
         sent: dict[tuple[int, str], str] = {}
         latencies: list[float] = []
+        during: list[float] = []  # the votes sent while the ingest process was running
         codes: dict[int, int] = {}
         guard = threading.Lock()
         per_client = args.rate / args.clients
@@ -102,25 +108,39 @@ def main() -> None:
                 time.sleep(max(0.0, next_at - time.monotonic()))
                 slug, choice = rng.choice(slugs), rng.choice(["ship", "skip"])
                 t = time.perf_counter()
+                ingesting = ingest.returncode is None  # set by the watcher below once it exits
                 res = c.post(f"/vote/{slug}", data={"csrf": token, "choice": choice}, follow_redirects=False)
                 took = time.perf_counter() - t
                 with guard:
                     latencies.append(took)
+                    if ingesting and ingest.returncode is None:
+                        during.append(took)
                     codes[res.status_code] = codes.get(res.status_code, 0) + 1
                     if res.status_code == 303:
                         sent[(i, slug)] = choice
                 next_at += 1 / per_client
 
+        # Its output goes to files, not pipes: a pipe nobody reads while the votes run would fill
+        # and stall a long ingest.
+        ingest_out, ingest_err = open(work / "ingest.out", "w+"), open(work / "ingest.err", "w+")  # noqa: SIM115
         ingest = subprocess.Popen([sys.executable, "-m", "shipskip", "ingest", str(work / "inbox")], env=ingest_env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                                  stdout=ingest_out, stderr=ingest_err, text=True)  # fmt: skip
         started = time.monotonic()
+        ingest_s: list[float] = []
+
+        def watch() -> None:
+            ingest.wait()
+            ingest_s.append(time.monotonic() - started)
+
+        threading.Thread(target=watch, daemon=True).start()
         threads = [threading.Thread(target=run, args=(i,)) for i in range(args.clients)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         wall = time.monotonic() - started
-        out, errs = ingest.communicate(timeout=1800)
+        ingest.wait(timeout=1800)
+        out, errs = (f.seek(0) or f.read() for f in (ingest_out, ingest_err))
     finally:
         web.terminate()
         web.wait(timeout=30)
@@ -145,6 +165,12 @@ def main() -> None:
     print(f"votes sent: {n:,} in {wall:.1f} s ({n / wall:.1f}/s) from {args.clients} clients")
     print(f"answers: {dict(sorted(codes.items()))}; 5xx: {sum(v for k, v in codes.items() if k >= 500)}")
     print(f"latency: p50 {p(0.5):.0f} ms, p99 {p(0.99):.0f} ms, max {latencies[-1] * 1000:.0f} ms")
+    during.sort()
+    if during:
+        q = lambda f: during[min(len(during) - 1, int(f * len(during)))] * 1000  # noqa: E731
+        print(f"  while the ingest ran ({len(during):,} votes): p50 {q(0.5):.0f} ms, p99 {q(0.99):.0f} ms")
+    ran = f"{ingest_s[0]:.1f} s" if ingest_s else "past the window"
+    print(f"  the ingest ran {ran} of the {wall:.1f} s window (its start-up included)")
     print(f"(client, tool) pairs voted: {len(sent):,}; stored votes: {len(rows):,}; lost: {lost}; "
           f"duplicated: {duplicated}; not sent: {extra}; last choice differs: {wrong}")  # fmt: skip
     print(
