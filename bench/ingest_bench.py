@@ -62,7 +62,9 @@ def ingest(
     env = {
         **os.environ, "SHIPSKIP_BASE_URL": url, "SHIPSKIP_MODEL": "fake-model", "SHIPSKIP_SCORING": scoring,
         "SHIPSKIP_DB_PATH": str(run / "bench.duckdb"), "SHIPSKIP_LLM_CONCURRENCY": str(concurrency),
-        "SHIPSKIP_MAX_NEW_PER_RUN": str(max(n, 1)), **store_env,
+        "SHIPSKIP_MAX_NEW_PER_RUN": str(max(n, 1)),
+        # The fake model's label-free calibration is measured once and kept: here, not in data/.
+        "SHIPSKIP_CALIBRATIONS_DIR": str(run / "calibrations"), **store_env,
     }  # fmt: skip
     env.pop("PREFECT_API_URL", None)
     try:

@@ -127,6 +127,7 @@ def main() -> None:
             **os.environ, "SHIPSKIP_BASE_URL": url, "SHIPSKIP_DB_PATH": str(db), "SHIPSKIP_MODEL": "fake-model",
             "OPENAI_API_KEY": key, "SHIPSKIP_OUT_DIR": str(work / "out"), "SHIPSKIP_MAX_RETRY_WAIT_S": "1",
             "SHIPSKIP_TIMEOUT_S": "10", "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+            "SHIPSKIP_CALIBRATIONS_DIR": str(work / "calibrations"),  # not the checkout's data/
         }  # fmt: skip
         started = time.monotonic()
         soak = Soak(work, env)

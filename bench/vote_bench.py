@@ -79,7 +79,8 @@ def main() -> None:
     fake, url = start_fake_process(0.05, work / "requests.jsonl")
     write_cards(work / "inbox", args.ingest)
     ingest_env = {**env, "SHIPSKIP_BASE_URL": url, "SHIPSKIP_MODEL": "fake-model", "SHIPSKIP_SCORING": "holistic",
-                  "SHIPSKIP_LLM_CONCURRENCY": "8"}  # fmt: skip
+                  "SHIPSKIP_LLM_CONCURRENCY": "8",
+                  "SHIPSKIP_CALIBRATIONS_DIR": str(work / "calibrations")}  # fmt: skip
     try:
         for _ in range(200):
             try:
