@@ -13,7 +13,9 @@ API included). Printed:
 
 Usage: .venv/bin/python bench/ingest_bench.py [--tools 200] [--latency 0.2] [--concurrency 16]
                                               [--scoring holistic|checklist] [--lake] [--busy-only]
-Targets (issue 13): >= 90% of capacity while busy; <= 0.25 s overhead per tool.
+                                              [--workers 3]
+Targets (issue 13): >= 90% of capacity while busy; <= 0.25 s overhead per tool. Issue 31: the
+same on a lake; --workers 3 on a lake, together at least 2.7x one worker, no tool reviewed twice.
 With --lake every ingest writes a fresh DuckLake on a PostgreSQL catalog this bench starts.
 """
 
@@ -95,6 +97,11 @@ def main() -> None:
     ap.add_argument("--scoring", choices=["holistic", "checklist"], default="holistic")
     ap.add_argument("--lake", action="store_true", help="a DuckLake on a PostgreSQL catalog, not the file")
     ap.add_argument("--busy-only", action="store_true", help="only the requests/s, not the zero-latency runs")
+    ap.add_argument(
+        "--workers", type=int, default=1,
+        help="with --lake: after the one-worker run, this many ingests of one feed on one lake at once,"
+        " each with its own provider",
+    )  # fmt: skip
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="shipskip-ingest-bench-"))
     postgres = None
@@ -139,6 +146,8 @@ def run(args: argparse.Namespace, work: Path, store_env: Callable[[str], dict[st
     print(
         f"  CPU of the ingest and its Prefect API {cpu[0]:.1f} s, {cpu[0] / args.tools:.3f} s a tool (start included)"
     )
+    if args.lake and args.workers > 1:
+        workers(args, work, store_env("workers"), rate)
     if args.busy_only:
         return
     wall_n, _ = ingest(args.tools, 0.0, args.concurrency, args.scoring, work, store_env("many"), cpu=cpu)
@@ -149,6 +158,49 @@ def run(args: argparse.Namespace, work: Path, store_env: Callable[[str], dict[st
     print(f"  overhead per tool {overhead:.3f} s, per take {overhead / 5 * 1000:.0f} ms")
     if args.tools > 1:
         print(f"  CPU per tool beyond the first {(cpu[1] - cpu[2]) / (args.tools - 1):.3f} s")
+
+
+def workers(args: argparse.Namespace, work: Path, store: dict[str, str], one: float) -> None:
+    """Several `shipskip ingest` processes on one feed and one lake at once, each against its
+    own fake provider (as machines with their own keys would be): their requests/s together
+    against one worker's, and whether any tool was reviewed twice (each tool's requests are
+    named by its slug in the prompt, so a second review shows as a second set)."""
+    run = work / "workers"
+    write_cards(run / "inbox", args.tools)
+    procs, servers, logs = [], [], []
+    load = os.getloadavg()[0]
+    try:
+        for k in range(args.workers):
+            log = run / f"requests-{k}.jsonl"
+            server, url = start_fake_process(args.latency, log)
+            servers.append(server)
+            logs.append(log)
+            env = {
+                **os.environ, "SHIPSKIP_BASE_URL": url, "SHIPSKIP_MODEL": "fake-model",
+                "SHIPSKIP_SCORING": args.scoring, "SHIPSKIP_LLM_CONCURRENCY": str(args.concurrency),
+                "SHIPSKIP_MAX_NEW_PER_RUN": str(args.tools), "SHIPSKIP_DB_PATH": str(run / f"unused-{k}.duckdb"),
+                "SHIPSKIP_CALIBRATIONS_DIR": str(run / f"calibrations-{k}"), **store,
+            }  # fmt: skip
+            env.pop("PREFECT_API_URL", None)
+            procs.append(
+                subprocess.Popen([sys.executable, "-m", "shipskip", "ingest", str(run / "inbox")], env=env,
+                                 stdout=subprocess.DEVNULL, stderr=open(run / f"ingest-{k}.err", "w"))  # noqa: SIM115
+            )  # fmt: skip
+        codes = [p.wait(timeout=3600) for p in procs]
+    finally:
+        for server in servers:
+            server.kill()
+            server.wait()
+    reqs = [r for log in logs for r in logged_requests(log)]
+    times = sorted(r["t"] for r in reqs)
+    busy = times[-1] - times[0] if len(times) > 1 else float("nan")
+    rate = (len(times) - 1) / busy if busy else float("nan")
+    per_tool = len(reqs) / args.tools
+    print(f"{args.workers} workers on one lake, one feed of {args.tools} tools, each its own provider:")
+    print(f"  exit codes {codes}; {len(reqs)} requests ({per_tool:.2f} a tool: 5 holistic or 50 checklist"
+          f" when each tool is reviewed once), busy {busy:.1f} s")  # fmt: skip
+    print(f"  requests/s while busy {rate:.1f}, {rate / one:.2f}x one worker's {one:.1f}")
+    print(f"  load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")
 
 
 if __name__ == "__main__":
