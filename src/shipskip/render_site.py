@@ -38,7 +38,9 @@ def category_page(
     )  # fmt: skip
 
 
-def categories_page(categories: list[tuple[str, int]], generated: date, site_url: str | None) -> str:
+def categories_page(categories: list[str], generated: date, site_url: str | None) -> str:
+    """Every category, by name only: its count is on its own page, so a review that adds a tool
+    to a category rewrites that page and leaves this one as it was."""
     return render_template(
         "categories.html.j2", categories=categories, generated=generated, title="Categories", demo=False,
         description="Every category the shipskip panel has reviewed",
@@ -46,7 +48,8 @@ def categories_page(categories: list[tuple[str, int]], generated: date, site_url
     )  # fmt: skip
 
 
-def digest_index_page(weeks: list[tuple[str, int]], generated: date, site_url: str | None) -> str:
+def digest_index_page(weeks: list[str], generated: date, site_url: str | None) -> str:
+    """Every week, newest first, by name only (its count is on its own page, as above)."""
     return render_template(
         "digest_index.html.j2", weeks=weeks, generated=generated, title="Weekly digests", demo=False,
         description="Every week of the shipskip panel's verdicts", **_site_ctx(site_url, "digest/index.html"),

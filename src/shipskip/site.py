@@ -213,7 +213,7 @@ def plan(
                 _twin(path),
             )
         )
-    archive = sorted(((w, len(s)) for w, s in weeks.items()), reverse=True)
+    archive = sorted(weeks, reverse=True)
     pages.append(
         Page(
             "digest/index.html",
@@ -239,7 +239,7 @@ def plan(
                 1,
             )
         )
-    listing = sorted(((c, len(ts)) for c, ts in categories.items()), key=lambda x: x[0].casefold())
+    listing = sorted(categories, key=str.casefold)
     pages.append(
         Page(
             "categories/index.html",
