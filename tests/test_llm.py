@@ -333,6 +333,69 @@ def test_no_call_starts_while_the_provider_says_none_are_left():
     assert time.monotonic() - started >= 0.25
 
 
+def test_a_window_is_counted_from_the_calls_sending_not_its_answer():
+    """A provider dates its reset when the call arrives; the answer comes a latency later. The
+    window turns at the sending plus the reset (and a margin of a few ms), not the answer plus it:
+    counting from the answer held every window a latency too long."""
+    import threading
+
+    from shipskip.rates import RateGovernor
+
+    gov, stop = RateGovernor(8), threading.Event()
+    ticket = gov.acquire(stop)
+    time.sleep(0.2)  # the provider's latency: it dated the headers below as the call arrived
+    spent = {"x-ratelimit-limit-requests": "1", "x-ratelimit-remaining-requests": "0"}
+    gov.release(ticket, ok=True, headers={**spent, "x-ratelimit-reset-requests": "5s"})
+    assert gov._ready(ticket.at + 4.9) > 0  # the window is spent: nothing starts before it turns
+    assert gov._ready(ticket.at + 5.1) == 0  # counted from the answer, this would wait 0.1 s more
+
+    # A slow answer from a window already over says nothing about the one now.
+    gov = RateGovernor(8)
+    old, new = gov.acquire(stop), gov.acquire(stop)
+    gov.release(new, ok=True, headers={"x-ratelimit-limit-requests": "50", "x-ratelimit-remaining-requests": "40",
+                                       "x-ratelimit-reset-requests": "5s"})  # fmt: skip
+    gov.release(old, ok=True, headers={**spent, "x-ratelimit-reset-requests": "100ms"})
+    assert gov._ready(time.monotonic()) == 0
+
+
+def test_calls_that_reach_the_provider_out_of_order_leave_the_whole_window_usable():
+    """Sixteen calls sent at once reach a provider allowing 50 a window in some order; each
+    answer's remaining count is dated at its arrival. The governor lets exactly the 34 calls left
+    start, not fewer (taking "every call sent after this one" as uncounted counted some twice and
+    cut a fifth off each window) and not more (a 429)."""
+    import random
+    import threading
+
+    from shipskip.rates import RateGovernor
+
+    gov, stop = RateGovernor(16), threading.Event()
+    burst = [gov.acquire(stop) for _ in range(16)]
+    arrival = list(range(16))
+    random.Random(3).shuffle(arrival)
+    for ticket, rank in zip(burst, arrival, strict=True):
+        # The first answer opens the window; its reset is counted from its sending.
+        reset = 5.0 - (time.monotonic() - burst[0].at) if rank == arrival[0] else 5.0
+        headers = {"x-ratelimit-limit-requests": "50", "x-ratelimit-remaining-requests": str(50 - rank - 1),
+                   "x-ratelimit-reset-requests": f"{reset:.3f}"}  # fmt: skip
+        gov.release(ticket, ok=True, headers=headers)
+    started = 0
+    while gov._ready(time.monotonic()) == 0 and started < 100:
+        gov.release(gov.acquire(stop), ok=True)
+        started += 1
+    assert started == 34
+    # Without the limit header the governor keeps to the stricter reading.
+    gov, stop = RateGovernor(16), threading.Event()
+    burst = [gov.acquire(stop) for _ in range(16)]
+    for ticket, rank in zip(burst, arrival, strict=True):
+        gov.release(ticket, ok=True, headers={"x-ratelimit-remaining-requests": str(50 - rank - 1),
+                                              "x-ratelimit-reset-requests": "5"})  # fmt: skip
+    started = 0
+    while gov._ready(time.monotonic()) == 0 and started < 100:
+        gov.release(gov.acquire(stop), ok=True)
+        started += 1
+    assert started <= 34
+
+
 @pytest.mark.slow
 def test_clients_sharing_a_governor_stay_under_a_providers_rate_limit(server):
     from concurrent.futures import ThreadPoolExecutor

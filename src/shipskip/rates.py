@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,13 +96,22 @@ def _header_int(headers: Any, name: str) -> int | None:
         return None
 
 
+# Answers whose windows end this close together are one window.
+_SAME_WINDOW_S = 0.05
+# How long after the estimated end of a window calls start again: covers a request's way from
+# the governor to the provider (building it, the GIL, the socket), a few ms on a busy machine.
+# Too short and the calls held for the new window reach the old one: a burst of 429s and a cut.
+_WINDOW_MARGIN_S = 0.02
+
+
 @dataclass(frozen=True)
 class Ticket:
-    """One call let through the governor: its place in the order calls were sent, and the
-    congestion epoch it was sent in."""
+    """One call let through the governor: its place in the order calls were sent, the
+    congestion epoch it was sent in, and when it was let through (monotonic)."""
 
     seq: int
     epoch: int
+    at: float = 0.0
 
 
 class RateGovernor:
@@ -114,8 +124,14 @@ class RateGovernor:
     - A 429's `Retry-After` (or `retry-after-ms`) holds every call of the process, not only the
       one that got it.
     - `x-ratelimit-remaining-requests` with `-reset-requests` is read as what the provider still
-      allows in its window, less the calls sent after the answered one (the provider had not
-      counted those yet); at 0 no call starts until the window resets.
+      allows in its window, less the calls the provider had not counted yet; at 0 no call starts
+      until the window resets. Without `x-ratelimit-limit-requests` every call sent after the
+      answered one counts as not counted (strict: calls reach the provider in any order); with
+      it, a later call whose answer showed more remaining reached it first, and the limit less
+      the calls this process sent in the window bounds what is left too. The reset is
+      counted from when the call was sent, not answered: a provider counts a request as it
+      arrives and dates its headers then, so counting from the answer held every window a
+      call's latency too long (a fifth of each second at 200 ms).
       `x-ratelimit-remaining-tokens` with `-reset-tokens` holds calls the same way once fewer
       tokens are left than the calls sent since would likely use (the mean call so far).
     """
@@ -131,6 +147,11 @@ class RateGovernor:
         self._not_before = 0.0  # monotonic time before which no call starts
         self._allowance: int | None = None  # calls the provider still allows in its window
         self._window_ends = 0.0
+        self._sent_ends = 0.0  # the latest `sent + reset` of the window's answers
+        # Calls sent in the provider's window as far as known, and after its estimated end.
+        self._window_sent, self._next_sent = 0, 0
+        # (place sent, remaining count) of the window's latest answers
+        self._window_answers: deque[tuple[int, int]] = deque(maxlen=256)
         self._tokens, self._calls_with_tokens = 0, 0
         # What happened, for benchmarks and tests.
         self.throttled = self.answered = self.cuts = self.held = 0
@@ -161,8 +182,15 @@ class RateGovernor:
                 waited = True
                 self._cond.wait(min(pause, 0.5))
             self.in_flight += 1
-            ticket = Ticket(self._sent, self._epoch)
+            now = time.monotonic()
+            ticket = Ticket(self._sent, self._epoch, now)
             self._sent += 1
+            # Counted against the next window from the window's early estimated end (a call sent
+            # just before the true end counted twice rather than not at all).
+            if now < self._sent_ends:
+                self._window_sent += 1
+            else:
+                self._next_sent += 1
             if self._allowance is not None:
                 self._allowance -= 1
             return ticket
@@ -174,7 +202,7 @@ class RateGovernor:
         """After a call: `ok` an answer, `congested` a 429 or 5xx (or neither: a 4xx, no answer)."""
         now = time.monotonic()
         with self._cond:
-            rules = (self.limit, self._not_before, self._allowance)
+            limit, blocked = self.limit, self._blocked(now)
             self.in_flight -= 1
             if congested:
                 self.throttled += 1
@@ -192,14 +220,22 @@ class RateGovernor:
             if tokens:
                 self._tokens, self._calls_with_tokens = self._tokens + tokens, self._calls_with_tokens + 1
             self._read_headers(ticket, headers, now)
-            if congested or rules == (self.limit, self._not_before, self._allowance):
-                # A slot was freed and nothing else let more calls start (a cut or a hold lets
-                # fewer): wake one waiter per free slot, longest waiting first, rather than every
-                # persona waiting (dozens in an ingest), each taking the lock and the GIL only to
-                # wait again. A waiter also looks again on its own within 0.5 s.
-                self._cond.notify(max(1, self.limit - self.in_flight))
-            else:
+            if self.limit > limit or (blocked and not self._blocked(now)):
                 self._cond.notify_all()  # a raised limit or a new window: every waiter looks
+            else:
+                # A slot was freed and nothing else let more calls start (a cut, a hold or an
+                # allowance that shrank lets fewer): wake one waiter per free slot, longest
+                # waiting first, rather than every persona waiting (dozens in an ingest), each
+                # taking the lock and the GIL only to wait again. The allowance changes with
+                # every answer that carries headers, so waking all on any change woke them all
+                # on every answer. A waiter also looks again on its own within 0.5 s.
+                self._cond.notify(max(1, self.limit - self.in_flight))
+
+    def _blocked(self, now: float) -> bool:
+        """Whether the provider's limits (not our own concurrency) hold every call now."""
+        return now < self._not_before or (
+            self._allowance is not None and self._allowance <= 0 and now < self._window_ends
+        )
 
     def _read_headers(self, ticket: Ticket, headers: Any, now: float) -> None:
         if headers is None:
@@ -208,11 +244,40 @@ class RateGovernor:
         remaining = _header_int(headers, "x-ratelimit-remaining-requests")
         reset = header_seconds(headers.get("x-ratelimit-reset-requests"))
         if remaining is not None and reset is not None:
-            allowance, ends = remaining - later, now + reset
-            if self._allowance is None or ends > self._window_ends + 0.05:
-                self._allowance, self._window_ends = allowance, ends  # a newer window
+            # The provider dated the reset when the call arrived: between its sending and its
+            # answer. From the sending is the early end of that span; the latest of the
+            # window's answers is the nearest to the truth (the one that reached it fastest),
+            # and a small margin covers the rest of the way to the provider.
+            sent_ends = ticket.at + reset
+            if sent_ends > self._sent_ends + _SAME_WINDOW_S:  # a newer window
+                self._sent_ends, self._allowance = sent_ends, None
+                self._window_sent, self._next_sent = self._next_sent, 0
+                self._window_answers.clear()
+            elif sent_ends < self._sent_ends - _SAME_WINDOW_S:
+                return self._read_token_headers(headers, later, now)  # an answer from a window over
             else:
-                self._allowance = min(self._allowance, allowance)
+                self._sent_ends = max(self._sent_ends, sent_ends)
+            self._window_ends = self._sent_ends + _WINDOW_MARGIN_S
+            limit = _header_int(headers, "x-ratelimit-limit-requests")
+            if limit is None:
+                # Strict: every call sent after this one counts as not yet counted.
+                allowance = remaining - later
+                self._allowance = allowance if self._allowance is None else min(self._allowance, allowance)
+            else:
+                # Calls sent side by side reach the provider in any order, so "sent after this
+                # one" can count calls it had counted already: at a window's start, when a
+                # concurrency's worth go at once, the lowest of those readings cut a fifth off
+                # the window. A later call already answered with more remaining than this one
+                # reached the provider first, so it is not subtracted, and each answer's reading
+                # replaces the last. Calls sent before this one but counted after it are what
+                # the limit less the calls this process sent in the window catches.
+                answers = self._window_answers
+                counted = sum(1 for seq, left in answers if seq > ticket.seq and left > remaining)
+                self._allowance = min(remaining - (later - counted), limit - self._window_sent)
+                self._window_answers.append((ticket.seq, remaining))
+        self._read_token_headers(headers, later, now)
+
+    def _read_token_headers(self, headers: Any, later: int, now: float) -> None:
         tokens_left = _header_int(headers, "x-ratelimit-remaining-tokens")
         tokens_reset = header_seconds(headers.get("x-ratelimit-reset-tokens"))
         if tokens_left is not None and tokens_reset is not None and self._calls_with_tokens:
