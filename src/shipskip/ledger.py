@@ -392,9 +392,9 @@ def tool_row(card: ToolCard, now: datetime) -> dict[str, Any]:
 
 
 def upsert_tool(con: duckdb.DuckDBPyConnection, card: ToolCard, now: datetime) -> None:
-    h = card.content_hash()
     # MERGE and NOT EXISTS rather than ON CONFLICT: a lake has no keys to conflict on.
     row = tool_row(card, now)
+    h = row["content_hash"]
     fields = ", ".join(f"CAST(? AS {TOOL_TYPES.get(c, 'VARCHAR')}) AS {c}" for c in row)
     con.execute(
         f"MERGE INTO tools USING (SELECT {fields}) AS new ON tools.slug = new.slug"

@@ -339,11 +339,12 @@ def open_panel(
             )
             stack.callback(client.close)
             clients[name] = client
-        # Wide enough for every persona of every tool an ingest keeps in flight (twice what fills
-        # the calls, `usecases.tools_in_flight`: at most 2 * (concurrency + personas - 1)), so
-        # the slots, not the threads, bound how many are asked; at concurrency + personas, 21 of
-        # an ingest's 40 personas ran and the rest queued behind them. Threads start only as
-        # personas are submitted, so a smaller job starts no more than it needs.
+        # Wide enough for every persona of every tool a file's ingest keeps in flight (twice what
+        # fills the calls, `usecases.tools_in_flight`: at most 2 * (concurrency + personas - 1)),
+        # so the slots, not the threads, bound how many are asked; at concurrency + personas, 21
+        # of an ingest's 40 personas ran and the rest queued behind them. A lake keeps more tools
+        # in flight, so that its groups fill; their personas beyond the pool wait for a thread,
+        # still more than twice the slots. Threads start only as personas are submitted.
         pool = stack.enter_context(
             ThreadPoolExecutor(
                 max_workers=2 * (settings.llm_concurrency + len(names)), thread_name_prefix="seat"

@@ -42,7 +42,7 @@ from .render_site import (
     sitemap_xml,
 )
 from .settings import Settings
-from .site_files import Page, cpus, drop_twins, files_in, render_and_write
+from .site_files import Page, cpus, files_in, remove_files, render_and_write
 from .site_panels import digest, listing_summary, load_panels, nearest, ship_order, text_digest
 from .store import Store
 
@@ -312,14 +312,10 @@ def build(store: Store, settings: Settings, today: date | None = None) -> SiteRe
             written[page.path] = page.digest
         report.written += render_and_write(out_dir, todo, processes)
         if not settings.site_markdown:
-            report.removed += drop_twins(out_dir, [p.twin for p in todo if p.twin in present])
+            report.removed += remove_files(out_dir, [p.twin for p in todo if p.twin in present])
     current = {p.path for p in pages}
     removed = [path for path in before if path not in current]
     for path in removed:  # after the index and categories stopped linking to them
-        for rel in (path, path.removesuffix(".html") + ".md") if path.endswith(".html") else (path,):
-            target = out_dir / rel
-            if target.is_file() and not target.is_symlink():
-                target.unlink()
-                report.removed.append(rel)
+        report.removed += remove_files(out_dir, [path, _twin(path)] if path.endswith(".html") else [path])
     store.record_pages(key, written, removed)
     return report

@@ -38,11 +38,12 @@ def cpus() -> int:
     return os.cpu_count() or 1
 
 
-def drop_twins(out_dir: Path, twins: list[str]) -> list[str]:
-    """The Markdown twins an earlier build wrote beside pages now written without them: those
-    removed."""
+def remove_files(out_dir: Path, rels: list[str]) -> list[str]:
+    """Remove these files under `out_dir` (a link is left alone, never followed): those removed.
+    A build removes the pages of tools no longer stored, and the Markdown twins an earlier build
+    wrote beside pages now written without them."""
     removed = []
-    for rel in twins:
+    for rel in rels:
         target = out_dir / rel
         if target.is_file() and not target.is_symlink():
             target.unlink()

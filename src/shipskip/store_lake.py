@@ -18,7 +18,7 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -90,10 +90,8 @@ class Lake(LeaseTables):
     def open(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
         """A connection with the lake attached and in use (and, for a writer, the catalog
         database attached too, for the leases)."""
-        con = duckdb.connect()
-        try:
-            for setting in ("autoinstall_known_extensions", "autoload_known_extensions"):
-                con.execute(f"SET {setting} = false")
+
+        def attach(con: duckdb.DuckDBPyConnection) -> None:
             con.execute(f"LOAD {sql_literal(str(extension_file('duckdb-extension-ducklake')))}")
             con.execute(f"LOAD {sql_literal(str(_postgres_extension()))}")
             if not read_only:
@@ -105,29 +103,37 @@ class Lake(LeaseTables):
             if not read_only:
                 con.execute(f"ATTACH {sql_literal(self.catalog)} AS {CATALOG_ALIAS} (TYPE postgres)")
             con.execute(f"USE {ALIAS}")
-        except duckdb.Error as exc:
-            con.close()
-            first = scrub(str(exc)).splitlines()[0]
-            raise ShipskipError(f"{self.describe()}: cannot open: {first}") from None
-        return con
+
+        return self._connection(attach, "cannot open")
 
     def open_catalog(self) -> duckdb.DuckDBPyConnection:
         """A connection to the catalog's PostgreSQL database alone, for the leases and the
         checkpoints beside them: a database of its own, so its statements need not wait for
         the lake's transactions (one at a time in a process) to finish."""
-        con = duckdb.connect()
-        try:
-            for setting in ("autoinstall_known_extensions", "autoload_known_extensions"):
-                con.execute(f"SET {setting} = false")
+
+        def attach(con: duckdb.DuckDBPyConnection) -> None:
             con.execute(f"LOAD {sql_literal(str(_postgres_extension()))}")
             # An ingest's threads checkpoint at once: past the pool's 4 connections each
             # statement opened a PostgreSQL connection of its own.
             con.execute(f"SET pg_pool_max_connections = {_CATALOG_POOL}")
             con.execute(f"ATTACH {sql_literal(self.catalog)} AS {CATALOG_ALIAS} (TYPE postgres)")
+
+        return self._connection(attach, "cannot open the catalog")
+
+    def _connection(
+        self, attach: Callable[[duckdb.DuckDBPyConnection], None], failure: str
+    ) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB that loads only the registry's extension files (never one fetched
+        at run time), set up by `attach`; a failure is one line with the password scrubbed."""
+        con = duckdb.connect()
+        try:
+            for setting in ("autoinstall_known_extensions", "autoload_known_extensions"):
+                con.execute(f"SET {setting} = false")
+            attach(con)
         except duckdb.Error as exc:
             con.close()
             first = scrub(str(exc)).splitlines()[0]
-            raise ShipskipError(f"{self.describe()}: cannot open the catalog: {first}") from None
+            raise ShipskipError(f"{self.describe()}: {failure}: {first}") from None
         return con
 
     # -- schema ----------------------------------------------------------------------

@@ -127,17 +127,20 @@ class IngestReport:
         return dict(self.__dict__)
 
 
+# Tools in flight on a lake, per tool it takes to fill the calls (the file keeps 2): groups of
+# 10-30 tools gave 44 requests/s in process against 28 with 4 (bench/ingest_bench.py --lake).
+LAKE_FACTOR = 8
+
+
 def tools_in_flight(settings: Settings, panel_size: int, lake: bool = False) -> int:
     """Tools reviewed at once: twice as many as it takes for their personas to fill the
     calls-in-flight setting (SHIPSKIP_LLM_CONCURRENCY), which the panel' clients enforce call
     by call. With only enough, the slots of a tool whose last persona is still out, or that is
     being stored, stood empty: 57 against 66 requests/s (bench/ingest_bench.py). On a lake,
     where runs start and commit in groups that each cost about the same whatever their size,
-    LAKE_FACTOR times that: more tools wait in each group, so fewer groups a tool."""
+    LAKE_FACTOR times what fills them rather than twice: more tools wait in each group, so
+    fewer groups a tool."""
     return (LAKE_FACTOR if lake else 2) * max(1, -(-settings.llm_concurrency // max(1, panel_size)))
-
-
-LAKE_FACTOR = 8
 
 
 def ingest(
